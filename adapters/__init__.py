@@ -1,0 +1,1 @@
+"""Thin layers mapping orchestration frameworks (Fabric, invoke, Salt) onto transport."""

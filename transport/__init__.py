@@ -1,0 +1,32 @@
+"""transport: a fast remote-execution transport for Python orchestration tools.
+
+    import os, transport
+    with transport.Router() as router:
+        ctx = router.local()
+        ctx.call(os.getpid)
+"""
+
+from transport.context import CallFuture, Context
+from transport.controller import Router
+from transport.errors import (
+    AuthError,
+    ConnectError,
+    Disconnected,
+    ProtocolError,
+    RemoteError,
+    Timeout,
+    TransportError,
+)
+
+__all__ = [
+    "AuthError",
+    "CallFuture",
+    "ConnectError",
+    "Context",
+    "Disconnected",
+    "ProtocolError",
+    "RemoteError",
+    "Router",
+    "Timeout",
+    "TransportError",
+]

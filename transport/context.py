@@ -1,0 +1,119 @@
+"""Context: the caller's handle on one booted interpreter.
+
+A call is one CALL_FUNCTION message written straight to the stream by the
+calling thread, and one reply that the broker thread decodes and hands to
+the waiting future: a single thread hand-off per call.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from typing import TYPE_CHECKING, Any, Callable
+
+from transport.core import codec
+from transport.core.framing import Message
+from transport.core.handles import CALL_FUNCTION, CONTROLLER_ID, SHUTDOWN
+from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout
+from transport.functions import function_reference
+
+if TYPE_CHECKING:
+    from transport.controller import Router
+
+
+class CallFuture(concurrent.futures.Future):
+    """A concurrent.futures.Future whose result() raises transport.Timeout on timeout."""
+
+    def result(self, timeout: float | None = None) -> Any:
+        try:
+            return super().result(timeout)
+        except concurrent.futures.TimeoutError as e:
+            if isinstance(e, Timeout):
+                raise
+            raise Timeout(f"no reply within {timeout}s") from None
+
+
+class Context:
+    """One interpreter reached by the Router: call functions in it, shut it down."""
+
+    def __init__(self, router: Router, context_id: int, name: str, host: str,
+                 info: dict[str, Any], via: Context | None = None) -> None:
+        self.router = router
+        self.context_id = context_id
+        self.name = name
+        self.host = host
+        self.via = via
+        self.pid: int = info.get("pid", 0)
+        self.python: str = info.get("python", "")
+        self.python_version: str = info.get("version", "")
+        self.disconnect_reason: str | None = None
+        self._gone = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"<Context {self.name!r} id={self.context_id} python={self.python_version}>"
+
+    @property
+    def alive(self) -> bool:
+        return not self._gone.is_set()
+
+    # -- calls ---------------------------------------------------------------
+
+    def call_async(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> CallFuture:
+        """Start fn(*args, **kwargs) in the context; return a future for its value.
+
+        fn must be importable by name (a module-level function, classmethod or
+        builtin); arguments and the return value must be plain data (None,
+        bool, int, float, str, bytes, list, tuple, dict, set).
+        """
+        module, qualname = function_reference(fn)
+        try:
+            data = codec.encode((module, qualname, args, kwargs))
+        except codec.CodecError as e:
+            raise TypeError(f"cannot send the arguments of {module}.{qualname}: {e}") from None
+        future = CallFuture()
+        if not self.alive:
+            future.set_exception(Disconnected(self.name, self.disconnect_reason or "shut down"))
+            return future
+        core = self.router._core
+        handle = core.add_reply_handler(lambda msg: self._on_reply(future, msg), self.context_id)
+        core.send(Message(self.context_id, CONTROLLER_ID, CALL_FUNCTION, data, reply_to=handle))
+        return future
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run fn(*args, **kwargs) in the context and return its value.
+
+        Raises RemoteError if it raised there, Disconnected if the context is lost.
+        """
+        return self.call_async(fn, *args, **kwargs).result()
+
+    def _on_reply(self, future: CallFuture, msg: Message) -> None:
+        if msg.is_dead:
+            future.set_exception(Disconnected(self.name, msg.data.decode("utf-8", "replace")))
+            return
+        try:
+            reply = codec.decode(msg.data)
+            status = reply[0]
+            if status == "ok":
+                future.set_result(reply[1])
+                return
+            _, remote_type, remote_message, remote_traceback = reply
+            error: Exception = RemoteError(self.name, remote_type, remote_message, remote_traceback)
+        except (codec.CodecError, IndexError, TypeError, ValueError) as e:
+            error = ProtocolError(f"{self.name}: malformed reply: {e}")
+        future.set_exception(error)
+
+    # -- ending ----------------------------------------------------------------
+
+    def shutdown(self, wait: bool = True, timeout: float = 5.0) -> None:
+        """Ask the interpreter to exit after its current call; wait for it if wait is true."""
+        if self.alive:
+            self.router._core.send(Message(self.context_id, CONTROLLER_ID, SHUTDOWN))
+        if wait:
+            if not self._gone.wait(timeout):
+                self.router._kill(self)
+                self._gone.wait(timeout)
+
+    def _lost(self, reason: str) -> None:
+        if self.disconnect_reason is None:
+            self.disconnect_reason = reason
+        self._gone.set()

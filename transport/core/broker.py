@@ -1,0 +1,203 @@
+"""The broker: one event-loop thread per process.
+
+It owns the poller and runs every I/O callback, timer and deferred call on
+its own thread, so the state of streams and the router is touched by one
+thread only. Other threads hand work to it with defer(), which wakes the loop
+through a self-pipe; writes that the kernel accepts at once never need it
+(see stream.py).
+"""
+from __future__ import absolute_import
+
+import collections
+import errno
+import heapq
+import itertools
+import os
+import sys
+import threading
+
+from transport.core.compat import make_pipe, monotonic, retry_eintr, set_nonblocking
+from transport.core.poller import best_poller
+
+
+def _report_to_stderr(context, exc_info):
+    import traceback
+    sys.stderr.write('transport: error in %s:\n%s' % (
+        context, ''.join(traceback.format_exception(*exc_info))))
+
+
+class Timer(object):
+    """A callback scheduled on the broker; cancel() before it fires to drop it."""
+
+    __slots__ = ('when', 'fn', 'args', 'cancelled')
+
+    def __init__(self, when, fn, args):
+        self.when = when
+        self.fn = fn
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+
+
+class Broker(object):
+    """Runs the event loop on a daemon thread. Start with start(), end with shutdown()."""
+
+    def __init__(self, poller=None, name='transport-broker', on_error=_report_to_stderr):
+        self.poller = poller or best_poller()
+        self.name = name
+        self.on_error = on_error
+        self._readers = {}
+        self._writers = {}
+        self._changed = set()
+        self._timers = []
+        self._timer_seq = itertools.count()
+        self._deferred = collections.deque()
+        self._woken = False
+        self._running = False
+        self._thread = None
+        self._shutdown_hooks = []
+        self._wake_r, self._wake_w = make_pipe()
+        set_nonblocking(self._wake_r)
+        set_nonblocking(self._wake_w)
+        self.start_reading(self._wake_r, self._drain_wakeups)
+
+    # -- threads -----------------------------------------------------------
+
+    def start(self):
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name=self.name)
+        self._thread.daemon = True
+        self._thread.start()
+
+    def in_broker_thread(self):
+        return threading.current_thread() is self._thread
+
+    def defer(self, fn, *args):
+        """Run fn(*args) on the broker thread soon; safe from any thread."""
+        self._deferred.append((fn, args))
+        if not self._woken and not self.in_broker_thread():
+            self._woken = True
+            try:
+                os.write(self._wake_w, b'x')
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EBADF):
+                    raise
+
+    def call_soon_or_now(self, fn, *args):
+        """Run fn(*args) now if on the broker thread, else defer it."""
+        if self.in_broker_thread():
+            fn(*args)
+        else:
+            self.defer(fn, *args)
+
+    def _drain_wakeups(self, fd):
+        self._woken = False
+        try:
+            while os.read(fd, 4096):
+                pass
+        except OSError as e:
+            if e.errno != errno.EAGAIN:
+                raise
+
+    # -- registrations (broker thread only) -------------------------------
+
+    def start_reading(self, fd, callback):
+        self._readers[fd] = callback
+        self._update(fd)
+
+    def stop_reading(self, fd):
+        if self._readers.pop(fd, None) is not None:
+            self._update(fd)
+
+    def start_writing(self, fd, callback):
+        self._writers[fd] = callback
+        self._update(fd)
+
+    def stop_writing(self, fd):
+        if self._writers.pop(fd, None) is not None:
+            self._update(fd)
+
+    def _update(self, fd):
+        # Events already collected in this pass for fd describe the old
+        # registration (perhaps another file that had the same number): skip them.
+        self._changed.add(fd)
+        readable = fd in self._readers
+        writable = fd in self._writers
+        if readable or writable:
+            self.poller.set_interest(fd, readable, writable)
+        else:
+            self.poller.unregister(fd)
+
+    def call_later(self, delay, fn, *args):
+        """Schedule fn(*args) after delay seconds (broker thread only); returns a Timer."""
+        timer = Timer(monotonic() + delay, fn, args)
+        heapq.heappush(self._timers, (timer.when, next(self._timer_seq), timer))
+        return timer
+
+    def add_shutdown_hook(self, fn):
+        """fn() runs on the broker thread when the loop ends."""
+        self._shutdown_hooks.append(fn)
+
+    # -- the loop -----------------------------------------------------------
+
+    def _run(self):
+        try:
+            while self._running:
+                self._loop_once()
+        except Exception:
+            self.on_error('the broker loop', sys.exc_info())
+        finally:
+            for hook in self._shutdown_hooks:
+                self._guarded('a shutdown hook', hook)
+            self.poller.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def _loop_once(self):
+        timeout = None
+        if self._deferred:
+            timeout = 0
+        elif self._timers:
+            timeout = max(0, self._timers[0][0] - monotonic())
+        self._changed.clear()
+        for fd, readable, writable in retry_eintr(self.poller.poll, timeout):
+            if readable and fd not in self._changed:
+                callback = self._readers.get(fd)
+                if callback is not None:
+                    self._guarded(callback, callback, fd)
+            if writable and fd not in self._changed:
+                callback = self._writers.get(fd)
+                if callback is not None:
+                    self._guarded(callback, callback, fd)
+        if self._timers:
+            self._run_timers()
+        for _ in range(len(self._deferred)):
+            fn, args = self._deferred.popleft()
+            self._guarded(fn, fn, *args)
+
+    def _run_timers(self):
+        now = monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            timer = heapq.heappop(self._timers)[2]
+            if not timer.cancelled:
+                self._guarded(timer.fn, timer.fn, *timer.args)
+
+    def _guarded(self, what, fn, *args):
+        try:
+            fn(*args)
+        except Exception:
+            self.on_error(what, sys.exc_info())
+
+    def stop(self):
+        """End the loop after the current pass (broker thread)."""
+        self._running = False
+
+    def shutdown(self, timeout=5.0):
+        """Stop the loop from another thread and wait for it to end."""
+        if self._thread is None:
+            return
+        self.defer(self.stop)
+        if not self.in_broker_thread():
+            self._thread.join(timeout)

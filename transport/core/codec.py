@@ -1,0 +1,190 @@
+"""Safe encoding of the values that travel in message payloads.
+
+A small tagged binary format for None, booleans, integers, floats, bytes,
+text, lists, tuples, dicts, sets and frozensets, nothing else. Decoding
+builds only those types and never looks up or calls anything named by the
+data, so a message from a compromised target cannot run code on the
+controller. Sizes are bounded by the message, and nesting by MAX_DEPTH.
+
+Strings cross Python 2 and 3: text is tagged 's' and arrives as text
+(unicode on 2.7); a Python 2 native str is tagged 'n' and arrives as the
+receiver's native str.
+"""
+from __future__ import absolute_import
+
+import struct
+
+from transport.core.compat import PY2, integer_types, text_type
+
+MAX_DEPTH = 100
+
+_I64 = struct.Struct('>q')
+_F64 = struct.Struct('>d')
+_U32 = struct.Struct('>I')
+_I64_MIN = -(1 << 63)
+_I64_MAX = (1 << 63) - 1
+
+
+class CodecError(Exception):
+    """The value cannot be encoded, or the bytes are not a valid encoding."""
+
+
+if PY2:
+    _NATIVE_TAG = b'n'
+
+    def _decode_text(data):
+        return data.decode('utf-8', 'replace')
+
+    def _decode_native(data):
+        return data
+else:
+    _NATIVE_TAG = b's'
+
+    def _decode_text(data):
+        return data.decode('utf-8', 'surrogateescape')
+
+    _decode_native = _decode_text
+
+
+def _text_bytes(value):
+    if PY2:
+        return value.encode('utf-8')
+    return value.encode('utf-8', 'surrogateescape')
+
+
+def encode(value):
+    """Return the bytes that encode value; raise CodecError for other types."""
+    out = []
+    _encode(value, out.append, 0)
+    return b''.join(out)
+
+
+def _encode(value, put, depth):
+    if depth > MAX_DEPTH:
+        raise CodecError('value nested more than %d deep' % MAX_DEPTH)
+    kind = type(value)
+    if value is None:
+        put(b'N')
+    elif value is True:
+        put(b'T')
+    elif value is False:
+        put(b'F')
+    elif kind is bytes:
+        put(_NATIVE_TAG if PY2 else b'b')
+        put(_U32.pack(len(value)))
+        put(value)
+    elif kind is text_type:
+        data = _text_bytes(value)
+        put(b's')
+        put(_U32.pack(len(data)))
+        put(data)
+    elif kind in integer_types or (isinstance(value, integer_types) and not isinstance(value, bool)):
+        value = int(value)
+        if _I64_MIN <= value <= _I64_MAX:
+            put(b'i')
+            put(_I64.pack(value))
+        else:
+            digits = str(value).encode('ascii')
+            put(b'I')
+            put(_U32.pack(len(digits)))
+            put(digits)
+    elif kind is float:
+        put(b'f')
+        put(_F64.pack(value))
+    elif kind is tuple or kind is list or kind is set or kind is frozenset:
+        put(_SEQUENCE_TAGS[kind])
+        put(_U32.pack(len(value)))
+        for item in value:
+            _encode(item, put, depth + 1)
+    elif kind is dict:
+        put(b'd')
+        put(_U32.pack(len(value)))
+        for key in value:
+            _encode(key, put, depth + 1)
+            _encode(value[key], put, depth + 1)
+    elif kind is bytearray:
+        put(b'b')
+        put(_U32.pack(len(value)))
+        put(bytes(value))
+    else:
+        raise CodecError('cannot encode a value of type %s.%s' % (kind.__module__, kind.__name__))
+
+
+_SEQUENCE_TAGS = {tuple: b't', list: b'l', set: b'e', frozenset: b'z'}
+
+
+def decode(data):
+    """Return the value that data encodes; raise CodecError if it is malformed."""
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    try:
+        value, pos = _decode(data, 0, 0)
+    except CodecError:
+        raise
+    except (struct.error, IndexError, KeyError, TypeError, ValueError, UnicodeError) as e:
+        raise CodecError('malformed payload: %s' % (e,))
+    if pos != len(data):
+        raise CodecError('malformed payload: %d trailing bytes' % (len(data) - pos))
+    return value
+
+
+def _sized(data, pos):
+    size = _U32.unpack_from(data, pos)[0]
+    pos += 4
+    end = pos + size
+    if end > len(data):
+        raise CodecError('malformed payload: truncated')
+    return data[pos:end], end
+
+
+def _decode(data, pos, depth):
+    if depth > MAX_DEPTH:
+        raise CodecError('payload nested more than %d deep' % MAX_DEPTH)
+    tag = data[pos:pos + 1]
+    pos += 1
+    if tag == b'i':
+        return _I64.unpack_from(data, pos)[0], pos + 8
+    if tag == b's':
+        raw, pos = _sized(data, pos)
+        return _decode_text(raw), pos
+    if tag == b't' or tag == b'l' or tag == b'e' or tag == b'z' or tag == b'd':
+        count = _U32.unpack_from(data, pos)[0]
+        pos += 4
+        if count > len(data) - pos:
+            raise CodecError('malformed payload: count larger than the payload')
+        if tag == b'd':
+            result = {}
+            for _ in range(count):
+                key, pos = _decode(data, pos, depth + 1)
+                result[key], pos = _decode(data, pos, depth + 1)
+            return result, pos
+        items = []
+        for _ in range(count):
+            item, pos = _decode(data, pos, depth + 1)
+            items.append(item)
+        if tag == b't':
+            return tuple(items), pos
+        if tag == b'l':
+            return items, pos
+        if tag == b'e':
+            return set(items), pos
+        return frozenset(items), pos
+    if tag == b'N':
+        return None, pos
+    if tag == b'T':
+        return True, pos
+    if tag == b'F':
+        return False, pos
+    if tag == b'b':
+        return _sized(data, pos)
+    if tag == b'n':
+        raw, pos = _sized(data, pos)
+        return _decode_native(raw), pos
+    if tag == b'f':
+        return _F64.unpack_from(data, pos)[0], pos + 8
+    if tag == b'I':
+        raw, pos = _sized(data, pos)
+        if len(raw) > 5000:
+            raise CodecError('malformed payload: integer too long')
+        return int(raw.decode('ascii')), pos
+    raise CodecError('malformed payload: unknown tag %r' % (tag,))

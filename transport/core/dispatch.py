@@ -1,0 +1,87 @@
+"""Running the functions that CALL_FUNCTION messages name.
+
+A call names a function by module and qualified name, never by code, so the
+target runs only what it can import. Calls run one at a time on the thread
+that calls Dispatcher.run() (the main thread of a target); the broker thread
+only queues them. Every reply is ('ok', value) or ('err', type name, message,
+traceback text).
+"""
+from __future__ import absolute_import
+
+import sys
+
+from transport.core import codec
+from transport.core.compat import PY2, queue
+from transport.core.framing import Message
+
+_BUILTINS_ALIAS = {'builtins': '__builtin__'} if PY2 else {'__builtin__': 'builtins'}
+
+
+def resolve(module_name, qualname):
+    """Import module_name and walk qualname to the function it names."""
+    module_name = _BUILTINS_ALIAS.get(module_name, module_name)
+    module = sys.modules.get(module_name)
+    if module is None:
+        __import__(module_name)
+        module = sys.modules[module_name]
+    obj = module
+    for part in qualname.split('.'):
+        obj = getattr(obj, part)
+    return obj
+
+
+def error_reply(exc_info):
+    """Encode an exception as an error reply tuple, traceback included."""
+    import traceback
+    exc_type, exc_value = exc_info[0], exc_info[1]
+    type_name = exc_type.__name__
+    module = getattr(exc_type, '__module__', None)
+    if module and module not in ('builtins', '__builtin__', 'exceptions'):
+        type_name = '%s.%s' % (module, type_name)
+    try:
+        message = '%s' % (exc_value,)
+    except Exception:
+        message = '<unprintable %s>' % type_name
+    text = ''.join(traceback.format_exception(*exc_info))
+    return ('err', type_name, message, text)
+
+
+class Dispatcher(object):
+    """Queue of calls from the broker thread, run on the thread that calls run()."""
+
+    def __init__(self, router):
+        self.router = router
+        self.queue = queue.Queue()
+
+    def enqueue(self, msg):
+        self.queue.put(msg)
+
+    def stop(self):
+        self.queue.put(None)
+
+    def run(self):
+        """Run calls until stop(); returns then."""
+        get = self.queue.get
+        while True:
+            msg = get()
+            if msg is None:
+                return
+            self.router.send(Message(msg.src, self.router.context_id, msg.reply_to,
+                                     self.run_one(msg.data)))
+
+    def run_one(self, data):
+        """Run the call encoded in data; return the encoded reply."""
+        try:
+            module_name, qualname, args, kwargs = codec.decode(data)
+            fn = resolve(module_name, qualname)
+            if PY2 and kwargs:
+                kwargs = dict((str(k), v) for k, v in kwargs.items())
+            result = ('ok', fn(*args, **kwargs))
+        except BaseException:
+            result = error_reply(sys.exc_info())
+        try:
+            return codec.encode(result)
+        except codec.CodecError as e:
+            return codec.encode(('err', 'transport.core.codec.CodecError',
+                                 'the function returned a value that cannot be sent: %s' % (e,),
+                                 ''))

@@ -1,0 +1,50 @@
+"""Finding where a booted child's framed stream begins (sans-I/O).
+
+Between spawning a child and its first framed message, its output may carry
+other text: a login shell's banner, a sudo lecture, an error from the shell
+("python: not found"). The first stage announces an interpreter it cannot
+run with UNSUPPORTED_PREFIX; the booted core writes READY_MARKER right before
+its first message. BootScanner is fed the child's output and says which of
+these happened, keeping the text that came before for error messages.
+"""
+from __future__ import absolute_import
+
+READY_MARKER = b'\n\x00tp-ready\x00\n'
+UNSUPPORTED_PREFIX = b'tp-unsupported-python '
+MAX_PREAMBLE = 64 * 1024
+
+
+class BootScanner(object):
+    """Feed output with feed(); check .state: 'waiting', 'ready' or 'unsupported'."""
+
+    def __init__(self):
+        self.state = 'waiting'
+        self.preamble = b''
+        self.found_version = None
+
+    def feed(self, data):
+        """Consume data; once ready, return the bytes after the marker (else b'')."""
+        if self.state != 'waiting':
+            raise ValueError('BootScanner.feed() after the handshake finished')
+        self.preamble += data
+        index = self.preamble.find(READY_MARKER)
+        if index >= 0:
+            rest = self.preamble[index + len(READY_MARKER):]
+            self.preamble = self.preamble[:index]
+            self.state = 'ready'
+            return rest
+        index = self.preamble.find(UNSUPPORTED_PREFIX)
+        if index >= 0:
+            line_end = self.preamble.find(b'\n', index)
+            if line_end >= 0:
+                self.found_version = self.preamble[index + len(UNSUPPORTED_PREFIX):line_end].decode(
+                    'ascii', 'replace').strip()
+                self.state = 'unsupported'
+                return b''
+        if len(self.preamble) > MAX_PREAMBLE:
+            # Keep the tail: it is what an error message will show.
+            self.preamble = self.preamble[-MAX_PREAMBLE:]
+        return b''
+
+    def preamble_text(self):
+        return self.preamble.decode('utf-8', 'replace').strip()

@@ -1,0 +1,141 @@
+"""The entry point of a booted target.
+
+The first stage (see transport/bootstrap.py) loads the core's modules and
+calls main(). From here on fd 0 and fd 1 belong to the parent connection
+only: they are moved to fresh descriptors, and fd 0 becomes /dev/null and
+fd 1 a copy of stderr, so a stray print() can never corrupt the stream.
+"""
+from __future__ import absolute_import
+
+import errno
+import os
+import select
+import sys
+import threading
+
+from transport.core import codec
+from transport.core.broker import Broker
+from transport.core.compat import monotonic, retry_eintr, set_cloexec
+from transport.core.dispatch import Dispatcher
+from transport.core.framing import HEADER, HEADER_SIZE, MAGIC, Message
+from transport.core.handles import BOOT_CONFIG, CALL_FUNCTION, SHUTDOWN
+from transport.core.handshake import READY_MARKER
+from transport.core.router import Router
+from transport.core.stream import Stream
+
+BOOT_TIMEOUT = 30.0
+FLUSH_TIMEOUT = 2.0
+
+
+class BootError(Exception):
+    """The parent did not send a valid boot configuration in time."""
+
+
+def read_exact(fd, size, deadline):
+    """Read exactly size bytes from fd (blocking or not) before deadline."""
+    chunks = []
+    while size:
+        remaining = deadline - monotonic()
+        if remaining <= 0:
+            raise BootError('timed out waiting for the boot configuration')
+        if not retry_eintr(select.select, [fd], [], [], remaining)[0]:
+            continue
+        try:
+            data = os.read(fd, size)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EINTR):
+                continue
+            raise
+        if not data:
+            raise BootError('the parent closed the connection during boot')
+        chunks.append(data)
+        size -= len(data)
+    return b''.join(chunks)
+
+
+def read_boot_config(fd):
+    deadline = monotonic() + BOOT_TIMEOUT
+    magic, _, _, _, handle, _, length = HEADER.unpack(read_exact(fd, HEADER_SIZE, deadline))
+    if magic != MAGIC or handle != BOOT_CONFIG:
+        raise BootError('expected the boot configuration, got handle %d' % handle)
+    return codec.decode(read_exact(fd, length, deadline))
+
+
+def take_over_stdio():
+    """Move the parent connection off fds 0 and 1; return (read fd, write fd)."""
+    rfd = os.dup(0)
+    wfd = os.dup(1)
+    set_cloexec(rfd)
+    set_cloexec(wfd)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(2, 1)
+    os.close(null)
+    return rfd, wfd
+
+
+def exit_now(status=0):
+    """Leave at once, without waiting for the calls still running."""
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except Exception:
+            pass
+    os._exit(status)
+
+
+class Target(object):
+    """The state of one booted target: its router, broker and dispatcher."""
+
+    def __init__(self, rfd, wfd, config, payload):
+        self.config = config
+        self.payload = payload
+        self.broker = Broker(name='transport-broker')
+        self.router = Router(self.broker, config['context_id'])
+        self.stream = Stream(self.broker, rfd, wfd, 'parent', self.router.on_message,
+                             self._parent_lost, config.get('max_message_size'))
+        self.router.set_parent(self.stream, config['parent_id'])
+        self.dispatcher = Dispatcher(self.router)
+        self.router.add_handler(CALL_FUNCTION, self.dispatcher.enqueue)
+        self.router.add_handler(SHUTDOWN, self._on_shutdown)
+
+    def _parent_lost(self, stream, reason):
+        # Orphans must not linger: leave now; children see end of file and follow.
+        exit_now(0)
+
+    def _on_shutdown(self, msg):
+        self.dispatcher.stop()
+
+    def hello(self):
+        info = {
+            'pid': os.getpid(),
+            'python': sys.executable,
+            'version': '%d.%d.%d' % sys.version_info[:3],
+        }
+        return Message(self.config['parent_id'], self.config['context_id'],
+                       self.config['hello_handle'], codec.encode(('ok', info)))
+
+    def run(self):
+        self.broker.start()
+        self.broker.defer(self.stream.start)
+        self.stream.send_bytes(READY_MARKER, self.hello().pack())
+        self.dispatcher.run()
+        self.finish()
+
+    def finish(self):
+        """Flush what is queued for the parent, then exit."""
+        done = threading.Event()
+        self.stream.on_disconnect = lambda stream, reason: done.set()
+        self.broker.defer(self.stream.close_when_flushed)
+        done.wait(FLUSH_TIMEOUT)
+        exit_now(0)
+
+
+def main(payload=None):
+    rfd, wfd = take_over_stdio()
+    try:
+        config = read_boot_config(rfd)
+    except BootError as e:
+        sys.stderr.write('transport: %s\n' % (e,))
+        exit_now(1)
+    Target(rfd, wfd, config, payload).run()

@@ -1,0 +1,75 @@
+"""The poller interface and the choice of backend.
+
+A poller watches file descriptors for readability and writability. The
+broker keeps one interest per fd (read, write, or both) and calls
+set_interest() whenever it changes; poll() returns (fd, readable, writable)
+tuples. Hang-up and error conditions are reported as readable, so the reader
+sees end of file and closes the stream.
+
+Backends, one module each: poller_epoll (Linux), poller_kqueue (BSD, macOS),
+poller_poll and poller_select (everywhere else).
+"""
+from __future__ import absolute_import
+
+import select
+
+
+class Poller(object):
+    """Interface shared by every backend."""
+
+    name = 'base'
+
+    def __init__(self):
+        self._interest = {}
+
+    def registered(self, fd):
+        """The (readable, writable) interest registered for fd, or None."""
+        return self._interest.get(fd)
+
+    def set_interest(self, fd, readable, writable):
+        """Watch fd for the given conditions; both False unregisters it."""
+        if not (readable or writable):
+            self.unregister(fd)
+            return
+        old = self._interest.get(fd)
+        self._interest[fd] = (readable, writable)
+        self._apply(fd, old, (readable, writable))
+
+    def unregister(self, fd):
+        """Stop watching fd (call before closing it); unknown fds are ignored."""
+        old = self._interest.pop(fd, None)
+        if old is not None:
+            self._apply(fd, old, None)
+
+    def _apply(self, fd, old, new):
+        """Tell the kernel that fd's interest went from old to new (None: none)."""
+        raise NotImplementedError
+
+    def poll(self, timeout):
+        """Wait up to timeout seconds (None: forever); return [(fd, readable, writable)]."""
+        raise NotImplementedError
+
+    def close(self):
+        self._interest.clear()
+
+
+def available_pollers():
+    """Every backend this platform offers, best first."""
+    found = []
+    if hasattr(select, 'epoll'):
+        from transport.core.poller_epoll import EpollPoller
+        found.append(EpollPoller)
+    if hasattr(select, 'kqueue'):
+        from transport.core.poller_kqueue import KqueuePoller
+        found.append(KqueuePoller)
+    if hasattr(select, 'poll'):
+        from transport.core.poller_poll import PollPoller
+        found.append(PollPoller)
+    from transport.core.poller_select import SelectPoller
+    found.append(SelectPoller)
+    return found
+
+
+def best_poller():
+    """An instance of the best backend available here."""
+    return available_pollers()[0]()

@@ -1,0 +1,216 @@
+"""Delivery and routing of messages between contexts.
+
+Every process has one Router: a context id, at most one parent stream, and
+a table of the contexts reachable through each child stream. The routing
+rules are the security boundary of the system:
+
+- A message from a child must carry a source that is routed through that
+  child; anything else is dropped.
+- A message from a child is delivered here or passed up to the parent,
+  never down to another child, so a compromised target cannot reach its
+  siblings. The controller, which has no parent, delivers it locally only.
+- Messages from the parent are delivered here or relayed down the table.
+- Each handler states whose messages it accepts (see the accept_* policies);
+  only the parent side may run code.
+
+When a child stream disconnects, every context routed through it is lost:
+pending replies from those contexts fail at once and the loss is reported
+upwards with DEL_ROUTE.
+"""
+from __future__ import absolute_import
+
+import itertools
+import threading
+
+from transport.core import codec
+from transport.core.framing import Message, NO_REPLY
+from transport.core.handles import ADD_ROUTE, DEL_ROUTE, FIRST_DYNAMIC_HANDLE, FLAG_DEAD
+
+
+def accept_from_parent(router, handler, msg):
+    """The parent side (or this process itself) sent msg."""
+    return msg.stream is None or msg.stream is router.parent
+
+
+def accept_from_anyone(router, handler, msg):
+    """Any context whose source checked out at the router's ingress."""
+    return True
+
+
+def accept_reply(router, handler, msg):
+    """The context the request went to, or a dead notice from the way to it."""
+    if msg.src == handler.expect_src:
+        return True
+    return msg.is_dead and msg.stream is router.route_for(handler.expect_src, router.parent)
+
+
+class Handler(object):
+    __slots__ = ('fn', 'accept', 'expect_src', 'persist')
+
+    def __init__(self, fn, accept, expect_src, persist):
+        self.fn = fn
+        self.accept = accept
+        self.expect_src = expect_src
+        self.persist = persist
+
+
+class Router(object):
+    """Routes messages for one context; all routing runs on the broker thread."""
+
+    def __init__(self, broker, context_id, on_drop=None):
+        self.broker = broker
+        self.context_id = context_id
+        self.parent = None
+        self.parent_id = None
+        self.on_drop = on_drop
+        self.on_context_lost = []
+        self._routes = {}
+        self._handlers = {}
+        self._watching = {}
+        self._lock = threading.Lock()
+        self._handle_ids = itertools.count(FIRST_DYNAMIC_HANDLE)
+        self.add_handler(ADD_ROUTE, self._on_add_route, accept=accept_from_parent)
+        self.add_handler(DEL_ROUTE, self._on_del_route, accept=accept_from_anyone)
+
+    # -- handlers --------------------------------------------------------------
+
+    def add_handler(self, handle, fn, accept=accept_from_parent, persist=True, expect_src=None):
+        """Call fn(msg) on the broker thread for messages to handle that accept() admits."""
+        with self._lock:
+            self._handlers[handle] = Handler(fn, accept, expect_src, persist)
+            if expect_src is not None:
+                self._watching.setdefault(expect_src, set()).add(handle)
+        return handle
+
+    def add_reply_handler(self, fn, expect_src):
+        """Allocate a one-shot handle for a reply from context expect_src.
+
+        fn(msg) gets the reply, or a dead message if that context is lost or
+        unreachable. Returns the handle to put in reply_to.
+        """
+        return self.add_handler(next(self._handle_ids), fn, accept=accept_reply,
+                                persist=False, expect_src=expect_src)
+
+    def remove_handler(self, handle):
+        with self._lock:
+            handler = self._handlers.pop(handle, None)
+            if handler is not None and handler.expect_src is not None:
+                watching = self._watching.get(handler.expect_src)
+                if watching:
+                    watching.discard(handle)
+        return handler
+
+    # -- routes ------------------------------------------------------------------
+
+    def set_parent(self, stream, parent_id):
+        self.parent = stream
+        self.parent_id = parent_id
+
+    def add_route(self, context_id, stream):
+        """Messages for context_id go out on stream (a child stream)."""
+        self._routes[context_id] = stream
+
+    def route_for(self, context_id, default=None):
+        return self._routes.get(context_id, default)
+
+    def _on_add_route(self, msg):
+        context_id, via_id = codec.decode(msg.data)
+        stream = self._routes.get(via_id)
+        if stream is not None:
+            self._routes[context_id] = stream
+
+    def _on_del_route(self, msg):
+        context_ids, reason = codec.decode(msg.data)
+        lost = [cid for cid in context_ids if self._routes.get(cid) is msg.stream
+                and msg.stream is not None]
+        self._lose(lost, reason)
+
+    def stream_disconnected(self, stream, reason):
+        """A child stream closed: every context behind it is lost."""
+        lost = [cid for cid, s in list(self._routes.items()) if s is stream]
+        self._lose(lost, reason)
+
+    def _lose(self, context_ids, reason):
+        if not context_ids:
+            return
+        for cid in context_ids:
+            self._routes.pop(cid, None)
+        if self.parent is not None:
+            self.send(Message(self.parent_id, self.context_id, DEL_ROUTE,
+                              codec.encode((context_ids, reason))))
+        for cid in context_ids:
+            self._fail_watchers(cid, reason)
+            for callback in self.on_context_lost:
+                callback(cid, reason)
+
+    def _fail_watchers(self, context_id, reason):
+        with self._lock:
+            handles = self._watching.pop(context_id, ())
+        for handle in handles:
+            handler = self.remove_handler(handle)
+            if handler is not None:
+                dead = Message(self.context_id, context_id, handle,
+                               reason.encode('utf-8', 'replace'), flags=FLAG_DEAD)
+                handler.fn(dead)
+
+    # -- moving messages ---------------------------------------------------------
+
+    def send(self, msg):
+        """Send a message that originates here; safe from any thread."""
+        if msg.dst == self.context_id:
+            self.broker.call_soon_or_now(self._deliver, msg)
+            return
+        stream = self._routes.get(msg.dst) or self.parent
+        if stream is None or not stream.send(msg):
+            self.broker.call_soon_or_now(self._unroutable, msg, 'no route to context %d' % msg.dst)
+
+    def on_message(self, msg):
+        """A stream received msg (broker thread)."""
+        stream = msg.stream
+        if stream is self.parent:
+            if msg.dst == self.context_id:
+                self._deliver(msg)
+                return
+            child = self._routes.get(msg.dst)
+            if child is None or not child.send(msg):
+                self._unroutable(msg, 'no route to context %d' % msg.dst)
+            return
+        if self._routes.get(msg.src) is not stream:
+            self._drop(msg, 'source %d is not behind %r' % (msg.src, stream))
+            return
+        if msg.dst == self.context_id:
+            self._deliver(msg)
+        elif self.parent is not None:
+            if not self.parent.send(msg):
+                self._unroutable(msg, 'parent connection is gone')
+        else:
+            self._drop(msg, 'a context may not address another context')
+
+    def _deliver(self, msg):
+        handler = self._handlers.get(msg.handle)
+        if handler is None:
+            if not msg.is_dead:
+                self._unroutable(msg, 'no handler %d in context %d' % (msg.handle, self.context_id))
+            return
+        if not handler.accept(self, handler, msg):
+            self._drop(msg, 'handler %d refuses it' % msg.handle)
+            return
+        if not handler.persist:
+            self.remove_handler(msg.handle)
+        handler.fn(msg)
+
+    def _unroutable(self, msg, reason):
+        """Tell the sender's reply handle that its message went nowhere."""
+        if msg.reply_to != NO_REPLY and not msg.is_dead:
+            dead = Message(msg.src, self.context_id, msg.reply_to,
+                           reason.encode('utf-8'), flags=FLAG_DEAD)
+            if msg.src == self.context_id:
+                self._deliver(dead)
+            else:
+                self.send(dead)
+        else:
+            self._drop(msg, reason)
+
+    def _drop(self, msg, reason):
+        if self.on_drop is not None:
+            self.on_drop(msg, reason)

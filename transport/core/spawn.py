@@ -1,0 +1,238 @@
+"""Starting a child process and booting the core in it.
+
+A Connection spawns argv (whose last stage runs the first-stage bootstrap),
+writes the compressed core and the BOOT_CONFIG message to its stdin without
+waiting for anything to drain, scans its stdout for the ready marker, and
+waits for the child's hello reply, all under one deadline. It reports
+exactly one outcome: on_ready(hello) or on_failed(reason, details).
+
+The child runs in a new session, so a terminal's Ctrl-C reaches only the
+controller, which then shuts its contexts down in order.
+"""
+from __future__ import absolute_import
+
+import errno
+import fcntl
+import os
+import signal
+import subprocess
+
+from transport.core import codec
+from transport.core.compat import make_pipe, to_text
+from transport.core.framing import Message
+from transport.core.handles import BOOT_CONFIG
+from transport.core.handshake import BootScanner
+from transport.core.stream import Stream
+
+F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031)
+STDERR_TAIL = 8192
+REAP_INTERVAL = 0.02
+REAP_PATIENCE = 2.0
+
+
+def _setsid():
+    os.setsid()
+
+
+class ChildProcess(object):
+    """A spawned child with its stdin, stdout and stderr as non-inherited pipes."""
+
+    def __init__(self, argv, pipe_size=None, env=None):
+        pipes = [make_pipe() for _ in range(3)]
+        if pipe_size:
+            for r, w in pipes:
+                fcntl.fcntl(w, F_SETPIPE_SZ, pipe_size)
+        (in_r, in_w), (out_r, out_w), (err_r, err_w) = pipes
+        try:
+            self.popen = subprocess.Popen(argv, stdin=in_r, stdout=out_w, stderr=err_w,
+                                          close_fds=True, preexec_fn=_setsid, env=env)
+        except BaseException:
+            for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (in_r, out_w, err_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.pid = self.popen.pid
+        self.stdin = in_w
+        self.stdout = out_r
+        self.stderr = err_r
+
+    def poll(self):
+        """Exit status, or None while it runs."""
+        return self.popen.poll()
+
+    def kill(self):
+        """Kill the child's whole process group (it leads its own session)."""
+        for target in (lambda: os.killpg(self.pid, signal.SIGKILL),
+                       lambda: os.kill(self.pid, signal.SIGKILL)):
+            try:
+                target()
+                return
+            except OSError:
+                pass
+
+
+def describe_status(status):
+    if status is None:
+        return 'still running'
+    if status < 0:
+        return 'killed by signal %d' % -status
+    return 'exited with status %d' % status
+
+
+class Connection(object):
+    """Boots one child and then serves as its stream's owner. Broker thread only."""
+
+    def __init__(self, router, context_id, argv, payload, config, connect_timeout,
+                 name, on_ready, on_failed, on_stderr=None, pipe_size=None):
+        self.router = router
+        self.broker = router.broker
+        self.context_id = context_id
+        self.argv = argv
+        self.payload = payload
+        self.config = config
+        self.connect_timeout = connect_timeout
+        self.name = name
+        self.on_ready = on_ready
+        self.on_failed = on_failed
+        self.on_stderr = on_stderr
+        self.pipe_size = pipe_size
+        self.process = None
+        self.stream = None
+        self.state = 'new'
+        self.hello = None
+        self.stderr_tail = b''
+        self._stderr_partial = b''
+        self._stderr_open = False
+        self._failure = None
+        self._timer = None
+
+    # -- starting ------------------------------------------------------------
+
+    def start(self):
+        try:
+            self.process = ChildProcess(self.argv, self.pipe_size)
+        except OSError as e:
+            self._fail('cannot start %s: %s' % (self.argv[0], e.strerror),
+                       {'errno': e.errno, 'exit_status': None, 'stderr': '', 'preamble': ''})
+            return
+        self.state = 'booting'
+        self.stream = Stream(self.broker, self.process.stdout, self.process.stdin, self.name,
+                             self.router.on_message, self._on_disconnect,
+                             self.config.get('max_message_size'), BootScanner(), self._on_boot_event)
+        self.router.add_route(self.context_id, self.stream)
+        config = dict(self.config)
+        config['hello_handle'] = self.router.add_reply_handler(self._on_hello, self.context_id)
+        boot = Message(self.context_id, self.router.context_id, BOOT_CONFIG, codec.encode(config))
+        self.stream.start()
+        self._stderr_open = True
+        self.broker.start_reading(self.process.stderr, self._on_stderr_readable)
+        self.stream.send_bytes(self.payload, boot.pack())
+        self._timer = self.broker.call_later(self.connect_timeout, self._on_timeout)
+
+    def _on_boot_event(self, stream, scanner):
+        if scanner.state == 'unsupported':
+            self._fail('unsupported Python %s (transport needs 2.7 or 3.6 and later)'
+                       % scanner.found_version, self._details(scanner.preamble_text()))
+            self.stream.disconnect('unsupported interpreter')
+        else:
+            self.preamble = scanner.preamble_text()
+
+    def _on_hello(self, msg):
+        if msg.is_dead:
+            # The stream ended before the hello: _on_disconnect reports it.
+            return
+        status, info = codec.decode(msg.data)[:2]
+        self.hello = info
+        self.state = 'ready'
+        self._timer.cancel()
+        self.on_ready(self, info)
+
+    def _on_timeout(self):
+        if self.state == 'booting':
+            self._fail('timed out after %gs waiting for the interpreter to start'
+                       % self.connect_timeout, self._details(''))
+            self.process.kill()
+            self.stream.disconnect('connect timeout')
+
+    # -- stderr ----------------------------------------------------------------
+
+    def _on_stderr_readable(self, fd):
+        try:
+            data = os.read(fd, 65536)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EINTR):
+                return
+            data = b''
+        if not data:
+            self._close_stderr()
+            return
+        self.stderr_tail = (self.stderr_tail + data)[-STDERR_TAIL:]
+        if self.on_stderr is not None:
+            lines = (self._stderr_partial + data).split(b'\n')
+            self._stderr_partial = lines.pop()
+            for line in lines:
+                self.on_stderr(self, to_text(line))
+
+    def _close_stderr(self):
+        if self._stderr_open:
+            self._stderr_open = False
+            self.broker.stop_reading(self.process.stderr)
+            os.close(self.process.stderr)
+            self._check_failure_complete()
+
+    # -- ending ----------------------------------------------------------------
+
+    def _details(self, preamble):
+        return {'exit_status': self.process.poll() if self.process else None,
+                'stderr': to_text(self.stderr_tail).strip(), 'preamble': preamble,
+                'errno': None}
+
+    def _fail(self, reason, details):
+        if self.state in ('failed', 'ready'):
+            return
+        self.state = 'failed'
+        if self._timer is not None:
+            self._timer.cancel()
+        self.on_failed(self, reason, details)
+
+    def _on_disconnect(self, stream, reason):
+        self.router.stream_disconnected(stream, reason)
+        if self.state == 'booting':
+            # Wait briefly for stderr and the exit status: they explain the failure.
+            self._failure = (reason, stream)
+            self._deadline_timer = self.broker.call_later(1.0, self._finish_failure)
+            self._check_failure_complete()
+        self._reap(REAP_PATIENCE)
+
+    def _check_failure_complete(self):
+        if self._failure is not None and not self._stderr_open and self.process.poll() is not None:
+            self._finish_failure()
+
+    def _finish_failure(self):
+        if self._failure is None or self.state != 'booting':
+            return
+        reason, stream = self._failure
+        scanner = stream.scanner
+        preamble = scanner.preamble_text() if scanner is not None else ''
+        details = self._details(preamble)
+        self._fail('the connection closed before the interpreter started (%s, %s)'
+                   % (reason, describe_status(details['exit_status'])), details)
+        self._close_stderr()
+
+    def _reap(self, patience):
+        status = self.process.poll()
+        if status is None:
+            if patience <= 0:
+                self.process.kill()
+                patience = REAP_PATIENCE
+            self.broker.call_later(REAP_INTERVAL, self._reap, patience - REAP_INTERVAL)
+            return
+        if self._failure is not None:
+            self._check_failure_complete()
+        else:
+            self._close_stderr()

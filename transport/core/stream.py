@@ -1,0 +1,189 @@
+"""A framed-message connection over one or two file descriptors.
+
+A Stream reads from `rfd` and writes to `wfd` (the same fd for a socket).
+Sending is safe from any thread: when nothing is queued the caller writes
+straight to the non-blocking fd, so a small message costs no thread
+hand-off; only the part the kernel does not accept is queued, and only then
+is the broker asked to watch for writability.
+
+Before framing starts, a stream may run a BootScanner over what arrives
+(see handshake.py); everything after the ready marker is framed messages.
+"""
+from __future__ import absolute_import
+
+import collections
+import errno
+import os
+import threading
+
+from transport.core.compat import set_nonblocking
+from transport.core.framing import Decoder, ProtocolError
+
+READ_SIZE = 256 * 1024
+WRITE_CHUNK = 1024 * 1024
+_AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
+
+
+class Stream(object):
+    """Moves framed messages between the broker and a peer process."""
+
+    def __init__(self, broker, rfd, wfd, name, on_message, on_disconnect,
+                 max_message_size=None, scanner=None, on_boot_event=None):
+        self.broker = broker
+        self.rfd = rfd
+        self.wfd = wfd
+        self.name = name
+        self.on_message = on_message
+        self.on_disconnect = on_disconnect
+        self.decoder = Decoder(max_message_size) if max_message_size else Decoder()
+        self.scanner = scanner
+        self.on_boot_event = on_boot_event
+        self.closed = False
+        self.reason = None
+        self._lock = threading.Lock()
+        self._out = collections.deque()
+        self._out_offset = 0
+        self._watching_writes = False
+        self._close_when_flushed = False
+        set_nonblocking(rfd)
+        if wfd != rfd:
+            set_nonblocking(wfd)
+
+    def __repr__(self):
+        return 'Stream(%r)' % (self.name,)
+
+    def start(self):
+        """Begin reading; call on the broker thread."""
+        self.broker.start_reading(self.rfd, self._on_readable)
+
+    # -- sending (any thread) -----------------------------------------------
+
+    def send(self, msg):
+        """Queue msg for the peer; returns False if the stream is closed."""
+        data = msg.data
+        if len(data) < WRITE_CHUNK:
+            return self.send_bytes(msg.header() + data)
+        return self.send_bytes(msg.header(), data)
+
+    def send_bytes(self, *chunks):
+        """Queue raw bytes (used for the boot payload before framing starts)."""
+        arm = False
+        error = None
+        with self._lock:
+            if self.closed or self._close_when_flushed:
+                return False
+            was_empty = not self._out
+            self._out.extend(chunks)
+            if was_empty:
+                try:
+                    self._flush()
+                except OSError as e:
+                    error = e
+            if self._out and not self._watching_writes:
+                self._watching_writes = arm = True
+        if error is not None:
+            self.broker.call_soon_or_now(self.disconnect, 'write failed: %s' % (error.strerror,))
+        elif arm:
+            self.broker.call_soon_or_now(self._watch_writes)
+        return True
+
+    def _flush(self):
+        """Write queued chunks until the kernel refuses or none are left (lock held)."""
+        out = self._out
+        while out:
+            chunk = out[0]
+            offset = self._out_offset
+            try:
+                written = os.write(self.wfd, chunk[offset:offset + WRITE_CHUNK])
+            except OSError as e:
+                if e.errno in _AGAIN:
+                    return
+                raise
+            offset += written
+            if offset >= len(chunk):
+                out.popleft()
+                offset = 0
+            self._out_offset = offset
+
+    def _watch_writes(self):
+        if not self.closed:
+            self.broker.start_writing(self.wfd, self._on_writable)
+
+    def _on_writable(self, fd):
+        done = False
+        error = None
+        with self._lock:
+            try:
+                self._flush()
+            except OSError as e:
+                error = e
+            if not self._out:
+                self._watching_writes = False
+                done = True
+        if error is not None:
+            self.disconnect('write failed: %s' % (error.strerror,))
+        elif done:
+            self.broker.stop_writing(self.wfd)
+            if self._close_when_flushed:
+                self.disconnect('closed')
+
+    def close_when_flushed(self):
+        """Disconnect once queued output is written (broker thread)."""
+        with self._lock:
+            self._close_when_flushed = True
+            empty = not self._out
+        if empty:
+            self.disconnect('closed')
+
+    def has_pending_output(self):
+        return bool(self._out)
+
+    # -- receiving (broker thread) -------------------------------------------
+
+    def _on_readable(self, fd):
+        try:
+            data = os.read(self.rfd, READ_SIZE)
+        except OSError as e:
+            if e.errno in _AGAIN:
+                return
+            self.disconnect('read failed: %s' % (e.strerror,))
+            return
+        if not data:
+            self.disconnect('end of file')
+            return
+        if self.scanner is not None:
+            data = self.scanner.feed(data)
+            if self.scanner.state == 'waiting':
+                return
+            scanner, self.scanner = self.scanner, None
+            self.on_boot_event(self, scanner)
+            if self.closed or not data:
+                return
+        try:
+            messages = self.decoder.feed(data)
+        except ProtocolError as e:
+            self.disconnect('protocol error: %s' % (e,))
+            return
+        for msg in messages:
+            msg.stream = self
+            self.on_message(msg)
+            if self.closed:
+                return
+
+    def disconnect(self, reason):
+        """Close the fds and report the disconnect, once (broker thread)."""
+        if self.closed:
+            return
+        with self._lock:
+            self.closed = True
+            self.reason = reason
+            self._out.clear()
+            self._out_offset = 0
+        self.broker.stop_reading(self.rfd)
+        self.broker.stop_writing(self.wfd)
+        for fd in set((self.rfd, self.wfd)):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.on_disconnect(self, reason)

@@ -1,0 +1,61 @@
+"""The exceptions transport raises: one hierarchy under TransportError.
+
+Each names the failure and carries the host (or context name) it concerns,
+so a message read in a log of many hosts still says where it happened.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+
+class TransportError(Exception):
+    """Base class of every error raised by transport."""
+
+
+class ConnectError(TransportError):
+    """A context could not be started; .host names it and .reason says why."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"{host}: {reason}")
+        self.host = host
+        self.reason = reason
+
+
+class AuthError(ConnectError):
+    """Authentication was refused (ssh key or password, sudo or su password)."""
+
+
+class RemoteError(TransportError):
+    """The remote function raised. str() shows the remote traceback."""
+
+    def __init__(self, host: str, remote_type: str, remote_message: str,
+                 remote_traceback: str) -> None:
+        super().__init__(host, remote_type, remote_message, remote_traceback)
+        self.host = host
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        text = f"{self.remote_type}: {self.remote_message} (on {self.host})"
+        if self.remote_traceback:
+            text += f"\n\nRemote traceback from {self.host}:\n{self.remote_traceback.rstrip()}"
+        return text
+
+
+class Disconnected(TransportError):
+    """The context went away (exited, or its connection or an intermediary died)."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"{host}: disconnected: {reason}")
+        self.host = host
+        self.reason = reason
+
+
+class Timeout(TransportError, concurrent.futures.TimeoutError):
+    """A wait ran past its deadline. Also a concurrent.futures.TimeoutError."""
+
+
+class ProtocolError(TransportError):
+    """A peer sent something that is not valid protocol; the peer is not trusted further."""

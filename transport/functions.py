@@ -1,0 +1,56 @@
+"""Turning a function into the reference a call sends: (module, qualified name).
+
+Only functions a target can import by name travel; code never does. Lambdas,
+nested functions, closures and methods bound to instances are refused here,
+on the caller's side, with a TypeError that says what to do instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import types
+from typing import Any, Callable
+
+
+def function_reference(fn: Callable[..., Any]) -> tuple[str, str]:
+    """Return (module, qualname) naming fn, or raise TypeError if it cannot be named."""
+    if isinstance(fn, functools.partial):
+        raise TypeError("functools.partial objects cannot be sent; pass the function "
+                        "and its arguments to call() instead")
+    owner = getattr(fn, "__self__", None)
+    if inspect.ismethod(fn) or (isinstance(fn, types.BuiltinMethodType) and owner is not None
+                                and not isinstance(owner, types.ModuleType)):
+        if not isinstance(owner, type):
+            raise TypeError(f"{fn!r} is a method bound to an instance and cannot be sent; "
+                            "call a module-level function or a classmethod instead")
+        module, qualname = owner.__module__, f"{owner.__qualname__}.{fn.__name__}"
+    else:
+        if not callable(fn):
+            raise TypeError(f"{fn!r} is not callable")
+        module = getattr(fn, "__module__", None)
+        qualname = getattr(fn, "__qualname__", None)
+        if not module or not qualname:
+            raise TypeError(f"{fn!r} has no module or qualified name, so a target cannot import it")
+        if "<lambda>" in qualname:
+            raise TypeError(f"lambdas cannot be sent ({module}.{qualname}); "
+                            "define a module-level function instead")
+        if "<locals>" in qualname:
+            raise TypeError(f"{module}.{qualname} is defined inside a function (a closure or "
+                            "nested function) and cannot be sent; move it to module level")
+    if _lookup(module, qualname) is not _unwrap(fn):
+        raise TypeError(f"{module}.{qualname} does not name {fn!r} (is it decorated without "
+                        "functools.wraps, or replaced at run time?)")
+    return module, qualname
+
+
+def _unwrap(fn: Any) -> Any:
+    return getattr(fn, "__func__", fn)
+
+
+def _lookup(module: str, qualname: str) -> Any:
+    obj: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return _unwrap(obj)

@@ -1,0 +1,41 @@
+"""The local method: a child interpreter on this machine, no login involved."""
+
+from __future__ import annotations
+
+import errno
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from transport.bootstrap import Bootstrap
+from transport.errors import ConnectError
+
+
+@dataclass
+class LocalMethod:
+    """Start `python` (default: the controller's own interpreter) as a child."""
+
+    python: str = field(default_factory=lambda: sys.executable)
+    host: str = "localhost"
+
+    def argv(self, bootstrap: Bootstrap) -> list[str]:
+        return bootstrap.python_argv(self.python)
+
+    def default_name(self) -> str:
+        return f"local:{self.python}"
+
+    def connect_error(self, name: str, reason: str, details: dict[str, Any]) -> ConnectError:
+        return python_start_error(name, self.python, reason, details)
+
+
+def python_start_error(name: str, python: str, reason: str, details: dict[str, Any]) -> ConnectError:
+    """Explain a failed interpreter start: a missing path, or what the child said."""
+    status = details.get("exit_status")
+    output = "\n".join(t for t in (details.get("preamble"), details.get("stderr")) if t)
+    if details.get("errno") in (errno.ENOENT, errno.EACCES) or status in (126, 127) or (
+            status is not None and "No such file" in output):
+        return ConnectError(name, f"no usable Python interpreter at {python!r}"
+                            + (f": {output}" if output else ""))
+    if output:
+        reason = f"{reason}:\n{output}"
+    return ConnectError(name, reason)
