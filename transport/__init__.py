@@ -6,7 +6,7 @@
         ctx.call(os.getpid)
 """
 
-from transport.context import CallFuture, Context
+from transport.context import Context
 from transport.controller import Router
 from transport.errors import (
     AuthError,
@@ -20,7 +20,6 @@ from transport.errors import (
 
 __all__ = [
     "AuthError",
-    "CallFuture",
     "ConnectError",
     "Context",
     "Disconnected",

@@ -11,21 +11,19 @@ nothing back, so no step waits for a pipe to drain: a target whose pipes hold
 The payload is the core's sources, comments and docstrings removed (line
 numbers kept, so remote tracebacks stay true), as NUL-separated
 name/source pairs, zlib-compressed. Stripping costs tens of milliseconds, so
-the result is cached on disk under the hash of the sources it came from
-(~/.cache/transport, or $XDG_CACHE_HOME); a controller process then pays for
-reading and hashing the sources only, and builds the Bootstrap once.
+the result is cached on disk (~/.cache/transport, or $XDG_CACHE_HOME) under a
+key made of the sources' names, sizes and modification times, which the
+cache file repeats and which is checked on reading; a controller process
+then pays for a few stat() calls and one small read, once.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import zlib
-from dataclasses import dataclass
-from pathlib import Path
 
-CORE_DIR = Path(__file__).resolve().parent / "core"
+CORE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "core")
 IMPORTER = "transport.core.importer"
 FIRST_STAGE_TIMEOUT = 60
 
@@ -48,13 +46,13 @@ __import__('transport.core.main');sys.modules['transport.core.main'].main(b)
 """
 
 
-@dataclass(frozen=True)
 class Bootstrap:
     """What boots a target: `first_stage` goes on the command line, `payload` to stdin."""
 
-    payload: bytes
-    first_stage: str
-    source_bytes: int
+    def __init__(self, payload: bytes, first_stage: str, source_bytes: int) -> None:
+        self.payload = payload
+        self.first_stage = first_stage
+        self.source_bytes = source_bytes
 
     def python_argv(self, python: str) -> list[str]:
         """The argv that boots the core under interpreter `python`."""
@@ -100,50 +98,63 @@ def strip_source(source: str) -> str:
 
 def core_module_names() -> list[str]:
     """Every module of the shipped core, the importer first."""
-    names = sorted(f"transport.core.{p.stem}" for p in CORE_DIR.glob("*.py") if p.stem != "__init__")
+    names = sorted(f"transport.core.{name[:-3]}" for name in os.listdir(CORE_DIR)
+                   if name.endswith(".py") and name != "__init__.py")
     names.remove(IMPORTER)
     return [IMPORTER, *names]
 
 
-def _module_path(name: str) -> Path:
-    return CORE_DIR / (name.rpartition(".")[2] + ".py")
+def _module_path(name: str) -> str:
+    return os.path.join(CORE_DIR, name.rpartition(".")[2] + ".py")
 
 
-def _cache_dir() -> Path:
+def _cache_path(key: bytes) -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "transport"
+    return os.path.join(base, "transport", "payload-%08x.bin" % zlib.crc32(key))
 
 
-def _compressed_payload(sources: list[tuple[str, str]]) -> tuple[bytes, int]:
-    digest = hashlib.sha256()
-    for name, source in sources:
-        digest.update(name.encode() + b"\0" + source.encode() + b"\0")
-    cached = _cache_dir() / f"payload-{digest.hexdigest()[:32]}.zlib"
+def _read_cache(path: str, key: bytes) -> bytes | None:
     try:
-        payload = cached.read_bytes()
-        return payload, len(zlib.decompress(payload))
-    except (OSError, zlib.error):
-        pass
-    parts: list[bytes] = []
-    for name, source in sources:
-        parts += [name.encode("ascii"), strip_source(source).encode("utf-8")]
-    raw = b"\0".join(parts)
-    payload = zlib.compress(raw, 9)
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    stored_key, _, payload = data.partition(b"\n\n")
+    return payload if stored_key == key and payload else None
+
+
+def _write_cache(path: str, key: bytes, payload: bytes) -> None:
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cached.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_bytes(payload)
-        temporary.replace(cached)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        temporary = f"{path}.{os.getpid()}.tmp"
+        with open(temporary, "wb") as f:
+            f.write(key + b"\n\n" + payload)
+        os.replace(temporary, path)
     except OSError:
         pass  # an unwritable cache only costs the next process the same work
-    return payload, len(raw)
+
+
+def build_payload(names: list[str]) -> bytes:
+    """Strip and compress the named core modules into a payload."""
+    parts: list[bytes] = []
+    for name in names:
+        with open(_module_path(name), encoding="utf-8") as f:
+            source = strip_source(f.read())
+        parts += [name.encode("ascii"), source.encode("utf-8")]
+    return zlib.compress(b"\0".join(parts), 9)
 
 
 @functools.lru_cache(maxsize=1)
 def build() -> Bootstrap:
     """Build (once per process) the payload and the first stage that reads it."""
-    sources = [(name, _module_path(name).read_text(encoding="utf-8"))
-               for name in core_module_names()]
-    payload, total = _compressed_payload(sources)
+    names = core_module_names()
+    stats = [os.stat(_module_path(name)) for name in names]
+    key = ";".join(f"{name}:{st.st_size}:{st.st_mtime_ns}"
+                   for name, st in zip(names, stats)).encode()
+    path = _cache_path(key)
+    payload = _read_cache(path, key)
+    if payload is None:
+        payload = build_payload(names)
+        _write_cache(path, key, payload)
     code = FIRST_STAGE % {"size": len(payload), "timeout": FIRST_STAGE_TIMEOUT, "importer": IMPORTER}
-    return Bootstrap(payload=payload, first_stage=f"exec({code!r})", source_bytes=total)
+    return Bootstrap(payload, f"exec({code!r})", sum(st.st_size for st in stats))

@@ -2,14 +2,14 @@
 
 A call is one CALL_FUNCTION message written straight to the stream by the
 calling thread, and one reply that the broker thread decodes and hands to
-the waiting future: a single thread hand-off per call.
+the waiting caller: a single thread hand-off per call. A synchronous call
+waits on a bare lock; call_async() returns a concurrent.futures.Future
+(imported on first use, as it costs a few milliseconds of start-up).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import threading
-from typing import TYPE_CHECKING, Any, Callable
 
 from transport.core import codec
 from transport.core.framing import Message
@@ -17,20 +17,61 @@ from transport.core.handles import CALL_FUNCTION, CONTROLLER_ID, SHUTDOWN
 from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout
 from transport.functions import function_reference
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+    from typing import Any, Callable
+
     from transport.controller import Router
 
 
-class CallFuture(concurrent.futures.Future):
-    """A concurrent.futures.Future whose result() raises transport.Timeout on timeout."""
+class _Reply:
+    """A one-shot slot that the broker thread fills and one caller waits on."""
+
+    __slots__ = ("_lock", "value", "error")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def set_result(self, value: Any) -> None:
+        self.value = value
+        self._lock.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        self.error = error
+        self._lock.release()
 
     def result(self, timeout: float | None = None) -> Any:
-        try:
-            return super().result(timeout)
-        except concurrent.futures.TimeoutError as e:
-            if isinstance(e, Timeout):
-                raise
-            raise Timeout(f"no reply within {timeout}s") from None
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise Timeout(f"no reply within {timeout}s")
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+_future_class: Any = None
+
+
+def _new_future() -> Future:
+    """A concurrent.futures.Future whose result() raises transport.Timeout on timeout."""
+    global _future_class
+    if _future_class is None:
+        import concurrent.futures
+
+        class CallFuture(concurrent.futures.Future):
+            def result(self, timeout: float | None = None) -> Any:
+                try:
+                    return super().result(timeout)
+                except concurrent.futures.TimeoutError as e:
+                    if isinstance(e, Timeout):
+                        raise
+                    raise Timeout(f"no reply within {timeout}s") from None
+
+        _future_class = CallFuture
+    return _future_class()
 
 
 class Context:
@@ -58,19 +99,29 @@ class Context:
 
     # -- calls ---------------------------------------------------------------
 
-    def call_async(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> CallFuture:
-        """Start fn(*args, **kwargs) in the context; return a future for its value.
+    def call_async(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        """Start fn(*args, **kwargs) in the context; return a concurrent.futures.Future.
 
         fn must be importable by name (a module-level function, classmethod or
         builtin); arguments and the return value must be plain data (None,
-        bool, int, float, str, bytes, list, tuple, dict, set).
+        bool, int, float, str, bytes, list, tuple, dict, set). The future's
+        result(timeout) raises transport.Timeout when the timeout passes.
         """
+        return self._start(_new_future(), fn, args, kwargs)
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run fn(*args, **kwargs) in the context and return its value.
+
+        Raises RemoteError if it raised there, Disconnected if the context is lost.
+        """
+        return self._start(_Reply(), fn, args, kwargs).result()
+
+    def _start(self, future: Any, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         module, qualname = function_reference(fn)
         try:
             data = codec.encode((module, qualname, args, kwargs))
         except codec.CodecError as e:
             raise TypeError(f"cannot send the arguments of {module}.{qualname}: {e}") from None
-        future = CallFuture()
         if not self.alive:
             future.set_exception(Disconnected(self.name, self.disconnect_reason or "shut down"))
             return future
@@ -79,14 +130,7 @@ class Context:
         core.send(Message(self.context_id, CONTROLLER_ID, CALL_FUNCTION, data, reply_to=handle))
         return future
 
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run fn(*args, **kwargs) in the context and return its value.
-
-        Raises RemoteError if it raised there, Disconnected if the context is lost.
-        """
-        return self.call_async(fn, *args, **kwargs).result()
-
-    def _on_reply(self, future: CallFuture, msg: Message) -> None:
+    def _on_reply(self, future: Any, msg: Message) -> None:
         if msg.is_dead:
             future.set_exception(Disconnected(self.name, msg.data.decode("utf-8", "replace")))
             return

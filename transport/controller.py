@@ -11,10 +11,8 @@ broker thread.
 from __future__ import annotations
 
 import itertools
-import logging
 import sys
 import threading
-from typing import Any
 
 from transport.bootstrap import build
 from transport.context import Context
@@ -23,11 +21,13 @@ from transport.core.framing import DEFAULT_MAX_MESSAGE_SIZE, Message
 from transport.core.handles import CONTROLLER_ID
 from transport.core.router import Router as CoreRouter
 from transport.core.spawn import Connection
+from transport import log
 from transport.errors import ConnectError
 from transport.methods.local import LocalMethod
 
-log = logging.getLogger("transport")
-stderr_log = logging.getLogger("transport.stderr")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
 
@@ -105,7 +105,7 @@ class Router:
             lost = self._lost_early.pop(context_id, None)
         if lost is not None:
             context._lost(lost)
-        log.debug("%s: connected, pid %d, Python %s", name, context.pid, context.python_version)
+        log.debug("transport", "%s: connected, pid %d, Python %s", name, context.pid, context.python_version)
         return context
 
     # -- events from the broker thread ---------------------------------------------
@@ -117,17 +117,17 @@ class Router:
             if context is None:
                 self._lost_early[context_id] = reason
         if context is not None:
-            log.debug("%s: disconnected: %s", context.name, reason)
+            log.debug("transport", "%s: disconnected: %s", context.name, reason)
             context._lost(reason)
 
     def _on_stderr(self, connection: Connection, line: str) -> None:
-        stderr_log.info("%s: %s", connection.name, line)
+        log.info("transport.stderr", "%s: %s", connection.name, line)
 
     def _on_drop(self, msg: Message, reason: str) -> None:
-        log.warning("dropped %r: %s", msg, reason)
+        log.warning("transport", "dropped %r: %s", msg, reason)
 
     def _on_broker_error(self, what: Any, exc_info: Any) -> None:
-        log.error("error in %r", what, exc_info=exc_info)
+        log.error("transport", "error in %r", what, exc_info=exc_info)
 
     def _kill(self, context: Context) -> None:
         connection = self._connections.get(context.context_id)

@@ -6,7 +6,12 @@ so a message read in a log of many hosts still says where it happened.
 
 from __future__ import annotations
 
-import concurrent.futures
+import sys
+
+if sys.version_info >= (3, 11):
+    _FuturesTimeout = TimeoutError  # concurrent.futures.TimeoutError is this builtin
+else:
+    from concurrent.futures import TimeoutError as _FuturesTimeout
 
 
 class TransportError(Exception):
@@ -53,8 +58,8 @@ class Disconnected(TransportError):
         self.reason = reason
 
 
-class Timeout(TransportError, concurrent.futures.TimeoutError):
-    """A wait ran past its deadline. Also a concurrent.futures.TimeoutError."""
+class Timeout(TransportError, _FuturesTimeout):
+    """A wait ran past its deadline. Also a TimeoutError and a concurrent.futures.TimeoutError."""
 
 
 class ProtocolError(TransportError):

@@ -8,10 +8,12 @@ on the caller's side, with a TypeError that says what to do instead.
 from __future__ import annotations
 
 import functools
-import inspect
 import sys
 import types
-from typing import Any, Callable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 
 def function_reference(fn: Callable[..., Any]) -> tuple[str, str]:
@@ -20,7 +22,7 @@ def function_reference(fn: Callable[..., Any]) -> tuple[str, str]:
         raise TypeError("functools.partial objects cannot be sent; pass the function "
                         "and its arguments to call() instead")
     owner = getattr(fn, "__self__", None)
-    if inspect.ismethod(fn) or (isinstance(fn, types.BuiltinMethodType) and owner is not None
+    if isinstance(fn, types.MethodType) or (isinstance(fn, types.BuiltinMethodType) and owner is not None
                                 and not isinstance(owner, types.ModuleType)):
         if not isinstance(owner, type):
             raise TypeError(f"{fn!r} is a method bound to an instance and cannot be sent; "

@@ -15,7 +15,7 @@ import errno
 import fcntl
 import os
 import signal
-import subprocess
+import sys
 
 from transport.core import codec
 from transport.core.compat import make_pipe, to_text
@@ -30,8 +30,21 @@ REAP_INTERVAL = 0.02
 REAP_PATIENCE = 2.0
 
 
-def _setsid():
-    os.setsid()
+HAVE_POSIX_SPAWN = sys.version_info >= (3, 8) and hasattr(os, 'posix_spawnp')
+
+
+def _spawn(argv, stdin, stdout, stderr, env):
+    """Start argv in a new session with the given fds as 0, 1 and 2; return its pid."""
+    if HAVE_POSIX_SPAWN:
+        actions = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
+                   (os.POSIX_SPAWN_DUP2, stderr, 2)]
+        return os.posix_spawnp(argv[0], argv, os.environ if env is None else env,
+                               file_actions=actions, setsid=True)
+    import subprocess  # Python 2.7 and 3.6/3.7 intermediaries
+    popen = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr,
+                             close_fds=True, preexec_fn=os.setsid, env=env)
+    popen.returncode = 0  # we reap it ourselves; keep Popen from reaping it later
+    return popen.pid
 
 
 class ChildProcess(object):
@@ -44,26 +57,34 @@ class ChildProcess(object):
                 fcntl.fcntl(w, F_SETPIPE_SZ, pipe_size)
         (in_r, in_w), (out_r, out_w), (err_r, err_w) = pipes
         try:
-            self.popen = subprocess.Popen(argv, stdin=in_r, stdout=out_w, stderr=err_w,
-                                          close_fds=True, preexec_fn=_setsid, env=env)
+            self.pid = _spawn(argv, in_r, out_w, err_w, env)
         except BaseException:
-            for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
+            for fd in (in_w, out_r, err_r):
                 os.close(fd)
             raise
         finally:
             for fd in (in_r, out_w, err_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self.pid = self.popen.pid
+                os.close(fd)
         self.stdin = in_w
         self.stdout = out_r
         self.stderr = err_r
+        self.status = None
 
     def poll(self):
-        """Exit status, or None while it runs."""
-        return self.popen.poll()
+        """Exit status (negative: killed by that signal), or None while it runs."""
+        if self.status is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except OSError as e:
+                if e.errno != errno.ECHILD:
+                    raise
+                pid, status = self.pid, 0  # reaped elsewhere: the status is lost
+            if pid:
+                if os.WIFSIGNALED(status):
+                    self.status = -os.WTERMSIG(status)
+                else:
+                    self.status = os.WEXITSTATUS(status)
+        return self.status
 
     def kill(self):
         """Kill the child's whole process group (it leads its own session)."""

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import errno
 import sys
-from dataclasses import dataclass, field
-from typing import Any
 
-from transport.bootstrap import Bootstrap
 from transport.errors import ConnectError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-@dataclass
+    from transport.bootstrap import Bootstrap
+
+
 class LocalMethod:
     """Start `python` (default: the controller's own interpreter) as a child."""
 
-    python: str = field(default_factory=lambda: sys.executable)
-    host: str = "localhost"
+    host = "localhost"
+
+    def __init__(self, python: str | None = None) -> None:
+        self.python = python or sys.executable
 
     def argv(self, bootstrap: Bootstrap) -> list[str]:
         return bootstrap.python_argv(self.python)
