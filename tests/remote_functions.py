@@ -1,0 +1,79 @@
+"""Functions the tests call in targets. Written in the syntax of Python 2.7 and 3.6+.
+
+Targets import this module by name from the working directory (the
+repository root), which every local target inherits.
+"""
+import os
+import sys
+import time
+
+
+def echo(*args, **kwargs):
+    return [list(args), kwargs]
+
+
+def fail(message):
+    raise ValueError(message)
+
+
+def nested_fail():
+    return fail("nested " + "failure")
+
+
+def sleep_then_return(seconds, value):
+    time.sleep(seconds)
+    return value
+
+
+def pid_and_ppid():
+    return os.getpid(), os.getppid()
+
+
+def version():
+    return list(sys.version_info[:3])
+
+
+def print_noise(text):
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    os.write(1, text.encode() if not isinstance(text, bytes) else text)
+    return "after noise"
+
+
+def make_bytes(size):
+    return b"\xab" * size
+
+
+def length(data):
+    return len(data)
+
+
+class Evil(object):
+    """An object whose unpickling would run a shell command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, ("touch %s" % self.marker,))
+
+
+def return_evil(marker):
+    return Evil(marker)
+
+
+def exit_hard(status):
+    os._exit(status)
+
+
+class Greeter(object):
+    @classmethod
+    def hello(cls, name):
+        return "hello " + name
+
+    @staticmethod
+    def bye(name):
+        return "bye " + name
+
+    def instance_method(self):
+        return "instance"

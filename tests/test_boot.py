@@ -1,0 +1,155 @@
+"""Booting targets: small pipes, non-blocking stdin, bad interpreters, orphans, versions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import transport
+from tests import remote_functions as rf
+from tests.support.interpreters import find_interpreters, install_hint, missing_required
+
+from transport.bootstrap import build
+from transport.methods.local import LocalMethod
+
+
+def _wrapper(tmp_path, name, body):
+    """An executable that adjusts its stdio, then execs the real interpreter with its args."""
+    path = tmp_path / name
+    path.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body) + textwrap.dedent(f"""
+        import os, sys
+        os.execv({sys.executable!r}, [{sys.executable!r}] + sys.argv[1:])
+    """))
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_payload_is_small():
+    assert len(build().payload) <= 16 * 1024
+
+
+def test_boot_through_4_kib_pipes(router, tmp_path):
+    # The kernel hands out one-page pipes to a user over pipe-user-pages-soft; here
+    # the controller makes all three pipes that small, and the child checks it.
+    python = _wrapper(tmp_path, "small-pipes", """
+        import fcntl
+        for fd in (0, 1, 2):
+            if fcntl.fcntl(fd, 1032) != 4096:   # F_GETPIPE_SZ
+                raise SystemExit("fd %d is not a 4 KiB pipe" % fd)
+    """)
+    assert len(build().payload) > 4096  # the payload cannot fit the pipe at once
+    method = LocalMethod(python)
+    ctx = router._connect(method, method.default_name(), 10.0, pipe_size=4096)
+    assert ctx.call(rf.length, b"y" * 1_000_000) == 1_000_000
+    assert len(ctx.call(rf.make_bytes, 1_000_000)) == 1_000_000
+
+
+def test_boot_with_non_blocking_stdin(router, tmp_path):
+    python = _wrapper(tmp_path, "nonblocking-stdin", """
+        import fcntl, os
+        fcntl.fcntl(0, fcntl.F_SETFL, fcntl.fcntl(0, fcntl.F_GETFL) | os.O_NONBLOCK)
+    """)
+    assert router.local(python=python).call(pow, 2, 3) == 8
+
+
+def test_login_noise_before_the_stream_is_skipped(router, tmp_path):
+    python = _wrapper(tmp_path, "noisy", """
+        import os
+        os.write(1, b"Welcome! Last login: yesterday\\n")
+    """)
+    assert router.local(python=python).call(pow, 2, 4) == 16
+
+
+def test_missing_interpreter_is_a_connect_error_naming_the_path(router):
+    with pytest.raises(transport.ConnectError) as info:
+        router.local(python="/nonexistent/python3.99")
+    assert "/nonexistent/python3.99" in str(info.value)
+    assert info.value.host == "local:/nonexistent/python3.99"
+
+
+def test_interpreter_that_exits_at_once_is_a_connect_error(router, tmp_path):
+    script = tmp_path / "broken-python"
+    script.write_text("#!/bin/sh\necho 'broken: cannot start' >&2\nexit 3\n")
+    script.chmod(0o755)
+    with pytest.raises(transport.ConnectError) as info:
+        router.local(python=str(script))
+    assert "exited with status 3" in str(info.value)
+    assert "broken: cannot start" in str(info.value)
+
+
+def test_interpreter_that_never_boots_times_out(router, tmp_path):
+    script = tmp_path / "hanging-python"
+    script.write_text("#!/bin/sh\nexec sleep 30\n")
+    script.chmod(0o755)
+    with pytest.raises(transport.ConnectError, match="timed out"):
+        router.local(python=str(script), connect_timeout=0.5)
+
+
+ORPHAN_SCRIPT = """
+import sys, transport
+from tests import remote_functions as rf
+router = transport.Router()
+ctx = router.local()
+future = ctx.call_async(rf.sleep_then_return, 60, None) if sys.argv[1] == "busy" else None
+print(ctx.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("state", ["idle", "busy"])
+def test_target_exits_within_2s_when_its_parent_is_killed(state):
+    controller = subprocess.Popen([sys.executable, "-c", ORPHAN_SCRIPT, state],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        target_pid = int(controller.stdout.readline())
+        assert _alive(target_pid)
+        controller.send_signal(signal.SIGKILL)
+        controller.wait(5)
+        deadline = time.monotonic() + 2.0
+        while _alive(target_pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not _alive(target_pid), "the target outlived its parent by more than 2 s"
+    finally:
+        controller.kill()
+        controller.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rpartition(") ")[2][:1]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+INTERPRETERS = find_interpreters()
+
+
+def test_required_interpreters_are_installed():
+    missing = missing_required()
+    assert not missing, install_hint(missing)
+
+
+@pytest.mark.parametrize("label", sorted(INTERPRETERS))
+def test_call_on_every_interpreter(router, label):
+    python = INTERPRETERS[label]
+    ctx = router.local(python=python)
+    version = ctx.call(rf.version)
+    assert ctx.python_version == ".".join(map(str, version))
+    if label != "system":
+        assert ctx.python_version.startswith(label + ".")
+    # Python 2 has no separate bytes type: its str comes back as the caller's str.
+    echoed_bytes = "bytes" if label == "2.7" else b"bytes"
+    assert ctx.call(rf.echo, "text", b"bytes", 2**70, k={"x": (1.5, None)}) == [
+        ["text", echoed_bytes, 2**70], {"k": {"x": (1.5, None)}}]
+    with pytest.raises(transport.RemoteError) as info:
+        ctx.call(rf.fail, "boom")
+    assert info.value.remote_type in ("ValueError", "exceptions.ValueError")
+    assert "boom" in info.value.remote_traceback

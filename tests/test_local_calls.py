@@ -1,0 +1,166 @@
+"""Calls into a local target: values, errors, timeouts, futures and refusals."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import time
+
+import pytest
+
+import transport
+from tests import remote_functions as rf
+
+
+def test_call_returns_the_remote_value(ctx):
+    pid, ppid = ctx.call(rf.pid_and_ppid)
+    assert pid == ctx.pid != os.getpid()
+    assert ctx.call(pow, 2, 10) == 1024
+    assert ctx.call(rf.echo, 1, "two", b"three", k=[None, {1: 2.5}]) == [
+        [1, "two", b"three"], {"k": [None, {1: 2.5}]}]
+
+
+def test_call_async_returns_a_future(ctx):
+    future = ctx.call_async(pow, 2, 10)
+    assert isinstance(future, concurrent.futures.Future)
+    assert future.result(timeout=10) == 1024
+
+
+def test_calls_run_in_order_and_concurrent_callers_get_their_own_replies(ctx):
+    futures = [ctx.call_async(rf.echo, i) for i in range(200)]
+    assert [f.result(timeout=20) for f in futures] == [[[i], {}] for i in range(200)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: ctx.call(rf.echo, i), range(200)))
+    assert results == [[[i], {}] for i in range(200)]
+
+
+def test_timeout_raises_transport_timeout(ctx):
+    future = ctx.call_async(rf.sleep_then_return, 1.0, "late")
+    with pytest.raises(transport.Timeout) as info:
+        future.result(timeout=0.05)
+    assert isinstance(info.value, TimeoutError)
+    assert isinstance(info.value, concurrent.futures.TimeoutError)
+    assert future.result(timeout=10) == "late"
+
+
+def test_remote_exception_carries_type_message_and_traceback(ctx):
+    with pytest.raises(transport.RemoteError) as info:
+        ctx.call(rf.nested_fail)
+    error = info.value
+    assert error.remote_type == "ValueError"
+    assert error.remote_message == "nested failure"
+    assert "in nested_fail" in error.remote_traceback
+    assert "in fail" in error.remote_traceback
+    assert "Remote traceback" in str(error) and "nested failure" in str(error)
+    assert error.host == ctx.name
+    # The connection stays usable.
+    assert ctx.call(pow, 3, 2) == 9
+
+
+def test_missing_module_or_function_is_a_remote_error(ctx):
+    with pytest.raises(transport.RemoteError) as info:
+        ctx.call(os.listdir, "/nonexistent-directory")
+    assert info.value.remote_type == "FileNotFoundError"
+
+
+def test_classmethods_staticmethods_and_builtins_are_sent_by_name(ctx):
+    assert ctx.call(rf.Greeter.hello, "x") == "hello x"
+    assert ctx.call(rf.Greeter.bye, "y") == "bye y"
+    assert ctx.call(len, b"abc") == 3
+
+
+@pytest.mark.parametrize("fn, match", [
+    (lambda: 1, "lambdas cannot be sent"),
+    (rf.Greeter().instance_method, "bound to an instance"),
+    ([].append, "bound to an instance"),
+])
+def test_unsendable_functions_are_refused_on_the_caller_side(ctx, fn, match):
+    with pytest.raises(TypeError, match=match):
+        ctx.call(fn)
+
+
+def test_closures_are_refused(ctx):
+    value = 3
+
+    def closure():
+        return value
+
+    with pytest.raises(TypeError, match="inside a function"):
+        ctx.call(closure)
+
+
+def test_unencodable_arguments_are_refused(ctx):
+    with pytest.raises(TypeError, match="cannot send the arguments"):
+        ctx.call(rf.echo, object())
+
+
+def test_object_with_evil_reduction_never_runs_on_the_controller(ctx, tmp_path):
+    marker = tmp_path / "pwned"
+    with pytest.raises(transport.RemoteError) as info:
+        ctx.call(rf.return_evil, str(marker))
+    assert "cannot be sent" in info.value.remote_message
+    assert not marker.exists()
+    assert ctx.call(pow, 2, 2) == 4
+
+
+def test_large_values_cross_in_both_directions(ctx):
+    size = 8 * 1024 * 1024
+    assert ctx.call(rf.length, b"x" * size) == size
+    data = ctx.call(rf.make_bytes, size)
+    assert len(data) == size and data[:2] == b"\xab\xab"
+
+
+def test_stdout_noise_in_the_target_does_not_corrupt_the_stream(ctx):
+    assert ctx.call(rf.print_noise, "tp\x00junk\n") == "after noise"
+    assert ctx.call(pow, 2, 5) == 32
+
+
+def test_a_context_that_exits_mid_call_fails_the_call(router):
+    ctx = router.local()
+    with pytest.raises(transport.Disconnected):
+        ctx.call(rf.exit_hard, 3)
+    with pytest.raises(transport.Disconnected):
+        ctx.call(pow, 1, 1)
+
+
+def test_a_killed_context_fails_pending_and_later_calls(router):
+    ctx = router.local()
+    pending = ctx.call_async(rf.sleep_then_return, 30, "never")
+    os.kill(ctx.pid, signal.SIGKILL)
+    with pytest.raises(transport.Disconnected) as info:
+        pending.result(timeout=10)
+    assert ctx.name in str(info.value)
+    with pytest.raises(transport.Disconnected):
+        ctx.call(pow, 1, 1)
+    assert not ctx.alive
+
+
+def test_shutdown_ends_the_process(router):
+    ctx = router.local()
+    pid = ctx.pid
+    ctx.shutdown()
+    assert not ctx.alive
+    deadline = time.monotonic() + 5
+    while _process_exists(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not _process_exists(pid)
+
+
+def test_router_close_ends_every_context():
+    with transport.Router() as router:
+        pids = [router.local().pid for _ in range(3)]
+    deadline = time.monotonic() + 5
+    while any(map(_process_exists, pids)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(map(_process_exists, pids))
+    with pytest.raises(transport.ConnectError, match="closed"):
+        router.local()
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
