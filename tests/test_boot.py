@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,6 @@ import pytest
 import transport
 from tests import remote_functions as rf
 from tests.support.interpreters import find_interpreters, install_hint, missing_required
-
 from transport.bootstrap import build
 from transport.methods.local import LocalMethod
 

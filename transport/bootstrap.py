@@ -34,9 +34,9 @@ if v[:2]<(2,7) or (3,0)<=v[:2]<(3,6):
  os.write(1,('\\ntp-unsupported-python %%d.%%d.%%d\\n'%%v).encode());sys.exit(1)
 n=%(size)d;d=time.time()+%(timeout)d;b=b''
 while len(b)<n:
- if not select.select([0],[],[],max(0,d-time.time()))[0]:sys.exit('transport: timed out reading the bootstrap')
+ if not select.select([0],[],[],max(0,d-time.time()))[0]:sys.exit('transport: bootstrap timed out')
  c=os.read(0,n-len(b))
- if not c:sys.exit('transport: end of file while reading the bootstrap')
+ if not c:sys.exit('transport: bootstrap cut short')
  b+=c
 p=zlib.decompress(b).split(b'\\0')
 m=type(sys)('%(importer)s');sys.modules[m.__name__]=m
@@ -110,7 +110,7 @@ def _module_path(name: str) -> str:
 
 def _cache_path(key: bytes) -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "transport", "payload-%08x.bin" % zlib.crc32(key))
+    return os.path.join(base, "transport", f"payload-{zlib.crc32(key):08x}.bin")
 
 
 def _read_cache(path: str, key: bytes) -> bytes | None:

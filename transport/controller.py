@@ -14,6 +14,7 @@ import itertools
 import sys
 import threading
 
+from transport import log
 from transport.bootstrap import build
 from transport.context import Context
 from transport.core.broker import Broker
@@ -21,7 +22,6 @@ from transport.core.framing import DEFAULT_MAX_MESSAGE_SIZE, Message
 from transport.core.handles import CONTROLLER_ID
 from transport.core.router import Router as CoreRouter
 from transport.core.spawn import Connection
-from transport import log
 from transport.errors import ConnectError
 from transport.methods.local import LocalMethod
 

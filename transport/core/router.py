@@ -23,7 +23,7 @@ import itertools
 import threading
 
 from transport.core import codec
-from transport.core.framing import Message, NO_REPLY
+from transport.core.framing import NO_REPLY, Message
 from transport.core.handles import ADD_ROUTE, DEL_ROUTE, FIRST_DYNAMIC_HANDLE, FLAG_DEAD
 
 
