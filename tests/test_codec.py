@@ -22,6 +22,23 @@ def test_round_trip(value):
     assert type(decoded) is type(expected)
 
 
+def test_subclasses_of_plain_types_travel_as_the_plain_type():
+    import collections
+    import enum
+    import os
+
+    Point = collections.namedtuple("Point", "x y")
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    assert codec.decode(codec.encode(Point(1, 2))) == (1, 2)
+    assert type(codec.decode(codec.encode(Point(1, 2)))) is tuple
+    assert codec.decode(codec.encode(collections.OrderedDict(a=1))) == {"a": 1}
+    assert codec.decode(codec.encode(Level.HIGH)) == 3
+    assert codec.decode(codec.encode(os.stat("/")))[0] == os.stat("/").st_mode
+
+
 def test_bool_stays_bool_and_int_stays_int():
     assert codec.decode(codec.encode([True, 1])) == [True, 1]
     assert [type(v) for v in codec.decode(codec.encode([True, 1]))] == [bool, int]

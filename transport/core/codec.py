@@ -107,10 +107,17 @@ def _encode(value, put, depth):
         put(_U32.pack(len(value)))
         put(bytes(value))
     else:
+        # Subclasses of plain types (namedtuples, os.stat_result, OrderedDict,
+        # IntEnum members ...) travel as their plain base type.
+        for base in _PLAIN_BASES:
+            if isinstance(value, base):
+                _encode(base(value), put, depth)
+                return
         raise CodecError('cannot encode a value of type %s.%s' % (kind.__module__, kind.__name__))
 
 
 _SEQUENCE_TAGS = {tuple: b't', list: b'l', set: b'e', frozenset: b'z'}
+_PLAIN_BASES = (bool, float, bytes, text_type, tuple, list, dict, set, frozenset) + integer_types
 
 
 def decode(data):
