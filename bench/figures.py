@@ -1,0 +1,138 @@
+"""The figures: each times one operation for every system, interleaved round by round.
+
+Interleaving (A B C A B C ...) after a warm-up spreads the machine's drift
+evenly over the systems, so the ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from bench.stats import Summary
+from bench.systems import Connection, System
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    lower_is_better: bool
+    results: dict[str, Summary] = field(default_factory=dict)
+    note: str = ""
+
+
+def _clean_env() -> dict[str, str]:
+    # Measure as installed for users: byte-code caches written and used.
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def cold_start_local(systems: list[System], python: str, rounds: int) -> Figure:
+    figure = Figure("cold start, local (import, connect, one call, exit)", "ms", True)
+    env = _clean_env()
+    samples: dict[str, list[float]] = {s.name: [] for s in systems}
+    for round_number in range(rounds + 1):
+        for system in systems:
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", system.cold_script, python], check=True, env=env,
+                           timeout=60)
+            elapsed = (time.perf_counter() - started) * 1000
+            if round_number:  # round 0 is the warm-up (it also writes byte-code caches)
+                samples[system.name].append(elapsed)
+    figure.results = {name: Summary.of(values) for name, values in samples.items()}
+    return figure
+
+
+def _per_connection(systems: list[System], python: str, rounds: int, measure) -> dict[str, list[float]]:
+    connections: dict[str, Connection] = {s.name: s.connect_local(python) for s in systems}
+    try:
+        for connection in connections.values():
+            measure(connection, warmup=True)
+        samples: dict[str, list[float]] = {name: [] for name in connections}
+        for _ in range(rounds):
+            for name, connection in connections.items():
+                samples[name].append(measure(connection, warmup=False))
+        return samples
+    finally:
+        for connection in connections.values():
+            connection.close()
+
+
+def warm_call_local(systems: list[System], python: str, rounds: int, calls: int) -> Figure:
+    figure = Figure("warm trivial call, local", "µs", True)
+
+    def measure(connection: Connection, warmup: bool) -> float:
+        count = calls // 4 if warmup else calls
+        started = time.perf_counter()
+        for _ in range(count):
+            connection.call_trivial()
+        return (time.perf_counter() - started) / count * 1e6
+
+    samples = _per_connection(systems, python, rounds, measure)
+    figure.results = {name: Summary.of(values) for name, values in samples.items()}
+    return figure
+
+
+def pipelined_local(systems: list[System], python: str, rounds: int, calls: int) -> Figure:
+    figure = Figure("pipelined trivial calls, local", "calls/s", False)
+
+    def measure(connection: Connection, warmup: bool) -> float:
+        count = calls // 4 if warmup else calls
+        started = time.perf_counter()
+        connection.pipelined(count)
+        return count / (time.perf_counter() - started)
+
+    samples = _per_connection(systems, python, rounds, measure)
+    figure.results = {name: Summary.of(values) for name, values in samples.items()}
+    return figure
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def target_rss_local(systems: list[System], python: str) -> Figure:
+    figure = Figure("target RSS above a bare interpreter", "MiB", True)
+    bare = subprocess.Popen([python, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        time.sleep(0.3)
+        bare_kib = _rss_kib(bare.pid)
+    finally:
+        bare.communicate(b"")
+    for system in systems:
+        connection = system.connect_local(python)
+        try:
+            connection.call_trivial()
+            extra = (_rss_kib(connection.target_pid()) - bare_kib) / 1024
+        finally:
+            connection.close()
+        figure.results[system.name] = Summary.of([extra])
+    figure.note = f"bare interpreter: {bare_kib / 1024:.1f} MiB"
+    return figure
+
+
+def bootstrap_size() -> Figure:
+    from transport.bootstrap import build, build_payload, core_module_names
+
+    figure = Figure("bootstrap: payload + first stage", "bytes", True)
+    boot = build()
+    figure.results["transport"] = Summary.of([len(boot.payload) + len(boot.first_stage)])
+    started = time.process_time()
+    build_payload(core_module_names())
+    cold_build = time.process_time() - started
+    started = time.process_time()
+    build.cache_clear()
+    build()
+    cached = time.process_time() - started
+    figure.note = (f"controller CPU to build: {cached * 1000:.1f} ms from the on-disk cache, "
+                   f"{cold_build * 1000:.0f} ms without it (once per source change)")
+    return figure
