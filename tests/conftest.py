@@ -7,7 +7,9 @@ tests.remote_functions until module forwarding arrives.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,36 @@ def router():
 @pytest.fixture
 def ctx(router):
     return router.local(python=sys.executable)
+
+
+# -- ssh and sudo: a private sshd on loopback and the test users --------------------------
+
+SSH_ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+
+
+@pytest.fixture(scope="session")
+def test_users():
+    from tests.support import sshd
+
+    try:
+        sshd.ensure_users()
+    except sshd.EnvironmentProblem as e:
+        pytest.fail(str(e))
+    return sshd
+
+
+@pytest.fixture(scope="session")
+def sshd(test_users):
+    from tests.support.sshd import EnvironmentProblem, SshServer
+
+    # Not under pytest's private tmp directory: sshd reads each user's authorized keys
+    # as that user, so the directory must be searchable by everyone.
+    workdir = Path(tempfile.mkdtemp(prefix="transport-sshd-"))
+    server = SshServer(workdir, SSH_ADDRESSES)
+    try:
+        server.start()
+    except EnvironmentProblem as e:
+        pytest.fail(str(e))
+    yield server
+    server.stop()
+    shutil.rmtree(workdir, ignore_errors=True)

@@ -32,6 +32,7 @@ import os,select,sys,time,zlib
 v=sys.version_info[:3]
 if v[:2]<(2,7) or (3,0)<=v[:2]<(3,6):
  os.write(1,('\\ntp-unsupported-python %%d.%%d.%%d\\n'%%v).encode());sys.exit(1)
+os.write(1,b'\\n\\0tp-first-stage\\0\\n')
 n=%(size)d;d=time.time()+%(timeout)d;b=b''
 while len(b)<n:
  if not select.select([0],[],[],max(0,d-time.time()))[0]:sys.exit('transport: bootstrap timed out')

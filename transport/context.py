@@ -130,6 +130,32 @@ class Context:
         core.send(Message(self.context_id, CONTROLLER_ID, CALL_FUNCTION, data, reply_to=handle))
         return future
 
+    def _request(self, handle: int, value: Any, timeout: float) -> tuple:
+        """Send value to a well-known handle here and wait for the raw reply tuple.
+
+        A lost context or a timeout comes back as ('lost', reason).
+        """
+        reply = _Reply()
+
+        def on_reply(msg: Message) -> None:
+            if msg.is_dead:
+                reply.set_result(("lost", msg.data.decode("utf-8", "replace")))
+            else:
+                try:
+                    reply.set_result(tuple(codec.decode(msg.data)))
+                except codec.CodecError as e:
+                    reply.set_result(("lost", f"malformed reply: {e}"))
+
+        core = self.router._core
+        reply_to = core.add_reply_handler(on_reply, self.context_id)
+        core.send(Message(self.context_id, CONTROLLER_ID, handle, codec.encode(value),
+                          reply_to=reply_to))
+        try:
+            return reply.result(timeout)
+        except Timeout:
+            core.remove_handler(reply_to)
+            return ("lost", f"no answer within {timeout}s")
+
     def _on_reply(self, future: Any, msg: Message) -> None:
         if msg.is_dead:
             future.set_exception(Disconnected(self.name, msg.data.decode("utf-8", "replace")))

@@ -17,13 +17,16 @@ import threading
 from transport import log
 from transport.bootstrap import build
 from transport.context import Context
+from transport.core import codec
 from transport.core.broker import Broker
 from transport.core.framing import DEFAULT_MAX_MESSAGE_SIZE, Message
-from transport.core.handles import CONTROLLER_ID
+from transport.core.handles import ADD_ROUTE, CONNECT, CONTROLLER_ID
 from transport.core.router import Router as CoreRouter
 from transport.core.spawn import Connection
 from transport.errors import ConnectError
 from transport.methods.local import LocalMethod
+from transport.methods.ssh import SshMethod
+from transport.methods.sudo import SudoMethod
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,17 +64,76 @@ class Router:
     # -- connection methods ------------------------------------------------------
 
     def local(self, *, python: str | None = None, name: str | None = None,
-              connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Context:
-        """Start a Python interpreter on this machine (default: sys.executable)."""
-        method = LocalMethod(python or sys.executable)
-        return self._connect(method, name or method.default_name(), connect_timeout)
+              connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, via: Context | None = None) -> Context:
+        """Start a Python interpreter on this machine (default: sys.executable), or on via's."""
+        method = LocalMethod(python or (via.python if via else sys.executable))
+        return self._connect(method, name, connect_timeout, via)
 
-    def _connect(self, method: Any, name: str, connect_timeout: float,
-                 pipe_size: int | None = None) -> Context:
+    def ssh(self, host: str, *, port: int | None = None, user: str | None = None,
+            python: str = "python3", identity_file: str | None = None,
+            ssh_options: dict[str, str] | None = None, check_host_keys: str | None = None,
+            compression: bool = False, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+            name: str | None = None, via: Context | None = None) -> Context:
+        """Start `python` on `host` over OpenSSH; with via=, the ssh client runs on that context.
+
+        check_host_keys: None follows the user's ssh config; "accept-new", "ignore" or
+        "strict" override it. compression: ssh compression (off by default).
+        Raises AuthError when authentication is refused, ConnectError otherwise.
+        """
+        method = SshMethod(host, port=port, user=user, python=python, identity_file=identity_file,
+                           ssh_options=ssh_options, check_host_keys=check_host_keys,
+                           compression=compression, connect_timeout=connect_timeout)
+        return self._connect(method, name, connect_timeout, via)
+
+    def sudo(self, *, user: str = "root", password: str | None = None, python: str | None = None,
+             connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, name: str | None = None,
+             via: Context | None = None) -> Context:
+        """Start `python` as `user` with sudo, here or on via's host.
+
+        python defaults to via's interpreter (or this one). Without a password sudo
+        must not need one; a wrong or missing password raises AuthError at once.
+        """
+        method = SudoMethod(user, password=password,
+                            python=python or (via.python if via else sys.executable))
+        if via is not None:
+            method.host = via.host
+        return self._connect(method, name, connect_timeout, via)
+
+    def _connect(self, method: Any, name: str | None, connect_timeout: float,
+                 via: Context | None = None, pipe_size: int | None = None) -> Context:
+        name = name or (f"{via.name}/{method.default_name()}" if via else method.default_name())
         if self._closed:
             raise ConnectError(name, "the router is closed")
+        if via is not None and not via.alive:
+            raise ConnectError(name, f"cannot connect through {via.name}: it is disconnected")
         bootstrap = build()
         context_id = next(self._ids)
+        options = method.options()
+        if pipe_size:
+            options["pipe_size"] = pipe_size
+        if via is None:
+            outcome = self._connect_here(context_id, method.argv(bootstrap), bootstrap.payload,
+                                         name, connect_timeout, options)
+        else:
+            outcome = self._connect_via(via, context_id, method.argv(bootstrap), name,
+                                        connect_timeout, options)
+        if "error" in outcome:
+            with self._lock:
+                self._connections.pop(context_id, None)
+            raise method.connect_error(name, *outcome["error"])
+        context = Context(self, context_id, name, method.host, outcome["info"], via=via)
+        with self._lock:
+            self._contexts[context_id] = context
+            lost = self._lost_early.pop(context_id, None)
+        if lost is not None:
+            context._lost(lost)
+        log.debug("transport", "%s: connected, pid %d, Python %s", name, context.pid,
+                  context.python_version)
+        return context
+
+    def _connect_here(self, context_id: int, argv: list[str], payload: bytes, name: str,
+                      connect_timeout: float, options: dict[str, Any]) -> dict[str, Any]:
+        """Spawn and boot a child of the controller; return {'info': ...} or {'error': ...}."""
         config = {"context_id": context_id, "parent_id": CONTROLLER_ID,
                   "max_message_size": self.max_message_size, "name": name}
         outcome: dict[str, Any] = {}
@@ -85,28 +147,42 @@ class Router:
             outcome["error"] = (reason, details)
             done.set()
 
-        connection = Connection(self._core, context_id, method.argv(bootstrap), bootstrap.payload,
-                                config, connect_timeout, name, on_ready, on_failed,
-                                self._on_stderr, pipe_size)
+        connection = Connection(self._core, context_id, argv, payload, config, connect_timeout,
+                                name, on_ready, on_failed, self._on_stderr, options)
         with self._lock:
             self._connections[context_id] = connection
         self._broker.defer(connection.start)
         # The connection enforces connect_timeout itself; the margin covers a stuck broker.
         if not done.wait(connect_timeout + 5.0):
-            self._broker.defer(connection.process.kill) if connection.process else None
-            raise ConnectError(name, f"timed out after {connect_timeout}s")
-        if "error" in outcome:
-            with self._lock:
-                self._connections.pop(context_id, None)
-            raise method.connect_error(name, *outcome["error"])
-        context = Context(self, context_id, name, method.host, outcome["info"])
-        with self._lock:
-            self._contexts[context_id] = context
-            lost = self._lost_early.pop(context_id, None)
-        if lost is not None:
-            context._lost(lost)
-        log.debug("transport", "%s: connected, pid %d, Python %s", name, context.pid, context.python_version)
-        return context
+            if connection.process is not None:
+                self._broker.defer(connection.process.kill)
+            outcome["error"] = (f"timed out after {connect_timeout}s", {})
+        return outcome
+
+    def _connect_via(self, via: Context, context_id: int, argv: list[str], name: str,
+                     connect_timeout: float, options: dict[str, Any]) -> dict[str, Any]:
+        """Ask `via` to spawn and boot the child; teach every hop above it the route."""
+        path = []
+        hop: Context | None = via
+        while hop is not None:
+            path.insert(0, hop)
+            hop = hop.via
+        for upper, lower in zip(path, path[1:]):
+            self._core.send(Message(upper.context_id, CONTROLLER_ID, ADD_ROUTE,
+                                    codec.encode((context_id, lower.context_id))))
+        first_hop = self._core.route_for(path[0].context_id)
+        if first_hop is None:
+            return {"error": (f"cannot connect through {via.name}: it is disconnected", {})}
+        self._core.add_route(context_id, first_hop)
+        spec = {"context_id": context_id, "argv": argv, "name": name,
+                "connect_timeout": connect_timeout, "options": options,
+                "max_message_size": self.max_message_size}
+        reply = via._request(CONNECT, spec, timeout=connect_timeout + 5.0)
+        if reply[0] == "ok":
+            return {"info": reply[1]}
+        if reply[0] == "fail":
+            return {"error": (reply[1], reply[2])}
+        return {"error": (f"failed on {via.name}: {reply[1]}", {})}
 
     # -- events from the broker thread ---------------------------------------------
 

@@ -14,6 +14,7 @@ CALL_FUNCTION = 2       # parent side -> context: run a function, reply to reply
 SHUTDOWN = 3            # parent side -> context: finish and exit
 ADD_ROUTE = 4           # parent -> context: a new context is reachable through one of your children
 DEL_ROUTE = 5           # child -> parent: these contexts are gone
+CONNECT = 6             # parent side -> context: start a child context from here
 
 # Handles allocated at run time (reply handles) start here.
 FIRST_DYNAMIC_HANDLE = 1000
@@ -27,4 +28,5 @@ WELL_KNOWN = {
     'SHUTDOWN': SHUTDOWN,
     'ADD_ROUTE': ADD_ROUTE,
     'DEL_ROUTE': DEL_ROUTE,
+    'CONNECT': CONNECT,
 }

@@ -1,15 +1,18 @@
 """Finding where a booted child's framed stream begins (sans-I/O).
 
 Between spawning a child and its first framed message, its output may carry
-other text: a login shell's banner, a sudo lecture, an error from the shell
-("python: not found"). The first stage announces an interpreter it cannot
-run with UNSUPPORTED_PREFIX; the booted core writes READY_MARKER right before
-its first message. BootScanner is fed the child's output and says which of
-these happened, keeping the text that came before for error messages.
+other text: a login shell's banner, an error from the shell ("python: not
+found"). The first stage writes FIRST_STAGE_MARKER once it runs (a parent
+that must answer a password prompt first waits for it before sending the
+payload), or UNSUPPORTED_PREFIX and the version for an interpreter it cannot
+run; the booted core writes READY_MARKER right before its first message.
+BootScanner is fed the child's output and says which of these happened,
+keeping the other text for error messages.
 """
 from __future__ import absolute_import
 
 READY_MARKER = b'\n\x00tp-ready\x00\n'
+FIRST_STAGE_MARKER = b'\n\x00tp-first-stage\x00\n'
 UNSUPPORTED_PREFIX = b'tp-unsupported-python '
 MAX_PREAMBLE = 64 * 1024
 
@@ -21,12 +24,19 @@ class BootScanner(object):
         self.state = 'waiting'
         self.preamble = b''
         self.found_version = None
+        self.first_stage_seen = False
 
     def feed(self, data):
         """Consume data; once ready, return the bytes after the marker (else b'')."""
         if self.state != 'waiting':
             raise ValueError('BootScanner.feed() after the handshake finished')
         self.preamble += data
+        if not self.first_stage_seen:
+            index = self.preamble.find(FIRST_STAGE_MARKER)
+            if index >= 0:
+                self.first_stage_seen = True
+                self.preamble = (self.preamble[:index]
+                                 + self.preamble[index + len(FIRST_STAGE_MARKER):])
         index = self.preamble.find(READY_MARKER)
         if index >= 0:
             rest = self.preamble[index + len(READY_MARKER):]

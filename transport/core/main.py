@@ -18,7 +18,7 @@ from transport.core.broker import Broker
 from transport.core.compat import monotonic, retry_eintr, set_cloexec
 from transport.core.dispatch import Dispatcher
 from transport.core.framing import HEADER, HEADER_SIZE, MAGIC, Message
-from transport.core.handles import BOOT_CONFIG, CALL_FUNCTION, SHUTDOWN
+from transport.core.handles import BOOT_CONFIG, CALL_FUNCTION, CONNECT, SHUTDOWN
 from transport.core.handshake import READY_MARKER
 from transport.core.router import Router
 from transport.core.stream import Stream
@@ -98,6 +98,7 @@ class Target(object):
         self.dispatcher = Dispatcher(self.router)
         self.router.add_handler(CALL_FUNCTION, self.dispatcher.enqueue)
         self.router.add_handler(SHUTDOWN, self._on_shutdown)
+        self.router.add_handler(CONNECT, self._on_connect)
 
     def _parent_lost(self, stream, reason):
         # Orphans must not linger: leave now; children see end of file and follow.
@@ -105,6 +106,29 @@ class Target(object):
 
     def _on_shutdown(self, msg):
         self.dispatcher.stop()
+
+    def _on_connect(self, msg):
+        """Start a child context here, as an intermediary (see docs/protocol.md, CONNECT)."""
+        from transport.core.spawn import Connection  # only intermediaries pay for it
+
+        spec = codec.decode(msg.data)
+        own_id = self.config['context_id']
+
+        def reply(result):
+            self.router.send(Message(msg.src, own_id, msg.reply_to, codec.encode(result)))
+
+        def on_stderr(connection, line):
+            sys.stderr.write('[%s] %s\n' % (connection.name, line))
+
+        config = {'context_id': spec['context_id'], 'parent_id': own_id,
+                  'max_message_size': spec['max_message_size'], 'name': spec['name']}
+        connection = Connection(
+            self.router, spec['context_id'], spec['argv'], self.payload, config,
+            spec['connect_timeout'], spec['name'],
+            lambda conn, info: reply(('ok', info)),
+            lambda conn, reason, details: reply(('fail', reason, details)),
+            on_stderr, spec['options'])
+        connection.start()
 
     def hello(self):
         info = {

@@ -106,10 +106,21 @@ def describe_status(status):
 
 
 class Connection(object):
-    """Boots one child and then serves as its stream's owner. Broker thread only."""
+    """Boots one child and then owns its stream and process. Broker thread only.
+
+    `options` (all optional):
+      pipe_size: kernel buffer size for the child's pipes (F_SETPIPE_SZ).
+      prompt, password: a password prompt (bytes) the child may write on
+        stderr, and the answer to write on its stdin. The payload is then held
+        back until the first stage announces itself, so the password can
+        never be read as payload. A second prompt means the password was
+        refused; a prompt with no password to give fails at once.
+      auth_failures: stderr texts (bytes) that mean authentication was refused.
+    """
 
     def __init__(self, router, context_id, argv, payload, config, connect_timeout,
-                 name, on_ready, on_failed, on_stderr=None, pipe_size=None):
+                 name, on_ready, on_failed, on_stderr=None, options=None):
+        options = options or {}
         self.router = router
         self.broker = router.broker
         self.context_id = context_id
@@ -121,16 +132,26 @@ class Connection(object):
         self.on_ready = on_ready
         self.on_failed = on_failed
         self.on_stderr = on_stderr
-        self.pipe_size = pipe_size
+        self.pipe_size = options.get('pipe_size')
+        self.prompt = options.get('prompt')
+        self._password = options.get('password')
+        self.auth_failures = options.get('auth_failures') or ()
         self.process = None
         self.stream = None
         self.state = 'new'
         self.hello = None
+        self.preamble = ''
         self.stderr_tail = b''
+        self._stderr_unscanned = b''
         self._stderr_partial = b''
         self._stderr_open = False
+        self._prompts = 0
+        self._payload_sent = False
         self._failure = None
         self._timer = None
+
+    def __repr__(self):
+        return 'Connection(%r, state=%r)' % (self.name, self.state)
 
     # -- starting ------------------------------------------------------------
 
@@ -139,37 +160,47 @@ class Connection(object):
             self.process = ChildProcess(self.argv, self.pipe_size)
         except OSError as e:
             self._fail('cannot start %s: %s' % (self.argv[0], e.strerror),
-                       {'errno': e.errno, 'exit_status': None, 'stderr': '', 'preamble': ''})
+                       {'errno': e.errno, 'exit_status': None, 'stderr': '', 'preamble': '',
+                        'auth': False})
             return
         self.state = 'booting'
         self.stream = Stream(self.broker, self.process.stdout, self.process.stdin, self.name,
                              self.router.on_message, self._on_disconnect,
                              self.config.get('max_message_size'), BootScanner(), self._on_boot_event)
         self.router.add_route(self.context_id, self.stream)
-        config = dict(self.config)
-        config['hello_handle'] = self.router.add_reply_handler(self._on_hello, self.context_id)
-        boot = Message(self.context_id, self.router.context_id, BOOT_CONFIG, codec.encode(config))
         self.stream.start()
         self._stderr_open = True
         self.broker.start_reading(self.process.stderr, self._on_stderr_readable)
-        self.stream.send_bytes(self.payload, boot.pack())
+        if self.prompt is None:
+            self._send_payload()
         self._timer = self.broker.call_later(self.connect_timeout, self._on_timeout)
+
+    def _send_payload(self):
+        if self._payload_sent:
+            return
+        self._payload_sent = True
+        config = dict(self.config)
+        config['hello_handle'] = self.router.add_reply_handler(self._on_hello, self.context_id)
+        boot = Message(self.context_id, self.router.context_id, BOOT_CONFIG, codec.encode(config))
+        self.stream.send_bytes(self.payload, boot.pack())
 
     def _on_boot_event(self, stream, scanner):
         if scanner.state == 'unsupported':
             self._fail('unsupported Python %s (transport needs 2.7 or 3.6 and later)'
                        % scanner.found_version, self._details(scanner.preamble_text()))
             self.stream.disconnect('unsupported interpreter')
+        elif scanner.state == 'waiting':
+            self._send_payload()  # the first stage runs: no password prompt can follow
         else:
             self.preamble = scanner.preamble_text()
 
     def _on_hello(self, msg):
         if msg.is_dead:
-            # The stream ended before the hello: _on_disconnect reports it.
-            return
-        status, info = codec.decode(msg.data)[:2]
+            return  # the stream ended before the hello: _on_disconnect reports it
+        info = codec.decode(msg.data)[1]
         self.hello = info
         self.state = 'ready'
+        self._password = None
         self._timer.cancel()
         self.on_ready(self, info)
 
@@ -180,7 +211,7 @@ class Connection(object):
             self.process.kill()
             self.stream.disconnect('connect timeout')
 
-    # -- stderr ----------------------------------------------------------------
+    # -- stderr: the password dialogue, then log lines -------------------------
 
     def _on_stderr_readable(self, fd):
         try:
@@ -193,11 +224,41 @@ class Connection(object):
             self._close_stderr()
             return
         self.stderr_tail = (self.stderr_tail + data)[-STDERR_TAIL:]
+        if self.state == 'booting' and not self._payload_sent:
+            self._scan_dialogue(data)
         if self.on_stderr is not None:
             lines = (self._stderr_partial + data).split(b'\n')
             self._stderr_partial = lines.pop()
             for line in lines:
-                self.on_stderr(self, to_text(line))
+                if self.prompt is None or self.prompt not in line:
+                    self.on_stderr(self, to_text(line))
+
+    def _scan_dialogue(self, data):
+        self._stderr_unscanned += data
+        for text in self.auth_failures:
+            if text in self._stderr_unscanned:
+                self._fail_auth('authentication refused')
+                return
+        if self.prompt is None:
+            return
+        while self.prompt in self._stderr_unscanned:
+            self._stderr_unscanned = self._stderr_unscanned.split(self.prompt, 1)[1]
+            self._prompts += 1
+            if self._password is None:
+                self._fail_auth('a password is required')
+                return
+            if self._prompts > 1:
+                self._fail_auth('the password was refused')
+                return
+            self.stream.send_bytes(self._password + b'\n')
+        self._stderr_unscanned = self._stderr_unscanned[-len(self.prompt):]
+
+    def _fail_auth(self, reason):
+        details = self._details('')
+        details['auth'] = True
+        self._fail(reason, details)
+        self.process.kill()
+        self.stream.disconnect(reason)
 
     def _close_stderr(self):
         if self._stderr_open:
@@ -209,14 +270,17 @@ class Connection(object):
     # -- ending ----------------------------------------------------------------
 
     def _details(self, preamble):
+        stderr = to_text(self.stderr_tail)
+        if self.prompt is not None:
+            stderr = stderr.replace(to_text(self.prompt), '')
         return {'exit_status': self.process.poll() if self.process else None,
-                'stderr': to_text(self.stderr_tail).strip(), 'preamble': preamble,
-                'errno': None}
+                'stderr': stderr.strip(), 'preamble': preamble, 'errno': None, 'auth': False}
 
     def _fail(self, reason, details):
         if self.state in ('failed', 'ready'):
             return
         self.state = 'failed'
+        self._password = None
         if self._timer is not None:
             self._timer.cancel()
         self.on_failed(self, reason, details)
@@ -226,7 +290,7 @@ class Connection(object):
         if self.state == 'booting':
             # Wait briefly for stderr and the exit status: they explain the failure.
             self._failure = (reason, stream)
-            self._deadline_timer = self.broker.call_later(1.0, self._finish_failure)
+            self.broker.call_later(1.0, self._finish_failure)
             self._check_failure_complete()
         self._reap(REAP_PATIENCE)
 

@@ -152,10 +152,14 @@ class Stream(object):
             self.disconnect('end of file')
             return
         if self.scanner is not None:
-            data = self.scanner.feed(data)
-            if self.scanner.state == 'waiting':
+            scanner = self.scanner
+            first_stage_seen = scanner.first_stage_seen
+            data = scanner.feed(data)
+            if scanner.state == 'waiting':
+                if scanner.first_stage_seen and not first_stage_seen:
+                    self.on_boot_event(self, scanner)
                 return
-            scanner, self.scanner = self.scanner, None
+            self.scanner = None
             self.on_boot_event(self, scanner)
             if self.closed or not data:
                 return

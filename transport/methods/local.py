@@ -28,6 +28,9 @@ class LocalMethod:
     def default_name(self) -> str:
         return f"local:{self.python}"
 
+    def options(self) -> dict[str, Any]:
+        return {}
+
     def connect_error(self, name: str, reason: str, details: dict[str, Any]) -> ConnectError:
         return python_start_error(name, self.python, reason, details)
 

@@ -1,0 +1,177 @@
+"""A private OpenSSH server on loopback and the test users it serves.
+
+SshServer generates its own host and client keys in a work directory, listens
+on a free port on one or more loopback addresses (127.0.0.2 and up need no
+setup on Linux) and authorises the client key for root and the test users
+through per-user files in that directory, so nothing outside it changes but
+the users below. It needs root: sshd's privilege separation and other users'
+logins require it.
+
+TestUsers creates, when missing, users whose homes hold no shell rc files:
+  tp-plain   key login, no sudo
+  tp-sudo    sudo with a password (SUDO_PASSWORD)
+  tp-nopw    password-less sudo
+  tp-nosudo  not in sudoers
+  tp-app     a target for su, with a password (APP_PASSWORD)
+pyenv's interpreters live under /root, which other users cannot enter; tests
+that log in as these users use /usr/bin/python3.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+SSHD = "/usr/sbin/sshd"
+SUDO_PASSWORD = "sudo-Pa55-word"
+APP_PASSWORD = "app-Pa55-word"
+USERS = ("tp-plain", "tp-sudo", "tp-nopw", "tp-nosudo", "tp-app")
+SUDOERS_FILE = "/etc/sudoers.d/transport-tests"
+INSTALL_HINT = "run .ci/setup-system as root (apt-get install openssh-server sudo)"
+
+
+class EnvironmentProblem(RuntimeError):
+    """A part the tests need is missing; the message says how to install it."""
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise EnvironmentProblem("the ssh/sudo tests must run as root: they start sshd with "
+                                 "privilege separation and create test users")
+
+
+def ensure_users() -> None:
+    """Create the test users and their sudoers rules (idempotent)."""
+    require_root()
+    for tool in ("useradd", "chpasswd", "visudo"):
+        if shutil.which(tool) is None:
+            raise EnvironmentProblem(f"{tool} not found: {INSTALL_HINT}")
+    for user in USERS:
+        if subprocess.run(["id", "-u", user], capture_output=True).returncode != 0:
+            subprocess.run(["useradd", "--create-home", "--skel", "/nonexistent", "--shell", "/bin/sh",
+                            user], check=True, capture_output=True)
+        home = Path("/home") / user
+        for rc in (".bashrc", ".profile", ".bash_logout"):
+            (home / rc).unlink(missing_ok=True)
+    passwords = f"tp-sudo:{SUDO_PASSWORD}\ntp-app:{APP_PASSWORD}\ntp-plain:{APP_PASSWORD}\n"
+    subprocess.run(["chpasswd"], input=passwords, text=True, check=True)
+    rules = ("Defaults:tp-sudo !lecture, timestamp_timeout=0\n"
+             "tp-sudo ALL=(ALL:ALL) ALL\n"
+             "tp-nopw ALL=(ALL:ALL) NOPASSWD: ALL\n")
+    staged = Path(SUDOERS_FILE + ".new")
+    staged.write_text(rules)
+    staged.chmod(0o440)
+    subprocess.run(["visudo", "-cf", str(staged)], check=True, capture_output=True)
+    staged.replace(SUDOERS_FILE)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SshServer:
+    """sshd on `addresses` at one free port, with keys and config in `workdir`."""
+
+    def __init__(self, workdir: Path, addresses: tuple[str, ...] = ("127.0.0.1",),
+                 port: int | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.addresses = addresses
+        self.port = port or free_port()
+        self.client_key = self.workdir / "client_key"
+        self.known_hosts = self.workdir / "known_hosts"
+        self.log = self.workdir / "sshd.log"
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> SshServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        require_root()
+        if not os.access(SSHD, os.X_OK):
+            raise EnvironmentProblem(f"{SSHD} not found: {INSTALL_HINT}")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        host_key = self.workdir / "host_key"
+        for key in (host_key, self.client_key):
+            if not key.exists():
+                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
+                               check=True)
+        # sshd reads authorized keys as the user logging in: every directory on the
+        # way must be searchable by the test users.
+        self.workdir.chmod(0o755)
+        keys_dir = self.workdir / "authorized_keys"
+        keys_dir.mkdir(mode=0o755, exist_ok=True)
+        public = (self.workdir / "client_key.pub").read_text()
+        for user in ("root", *USERS):
+            (keys_dir / user).write_text(public)
+            (keys_dir / user).chmod(0o644)
+        host_public = (self.workdir / "host_key.pub").read_text().split()[:2]
+        self.known_hosts.write_text("".join(f"[{a}]:{self.port} {' '.join(host_public)}\n"
+                                            for a in self.addresses))
+        config = self.workdir / "sshd_config"
+        config.write_text("".join(f"ListenAddress {a}:{self.port}\n" for a in self.addresses) + f"""\
+HostKey {host_key}
+PidFile {self.workdir}/sshd.pid
+AuthorizedKeysFile {keys_dir}/%u
+StrictModes no
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM yes
+PermitRootLogin prohibit-password
+UseDNS no
+PrintMotd no
+X11Forwarding no
+MaxStartups 200
+MaxSessions 200
+LogLevel VERBOSE
+Subsystem sftp internal-sftp
+""")
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        subprocess.run([SSHD, "-t", "-f", str(config)], check=True)
+        self.process = subprocess.Popen([SSHD, "-D", "-f", str(config), "-E", str(self.log)])
+        deadline = time.monotonic() + 10
+        for address in self.addresses:
+            while True:
+                try:
+                    socket.create_connection((address, self.port), timeout=1).close()
+                    break
+                except OSError:
+                    if self.process.poll() is not None or time.monotonic() > deadline:
+                        log = self.log.read_text() if self.log.exists() else ""
+                        self.stop()
+                        raise EnvironmentProblem(
+                            f"sshd did not start on {address}:{self.port}:\n{log}") from None
+                    time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+    def ssh_options(self) -> dict[str, str]:
+        """Client options for transport's ssh_options= (and ssh -o)."""
+        return {"IdentityFile": str(self.client_key), "IdentitiesOnly": "yes",
+                "UserKnownHostsFile": str(self.known_hosts), "StrictHostKeyChecking": "yes",
+                "BatchMode": "yes"}
+
+    def ssh_args(self, user: str, address: str | None = None) -> list[str]:
+        """Arguments for the OpenSSH client: options, then the host."""
+        args = ["-p", str(self.port), "-l", user]
+        for key, value in self.ssh_options().items():
+            args += ["-o", f"{key}={value}"]
+        return args + [address or self.addresses[0]]

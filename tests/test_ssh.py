@@ -1,0 +1,143 @@
+"""The ssh method against a real OpenSSH server on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+import transport
+from tests.support.interpreters import find_interpreters
+from tests.support.sshd import free_port
+from transport.bootstrap import build
+from transport.methods.ssh import SshMethod
+
+
+def _ssh(router, sshd, user="tp-plain", address="127.0.0.1", **kwargs):
+    kwargs.setdefault("python", "/usr/bin/python3")
+    return router.ssh(address, port=sshd.port, user=user, ssh_options=sshd.ssh_options(), **kwargs)
+
+
+def test_call_over_ssh_runs_as_the_login_user(router, sshd):
+    ctx = _ssh(router, sshd)
+    import pwd
+
+    assert ctx.call(os.getuid) == pwd.getpwnam("tp-plain").pw_uid
+    assert ctx.call(os.getcwd) == "/home/tp-plain"
+    assert ctx.name == f"tp-plain@127.0.0.1:{sshd.port}"
+
+
+def test_second_loopback_address(router, sshd):
+    ctx = _ssh(router, sshd, address="127.0.0.2")
+    assert ctx.call(pow, 2, 8) == 256
+
+
+def test_refused_key_is_an_auth_error(router, sshd, tmp_path):
+    other_key = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True)
+    options = {**sshd.ssh_options(), "IdentityFile": str(other_key)}
+    with pytest.raises(transport.AuthError) as info:
+        router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
+                   python="/usr/bin/python3", connect_timeout=10)
+    assert info.value.host == f"tp-plain@127.0.0.1:{sshd.port}"
+    assert "Permission denied" in str(info.value)
+
+
+def test_connection_refused_is_a_connect_error_with_sshs_message(router, sshd):
+    port = free_port()
+    with pytest.raises(transport.ConnectError) as info:
+        router.ssh("127.0.0.1", port=port, user="tp-plain", ssh_options=sshd.ssh_options(),
+                   connect_timeout=10)
+    assert not isinstance(info.value, transport.AuthError)
+    assert "Connection refused" in str(info.value)
+    assert f"127.0.0.1:{port}" in str(info.value)
+
+
+def test_unknown_host_is_a_connect_error(router, sshd):
+    with pytest.raises(transport.ConnectError) as info:
+        router.ssh("no-such-host.invalid", user="tp-plain", ssh_options=sshd.ssh_options(),
+                   connect_timeout=10)
+    assert "Could not resolve hostname" in str(info.value)
+    assert "no-such-host.invalid" in str(info.value)
+
+
+def test_unreachable_host_times_out_within_connect_timeout(router, sshd):
+    # A listening socket that never answers: TCP connects, ssh waits for a banner.
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    try:
+        with pytest.raises(transport.ConnectError) as info:
+            router.ssh("127.0.0.1", port=silent.getsockname()[1], user="tp-plain",
+                       ssh_options=sshd.ssh_options(), connect_timeout=2)
+        assert "timed out" in str(info.value).lower() or "banner" in str(info.value)
+    finally:
+        silent.close()
+
+
+def test_missing_python_names_the_path(router, sshd):
+    with pytest.raises(transport.ConnectError) as info:
+        _ssh(router, sshd, python="/usr/bin/python9.9")
+    assert "/usr/bin/python9.9" in str(info.value)
+    assert "127.0.0.1" in str(info.value)
+
+
+def test_unsupported_python_says_which_version(router, sshd):
+    # A real interpreter that reports 3.5 to the first stage, which must refuse it.
+    directory = tempfile.mkdtemp(prefix="transport-fake-python-")
+    try:
+        os.chmod(directory, 0o755)
+        fake = os.path.join(directory, "python3.5")
+        with open(fake, "w") as f:
+            f.write("#!/usr/bin/python3\nimport sys\nsys.version_info = (3, 5, 10, 'final', 0)\n"
+                    "exec(sys.argv[2])\n")
+        os.chmod(fake, 0o755)
+        with pytest.raises(transport.ConnectError) as info:
+            _ssh(router, sshd, python=fake)
+        assert "unsupported Python 3.5.10" in str(info.value)
+        assert not isinstance(info.value, transport.AuthError)
+    finally:
+        shutil.rmtree(directory)
+
+
+def test_a_command_error_is_not_mistaken_for_refused_authentication(router, sshd):
+    with pytest.raises(transport.ConnectError) as info:
+        _ssh(router, sshd, python="/root/.pyenv/versions/3.11.7/bin/python")  # not searchable
+    assert not isinstance(info.value, transport.AuthError)
+    assert "/root/.pyenv/versions/3.11.7/bin/python" in str(info.value)
+
+
+def test_client_options_are_few_and_overridable():
+    argv = SshMethod("web1", python="/usr/bin/python3").argv(build())
+    assert argv[:2] == ["ssh", "-T"]
+    options = [argv[i + 1] for i, a in enumerate(argv) if a == "-o"]
+    assert "Compression=no" in options and "BatchMode=yes" in options
+    assert not any(o.startswith("StrictHostKeyChecking") for o in options)  # user's config rules
+    argv = SshMethod("web1", compression=True, check_host_keys="accept-new",
+                     ssh_options={"BatchMode": "no"}).argv(build())
+    options = [argv[i + 1] for i, a in enumerate(argv) if a == "-o"]
+    assert "Compression=yes" in options and "StrictHostKeyChecking=accept-new" in options
+    assert "BatchMode=no" in options and "BatchMode=yes" not in options
+    assert argv[-2] == "web1" and argv[-3] == "--"
+    with pytest.raises(ValueError):
+        SshMethod("web1", check_host_keys="sometimes")
+
+
+INTERPRETERS = find_interpreters()
+
+
+@pytest.mark.parametrize("label", sorted(INTERPRETERS))
+def test_every_interpreter_over_ssh_as_root(router, sshd, label):
+    ctx = _ssh(router, sshd, user="root", python=INTERPRETERS[label])
+    assert ctx.call(os.getuid) == 0
+    assert ctx.call(os.path.join, "a", "b") == "a/b"
+    with pytest.raises(transport.RemoteError) as info:
+        ctx.call(os.stat, "/nonexistent")
+    assert "No such file" in info.value.remote_message
+    if label != "system":
+        assert ctx.python_version.startswith(label + ".")

@@ -1,0 +1,103 @@
+"""The ssh method: the OpenSSH client, so ~/.ssh/config, ssh-agent, ProxyJump,
+certificates and ControlMaster apply exactly as they do for `ssh`.
+
+Our own options are few and stated: BatchMode=yes (there is no terminal to
+answer a prompt on, so a missing key fails at once instead of hanging),
+ConnectTimeout from connect_timeout, and Compression=no unless the caller
+asks for compression (ssh's compression caps incompressible data at about
+30 MiB/s). Host-key checking follows the user's ssh config unless
+check_host_keys says otherwise.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from transport.errors import AuthError, ConnectError
+from transport.methods.local import python_start_error
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from transport.bootstrap import Bootstrap
+
+HOST_KEY_POLICIES = {
+    "accept-new": {"StrictHostKeyChecking": "accept-new"},
+    "ignore": {"StrictHostKeyChecking": "no", "UserKnownHostsFile": "/dev/null"},
+    "strict": {"StrictHostKeyChecking": "yes"},
+}
+AUTH_REFUSED = ("Permission denied", "Too many authentication failures",
+                "no supported authentication methods")
+UNREACHABLE = ("Connection refused", "Could not resolve hostname", "No route to host",
+               "Connection timed out", "Network is unreachable", "Host key verification failed",
+               "Connection closed by", "Connection reset by", "kex_exchange_identification",
+               "Operation timed out", "Name or service not known")
+
+
+class SshMethod:
+    """Start `python` on `host` through the OpenSSH client."""
+
+    def __init__(self, host: str, *, port: int | None = None, user: str | None = None,
+                 python: str = "python3", identity_file: str | None = None,
+                 ssh_options: dict[str, str] | None = None, check_host_keys: str | None = None,
+                 compression: bool = False, connect_timeout: float = 30.0,
+                 ssh_path: str = "ssh") -> None:
+        if check_host_keys is not None and check_host_keys not in HOST_KEY_POLICIES:
+            raise ValueError(f"check_host_keys must be one of {sorted(HOST_KEY_POLICIES)} or None")
+        self.host = host
+        self.port = port
+        self.user = user
+        self.python = python
+        self.identity_file = identity_file
+        self.ssh_options = dict(ssh_options or {})
+        self.check_host_keys = check_host_keys
+        self.compression = compression
+        self.connect_timeout = connect_timeout
+        self.ssh_path = ssh_path
+
+    def default_name(self) -> str:
+        name = f"{self.user}@{self.host}" if self.user else self.host
+        return f"{name}:{self.port}" if self.port else name
+
+    def client_options(self) -> dict[str, str]:
+        options = {"BatchMode": "yes", "ConnectTimeout": str(max(1, int(self.connect_timeout))),
+                   "Compression": "yes" if self.compression else "no"}
+        options.update(HOST_KEY_POLICIES.get(self.check_host_keys or "", {}))
+        options.update(self.ssh_options)
+        return options
+
+    def argv(self, bootstrap: Bootstrap) -> list[str]:
+        argv = [self.ssh_path, "-T"]
+        for key, value in self.client_options().items():
+            argv += ["-o", f"{key}={value}"]
+        if self.port:
+            argv += ["-p", str(self.port)]
+        if self.user:
+            argv += ["-l", self.user]
+        if self.identity_file:
+            argv += ["-i", self.identity_file]
+        remote_command = " ".join(shlex.quote(arg) for arg in bootstrap.python_argv(self.python))
+        return [*argv, "--", self.host, remote_command]
+
+    def options(self) -> dict[str, Any]:
+        return {}
+
+    def connect_error(self, name: str, reason: str, details: dict[str, Any]) -> ConnectError:
+        stderr = details.get("stderr") or ""
+        ssh_lines = [line for line in stderr.splitlines() if line.strip()]
+        if details.get("exit_status") == 255:  # ssh's own failure, not the remote command's
+            if any(text in stderr for text in AUTH_REFUSED):
+                return AuthError(name, "authentication refused: " + _last(ssh_lines, AUTH_REFUSED))
+            if any(text in stderr for text in UNREACHABLE):
+                return ConnectError(name, _last(ssh_lines, UNREACHABLE))
+            if ssh_lines:
+                return ConnectError(name, "ssh failed: " + ssh_lines[-1])
+        return python_start_error(name, self.python, reason, details)
+
+
+def _last(lines: list[str], patterns: tuple[str, ...]) -> str:
+    for line in reversed(lines):
+        if any(p in line for p in patterns):
+            return line.strip()
+    return lines[-1].strip() if lines else "unknown reason"
