@@ -57,7 +57,8 @@ def ensure_users() -> None:
         home = Path("/home") / user
         for rc in (".bashrc", ".profile", ".bash_logout"):
             (home / rc).unlink(missing_ok=True)
-    passwords = f"tp-sudo:{SUDO_PASSWORD}\ntp-app:{APP_PASSWORD}\ntp-plain:{APP_PASSWORD}\n"
+    passwords = (f"tp-sudo:{SUDO_PASSWORD}\ntp-app:{APP_PASSWORD}\ntp-plain:{APP_PASSWORD}\n"
+                 f"tp-nosudo:{APP_PASSWORD}\n")
     subprocess.run(["chpasswd"], input=passwords, text=True, check=True)
     rules = ("Defaults:tp-sudo !lecture, timestamp_timeout=0\n"
              "tp-sudo ALL=(ALL:ALL) ALL\n"

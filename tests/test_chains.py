@@ -1,0 +1,70 @@
+"""Contexts reached through intermediaries: ssh -> sudo -> ssh, and intermediary death."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import time
+
+import pytest
+
+import transport
+
+PY = "/usr/bin/python3"
+
+
+def _chain(router, sshd):
+    web = router.ssh("127.0.0.1", port=sshd.port, user="tp-nopw", python=PY,
+                     ssh_options=sshd.ssh_options())
+    root = router.sudo(via=web, python=PY)
+    db = router.ssh("127.0.0.2", port=sshd.port, user="tp-plain", python=PY,
+                    ssh_options=sshd.ssh_options(), via=root)
+    return web, root, db
+
+
+def test_three_hop_chain(router, sshd):
+    web, root, db = _chain(router, sshd)
+    assert db.call(os.getuid) == pwd.getpwnam("tp-plain").pw_uid
+    assert root.call(os.getuid) == 0
+    assert db.via is root and root.via is web
+    # The second ssh client runs on the intermediary, not on the controller.
+    ssh_parent = db.call(os.getppid)
+    assert ssh_parent != os.getpid()
+    assert db.name.startswith(web.name)
+
+
+def test_many_calls_through_the_chain(router, sshd):
+    _, _, db = _chain(router, sshd)
+    futures = [db.call_async(pow, 2, i) for i in range(100)]
+    assert [f.result(timeout=30) for f in futures] == [2 ** i for i in range(100)]
+
+
+def test_killing_an_intermediary_fails_everything_behind_it_within_1s(router, sshd):
+    web, root, db = _chain(router, sshd)
+    pending = db.call_async(time.sleep, 60)
+    os.kill(root.pid, signal.SIGKILL)  # we are root: the sudo context's interpreter
+    started = time.monotonic()
+    with pytest.raises(transport.Disconnected):
+        pending.result(timeout=5)
+    assert time.monotonic() - started < 1.0
+    deadline = time.monotonic() + 1.0
+    while (root.alive or db.alive) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not root.alive and not db.alive
+    assert web.alive and web.call(pow, 2, 2) == 4
+    with pytest.raises(transport.Disconnected):
+        db.call(pow, 1, 1)
+    with pytest.raises(transport.ConnectError, match="disconnected"):
+        router.sudo(via=root, python=PY)
+
+
+def test_a_failed_connect_through_an_intermediary_names_the_cause(router, sshd):
+    web = router.ssh("127.0.0.1", port=sshd.port, user="tp-nopw", python=PY,
+                     ssh_options=sshd.ssh_options())
+    with pytest.raises(transport.ConnectError) as info:
+        router.ssh("127.0.0.3", port=sshd.port, user="tp-plain", python="/usr/bin/python9",
+                   ssh_options=sshd.ssh_options(), via=web)
+    # tp-nopw cannot read root's client key, so ssh refuses before python matters.
+    assert info.value.host.startswith(web.name)
+    assert web.call(pow, 3, 3) == 27

@@ -1,0 +1,101 @@
+"""sudo through a real ssh login: passwords, refusals, and keeping the password secret."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import pytest
+
+import transport
+from tests.support.sshd import APP_PASSWORD, SUDO_PASSWORD
+from transport.methods.sudo import SudoMethod
+
+PY = "/usr/bin/python3"
+
+
+def _login(router, sshd, user):
+    return router.ssh("127.0.0.1", port=sshd.port, user=user, python=PY,
+                      ssh_options=sshd.ssh_options())
+
+
+def test_sudo_with_a_password(router, sshd):
+    web = _login(router, sshd, "tp-sudo")
+    root = router.sudo(via=web, user="root", password=SUDO_PASSWORD, python=PY)
+    assert root.call(os.getuid) == 0
+    assert web.call(os.getuid) != 0
+    assert root.name.endswith("/sudo:root")
+
+
+def test_passwordless_sudo(router, sshd):
+    web = _login(router, sshd, "tp-nopw")
+    assert router.sudo(via=web, python=PY).call(os.getuid) == 0
+
+
+def test_a_password_given_to_a_passwordless_rule_is_not_read_as_payload(router, sshd):
+    web = _login(router, sshd, "tp-nopw")
+    assert router.sudo(via=web, password="unused", python=PY).call(os.getuid) == 0
+
+
+def test_sudo_to_another_user(router, sshd):
+    import pwd
+
+    web = _login(router, sshd, "tp-nopw")
+    app = router.sudo(via=web, user="tp-app", python=PY)
+    assert app.call(os.getuid) == pwd.getpwnam("tp-app").pw_uid
+    assert app.call(os.path.expanduser, "~") == "/home/tp-app"
+
+
+def test_wrong_password_is_an_auth_error_at_once(router, sshd):
+    web = _login(router, sshd, "tp-sudo")
+    started = time.monotonic()
+    with pytest.raises(transport.AuthError) as info:
+        router.sudo(via=web, password="wrong-password", python=PY, connect_timeout=60)
+    assert time.monotonic() - started < 30, "the refusal waited for the connect timeout"
+    assert "refused" in str(info.value)
+    assert "wrong-password" not in str(info.value) and "wrong-password" not in repr(info.value)
+    assert web.call(os.getuid) != 0  # the intermediary is unharmed
+
+
+def test_missing_password_is_an_auth_error(router, sshd):
+    web = _login(router, sshd, "tp-sudo")
+    with pytest.raises(transport.AuthError) as info:
+        router.sudo(via=web, python=PY, connect_timeout=60)
+    assert "password is required" in str(info.value)
+
+
+def test_user_not_in_sudoers_is_an_auth_error_with_sudos_message(router, sshd):
+    web = _login(router, sshd, "tp-nosudo")
+    with pytest.raises(transport.AuthError) as info:
+        router.sudo(via=web, password=APP_PASSWORD, python=PY)  # its own, correct password
+    assert "not in the sudoers file" in str(info.value)
+
+
+def test_local_sudo_from_the_controller(router, test_users):
+    import pwd
+
+    ctx = router.sudo(user="tp-app", python=PY)
+    assert ctx.call(os.getuid) == pwd.getpwnam("tp-app").pw_uid
+
+
+def test_password_never_visible(router, sshd, caplog):
+    secret = SUDO_PASSWORD
+    web = _login(router, sshd, "tp-sudo")
+    caplog.set_level(logging.DEBUG)
+    root = router.sudo(via=web, password=secret, python=PY)
+    # Process arguments: no process on the machine carries it.
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    assert secret.encode() not in f.read(), f"password in the arguments of pid {pid}"
+            except OSError:
+                pass
+    # Logs, reprs and exception messages.
+    with pytest.raises(transport.AuthError) as info:
+        router.sudo(via=web, password=secret + "-wrong", python=PY)
+    assert secret not in str(info.value) and secret not in repr(info.value)
+    assert secret not in caplog.text
+    assert all(secret not in repr(r.args) for r in caplog.records)
+    assert secret not in repr(root) and secret not in repr(SudoMethod(password=secret))
