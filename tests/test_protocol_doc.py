@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from transport.core import framing, handles
-from transport.core.handshake import READY_MARKER, UNSUPPORTED_PREFIX
+from transport.core.handshake import FIRST_STAGE_MARKER, READY_MARKER, UNSUPPORTED_PREFIX
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
 
@@ -47,8 +47,9 @@ def test_header_layout_matches():
 
 
 def test_boot_markers_match():
-    marker = READY_MARKER.decode().replace("\n", "\\n").replace("\x00", "\\0")
-    assert f"`{marker}`" in DOC
+    for marker in (READY_MARKER, FIRST_STAGE_MARKER):
+        text = marker.decode().replace("\n", "\\n").replace("\x00", "\\0")
+        assert f"`{text}`" in DOC
     assert UNSUPPORTED_PREFIX.decode().strip() in DOC
 
 

@@ -26,6 +26,7 @@ from transport.core.spawn import Connection
 from transport.errors import ConnectError
 from transport.methods.local import LocalMethod
 from transport.methods.ssh import SshMethod
+from transport.methods.su import SuMethod
 from transport.methods.sudo import SudoMethod
 
 TYPE_CHECKING = False
@@ -99,6 +100,20 @@ class Router:
             method.host = via.host
         return self._connect(method, name, connect_timeout, via)
 
+    def su(self, *, user: str = "root", password: str | None = None, python: str | None = None,
+           connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, name: str | None = None,
+           via: Context | None = None) -> Context:
+        """Start `python` as `user` with su, here or on via's host.
+
+        python defaults to via's interpreter (or this one), which `user` must be able
+        to run. A wrong or missing password raises AuthError at once.
+        """
+        method = SuMethod(user, password=password,
+                          python=python or (via.python if via else sys.executable))
+        if via is not None:
+            method.host = via.host
+        return self._connect(method, name, connect_timeout, via)
+
     def _connect(self, method: Any, name: str | None, connect_timeout: float,
                  via: Context | None = None, pipe_size: int | None = None) -> Context:
         name = name or (f"{via.name}/{method.default_name()}" if via else method.default_name())
@@ -120,6 +135,7 @@ class Router:
         if "error" in outcome:
             with self._lock:
                 self._connections.pop(context_id, None)
+            self._broker.defer(self._core.remove_route, context_id)
             raise method.connect_error(name, *outcome["error"])
         context = Context(self, context_id, name, method.host, outcome["info"], via=via)
         with self._lock:

@@ -110,6 +110,9 @@ class Router(object):
         """Messages for context_id go out on stream (a child stream)."""
         self._routes[context_id] = stream
 
+    def remove_route(self, context_id):
+        self._routes.pop(context_id, None)
+
     def route_for(self, context_id, default=None):
         return self._routes.get(context_id, default)
 

@@ -1,0 +1,59 @@
+"""su through a real ssh login, answering its password prompt over a pipe."""
+
+from __future__ import annotations
+
+import os
+import pwd
+
+import pytest
+
+import transport
+from tests.support.sshd import APP_PASSWORD
+from transport.methods.su import SuMethod
+
+PY = "/usr/bin/python3"
+
+
+def _login(router, sshd):
+    return router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", python=PY,
+                      ssh_options=sshd.ssh_options())
+
+
+def test_su_with_the_right_password(router, sshd):
+    web = _login(router, sshd)
+    app = router.su(via=web, user="tp-app", password=APP_PASSWORD, python=PY)
+    assert app.call(os.getuid) == pwd.getpwnam("tp-app").pw_uid
+    assert app.name.endswith("/su:tp-app")
+
+
+def test_su_wrong_password_is_an_auth_error(router, sshd):
+    web = _login(router, sshd)
+    with pytest.raises(transport.AuthError) as info:
+        router.su(via=web, user="tp-app", password="not-it", python=PY)
+    assert "Authentication failure" in str(info.value)
+    assert "not-it" not in str(info.value)
+
+
+def test_su_without_a_password_when_one_is_needed(router, sshd):
+    web = _login(router, sshd)
+    with pytest.raises(transport.AuthError, match="password is required"):
+        router.su(via=web, user="tp-app", python=PY)
+
+
+def test_su_as_root_needs_no_password(router, test_users):
+    app = router.su(user="tp-app", python=PY)
+    assert app.call(os.getuid) == pwd.getpwnam("tp-app").pw_uid
+
+
+def test_su_password_not_in_arguments_or_repr(router, sshd):
+    web = _login(router, sshd)
+    app = router.su(via=web, user="tp-app", password=APP_PASSWORD, python=PY)
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    assert APP_PASSWORD.encode() not in f.read()
+            except OSError:
+                pass
+    assert APP_PASSWORD not in repr(app)
+    assert APP_PASSWORD not in repr(SuMethod("tp-app", password=APP_PASSWORD))
