@@ -77,3 +77,8 @@ class Greeter(object):
 
     def instance_method(self):
         return "instance"
+
+
+def render(template, **values):
+    import jinja2
+    return jinja2.Template(template).render(**values)

@@ -28,6 +28,7 @@ from transport.methods.local import LocalMethod
 from transport.methods.ssh import SshMethod
 from transport.methods.su import SuMethod
 from transport.methods.sudo import SudoMethod
+from transport.modules import ModuleServer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class Router:
         self._broker = Broker(name="transport-broker", on_error=self._on_broker_error)
         self._core = CoreRouter(self._broker, CONTROLLER_ID, on_drop=self._on_drop)
         self._core.on_context_lost.append(self._on_context_lost)
+        self._modules = ModuleServer(self._core)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._contexts: dict[int, Context] = {}

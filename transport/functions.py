@@ -44,6 +44,11 @@ def function_reference(fn: Callable[..., Any]) -> tuple[str, str]:
     if _lookup(module, qualname) is not _unwrap(fn):
         raise TypeError(f"{module}.{qualname} does not name {fn!r} (is it decorated without "
                         "functools.wraps, or replaced at run time?)")
+    if module == "__main__":
+        # The target's own __main__ is not ours: our script travels under another name.
+        from transport.modules import MAIN_ALIAS
+
+        module = MAIN_ALIAS
     return module, qualname
 
 

@@ -15,6 +15,9 @@ SHUTDOWN = 3            # parent side -> context: finish and exit
 ADD_ROUTE = 4           # parent -> context: a new context is reachable through one of your children
 DEL_ROUTE = 5           # child -> parent: these contexts are gone
 CONNECT = 6             # parent side -> context: start a child context from here
+GET_MODULE = 7          # child -> parent: send me this module (and what it imports)
+LOAD_MODULE = 8         # parent -> child: modules, unasked (preload)
+FORWARD_MODULE = 9      # parent -> intermediary: cache these modules and pass them to a context
 
 # Handles allocated at run time (reply handles) start here.
 FIRST_DYNAMIC_HANDLE = 1000
@@ -29,4 +32,7 @@ WELL_KNOWN = {
     'ADD_ROUTE': ADD_ROUTE,
     'DEL_ROUTE': DEL_ROUTE,
     'CONNECT': CONNECT,
+    'GET_MODULE': GET_MODULE,
+    'LOAD_MODULE': LOAD_MODULE,
+    'FORWARD_MODULE': FORWARD_MODULE,
 }

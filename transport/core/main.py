@@ -17,6 +17,7 @@ from transport.core import codec
 from transport.core.broker import Broker
 from transport.core.compat import monotonic, retry_eintr, set_cloexec
 from transport.core.dispatch import Dispatcher
+from transport.core.forwarding import ModuleForwarder
 from transport.core.framing import HEADER, HEADER_SIZE, MAGIC, Message
 from transport.core.handles import BOOT_CONFIG, CALL_FUNCTION, CONNECT, SHUTDOWN
 from transport.core.handshake import READY_MARKER
@@ -99,6 +100,8 @@ class Target(object):
         self.router.add_handler(CALL_FUNCTION, self.dispatcher.enqueue)
         self.router.add_handler(SHUTDOWN, self._on_shutdown)
         self.router.add_handler(CONNECT, self._on_connect)
+        self.modules = ModuleForwarder(self.router)
+        self.modules.install()
 
     def _parent_lost(self, stream, reason):
         # Orphans must not linger: leave now; children see end of file and follow.

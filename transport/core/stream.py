@@ -45,6 +45,8 @@ class Stream(object):
         self._out_offset = 0
         self._watching_writes = False
         self._close_when_flushed = False
+        self.bytes_sent = 0
+        self.bytes_received = 0
         set_nonblocking(rfd)
         if wfd != rfd:
             set_nonblocking(wfd)
@@ -74,6 +76,7 @@ class Stream(object):
                 return False
             was_empty = not self._out
             self._out.extend(chunks)
+            self.bytes_sent += sum(len(chunk) for chunk in chunks)
             if was_empty:
                 try:
                     self._flush()
@@ -151,6 +154,7 @@ class Stream(object):
         if not data:
             self.disconnect('end of file')
             return
+        self.bytes_received += len(data)
         if self.scanner is not None:
             scanner = self.scanner
             first_stage_seen = scanner.first_stage_seen

@@ -1,0 +1,190 @@
+"""Module forwarding: targets import the caller's own modules on demand."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import transport
+from transport.modules import ModuleFinder
+
+PACKAGE = {
+    "fwdpkg/__init__.py": "from . import helpers\nVERSION = '1.0'\n",
+    "fwdpkg/helpers.py": textwrap.dedent("""
+        import fwddep
+        from fwdpkg import sub
+
+
+        def use_dep(x):
+            return fwddep.double(x) + sub.ONE - 1
+
+
+        def speedups_or_fallback():
+            try:
+                from fwdpkg import _speedups
+                return "speedups"
+            except ImportError:
+                return "fallback"
+
+
+        def lazy():
+            import fwdlazy
+            return fwdlazy.VALUE
+
+
+        def where():
+            return __file__
+
+
+        def shadowed_version():
+            import fwdshadow
+            return fwdshadow.WHO
+
+
+        def fail():
+            raise RuntimeError("from a forwarded module")
+    """),
+    "fwdpkg/sub.py": "ONE = 1\n",
+    "fwddep.py": "def double(x):\n    return 2 * x\n",
+    "fwdlazy.py": "VALUE = 'lazy'\n",
+    "fwdshadow.py": "WHO = 'controller'\n",
+}
+
+
+@pytest.fixture(scope="module")
+def package_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("forwarded")
+    for name, text in PACKAGE.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    # A C extension the controller must refuse to send (never loaded: an empty file).
+    (root / "fwdpkg" / ("_speedups" + importlib.machinery.EXTENSION_SUFFIXES[0])).write_bytes(b"")
+    sys.path.insert(0, str(root))
+    yield root
+    sys.path.remove(str(root))
+    for name in list(sys.modules):
+        if name.startswith(("fwd",)):
+            del sys.modules[name]
+
+
+@pytest.fixture
+def helpers(package_dir):
+    return importlib.import_module("fwdpkg.helpers")
+
+
+def test_package_and_its_closure_arrive_in_one_round_trip(router, helpers):
+    ctx = router.local()
+    assert ctx.call(helpers.use_dep, 21) == 42
+    assert ctx.call(helpers.lazy) == "lazy"  # imported inside a function: sent ahead too
+    assert router._modules.requested[ctx.context_id] == ["fwdpkg"]
+
+
+def test_c_extensions_are_refused_and_fallbacks_work(router, helpers):
+    ctx = router.local()
+    assert ctx.call(helpers.speedups_or_fallback) == "fallback"
+
+
+def test_remote_traceback_shows_forwarded_source(router, helpers):
+    ctx = router.local()
+    with pytest.raises(transport.RemoteError) as info:
+        ctx.call(helpers.fail)
+    assert 'raise RuntimeError("from a forwarded module")' in info.value.remote_traceback
+
+
+def test_modules_installed_on_the_target_win(router, helpers, tmp_path, monkeypatch):
+    (tmp_path / "fwdshadow.py").write_text("WHO = 'target'\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    ctx = router.local()
+    assert ctx.call(helpers.shadowed_version) == "target"
+
+
+def test_the_standard_library_is_never_sent():
+    finder = ModuleFinder()
+    assert finder.entry("json")[1] == "missing"
+    assert finder.entry("email.mime.text")[1] == "missing"
+    assert all(entry[0] != "json" for entry in finder.closure("transport.cli", set()))
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "os.path/../x", "", "a..b", "1abc"])
+def test_names_that_are_not_modules_get_a_negative_answer(name):
+    assert ModuleFinder().entry(name)[1] == "missing"
+
+
+def test_an_unknown_module_is_an_import_error_on_the_target(router):
+    ctx = router.local()
+    with pytest.raises(transport.RemoteError) as info:
+        ctx.call(importlib.import_module, "no_such_module_anywhere")
+    assert info.value.remote_type in ("ModuleNotFoundError", "ImportError")
+    with pytest.raises(transport.RemoteError):
+        ctx.call(importlib.import_module, "etc/passwd")
+
+
+def test_a_repeated_call_sends_no_module_data_and_few_bytes(router, helpers):
+    ctx = router.local()
+    assert ctx.call(helpers.use_dep, 1) == 2
+    stream = router._core.route_for(ctx.context_id)
+    before_out, before_in = stream.bytes_sent, stream.bytes_received
+    requested = list(router._modules.requested[ctx.context_id])
+    assert ctx.call(helpers.use_dep, 2) == 4
+    assert router._modules.requested[ctx.context_id] == requested
+    assert stream.bytes_sent - before_out <= 200
+    assert stream.bytes_received - before_in <= 200
+
+
+def test_an_intermediary_answers_from_its_cache(router, helpers):
+    middle = router.local()
+    first = router.local(via=middle)
+    second = router.local(via=middle)
+    assert first.call(helpers.use_dep, 5) == 10
+    asked = {k: list(v) for k, v in router._modules.requested.items()}
+    assert second.call(helpers.use_dep, 6) == 12
+    assert router._modules.requested == asked  # the intermediary had it all
+
+
+def test_functions_from_the_callers_main_script(tmp_path):
+    script = tmp_path / "deploy_script.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.getcwd()!r})
+        import transport
+
+        def hello(name):
+            return "hello " + name + " from " + __name__
+
+        if __name__ == "__main__":
+            with transport.Router() as router:
+                print(router.local().call(hello, "target"))
+    """))
+    out = subprocess.run([sys.executable, str(script)], cwd="/", capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "hello target from __transport_main__"
+
+
+def test_forwarding_to_python_2(router, helpers):
+    from tests.support.interpreters import find_interpreters
+
+    ctx = router.local(python=find_interpreters()["2.7"])
+    assert ctx.call(helpers.use_dep, 4) == 8
+    assert json.loads(json.dumps(ctx.call(helpers.lazy))) == "lazy"
+
+
+def test_a_third_party_package_over_ssh_arrives_with_the_module_that_uses_it(router, sshd):
+    from tests import remote_functions as rf
+
+    ctx = router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", python="/usr/bin/python3",
+                     ssh_options=sshd.ssh_options())
+    # /usr/bin/python3 here has no jinja2: it arrives with the module that imports it.
+    assert ctx.call(rf.render, "{{ greeting }}, {{ name|upper }}!", greeting="Hello",
+                    name="ops") == "Hello, OPS!"
+    asked = router._modules.requested[ctx.context_id]
+    assert asked[:2] == ["tests", "tests.remote_functions"], asked
+    assert not any(name.startswith(("jinja2", "markupsafe")) for name in asked), asked

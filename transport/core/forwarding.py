@@ -1,0 +1,204 @@
+"""Module forwarding on a target: import what is missing from the parent.
+
+A ModuleForwarder sits at the END of sys.meta_path, so whatever the target
+can import from its own disk wins; only a module nothing else finds is asked
+of the parent (GET_MODULE). The answer is a list of entries, the module and
+the modules it will import next:
+
+    (fullname, kind, origin, source)   kind: 'module', 'package', 'namespace', 'missing'
+
+zlib-compressed codec data. Every entry is cached, negative ones too, so a
+name is asked for once. The same cache answers the target's own children:
+an intermediary serves what it has and asks its parent once per name,
+however many children wait for it.
+
+Every wait has a deadline, and a target without a parent (a detached task)
+fails at once: a missing module is an ImportError, never a hang. Sources are
+accepted only from the parent.
+"""
+from __future__ import absolute_import
+
+import sys
+import threading
+import zlib
+
+from transport.core import codec
+from transport.core.framing import Message
+from transport.core.handles import FORWARD_MODULE, GET_MODULE, LOAD_MODULE
+from transport.core.router import accept_from_anyone
+
+REQUEST_TIMEOUT = 60.0
+KINDS = ('module', 'package', 'namespace', 'missing')
+
+
+def pack_entries(entries):
+    return zlib.compress(codec.encode(list(entries)), 6)
+
+
+def unpack_entries(data):
+    entries = codec.decode(zlib.decompress(data))
+    for entry in entries:
+        if (not isinstance(entry, (list, tuple)) or len(entry) != 4 or entry[1] not in KINDS):
+            raise ValueError('malformed module entry')
+    return entries
+
+
+class _Wait(object):
+    """A request for one module name, answered once for every waiter."""
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.child_replies = []
+
+
+class ModuleForwarder(object):
+    """The import hook and module cache of one target."""
+
+    def __init__(self, router, timeout=REQUEST_TIMEOUT):
+        self.router = router
+        self.timeout = timeout
+        self.entries = {}
+        self.groups = {}
+        self.has_parent = True
+        self._waits = {}
+        self._lock = threading.Lock()
+        router.add_handler(LOAD_MODULE, self._on_load)
+        router.add_handler(FORWARD_MODULE, self._on_forward)
+        router.add_handler(GET_MODULE, self._on_child_request, accept=accept_from_anyone)
+
+    def install(self):
+        sys.meta_path.append(self)
+
+    # -- the cache -------------------------------------------------------------
+
+    def add(self, entries, requested=None):
+        with self._lock:
+            if requested is not None:
+                self.groups[requested] = list(entries)
+            for entry in entries:
+                self.entries[entry[0]] = tuple(entry)
+            waits = [(name, self._waits.pop(name)) for name in
+                     [e[0] for e in entries] if name in self._waits]
+        for name, wait in waits:
+            wait.done.set()
+            for reply in wait.child_replies:
+                reply(self.groups.get(name) or entries)
+
+    def _on_load(self, msg):
+        self.add(unpack_entries(msg.data))
+
+    def _on_forward(self, msg):
+        target_id, data = codec.decode(msg.data)
+        self.add(unpack_entries(data))
+        self.router.send(Message(target_id, self.router.context_id, LOAD_MODULE, data))
+
+    # -- asking the parent -----------------------------------------------------
+
+    def _request(self, fullname):
+        """Ask the parent for fullname unless already asked; return the _Wait."""
+        with self._lock:
+            wait = self._waits.get(fullname)
+            if wait is not None:
+                return wait
+            wait = self._waits[fullname] = _Wait()
+        handle = self.router.add_reply_handler(
+            lambda msg: self._on_reply(fullname, msg), self.router.parent_id)
+        self.router.send(Message(self.router.parent_id, self.router.context_id, GET_MODULE,
+                                 codec.encode(fullname), reply_to=handle))
+        return wait
+
+    def _on_reply(self, fullname, msg):
+        if msg.is_dead:
+            entries = [(fullname, 'missing', None, None)]
+        else:
+            try:
+                entries = unpack_entries(msg.data)
+            except Exception:
+                entries = [(fullname, 'missing', None, None)]
+        if not any(e[0] == fullname for e in entries):
+            entries = list(entries) + [(fullname, 'missing', None, None)]
+        self.add(entries, fullname)
+
+    def lookup(self, fullname):
+        """The entry for fullname, asking the parent if needed; None if unavailable."""
+        entry = self.entries.get(fullname)
+        if entry is None:
+            if not self.has_parent or self.router.broker.in_broker_thread():
+                return None
+            wait = self._request(fullname)
+            if not wait.done.wait(self.timeout):
+                return None
+            entry = self.entries.get(fullname)
+        if entry is None or entry[1] == 'missing':
+            return None
+        return entry
+
+    # -- children asking us -------------------------------------------------------
+
+    def _on_child_request(self, msg):
+        fullname = codec.decode(msg.data)
+        own_id = self.router.context_id
+
+        def reply(entries):
+            self.router.send(Message(msg.src, own_id, msg.reply_to, pack_entries(entries)))
+
+        entry = self.entries.get(fullname)
+        if entry is not None:
+            reply(self.groups.get(fullname) or [entry])
+        elif not self.has_parent:
+            reply([(fullname, 'missing', None, None)])
+        else:
+            self._request(fullname).child_replies.append(reply)
+
+    # -- the import protocols -------------------------------------------------------
+
+    def find_spec(self, fullname, path=None, target=None):
+        entry = self.lookup(fullname)
+        if entry is None:
+            return None
+        from importlib.machinery import ModuleSpec
+        spec = ModuleSpec(fullname, self, origin=entry[2], is_package=entry[1] != 'module')
+        if entry[1] == 'namespace':
+            spec.submodule_search_locations = []
+        spec.has_location = False
+        return spec
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        self._run(module, self.entries[module.__name__])
+
+    def find_module(self, fullname, path=None):
+        return self if self.lookup(fullname) is not None else None
+
+    def load_module(self, fullname):
+        module = sys.modules.get(fullname)
+        if module is None:
+            module = sys.modules[fullname] = type(sys)(fullname)
+        entry = self.entries[fullname]
+        module.__loader__ = self
+        if entry[1] != 'module':
+            module.__path__ = []
+            module.__package__ = fullname
+        else:
+            module.__package__ = fullname.rpartition('.')[0]
+        try:
+            self._run(module, entry)
+        except BaseException:
+            sys.modules.pop(fullname, None)
+            raise
+        return module
+
+    def _run(self, module, entry):
+        fullname, kind, origin, source = entry
+        filename = origin or '<forwarded %s>' % fullname
+        module.__file__ = filename
+        if kind == 'namespace':
+            return
+        if kind == 'package' and not getattr(module, '__path__', None):
+            module.__path__ = []
+        import linecache
+        text = source.decode('utf-8', 'replace')
+        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+        exec(compile(source, filename, 'exec'), module.__dict__)

@@ -1,0 +1,217 @@
+"""Serving modules to targets: the controller's side of module forwarding.
+
+A target asks (GET_MODULE) for a module it cannot import itself. The
+controller finds the module on its own sys.path WITHOUT importing anything
+(PathFinder over the parent package's directories), reads its source, scans
+it with ast for the modules it imports (cached per file), and answers with
+the whole closure at once, so a package and its dependencies arrive in one
+round trip. The answer never includes the standard library (a target has
+its own), C extensions or byte-code-only modules (the target gets an
+ImportError, so pure-Python fallbacks work), nor anything already sent to
+that context. Names that are not dotted identifiers are refused.
+
+The work runs on one worker thread, off the broker thread, so scanning a
+large package never delays other traffic.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import queue
+import sys
+import sysconfig
+import threading
+from importlib.machinery import PathFinder, SourceFileLoader
+
+from transport import log
+from transport.core import codec
+from transport.core.forwarding import pack_entries
+from transport.core.framing import Message
+from transport.core.handles import CONTROLLER_ID, GET_MODULE
+from transport.core.router import accept_from_anyone
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from transport.core.router import Router as CoreRouter
+
+MAIN_ALIAS = "__transport_main__"
+Entry = tuple  # (fullname, kind, origin, source bytes)
+
+_STDLIB_NAMES = frozenset(getattr(sys, "stdlib_module_names", ())) | frozenset(sys.builtin_module_names)
+_STDLIB_DIRS = tuple(os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib"))
+
+
+def is_stdlib(fullname: str) -> bool:
+    top = fullname.partition(".")[0]
+    if top in _STDLIB_NAMES:
+        return True
+    if _STDLIB_NAMES:
+        return False
+    spec = PathFinder.find_spec(top)  # Python 3.9: no sys.stdlib_module_names
+    origin = os.path.realpath(spec.origin) if spec and spec.origin else ""
+    return origin.startswith(_STDLIB_DIRS) and "site-packages" not in origin
+
+
+def _valid_name(fullname: Any) -> bool:
+    return isinstance(fullname, str) and all(part.isidentifier() for part in fullname.split("."))
+
+
+class ModuleFinder:
+    """Finds modules and their import closures on the controller's sys.path."""
+
+    def __init__(self) -> None:
+        self._imports: dict[tuple[str, int, int], list[tuple[str, bool]]] = {}
+
+    def entry(self, fullname: str) -> Entry:
+        missing = (fullname, "missing", None, None)
+        if not _valid_name(fullname):
+            return ("<invalid>", "missing", None, None)
+        if fullname == MAIN_ALIAS:
+            return self._main_entry()
+        if is_stdlib(fullname):
+            return missing
+        spec = self._find_spec(fullname)
+        if spec is None:
+            return missing
+        if spec.loader is None or spec.origin in (None, "namespace"):
+            return (fullname, "namespace", None, None) if spec.submodule_search_locations else missing
+        if not isinstance(spec.loader, SourceFileLoader):
+            return missing  # C extension, byte-code only, built in
+        try:
+            with open(spec.origin, "rb") as f:
+                source = f.read()
+        except OSError:
+            return missing
+        kind = "package" if spec.submodule_search_locations is not None else "module"
+        return (fullname, kind, spec.origin, source)
+
+    def _find_spec(self, fullname: str) -> Any:
+        """Find without importing: walk the parent packages' search paths."""
+        parent, _, _ = fullname.rpartition(".")
+        if not parent:
+            return PathFinder.find_spec(fullname)
+        loaded = sys.modules.get(parent)
+        path = getattr(loaded, "__path__", None)
+        if path is None:
+            parent_spec = self._find_spec(parent)
+            if parent_spec is None or parent_spec.submodule_search_locations is None:
+                return None
+            path = parent_spec.submodule_search_locations
+        return PathFinder.find_spec(fullname, list(path))
+
+    def _main_entry(self) -> Entry:
+        main = sys.modules.get("__main__")
+        path = getattr(main, "__file__", None)
+        if not path or not path.endswith(".py"):
+            return (MAIN_ALIAS, "missing", None, None)
+        with open(path, "rb") as f:
+            return (MAIN_ALIAS, "module", path, f.read())
+
+    def imports_of(self, entry: Entry) -> list[tuple[str, bool]]:
+        """(name, certain) for each module entry's source imports; cached per file."""
+        fullname, kind, origin, source = entry
+        key = (origin or fullname, len(source), hash(source))
+        cached = self._imports.get(key)
+        if cached is None:
+            cached = self._imports[key] = _scan(fullname, kind == "package", source)
+        return cached
+
+    def closure(self, fullname: str, already_sent: set[str]) -> list[Entry]:
+        """The entry for fullname, then everything it will import that the context lacks."""
+        first = self.entry(fullname)
+        entries = [first]
+        seen = {fullname}
+        pending = [] if first[1] == "missing" else [first]
+        while pending:
+            for name, certain in self.imports_of(pending.pop()):
+                for candidate in _with_parents(name):
+                    if candidate in seen or candidate in already_sent:
+                        continue
+                    seen.add(candidate)
+                    if is_stdlib(candidate):
+                        continue
+                    entry = self.entry(candidate)
+                    if entry[1] == "missing" and not certain and candidate == name:
+                        continue  # `from pkg import name`: name may be an attribute
+                    entries.append(entry)
+                    if entry[1] in ("module", "package"):
+                        pending.append(entry)
+        return entries
+
+
+def _with_parents(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def _scan(fullname: str, is_package: bool, source: bytes) -> list[tuple[str, bool]]:
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    package = fullname if is_package else fullname.rpartition(".")[0]
+    found: list[tuple[str, bool]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, True) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base_parts = package.split(".") if package else []
+                if node.level > 1:
+                    base_parts = base_parts[:-(node.level - 1)]
+                base = ".".join(base_parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            if not base:
+                continue
+            found.append((base, True))
+            found += [(f"{base}.{alias.name}", False) for alias in node.names if alias.name != "*"]
+    return found
+
+
+class ModuleServer:
+    """Answers GET_MODULE from every context, on a worker thread."""
+
+    def __init__(self, core: CoreRouter) -> None:
+        self.core = core
+        self.finder = ModuleFinder()
+        self._sent: dict[int, set[str]] = {}
+        self.requested: dict[int, list[str]] = {}
+        self._work: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        core.add_handler(GET_MODULE, self._on_request, accept=accept_from_anyone)
+        core.on_context_lost.append(lambda context_id, reason: self._sent.pop(context_id, None))
+
+    def _on_request(self, msg: Message) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve_forever, name="transport-modules",
+                                            daemon=True)
+            self._thread.start()
+        self._work.put(msg)
+
+    def _serve_forever(self) -> None:
+        while True:
+            msg = self._work.get()
+            try:
+                self._serve(msg)
+            except Exception as e:  # one bad request must not stop the others
+                log.error("transport", "serving a module to context %d failed: %s", msg.src, e)
+
+    def _serve(self, msg: Message) -> None:
+        try:
+            fullname = codec.decode(msg.data)
+        except codec.CodecError:
+            fullname = None
+        sent = self._sent.setdefault(msg.src, set())
+        self.requested.setdefault(msg.src, []).append(str(fullname))
+        if not _valid_name(fullname):
+            entries: list[Entry] = [(str(fullname)[:200], "missing", None, None)]
+        else:
+            entries = self.finder.closure(fullname, sent)
+        sent.update(entry[0] for entry in entries)
+        log.debug("transport", "context %d asked for %s: sending %d modules", msg.src,
+                  fullname, sum(1 for e in entries if e[1] != "missing"))
+        self.core.send(Message(msg.src, CONTROLLER_ID, msg.reply_to, pack_entries(entries)))
