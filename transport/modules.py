@@ -16,11 +16,9 @@ large package never delays other traffic.
 
 from __future__ import annotations
 
-import ast
 import os
 import queue
 import sys
-import sysconfig
 import threading
 from importlib.machinery import PathFinder, SourceFileLoader
 
@@ -41,7 +39,12 @@ MAIN_ALIAS = "__transport_main__"
 Entry = tuple  # (fullname, kind, origin, source bytes)
 
 _STDLIB_NAMES = frozenset(getattr(sys, "stdlib_module_names", ())) | frozenset(sys.builtin_module_names)
-_STDLIB_DIRS = tuple(os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib"))
+
+
+def _stdlib_dirs() -> tuple[str, ...]:
+    import sysconfig
+
+    return tuple(os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib"))
 
 
 def is_stdlib(fullname: str) -> bool:
@@ -52,7 +55,7 @@ def is_stdlib(fullname: str) -> bool:
         return False
     spec = PathFinder.find_spec(top)  # Python 3.9: no sys.stdlib_module_names
     origin = os.path.realpath(spec.origin) if spec and spec.origin else ""
-    return origin.startswith(_STDLIB_DIRS) and "site-packages" not in origin
+    return origin.startswith(_stdlib_dirs()) and "site-packages" not in origin
 
 
 def _valid_name(fullname: Any) -> bool:
@@ -148,6 +151,8 @@ def _with_parents(name: str) -> list[str]:
 
 
 def _scan(fullname: str, is_package: bool, source: bytes) -> list[tuple[str, bool]]:
+    import ast
+
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
