@@ -6,7 +6,7 @@
         ctx.call(os.getpid)
 """
 
-from transport.context import Context
+from transport.context import Context, Job, JobStatus
 from transport.controller import Router
 from transport.errors import (
     AuthError,
@@ -23,6 +23,8 @@ __all__ = [
     "ConnectError",
     "Context",
     "Disconnected",
+    "Job",
+    "JobStatus",
     "ProtocolError",
     "RemoteError",
     "Router",

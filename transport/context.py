@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import threading
 
-from transport.core import codec
+from transport.core import codec, forwarding, jobs
+from transport.core.forwarding import pack_entries
 from transport.core.framing import Message
-from transport.core.handles import CALL_FUNCTION, CONTROLLER_ID, SHUTDOWN
+from transport.core.handles import (
+    CALL_FUNCTION,
+    CONTROLLER_ID,
+    FORWARD_MODULE,
+    LOAD_MODULE,
+    SHUTDOWN,
+)
 from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout
 from transport.functions import function_reference
 
@@ -72,6 +79,37 @@ def _new_future() -> Future:
 
         _future_class = CallFuture
     return _future_class()
+
+
+class Job:
+    """A detached call: .id to collect it later with Context.job(id), .pid of its process."""
+
+    def __init__(self, context: Context, job_id: str, pid: int) -> None:
+        self.context = context
+        self.id = job_id
+        self.pid = pid
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} on {self.context.name} pid={self.pid}>"
+
+    def status(self) -> JobStatus:
+        return self.context.job(self.id)
+
+
+class JobStatus:
+    """What a detached job's record says: state, result or error, pid, function, started."""
+
+    def __init__(self, host: str, info: dict[str, Any]) -> None:
+        self.id: str = info["id"]
+        self.state: str = info["state"]
+        self.result: Any = info["result"]
+        self.pid: int | None = info["pid"]
+        self.function: str = info["function"]
+        self.started: float = info["started"]
+        self.error: RemoteError | None = RemoteError(host, *info["error"]) if info["error"] else None
+
+    def __repr__(self) -> str:
+        return f"<JobStatus {self.id} {self.state}>"
 
 
 class Context:
@@ -171,6 +209,60 @@ class Context:
         except (codec.CodecError, IndexError, TypeError, ValueError) as e:
             error = ProtocolError(f"{self.name}: malformed reply: {e}")
         future.set_exception(error)
+
+    # -- modules and detached jobs ---------------------------------------------
+
+    def preload(self, names: list[str], whole_packages: bool = False) -> None:
+        """Send modules (and what they import) to the context before they are needed.
+
+        whole_packages also sends every module inside each named package, for code
+        that imports dynamically. Through intermediaries, each one on the way caches
+        them (FORWARD_MODULE). Raises ImportError naming what could not be sent.
+        """
+        server = self.router._modules
+        entries = server.preload_entries(self.context_id, list(names), whole_packages)
+        if entries:
+            data = pack_entries(entries)
+            if self.via is None:
+                msg = Message(self.context_id, CONTROLLER_ID, LOAD_MODULE, data)
+            else:
+                msg = Message(self.via.context_id, CONTROLLER_ID, FORWARD_MODULE,
+                              codec.encode((self.context_id, data)))
+            self.router._core.send(msg)
+        sendable = [e[0] for e in entries if e[1] != "missing"]
+        refused = [e[0] for e in entries if e[1] == "missing" and e[0] in names]
+        # In order on the same stream: when this call runs, the modules are cached.
+        lost = self.call(forwarding.unavailable, sendable) if sendable else []
+        if refused or lost:
+            raise ImportError(f"{self.name}: cannot preload {', '.join(refused + lost)} "
+                              "(not importable on the controller, a C extension, or the "
+                              "standard library)")
+
+    def detach(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
+        """Start fn(*args, **kwargs) in a process that outlives this connection.
+
+        fn's module and everything it imports are preloaded first; the detached
+        process has no parent to ask, so any other missing module is an
+        ImportError recorded in the job. Collect it with job(id), from this or a
+        later connection to the same host and user.
+        """
+        module, qualname = function_reference(fn)
+        if module.partition(".")[0] != "transport":
+            self.preload([module])
+        info = self.call(jobs.detach, module, qualname, args, kwargs)
+        return Job(self, info["id"], info["pid"])
+
+    def job(self, job_id: str) -> JobStatus:
+        """The state of a detached job: running, done (with .result) or failed (with .error)."""
+        return JobStatus(self.name, self.call(jobs.status, job_id))
+
+    def jobs(self) -> list[JobStatus]:
+        """Every detached job recorded for this user on this host."""
+        return [JobStatus(self.name, info) for info in self.call(jobs.list_jobs)]
+
+    def forget(self, job_id: str) -> None:
+        """Remove a job's record (a job still running goes on)."""
+        self.call(jobs.forget, job_id)
 
     # -- ending ----------------------------------------------------------------
 

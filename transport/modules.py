@@ -105,6 +105,16 @@ class ModuleFinder:
             path = parent_spec.submodule_search_locations
         return PathFinder.find_spec(fullname, list(path))
 
+    def submodules(self, package: str) -> list[str]:
+        """The modules and packages directly inside package, found without importing it."""
+        import pkgutil
+
+        spec = self._find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            return []
+        return [f"{package}.{info.name}"
+                for info in pkgutil.iter_modules(list(spec.submodule_search_locations))]
+
     def _main_entry(self) -> Entry:
         main = sys.modules.get("__main__")
         path = getattr(main, "__file__", None)
@@ -123,25 +133,33 @@ class ModuleFinder:
         return cached
 
     def closure(self, fullname: str, already_sent: set[str]) -> list[Entry]:
-        """The entry for fullname, then everything it will import that the context lacks."""
+        """The entry for fullname, then everything it needs that the context lacks.
+
+        That is its parent packages (imported before it) and, recursively, the
+        modules their sources import.
+        """
         first = self.entry(fullname)
         entries = [first]
         seen = {fullname}
         pending = [] if first[1] == "missing" else [first]
-        while pending:
-            for name, certain in self.imports_of(pending.pop()):
-                for candidate in _with_parents(name):
-                    if candidate in seen or candidate in already_sent:
-                        continue
-                    seen.add(candidate)
-                    if is_stdlib(candidate):
-                        continue
-                    entry = self.entry(candidate)
-                    if entry[1] == "missing" and not certain and candidate == name:
-                        continue  # `from pkg import name`: name may be an attribute
-                    entries.append(entry)
-                    if entry[1] in ("module", "package"):
-                        pending.append(entry)
+        wanted = [(parent, True) for parent in _with_parents(fullname)[:-1]]
+        while wanted or pending:
+            if not wanted:
+                wanted = list(self.imports_of(pending.pop()))
+                continue
+            name, certain = wanted.pop(0)
+            for candidate in _with_parents(name):
+                if candidate in seen or candidate in already_sent:
+                    continue
+                seen.add(candidate)
+                if is_stdlib(candidate):
+                    continue
+                entry = self.entry(candidate)
+                if entry[1] == "missing" and not certain and candidate == name:
+                    continue  # `from pkg import name`: name may be an attribute
+                entries.append(entry)
+                if entry[1] in ("module", "package"):
+                    pending.append(entry)
         return entries
 
 
@@ -189,6 +207,22 @@ class ModuleServer:
         self._thread: threading.Thread | None = None
         core.add_handler(GET_MODULE, self._on_request, accept=accept_from_anyone)
         core.on_context_lost.append(lambda context_id, reason: self._sent.pop(context_id, None))
+
+    def preload_entries(self, context_id: int, names: list[str], whole_packages: bool) -> list[Entry]:
+        """Entries for names and their closures that context_id has not been sent yet."""
+        sent = self._sent.setdefault(context_id, set())
+        entries: list[Entry] = []
+        wanted = list(names)
+        while wanted:
+            name = wanted.pop(0)
+            if name in sent:
+                continue
+            closure = self.finder.closure(name, sent)
+            sent.update(entry[0] for entry in closure)
+            entries += closure
+            if whole_packages and closure[0][1] in ("package", "namespace"):
+                wanted += self.finder.submodules(name)
+        return entries
 
     def _on_request(self, msg: Message) -> None:
         if self._thread is None:

@@ -30,6 +30,9 @@ from transport.core.router import accept_from_anyone
 REQUEST_TIMEOUT = 60.0
 KINDS = ('module', 'package', 'namespace', 'missing')
 
+# The ModuleForwarder installed in this process, if any (see install()).
+installed = None
+
 
 def pack_entries(entries):
     return zlib.compress(codec.encode(list(entries)), 6)
@@ -67,7 +70,9 @@ class ModuleForwarder(object):
         router.add_handler(GET_MODULE, self._on_child_request, accept=accept_from_anyone)
 
     def install(self):
+        global installed
         sys.meta_path.append(self)
+        installed = self
 
     # -- the cache -------------------------------------------------------------
 
@@ -202,3 +207,10 @@ class ModuleForwarder(object):
         text = source.decode('utf-8', 'replace')
         linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
         exec(compile(source, filename, 'exec'), module.__dict__)
+
+
+def unavailable(names):
+    """Of names (preloaded modules), those not in this process's module cache."""
+    cache = installed.entries if installed is not None else {}
+    return [name for name in names
+            if name not in cache or cache[name][1] == 'missing']

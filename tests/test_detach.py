@@ -1,0 +1,150 @@
+"""Preload and detached jobs: work that outlives its connection."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import textwrap
+import time
+
+import pytest
+
+import transport
+
+JOB_PACKAGE = {
+    "jobpkg/__init__.py": "",
+    "jobpkg/work.py": textwrap.dedent("""
+        import time
+        import jobdep
+
+
+        def slow_double(x, delay):
+            time.sleep(delay)
+            return jobdep.double(x)
+
+
+        def import_late(name):
+            import importlib
+            return importlib.import_module(name).__name__
+
+
+        def fail():
+            raise KeyError("job failure")
+    """),
+    "jobdep.py": "def double(x):\n    return 2 * x\n",
+    "jobextra.py": "X = 1\n",
+    "jobwhole/__init__.py": "",
+    "jobwhole/plugin_a.py": "NAME = 'a'\n",
+    "jobwhole/plugin_b.py": "NAME = 'b'\n",
+}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    import importlib
+
+    root = tmp_path_factory.mktemp("jobs")
+    os.chmod(root, 0o755)
+    for name, text in JOB_PACKAGE.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    sys.path.insert(0, str(root))
+    yield importlib.import_module("jobpkg.work")
+    sys.path.remove(str(root))
+    for name in [n for n in sys.modules if n.startswith("job")]:
+        del sys.modules[name]
+
+
+def _ssh(router, sshd):
+    return router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", python="/usr/bin/python3",
+                      ssh_options=sshd.ssh_options())
+
+
+def _wait_done(ctx, job_id, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        status = ctx.job(job_id)
+        if status.state != "running" or time.monotonic() > deadline:
+            return status
+        time.sleep(0.1)
+
+
+def test_detached_job_survives_a_killed_connection(sshd, work):
+    with transport.Router() as router:
+        ctx = _ssh(router, sshd)
+        job = ctx.detach(work.slow_double, 21, 2.0)
+        assert ctx.job(job.id).state == "running"
+        connection = router._connections[ctx.context_id]
+        os.kill(connection.process.pid, signal.SIGKILL)  # kill -9 the ssh client
+        deadline = time.monotonic() + 5
+        while ctx.alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not ctx.alive
+    with transport.Router() as router:
+        again = _ssh(router, sshd)
+        status = _wait_done(again, job.id)
+        assert status.state == "done", status.error
+        assert status.result == 42
+        assert status.function == "jobpkg.work.slow_double"
+        assert job.id in [j.id for j in again.jobs()]
+        again.forget(job.id)
+        assert job.id not in [j.id for j in again.jobs()]
+
+
+def test_a_late_import_in_a_detached_job_fails_at_once(router, sshd, work):
+    ctx = _ssh(router, sshd)
+    job = ctx.detach(work.import_late, "jobextra")  # not imported by jobpkg.work: not preloaded
+    status = _wait_done(ctx, job.id, timeout=5.0)
+    assert status.state == "failed"
+    assert status.error.remote_type in ("ModuleNotFoundError", "ImportError")
+    assert "jobextra" in status.error.remote_message
+    assert time.time() - status.started < 5.0
+    ctx.forget(job.id)
+
+
+def test_a_failing_job_records_its_traceback(router, sshd, work):
+    ctx = _ssh(router, sshd)
+    status = _wait_done(ctx, ctx.detach(work.fail).id)
+    assert status.state == "failed"
+    assert status.error.remote_type == "KeyError"
+    assert "job failure" in status.error.remote_traceback
+    ctx.forget(status.id)
+
+
+def test_jobs_directory_is_private(router, sshd, work):
+    ctx = _ssh(router, sshd)
+    job = ctx.detach(work.slow_double, 1, 0)
+    _wait_done(ctx, job.id)
+    mode = ctx.call(os.stat, "/home/tp-plain/.transport/jobs")[0]
+    assert mode & 0o777 == 0o700
+    ctx.forget(job.id)
+
+
+def test_preload_whole_packages_makes_dynamic_imports_work_detached(router, sshd, work):
+    ctx = _ssh(router, sshd)
+    ctx.preload(["jobwhole"], whole_packages=True)
+    job = ctx.detach(work.import_late, "jobwhole.plugin_b")
+    status = _wait_done(ctx, job.id)
+    assert status.state == "done", status.error
+    assert status.result == "jobwhole.plugin_b"
+    ctx.forget(job.id)
+
+
+def test_preload_through_an_intermediary_caches_on_the_way(router, work):
+    middle = router.local()
+    inner = router.local(via=middle)
+    inner.preload(["jobpkg.work"])
+    asked_before = {k: list(v) for k, v in router._modules.requested.items()}
+    assert inner.call(work.slow_double, 5, 0) == 10
+    assert router._modules.requested == asked_before  # nothing asked: all preloaded
+    other = router.local(via=middle)
+    assert other.call(work.slow_double, 6, 0) == 12  # served by the intermediary's cache
+    assert router._modules.requested == asked_before
+
+
+def test_preload_of_an_unknown_module_is_an_import_error(router):
+    ctx = router.local()
+    with pytest.raises(ImportError, match="no_such_module_xyz"):
+        ctx.preload(["no_such_module_xyz"])

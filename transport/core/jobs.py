@@ -1,0 +1,171 @@
+"""Detached jobs: calls that outlive the connection that started them.
+
+detach() forks twice from the target (the job leads a new session, so it
+survives the connection, the ssh session and the target itself), closes
+every inherited descriptor, and tells the import hook there is no parent:
+a module that was not preloaded fails at once with ImportError instead of
+waiting for a parent that may be gone. The job writes its result, or its
+error with the traceback, into its own directory under a per-user jobs
+directory (mode 0700); status() reads it back from any later connection
+as the same user.
+"""
+from __future__ import absolute_import
+
+import errno
+import os
+import re
+import sys
+import time
+
+from transport.core import codec
+from transport.core.dispatch import error_reply, resolve
+
+JOB_ID = re.compile(r'^[0-9]+-[0-9a-f]{12}$')
+MAX_FD = 65536
+
+
+def jobs_dir():
+    """The per-user jobs directory, created with mode 0700 and checked to be ours."""
+    home = os.path.expanduser('~')
+    base = os.path.join(home, '.transport', 'jobs')
+    if not os.access(home, os.W_OK):
+        base = os.path.join('/tmp', 'transport-jobs-%d' % os.getuid())
+    try:
+        os.makedirs(base, 0o700)
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            raise
+    st = os.lstat(base)
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise OSError(errno.EPERM, 'jobs directory %s is not private to this user' % base)
+    return base
+
+
+def _job_path(job_id):
+    if not isinstance(job_id, str) or not JOB_ID.match(job_id):
+        raise ValueError('not a job id: %r' % (job_id,))
+    return os.path.join(jobs_dir(), job_id)
+
+
+def _write(path, name, data):
+    temporary = os.path.join(path, '.%s.tmp' % name)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.rename(temporary, os.path.join(path, name))
+
+
+def _read(path, name):
+    try:
+        with open(os.path.join(path, name), 'rb') as f:
+            return codec.decode(f.read())
+    except (IOError, OSError):
+        return None
+
+
+def detach(module_name, qualname, args, kwargs):
+    """Start module_name.qualname(*args, **kwargs) in a detached process; return its id and pid."""
+    job_id = '%d-%s' % (int(time.time()), ''.join('%02x' % b for b in bytearray(os.urandom(6))))
+    path = os.path.join(jobs_dir(), job_id)
+    os.mkdir(path, 0o700)
+    _write(path, 'meta', codec.encode({'function': '%s.%s' % (module_name, qualname),
+                                       'started': time.time()}))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+            os.write(w, str(os.getpid()).encode('ascii'))
+            os.close(w)
+            _run(path, module_name, qualname, args, kwargs)
+        finally:
+            os._exit(1)
+    os.close(w)
+    os.waitpid(pid, 0)
+    grandchild = os.read(r, 32)
+    os.close(r)
+    return {'id': job_id, 'pid': int(grandchild or 0)}
+
+
+def _run(path, module_name, qualname, args, kwargs):
+    """In the detached process: run the call, record its outcome, exit."""
+    from transport.core import forwarding
+    if forwarding.installed is not None:
+        forwarding.installed.has_parent = False
+    null = os.open(os.devnull, os.O_RDONLY)
+    output = os.open(os.path.join(path, 'output'), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(null, 0)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.closerange(3, MAX_FD)
+    _write(path, 'pid', codec.encode(os.getpid()))
+    try:
+        if sys.version_info[0] == 2 and kwargs:
+            kwargs = dict((str(k), v) for k, v in kwargs.items())
+        result = ('ok', resolve(module_name, qualname)(*args, **kwargs))
+    except BaseException:
+        result = error_reply(sys.exc_info())
+    try:
+        data = codec.encode(result)
+    except codec.CodecError as e:
+        data = codec.encode(('err', 'transport.core.codec.CodecError',
+                             'the job returned a value that cannot be sent: %s' % (e,), ''))
+    _write(path, 'result', data)
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except Exception:
+            pass
+    os._exit(0)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError as e:
+        return e.errno == errno.EPERM
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rpartition(') ')[2][:1] not in ('Z', 'X')
+    except (IOError, OSError):
+        return True
+
+
+def status(job_id):
+    """A dict: id, state ('running', 'done' or 'failed'), result, error, pid, function, started."""
+    path = _job_path(job_id)
+    meta = _read(path, 'meta')
+    if meta is None:
+        raise KeyError('no job %s here' % job_id)
+    info = {'id': job_id, 'function': meta['function'], 'started': meta['started'],
+            'pid': _read(path, 'pid'), 'result': None, 'error': None}
+    result = _read(path, 'result')
+    if result is not None:
+        if result[0] == 'ok':
+            info['state'], info['result'] = 'done', result[1]
+        else:
+            info['state'], info['error'] = 'failed', list(result[1:])
+    elif info['pid'] is None or _alive(info['pid']):
+        info['state'] = 'running'
+    else:
+        info['state'] = 'failed'
+        info['error'] = ['transport.JobLost', 'the job process ended without a result', '']
+    return info
+
+
+def list_jobs():
+    """status() of every job of this user, oldest first."""
+    base = jobs_dir()
+    return [status(name) for name in sorted(os.listdir(base)) if JOB_ID.match(name)]
+
+
+def forget(job_id):
+    """Remove a job's record (a running job keeps running)."""
+    import shutil
+    shutil.rmtree(_job_path(job_id))
+    return True
