@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from transport.core import codec, forwarding, jobs
+from transport.core import codec, forwarding, fresh, jobs
 from transport.core.forwarding import pack_entries
 from transport.core.framing import Message
 from transport.core.handles import (
@@ -209,6 +209,15 @@ class Context:
         except (codec.CodecError, IndexError, TypeError, ValueError) as e:
             error = ProtocolError(f"{self.name}: malformed reply: {e}")
         future.set_exception(error)
+
+    def set_baseline(self, cwd: str | None = None, env: dict[str, str | None] | None = None) -> str:
+        """Make later calls start in `cwd`, with `env` applied (None unsets a variable).
+
+        Every call otherwise starts from the directory and environment the
+        interpreter had when it booted: changes a call makes do not leak into the
+        next. Returns the directory calls now start in.
+        """
+        return self.call(fresh.set_baseline, cwd, env)
 
     # -- modules and detached jobs ---------------------------------------------
 

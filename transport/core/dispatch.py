@@ -10,7 +10,7 @@ from __future__ import absolute_import
 
 import sys
 
-from transport.core import codec
+from transport.core import codec, fresh
 from transport.core.compat import PY2, queue
 from transport.core.framing import Message
 
@@ -52,6 +52,7 @@ class Dispatcher(object):
     def __init__(self, router):
         self.router = router
         self.queue = queue.Queue()
+        self.baseline = fresh.current = fresh.Baseline()
 
     def enqueue(self, msg):
         self.queue.put(msg)
@@ -71,6 +72,7 @@ class Dispatcher(object):
 
     def run_one(self, data):
         """Run the call encoded in data; return the encoded reply."""
+        self.baseline.before_call()
         try:
             module_name, qualname, args, kwargs = codec.decode(data)
             fn = resolve(module_name, qualname)
@@ -79,6 +81,7 @@ class Dispatcher(object):
             result = ('ok', fn(*args, **kwargs))
         except BaseException:
             result = error_reply(sys.exc_info())
+        self.baseline.after_call()
         try:
             return codec.encode(result)
         except codec.CodecError as e:

@@ -1,0 +1,52 @@
+"""A reused interpreter behaves like a fresh one: resolver, directory, environment."""
+
+from __future__ import annotations
+
+import os
+
+from transport.core import fresh
+
+
+def test_directory_changes_do_not_leak_into_the_next_call(ctx):
+    start = ctx.call(os.getcwd)
+    ctx.call(os.chdir, "/tmp")
+    assert ctx.call(os.getcwd) == start
+
+
+def test_environment_changes_do_not_leak(ctx):
+    assert ctx.call(os.getenv, "TP_FRESH_TEST") is None
+    ctx.call(fresh.set_baseline, None, None)  # no-op baseline refresh is allowed
+    assert ctx.call(_set_env_and_read, "TP_FRESH_TEST", "1") == "1"
+    assert ctx.call(os.getenv, "TP_FRESH_TEST") is None
+    assert ctx.call(_unset_env, "HOME") is None
+    assert ctx.call(os.getenv, "HOME") == os.environ.get("HOME")
+
+
+def test_baseline_keeps_what_the_caller_asked_for(ctx):
+    assert ctx.set_baseline(cwd="/tmp", env={"TP_KEPT": "yes", "HOME": None}) == "/tmp"
+    ctx.call(os.chdir, "/")
+    assert ctx.call(os.getcwd) == "/tmp"
+    assert ctx.call(os.getenv, "TP_KEPT") == "yes"
+    assert ctx.call(os.getenv, "HOME") is None
+
+
+def test_resolver_reloads_when_resolv_conf_changes(ctx):
+    assert os.path.exists(fresh.RESOLV_CONF), "this test needs /etc/resolv.conf"
+    before = ctx.call(fresh.resolver_reloads)
+    assert ctx.call(fresh.resolver_reloads) == before  # unchanged file: no reload
+    stat = os.stat(fresh.RESOLV_CONF)
+    os.utime(fresh.RESOLV_CONF, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    try:
+        assert ctx.call(fresh.resolver_reloads) == before + 1
+    finally:
+        os.utime(fresh.RESOLV_CONF, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def _set_env_and_read(key, value):
+    os.environ[key] = value
+    return os.environ[key]
+
+
+def _unset_env(key):
+    os.environ.pop(key, None)
+    return os.environ.get(key)

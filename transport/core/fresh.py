@@ -1,0 +1,115 @@
+"""Making every call start as a fresh process would, where it matters.
+
+A target interpreter is reused for many calls, but each call should see
+what a new process would:
+
+- The resolver: before a call, if /etc/resolv.conf changed since the last
+  one, res_init() makes libc re-read it (through ctypes, loaded only then).
+  A stat() per call is all it costs otherwise.
+- The working directory and the environment: after a call, both go back to
+  the baseline (as at boot, or as set_baseline() last made them), so one
+  call's os.chdir() or os.environ change does not leak into the next.
+"""
+from __future__ import absolute_import
+
+import os
+
+RESOLV_CONF = '/etc/resolv.conf'
+
+
+def _resolv_stamp():
+    try:
+        st = os.stat(RESOLV_CONF)
+    except OSError:
+        return None
+    return (st.st_mtime, st.st_ino, st.st_size)
+
+
+def _environ_data():
+    # The raw mapping behind os.environ: comparing it is cheap (no decoding).
+    return getattr(os.environ, '_data', None) or getattr(os.environ, 'data', {})
+
+
+class Baseline(object):
+    """The state each call starts from, and the work to restore it."""
+
+    def __init__(self):
+        self.resolver_reloads = 0
+        self._resolv = _resolv_stamp()
+        self._res_init = None
+        self.snapshot()
+
+    def snapshot(self):
+        try:
+            self.cwd = os.getcwd()
+        except OSError:
+            self.cwd = '/'
+        self.environ = dict(os.environ)
+        self._environ_data = dict(_environ_data())
+
+    def before_call(self):
+        stamp = _resolv_stamp()
+        if stamp != self._resolv:
+            self._resolv = stamp
+            self.reload_resolver()
+
+    def reload_resolver(self):
+        if self._res_init is None:
+            self._res_init = _find_res_init() or False
+        if self._res_init:
+            self._res_init()
+        self.resolver_reloads += 1
+
+    def after_call(self):
+        try:
+            cwd = os.getcwd()
+        except OSError:
+            cwd = None
+        if cwd != self.cwd:
+            try:
+                os.chdir(self.cwd)
+            except OSError:
+                pass
+        if _environ_data() != self._environ_data:
+            for key in list(os.environ):
+                if key not in self.environ:
+                    del os.environ[key]
+            for key, value in self.environ.items():
+                if os.environ.get(key) != value:
+                    os.environ[key] = value
+
+
+def _find_res_init():
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None)
+    except (ImportError, OSError):
+        return None
+    for name in ('__res_init', 'res_init'):
+        fn = getattr(libc, name, None)
+        if fn is not None:
+            return fn
+    return None
+
+
+# The baseline of this process (created by the dispatcher).
+current = None
+
+
+def set_baseline(cwd=None, env=None):
+    """Make later calls start in cwd with env applied (a None value unsets a variable)."""
+    if cwd is not None:
+        os.chdir(cwd)
+    for key, value in (env or {}).items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if current is not None:
+        current.snapshot()
+    return os.getcwd()
+
+
+def resolver_reloads():
+    """How many times this process made libc re-read /etc/resolv.conf."""
+    return current.resolver_reloads if current is not None else 0
