@@ -188,3 +188,15 @@ def test_a_third_party_package_over_ssh_arrives_with_the_module_that_uses_it(rou
     asked = router._modules.requested[ctx.context_id]
     assert asked[:2] == ["tests", "tests.remote_functions"], asked
     assert not any(name.startswith(("jinja2", "markupsafe")) for name in asked), asked
+
+
+def test_an_intermediary_asks_once_however_many_children_wait(router, package_dir):
+    # A fresh module name, so no cache anywhere has it yet.
+    (package_dir / "fwdonce.py").write_text("import time\ntime.sleep(0.3)\n\ndef value():\n    return 7\n")
+    import fwdonce
+
+    middle = router.local()
+    children = [router.local(via=middle) for _ in range(3)]
+    futures = [child.call_async(fwdonce.value) for child in children]
+    assert [f.result(timeout=30) for f in futures] == [7, 7, 7]
+    assert router._modules.requested[middle.context_id].count("fwdonce") == 1
