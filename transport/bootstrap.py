@@ -97,12 +97,18 @@ def strip_source(source: str) -> str:
     return "\n".join(line.rstrip() for line in stripped.split("\n"))
 
 
+# Core modules only some targets need: intermediaries (spawn) and detached jobs (jobs).
+# They are not in the payload; a target that needs one gets it by module forwarding
+# (the controller preloads spawn into a context before asking it to connect a child).
+ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.jobs"})
+
+
 def core_module_names() -> list[str]:
-    """Every module of the shipped core, the importer first."""
+    """Every module of the shipped core in the payload, the importer first."""
     names = sorted(f"transport.core.{name[:-3]}" for name in os.listdir(CORE_DIR)
                    if name.endswith(".py") and name != "__init__.py")
     names.remove(IMPORTER)
-    return [IMPORTER, *names]
+    return [IMPORTER, *(name for name in names if name not in ON_DEMAND)]
 
 
 def _module_path(name: str) -> str:

@@ -23,7 +23,7 @@ from transport.core.framing import DEFAULT_MAX_MESSAGE_SIZE, Message
 from transport.core.handles import ADD_ROUTE, CONNECT, CONTROLLER_ID
 from transport.core.router import Router as CoreRouter
 from transport.core.spawn import Connection
-from transport.errors import ConnectError
+from transport.errors import ConnectError, TransportError
 from transport.methods.local import LocalMethod
 from transport.methods.ssh import SshMethod
 from transport.methods.su import SuMethod
@@ -191,6 +191,10 @@ class Router:
         first_hop = self._core.route_for(path[0].context_id)
         if first_hop is None:
             return {"error": (f"cannot connect through {via.name}: it is disconnected", {})}
+        try:
+            via.preload(["transport.core.spawn"])  # CONNECT runs on its broker thread
+        except TransportError as e:
+            return {"error": (f"cannot connect through {via.name}: {e}", {})}
         self._core.add_route(context_id, first_hop)
         spec = {"context_id": context_id, "argv": argv, "name": name,
                 "connect_timeout": connect_timeout, "options": options,

@@ -66,7 +66,11 @@ class ModuleFinder:
     """Finds modules and their import closures on the controller's sys.path."""
 
     def __init__(self) -> None:
+        from transport.bootstrap import core_module_names
+
         self._imports: dict[tuple[str, int, int], list[tuple[str, bool]]] = {}
+        # What every target has from its boot payload: never worth sending.
+        self.booted = frozenset(["transport", "transport.core", *core_module_names()])
 
     def entry(self, fullname: str) -> Entry:
         missing = (fullname, "missing", None, None)
@@ -149,7 +153,7 @@ class ModuleFinder:
                 continue
             name, certain = wanted.pop(0)
             for candidate in _with_parents(name):
-                if candidate in seen or candidate in already_sent:
+                if candidate in seen or candidate in already_sent or candidate in self.booted:
                     continue
                 seen.add(candidate)
                 if is_stdlib(candidate):
