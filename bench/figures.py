@@ -48,8 +48,8 @@ def cold_start_local(systems: list[System], python: str, rounds: int) -> Figure:
     return figure
 
 
-def _per_connection(systems: list[System], python: str, rounds: int, measure) -> dict[str, list[float]]:
-    connections: dict[str, Connection] = {s.name: s.connect_local(python) for s in systems}
+def _per_connection(systems: list[System], connect, rounds: int, measure) -> dict[str, list[float]]:
+    connections: dict[str, Connection] = {s.name: connect(s) for s in systems}
     try:
         for connection in connections.values():
             measure(connection, warmup=True)
@@ -63,8 +63,8 @@ def _per_connection(systems: list[System], python: str, rounds: int, measure) ->
             connection.close()
 
 
-def warm_call_local(systems: list[System], python: str, rounds: int, calls: int) -> Figure:
-    figure = Figure("warm trivial call, local", "µs", True)
+def warm_call(systems: list[System], connect, where: str, rounds: int, calls: int) -> Figure:
+    figure = Figure(f"warm trivial call, {where}", "µs", True)
 
     def measure(connection: Connection, warmup: bool) -> float:
         count = calls // 4 if warmup else calls
@@ -73,13 +73,13 @@ def warm_call_local(systems: list[System], python: str, rounds: int, calls: int)
             connection.call_trivial()
         return (time.perf_counter() - started) / count * 1e6
 
-    samples = _per_connection(systems, python, rounds, measure)
+    samples = _per_connection(systems, connect, rounds, measure)
     figure.results = {name: Summary.of(values) for name, values in samples.items()}
     return figure
 
 
-def pipelined_local(systems: list[System], python: str, rounds: int, calls: int) -> Figure:
-    figure = Figure("pipelined trivial calls, local", "calls/s", False)
+def pipelined(systems: list[System], connect, where: str, rounds: int, calls: int) -> Figure:
+    figure = Figure(f"pipelined trivial calls, {where}", "calls/s", False)
 
     def measure(connection: Connection, warmup: bool) -> float:
         count = calls // 4 if warmup else calls
@@ -87,8 +87,54 @@ def pipelined_local(systems: list[System], python: str, rounds: int, calls: int)
         connection.pipelined(count)
         return count / (time.perf_counter() - started)
 
-    samples = _per_connection(systems, python, rounds, measure)
+    samples = _per_connection(systems, connect, rounds, measure)
     figure.results = {name: Summary.of(values) for name, values in samples.items()}
+    return figure
+
+
+def cold_start_ssh(systems: list[System], target, python: str, rounds: int) -> Figure:
+    """Each system's cold start over ssh divided by a bare `ssh host python -c pass`."""
+    figure = Figure("cold start over ssh ÷ bare `ssh host python -c pass`", "×", True)
+    env = _clean_env()
+    bare = ["ssh", *target.ssh_args(), python, "-c", "pass"]
+    ratios: dict[str, list[float]] = {s.name: [] for s in systems}
+    bare_times = []
+    for round_number in range(rounds + 1):
+        started = time.perf_counter()
+        subprocess.run(bare, check=True, env=env, timeout=60)
+        bare_ms = (time.perf_counter() - started) * 1000
+        bare_times.append(bare_ms)
+        for system in systems:
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", system.cold_ssh_script(target, python)],
+                           check=True, env=env, timeout=60)
+            if round_number:
+                ratios[system.name].append((time.perf_counter() - started) * 1000 / bare_ms)
+    figure.results = {name: Summary.of(values) for name, values in ratios.items()}
+    figure.note = f"bare ssh: {Summary.of(bare_times[1:]).median:.0f} ms"
+    return figure
+
+
+def first_call_needing_jinja2(systems: list[System], target, python: str, rounds: int) -> Figure:
+    """A fresh target without jinja2: time of the first call that imports it, and round trips."""
+    figure = Figure("first call needing jinja2 on a bare target, over ssh", "s", True)
+    samples: dict[str, list[float]] = {}
+    trips: dict[str, int] = {}
+    for _ in range(rounds):
+        for system in systems:
+            connection = system.connect_ssh(target, python)
+            try:
+                started = time.perf_counter()
+                try:
+                    connection.render()
+                except NotImplementedError:
+                    break
+                samples.setdefault(system.name, []).append(time.perf_counter() - started)
+                trips[system.name] = connection.round_trips()
+            finally:
+                connection.close()
+    figure.results = {name: Summary.of(values) for name, values in samples.items()}
+    figure.note = "module round trips: " + ", ".join(f"{k} {v}" for k, v in trips.items())
     return figure
 
 

@@ -1,18 +1,24 @@
 """Run the benchmarks: `inv bench` (or `python -m bench.run [--quick]`).
 
-Installs the peers (mitogen, execnet, fabric, paramiko) into bench/.venv from
-PyPI on first use and re-runs itself there, then measures every figure for
-every system in one process, interleaved, and writes bench/results/latest.md
-and latest.json. Each figure is reported as our value and its ratio to each
-peer measured in the same run.
+Installs the peers (mitogen, execnet, fabric, paramiko) and jinja2 into
+bench/.venv from PyPI on first use and re-runs itself there, starts the
+tests' private sshd on loopback (as root; targets log in as tp-plain, a user
+without shell rc files), then measures every figure for every system in one
+process, interleaved, and writes bench/results/latest.md and latest.json.
+Each figure is reported as our value and its ratio to each peer measured in
+the same run. Peers run with their shipped defaults (Mitogen compresses its
+ssh stream; it is given our known_hosts file through ssh_args to connect at
+all). The target interpreter is /usr/bin/python3, which has no jinja2.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -21,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / "bench" / ".venv"
 RESULTS = ROOT / "bench" / "results"
-PEERS = ["mitogen==0.3.*", "execnet==2.*", "fabric==3.*", "paramiko"]
+PEERS = ["mitogen==0.3.*", "execnet==2.*", "fabric==3.*", "paramiko", "jinja2"]
 
 
 def ensure_environment() -> None:
@@ -33,6 +39,25 @@ def ensure_environment() -> None:
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", str(ROOT), *PEERS], check=True)
     os.execv(str(python), [str(python), "-m", "bench.run", *sys.argv[1:]])
+
+
+@contextlib.contextmanager
+def ssh_target():
+    """The tests' private sshd on loopback, logged into as a user without shell rc files."""
+    import tempfile
+
+    from bench.systems import SshTarget
+    from tests.support import sshd
+
+    sshd.ensure_users()
+    workdir = Path(tempfile.mkdtemp(prefix="transport-bench-sshd-"))
+    server = sshd.SshServer(workdir, ("127.0.0.1",))
+    server.start()
+    try:
+        yield SshTarget(server)
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def target_python(requested: str | None) -> str:
@@ -85,13 +110,20 @@ def main() -> None:
 
     python = target_python(options.python)
     rounds = 3 if options.quick else 15
-    results = [
-        f.cold_start_local(ALL, python, rounds),
-        f.warm_call_local(ALL, python, rounds, 200 if options.quick else 2000),
-        f.pipelined_local(ALL, python, rounds, 500 if options.quick else 5000),
-        f.target_rss_local(ALL, python),
-        f.bootstrap_size(),
-    ]
+    calls = 200 if options.quick else 2000
+    batch = 500 if options.quick else 5000
+    with ssh_target() as target:
+        results = [
+            f.cold_start_local(ALL, python, rounds),
+            f.cold_start_ssh(ALL, target, python, rounds),
+            f.warm_call(ALL, lambda s: s.connect_local(python), "local", rounds, calls),
+            f.warm_call(ALL, lambda s: s.connect_ssh(target, python), "over ssh", rounds, calls),
+            f.pipelined(ALL, lambda s: s.connect_local(python), "local", rounds, batch),
+            f.pipelined(ALL, lambda s: s.connect_ssh(target, python), "over ssh", rounds, batch),
+            f.first_call_needing_jinja2(ALL, target, python, 2 if options.quick else 7),
+            f.target_rss_local(ALL, python),
+            f.bootstrap_size(),
+        ]
     table = render(results, python, options.quick)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.md").write_text(table)

@@ -13,6 +13,30 @@ import textwrap
 from typing import Any
 
 
+class SshTarget:
+    """Where ssh figures connect: the test sshd, as a user without shell rc files."""
+
+    def __init__(self, server, user: str = "tp-plain", address: str = "127.0.0.1") -> None:
+        self.server = server
+        self.user = user
+        self.address = address
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def ssh_args(self) -> list[str]:
+        return self.server.ssh_args(self.user, self.address)
+
+    @property
+    def key(self) -> str:
+        return str(self.server.client_key)
+
+    @property
+    def known_hosts(self) -> str:
+        return str(self.server.known_hosts)
+
+
 class Connection:
     """One open connection to a target, as the figures use it."""
 
@@ -23,6 +47,10 @@ class Connection:
         raise NotImplementedError
 
     def target_pid(self) -> int:
+        raise NotImplementedError
+
+    def render(self) -> str:
+        """A call that needs jinja2, which the target does not have."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -37,13 +65,31 @@ class System:
     def connect_local(self, python: str) -> Connection:
         raise NotImplementedError
 
+    def connect_ssh(self, target: SshTarget, python: str) -> Connection:
+        raise NotImplementedError
+
+    def cold_ssh_script(self, target: SshTarget, python: str) -> str:
+        raise NotImplementedError
+
 
 class TransportConnection(Connection):
-    def __init__(self, python: str) -> None:
+    def __init__(self, python: str, ssh: SshTarget | None = None) -> None:
         import transport
 
         self.router = transport.Router()
-        self.ctx = self.router.local(python=python)
+        if ssh is None:
+            self.ctx = self.router.local(python=python)
+        else:
+            self.ctx = self.router.ssh(ssh.address, port=ssh.port, user=ssh.user, python=python,
+                                       ssh_options=ssh.server.ssh_options())
+
+    def render(self) -> str:
+        from bench import remote
+
+        return self.ctx.call(remote.render, "{{ x }}", x="ok")
+
+    def round_trips(self) -> int:
+        return len(self.router._modules.requested.get(self.ctx.context_id, []))
 
     def call_trivial(self) -> Any:
         return self.ctx.call(os.getpid)
@@ -71,14 +117,45 @@ class TransportSystem(System):
     def connect_local(self, python: str) -> Connection:
         return TransportConnection(python)
 
+    def connect_ssh(self, target: SshTarget, python: str) -> Connection:
+        return TransportConnection(python, target)
+
+    def cold_ssh_script(self, target: SshTarget, python: str) -> str:
+        return textwrap.dedent(f"""
+            import os, transport
+            with transport.Router() as router:
+                router.ssh({target.address!r}, port={target.port}, user={target.user!r},
+                           python={python!r}, ssh_options={target.server.ssh_options()!r}
+                           ).call(os.getpid)
+        """)
+
+
+def _mitogen_ssh_kwargs(target: SshTarget, python: str) -> dict:
+    # Mitogen's own host-key handling does not know our known_hosts file: pass it through.
+    return dict(hostname=target.address, port=target.port, username=target.user,
+                python_path=python, identity_file=target.key,
+                ssh_args=["-o", f"UserKnownHostsFile={target.known_hosts}"])
+
 
 class MitogenConnection(Connection):
-    def __init__(self, python: str) -> None:
+    def __init__(self, python: str, ssh: SshTarget | None = None) -> None:
         import mitogen.master
 
         self.broker = mitogen.master.Broker()
         self.router = mitogen.master.Router(self.broker)
-        self.ctx = self.router.local(python_path=python)
+        if ssh is None:
+            self.ctx = self.router.local(python_path=python)
+        else:
+            self.ctx = self.router.ssh(**_mitogen_ssh_kwargs(ssh, python))
+
+    def render(self) -> str:
+        from bench import remote
+
+        return self.ctx.call(remote.render, "{{ x }}", x="ok")
+
+    def round_trips(self) -> int:
+        responder = self.router.responder
+        return int(getattr(responder, "get_module_count", 0))
 
     def call_trivial(self) -> Any:
         return self.ctx.call(os.getpid)
@@ -110,6 +187,24 @@ class MitogenSystem(System):
     def connect_local(self, python: str) -> Connection:
         return MitogenConnection(python)
 
+    def connect_ssh(self, target: SshTarget, python: str) -> Connection:
+        return MitogenConnection(python, target)
+
+    def cold_ssh_script(self, target: SshTarget, python: str) -> str:
+        return textwrap.dedent(f"""
+            import os, mitogen.master
+            broker = mitogen.master.Broker()
+            router = mitogen.master.Router(broker)
+            router.ssh(**{_mitogen_ssh_kwargs(target, python)!r}).call(os.getpid)
+            broker.shutdown()
+            broker.join()
+        """)
+
+
+def _execnet_ssh_spec(target: SshTarget, python: str) -> str:
+    args = " ".join(target.ssh_args()[:-1])
+    return f"ssh={args} {target.address}//python={python}"
+
 
 ECHO_PID = "import os\nwhile 1:\n    channel.receive()\n    channel.send(os.getpid())\n"
 
@@ -117,11 +212,15 @@ ECHO_PID = "import os\nwhile 1:\n    channel.receive()\n    channel.send(os.getp
 class ExecnetConnection(Connection):
     """execnet has no remote function call; its idiom is a channel to remote code."""
 
-    def __init__(self, python: str) -> None:
+    def __init__(self, python: str, ssh: SshTarget | None = None) -> None:
         import execnet
 
-        self.gateway = execnet.makegateway(f"popen//python={python}")
+        spec = f"popen//python={python}" if ssh is None else _execnet_ssh_spec(ssh, python)
+        self.gateway = execnet.makegateway(spec)
         self.channel = self.gateway.remote_exec(ECHO_PID)
+
+    def render(self) -> str:
+        raise NotImplementedError("execnet has no module forwarding")
 
     def call_trivial(self) -> Any:
         self.channel.send(None)
@@ -152,6 +251,18 @@ class ExecnetSystem(System):
 
     def connect_local(self, python: str) -> Connection:
         return ExecnetConnection(python)
+
+    def connect_ssh(self, target: SshTarget, python: str) -> Connection:
+        return ExecnetConnection(python, target)
+
+    def cold_ssh_script(self, target: SshTarget, python: str) -> str:
+        return textwrap.dedent(f"""
+            import execnet
+            gateway = execnet.makegateway({_execnet_ssh_spec(target, python)!r})
+            channel = gateway.remote_exec("import os; channel.send(os.getpid())")
+            channel.receive()
+            gateway.exit()
+        """)
 
 
 ALL = [TransportSystem(), MitogenSystem(), ExecnetSystem()]

@@ -16,8 +16,21 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 
+_references: dict[Any, tuple[str, str]] = {}
+
+
 def function_reference(fn: Callable[..., Any]) -> tuple[str, str]:
     """Return (module, qualname) naming fn, or raise TypeError if it cannot be named."""
+    try:
+        return _references[fn]
+    except KeyError:
+        reference = _references[fn] = _reference(fn)
+        return reference
+    except TypeError:  # unhashable: a method of an unhashable instance, refused below
+        return _reference(fn)
+
+
+def _reference(fn: Callable[..., Any]) -> tuple[str, str]:
     if isinstance(fn, functools.partial):
         raise TypeError("functools.partial objects cannot be sent; pass the function "
                         "and its arguments to call() instead")

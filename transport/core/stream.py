@@ -76,7 +76,8 @@ class Stream(object):
                 return False
             was_empty = not self._out
             self._out.extend(chunks)
-            self.bytes_sent += sum(len(chunk) for chunk in chunks)
+            for chunk in chunks:
+                self.bytes_sent += len(chunk)
             if was_empty:
                 try:
                     self._flush()
