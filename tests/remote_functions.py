@@ -82,3 +82,8 @@ class Greeter(object):
 def render(template, **values):
     import jinja2
     return jinja2.Template(template).render(**values)
+
+
+def import_by_name(name):
+    import importlib
+    return importlib.import_module(name).__name__

@@ -23,6 +23,7 @@ from transport.core.handles import (
 )
 from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout
 from transport.functions import function_reference
+from transport.modules import is_stdlib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ class Context:
         self.python_version: str = info.get("version", "")
         self.disconnect_reason: str | None = None
         self._gone = threading.Event()
+        self._modules_pushed: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<Context {self.name!r} id={self.context_id} python={self.python_version}>"
@@ -156,6 +158,8 @@ class Context:
 
     def _start(self, future: Any, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         module, qualname = function_reference(fn)
+        if module not in self._modules_pushed:
+            self._push_module(module)
         try:
             data = codec.encode((module, qualname, args, kwargs))
         except codec.CodecError as e:
@@ -221,6 +225,29 @@ class Context:
 
     # -- modules and detached jobs ---------------------------------------------
 
+    def _push_module(self, module: str) -> None:
+        """On the first call into a module, send it and its closure ahead of the call.
+
+        Messages on one stream arrive in order, so the target finds them cached when
+        the call imports them: the first call costs no module round trip.
+        """
+        self._modules_pushed.add(module)
+        server = self.router._modules
+        if module.partition(".")[0] == "transport" or is_stdlib(module):
+            return
+        entries = server.preload_entries(self.context_id, [module], whole_packages=False)
+        if any(entry[1] != "missing" for entry in entries):
+            self._send_modules(entries)
+
+    def _send_modules(self, entries: list[tuple]) -> None:
+        data = pack_entries(entries)
+        if self.via is None:
+            msg = Message(self.context_id, CONTROLLER_ID, LOAD_MODULE, data)
+        else:
+            msg = Message(self.via.context_id, CONTROLLER_ID, FORWARD_MODULE,
+                          codec.encode((self.context_id, data)))
+        self.router._core.send(msg)
+
     def preload(self, names: list[str], whole_packages: bool = False) -> None:
         """Send modules (and what they import) to the context before they are needed.
 
@@ -231,13 +258,7 @@ class Context:
         server = self.router._modules
         entries = server.preload_entries(self.context_id, list(names), whole_packages)
         if entries:
-            data = pack_entries(entries)
-            if self.via is None:
-                msg = Message(self.context_id, CONTROLLER_ID, LOAD_MODULE, data)
-            else:
-                msg = Message(self.via.context_id, CONTROLLER_ID, FORWARD_MODULE,
-                              codec.encode((self.context_id, data)))
-            self.router._core.send(msg)
+            self._send_modules(entries)
         sendable = [e[0] for e in entries if e[1] != "missing"]
         refused = [e[0] for e in entries if e[1] == "missing" and e[0] in names]
         # In order on the same stream: when this call runs, the modules are cached.
