@@ -157,7 +157,6 @@ class ModuleFinder:
                     continue
                 seen.add(candidate)
                 if is_stdlib(candidate):
-                    entries += self._optional_misses(candidate, seen, already_sent)
                     continue
                 entry = self.entry(candidate)
                 if entry[1] == "missing" and not certain and candidate == name:
@@ -166,32 +165,6 @@ class ModuleFinder:
                 if entry[1] in ("module", "package"):
                     pending.append(entry)
         return entries
-
-
-    def _optional_misses(self, stdlib_module: str, seen: set[str], already_sent: set[str]) -> list[Entry]:
-        """Negative entries for what a standard module tries to import and nobody has.
-
-        The standard library is never sent, but some of it tries optional imports
-        (pickle tries Jython's `org`); answering those ahead saves the target a
-        round trip each. One level only, from the controller's own standard library.
-        """
-        spec = self._find_spec(stdlib_module)
-        if spec is None or not isinstance(spec.loader, SourceFileLoader):
-            return []
-        try:
-            with open(spec.origin, "rb") as f:
-                source = f.read()
-        except OSError:
-            return []
-        misses = []
-        for name, certain in self.imports_of((stdlib_module, "module", spec.origin, source)):
-            top = name.partition(".")[0]
-            if (not certain or top in seen or top in already_sent or is_stdlib(top)
-                    or self._find_spec(top) is not None):
-                continue
-            seen.add(top)
-            misses.append((top, "missing", None, None))
-        return misses
 
 
 def _with_parents(name: str) -> list[str]:
