@@ -25,6 +25,7 @@ import zlib
 from transport.core import codec
 from transport.core.framing import Message
 from transport.core.handles import FORWARD_MODULE, GET_MODULE, LOAD_MODULE
+from transport.core.importer import load_legacy
 from transport.core.router import accept_from_anyone
 
 REQUEST_TIMEOUT = 60.0
@@ -178,22 +179,9 @@ class ModuleForwarder(object):
         return self if self.lookup(fullname) is not None else None
 
     def load_module(self, fullname):
-        module = sys.modules.get(fullname)
-        if module is None:
-            module = sys.modules[fullname] = type(sys)(fullname)
         entry = self.entries[fullname]
-        module.__loader__ = self
-        if entry[1] != 'module':
-            module.__path__ = []
-            module.__package__ = fullname
-        else:
-            module.__package__ = fullname.rpartition('.')[0]
-        try:
-            self._run(module, entry)
-        except BaseException:
-            sys.modules.pop(fullname, None)
-            raise
-        return module
+        return load_legacy(self, fullname, entry[1] != 'module',
+                           lambda module: self._run(module, entry))
 
     def _run(self, module, entry):
         fullname, kind, origin, source = entry

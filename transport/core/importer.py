@@ -49,26 +49,32 @@ class MemoryImporter(object):
         return None
 
     def load_module(self, fullname):
-        module = sys.modules.get(fullname)
-        if module is None:
-            module = sys.modules[fullname] = type(sys)(fullname)
-        module.__loader__ = self
-        if fullname in self.packages:
-            module.__path__ = []
-            module.__package__ = fullname
-        else:
-            module.__package__ = fullname.rpartition('.')[0]
-        try:
-            self._run(module, fullname)
-        except BaseException:
-            sys.modules.pop(fullname, None)
-            raise
-        return module
+        return load_legacy(self, fullname, fullname in self.packages,
+                           lambda module: self._run(module, fullname))
 
     def _run(self, module, fullname):
         module.__file__ = '<%s>' % fullname
         code = compile(self.sources.get(fullname, b''), module.__file__, 'exec')
         exec(code, module.__dict__)
+
+
+def load_legacy(loader, fullname, is_package, run):
+    """Python 2.7's load_module() protocol, for both of the core's import hooks."""
+    module = sys.modules.get(fullname)
+    if module is None:
+        module = sys.modules[fullname] = type(sys)(fullname)
+    module.__loader__ = loader
+    if is_package:
+        module.__path__ = []
+        module.__package__ = fullname
+    else:
+        module.__package__ = fullname.rpartition('.')[0]
+    try:
+        run(module)
+    except BaseException:
+        sys.modules.pop(fullname, None)
+        raise
+    return module
 
 
 def install(parts):

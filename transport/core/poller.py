@@ -52,6 +52,22 @@ class Poller(object):
     def close(self):
         self._interest.clear()
 
+    def _mask_results(self, events, in_mask, out_mask, hup_mask):
+        """Turn (fd, event mask) pairs into results, testing every mask for both
+        conditions; hang-up and error count as readable."""
+        results = []
+        interest = self._interest
+        for fd, mask in events:
+            wanted = interest.get(fd)
+            if wanted is None:
+                continue
+            hung_up = bool(mask & hup_mask)
+            readable = (bool(mask & in_mask) and wanted[0]) or hung_up
+            writable = bool(mask & out_mask) and wanted[1]
+            if readable or writable:
+                results.append((fd, readable, writable))
+        return results
+
 
 def available_pollers():
     """Every backend this platform offers, best first."""

@@ -42,17 +42,7 @@ class EpollPoller(Poller):
 
     def poll(self, timeout):
         events = self._epoll.poll(-1 if timeout is None else timeout)
-        results = []
-        interest = self._interest
-        for fd, mask in events:
-            wanted = interest.get(fd)
-            if wanted is None:
-                continue
-            readable = bool(mask & (_IN | _HUP)) and (wanted[0] or bool(mask & _HUP))
-            writable = bool(mask & _OUT) and wanted[1]
-            if readable or writable:
-                results.append((fd, readable, writable))
-        return results
+        return self._mask_results(events, _IN, _OUT, _HUP)
 
     def close(self):
         Poller.close(self)

@@ -33,14 +33,5 @@ class PollPoller(Poller):
 
     def poll(self, timeout):
         events = self._poll.poll(None if timeout is None else int(timeout * 1000 + 0.999))
-        results = []
-        interest = self._interest
-        for fd, mask in events:
-            wanted = interest.get(fd)
-            if wanted is None:
-                continue
-            readable = bool(mask & (_IN | _HUP)) and (wanted[0] or bool(mask & _HUP))
-            writable = bool(mask & _OUT) and wanted[1]
-            if readable or writable:
-                results.append((fd, readable, writable))
-        return results
+        return self._mask_results(events, _IN, _OUT, _HUP)
+

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import shlex
 
-from transport.errors import AuthError, ConnectError
-from transport.methods.local import python_start_error
+from transport.methods.become import BecomeMethod
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,43 +22,23 @@ if TYPE_CHECKING:
     from transport.bootstrap import Bootstrap
 
 PROMPT = "Password:"
-AUTH_REFUSED = ("Authentication failure", "incorrect password", "Permission denied",
-                "does not exist", "must be run from a terminal")
 
 
-class SuMethod:
+class SuMethod(BecomeMethod):
     """Run `python` as `user` under su."""
 
-    def __init__(self, user: str = "root", *, password: str | None = None,
-                 python: str | None = None, su_path: str = "su") -> None:
-        self.user = user
-        self._password = password
-        self.python = python or "python3"
-        self.su_path = su_path
-        self.host = "localhost"
-
-    def __repr__(self) -> str:
-        secret = "set" if self._password is not None else "none"
-        return f"SuMethod(user={self.user!r}, python={self.python!r}, password={secret})"
-
-    def default_name(self) -> str:
-        return f"su:{self.user}"
+    tool = "su"
+    prompt = PROMPT
+    auth_refused = ("Authentication failure", "incorrect password", "Permission denied",
+                    "does not exist", "must be run from a terminal")
 
     def argv(self, bootstrap: Bootstrap) -> list[str]:
         command = " ".join(shlex.quote(arg) for arg in bootstrap.python_argv(self.python))
-        return ["env", "LC_ALL=C", self.su_path, self.user, "-c", command]
+        return ["env", "LC_ALL=C", self.path, self.user, "-c", command]
 
     def options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"prompt": PROMPT.encode(),
-                                   "auth_failures": [t.encode() for t in AUTH_REFUSED]}
+                                   "auth_failures": [t.encode() for t in self.auth_refused]}
         if self._password is not None:
             options["password"] = self._password.encode()
         return options
-
-    def connect_error(self, name: str, reason: str, details: dict[str, Any]) -> ConnectError:
-        stderr = (details.get("stderr") or "").replace(PROMPT, "")
-        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-        if details.get("auth") or any(text in stderr for text in AUTH_REFUSED):
-            said = lines[-1] if lines else ""
-            return AuthError(name, f"su to {self.user} refused: {reason}" + (f": {said}" if said else ""))
-        return python_start_error(name, self.python, reason, details)

@@ -11,8 +11,8 @@ The password never appears in arguments, logs, exception messages or reprs.
 
 from __future__ import annotations
 
-from transport.errors import AuthError, ConnectError
-from transport.methods.local import python_start_error
+from transport.errors import ConnectError
+from transport.methods.become import BecomeMethod
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,50 +21,31 @@ if TYPE_CHECKING:
     from transport.bootstrap import Bootstrap
 
 PROMPT = "[transport:sudo:password]"
-AUTH_REFUSED = ("is not in the sudoers file", "is not allowed to execute", "a password is required",
-                "incorrect password attempt", "Sorry, try again", "may not run sudo",
-                "Authentication failure", "account validation failure")
 
 
-class SudoMethod:
+class SudoMethod(BecomeMethod):
     """Run `python` as `user` under sudo."""
 
-    def __init__(self, user: str = "root", *, password: str | None = None,
-                 python: str | None = None, sudo_path: str = "sudo",
-                 sudo_args: tuple[str, ...] = ()) -> None:
-        self.user = user
-        self._password = password
-        self.python = python or "python3"
-        self.sudo_path = sudo_path
-        self.sudo_args = tuple(sudo_args)
-        self.host = "localhost"
-
-    def __repr__(self) -> str:
-        secret = "set" if self._password is not None else "none"
-        return f"SudoMethod(user={self.user!r}, python={self.python!r}, password={secret})"
-
-    def default_name(self) -> str:
-        return f"sudo:{self.user}"
+    tool = "sudo"
+    prompt = PROMPT
+    auth_refused = ("is not in the sudoers file", "is not allowed to execute", "a password is required",
+                    "incorrect password attempt", "Sorry, try again", "may not run sudo",
+                    "Authentication failure", "account validation failure")
 
     def argv(self, bootstrap: Bootstrap) -> list[str]:
         mode = ["-S", "-p", PROMPT] if self._password is not None else ["-n"]
-        return [self.sudo_path, *mode, "-H", "-u", self.user, *self.sudo_args, "--",
-                *bootstrap.python_argv(self.python)]
+        return [self.path, *mode, "-H", "-u", self.user, "--", *bootstrap.python_argv(self.python)]
 
     def options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"auth_failures": [t.encode() for t in AUTH_REFUSED[:2]]}
+        # sudo's verdicts that end the attempt at once; the others show in the exit.
+        options: dict[str, Any] = {"auth_failures": [t.encode() for t in self.auth_refused[:2]]}
         if self._password is not None:
             options["prompt"] = PROMPT.encode()
             options["password"] = self._password.encode()
         return options
 
-    def connect_error(self, name: str, reason: str, details: dict[str, Any]) -> ConnectError:
-        stderr = (details.get("stderr") or "").replace(PROMPT, "")
-        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-        if details.get("auth") or any(text in stderr for text in AUTH_REFUSED):
-            said = next((line for line in reversed(lines) if any(t in line for t in AUTH_REFUSED)),
-                        lines[-1] if lines else "")
-            return AuthError(name, f"sudo to {self.user} refused: {reason}" + (f": {said}" if said else ""))
-        if "must have a tty" in stderr:
+    def other_error(self, name: str, reason: str, details: dict[str, Any],
+                    lines: list[str]) -> ConnectError:
+        if any("must have a tty" in line for line in lines):
             return ConnectError(name, "sudo requires a terminal here (requiretty): " + lines[-1])
-        return python_start_error(name, self.python, reason, details)
+        return super().other_error(name, reason, details, lines)
