@@ -115,9 +115,14 @@ def _module_path(name: str) -> str:
     return os.path.join(CORE_DIR, name.rpartition(".")[2] + ".py")
 
 
-def _cache_path(key: bytes) -> str:
+def cache_dir() -> str:
+    """The controller's cache directory: $XDG_CACHE_HOME/transport or ~/.cache/transport."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "transport", f"payload-{zlib.crc32(key):08x}.bin")
+    return os.path.join(base, "transport")
+
+
+def _cache_path(key: bytes) -> str:
+    return os.path.join(cache_dir(), f"payload-{zlib.crc32(key):08x}.bin")
 
 
 def _read_cache(path: str, key: bytes) -> bytes | None:

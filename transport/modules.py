@@ -20,6 +20,7 @@ import os
 import queue
 import sys
 import threading
+import zlib
 from importlib.machinery import PathFinder, SourceFileLoader
 
 from transport import log
@@ -68,7 +69,6 @@ class ModuleFinder:
     def __init__(self) -> None:
         from transport.bootstrap import core_module_names
 
-        self._imports: dict[tuple[str, int, int], list[tuple[str, bool]]] = {}
         # What every target has from its boot payload: never worth sending.
         self.booted = frozenset(["transport", "transport.core", *core_module_names()])
 
@@ -130,10 +130,11 @@ class ModuleFinder:
     def imports_of(self, entry: Entry) -> list[tuple[str, bool]]:
         """(name, certain) for each module entry's source imports; cached per file."""
         fullname, kind, origin, source = entry
-        key = (origin or fullname, len(source), hash(source))
-        cached = self._imports.get(key)
+        key = f"{fullname}|{kind}|{origin}|{len(source)}|{zlib.crc32(source):08x}"
+        cached = SCANS.get(key)
         if cached is None:
-            cached = self._imports[key] = _scan(fullname, kind == "package", source)
+            cached = _scan(fullname, kind == "package", source)
+            SCANS.put(key, cached)
         return cached
 
     def closure(self, fullname: str, already_sent: set[str]) -> list[Entry]:
@@ -164,7 +165,69 @@ class ModuleFinder:
                 entries.append(entry)
                 if entry[1] in ("module", "package"):
                     pending.append(entry)
+        SCANS.flush()
         return entries
+
+
+class ScanCache:
+    """What each source file imports, kept in memory and on disk across processes.
+
+    Parsing a large package costs tens of milliseconds per file; a deploy that
+    runs again reads the answers from ~/.cache/transport (or $XDG_CACHE_HOME).
+    Keys name the module and its source's size and checksum, so an edited file
+    is scanned anew. An unreadable or unwritable cache only costs the parsing.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, list[tuple[str, bool]]] | None = None
+        self._dirty = False
+        self._lock = threading.Lock()
+
+    def _path(self) -> str:
+        from transport.bootstrap import cache_dir
+
+        return os.path.join(cache_dir(), "import-scans-v1.json")
+
+    def _load(self) -> dict[str, list[tuple[str, bool]]]:
+        if self._entries is None:
+            import json
+
+            try:
+                with open(self._path(), encoding="utf-8") as f:
+                    self._entries = {k: [(n, c) for n, c in v] for k, v in json.load(f).items()}
+            except (OSError, ValueError, TypeError):
+                self._entries = {}
+        return self._entries
+
+    def get(self, key: str) -> list[tuple[str, bool]] | None:
+        with self._lock:
+            return self._load().get(key)
+
+    def put(self, key: str, imports: list[tuple[str, bool]]) -> None:
+        with self._lock:
+            self._load()[key] = imports
+            self._dirty = True
+
+    def flush(self) -> None:
+        """Write new scans to disk (after a closure, not after every file)."""
+        import json
+
+        with self._lock:
+            if not self._dirty or self._entries is None:
+                return
+            self._dirty = False
+            path = self._path()
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                temporary = f"{path}.{os.getpid()}.tmp"
+                with open(temporary, "w", encoding="utf-8") as f:
+                    json.dump(self._entries, f)
+                os.replace(temporary, path)
+            except OSError:
+                pass
+
+
+SCANS = ScanCache()
 
 
 def _with_parents(name: str) -> list[str]:
