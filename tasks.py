@@ -31,11 +31,12 @@ def lint(c):
         c.run(f"{PYTHON} -m ruff check .", pty=False)
 
 
-@task(help={"quick": "a short smoke run"})
-def bench(c, quick=False):
-    """Run the benchmarks side by side with the peers; see bench/README.md."""
+@task(help={"quick": "a short smoke run", "output": "directory for the results"})
+def bench(c, quick=False, output=""):
+    """Run the benchmarks side by side with the peers (see bench/run.py)."""
     with c.cd(ROOT):
-        c.run(f"{PYTHON} -m bench.run" + (" --quick" if quick else ""), pty=False)
+        c.run(f"{PYTHON} -m bench.run" + (" --quick" if quick else "")
+              + (f" --output {output}" if output else ""), pty=False)
 
 
 @task

@@ -90,18 +90,27 @@ def render(figures, python: str, quick: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _number(value: float) -> str:
+    """Three significant digits, thousands separated."""
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
 def _cell(summary, unit: str) -> str:
     if summary is None:
         return "n/a"
     if summary.runs == 1:
-        return f"{summary.median:,.1f} {unit}"
-    return f"{summary.median:,.1f} {unit} ({summary.low:,.1f}-{summary.high:,.1f})"
+        return f"{_number(summary.median)} {unit}"
+    return f"{_number(summary.median)} {unit} ({_number(summary.low)}-{_number(summary.high)})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke run")
     parser.add_argument("--python", help="target interpreter (default /usr/bin/python3)")
+    parser.add_argument("--output", type=Path, default=RESULTS,
+                        help="directory for latest.md and latest.json (default bench/results)")
     options = parser.parse_args()
     ensure_environment()
 
@@ -125,9 +134,9 @@ def main() -> None:
             f.bootstrap_size(),
         ]
     table = render(results, python, options.quick)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.md").write_text(table)
-    (RESULTS / "latest.json").write_text(json.dumps({
+    options.output.mkdir(parents=True, exist_ok=True)
+    (options.output / "latest.md").write_text(table)
+    (options.output / "latest.json").write_text(json.dumps({
         "quick": options.quick, "python": python, "when": time.time(),
         "figures": [{"name": x.name, "unit": x.unit, "lower_is_better": x.lower_is_better,
                      "note": x.note, "results": {k: v.as_dict() for k, v in x.results.items()}}
