@@ -6,6 +6,7 @@
         ctx.call(os.getpid)
 """
 
+from transport.commands import CommandFailed, CommandResult
 from transport.context import Context, Job, JobStatus
 from transport.controller import Router
 from transport.errors import (
@@ -20,6 +21,8 @@ from transport.errors import (
 
 __all__ = [
     "AuthError",
+    "CommandFailed",
+    "CommandResult",
     "ConnectError",
     "Context",
     "Disconnected",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 
+from transport import commands
 from transport.core import codec, forwarding, fresh, jobs
 from transport.core.forwarding import pack_entries
 from transport.core.framing import Message
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
     from typing import Any, Callable
 
+    from transport.commands import CommandResult
     from transport.controller import Router
 
 
@@ -224,6 +226,22 @@ class Context:
         return self.call(fresh.set_baseline, cwd, env)
 
     # -- modules and detached jobs ---------------------------------------------
+
+    def run(self, cmd: str | list[str], *, shell: bool = True,
+            env: dict[str, str | None] | None = None, cwd: str | None = None,
+            input: bytes | str | None = None, timeout: float | None = None, check: bool = False,
+            on_output: Callable[[str, bytes], Any] | None = None) -> CommandResult:
+        """Run a command in the context and return its CommandResult.
+
+        A string runs under /bin/sh -c (shell=False splits nothing: pass a list); a
+        list runs directly. env adds to the context's environment (None unsets),
+        cwd sets the directory, input is fed to stdin. on_output(stream, chunk) gets
+        "stdout"/"stderr" chunks as they come, on the calling thread. timeout kills
+        the command's whole process group and raises Timeout; check=True raises
+        CommandFailed for a non-zero exit.
+        """
+        return commands.run(self, cmd, shell=shell, env=env, cwd=cwd, input=input,
+                            timeout=timeout, check=check, on_output=on_output)
 
     def _push_module(self, module: str) -> None:
         """On the first call into a module, send it and its closure ahead of the call.

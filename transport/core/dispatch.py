@@ -46,11 +46,24 @@ def error_reply(exc_info):
     return ('err', type_name, message, text)
 
 
+# The Dispatcher of this process, for functions that talk back during a call.
+current = None
+
+
+def send_to_caller(handle, data):
+    """From inside a call: send data (bytes) to `handle` in the context that made the call."""
+    dispatcher = current
+    dispatcher.router.send(Message(dispatcher.caller, dispatcher.router.context_id, handle, data))
+
+
 class Dispatcher(object):
     """Queue of calls from the broker thread, run on the thread that calls run()."""
 
     def __init__(self, router):
+        global current
+        current = self
         self.router = router
+        self.caller = None
         # SimpleQueue (3.7+) is a C queue, several times cheaper than Queue.
         self.queue = getattr(queue, 'SimpleQueue', queue.Queue)()
         self.baseline = fresh.current = fresh.Baseline()
@@ -68,6 +81,7 @@ class Dispatcher(object):
             msg = get()
             if msg is None:
                 return
+            self.caller = msg.src
             self.router.send(Message(msg.src, self.router.context_id, msg.reply_to,
                                      self.run_one(msg.data)))
 

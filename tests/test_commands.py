@@ -1,0 +1,98 @@
+"""Context.run: exit codes, output streaming, input, env, cwd, timeouts, check."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+import transport
+
+PY = "/usr/bin/python3"
+
+
+@pytest.fixture
+def target(router):
+    return router.local(python=PY)
+
+
+def test_exit_code_and_output(target):
+    result = target.run("echo out; echo err >&2; exit 3")
+    assert (result.exit_code, result.stdout, result.stderr) == (3, b"out\n", b"err\n")
+    assert not result.ok
+    assert result.text() == "out\n" and result.text("stderr") == "err\n"
+
+
+def test_a_list_runs_without_a_shell(target):
+    result = target.run(["printf", "%s|", "a b", "$HOME"])
+    assert result.stdout == b"a b|$HOME|"
+
+
+def test_input_env_and_cwd(target):
+    assert target.run("cat", input=b"fed in").stdout == b"fed in"
+    assert target.run("echo $TP_VAR", env={"TP_VAR": "set"}).stdout == b"set\n"
+    assert target.run("pwd", cwd="/tmp").stdout == b"/tmp\n"
+    assert target.run("echo ${HOME:-unset}", env={"HOME": None}).stdout == b"unset\n"
+
+
+def test_large_output_streams_in_chunks(target):
+    chunks = []
+    result = target.run("head -c 5000000 /dev/zero", on_output=lambda s, c: chunks.append((s, c)))
+    assert len(result.stdout) == 5_000_000
+    assert len(chunks) > 1 and all(stream == "stdout" for stream, _ in chunks)
+    assert b"".join(c for _, c in chunks) == result.stdout
+
+
+def test_output_arrives_while_the_command_runs(target):
+    seen = []
+    started = time.monotonic()
+    target.run("echo first; sleep 1; echo second",
+               on_output=lambda stream, chunk: seen.append((chunk, time.monotonic() - started)))
+    assert seen[0][0] == b"first\n"
+    assert seen[0][1] < seen[-1][1] - 0.5  # the first line came before the command ended
+
+
+def test_timeout_kills_the_whole_process_group(target, tmp_path):
+    marker = tmp_path / "survivor"
+    with pytest.raises(transport.Timeout):
+        target.run(f"(sleep 2; touch {marker}) & sleep 30", timeout=0.5)
+    time.sleep(2.5)
+    assert not marker.exists(), "a child of the timed-out command survived"
+    assert target.run("true").ok  # the context is still usable
+
+
+def test_check_raises_command_failed_with_the_result(target):
+    with pytest.raises(transport.CommandFailed) as info:
+        target.run("echo nope >&2; exit 4", check=True)
+    assert info.value.result.exit_code == 4
+    assert "nope" in str(info.value) and target.name in str(info.value)
+
+
+def test_commands_run_as_the_context_user(router, sshd):
+    import pwd
+
+    ctx = router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", python=PY,
+                     ssh_options=sshd.ssh_options())
+    assert ctx.run("id -un").stdout == b"tp-plain\n"
+    root = router.sudo(via=router.ssh("127.0.0.1", port=sshd.port, user="tp-nopw", python=PY,
+                                      ssh_options=sshd.ssh_options()), python=PY)
+    assert root.run(["id", "-u"]).stdout == b"0\n"
+    assert pwd.getpwnam("tp-plain")
+
+
+def test_a_command_on_a_dead_context_is_disconnected(router):
+    ctx = router.local(python=PY)
+    ctx.shutdown()
+    with pytest.raises(transport.Disconnected):
+        ctx.run("true")
+
+
+def test_disconnect_during_a_command(router):
+    ctx = router.local(python=PY)
+    import signal
+    import threading
+
+    threading.Timer(0.5, os.kill, (ctx.pid, signal.SIGKILL)).start()
+    with pytest.raises(transport.Disconnected):
+        ctx.run("sleep 30")

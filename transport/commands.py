@@ -1,0 +1,112 @@
+"""Commands on a context: Context.run() and what it returns.
+
+The command runs on the target (transport.core.commands); its output comes
+back in chunks on a handle of its own while the call runs, and the calling
+thread hands each chunk to on_output as it arrives, then returns a
+CommandResult holding the output once.
+"""
+
+from __future__ import annotations
+
+import queue
+import shlex
+
+from transport.core import codec
+from transport.core.framing import Message
+from transport.core.handles import CALL_FUNCTION, CONTROLLER_ID
+from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout, TransportError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    from transport.context import Context
+
+STDOUT, STDERR = 1, 2
+_STREAMS = {STDOUT: "stdout", STDERR: "stderr"}
+
+
+class CommandResult:
+    """What a command did: exit_code, stdout and stderr (bytes), and the command."""
+
+    def __init__(self, command: str | list[str], exit_code: int, stdout: bytes, stderr: bytes,
+                 host: str = "") -> None:
+        self.command = command
+        self.exit_code = exit_code
+        self.stdout = stdout
+        self.stderr = stderr
+        self.host = host
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def text(self, stream: str = "stdout", encoding: str = "utf-8", errors: str = "replace") -> str:
+        """stdout (or stderr) decoded."""
+        return getattr(self, stream).decode(encoding, errors)
+
+    def __repr__(self) -> str:
+        return (f"CommandResult(exit_code={self.exit_code}, stdout={len(self.stdout)} bytes, "
+                f"stderr={len(self.stderr)} bytes)")
+
+
+class CommandFailed(TransportError):
+    """check=True and the command exited non-zero; .result is its CommandResult."""
+
+    def __init__(self, result: CommandResult) -> None:
+        command = result.command if isinstance(result.command, str) else shlex.join(result.command)
+        tail = result.text("stderr").strip().splitlines()[-1:] or [""]
+        super().__init__(f"{result.host}: command exited with status {result.exit_code}: "
+                         f"{command}" + (f": {tail[0]}" if tail[0] else ""))
+        self.result = result
+
+
+def run(context: Context, cmd: str | list[str], *, shell: bool = True,
+        env: dict[str, str | None] | None = None, cwd: str | None = None,
+        input: bytes | str | None = None, timeout: float | None = None, check: bool = False,
+        on_output: Callable[[str, bytes], Any] | None = None) -> CommandResult:
+    if isinstance(input, str):
+        input = input.encode()
+    if not context.alive:
+        raise Disconnected(context.name, context.disconnect_reason or "shut down")
+    core = context.router._core
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    output_handle = core.add_handler(next(core._handle_ids), events.put,
+                                     accept=_from(context.context_id), expect_src=context.context_id)
+    reply_handle = core.add_reply_handler(events.put, context.context_id)
+    call = codec.encode(("transport.core.commands", "run",
+                         (cmd, shell, env, cwd, input, timeout, output_handle), {}))
+    core.send(Message(context.context_id, CONTROLLER_ID, CALL_FUNCTION, call, reply_to=reply_handle))
+    chunks: dict[int, list[bytes]] = {STDOUT: [], STDERR: []}
+    try:
+        while True:
+            msg = events.get()
+            if msg.is_dead:
+                raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
+            if msg.handle == output_handle:
+                which, chunk = codec.decode(msg.data)
+                chunks[which].append(chunk)
+                if on_output is not None:
+                    on_output(_STREAMS[which], chunk)
+                continue
+            reply = codec.decode(msg.data)
+            break
+    except codec.CodecError as e:
+        raise ProtocolError(f"{context.name}: malformed command output: {e}") from None
+    finally:
+        core.remove_handler(output_handle)
+    if reply[0] != "ok":
+        raise RemoteError(context.name, *reply[1:])
+    if reply[1] == "timeout":
+        raise Timeout(f"{context.name}: command timed out after {timeout}s and was killed: {cmd}")
+    result = CommandResult(cmd, reply[1], b"".join(chunks[STDOUT]), b"".join(chunks[STDERR]),
+                           context.name)
+    if check and not result.ok:
+        raise CommandFailed(result)
+    return result
+
+
+def _from(context_id: int):
+    def accept(router: Any, handler: Any, msg: Message) -> bool:
+        return msg.src == context_id or msg.is_dead
+    return accept

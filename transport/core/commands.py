@@ -1,0 +1,121 @@
+"""Running commands on a target, with output streamed back as it comes.
+
+run() starts the command in its own process group (so a timeout can kill
+everything it started), feeds it `input`, and sends each chunk of stdout
+and stderr to the caller's output handle as soon as it is read: the target
+never holds the output, and the caller holds it once. It returns the exit
+status, or 'timeout' after killing the group.
+"""
+from __future__ import absolute_import
+
+import errno
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+from transport.core import codec
+from transport.core.dispatch import send_to_caller
+
+CHUNK = 64 * 1024
+PY2 = sys.version_info[0] == 2
+
+
+def _popen(cmd, shell, env, cwd, stdin):
+    kwargs = dict(shell=shell, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE, close_fds=True)
+    if PY2:
+        kwargs['preexec_fn'] = os.setsid
+    else:
+        kwargs['start_new_session'] = True  # keeps CPython's fast vfork path
+    return subprocess.Popen(cmd, **kwargs)
+
+
+def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle):
+    """Run cmd; stream (1 or 2, bytes) chunks to output_handle; return exit code or 'timeout'."""
+    environment = None
+    if env:
+        environment = dict(os.environ)
+        for key, value in env.items():
+            if value is None:
+                environment.pop(key, None)
+            else:
+                environment[key] = value
+    if isinstance(cmd, (list, tuple)):
+        shell = False
+    devnull = None
+    if stdin_data is None:
+        devnull = open(os.devnull, 'rb')
+        stdin = devnull
+    else:
+        stdin = subprocess.PIPE
+    try:
+        proc = _popen(cmd, shell, environment, cwd, stdin)
+    finally:
+        if devnull is not None:
+            devnull.close()
+    deadline = None if timeout is None else time.time() + timeout
+    readers = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
+    writer = proc.stdin.fileno() if proc.stdin is not None else None
+    pending = stdin_data or b''
+    if writer is not None and not pending:
+        proc.stdin.close()
+        writer = None
+    while readers or writer is not None:
+        wait = None if deadline is None else deadline - time.time()
+        if wait is not None and wait <= 0:
+            return _kill(proc)
+        try:
+            readable, writable, _ = select.select(
+                list(readers), [writer] if writer is not None else [], [], wait)
+        except (OSError, select.error) as e:
+            if e.args[0] == errno.EINTR:
+                continue
+            raise
+        for fd in writable:
+            try:
+                written = os.write(fd, pending[:CHUNK])
+            except OSError as e:
+                if e.errno != errno.EPIPE:
+                    raise
+                written = len(pending)
+            pending = pending[written:]
+            if not pending:
+                proc.stdin.close()
+                writer = None
+        for fd in readable:
+            chunk = os.read(fd, CHUNK)
+            if chunk:
+                send_to_caller(output_handle, codec.encode((readers[fd], chunk)))
+            else:
+                del readers[fd]
+    proc.stdout.close()
+    proc.stderr.close()
+    return _wait(proc, deadline)
+
+
+def _wait(proc, deadline):
+    """The exit status once the output is closed; kill the group at the deadline."""
+    if deadline is None:
+        return proc.wait()
+    if not PY2:
+        try:
+            return proc.wait(max(0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            return _kill(proc)
+    while proc.poll() is None:
+        if time.time() >= deadline:
+            return _kill(proc)
+        time.sleep(0.005)
+    return proc.returncode
+
+
+def _kill(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.wait()
+    return 'timeout'
