@@ -97,10 +97,11 @@ def strip_source(source: str) -> str:
     return "\n".join(line.rstrip() for line in stripped.split("\n"))
 
 
-# Core modules only some targets need: intermediaries (spawn) and detached jobs (jobs).
-# They are not in the payload; a target that needs one gets it by module forwarding
-# (the controller preloads spawn into a context before asking it to connect a child).
-ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.jobs"})
+# Core modules only some targets need: intermediaries (spawn), detached jobs (jobs) and
+# file transfer (files). They are not in the payload; a target that needs one gets it by
+# module forwarding (the controller preloads spawn into a context before asking it to
+# connect a child, and files before a transfer, whose handlers run on the broker thread).
+ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.jobs", "transport.core.files"})
 
 
 def core_module_names() -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from transport import commands
+from transport import commands, files
 from transport.core import codec, forwarding, fresh, jobs
 from transport.core.forwarding import pack_entries
 from transport.core.framing import Message
@@ -242,6 +242,19 @@ class Context:
         """
         return commands.run(self, cmd, shell=shell, env=env, cwd=cwd, input=input,
                             timeout=timeout, check=check, on_output=on_output)
+
+    def put(self, local_path: str, remote_path: str, mode: int | None = None) -> int:
+        """Copy a local file to the context, streamed and uncompressed; return its size.
+
+        Written under a temporary name and renamed, so a failed or interrupted
+        transfer never leaves a partial file at remote_path. Mode is the local
+        file's unless given.
+        """
+        return files.put(self, local_path, remote_path, mode)
+
+    def get(self, remote_path: str, local_path: str, mode: int | None = None) -> int:
+        """Copy a file from the context to local_path, as put() does the other way."""
+        return files.get(self, remote_path, local_path, mode)
 
     def _push_module(self, module: str) -> None:
         """On the first call into a module, send it and its closure ahead of the call.

@@ -105,6 +105,10 @@ class Target(object):
 
     def _parent_lost(self, stream, reason):
         # Orphans must not linger: leave now; children see end of file and follow.
+        files = sys.modules.get('transport.core.files')
+        if files is not None:
+            for temporary in list(files.in_flight):
+                files.discard(temporary)  # an interrupted transfer leaves nothing behind
         exit_now(0)
 
     def _on_shutdown(self, msg):

@@ -1,0 +1,119 @@
+"""put and get: streamed, atomic, mode-preserving, through chains, and safe when cut off."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import transport
+
+PY = "/usr/bin/python3"
+
+
+def _ssh(router, sshd, user="tp-plain"):
+    return router.ssh("127.0.0.1", port=sshd.port, user=user, python=PY,
+                      ssh_options=sshd.ssh_options())
+
+
+def _random_file(path, size):
+    path.write_bytes(os.urandom(size))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_put_and_get_round_trip_over_ssh(router, sshd, tmp_path):
+    ctx = _ssh(router, sshd)
+    source = tmp_path / "payload.bin"
+    digest = _random_file(source, 5 * 1024 * 1024 + 123)
+    source.chmod(0o640)
+    assert ctx.put(str(source), "/home/tp-plain/payload.bin") == source.stat().st_size
+    assert ctx.call(os.stat, "/home/tp-plain/payload.bin")[0] & 0o777 == 0o640
+    back = tmp_path / "back.bin"
+    assert ctx.get("/home/tp-plain/payload.bin", str(back)) == source.stat().st_size
+    assert hashlib.sha256(back.read_bytes()).hexdigest() == digest
+    assert back.stat().st_mode & 0o777 == 0o640
+    ctx.run("rm -f /home/tp-plain/payload.bin", check=True)
+
+
+def test_mode_can_be_given_and_empty_files_work(router, tmp_path):
+    ctx = router.local(python=PY)
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert ctx.put(str(empty), str(tmp_path / "empty.copy"), mode=0o600) == 0
+    assert (tmp_path / "empty.copy").stat().st_mode & 0o777 == 0o600
+    assert ctx.get(str(tmp_path / "empty.copy"), str(tmp_path / "empty.back"), mode=0o644) == 0
+    assert (tmp_path / "empty.back").stat().st_mode & 0o777 == 0o644
+
+
+def test_put_through_a_chain(router, sshd, tmp_path):
+    web = _ssh(router, sshd, "tp-nopw")
+    root = router.sudo(via=web, python=PY)
+    source = tmp_path / "through.bin"
+    digest = _random_file(source, 1024 * 1024)
+    root.put(str(source), "/root/tp-through.bin")
+    assert root.run("sha256sum /root/tp-through.bin").stdout.split()[0].decode() == digest
+    assert root.run("stat -c %U /root/tp-through.bin").stdout == b"root\n"
+    root.run("rm -f /root/tp-through.bin", check=True)
+
+
+def test_errors_name_the_host_and_leave_no_file(router, tmp_path):
+    ctx = router.local(python=PY)
+    with pytest.raises(transport.RemoteError) as info:
+        ctx.get("/nonexistent/file", str(tmp_path / "x"))
+    assert "No such file" in str(info.value)
+    assert not (tmp_path / "x").exists()
+    source = tmp_path / "src"
+    source.write_bytes(b"data")
+    with pytest.raises(transport.RemoteError):
+        ctx.put(str(source), "/nonexistent-dir/file")
+    assert os.listdir(tmp_path) == ["src"]
+
+
+def test_an_interrupted_put_leaves_no_partial_file(sshd, tmp_path):
+    source = tmp_path / "big.bin"
+    _random_file(source, 64 * 1024 * 1024)
+    destination = "/home/tp-plain/interrupted.bin"
+    with transport.Router() as router:
+        ctx = _ssh(router, sshd)
+        connection = router._connections[ctx.context_id]
+        killer = threading.Timer(0.3, os.kill, (connection.process.pid, signal.SIGKILL))
+        killer.start()
+        with pytest.raises(transport.TransportError):
+            ctx.put(str(source), destination)
+        killer.join()
+    deadline = time.monotonic() + 5
+    while glob.glob("/home/tp-plain/.interrupted.bin.tp-*") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(destination)
+    assert not glob.glob("/home/tp-plain/.interrupted.bin.tp-*"), "temporary file left behind"
+
+
+def test_a_file_that_changes_size_during_put_is_refused(router, tmp_path):
+    ctx = router.local(python=PY)
+    source = tmp_path / "growing"
+    source.write_bytes(b"x" * 1000)
+    size = source.stat().st_size
+
+    from transport import files
+
+    real = files.os.stat
+
+    def stale_stat(path, *args, **kwargs):  # the size announced is not what is read
+        result = real(path, *args, **kwargs)
+        if str(path) == str(source):
+            return os.stat_result((result.st_mode, *result[1:6], size + 10, *result[7:]))
+        return result
+
+    files.os.stat = stale_stat
+    try:
+        with pytest.raises(transport.RemoteError) as info:
+            ctx.put(str(source), str(tmp_path / "dest"))
+    finally:
+        files.os.stat = real
+    assert "received 1000 bytes of 1010" in str(info.value)
+    assert not (tmp_path / "dest").exists()

@@ -1,0 +1,160 @@
+"""File transfer on a target: receiving (put) and sending (get), in windows.
+
+Data travels as raw chunks on a handle of the transfer's own, each chunk
+acknowledged, so the sender never has more than a window of data in flight
+and neither side ever holds a whole file. A received file is written under
+a temporary name beside its destination and renamed into place only when
+its size checks out, so a failed or interrupted transfer never leaves a
+partial file at the destination; a target that loses its parent removes its
+unfinished temporary files before it exits. Only the parent side may write
+files here (the data handle accepts nothing else).
+"""
+from __future__ import absolute_import
+
+import os
+
+from transport.core import codec
+from transport.core.compat import queue
+from transport.core.dispatch import send_to_caller
+from transport.core.framing import Message
+from transport.core.router import accept_from_parent
+
+CHUNK = 256 * 1024
+ACK_TIMEOUT = 120.0
+
+# Temporary files of transfers under way: removed if this process loses its parent.
+in_flight = set()
+
+
+def _router():
+    from transport.core import dispatch
+    return dispatch.current.router
+
+
+def _temporary_beside(path):
+    directory, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(directory, '.%s.tp-%s.tmp' % (
+        name, ''.join('%02x' % b for b in bytearray(os.urandom(4)))))
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    in_flight.add(temporary)
+    return fd, temporary
+
+
+def discard(temporary):
+    in_flight.discard(temporary)
+    try:
+        os.unlink(temporary)
+    except OSError:
+        pass
+
+
+class _Receiver(object):
+    def __init__(self, path, size, mode, ack_handle, caller):
+        self.path = path
+        self.size = size
+        self.mode = mode
+        self.ack_handle = ack_handle
+        self.caller = caller
+        self.received = 0
+        self.error = None
+        self.fd, self.temporary = _temporary_beside(path)
+
+    def on_chunk(self, msg):
+        """Broker thread: write the chunk, acknowledge it."""
+        router = _router()
+        if msg.is_dead:
+            self.error = 'the sender went away'
+            return
+        if self.error is None:
+            try:
+                view = msg.data
+                while view:
+                    written = os.write(self.fd, view)
+                    view = view[written:]
+                self.received += len(msg.data)
+            except OSError as e:
+                self.error = '%s: %s' % (self.path, e.strerror)
+        router.send(Message(self.caller, router.context_id, self.ack_handle,
+                            codec.encode(len(msg.data))))
+
+
+_receivers = {}
+
+
+def start_receive(path, size, mode, ack_handle):
+    """Open a temporary file beside path for `size` bytes; return the data handle to send to."""
+    router = _router()
+    receiver = _Receiver(path, size, mode, ack_handle, _current_caller())
+    handle = router.add_handler(next(router._handle_ids), receiver.on_chunk,
+                                accept=accept_from_parent)
+    _receivers[handle] = receiver
+    return handle
+
+
+def finish_receive(handle):
+    """Check the size, set the mode, rename into place; return the size written."""
+    receiver = _receivers.pop(handle)
+    _router().remove_handler(handle)
+    try:
+        os.fsync(receiver.fd)
+    finally:
+        os.close(receiver.fd)
+    if receiver.error is None and receiver.received != receiver.size:
+        receiver.error = 'received %d bytes of %d' % (receiver.received, receiver.size)
+    if receiver.error is not None:
+        discard(receiver.temporary)
+        raise IOError(receiver.error)
+    os.chmod(receiver.temporary, receiver.mode)
+    os.rename(receiver.temporary, receiver.path)
+    in_flight.discard(receiver.temporary)
+    return receiver.received
+
+
+def abort_receive(handle):
+    receiver = _receivers.pop(handle, None)
+    if receiver is not None:
+        _router().remove_handler(handle)
+        os.close(receiver.fd)
+        discard(receiver.temporary)
+    return True
+
+
+def _current_caller():
+    from transport.core import dispatch
+    return dispatch.current.caller
+
+
+def stat_for_send(path):
+    """(size, mode) of a file to send; raises if it is not a regular file."""
+    import stat
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise IOError('%s is not a regular file' % path)
+    return st.st_size, stat.S_IMODE(st.st_mode)
+
+
+def send(path, data_handle, window):
+    """Send path's content as chunks to data_handle, at most `window` bytes unacknowledged."""
+    router = _router()
+    acks = queue.Queue()
+    ack_handle = router.add_handler(next(router._handle_ids), acks.put, accept=accept_from_parent)
+    send_to_caller(data_handle, codec.encode(('ack', ack_handle)))
+    unacknowledged = 0
+    total = 0
+    try:
+        with open(path, 'rb') as f:
+            while True:
+                chunk = f.read(CHUNK)
+                if not chunk:
+                    break
+                while unacknowledged + len(chunk) > window:
+                    msg = acks.get(timeout=ACK_TIMEOUT)
+                    if msg.is_dead:
+                        raise IOError('the receiver went away')
+                    unacknowledged -= codec.decode(msg.data)
+                send_to_caller(data_handle, codec.encode(('data', chunk)))
+                unacknowledged += len(chunk)
+                total += len(chunk)
+    finally:
+        router.remove_handler(ack_handle)
+    return total

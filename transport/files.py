@@ -1,0 +1,146 @@
+"""File transfer for the controller: Context.put() and Context.get().
+
+Both stream the file in chunks with at most WINDOW bytes unacknowledged, so
+neither side holds a whole file, and nothing is compressed. The receiving
+side writes a temporary file beside the destination and renames it into
+place only after the size checks out: an interrupted transfer never leaves
+a partial file at the destination. Mode is preserved unless given.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import stat
+
+from transport.core import codec, files
+from transport.core.framing import Message
+from transport.core.handles import CONTROLLER_ID
+from transport.errors import Disconnected, ProtocolError, TransportError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from transport.context import Context
+
+CHUNK = 256 * 1024
+WINDOW = 8 * 1024 * 1024
+ACK_TIMEOUT = 120.0
+
+
+def _from(context_id: int):
+    def accept(router: Any, handler: Any, msg: Message) -> bool:
+        return msg.src == context_id or msg.is_dead
+    return accept
+
+
+def _ensure_files_module(context: Context) -> None:
+    # Its handlers run on the target's broker thread, which cannot import on demand.
+    if "transport.core.files" not in context._modules_pushed:
+        context.preload(["transport.core.files"])
+        context._modules_pushed.add("transport.core.files")
+
+
+def put(context: Context, local_path: str, remote_path: str, mode: int | None = None) -> int:
+    """Copy local_path to remote_path on the context; return the bytes written."""
+    st = os.stat(local_path)
+    if not stat.S_ISREG(st.st_mode):
+        raise IsADirectoryError(f"{local_path} is not a regular file")
+    mode = stat.S_IMODE(st.st_mode) if mode is None else mode
+    _ensure_files_module(context)
+    core = context.router._core
+    acks: queue.SimpleQueue = queue.SimpleQueue()
+    ack_handle = core.add_handler(next(core._handle_ids), acks.put, accept=_from(context.context_id),
+                                  expect_src=context.context_id)
+    try:
+        data_handle = context.call(files.start_receive, remote_path, st.st_size, mode, ack_handle)
+        try:
+            _send_chunks(context, local_path, data_handle, acks)
+            return context.call(files.finish_receive, data_handle)
+        except BaseException:
+            if context.alive:
+                context.call_async(files.abort_receive, data_handle)
+            raise
+    finally:
+        core.remove_handler(ack_handle)
+
+
+def _send_chunks(context: Context, local_path: str, data_handle: int, acks: queue.SimpleQueue) -> None:
+    core = context.router._core
+    unacknowledged = 0
+    with open(local_path, "rb") as f:
+        while True:
+            chunk = f.read(CHUNK)
+            if not chunk:
+                return
+            while unacknowledged + len(chunk) > WINDOW:
+                unacknowledged -= _acknowledged(context, acks)
+            core.send(Message(context.context_id, CONTROLLER_ID, data_handle, chunk))
+            unacknowledged += len(chunk)
+
+
+def _acknowledged(context: Context, acks: queue.SimpleQueue) -> int:
+    try:
+        msg = acks.get(timeout=ACK_TIMEOUT)
+    except queue.Empty:
+        raise TransportError(f"{context.name}: no acknowledgement for {ACK_TIMEOUT}s") from None
+    if msg.is_dead:
+        raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
+    return codec.decode(msg.data)
+
+
+def get(context: Context, remote_path: str, local_path: str, mode: int | None = None) -> int:
+    """Copy remote_path on the context to local_path; return the bytes written."""
+    size, remote_mode = context.call(files.stat_for_send, remote_path)
+    core = context.router._core
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    data_handle = core.add_handler(next(core._handle_ids), events.put,
+                                   accept=_from(context.context_id), expect_src=context.context_id)
+    fd, temporary = files._temporary_beside(local_path)
+    try:
+        done = context.call_async(files.send, remote_path, data_handle, WINDOW)
+        done.add_done_callback(lambda future: events.put(None))
+        received = _receive_chunks(context, fd, events)
+        sent = done.result()
+        if received != sent or received != size:
+            raise TransportError(f"{context.name}: {remote_path}: received {received} bytes, "
+                                 f"expected {size}")
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.chmod(temporary, remote_mode if mode is None else mode)
+        os.replace(temporary, local_path)
+        files.in_flight.discard(temporary)
+        return received
+    finally:
+        core.remove_handler(data_handle)
+        if fd >= 0:
+            os.close(fd)
+        if temporary in files.in_flight:
+            files.discard(temporary)
+
+
+def _receive_chunks(context: Context, fd: int, events: queue.SimpleQueue) -> int:
+    core = context.router._core
+    ack_to = None
+    received = 0
+    while True:
+        msg = events.get()
+        if msg is None:
+            return received
+        if msg.is_dead:
+            raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
+        try:
+            kind, value = codec.decode(msg.data)
+        except (codec.CodecError, ValueError) as e:
+            raise ProtocolError(f"{context.name}: malformed file data: {e}") from None
+        if kind == "ack":
+            ack_to = value
+            continue
+        view = memoryview(value)
+        while view:
+            view = view[os.write(fd, view):]
+        received += len(value)
+        if ack_to is not None:
+            core.send(Message(context.context_id, CONTROLLER_ID, ack_to, codec.encode(len(value))))
