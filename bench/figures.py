@@ -49,10 +49,23 @@ def cold_start_local(systems: list[System], python: str, rounds: int) -> Figure:
 
 
 def _per_connection(systems: list[System], connect, rounds: int, measure) -> dict[str, list[float]]:
-    connections: dict[str, Connection] = {s.name: connect(s) for s in systems}
+    """Open one connection per system, warm each up, then measure them round by round.
+
+    A system that cannot do what is measured (NotImplementedError) is left out.
+    """
+    connections: dict[str, Connection] = {}
+    for system in systems:
+        try:
+            connections[system.name] = connect(system)
+        except NotImplementedError:
+            continue
     try:
-        for connection in connections.values():
-            measure(connection, warmup=True)
+        for name, connection in list(connections.items()):
+            try:
+                measure(connection, warmup=True)
+            except NotImplementedError:
+                connection.close()
+                del connections[name]
         samples: dict[str, list[float]] = {name: [] for name in connections}
         for _ in range(rounds):
             for name, connection in connections.items():
@@ -135,6 +148,43 @@ def first_call_needing_jinja2(systems: list[System], target, python: str, rounds
                 connection.close()
     figure.results = {name: Summary.of(values) for name, values in samples.items()}
     figure.note = "module round trips: " + ", ".join(f"{k} {v}" for k, v in trips.items())
+    return figure
+
+
+def true_over_ssh(systems: list[System], target, python: str, rounds: int, count: int) -> Figure:
+    figure = Figure("`true` over ssh, per command", "ms", True)
+
+    def measure(connection: Connection, warmup: bool) -> float:
+        n = max(1, count // 4) if warmup else count
+        started = time.perf_counter()
+        for _ in range(n):
+            connection.run_true()
+        return (time.perf_counter() - started) / n * 1000
+
+    samples = _per_connection(systems, lambda s: s.connect_ssh(target, python), rounds, measure)
+    figure.results = {name: Summary.of(values) for name, values in samples.items()}
+    return figure
+
+
+def push_file_over_ssh(systems: list[System], target, python: str, rounds: int, size: int) -> Figure:
+    figure = Figure(f"push {size // (1024 * 1024)} MiB of random data over ssh", "MiB/s", False)
+    import tempfile
+
+    source = tempfile.NamedTemporaryFile(prefix="transport-bench-", delete=False)
+    try:
+        source.write(os.urandom(size))
+        source.close()
+        destination = f"/home/{target.user}/bench-push.bin"
+
+        def measure(connection: Connection, warmup: bool) -> float:
+            started = time.perf_counter()
+            connection.push(source.name, destination)
+            return size / (time.perf_counter() - started) / (1024 * 1024)
+
+        samples = _per_connection(systems, lambda s: s.connect_ssh(target, python), rounds, measure)
+    finally:
+        os.unlink(source.name)
+    figure.results = {name: Summary.of(values) for name, values in samples.items()}
     return figure
 
 

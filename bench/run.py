@@ -70,7 +70,7 @@ def target_python(requested: str | None) -> str:
 def render(figures, python: str, quick: bool) -> str:
     from bench.stats import ratio
 
-    peers = ["mitogen", "execnet"]
+    peers = ["mitogen", "execnet", "fabric", "scp"]
     lines = [
         f"Run {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()} ({os.cpu_count()} CPUs), "
         f"target {python}, {'quick' if quick else 'full'} mode. Median (min-max) of interleaved runs.",
@@ -115,7 +115,7 @@ def main() -> None:
     ensure_environment()
 
     from bench import figures as f
-    from bench.systems import ALL
+    from bench.systems import ALL, ALL_SSH
 
     python = target_python(options.python)
     rounds = 3 if options.quick else 15
@@ -129,6 +129,9 @@ def main() -> None:
             f.warm_call(ALL, lambda s: s.connect_ssh(target, python), "over ssh", rounds, calls),
             f.pipelined(ALL, lambda s: s.connect_local(python), "local", rounds, batch),
             f.pipelined(ALL, lambda s: s.connect_ssh(target, python), "over ssh", rounds, batch),
+            f.true_over_ssh(ALL_SSH, target, python, rounds, 20 if options.quick else 200),
+            f.push_file_over_ssh(ALL_SSH, target, python, 2 if options.quick else 5,
+                                 (16 if options.quick else 64) * 1024 * 1024),
             f.first_call_needing_jinja2(ALL, target, python, 2 if options.quick else 7),
             f.target_rss_local(ALL, python),
             f.bootstrap_size(),

@@ -53,6 +53,14 @@ class Connection:
         """A call that needs jinja2, which the target does not have."""
         raise NotImplementedError
 
+    def run_true(self) -> None:
+        """Run the command `true` on the target."""
+        raise NotImplementedError
+
+    def push(self, local_path: str, remote_path: str) -> None:
+        """Copy a local file to the target."""
+        raise NotImplementedError
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -90,6 +98,12 @@ class TransportConnection(Connection):
 
     def round_trips(self) -> int:
         return len(self.router._modules.requested.get(self.ctx.context_id, []))
+
+    def run_true(self) -> None:
+        self.ctx.run("true", check=True)
+
+    def push(self, local_path: str, remote_path: str) -> None:
+        self.ctx.put(local_path, remote_path)
 
     def call_trivial(self) -> Any:
         return self.ctx.call(os.getpid)
@@ -157,6 +171,11 @@ class MitogenConnection(Connection):
         responder = self.router.responder
         return int(getattr(responder, "get_module_count", 0))
 
+    def run_true(self) -> None:
+        import subprocess
+
+        self.ctx.call(subprocess.check_call, "true", shell=True)
+
     def call_trivial(self) -> Any:
         return self.ctx.call(os.getpid)
 
@@ -206,7 +225,8 @@ def _execnet_ssh_spec(target: SshTarget, python: str) -> str:
     return f"ssh={args} {target.address}//python={python}"
 
 
-ECHO_PID = "import os\nwhile 1:\n    channel.receive()\n    channel.send(os.getpid())\n"
+ECHO_PID = ("import os, subprocess\nwhile 1:\n    command = channel.receive()\n"
+            "    channel.send(subprocess.call(command, shell=True) if command else os.getpid())\n")
 
 
 class ExecnetConnection(Connection):
@@ -221,6 +241,10 @@ class ExecnetConnection(Connection):
 
     def render(self) -> str:
         raise NotImplementedError("execnet has no module forwarding")
+
+    def run_true(self) -> None:
+        self.channel.send("true")
+        self.channel.receive()
 
     def call_trivial(self) -> Any:
         self.channel.send(None)
@@ -265,4 +289,75 @@ class ExecnetSystem(System):
         """)
 
 
+class FabricConnection(Connection):
+    """Fabric 3 (paramiko) as shipped: commands and sftp, no Python calls."""
+
+    def __init__(self, target: SshTarget) -> None:
+        import fabric
+
+        self.connection = fabric.Connection(
+            target.address, user=target.user, port=target.port,
+            connect_kwargs={"key_filename": target.key, "look_for_keys": False,
+                            "allow_agent": False})
+        # Needed to connect at all: paramiko must know the test server's host key.
+        self.connection.client.load_host_keys(target.known_hosts)
+        self.connection.open()
+
+    def call_trivial(self) -> Any:
+        raise NotImplementedError("Fabric runs commands, not Python functions")
+
+    def pipelined(self, count: int) -> None:
+        raise NotImplementedError
+
+    def target_pid(self) -> int:
+        raise NotImplementedError
+
+    def run_true(self) -> None:
+        self.connection.run("true", hide=True)
+
+    def push(self, local_path: str, remote_path: str) -> None:
+        self.connection.put(local_path, remote_path)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class FabricSystem(System):
+    name = "fabric"
+
+    def connect_local(self, python: str) -> Connection:
+        raise NotImplementedError
+
+    def connect_ssh(self, target: SshTarget, python: str) -> Connection:
+        return FabricConnection(target)
+
+
+class ScpConnection(Connection):
+    """OpenSSH's scp: a file copy per command, the anchor for throughput."""
+
+    def __init__(self, target: SshTarget) -> None:
+        self.target = target
+
+    def push(self, local_path: str, remote_path: str) -> None:
+        import subprocess
+
+        options = [f"-o{key}={value}" for key, value in self.target.server.ssh_options().items()]
+        subprocess.run(["scp", "-q", "-P", str(self.target.port), *options, local_path,
+                        f"{self.target.user}@{self.target.address}:{remote_path}"], check=True)
+
+    def close(self) -> None:
+        pass
+
+
+class ScpSystem(System):
+    name = "scp"
+
+    def connect_local(self, python: str) -> Connection:
+        raise NotImplementedError
+
+    def connect_ssh(self, target: SshTarget, python: str) -> Connection:
+        return ScpConnection(target)
+
+
 ALL = [TransportSystem(), MitogenSystem(), ExecnetSystem()]
+ALL_SSH = ALL + [FabricSystem(), ScpSystem()]
