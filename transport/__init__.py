@@ -18,6 +18,7 @@ from transport.errors import (
     Timeout,
     TransportError,
 )
+from transport.group import Group, GroupResult, HostResult
 
 __all__ = [
     "AuthError",
@@ -26,6 +27,9 @@ __all__ = [
     "ConnectError",
     "Context",
     "Disconnected",
+    "Group",
+    "GroupResult",
+    "HostResult",
     "Job",
     "JobStatus",
     "ProtocolError",

@@ -131,6 +131,9 @@ class Context:
         self.disconnect_reason: str | None = None
         self._gone = threading.Event()
         self._modules_pushed: set[str] = set()
+        # Module pushes are decided and sent under one lock, so a message another thread
+        # sends after a push can never overtake it on the stream.
+        self._push_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Context {self.name!r} id={self.context_id} python={self.python_version}>"
@@ -262,13 +265,16 @@ class Context:
         Messages on one stream arrive in order, so the target finds them cached when
         the call imports them: the first call costs no module round trip.
         """
-        self._modules_pushed.add(module)
-        server = self.router._modules
-        if module.partition(".")[0] == "transport" or is_stdlib(module):
-            return
-        entries = server.preload_entries(self.context_id, [module], whole_packages=False)
-        if any(entry[1] != "missing" for entry in entries):
-            self._send_modules(entries)
+        with self._push_lock:
+            if module in self._modules_pushed:
+                return
+            self._modules_pushed.add(module)
+            if module.partition(".")[0] == "transport" or is_stdlib(module):
+                return
+            entries = self.router._modules.preload_entries(self.context_id, [module],
+                                                           whole_packages=False)
+            if any(entry[1] != "missing" for entry in entries):
+                self._send_modules(entries)
 
     def _send_modules(self, entries: list[tuple]) -> None:
         data = pack_entries(entries)
@@ -286,10 +292,11 @@ class Context:
         that imports dynamically. Through intermediaries, each one on the way caches
         them (FORWARD_MODULE). Raises ImportError naming what could not be sent.
         """
-        server = self.router._modules
-        entries = server.preload_entries(self.context_id, list(names), whole_packages)
-        if entries:
-            self._send_modules(entries)
+        with self._push_lock:
+            entries = self.router._modules.preload_entries(self.context_id, list(names),
+                                                           whole_packages)
+            if entries:
+                self._send_modules(entries)
         sendable = [e[0] for e in entries if e[1] != "missing"]
         refused = [e[0] for e in entries if e[1] == "missing" and e[0] in names]
         # In order on the same stream: when this call runs, the modules are cached.

@@ -116,13 +116,17 @@ class Target(object):
 
     def _on_connect(self, msg):
         """Start a child context here, as an intermediary (see docs/protocol.md, CONNECT)."""
-        from transport.core.spawn import Connection  # only intermediaries pay for it
-
-        spec = codec.decode(msg.data)
         own_id = self.config['context_id']
 
         def reply(result):
             self.router.send(Message(msg.src, own_id, msg.reply_to, codec.encode(result)))
+
+        try:
+            from transport.core.spawn import Connection  # preloaded by the controller
+        except ImportError as e:
+            reply(('fail', 'cannot start children here: %s' % (e,), {}))
+            return
+        spec = codec.decode(msg.data)
 
         def on_stderr(connection, line):
             sys.stderr.write('[%s] %s\n' % (connection.name, line))

@@ -1,0 +1,77 @@
+"""Group: many hosts in parallel; a failing host carries its error and stops nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+import transport
+from transport.group import parse_host
+
+PY = "/usr/bin/python3"
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("web1", (None, "web1", None)),
+    ("deploy@web1:2222", ("deploy", "web1", 2222)),
+    ("[::1]:22", (None, "::1", 22)),
+    ("u@[fe80::1]", ("u", "fe80::1", None)),
+])
+def test_parse_host(spec, expected):
+    assert parse_host(spec) == expected
+
+
+@pytest.fixture
+def hosts(sshd):
+    good = [f"tp-plain@{address}:{sshd.port}" for address in sshd.addresses]
+    # One host where nothing listens, one whose key is refused.
+    return good, "tp-plain@127.0.0.9:1", f"tp-nosuchuser@127.0.0.1:{sshd.port}"
+
+
+def test_fan_out_with_failing_hosts(router, sshd, hosts, tmp_path):
+    good, unreachable, refused = hosts
+    group = transport.Group(router, [*good, unreachable, refused], python=PY,
+                            ssh_options=sshd.ssh_options(), connect_timeout=10)
+    results = group.run("echo $SSH_CONNECTION | cut -d' ' -f3")
+    assert list(results) == [*good, unreachable, refused]
+    for spec, address in zip(good, sshd.addresses):
+        assert results[spec].ok
+        assert results[spec].value.stdout.decode().strip() == address
+    assert isinstance(results[unreachable].error, transport.ConnectError)
+    assert "Connection refused" in str(results[unreachable].error)
+    assert isinstance(results[refused].error, transport.AuthError)
+    assert set(results.failed) == {unreachable, refused}
+
+    calls = group.call(os.getuid)
+    assert all(calls[spec].ok for spec in good) and not calls[unreachable].ok
+
+    local = tmp_path / "file.txt"
+    local.write_text("fan-out\n")
+    assert all(r.ok for r in group.put(str(local), "/home/tp-plain/fanout.txt").succeeded.values())
+    fetched = group.get("/home/tp-plain/fanout.txt", str(tmp_path / "got-{host}.txt"))
+    assert len(fetched.succeeded) == len(good)
+    assert sorted(p.name for p in tmp_path.glob("got-*")) == sorted(
+        f"got-{spec}.txt" for spec in good)
+    group.run("rm -f /home/tp-plain/fanout.txt")
+
+
+def test_a_failing_command_is_a_failed_host_result(router, sshd, hosts):
+    good, _, _ = hosts
+    group = transport.Group(router, good[:2], python=PY, ssh_options=sshd.ssh_options())
+    results = group.run("test $(hostname -I 2>/dev/null | wc -c) -ge 0 && exit 3")
+    assert all(r.value.exit_code == 3 and not r.ok for r in results.values())
+
+
+def test_fan_out_through_a_bastion(router, sshd, hosts):
+    good, _, _ = hosts
+    bastion = router.sudo(via=router.ssh("127.0.0.1", port=sshd.port, user="tp-nopw", python=PY,
+                                         ssh_options=sshd.ssh_options()), python=PY)
+    group = transport.Group(router, good, python=PY, via=bastion, ssh_options=sshd.ssh_options())
+    results = group.call(os.getppid)
+    assert all(r.ok for r in results.values())
+    # The ssh clients run on the bastion: one controller connection, the rest on it.
+    ssh_children = subprocess.run(["pgrep", "-P", str(bastion.pid), "ssh"], capture_output=True,
+                                  text=True).stdout.split()
+    assert len(ssh_children) == len(good)

@@ -1,0 +1,176 @@
+"""Group: many hosts at once, with one result per host.
+
+Connections are made in parallel (at most `concurrency` at a time), and so
+are calls, commands and transfers. A host that fails to connect, or whose
+task fails, carries its error in its HostResult; it never stops the others.
+With via=, every host is reached through that context (a bastion), so the
+controller holds one connection and the bastion the rest.
+"""
+
+from __future__ import annotations
+
+import time
+
+from transport.errors import TransportError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any, Callable
+
+    from transport.context import Context
+    from transport.controller import Router
+
+
+class HostResult:
+    """One host's outcome: .value when .ok, else .error (the exception)."""
+
+    def __init__(self, host: str, value: Any = None, error: BaseException | None = None,
+                 seconds: float = 0.0) -> None:
+        self.host = host
+        self.value = value
+        self.error = error
+        self.seconds = seconds
+
+    @property
+    def ok(self) -> bool:
+        if self.error is not None:
+            return False
+        exit_code = getattr(self.value, "exit_code", 0)
+        return exit_code == 0
+
+    def __repr__(self) -> str:
+        state = "ok" if self.ok else f"failed: {self.error or self.value}"
+        return f"<HostResult {self.host} {state}>"
+
+
+class GroupResult(dict):
+    """host -> HostResult, in the order the hosts were given."""
+
+    @property
+    def succeeded(self) -> dict[str, HostResult]:
+        return {host: r for host, r in self.items() if r.ok}
+
+    @property
+    def failed(self) -> dict[str, HostResult]:
+        return {host: r for host, r in self.items() if not r.ok}
+
+
+def parse_host(spec: str) -> tuple[str | None, str, int | None]:
+    """'[user@]host[:port]' (IPv6 as [addr]:port) -> (user, host, port)."""
+    user, _, rest = spec.rpartition("@")
+    port: int | None = None
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        if tail.startswith(":"):
+            port = int(tail[1:])
+    elif rest.count(":") == 1:
+        host, _, port_text = rest.partition(":")
+        port = int(port_text)
+    else:
+        host = rest
+    if not host:
+        raise ValueError(f"no host in {spec!r}")
+    return user or None, host, port
+
+
+class Group:
+    """Contexts on many hosts, used together. Connect with connect() (or on first use)."""
+
+    def __init__(self, router: Router, hosts: Iterable[str], *, user: str | None = None,
+                 port: int | None = None, python: str = "python3", via: Context | None = None,
+                 sudo: bool = False, sudo_user: str = "root", sudo_password: str | None = None,
+                 concurrency: int = 32, connect_timeout: float = 30.0,
+                 **ssh_options: Any) -> None:
+        self.router = router
+        self.hosts = list(dict.fromkeys(hosts))
+        self.user = user
+        self.port = port
+        self.python = python
+        self.via = via
+        self.sudo = sudo
+        self.sudo_user = sudo_user
+        self._sudo_password = sudo_password
+        self.concurrency = max(1, concurrency)
+        self.connect_timeout = connect_timeout
+        self.ssh_options = ssh_options
+        self.contexts: dict[str, Context] = {}
+        self.errors: dict[str, BaseException] = {}
+
+    def __repr__(self) -> str:
+        return f"<Group {len(self.hosts)} hosts, {len(self.contexts)} connected>"
+
+    def _connect_one(self, spec: str) -> Context:
+        user, host, port = parse_host(spec)
+        ctx = self.router.ssh(host, user=user or self.user, port=port or self.port,
+                              python=self.python, connect_timeout=self.connect_timeout,
+                              name=spec, via=self.via, **self.ssh_options)
+        if self.sudo:
+            ctx = self.router.sudo(via=ctx, user=self.sudo_user, password=self._sudo_password,
+                                   python=self.python, connect_timeout=self.connect_timeout,
+                                   name=f"{spec}/sudo:{self.sudo_user}")
+        return ctx
+
+    def connect(self) -> GroupResult:
+        """Connect every host not connected yet; returns host -> HostResult(value=Context)."""
+        missing = [h for h in self.hosts if h not in self.contexts]
+        results = self._each(missing, self._connect_one, connecting=True)
+        for host, result in results.items():
+            if result.error is None:
+                self.contexts[host] = result.value
+                self.errors.pop(host, None)
+            else:
+                self.errors[host] = result.error
+        return GroupResult((h, results.get(h) or HostResult(h, self.contexts[h]))
+                           for h in self.hosts)
+
+    def _each(self, hosts: list[str], task: Callable[[str], Any],
+              connecting: bool = False) -> GroupResult:
+        def one(host: str) -> HostResult:
+            started = time.monotonic()
+            try:
+                value = task(host)
+            except (TransportError, OSError, ValueError, ImportError, TypeError) as e:
+                return HostResult(host, error=e, seconds=time.monotonic() - started)
+            return HostResult(host, value, seconds=time.monotonic() - started)
+
+        if not hosts:
+            return GroupResult()
+        from concurrent.futures import ThreadPoolExecutor  # a few ms to import: only when used
+
+        with ThreadPoolExecutor(min(self.concurrency, len(hosts)),
+                                thread_name_prefix="transport-group") as pool:
+            return GroupResult(zip(hosts, pool.map(one, hosts)))
+
+    def _on_connected(self, task: Callable[[Context], Any]) -> GroupResult:
+        self.connect()
+
+        def run(host: str) -> Any:
+            if host in self.errors:
+                raise self.errors[host]
+            return task(self.contexts[host])
+
+        return self._each(self.hosts, run)
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> GroupResult:
+        """fn(*args, **kwargs) on every host."""
+        return self._on_connected(lambda ctx: ctx.call(fn, *args, **kwargs))
+
+    def run(self, cmd: str | list[str], **kwargs: Any) -> GroupResult:
+        """Context.run on every host; each HostResult.value is a CommandResult."""
+        return self._on_connected(lambda ctx: ctx.run(cmd, **kwargs))
+
+    def put(self, local_path: str, remote_path: str, mode: int | None = None) -> GroupResult:
+        """The same local file to every host."""
+        return self._on_connected(lambda ctx: ctx.put(local_path, remote_path, mode))
+
+    def get(self, remote_path: str, local_path: str) -> GroupResult:
+        """remote_path from every host to local_path, which must contain "{host}"."""
+        if "{host}" not in local_path and len(self.hosts) > 1:
+            raise ValueError('local_path must contain "{host}" to keep the hosts\' files apart')
+        return self._on_connected(
+            lambda ctx: ctx.get(remote_path, local_path.format(host=_safe(ctx.name))))
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.@:" else "_" for c in name)
