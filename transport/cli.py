@@ -1,13 +1,16 @@
 """The command-line tool: `python -m transport` (installed as `transport`).
 
-With no host it targets this machine through a local child interpreter:
+    transport [-H HOSTS | -i INVENTORY] [-u USER] [--sudo] [--python PATH] [--json] [-j N] run -- CMD ...
+    transport ... call module:function [ARG ...]     # args parsed as JSON, else strings
+    transport ... ping
+    transport ... put SRC DST  /  get SRC DST
 
-    transport ping
-    transport call platform:node
-    transport --python /usr/bin/python3 call os:getloadavg
-    transport --json call os.path:exists /etc/hosts
-
-Arguments of `call` are parsed as JSON where they parse, else taken as strings.
+With no host it targets this machine. HOSTS are comma-separated
+[user@]host[:port]; an INVENTORY file has one host per line (# comments). With
+several hosts a progress bar runs on stderr (when it is a terminal), then a
+table shows each host's status, exit code, time and first line of output or
+error; --json prints one document instead. The exit status is 1 when any host
+failed. -v logs connections and the targets' stderr with host names.
 """
 
 from __future__ import annotations
@@ -15,14 +18,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
-import time
+import threading
 
 import transport
+from transport.group import Group, GroupResult, HostResult
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
+
+LOCAL = "localhost"
 
 
 def _parse_arg(text: str) -> Any:
@@ -56,45 +63,197 @@ def _jsonable(value: Any) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="transport", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python", help="target interpreter (default: this one)")
+    parser = argparse.ArgumentParser(prog="transport", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 2)[2])
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("-H", "--hosts", help="comma-separated [user@]host[:port]")
+    where.add_argument("-i", "--inventory", help="file with one host per line")
+    parser.add_argument("-u", "--user", help="ssh user for hosts that name none")
+    parser.add_argument("-o", dest="ssh_options", action="append", default=[], metavar="KEY=VALUE",
+                        help="an ssh client option, as for ssh -o (repeatable)")
+    parser.add_argument("--sudo", action="store_true", help="become root with sudo (no password)")
+    parser.add_argument("--python", help="target interpreter (default: python3; locally this one)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("-j", "--jobs", type=int, default=32, help="hosts at once (default 32)")
     parser.add_argument("--timeout", type=float, default=30.0, help="connect timeout, seconds")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log connections and stderr")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("ping", help="start the target and report its interpreter")
-    call = commands.add_parser("call", help="run module:function [ARG ...] on the target")
+    commands.add_parser("ping", help="start the interpreter and report it")
+    run = commands.add_parser("run", help="run a command after --: one argument runs under "
+                              "/bin/sh -c, several run directly")
+    run.add_argument("cmd", nargs=argparse.REMAINDER)
+    call = commands.add_parser("call", help="run module:function [ARG ...]")
     call.add_argument("function")
     call.add_argument("args", nargs="*")
+    put = commands.add_parser("put", help="copy a local file to the hosts")
+    put.add_argument("src")
+    put.add_argument("dst")
+    get = commands.add_parser("get", help="copy a file from the hosts (DST may use {host})")
+    get.add_argument("src")
+    get.add_argument("dst")
     return parser
+
+
+def _ssh_options(pairs: list[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"transport: -o takes KEY=VALUE, got {pair!r}")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def _hosts(options: argparse.Namespace) -> list[str]:
+    if options.inventory:
+        with open(options.inventory, encoding="utf-8") as f:
+            lines = [line.split("#", 1)[0].strip() for line in f]
+        return [line for line in lines if line]
+    if options.hosts:
+        return [h.strip() for h in options.hosts.split(",") if h.strip()]
+    return []
+
+
+def _task(options: argparse.Namespace, several: bool) -> Callable[[transport.Context], Any]:
+    if options.command == "ping":
+        return lambda ctx: {"python": ctx.python, "version": ctx.python_version, "pid": ctx.pid}
+    if options.command == "run":
+        cmd = options.cmd[1:] if options.cmd[:1] == ["--"] else options.cmd
+        if not cmd:
+            raise SystemExit("transport: run needs a command after --")
+        command = cmd[0] if len(cmd) == 1 else cmd
+        return lambda ctx: ctx.run(command)
+    if options.command == "call":
+        fn = _resolve(options.function)
+        args = [_parse_arg(a) for a in options.args]
+        return lambda ctx: ctx.call(fn, *args)
+    if options.command == "put":
+        return lambda ctx: ctx.put(options.src, options.dst)
+    if "{host}" not in options.dst and several:
+        raise SystemExit('transport: with several hosts, get needs "{host}" in DST')
+    return lambda ctx: ctx.get(options.src, options.dst.format(host=ctx.name))
+
+
+def _run_local(router: transport.Router, options: argparse.Namespace,
+               task: Callable[[transport.Context], Any]) -> GroupResult:
+    import time
+
+    started = time.monotonic()
+    try:
+        ctx = router.local(python=options.python, connect_timeout=options.timeout, name=LOCAL)
+        if options.sudo:
+            ctx = router.sudo(via=ctx, python=ctx.python, connect_timeout=options.timeout)
+        result = HostResult(LOCAL, task(ctx), seconds=time.monotonic() - started)
+    except (transport.TransportError, OSError, ValueError, TypeError) as e:
+        result = HostResult(LOCAL, error=e, seconds=time.monotonic() - started)
+    return GroupResult([(LOCAL, result)])
+
+
+class Progress:
+    """A one-line progress bar on stderr, only when stderr is a terminal."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self.enabled = total > 1 and sys.stderr.isatty()
+        self._lock = threading.Lock()
+
+    def __call__(self, result: HostResult) -> None:
+        with self._lock:
+            self.done += 1
+            self.failed += not result.ok
+            if self.enabled:
+                width = 30
+                filled = width * self.done // self.total
+                sys.stderr.write(f"\r[{'#' * filled}{' ' * (width - filled)}] "
+                                 f"{self.done}/{self.total} ({self.failed} failed)")
+                sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _summary(result: HostResult) -> tuple[str, str, str]:
+    """(status, exit code, first line of output or error) for the table."""
+    if result.error is not None:
+        text = str(result.error).strip().splitlines()
+        return "error", "", (text[0] if text else type(result.error).__name__)
+    value = result.value
+    if isinstance(value, transport.CommandResult):
+        output = (value.stdout or value.stderr).decode("utf-8", "replace").strip().splitlines()
+        return ("ok" if value.ok else "failed"), str(value.exit_code), output[0] if output else ""
+    if isinstance(value, dict) and "version" in value:
+        return "ok", "", f"Python {value['version']} at {value['python']}"
+    text = value if isinstance(value, str) else json.dumps(_jsonable(value))
+    return "ok", "", text.splitlines()[0] if text else ""
+
+
+def _table(results: GroupResult) -> str:
+    rows = [("HOST", "STATUS", "EXIT", "TIME", "OUTPUT")]
+    for host, result in results.items():
+        status, code, first = _summary(result)
+        rows.append((host, status, code, f"{result.seconds:.2f}s", first[:100]))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(widths[i]) if i < 4 else cell
+                               for i, cell in enumerate(row)).rstrip() for row in rows)
+
+
+def _document(results: GroupResult) -> dict[str, Any]:
+    hosts: dict[str, Any] = {}
+    for host, result in results.items():
+        entry: dict[str, Any] = {"ok": result.ok, "seconds": round(result.seconds, 4)}
+        if result.error is not None:
+            entry["error"] = str(result.error)
+            entry["error_type"] = type(result.error).__name__
+        elif isinstance(result.value, transport.CommandResult):
+            entry.update(exit_code=result.value.exit_code, stdout=result.value.text(),
+                         stderr=result.value.text("stderr"))
+        else:
+            entry["result"] = _jsonable(result.value)
+        hosts[host] = entry
+    return {"ok": all(r.ok for r in results.values()), "hosts": hosts}
 
 
 def main(argv: list[str] | None = None) -> int:
     options = build_parser().parse_args(argv)
-    started = time.monotonic()
-    try:
-        with transport.Router() as router:
-            ctx = router.local(python=options.python, connect_timeout=options.timeout)
-            if options.command == "ping":
-                result: Any = {"python": ctx.python, "version": ctx.python_version, "pid": ctx.pid}
-            else:
-                fn = _resolve(options.function)
-                result = ctx.call(fn, *[_parse_arg(a) for a in options.args])
-    except transport.TransportError as e:
-        if options.json:
-            print(json.dumps({"host": "localhost", "ok": False, "error": str(e)}))
+    if options.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG if os.environ.get("TRANSPORT_DEBUG") else logging.INFO,
+                            format="%(name)s: %(message)s")
+    hosts = _hosts(options)
+    task = _task(options, len(hosts) > 1)
+    with transport.Router() as router:
+        if not hosts:
+            results = _run_local(router, options, task)
         else:
-            print(f"transport: {e}", file=sys.stderr)
-        return 1
-    elapsed = time.monotonic() - started
+            group = Group(router, hosts, user=options.user, python=options.python or "python3",
+                          sudo=options.sudo, concurrency=options.jobs,
+                          connect_timeout=options.timeout,
+                          ssh_options=_ssh_options(options.ssh_options))
+            progress = Progress(len(hosts))
+            group.on_result = progress
+            results = group.each(task)
+            progress.finish()
     if options.json:
-        print(json.dumps({"host": "localhost", "ok": True, "result": _jsonable(result),
-                          "seconds": round(elapsed, 4)}))
-    elif options.command == "ping":
-        print(f"localhost: ok, Python {result['version']} at {result['python']} "
-              f"(pid {result['pid']}, {elapsed * 1000:.0f} ms)")
+        print(json.dumps(_document(results), indent=2))
+    elif not hosts and options.command in ("run", "call") and results[LOCAL].error is None:
+        _print_plain(results[LOCAL].value)
     else:
-        print(result if isinstance(result, str) else json.dumps(_jsonable(result)))
-    return 0
+        print(_table(results))
+    return 0 if all(r.ok for r in results.values()) else 1
+
+
+def _print_plain(value: Any) -> None:
+    """One local target: output as the command or function gave it."""
+    if isinstance(value, transport.CommandResult):
+        sys.stdout.buffer.write(value.stdout)
+        sys.stderr.buffer.write(value.stderr)
+    else:
+        print(value if isinstance(value, str) else json.dumps(_jsonable(value)))
 
 
 if __name__ == "__main__":

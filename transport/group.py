@@ -96,6 +96,8 @@ class Group:
         self.ssh_options = ssh_options
         self.contexts: dict[str, Context] = {}
         self.errors: dict[str, BaseException] = {}
+        # Called with each HostResult as it completes (from worker threads): progress display.
+        self.on_result: Callable[[HostResult], Any] | None = None
 
     def __repr__(self) -> str:
         return f"<Group {len(self.hosts)} hosts, {len(self.contexts)} connected>"
@@ -131,8 +133,12 @@ class Group:
             try:
                 value = task(host)
             except (TransportError, OSError, ValueError, ImportError, TypeError) as e:
-                return HostResult(host, error=e, seconds=time.monotonic() - started)
-            return HostResult(host, value, seconds=time.monotonic() - started)
+                result = HostResult(host, error=e, seconds=time.monotonic() - started)
+            else:
+                result = HostResult(host, value, seconds=time.monotonic() - started)
+            if self.on_result is not None and not connecting:
+                self.on_result(result)
+            return result
 
         if not hosts:
             return GroupResult()
@@ -142,7 +148,8 @@ class Group:
                                 thread_name_prefix="transport-group") as pool:
             return GroupResult(zip(hosts, pool.map(one, hosts)))
 
-    def _on_connected(self, task: Callable[[Context], Any]) -> GroupResult:
+    def each(self, task: Callable[[Context], Any]) -> GroupResult:
+        """task(context) on every host, in parallel; hosts that did not connect carry that error."""
         self.connect()
 
         def run(host: str) -> Any:
@@ -154,21 +161,21 @@ class Group:
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> GroupResult:
         """fn(*args, **kwargs) on every host."""
-        return self._on_connected(lambda ctx: ctx.call(fn, *args, **kwargs))
+        return self.each(lambda ctx: ctx.call(fn, *args, **kwargs))
 
     def run(self, cmd: str | list[str], **kwargs: Any) -> GroupResult:
         """Context.run on every host; each HostResult.value is a CommandResult."""
-        return self._on_connected(lambda ctx: ctx.run(cmd, **kwargs))
+        return self.each(lambda ctx: ctx.run(cmd, **kwargs))
 
     def put(self, local_path: str, remote_path: str, mode: int | None = None) -> GroupResult:
         """The same local file to every host."""
-        return self._on_connected(lambda ctx: ctx.put(local_path, remote_path, mode))
+        return self.each(lambda ctx: ctx.put(local_path, remote_path, mode))
 
     def get(self, remote_path: str, local_path: str) -> GroupResult:
         """remote_path from every host to local_path, which must contain "{host}"."""
         if "{host}" not in local_path and len(self.hosts) > 1:
             raise ValueError('local_path must contain "{host}" to keep the hosts\' files apart')
-        return self._on_connected(
+        return self.each(
             lambda ctx: ctx.get(remote_path, local_path.format(host=_safe(ctx.name))))
 
 

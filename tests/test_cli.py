@@ -1,0 +1,88 @@
+"""The command-line tool, run as a subprocess: exit codes, the table, JSON, inventories."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+PY = "/usr/bin/python3"
+
+
+def transport_cli(*args, env=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "transport", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def ssh_opts(sshd):
+    """-o options that point the ssh client at the test server."""
+    options = ["-o", f"Port={sshd.port}"]
+    for key, value in sshd.ssh_options().items():
+        options += ["-o", f"{key}={value}"]
+    return options
+
+
+def test_local_run_prints_the_output_and_passes_the_status():
+    ok = transport_cli("run", "--", "echo hello")
+    assert ok.returncode == 0 and ok.stdout == "hello\n"
+    failed = transport_cli("run", "--", "echo oops >&2; exit 3")
+    assert failed.returncode == 1 and "oops" in failed.stderr
+
+
+def test_local_call_with_json_arguments():
+    out = transport_cli("call", "os.path:join", "a", '"b"')
+    assert out.returncode == 0 and out.stdout.strip() == "a/b"
+    out = transport_cli("--json", "call", "builtins:sum", "[1, 2, 3]")
+    assert json.loads(out.stdout)["hosts"]["localhost"]["result"] == 6
+
+
+def test_missing_interpreter_fails_with_a_clear_message():
+    out = transport_cli("--python", "/no/python", "ping")
+    assert out.returncode == 1
+    assert "no usable Python interpreter at '/no/python'" in out.stdout
+
+
+def test_several_hosts_table_and_exit_status(ssh_opts):
+    hosts = "tp-plain@127.0.0.1,tp-plain@127.0.0.2,tp-plain@127.0.0.9:1"
+    out = transport_cli("-H", hosts, *ssh_opts, "--python", PY, "run", "--", "id -un")
+    assert out.returncode == 1, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["HOST", "STATUS", "EXIT", "TIME", "OUTPUT"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert rows["tp-plain@127.0.0.1"].split()[1:3] == ["ok", "0"]
+    assert rows["tp-plain@127.0.0.1"].endswith("tp-plain")
+    assert rows["tp-plain@127.0.0.9:1"].split()[1] == "error"
+    assert "Connection refused" in rows["tp-plain@127.0.0.9:1"]
+    assert out.stderr == ""  # no progress bar when stderr is not a terminal
+
+
+def test_several_hosts_json_and_inventory(ssh_opts, tmp_path):
+    inventory = tmp_path / "hosts"
+    inventory.write_text("# web servers\n127.0.0.1\n127.0.0.3   # the third\n\n")
+    out = transport_cli("-i", str(inventory), "-u", "tp-plain", *ssh_opts, "--python", PY,
+                        "--json", "run", "--", "echo", "$HOME")
+    assert out.returncode == 0, out.stdout + out.stderr
+    document = json.loads(out.stdout)
+    assert document["ok"] is True
+    assert set(document["hosts"]) == {"127.0.0.1", "127.0.0.3"}
+    assert document["hosts"]["127.0.0.1"]["stdout"] == "$HOME\n"  # a list runs without a shell
+    assert document["hosts"]["127.0.0.3"]["exit_code"] == 0
+
+
+def test_put_and_get_across_hosts(ssh_opts, tmp_path):
+    source = tmp_path / "note.txt"
+    source.write_text("shipped\n")
+    hosts = "tp-plain@127.0.0.1,tp-plain@127.0.0.2"
+    out = transport_cli("-H", hosts, *ssh_opts, "--python", PY, "put", str(source),
+                        "/home/tp-plain/note.txt")
+    assert out.returncode == 0, out.stdout
+    out = transport_cli("-H", hosts, *ssh_opts, "--python", PY, "get", "/home/tp-plain/note.txt",
+                        str(tmp_path / "from-{host}.txt"))
+    assert out.returncode == 0, out.stdout
+    assert (tmp_path / "from-tp-plain@127.0.0.2.txt").read_text() == "shipped\n"
+    refused = transport_cli("-H", hosts, "get", "/home/tp-plain/note.txt", str(tmp_path / "x"))
+    assert refused.returncode != 0 and "{host}" in refused.stderr
