@@ -191,6 +191,34 @@ def push_file_over_ssh(systems: list[System], target, python: str, rounds: int, 
     return figure
 
 
+def fan_out(systems: list[System], target, python: str, rounds: int) -> Figure:
+    """Connect to 50 hosts (separate connections to loopback addresses) and run one thing on each.
+
+    Wall time, and the controller's CPU (its own and its children's, such as ssh clients).
+    """
+    import resource
+
+    hosts = [a for a in target.server.addresses if a.startswith("127.0.1.")]
+    figure = Figure(f"{len(hosts)} hosts: connect + one call each", "s", True)
+    walls: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for system in systems:
+            before = [resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                           resource.RUSAGE_CHILDREN)]
+            started = time.perf_counter()
+            system.fan_out(target, hosts, python)
+            walls.setdefault(system.name, []).append(time.perf_counter() - started)
+            after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                          resource.RUSAGE_CHILDREN)]
+            cpus.setdefault(system.name, []).append(sum(
+                (a.ru_utime + a.ru_stime) - (b.ru_utime + b.ru_stime) for a, b in zip(after, before)))
+    figure.results = {name: Summary.of(values) for name, values in walls.items()}
+    figure.note = "controller CPU: " + ", ".join(
+        f"{name} {Summary.of(values).median:.2f} s" for name, values in cpus.items())
+    return figure
+
+
 def _rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

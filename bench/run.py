@@ -51,7 +51,9 @@ def ssh_target():
 
     sshd.ensure_users()
     workdir = Path(tempfile.mkdtemp(prefix="transport-bench-sshd-"))
-    server = sshd.SshServer(workdir, ("127.0.0.1",))
+    # 127.0.0.1 for the single-host figures, and 50 more addresses for the fan-out.
+    addresses = ("127.0.0.1", *(f"127.0.1.{i}" for i in range(1, 51)))
+    server = sshd.SshServer(workdir, addresses)
     server.start()
     try:
         yield SshTarget(server)
@@ -115,7 +117,7 @@ def main() -> None:
     ensure_environment()
 
     from bench import figures as f
-    from bench.systems import ALL, ALL_SSH
+    from bench.systems import ALL, ALL_SSH, FAN_OUT
 
     python = target_python(options.python)
     rounds = 3 if options.quick else 15
@@ -133,6 +135,7 @@ def main() -> None:
             f.push_file_over_ssh(ALL_SSH, target, python, 2 if options.quick else 5,
                                  (16 if options.quick else 64) * 1024 * 1024),
             f.first_call_needing_jinja2(ALL, target, python, 2 if options.quick else 7),
+            f.fan_out(FAN_OUT, target, python, 1 if options.quick else 3),
             f.target_rss_local(ALL, python),
             f.bootstrap_size(),
         ]

@@ -134,6 +134,19 @@ class TransportSystem(System):
     def connect_ssh(self, target: SshTarget, python: str) -> Connection:
         return TransportConnection(python, target)
 
+    def fan_out(self, target: SshTarget, hosts: list[str], python: str) -> None:
+        import transport
+
+        with transport.Router() as router:
+            group = transport.Group(router, hosts, user=target.user, port=target.port,
+                                    python=python, concurrency=len(hosts),
+                                    ssh_options=target.server.ssh_options())
+            results = group.call(os.getpid)
+            failed = results.failed
+            if failed:
+                raise RuntimeError(f"fan-out failed on {len(failed)} hosts: "
+                                   f"{next(iter(failed.values())).error}")
+
     def cold_ssh_script(self, target: SshTarget, python: str) -> str:
         return textwrap.dedent(f"""
             import os, transport
@@ -325,6 +338,20 @@ class FabricConnection(Connection):
 class FabricSystem(System):
     name = "fabric"
 
+    def fan_out(self, target: SshTarget, hosts: list[str], python: str) -> None:
+        import fabric
+
+        group = fabric.ThreadingGroup(
+            *hosts, user=target.user, port=target.port,
+            connect_kwargs={"key_filename": target.key, "look_for_keys": False,
+                            "allow_agent": False})
+        for connection in group:
+            connection.client.load_host_keys(target.known_hosts)
+        try:
+            group.run("true", hide=True)
+        finally:
+            group.close()
+
     def connect_local(self, python: str) -> Connection:
         raise NotImplementedError
 
@@ -361,3 +388,4 @@ class ScpSystem(System):
 
 ALL = [TransportSystem(), MitogenSystem(), ExecnetSystem()]
 ALL_SSH = ALL + [FabricSystem(), ScpSystem()]
+FAN_OUT = [TransportSystem(), FabricSystem()]

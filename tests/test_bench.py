@@ -22,6 +22,7 @@ SYSTEMS = {
     "push 16 MiB of random data over ssh": {"transport", "fabric", "scp"},
     "first call needing jinja2 on a bare target, over ssh": {"transport", "mitogen"},
     "target RSS above a bare interpreter": PYTHON_CALLS,
+    "50 hosts: connect + one call each": {"transport", "fabric"},
     "bootstrap: payload + first stage": {"transport"},
 }
 

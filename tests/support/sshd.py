@@ -32,6 +32,7 @@ APP_PASSWORD = "app-Pa55-word"
 USERS = ("tp-plain", "tp-sudo", "tp-nopw", "tp-nosudo", "tp-app")
 SUDOERS_FILE = "/etc/sudoers.d/transport-tests"
 INSTALL_HINT = "run .ci/setup-system as root (apt-get install openssh-server sudo)"
+MAX_LISTEN = 15
 
 
 class EnvironmentProblem(RuntimeError):
@@ -87,7 +88,7 @@ class SshServer:
         self.client_key = self.workdir / "client_key"
         self.known_hosts = self.workdir / "known_hosts"
         self.log = self.workdir / "sshd.log"
-        self.process: subprocess.Popen | None = None
+        self.processes: list[subprocess.Popen] = []
 
     def __enter__(self) -> SshServer:
         self.start()
@@ -118,10 +119,19 @@ class SshServer:
         host_public = (self.workdir / "host_key.pub").read_text().split()[:2]
         self.known_hosts.write_text("".join(f"[{a}]:{self.port} {' '.join(host_public)}\n"
                                             for a in self.addresses))
-        config = self.workdir / "sshd_config"
-        config.write_text("".join(f"ListenAddress {a}:{self.port}\n" for a in self.addresses) + f"""\
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        # One sshd listens on at most 16 sockets: more addresses take more servers.
+        for index in range(0, len(self.addresses), MAX_LISTEN):
+            self._start_one(index // MAX_LISTEN, self.addresses[index:index + MAX_LISTEN],
+                            host_key, keys_dir)
+
+    def _start_one(self, number: int, addresses: tuple[str, ...], host_key: Path,
+                   keys_dir: Path) -> None:
+        config = self.workdir / f"sshd_config.{number}"
+        log = self.log if number == 0 else self.workdir / f"sshd.{number}.log"
+        config.write_text("".join(f"ListenAddress {a}:{self.port}\n" for a in addresses) + f"""\
 HostKey {host_key}
-PidFile {self.workdir}/sshd.pid
+PidFile {self.workdir}/sshd.{number}.pid
 AuthorizedKeysFile {keys_dir}/%u
 StrictModes no
 PubkeyAuthentication yes
@@ -137,32 +147,33 @@ MaxSessions 200
 LogLevel VERBOSE
 Subsystem sftp internal-sftp
 """)
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         subprocess.run([SSHD, "-t", "-f", str(config)], check=True)
-        self.process = subprocess.Popen([SSHD, "-D", "-f", str(config), "-E", str(self.log)])
+        process = subprocess.Popen([SSHD, "-D", "-f", str(config), "-E", str(log)])
+        self.processes.append(process)
         deadline = time.monotonic() + 10
-        for address in self.addresses:
+        for address in addresses:
             while True:
                 try:
                     socket.create_connection((address, self.port), timeout=1).close()
                     break
                 except OSError:
-                    if self.process.poll() is not None or time.monotonic() > deadline:
-                        log = self.log.read_text() if self.log.exists() else ""
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        text = log.read_text() if log.exists() else ""
                         self.stop()
                         raise EnvironmentProblem(
-                            f"sshd did not start on {address}:{self.port}:\n{log}") from None
+                            f"sshd did not start on {address}:{self.port}:\n{text}") from None
                     time.sleep(0.02)
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
             try:
-                self.process.wait(5)
+                process.wait(5)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+                process.kill()
+                process.wait()
+        self.processes = []
 
     def ssh_options(self) -> dict[str, str]:
         """Client options for transport's ssh_options= (and ssh -o)."""
