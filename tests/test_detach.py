@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import textwrap
 import time
 
 import pytest
 
 import transport
+from tests.support.packages import importable_tree
 
 JOB_PACKAGE = {
     "jobpkg/__init__.py": "",
@@ -46,15 +46,8 @@ def work(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("jobs")
     os.chmod(root, 0o755)
-    for name, text in JOB_PACKAGE.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    sys.path.insert(0, str(root))
-    yield importlib.import_module("jobpkg.work")
-    sys.path.remove(str(root))
-    for name in [n for n in sys.modules if n.startswith("job")]:
-        del sys.modules[name]
+    with importable_tree(root, JOB_PACKAGE, "job"):
+        yield importlib.import_module("jobpkg.work")
 
 
 def _ssh(router, sshd):

@@ -13,6 +13,7 @@ import textwrap
 import pytest
 
 import transport
+from tests.support.packages import importable_tree
 from transport.modules import ModuleFinder
 
 PACKAGE = {
@@ -61,18 +62,10 @@ PACKAGE = {
 @pytest.fixture(scope="module")
 def package_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("forwarded")
-    for name, text in PACKAGE.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
     # A C extension the controller must refuse to send (never loaded: an empty file).
-    (root / "fwdpkg" / ("_speedups" + importlib.machinery.EXTENSION_SUFFIXES[0])).write_bytes(b"")
-    sys.path.insert(0, str(root))
-    yield root
-    sys.path.remove(str(root))
-    for name in list(sys.modules):
-        if name.startswith(("fwd",)):
-            del sys.modules[name]
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    with importable_tree(root, {**PACKAGE, f"fwdpkg/_speedups{suffix}": ""}, "fwd"):
+        yield root
 
 
 @pytest.fixture

@@ -71,8 +71,7 @@ def run(context: Context, cmd: str | list[str], *, shell: bool = True,
         raise Disconnected(context.name, context.disconnect_reason or "shut down")
     core = context.router._core
     events: queue.SimpleQueue = queue.SimpleQueue()
-    output_handle = core.add_handler(next(core._handle_ids), events.put,
-                                     accept=_from(context.context_id), expect_src=context.context_id)
+    output_handle = core.add_stream_handler(events.put, context.context_id)
     reply_handle = core.add_reply_handler(events.put, context.context_id)
     call = codec.encode(("transport.core.commands", "run",
                          (cmd, shell, env, cwd, input, timeout, output_handle), {}))
@@ -104,9 +103,3 @@ def run(context: Context, cmd: str | list[str], *, shell: bool = True,
     if check and not result.ok:
         raise CommandFailed(result)
     return result
-
-
-def _from(context_id: int):
-    def accept(router: Any, handler: Any, msg: Message) -> bool:
-        return msg.src == context_id or msg.is_dead
-    return accept

@@ -20,19 +20,12 @@ from transport.errors import Disconnected, ProtocolError, TransportError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
 
     from transport.context import Context
 
 CHUNK = 256 * 1024
 WINDOW = 8 * 1024 * 1024
 ACK_TIMEOUT = 120.0
-
-
-def _from(context_id: int):
-    def accept(router: Any, handler: Any, msg: Message) -> bool:
-        return msg.src == context_id or msg.is_dead
-    return accept
 
 
 def _ensure_files_module(context: Context) -> None:
@@ -51,8 +44,7 @@ def put(context: Context, local_path: str, remote_path: str, mode: int | None = 
     _ensure_files_module(context)
     core = context.router._core
     acks: queue.SimpleQueue = queue.SimpleQueue()
-    ack_handle = core.add_handler(next(core._handle_ids), acks.put, accept=_from(context.context_id),
-                                  expect_src=context.context_id)
+    ack_handle = core.add_stream_handler(acks.put, context.context_id)
     try:
         data_handle = context.call(files.start_receive, remote_path, st.st_size, mode, ack_handle)
         try:
@@ -95,8 +87,7 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
     size, remote_mode = context.call(files.stat_for_send, remote_path)
     core = context.router._core
     events: queue.SimpleQueue = queue.SimpleQueue()
-    data_handle = core.add_handler(next(core._handle_ids), events.put,
-                                   accept=_from(context.context_id), expect_src=context.context_id)
+    data_handle = core.add_stream_handler(events.put, context.context_id)
     fd, temporary = files._temporary_beside(local_path)
     try:
         done = context.call_async(files.send, remote_path, data_handle, WINDOW)

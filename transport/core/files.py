@@ -17,7 +17,6 @@ from transport.core import codec
 from transport.core.compat import queue
 from transport.core.dispatch import send_to_caller
 from transport.core.framing import Message
-from transport.core.router import accept_from_parent
 
 CHUNK = 256 * 1024
 ACK_TIMEOUT = 120.0
@@ -85,8 +84,7 @@ def start_receive(path, size, mode, ack_handle):
     """Open a temporary file beside path for `size` bytes; return the data handle to send to."""
     router = _router()
     receiver = _Receiver(path, size, mode, ack_handle, _current_caller())
-    handle = router.add_handler(next(router._handle_ids), receiver.on_chunk,
-                                accept=accept_from_parent)
+    handle = router.add_parent_handler(receiver.on_chunk)
     _receivers[handle] = receiver
     return handle
 
@@ -137,7 +135,7 @@ def send(path, data_handle, window):
     """Send path's content as chunks to data_handle, at most `window` bytes unacknowledged."""
     router = _router()
     acks = queue.Queue()
-    ack_handle = router.add_handler(next(router._handle_ids), acks.put, accept=accept_from_parent)
+    ack_handle = router.add_parent_handler(acks.put)
     send_to_caller(data_handle, codec.encode(('ack', ack_handle)))
     unacknowledged = 0
     total = 0

@@ -37,6 +37,13 @@ def accept_from_anyone(router, handler, msg):
     return True
 
 
+def accept_from_context(context_id):
+    """A policy admitting messages from context_id only (and dead notices on its way)."""
+    def accept(router, handler, msg):
+        return msg.src == context_id or msg.is_dead
+    return accept
+
+
 def accept_reply(router, handler, msg):
     """The context the request went to, or a dead notice from the way to it."""
     if msg.src == handler.expect_src:
@@ -90,6 +97,18 @@ class Router(object):
         """
         return self.add_handler(next(self._handle_ids), fn, accept=accept_reply,
                                 persist=False, expect_src=expect_src)
+
+    def add_stream_handler(self, fn, from_context):
+        """Allocate a handle for many messages from context from_context (until removed).
+
+        fn(msg) gets each, or a dead message if that context is lost.
+        """
+        return self.add_handler(next(self._handle_ids), fn, accept=accept_from_context(from_context),
+                                expect_src=from_context)
+
+    def add_parent_handler(self, fn):
+        """Allocate a handle for messages from the parent side only (until removed)."""
+        return self.add_handler(next(self._handle_ids), fn, accept=accept_from_parent)
 
     def remove_handler(self, handle):
         with self._lock:
