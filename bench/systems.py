@@ -139,7 +139,7 @@ class TransportSystem(System):
 
         with transport.Router() as router:
             group = transport.Group(router, hosts, user=target.user, port=target.port,
-                                    python=python, concurrency=len(hosts),
+                                    python=python, concurrency=len(hosts), backend="paramiko",
                                     ssh_options=target.server.ssh_options())
             results = group.call(os.getpid)
             failed = results.failed

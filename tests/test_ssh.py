@@ -16,13 +16,20 @@ from transport.bootstrap import build
 from transport.methods.ssh import SshMethod
 
 
-def _ssh(router, sshd, user="tp-plain", address="127.0.0.1", **kwargs):
+@pytest.fixture(params=["openssh", "paramiko"])
+def backend(request):
+    """Both ssh backends pass the same connection tests."""
+    return request.param
+
+
+def _ssh(router, sshd, backend, user="tp-plain", address="127.0.0.1", **kwargs):
     kwargs.setdefault("python", "/usr/bin/python3")
-    return router.ssh(address, port=sshd.port, user=user, ssh_options=sshd.ssh_options(), **kwargs)
+    return router.ssh(address, port=sshd.port, user=user, ssh_options=sshd.ssh_options(),
+                      backend=backend, **kwargs)
 
 
-def test_call_over_ssh_runs_as_the_login_user(router, sshd):
-    ctx = _ssh(router, sshd)
+def test_call_over_ssh_runs_as_the_login_user(router, sshd, backend):
+    ctx = _ssh(router, sshd, backend)
     import pwd
 
     assert ctx.call(os.getuid) == pwd.getpwnam("tp-plain").pw_uid
@@ -30,41 +37,41 @@ def test_call_over_ssh_runs_as_the_login_user(router, sshd):
     assert ctx.name == f"tp-plain@127.0.0.1:{sshd.port}"
 
 
-def test_second_loopback_address(router, sshd):
-    ctx = _ssh(router, sshd, address="127.0.0.2")
+def test_second_loopback_address(router, sshd, backend):
+    ctx = _ssh(router, sshd, backend, address="127.0.0.2")
     assert ctx.call(pow, 2, 8) == 256
 
 
-def test_refused_key_is_an_auth_error(router, sshd, tmp_path):
+def test_refused_key_is_an_auth_error(router, sshd, backend, tmp_path):
     other_key = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True)
     options = {**sshd.ssh_options(), "IdentityFile": str(other_key)}
     with pytest.raises(transport.AuthError) as info:
         router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
-                   python="/usr/bin/python3", connect_timeout=10)
+                   python="/usr/bin/python3", connect_timeout=10, backend=backend)
     assert info.value.host == f"tp-plain@127.0.0.1:{sshd.port}"
     assert "Permission denied" in str(info.value)
 
 
-def test_connection_refused_is_a_connect_error_with_sshs_message(router, sshd):
+def test_connection_refused_is_a_connect_error_with_sshs_message(router, sshd, backend):
     port = free_port()
     with pytest.raises(transport.ConnectError) as info:
         router.ssh("127.0.0.1", port=port, user="tp-plain", ssh_options=sshd.ssh_options(),
-                   connect_timeout=10)
+                   connect_timeout=10, backend=backend)
     assert not isinstance(info.value, transport.AuthError)
     assert "Connection refused" in str(info.value)
     assert f"127.0.0.1:{port}" in str(info.value)
 
 
-def test_unknown_host_is_a_connect_error(router, sshd):
+def test_unknown_host_is_a_connect_error(router, sshd, backend):
     with pytest.raises(transport.ConnectError) as info:
         router.ssh("no-such-host.invalid", user="tp-plain", ssh_options=sshd.ssh_options(),
-                   connect_timeout=10)
+                   connect_timeout=10, backend=backend)
     assert "Could not resolve hostname" in str(info.value)
     assert "no-such-host.invalid" in str(info.value)
 
 
-def test_unreachable_host_times_out_within_connect_timeout(router, sshd):
+def test_unreachable_host_times_out_within_connect_timeout(router, sshd, backend):
     # A listening socket that never answers: TCP connects, ssh waits for a banner.
     import socket
 
@@ -74,20 +81,20 @@ def test_unreachable_host_times_out_within_connect_timeout(router, sshd):
     try:
         with pytest.raises(transport.ConnectError) as info:
             router.ssh("127.0.0.1", port=silent.getsockname()[1], user="tp-plain",
-                       ssh_options=sshd.ssh_options(), connect_timeout=2)
+                       ssh_options=sshd.ssh_options(), connect_timeout=2, backend=backend)
         assert "timed out" in str(info.value).lower() or "banner" in str(info.value)
     finally:
         silent.close()
 
 
-def test_missing_python_names_the_path(router, sshd):
+def test_missing_python_names_the_path(router, sshd, backend):
     with pytest.raises(transport.ConnectError) as info:
-        _ssh(router, sshd, python="/usr/bin/python9.9")
+        _ssh(router, sshd, backend, python="/usr/bin/python9.9")
     assert "/usr/bin/python9.9" in str(info.value)
     assert "127.0.0.1" in str(info.value)
 
 
-def test_unsupported_python_says_which_version(router, sshd):
+def test_unsupported_python_says_which_version(router, sshd, backend):
     # A real interpreter that reports 3.5 to the first stage, which must refuse it.
     directory = tempfile.mkdtemp(prefix="transport-fake-python-")
     try:
@@ -98,16 +105,16 @@ def test_unsupported_python_says_which_version(router, sshd):
                     "exec(sys.argv[2])\n")
         os.chmod(fake, 0o755)
         with pytest.raises(transport.ConnectError) as info:
-            _ssh(router, sshd, python=fake)
+            _ssh(router, sshd, backend, python=fake)
         assert "unsupported Python 3.5.10" in str(info.value)
         assert not isinstance(info.value, transport.AuthError)
     finally:
         shutil.rmtree(directory)
 
 
-def test_a_command_error_is_not_mistaken_for_refused_authentication(router, sshd):
+def test_a_command_error_is_not_mistaken_for_refused_authentication(router, sshd, backend):
     with pytest.raises(transport.ConnectError) as info:
-        _ssh(router, sshd, python="/root/.pyenv/versions/3.11.7/bin/python")  # not searchable
+        _ssh(router, sshd, backend, python="/root/.pyenv/versions/3.11.7/bin/python")  # not searchable
     assert not isinstance(info.value, transport.AuthError)
     assert "/root/.pyenv/versions/3.11.7/bin/python" in str(info.value)
 
@@ -132,8 +139,8 @@ INTERPRETERS = find_interpreters()
 
 
 @pytest.mark.parametrize("label", sorted(INTERPRETERS))
-def test_every_interpreter_over_ssh_as_root(router, sshd, label):
-    ctx = _ssh(router, sshd, user="root", python=INTERPRETERS[label])
+def test_every_interpreter_over_ssh_as_root(router, sshd, backend, label):
+    ctx = _ssh(router, sshd, backend, user="root", python=INTERPRETERS[label])
     assert ctx.call(os.getuid) == 0
     assert ctx.call(os.path.join, "a", "b") == "a/b"
     with pytest.raises(transport.RemoteError) as info:
@@ -141,3 +148,10 @@ def test_every_interpreter_over_ssh_as_root(router, sshd, label):
     assert "No such file" in info.value.remote_message
     if label != "system":
         assert ctx.python_version.startswith(label + ".")
+
+
+def test_paramiko_backend_refuses_what_it_cannot_honour(router):
+    with pytest.raises(ValueError, match="ProxyJump"):
+        router.ssh("web1", ssh_options={"ProxyJump": "bastion"}, backend="paramiko")
+    with pytest.raises(ValueError, match="controller only"):
+        router.ssh("web1", backend="paramiko", via=router.local())

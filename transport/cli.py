@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-u", "--user", help="ssh user for hosts that name none")
     parser.add_argument("-o", dest="ssh_options", action="append", default=[], metavar="KEY=VALUE",
                         help="an ssh client option, as for ssh -o (repeatable)")
+    parser.add_argument("--backend", choices=("openssh", "paramiko"), default="openssh",
+                        help="ssh client: OpenSSH (default) or in-process paramiko for many hosts")
     parser.add_argument("--sudo", action="store_true", help="become root with sudo (no password)")
     parser.add_argument("--python", help="target interpreter (default: python3; locally this one)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
@@ -233,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             group = Group(router, hosts, user=options.user, python=options.python or "python3",
                           sudo=options.sudo, concurrency=options.jobs,
                           connect_timeout=options.timeout,
-                          ssh_options=_ssh_options(options.ssh_options))
+                          ssh_options=_ssh_options(options.ssh_options), backend=options.backend)
             progress = Progress(len(hosts))
             group.on_result = progress
             results = group.each(task)

@@ -25,6 +25,7 @@ from transport.core.router import Router as CoreRouter
 from transport.core.spawn import Connection
 from transport.errors import ConnectError, TransportError
 from transport.methods.local import LocalMethod
+from transport.methods.paramiko_ssh import ParamikoSshMethod
 from transport.methods.ssh import SshMethod
 from transport.methods.su import SuMethod
 from transport.methods.sudo import SudoMethod
@@ -76,16 +77,23 @@ class Router:
             python: str = "python3", identity_file: str | None = None,
             ssh_options: dict[str, str] | None = None, check_host_keys: str | None = None,
             compression: bool = False, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-            name: str | None = None, via: Context | None = None) -> Context:
+            name: str | None = None, via: Context | None = None,
+            backend: str = "openssh") -> Context:
         """Start `python` on `host` over OpenSSH; with via=, the ssh client runs on that context.
 
         check_host_keys: None follows the user's ssh config; "accept-new", "ignore" or
         "strict" override it. compression: ssh compression (off by default).
+        backend="paramiko" connects in-process instead (for large fan-outs; controller only).
         Raises AuthError when authentication is refused, ConnectError otherwise.
         """
-        method = SshMethod(host, port=port, user=user, python=python, identity_file=identity_file,
-                           ssh_options=ssh_options, check_host_keys=check_host_keys,
-                           compression=compression, connect_timeout=connect_timeout)
+        if backend not in ("openssh", "paramiko"):
+            raise ValueError(f"backend must be 'openssh' or 'paramiko', not {backend!r}")
+        if backend == "paramiko" and via is not None:
+            raise ValueError("the paramiko backend connects from the controller only (no via=)")
+        kind = ParamikoSshMethod if backend == "paramiko" else SshMethod
+        method = kind(host, port=port, user=user, python=python, identity_file=identity_file,
+                      ssh_options=ssh_options, check_host_keys=check_host_keys,
+                      compression=compression, connect_timeout=connect_timeout)
         return self._connect(method, name, connect_timeout, via)
 
     def sudo(self, *, user: str = "root", password: str | None = None, python: str | None = None,
@@ -128,6 +136,8 @@ class Router:
         options = method.options()
         if pipe_size:
             options["pipe_size"] = pipe_size
+        if hasattr(method, "start_process"):  # connects in-process (paramiko), here and now
+            options["process"] = method.start_process(bootstrap, name)
         if via is None:
             outcome = self._connect_here(context_id, method.argv(bootstrap), bootstrap.payload,
                                          name, connect_timeout, options)

@@ -1,5 +1,7 @@
 """Group: many hosts at once, with one result per host.
 
+    group = Group(router, ["web1", "deploy@web2:2222"], backend="paramiko")
+
 Connections are made in parallel (at most `concurrency` at a time), and so
 are calls, commands and transfers. A host that fails to connect, or whose
 task fails, carries its error in its HostResult; it never stops the others.
@@ -81,7 +83,7 @@ class Group:
                  port: int | None = None, python: str = "python3", via: Context | None = None,
                  sudo: bool = False, sudo_user: str = "root", sudo_password: str | None = None,
                  concurrency: int = 32, connect_timeout: float = 30.0,
-                 **ssh_options: Any) -> None:
+                 **ssh_kwargs: Any) -> None:
         self.router = router
         self.hosts = list(dict.fromkeys(hosts))
         self.user = user
@@ -93,7 +95,7 @@ class Group:
         self._sudo_password = sudo_password
         self.concurrency = max(1, concurrency)
         self.connect_timeout = connect_timeout
-        self.ssh_options = ssh_options
+        self.ssh_kwargs = ssh_kwargs  # more Router.ssh keywords: ssh_options, backend ...
         self.contexts: dict[str, Context] = {}
         self.errors: dict[str, BaseException] = {}
         # Called with each HostResult as it completes (from worker threads): progress display.
@@ -106,7 +108,7 @@ class Group:
         user, host, port = parse_host(spec)
         ctx = self.router.ssh(host, user=user or self.user, port=port or self.port,
                               python=self.python, connect_timeout=self.connect_timeout,
-                              name=spec, via=self.via, **self.ssh_options)
+                              name=spec, via=self.via, **self.ssh_kwargs)
         if self.sudo:
             ctx = self.router.sudo(via=ctx, user=self.sudo_user, password=self._sudo_password,
                                    python=self.python, connect_timeout=self.connect_timeout,

@@ -116,6 +116,8 @@ class Connection(object):
         never be read as payload. A second prompt means the password was
         refused; a prompt with no password to give fails at once.
       auth_failures: stderr texts (bytes) that mean authentication was refused.
+      process: a child already started by other means (the controller's paramiko
+        backend), with the same stdin/stdout/stderr fds, poll() and kill().
     """
 
     def __init__(self, router, context_id, argv, payload, config, connect_timeout,
@@ -133,10 +135,10 @@ class Connection(object):
         self.on_failed = on_failed
         self.on_stderr = on_stderr
         self.pipe_size = options.get('pipe_size')
+        self.process = options.get('process')
         self.prompt = options.get('prompt')
         self._password = options.get('password')
         self.auth_failures = options.get('auth_failures') or ()
-        self.process = None
         self.stream = None
         self.state = 'new'
         self.hello = None
@@ -157,7 +159,8 @@ class Connection(object):
 
     def start(self):
         try:
-            self.process = ChildProcess(self.argv, self.pipe_size)
+            if self.process is None:
+                self.process = ChildProcess(self.argv, self.pipe_size)
         except OSError as e:
             self._fail('cannot start %s: %s' % (self.argv[0], e.strerror),
                        {'errno': e.errno, 'exit_status': None, 'stderr': '', 'preamble': '',

@@ -1,0 +1,160 @@
+"""The paramiko backend of the ssh method: an in-process SSH client.
+
+For large fan-outs, where an OpenSSH client process per host costs the
+controller a key exchange each in a separate process, `backend="paramiko"`
+connects from inside the controller (TCP_NODELAY set, no compression). The
+connection is made on the calling thread, so a Group connects hosts in
+parallel. The channel's bytes are moved by one pump thread per connection
+between the channel and a socket pair whose other end the core's stream
+reads, so the rest of the transport is the same for both backends.
+
+It honours host, port, user, identity_file, connect_timeout, check_host_keys
+and these ssh_options: IdentityFile, IdentitiesOnly, UserKnownHostsFile,
+StrictHostKeyChecking, ConnectTimeout, Port, User. Other ssh_options, and
+~/.ssh/config, are OpenSSH's only: they are refused with a clear error.
+It runs on the controller only (no via=).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import select
+import shlex
+import socket
+import threading
+
+from transport.errors import AuthError, ConnectError
+from transport.methods.ssh import SshMethod
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from transport.bootstrap import Bootstrap
+
+HONOURED = {"IdentityFile", "IdentitiesOnly", "UserKnownHostsFile", "StrictHostKeyChecking",
+            "ConnectTimeout", "Port", "User", "BatchMode", "Compression"}
+CHUNK = 256 * 1024
+
+
+class ParamikoChild:
+    """Looks like a spawned child to the core's Connection: fds, poll() and kill()."""
+
+    def __init__(self, client: Any, channel: Any) -> None:
+        self.client = client
+        self.channel = channel
+        ours, self._theirs = socket.socketpair()
+        err_ours, self._err_theirs = socket.socketpair()
+        self.stdin = self.stdout = ours.detach()
+        self.stderr = err_ours.detach()
+        self.pid = -1
+        self.status: int | None = None
+        self._thread = threading.Thread(target=self._pump, name="transport-paramiko", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        channel, theirs = self.channel, self._theirs
+        watch = [channel, theirs]
+        try:
+            while channel in watch:
+                readable, _, _ = select.select(watch, [], [], 5.0)
+                if theirs in readable:
+                    data = theirs.recv(CHUNK)
+                    if data:
+                        channel.sendall(data)
+                    else:
+                        channel.shutdown_write()
+                        watch.remove(theirs)
+                if channel in readable:
+                    if channel.recv_stderr_ready():
+                        self._err_theirs.sendall(channel.recv_stderr(CHUNK))
+                    elif channel.recv_ready():
+                        theirs.sendall(channel.recv(CHUNK))
+                    elif channel.eof_received or channel.closed:
+                        while channel.recv_stderr_ready():
+                            self._err_theirs.sendall(channel.recv_stderr(CHUNK))
+                        watch.remove(channel)
+        except (OSError, EOFError):
+            pass
+        finally:
+            self.status = self.channel.recv_exit_status() if self.channel.exit_status_ready() else -1
+            for sock in (theirs, self._err_theirs):
+                sock.close()
+            self.client.close()
+
+    def poll(self) -> int | None:
+        return self.status
+
+    def kill(self) -> None:
+        self.channel.close()
+        self.client.close()
+
+
+class ParamikoSshMethod(SshMethod):
+    """SshMethod over paramiko instead of the OpenSSH client."""
+
+    def __init__(self, host: str, **kwargs: Any) -> None:
+        super().__init__(host, **kwargs)
+        unknown = sorted(set(self.ssh_options) - HONOURED)
+        if unknown:
+            raise ValueError(f"ssh_options {', '.join(unknown)} need the OpenSSH backend "
+                             "(backend='openssh'); the paramiko backend does not honour them")
+
+    def start_process(self, bootstrap: Bootstrap, name: str) -> ParamikoChild:
+        """Connect, authenticate and start the first stage; raise ConnectError/AuthError."""
+        try:
+            import paramiko
+        except ImportError:
+            raise ConnectError(name, "the paramiko backend needs paramiko: "
+                               "pip install 'transport[fabric]' (or paramiko)") from None
+        options = self.client_options()
+        client = paramiko.SSHClient()
+        policy = options.get("StrictHostKeyChecking", "yes")
+        known_hosts = options.get("UserKnownHostsFile")
+        if policy in ("no", "off"):
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        else:
+            if known_hosts and known_hosts != "/dev/null":
+                client.load_host_keys(os.path.expanduser(known_hosts))
+            else:
+                client.load_system_host_keys()
+            client.set_missing_host_key_policy(
+                paramiko.AutoAddPolicy() if policy == "accept-new" else paramiko.RejectPolicy())
+        key = self.identity_file or options.get("IdentityFile")
+        timeout = float(options.get("ConnectTimeout", self.connect_timeout))
+        port = int(self.port or options.get("Port", 22))
+        user = self.user or options.get("User") or getpass.getuser()
+        try:
+            client.connect(self.host, port=port, username=user,
+                           key_filename=os.path.expanduser(key) if key else None,
+                           look_for_keys=options.get("IdentitiesOnly", "no") != "yes" or not key,
+                           allow_agent=options.get("IdentitiesOnly", "no") != "yes",
+                           timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
+                           compress=self.compression)
+            client.get_transport().sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            channel = client.get_transport().open_session(timeout=timeout)
+            channel.exec_command(" ".join(shlex.quote(a) for a in bootstrap.python_argv(self.python)))
+        except paramiko.AuthenticationException as e:
+            client.close()
+            raise AuthError(name, f"authentication refused: Permission denied ({e})") from None
+        except socket.gaierror as e:
+            client.close()
+            raise ConnectError(name, f"Could not resolve hostname {self.host}: {e.strerror}") from None
+        except (socket.timeout, TimeoutError):
+            client.close()
+            raise ConnectError(name, f"connect to host {self.host} port {port}: "
+                               "Connection timed out") from None
+        except OSError as e:
+            client.close()
+            # paramiko wraps per-address failures (Connection refused ...) in .errors.
+            cause = next(iter(getattr(e, "errors", {}).values()), e)
+            raise ConnectError(name, f"connect to host {self.host} port {port}: "
+                               f"{cause.strerror or cause}") from None
+        except paramiko.SSHException as e:
+            client.close()
+            text = str(e)
+            if "banner" in text.lower() or "no existing session" in text.lower():
+                text = f"connect to host {self.host} port {port}: timed out waiting for its SSH banner"
+            raise ConnectError(name, f"ssh failed: {text}") from None
+        return ParamikoChild(client, channel)
