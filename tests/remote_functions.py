@@ -87,3 +87,9 @@ def render(template, **values):
 def import_by_name(name):
     import importlib
     return importlib.import_module(name).__name__
+
+
+def log_message(level, text):
+    import logging
+    logging.getLogger("tp.app").log(level, text)
+    return True

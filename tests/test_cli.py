@@ -86,3 +86,9 @@ def test_put_and_get_across_hosts(ssh_opts, tmp_path):
     assert (tmp_path / "from-tp-plain@127.0.0.2.txt").read_text() == "shipped\n"
     refused = transport_cli("-H", hosts, "get", "/home/tp-plain/note.txt", str(tmp_path / "x"))
     assert refused.returncode != 0 and "{host}" in refused.stderr
+
+
+def test_verbose_forwards_remote_log_records():
+    out = transport_cli("-v", "call", "tests.remote_functions:log_message", "30", "from the target")
+    assert out.returncode == 0, out.stderr
+    assert "transport.remote.tp.app: localhost: from the target" in out.stderr

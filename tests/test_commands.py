@@ -96,3 +96,19 @@ def test_disconnect_during_a_command(router):
     threading.Timer(0.5, os.kill, (ctx.pid, signal.SIGKILL)).start()
     with pytest.raises(transport.Disconnected):
         ctx.run("sleep 30")
+
+
+def test_log_records_are_forwarded_with_the_host_name(router, caplog):
+    import logging
+
+    from tests import remote_functions as rf
+
+    ctx = router.local()
+    caplog.set_level(logging.INFO)
+    ctx.forward_logging(logging.INFO)
+    ctx.call(rf.log_message, logging.WARNING, "disk nearly full")
+    ctx.call(rf.log_message, logging.DEBUG, "below the level")
+    ctx.call(pow, 1, 1)  # the records travel ahead of this reply
+    records = [r for r in caplog.records if r.name == "transport.remote.tp.app"]
+    assert [(r.levelno, r.getMessage()) for r in records] == [
+        (logging.WARNING, f"{ctx.name}: disk nearly full")]

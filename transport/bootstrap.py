@@ -101,7 +101,8 @@ def strip_source(source: str) -> str:
 # file transfer (files). They are not in the payload; a target that needs one gets it by
 # module forwarding (the controller preloads spawn into a context before asking it to
 # connect a child, and files before a transfer, whose handlers run on the broker thread).
-ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.jobs", "transport.core.files"})
+ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.jobs", "transport.core.files",
+                       "transport.core.logs"})
 
 
 def core_module_names() -> list[str]:

@@ -10,7 +10,7 @@ With no host it targets this machine. HOSTS are comma-separated
 several hosts a progress bar runs on stderr (when it is a terminal), then a
 table shows each host's status, exit code, time and first line of output or
 error; --json prints one document instead. The exit status is 1 when any host
-failed. -v logs connections and the targets' stderr with host names.
+failed. -v logs connections, the targets' stderr and their log records with host names.
 """
 
 from __future__ import annotations
@@ -118,6 +118,18 @@ def _hosts(options: argparse.Namespace) -> list[str]:
 
 
 def _task(options: argparse.Namespace, several: bool) -> Callable[[transport.Context], Any]:
+    task = _command_task(options, several)
+    if not options.verbose:
+        return task
+
+    def verbose(ctx: transport.Context) -> Any:
+        ctx.forward_logging()
+        return task(ctx)
+
+    return verbose
+
+
+def _command_task(options: argparse.Namespace, several: bool) -> Callable[[transport.Context], Any]:
     if options.command == "ping":
         return lambda ctx: {"python": ctx.python, "version": ctx.python_version, "pid": ctx.pid}
     if options.command == "run":

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import threading
 
-from transport import commands, files
-from transport.core import codec, forwarding, fresh, jobs
+from transport import commands, files, log
+from transport.core import codec, forwarding, fresh, jobs, logs
 from transport.core.forwarding import pack_entries
 from transport.core.framing import Message
 from transport.core.handles import (
@@ -245,6 +245,29 @@ class Context:
         """
         return commands.run(self, cmd, shell=shell, env=env, cwd=cwd, input=input,
                             timeout=timeout, check=check, on_output=on_output)
+
+    def forward_logging(self, level: int = 20) -> None:
+        """Log the context's own log records (at or above level, default INFO) here.
+
+        They arrive under the logger "transport.remote.<logger name>", prefixed
+        with the context's name, at their own level.
+        """
+        import logging
+
+        def on_record(msg: Message) -> None:
+            if msg.is_dead:
+                core.remove_handler(handle)
+                return
+            try:
+                levelno, name, text = codec.decode(msg.data)
+                logging.getLogger(f"transport.remote.{name}").log(int(levelno), "%s: %s",
+                                                                  self.name, text)
+            except (codec.CodecError, ValueError, TypeError):
+                log.warning("transport", "%s: malformed log record", self.name)
+
+        core = self.router._core
+        handle = core.add_stream_handler(on_record, self.context_id)
+        self.call(logs.forward, handle, level)
 
     def put(self, local_path: str, remote_path: str, mode: int | None = None) -> int:
         """Copy a local file to the context, streamed and uncompressed; return its size.
