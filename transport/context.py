@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 
 from transport import commands, files, log
-from transport.core import codec, forwarding, fresh, jobs, logs
+from transport.core import codec, forwarding, fresh, jobs
 from transport.core.forwarding import pack_entries
 from transport.core.framing import Message
 from transport.core.handles import (
@@ -253,6 +253,8 @@ class Context:
         with the context's name, at their own level.
         """
         import logging
+
+        from transport.core import logs  # imports logging: only when asked for
 
         def on_record(msg: Message) -> None:
             if msg.is_dead:

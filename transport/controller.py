@@ -25,7 +25,6 @@ from transport.core.router import Router as CoreRouter
 from transport.core.spawn import Connection
 from transport.errors import ConnectError, TransportError
 from transport.methods.local import LocalMethod
-from transport.methods.paramiko_ssh import ParamikoSshMethod
 from transport.methods.ssh import SshMethod
 from transport.methods.su import SuMethod
 from transport.methods.sudo import SudoMethod
@@ -90,7 +89,11 @@ class Router:
             raise ValueError(f"backend must be 'openssh' or 'paramiko', not {backend!r}")
         if backend == "paramiko" and via is not None:
             raise ValueError("the paramiko backend connects from the controller only (no via=)")
-        kind = ParamikoSshMethod if backend == "paramiko" else SshMethod
+        kind: type[SshMethod] = SshMethod
+        if backend == "paramiko":
+            from transport.methods.paramiko_ssh import ParamikoSshMethod  # socket etc.: on use
+
+            kind = ParamikoSshMethod
         method = kind(host, port=port, user=user, python=python, identity_file=identity_file,
                       ssh_options=ssh_options, check_host_keys=check_host_keys,
                       compression=compression, connect_timeout=connect_timeout)
