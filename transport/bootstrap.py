@@ -8,9 +8,11 @@ transport.core.main. It reads nothing more than the payload and writes
 nothing back, so no step waits for a pipe to drain: a target whose pipes hold
 4 KiB boots like any other.
 
-The payload is the core's sources, comments and docstrings removed (line
-numbers kept, so remote tracebacks stay true), as NUL-separated
-name/source pairs, zlib-compressed. Stripping costs tens of milliseconds, so
+The payload is the importer's source, then the core's other modules,
+comments and docstrings removed (line numbers kept, so remote tracebacks
+stay true), zlib-compressed; for a local target that runs the controller's
+own interpreter they travel as marshalled byte code, which spares the
+target compiling them at boot. Stripping costs tens of milliseconds, so
 the result is cached on disk (~/.cache/transport, or $XDG_CACHE_HOME) under a
 key made of the sources' names, sizes and modification times, which the
 cache file repeats and which is checked on reading; a controller process
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import zlib
 
 CORE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "core")
@@ -39,11 +42,11 @@ while len(b)<n:
  c=os.read(0,n-len(b))
  if not c:sys.exit('transport: bootstrap cut short')
  b+=c
-p=zlib.decompress(b).split(b'\\0')
+p=zlib.decompress(b).split(b'\\0',2)
 m=type(sys)('%(importer)s');sys.modules[m.__name__]=m
 exec(compile(p[1],'<'+m.__name__+'>','exec'),m.__dict__)
-m.install(p[2:])
-__import__('transport.core.main');sys.modules['transport.core.main'].main(b)
+m.install(p[2])
+__import__('transport.core.main');sys.modules['transport.core.main'].main()
 """
 
 
@@ -148,27 +151,47 @@ def _write_cache(path: str, key: bytes, payload: bytes) -> None:
         pass  # an unwritable cache only costs the next process the same work
 
 
-def build_payload(names: list[str]) -> bytes:
-    """Strip and compress the named core modules into a payload."""
-    parts: list[bytes] = []
-    for name in names:
+def build_payload(names: list[str], compiled: bool = False) -> bytes:
+    """Strip and compress the named core modules (the importer first) into a payload.
+
+    The importer travels as source; with compiled=True the others travel as this
+    interpreter's marshalled byte code, for a target that runs this very interpreter.
+    """
+    def source_of(name: str) -> str:
         with open(_module_path(name), encoding="utf-8") as f:
-            source = strip_source(f.read())
-        parts += [name.encode("ascii"), source.encode("utf-8")]
-    return zlib.compress(b"\0".join(parts), 9)
+            return strip_source(f.read())
+
+    entries = []
+    for name in names[1:]:
+        source = source_of(name)
+        if compiled:
+            import marshal
+
+            kind = b"c"
+            data = marshal.dumps(compile(source, f"<{name}>", "exec", dont_inherit=True))
+        else:
+            kind, data = b"s", source.encode("utf-8")
+        entries.append(b"%s %s %d\n" % (name.encode("ascii"), kind, len(data)) + data)
+    head = [names[0].encode("ascii"), source_of(names[0]).encode("utf-8")]
+    return zlib.compress(b"\0".join(head + [b"".join(entries)]), 9)
 
 
-@functools.lru_cache(maxsize=1)
-def build() -> Bootstrap:
-    """Build (once per process) the payload and the first stage that reads it."""
+@functools.lru_cache(maxsize=2)
+def build(compiled: bool = False) -> Bootstrap:
+    """Build (once per process) the payload and the first stage that reads it.
+
+    compiled=True: a payload of byte code for a target running this interpreter.
+    """
     names = core_module_names()
     stats = [os.stat(_module_path(name)) for name in names]
     key = ";".join(f"{name}:{st.st_size}:{st.st_mtime_ns}"
                    for name, st in zip(names, stats)).encode()
+    if compiled:
+        key += f";code:{sys.implementation.cache_tag}:{sys.hexversion}".encode()
     path = _cache_path(key)
     payload = _read_cache(path, key)
     if payload is None:
-        payload = build_payload(names)
+        payload = build_payload(names, compiled)
         _write_cache(path, key, payload)
     code = FIRST_STAGE % {"size": len(payload), "timeout": FIRST_STAGE_TIMEOUT, "importer": IMPORTER}
     return Bootstrap(payload, f"exec({code!r})", sum(st.st_size for st in stats))

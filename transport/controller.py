@@ -134,7 +134,10 @@ class Router:
             raise ConnectError(name, "the router is closed")
         if via is not None and not via.alive:
             raise ConnectError(name, f"cannot connect through {via.name}: it is disconnected")
-        bootstrap = build()
+        # Byte code only for a child of ours running this very interpreter; an
+        # intermediary may start any Python, so chains always carry source.
+        compiled = via is None and getattr(method, "runs_this_interpreter", lambda: False)()
+        bootstrap = build(compiled)
         context_id = next(self._ids)
         options = method.options()
         if pipe_size:
@@ -145,8 +148,8 @@ class Router:
             outcome = self._connect_here(context_id, method.argv(bootstrap), bootstrap.payload,
                                          name, connect_timeout, options)
         else:
-            outcome = self._connect_via(via, context_id, method.argv(bootstrap), name,
-                                        connect_timeout, options)
+            outcome = self._connect_via(via, context_id, method.argv(bootstrap), bootstrap.payload,
+                                        name, connect_timeout, options)
         if "error" in outcome:
             with self._lock:
                 self._connections.pop(context_id, None)
@@ -190,8 +193,8 @@ class Router:
             outcome["error"] = (f"timed out after {connect_timeout}s", {})
         return outcome
 
-    def _connect_via(self, via: Context, context_id: int, argv: list[str], name: str,
-                     connect_timeout: float, options: dict[str, Any]) -> dict[str, Any]:
+    def _connect_via(self, via: Context, context_id: int, argv: list[str], payload: bytes,
+                     name: str, connect_timeout: float, options: dict[str, Any]) -> dict[str, Any]:
         """Ask `via` to spawn and boot the child; teach every hop above it the route."""
         path = []
         hop: Context | None = via
@@ -209,7 +212,7 @@ class Router:
         except TransportError as e:
             return {"error": (f"cannot connect through {via.name}: {e}", {})}
         self._core.add_route(context_id, first_hop)
-        spec = {"context_id": context_id, "argv": argv, "name": name,
+        spec = {"context_id": context_id, "argv": argv, "payload": payload, "name": name,
                 "connect_timeout": connect_timeout, "options": options,
                 "max_message_size": self.max_message_size}
         reply = via._request(CONNECT, spec, timeout=connect_timeout + 5.0)

@@ -1,10 +1,11 @@
 """The import hook that serves modules from memory on a target.
 
 The first stage creates this module by hand and installs a MemoryImporter
-holding the core's sources; every other core module is then compiled only
-when something imports it, so a target pays for the modules it uses. It
-speaks both import protocols: find_spec (Python 3.4+, the only one 3.12+
-knows) and find_module/load_module (Python 2.7).
+holding the core's modules; each is then compiled (or, when the controller
+sent byte code for this very interpreter, unmarshalled) only when something
+imports it, so a target pays for the modules it uses. It speaks both import
+protocols: find_spec (Python 3.4+, the only one 3.12+ knows) and
+find_module/load_module (Python 2.7).
 """
 from __future__ import absolute_import
 
@@ -16,17 +17,12 @@ PACKAGES = ('transport', 'transport.core')
 class MemoryImporter(object):
     """Serves modules whose source it holds, by fully qualified name."""
 
-    def __init__(self, sources, packages=PACKAGES):
-        self.sources = dict(sources)
+    def __init__(self, modules, packages=PACKAGES):
+        self.modules = dict(modules)  # name -> (kind, data): b's' source, b'c' marshalled code
         self.packages = set(packages)
 
     def has(self, fullname):
-        return fullname in self.sources or fullname in self.packages
-
-    def add(self, fullname, source, is_package=False):
-        self.sources[fullname] = source
-        if is_package:
-            self.packages.add(fullname)
+        return fullname in self.modules or fullname in self.packages
 
     # Python 3.4+
     def find_spec(self, fullname, path=None, target=None):
@@ -54,7 +50,12 @@ class MemoryImporter(object):
 
     def _run(self, module, fullname):
         module.__file__ = '<%s>' % fullname
-        code = compile(self.sources.get(fullname, b''), module.__file__, 'exec')
+        kind, data = self.modules.get(fullname, (b's', b''))
+        if kind == b'c':
+            import marshal
+            code = marshal.loads(data)
+        else:
+            code = compile(data, module.__file__, 'exec')
         exec(code, module.__dict__)
 
 
@@ -77,9 +78,21 @@ def load_legacy(loader, fullname, is_package, run):
     return module
 
 
-def install(parts):
-    """Install an importer for the name/source pairs in parts; return it."""
-    names = [str(name.decode('ascii')) for name in parts[0::2]]
-    importer = MemoryImporter(zip(names, parts[1::2]))
+def parse_modules(body):
+    """Entries `name kind size\\n` + data, one after another -> {name: (kind, data)}."""
+    modules = {}
+    pos = 0
+    while pos < len(body):
+        end = body.index(b'\n', pos)
+        name, kind, size = body[pos:end].split(b' ')
+        start = end + 1
+        modules[str(name.decode('ascii'))] = (kind, body[start:start + int(size)])
+        pos = start + int(size)
+    return modules
+
+
+def install(body):
+    """Install an importer for the modules in the payload's body; return it."""
+    importer = MemoryImporter(parse_modules(body))
     sys.meta_path.insert(0, importer)
     return importer

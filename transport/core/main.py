@@ -88,9 +88,8 @@ def exit_now(status=0):
 class Target(object):
     """The state of one booted target: its router, broker and dispatcher."""
 
-    def __init__(self, rfd, wfd, config, payload):
+    def __init__(self, rfd, wfd, config):
         self.config = config
-        self.payload = payload
         self.broker = Broker(name='transport-broker')
         self.router = Router(self.broker, config['context_id'])
         self.stream = Stream(self.broker, rfd, wfd, 'parent', self.router.on_message,
@@ -134,7 +133,7 @@ class Target(object):
         config = {'context_id': spec['context_id'], 'parent_id': own_id,
                   'max_message_size': spec['max_message_size'], 'name': spec['name']}
         connection = Connection(
-            self.router, spec['context_id'], spec['argv'], self.payload, config,
+            self.router, spec['context_id'], spec['argv'], spec['payload'], config,
             spec['connect_timeout'], spec['name'],
             lambda conn, info: reply(('ok', info)),
             lambda conn, reason, details: reply(('fail', reason, details)),
@@ -166,11 +165,11 @@ class Target(object):
         exit_now(0)
 
 
-def main(payload=None):
+def main():
     rfd, wfd = take_over_stdio()
     try:
         config = read_boot_config(rfd)
     except BootError as e:
         sys.stderr.write('transport: %s\n' % (e,))
         exit_now(1)
-    Target(rfd, wfd, config, payload).run()
+    Target(rfd, wfd, config).run()

@@ -28,6 +28,15 @@ class LocalMethod:
     def default_name(self) -> str:
         return f"local:{self.python}"
 
+    def runs_this_interpreter(self) -> bool:
+        """Whether python is the controller's own interpreter (so byte code fits it)."""
+        import os
+
+        try:
+            return os.path.samefile(self.python, sys.executable)
+        except OSError:
+            return False
+
     def options(self) -> dict[str, Any]:
         return {}
 
