@@ -8,8 +8,10 @@ import time
 import pytest
 
 import transport
+from tests.support.interpreters import find_interpreters
 
 PY = "/usr/bin/python3"
+INTERPRETERS = find_interpreters()
 
 
 @pytest.fixture
@@ -34,6 +36,25 @@ def test_input_env_and_cwd(target):
     assert target.run("echo $TP_VAR", env={"TP_VAR": "set"}).stdout == b"set\n"
     assert target.run("pwd", cwd="/tmp").stdout == b"/tmp\n"
     assert target.run("echo ${HOME:-unset}", env={"HOME": None}).stdout == b"unset\n"
+
+
+@pytest.mark.parametrize("label", sorted(INTERPRETERS))
+def test_commands_and_pty_on_every_interpreter(router, label):
+    target = router.local(python=INTERPRETERS[label])
+    result = target.run("echo out; echo err >&2")
+    assert (result.stdout, result.stderr) == (b"out\n", b"err\n")
+    on_pty = target.run("test -t 0 && test -t 1 && echo tty; echo err >&2; read x; echo got $x",
+                        pty=True, input=b"fed\n")
+    # A terminal merges stderr into stdout, echoes input and ends lines with CR LF.
+    assert on_pty.stderr == b"" and on_pty.exit_code == 0
+    assert on_pty.stdout.count(b"\r\n") == 4
+    assert set(on_pty.stdout.split(b"\r\n")) == {b"tty", b"err", b"fed", b"got fed", b""}
+
+
+def test_pty_commands_time_out_and_report_their_status(target):
+    assert target.run("exit 4", pty=True).exit_code == 4
+    with pytest.raises(transport.Timeout):
+        target.run("sleep 30", pty=True, timeout=0.3)
 
 
 def test_large_output_streams_in_chunks(target):

@@ -40,6 +40,17 @@ def test_put_and_get_round_trip_over_ssh(router, sshd, tmp_path):
     ctx.run("rm -f /home/tp-plain/payload.bin", check=True)
 
 
+def test_round_trip_with_a_python_2_target(router, tmp_path):
+    from tests.support.interpreters import find_interpreters
+
+    ctx = router.local(python=find_interpreters()["2.7"])
+    data = os.urandom(300_000)
+    (tmp_path / "src").write_bytes(data)
+    ctx.put(str(tmp_path / "src"), str(tmp_path / "mid"))
+    ctx.get(str(tmp_path / "mid"), str(tmp_path / "back"))
+    assert (tmp_path / "back").read_bytes() == data
+
+
 def test_mode_can_be_given_and_empty_files_work(router, tmp_path):
     ctx = router.local(python=PY)
     empty = tmp_path / "empty"

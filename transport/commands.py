@@ -64,7 +64,7 @@ class CommandFailed(TransportError):
 def run(context: Context, cmd: str | list[str], *, shell: bool = True,
         env: dict[str, str | None] | None = None, cwd: str | None = None,
         input: bytes | str | None = None, timeout: float | None = None, check: bool = False,
-        on_output: Callable[[str, bytes], Any] | None = None) -> CommandResult:
+        on_output: Callable[[str, bytes], Any] | None = None, pty: bool = False) -> CommandResult:
     if isinstance(input, str):
         input = input.encode()
     if not context.alive:
@@ -74,7 +74,8 @@ def run(context: Context, cmd: str | list[str], *, shell: bool = True,
     output_handle = core.add_stream_handler(events.put, context.context_id)
     reply_handle = core.add_reply_handler(events.put, context.context_id)
     call = codec.encode(("transport.core.commands", "run",
-                         (cmd, shell, env, cwd, input, timeout, output_handle), {}))
+                         (cmd, shell, env, cwd, input, timeout, output_handle),
+                          {"use_pty": True} if pty else {}))
     core.send(Message(context.context_id, CONTROLLER_ID, CALL_FUNCTION, call, reply_to=reply_handle))
     chunks: dict[int, list[bytes]] = {STDOUT: [], STDERR: []}
     try:

@@ -233,7 +233,7 @@ class Context:
     def run(self, cmd: str | list[str], *, shell: bool = True,
             env: dict[str, str | None] | None = None, cwd: str | None = None,
             input: bytes | str | None = None, timeout: float | None = None, check: bool = False,
-            on_output: Callable[[str, bytes], Any] | None = None) -> CommandResult:
+            on_output: Callable[[str, bytes], Any] | None = None, pty: bool = False) -> CommandResult:
         """Run a command in the context and return its CommandResult.
 
         A string runs under /bin/sh -c (shell=False splits nothing: pass a list); a
@@ -241,10 +241,11 @@ class Context:
         cwd sets the directory, input is fed to stdin. on_output(stream, chunk) gets
         "stdout"/"stderr" chunks as they come, on the calling thread. timeout kills
         the command's whole process group and raises Timeout; check=True raises
-        CommandFailed for a non-zero exit.
+        CommandFailed for a non-zero exit. pty=True runs it on a new pseudo-terminal
+        (its stdout and stderr then both arrive as stdout, with terminal line endings).
         """
         return commands.run(self, cmd, shell=shell, env=env, cwd=cwd, input=input,
-                            timeout=timeout, check=check, on_output=on_output)
+                            timeout=timeout, check=check, on_output=on_output, pty=pty)
 
     def forward_logging(self, level: int = 20) -> None:
         """Log the context's own log records (at or above level, default INFO) here.

@@ -4,7 +4,9 @@ run() starts the command in its own process group (so a timeout can kill
 everything it started), feeds it `input`, and sends each chunk of stdout
 and stderr to the caller's output handle as soon as it is read: the target
 never holds the output, and the caller holds it once. It returns the exit
-status, or 'timeout' after killing the group.
+status, or 'timeout' after killing the group. With use_pty the command gets
+a new pseudo-terminal as its controlling terminal, stdin, stdout and stderr
+(so its output all comes back as stdout, as from ssh -t).
 """
 from __future__ import absolute_import
 
@@ -17,6 +19,7 @@ import sys
 import time
 
 from transport.core import codec
+from transport.core.compat import binary
 from transport.core.dispatch import send_to_caller
 
 CHUNK = 64 * 1024
@@ -33,7 +36,31 @@ def _popen(cmd, shell, env, cwd, stdin):
     return subprocess.Popen(cmd, **kwargs)
 
 
-def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle):
+def _popen_pty(cmd, shell, env, cwd):
+    """Start cmd on a new pseudo-terminal; return (proc, master fd)."""
+    import fcntl  # here, not in the child: importing after fork can deadlock
+    import termios
+    master, slave = os.openpty()
+
+    def take_terminal():
+        os.setsid()
+        try:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        except (AttributeError, IOError, OSError):
+            pass  # still a terminal on stdio, just not the controlling one
+
+    try:
+        proc = subprocess.Popen(cmd, shell=shell, cwd=cwd, env=env, stdin=slave, stdout=slave,
+                                stderr=slave, close_fds=True, preexec_fn=take_terminal)
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)
+    return proc, master
+
+
+def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False):
     """Run cmd; stream (1 or 2, bytes) chunks to output_handle; return exit code or 'timeout'."""
     environment = None
     if env:
@@ -45,6 +72,8 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle):
                 environment[key] = value
     if isinstance(cmd, (list, tuple)):
         shell = False
+    if use_pty:
+        return _run_pty(cmd, shell, environment, cwd, stdin_data, timeout, output_handle)
     devnull = None
     if stdin_data is None:
         devnull = open(os.devnull, 'rb')
@@ -88,11 +117,44 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle):
         for fd in readable:
             chunk = os.read(fd, CHUNK)
             if chunk:
-                send_to_caller(output_handle, codec.encode((readers[fd], chunk)))
+                send_to_caller(output_handle, codec.encode((readers[fd], binary(chunk))))
             else:
                 del readers[fd]
     proc.stdout.close()
     proc.stderr.close()
+    return _wait(proc, deadline)
+
+
+def _run_pty(cmd, shell, env, cwd, stdin_data, timeout, output_handle):
+    proc, master = _popen_pty(cmd, shell, env, cwd)
+    deadline = None if timeout is None else time.time() + timeout
+    pending = stdin_data or b''
+    try:
+        while True:
+            wait = None if deadline is None else deadline - time.time()
+            if wait is not None and wait <= 0:
+                return _kill(proc)
+            try:
+                readable, writable, _ = select.select(
+                    [master], [master] if pending else [], [], wait)
+            except (OSError, select.error) as e:
+                if e.args[0] == errno.EINTR:
+                    continue
+                raise
+            if writable:
+                pending = pending[os.write(master, pending[:CHUNK]):]
+            if readable:
+                try:
+                    chunk = os.read(master, CHUNK)
+                except OSError as e:
+                    if e.errno != errno.EIO:  # EIO: every holder of the terminal has gone
+                        raise
+                    chunk = b''
+                if not chunk:
+                    break
+                send_to_caller(output_handle, codec.encode((1, binary(chunk))))
+    finally:
+        os.close(master)
     return _wait(proc, deadline)
 
 

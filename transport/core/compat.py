@@ -69,3 +69,11 @@ def to_text(value):
     if isinstance(value, bytes) and not PY2:
         return value.decode('utf-8', 'replace')
     return value
+
+
+def binary(data):
+    """Mark data read from a file or pipe as binary for the codec.
+
+    On 2.7 a native str would travel as text; bytearray travels as bytes.
+    """
+    return bytearray(data) if PY2 else data

@@ -14,7 +14,7 @@ from __future__ import absolute_import
 import os
 
 from transport.core import codec
-from transport.core.compat import queue
+from transport.core.compat import binary, queue
 from transport.core.dispatch import send_to_caller
 from transport.core.framing import Message
 
@@ -150,7 +150,7 @@ def send(path, data_handle, window):
                     if msg.is_dead:
                         raise IOError('the receiver went away')
                     unacknowledged -= codec.decode(msg.data)
-                send_to_caller(data_handle, codec.encode(('data', chunk)))
+                send_to_caller(data_handle, codec.encode(('data', binary(chunk))))
                 unacknowledged += len(chunk)
                 total += len(chunk)
     finally:
