@@ -12,7 +12,7 @@ setup(
     packages=find_packages(include=["transport", "transport.*", "adapters", "adapters.*"]),
     extras_require={
         "dev": ["pytest>=7", "pytest-timeout>=2.1", "invoke>=2.0", "ruff>=0.4", "jinja2>=3",
-                "paramiko>=3"],
+                "paramiko>=3", "fabric>=3.0,<4"],
         "fabric": ["fabric>=3.0", "invoke>=2.0", "paramiko>=3.0"],
         "salt": ["salt==3008.*"],
     },

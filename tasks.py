@@ -39,10 +39,39 @@ def bench(c, quick=False, output=""):
               + (f" --output {output}" if output else ""), pty=False)
 
 
-@task
-def demo(c):
-    """Run a few functions and commands on this machine through the transport."""
-    with c.cd(ROOT):
-        c.run(f"{PYTHON} -m transport ping", pty=False)
-        c.run(f"{PYTHON} -m transport call platform:node", pty=False)
-        c.run(f"{PYTHON} -m transport call os:getloadavg", pty=False)
+@task(help={"host": "also deploy to this [user@]host[:port] over ssh"})
+def demo(c, host=""):
+    """Deploy examples/app through the transport's invoke runner: to this machine, and to --host.
+
+    Each target gets one interpreter; the release is uploaded, unpacked, made `current`,
+    its dummy service restarted, checked, and stopped again.
+    """
+    import tarfile
+    import tempfile
+    import time
+
+    from invoke import Config, Context
+
+    from adapters.invoke import TransportRunner, shared_targets
+
+    release = time.strftime("%Y%m%d-%H%M%S")
+    tarball = os.path.join(tempfile.mkdtemp(prefix="transport-demo-"), f"{release}.tar.gz")
+    with open(os.path.join(os.path.dirname(tarball), "VERSION"), "w") as f:
+        f.write(release + "\n")
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(os.path.join(ROOT, "examples", "app"), arcname=".")
+        tar.add(os.path.join(os.path.dirname(tarball), "VERSION"), arcname="VERSION")
+    for spec in ["local"] + ([host] if host else []):
+        remote = Context(Config(overrides={"runners": {"local": TransportRunner},
+                                           "transport": {"host": spec}}))
+        target = shared_targets().for_spec(spec)
+        root = target.call(os.path.expanduser, "~/transport-demo")
+        print(f"== {target.name}: deploying {release} to {root}")
+        remote.run(f"mkdir -p {root}/releases/{release} {root}/shared")
+        target.put(tarball, f"{root}/releases/{release}.tar.gz")
+        with remote.cd(f"{root}/releases"):
+            remote.run(f"tar -xzf {release}.tar.gz -C {release} && rm {release}.tar.gz")
+        remote.run(f"ln -sfn releases/{release} {root}/current")
+        remote.run(f"{root}/current/bin/service restart && {root}/current/bin/service status")
+        remote.run(f"{root}/current/bin/service stop")
+    shared_targets().close()

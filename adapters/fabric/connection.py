@@ -1,0 +1,179 @@
+"""Connection: Fabric's Connection with its remote work done over the transport.
+
+Fabric keeps resolving host, user, port, ssh_config, connect_kwargs and
+connect_timeout; open() turns them into one transport interpreter for the
+host, shared by every task of the run. run() goes through Fabric's own
+code path (cd, prefix, hide, warn, echo, env, pty, UnexpectedExit, Result)
+with FabricRunner as its runner; sudo() runs in a persistent sudo
+interpreter per user on that host (the password, from sudo.password or
+`fab --prompt-for-sudo-password`, goes to sudo's stdin, never to a command
+line); put()/get() are Fabric's Transfer over TransportSFTP; call() runs a
+Python function on the host.
+
+Settings of our own, in the config's `transport` section: `python` (the
+target interpreter, default python3), `backend` ("paramiko", the default,
+which connects as stock Fabric does, in-process; "openssh" runs the ssh
+client, and is chosen by itself for gateways and agent forwarding),
+`check_host_keys` (default "accept-new": unknown hosts are
+accepted and remembered, changed keys refused, as Fabric's AutoAddPolicy
+accepts unknown hosts) and `ssh_options` (extra `ssh -o` options).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from typing import Any, Callable
+
+import fabric
+from fabric.runners import Result
+from invoke.exceptions import AuthFailure
+
+import transport
+from adapters.fabric.file_transfer import TransportSFTP
+from adapters.fabric.runner import FabricRunner
+from adapters.invoke.targets import Targets, shared_targets
+
+# connect_kwargs (paramiko's SSHClient.connect) that have an OpenSSH equivalent.
+HONOURED_CONNECT_KWARGS = {"key_filename", "timeout", "allow_agent", "look_for_keys", "compress"}
+
+
+class SudoAuthFailure(AuthFailure):
+    """sudo refused: no password configured where one is needed, or a wrong one."""
+
+    def __init__(self, result: Result, prompt: str, reason: str) -> None:
+        super().__init__(result, prompt)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (f"sudo on {self.result.connection.host} refused: {self.reason}. "
+                "Set sudo.password in the Fabric config or run fab --prompt-for-sudo-password.")
+
+
+class Connection(fabric.Connection):
+    """A fabric.Connection whose commands, sudo, transfers and calls use the transport."""
+
+    def __init__(self, *args: Any, targets: Targets | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # _set: a Connection is a config proxy, so plain attribute sets would land in the config.
+        self._set(_targets=targets or shared_targets(), _context=None, _shells={})
+        self.config.runners.remote = FabricRunner
+
+    # -- the transport context -------------------------------------------------
+
+    def transport_context(self) -> transport.Context:
+        """This host's transport context, opening it (or re-opening a lost one) on first use."""
+        context = self._context
+        if context is None or not context.alive:
+            context = self._targets.ssh(self.host, port=self.port, user=self.user,
+                                        python=self._setting("python", "python3"),
+                                        **self._ssh_options())
+            self._set(_context=context)
+        return context
+
+    def _setting(self, key: str, default: Any) -> Any:
+        section = self.config.get("transport") or {}
+        return section.get(key, default)
+
+    def _ssh_options(self) -> dict[str, Any]:
+        """Fabric's connection settings as Router.ssh arguments; refuse what has no equivalent."""
+        connect_kwargs = dict(self.connect_kwargs)
+        for key in connect_kwargs:
+            if key not in HONOURED_CONNECT_KWARGS:
+                raise ValueError(f"{self.host}: connect_kwargs.{key} is not supported over the "
+                                 "transport (it runs OpenSSH); supported: "
+                                 + ", ".join(sorted(HONOURED_CONNECT_KWARGS)))
+        ssh_options: dict[str, str] = dict(self._setting("ssh_options", None) or {})
+        key_filename = connect_kwargs.get("key_filename")
+        if isinstance(key_filename, (list, tuple)):
+            key_filename = key_filename[0] if key_filename else None
+        if connect_kwargs.get("allow_agent") is False:
+            ssh_options["IdentityAgent"] = "none"
+        if connect_kwargs.get("look_for_keys") is False:
+            ssh_options["IdentitiesOnly"] = "yes"
+        if self.forward_agent:
+            ssh_options["ForwardAgent"] = "yes"
+        if self.gateway:
+            if isinstance(self.gateway, str):
+                ssh_options["ProxyCommand"] = self.gateway
+            else:
+                gateway = self.gateway
+                ssh_options["ProxyJump"] = f"{gateway.user}@{gateway.host}:{gateway.port}"
+        timeout = self.connect_timeout or connect_kwargs.get("timeout")
+        options: dict[str, Any] = {
+            "identity_file": os.path.expanduser(key_filename) if key_filename else None,
+            "ssh_options": ssh_options,
+            "check_host_keys": self._setting("check_host_keys", "accept-new"),
+            "compression": bool(connect_kwargs.get("compress", False)),
+            "backend": self._setting("backend", None) or self._default_backend(ssh_options),
+        }
+        if timeout:
+            options["connect_timeout"] = float(timeout)
+        return options
+
+    @staticmethod
+    def _default_backend(ssh_options: dict[str, str]) -> str:
+        """paramiko, as stock Fabric connects; OpenSSH where only it can do what is asked."""
+        from transport.methods.paramiko_ssh import HONOURED
+
+        return "paramiko" if set(ssh_options) <= HONOURED else "openssh"
+
+    def login_shell(self, context: transport.Context | None = None) -> str:
+        """The login shell of the user the context runs as: what sshd runs commands with."""
+        context = context or self.transport_context()
+        shell = self._shells.get(context.context_id)
+        if shell is None:
+            entry = context.call(pwd.getpwuid, context.call(os.getuid))
+            shell = entry[6] or "/bin/sh"
+            self._shells[context.context_id] = shell
+        return shell
+
+    # -- Fabric's Connection interface -------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        return self._context is not None and self._context.alive
+
+    def open(self) -> None:
+        self.transport_context()
+
+    def close(self) -> None:
+        """Let go of the context; the run's Executor shuts it down when the run ends."""
+        self._set(_context=None)
+
+    def sudo(self, command: str, **kwargs: Any) -> Result:
+        user = kwargs.pop("user", None) or self.config.sudo.user or "root"
+        password = kwargs.pop("password", None) or self.config.sudo.password
+        try:
+            context = self._targets.sudo(self.transport_context(), user, password)
+        except transport.AuthError as e:
+            result = Result(connection=self, command=command, exited=-1, stdout="",
+                            stderr=str(e), hide=("stdout", "stderr"))
+            raise SudoAuthFailure(result, self.config.sudo.prompt, str(e)) from None
+        runner = self._remote_runner()
+        runner.target = context
+        return self._run(runner, command, **kwargs)
+
+    def sftp(self) -> TransportSFTP:
+        """The file-transfer object Fabric's put() and get() use."""
+        return TransportSFTP(self.transport_context())
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run fn(*args, **kwargs) on the host (modules it needs are forwarded); return its value."""
+        return self.transport_context().call(fn, *args, **kwargs)
+
+    def _unavailable(self, what: str) -> Any:
+        raise NotImplementedError(f"{what} is not available over the transport; "
+                                  "use a stock fabric.Connection for it")
+
+    def create_session(self) -> Any:
+        return self._unavailable("an SSH session channel")
+
+    def shell(self, **kwargs: Any) -> Any:
+        return self._unavailable("an interactive shell")
+
+    def forward_local(self, *args: Any, **kwargs: Any) -> Any:
+        return self._unavailable("port forwarding")
+
+    def forward_remote(self, *args: Any, **kwargs: Any) -> Any:
+        return self._unavailable("port forwarding")

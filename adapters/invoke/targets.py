@@ -1,0 +1,97 @@
+"""The transport contexts one invoke or fab run shares: one per target, opened on first use.
+
+A Targets object owns a Router and keys each context by how it was reached
+(host, port, user, interpreter; then sudo user on top), so every task of a
+run that names the same host reuses one interpreter. close() shuts them all
+down; the process-wide instance from shared_targets() is also closed at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import threading
+from typing import Any
+
+import transport
+from transport.group import parse_host
+
+
+class Targets:
+    """Lazily opened transport contexts, keyed by how each was reached."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._router: transport.Router | None = None
+        self._contexts: dict[tuple, transport.Context] = {}
+        self._opening: dict[tuple, threading.Lock] = {}
+
+    @property
+    def router(self) -> transport.Router:
+        with self._lock:
+            if self._router is None:
+                self._router = transport.Router()
+            return self._router
+
+    def _get(self, key: tuple, open_context: Any) -> transport.Context:
+        with self._lock:
+            ctx = self._contexts.get(key)
+            if ctx is not None and ctx.alive:
+                return ctx
+            opening = self._opening.setdefault(key, threading.Lock())
+        with opening:  # one connection per key, even when threads ask at once
+            with self._lock:
+                ctx = self._contexts.get(key)
+                if ctx is not None and ctx.alive:
+                    return ctx
+            ctx = open_context()
+            with self._lock:
+                self._contexts[key] = ctx
+            return ctx
+
+    def local(self, python: str | None = None) -> transport.Context:
+        python = python or sys.executable
+        return self._get(("local", python), lambda: self.router.local(python=python))
+
+    def ssh(self, host: str, *, port: int | None = None, user: str | None = None,
+            python: str = "python3", **options: Any) -> transport.Context:
+        """A context on host over ssh; options go to Router.ssh (identity_file, backend ...)."""
+        key = ("ssh", host, port, user, python, tuple(sorted((k, repr(v)) for k, v in options.items())))
+        return self._get(key, lambda: self.router.ssh(host, port=port, user=user, python=python,
+                                                      **options))
+
+    def sudo(self, via: transport.Context, user: str = "root",
+             password: str | None = None) -> transport.Context:
+        """A context running as user with sudo on via's host (the password is not part of the key)."""
+        return self._get(("sudo", via.context_id, user),
+                         lambda: self.router.sudo(via=via, user=user, password=password))
+
+    def for_spec(self, spec: str, python: str | None = None, **options: Any) -> transport.Context:
+        """'local' or '[user@]host[:port]' -> its context."""
+        if spec == "local":
+            return self.local(python)
+        user, host, port = parse_host(spec)
+        return self.ssh(host, port=port, user=user, python=python or "python3", **options)
+
+    def close(self) -> None:
+        """Shut every context down and close the router; later use opens new ones."""
+        with self._lock:
+            router, self._router = self._router, None
+            self._contexts.clear()
+            self._opening.clear()
+        if router is not None:
+            router.close()
+
+
+_shared: Targets | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_targets() -> Targets:
+    """The process-wide Targets, closed when the process exits."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = Targets()
+            atexit.register(_shared.close)
+        return _shared

@@ -1,0 +1,61 @@
+"""A fabfile that exercises Fabric's Connection API; the tests run it on stock Fabric and
+on the transport and compare what it prints."""
+
+import io
+import os
+
+from fabric import task
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def show(label, value):
+    print(f"{label}: {value!r}")
+
+
+@task
+def features(c):
+    show("connection class", type(c).__module__)
+    r = c.run("echo out; echo err >&2", hide=True)
+    show("result", (r.stdout, r.stderr, r.exited, r.ok, r.failed, r.command, r.connection is c))
+    r = c.run("echo soft; exit 3", warn=True, hide=True)
+    show("warn", (r.stdout, r.exited, r.ok, r.failed))
+    with c.cd("/tmp"), c.prefix("export PREFIXED=yes"):
+        show("cd and prefix", c.run("pwd; echo $PREFIXED", hide=True).stdout)
+    show("env", c.run("echo $GREETING", env={"GREETING": "hi"}, hide=True).stdout)
+    show("pty", c.run("test -t 0 && test -t 1 && echo on a tty", pty=True, hide=True).stdout)
+    show("hide stdout only", c.run("echo shown; echo hidden-err >&2", hide="stderr").stdout)
+    c.run("echo echoed", echo=True)
+    show("sudo", c.sudo("sh -c 'id -un; echo $HOME'", hide=True).stdout)
+    show("sudo as user", c.sudo("id -un", user="tp-app", hide=True).stdout)
+    with open(os.path.join(HERE, "payload.txt"), "w") as f:
+        f.write("payload\n")
+    c.run("rm -rf fabtest && mkdir fabtest", hide=True)
+    r = c.put(os.path.join(HERE, "payload.txt"), "fabtest/")
+    show("put", (r.remote, os.path.basename(r.local)))
+    c.put(io.StringIO("from a file object\n"), "fabtest/fo.txt")
+    show("remote files", c.run("cat fabtest/payload.txt fabtest/fo.txt", hide=True).stdout)
+    r = c.get("fabtest/fo.txt", os.path.join(HERE, "got-{host}.txt"))
+    with open(r.local) as f:
+        show("get", (os.path.basename(r.local), f.read()))
+    buffer = io.BytesIO()
+    c.get("fabtest/payload.txt", buffer)
+    show("get into a file object", buffer.getvalue())
+    try:
+        c.get("fabtest/missing.txt", os.path.join(HERE, "missing.txt"))
+    except OSError as e:
+        show("get a missing file", type(e).__name__)
+    show("local", c.local("echo from the controller", hide=True).stdout)
+    if hasattr(c, "call"):
+        show("call", c.call(os.getuid) == int(c.run("id -u", hide=True).stdout))
+
+
+@task
+def fail(c):
+    c.run("echo about to fail; echo bad thing >&2; exit 7")
+
+
+@task
+def whoami(c):
+    show("connection class", type(c).__module__)
+    c.run("id -un")

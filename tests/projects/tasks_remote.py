@@ -1,0 +1,20 @@
+"""An invoke tasks.py whose c.run goes through the transport; the test fills in the target."""
+
+from invoke import Collection, task
+
+from adapters.invoke import TransportRunner
+
+TARGET = {}  # replaced by the test
+
+
+@task
+def who(c):
+    c.run("id -un")
+    with c.cd("/tmp"):
+        c.run("pwd")
+    r = c.run("exit 5", warn=True, hide=True)
+    print(f"exited {r.exited}")
+
+
+ns = Collection(who)
+ns.configure({"runners": {"local": TransportRunner}, "transport": TARGET})

@@ -1,0 +1,206 @@
+"""The Fabric and invoke adapters, driven as users drive them: the real `fab` and `inv`
+commands as subprocesses against the test sshd, stock Fabric side by side."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support.sshd import SUDO_PASSWORD
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+PROJECTS = Path(__file__).resolve().parent / "projects"
+BIN = Path(sys.executable).parent
+FAB = BIN / "fab"
+INV = BIN / "inv"
+
+
+@pytest.fixture(scope="module")
+def runtime_config(sshd, tmp_path_factory):
+    """The per-run settings a user would keep in ~/.fabric.yaml: the key, the known hosts."""
+    if not FAB.exists():
+        pytest.fail(f"{FAB} not found: pip install -e '.[dev]' (the dev extra includes fabric)")
+    path = tmp_path_factory.mktemp("fabric-config") / "runtime.yaml"
+    path.write_text(f"""connect_kwargs:
+  key_filename: {sshd.client_key}
+sudo:
+  password: {SUDO_PASSWORD}
+transport:
+  ssh_options:
+    UserKnownHostsFile: {sshd.known_hosts}
+    StrictHostKeyChecking: "yes"
+""")
+    return path
+
+
+def fab(project: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
+    # stdin stays open and silent, as a terminal nobody types into: stock Fabric's sudo
+    # answers its prompt through the command's stdin, which it closes at our end of file.
+    quiet, keep_open = os.pipe()
+    try:
+        return subprocess.run([str(FAB), "-f", str(config), *args], cwd=project,
+                              capture_output=True, text=True, stdin=quiet, timeout=120)
+    finally:
+        os.close(quiet)
+        os.close(keep_open)
+
+
+def host(sshd, user: str, index: int = 0) -> str:
+    return f"{user}@{sshd.addresses[index]}:{sshd.port}"
+
+
+def project(tmp_path: Path, name: str, fabfile: Path, fast: bool) -> Path:
+    directory = tmp_path / name
+    directory.mkdir()
+    shutil.copy(fabfile, directory / "fabfile.py")
+    if fast:
+        shutil.copy(EXAMPLES / "fabric.yaml", directory / "fabric.yaml")
+    return directory
+
+
+def test_example_deploy_on_two_hosts(sshd, runtime_config, tmp_path):
+    example = tmp_path / "example"
+    shutil.copytree(EXAMPLES, example)
+    root = f"deploy-test-{uuid.uuid4().hex[:8]}"
+    hosts = f"{host(sshd, 'tp-plain', 0)},{host(sshd, 'tp-app', 1)}"
+    homes = [Path("/home/tp-plain") / root, Path("/home/tp-app") / root]
+    try:
+        for _ in range(2):  # a second deploy replaces the first, service restarted
+            result = fab(example, runtime_config, "-H", hosts, "deploy", "--root", root)
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.count(" is live") == 2, result.stdout
+        for home in homes:
+            current = (home / "current").resolve()
+            assert current.parent == home / "releases"
+            assert (current / "VERSION").read_text().strip() == current.name
+            assert len(list((home / "releases").iterdir())) == 2
+            pid = int((home / "shared" / "service.pid").read_text())
+            os.kill(pid, 0)  # the service outlived the fab run
+        status = fab(example, runtime_config, "-H", hosts, "status", "--root", root)
+        assert status.returncode == 0 and status.stdout.count("running ") == 2, status.stderr
+    finally:
+        stop = fab(example, runtime_config, "-H", hosts, "stop", "--root", root)
+        for home in homes:
+            shutil.rmtree(home, ignore_errors=True)
+    assert stop.returncode == 0, stop.stderr
+    assert stop.stdout.count("stopped") == 2
+
+
+def test_connection_api_matches_stock_fabric(sshd, runtime_config, tmp_path):
+    outputs = {}
+    for fast in (False, True):
+        directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
+        result = fab(directory, runtime_config, "-H", host(sshd, "tp-sudo"), "features")
+        assert result.returncode == 0, result.stderr
+        outputs[fast] = result.stdout.splitlines()
+    stock, fast = outputs[False], outputs[True]
+    assert stock[0] == "connection class: 'fabric.connection'"
+    assert fast[0] == "connection class: 'adapters.fabric.connection'"
+    assert fast[-1] == "call: True"
+    assert stock[1:] == fast[1:-1]  # everything else printed the same, line for line
+    assert "sudo: 'root\\n/root\\n'" in fast and "sudo as user: 'tp-app\\n'" in fast
+    assert "pty: 'on a tty\\r\\n'" in fast and "get a missing file: 'FileNotFoundError'" in fast
+
+
+def test_a_failing_command_exits_as_stock_fabric_does(sshd, runtime_config, tmp_path):
+    results = []
+    for fast in (False, True):
+        directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
+        results.append(fab(directory, runtime_config, "-H", host(sshd, "tp-plain"), "fail"))
+    stock, fast = results
+    assert fast.returncode == stock.returncode == 7  # fab exits with the command's status
+    assert fast.stdout == stock.stdout == "about to fail\n"
+    assert fast.stderr == stock.stderr == "bad thing\n"
+
+
+def test_sudo_without_the_password_fails_clearly(sshd, tmp_path):
+    config = tmp_path / "nopassword.yaml"
+    config.write_text(f"connect_kwargs:\n  key_filename: {sshd.client_key}\n"
+                      f"transport:\n  ssh_options:\n    UserKnownHostsFile: {sshd.known_hosts}\n")
+    directory = project(tmp_path, "fast", PROJECTS / "fabfile_features.py", True)
+    (directory / "fabfile.py").write_text(
+        "from fabric import task\n\n@task\ndef root(c):\n    c.sudo('id -un')\n")
+    result = fab(directory, config, "-H", host(sshd, "tp-sudo"), "root")
+    assert result.returncode != 0
+    assert "sudo on 127.0.0.1 refused" in result.stderr
+    assert "sudo.password" in result.stderr and SUDO_PASSWORD not in result.stderr
+
+
+def test_unreachable_host_names_the_host(sshd, runtime_config, tmp_path):
+    directory = project(tmp_path, "fast", PROJECTS / "fabfile_features.py", True)
+    result = fab(directory, runtime_config, "-H", f"tp-plain@127.0.0.1:{_closed_port()}", "whoami")
+    assert result.returncode != 0
+    assert "127.0.0.1" in result.stderr and "refused" in result.stderr.lower()
+
+
+def test_a_fabfile_without_the_key_uses_stock_fabric(sshd, runtime_config, tmp_path):
+    directory = project(tmp_path, "stock", PROJECTS / "fabfile_features.py", False)
+    result = fab(directory, runtime_config, "-H", host(sshd, "tp-plain"), "whoami")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "connection class: 'fabric.connection'\ntp-plain\n"
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _invoke_project(sshd, tmp_path: Path) -> Path:
+    directory = tmp_path / "invoke-project"
+    directory.mkdir()
+    target = {"host": host(sshd, "tp-plain"), "python": "/usr/bin/python3",
+              "ssh_options": {"IdentityFile": str(sshd.client_key), "IdentitiesOnly": "yes",
+                              "UserKnownHostsFile": str(sshd.known_hosts)}}
+    text = (PROJECTS / "tasks_remote.py").read_text().replace("TARGET = {}", f"TARGET = {target!r}")
+    (directory / "tasks.py").write_text(text)
+    return directory
+
+
+def _check_invoke_output(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "tp-plain\n/tmp\nexited 5\n"
+
+
+def test_invoke_tasks_run_on_a_target(sshd, tmp_path):
+    directory = _invoke_project(sshd, tmp_path)
+    result = subprocess.run([str(INV), "who"], cwd=directory, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=60)
+    _check_invoke_output(result)
+
+
+def test_invoke_3_alone(sshd, tmp_path):
+    """invoke 3.x (which Fabric 3 does not allow) in an environment of its own."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "invoke>=3,<4"],
+                             capture_output=True, text=True)
+    assert install.returncode == 0, f"cannot install invoke 3 from the package index: {install.stderr}"
+    directory = _invoke_project(sshd, tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run([str(venv / "bin" / "inv"), "who"], cwd=directory, capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL, timeout=60, env=env)
+    _check_invoke_output(result)
+    version = subprocess.run([str(venv / "bin" / "inv"), "--version"], capture_output=True, text=True)
+    assert version.stdout.startswith("Invoke 3."), version.stdout
+
+
+def test_inv_demo_deploys_through_the_transport(tmp_path):
+    env = dict(os.environ, HOME=str(tmp_path))
+    result = subprocess.run([str(INV), "demo"], cwd=ROOT, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("== local:") and lines[2].startswith("running ")
+    assert lines[-1] == "stopped"
+    current = (tmp_path / "transport-demo" / "current").resolve()
+    assert (current / "VERSION").read_text().strip() == lines[2].split()[1]
