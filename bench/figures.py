@@ -169,6 +169,37 @@ def true_over_ssh(systems: list[System], target, python: str, rounds: int, count
     return figure
 
 
+def fabric_task(target, rounds: int, commands: int) -> list[Figure]:
+    """A Fabric task of `commands` c.run calls on one host: our Connection against stock Fabric's.
+
+    Both go through Fabric's Connection API as `fab` does (the same per-process start-up
+    of `fab` itself is left out). Two figures: the commands on an open connection, and
+    the whole task (connect, commands, close, as the adapter's executor does at the end).
+    """
+    from bench.systems import fabric_task_connections
+
+    warm = Figure(f"Fabric task: {commands} `c.run` on an open connection", "ms", True)
+    whole = Figure(f"Fabric task: connect, {commands} `c.run`, close", "ms", True)
+    samples: dict[str, tuple[list[float], list[float]]] = {}
+    for round_number in range(rounds + 1):
+        for name, open_connection in fabric_task_connections(target):
+            started = time.perf_counter()
+            connection, close = open_connection()
+            connected = time.perf_counter()
+            for _ in range(commands):
+                connection.run("true", hide=True)
+            ran = time.perf_counter()
+            close()
+            closed = time.perf_counter()
+            if round_number:
+                runs, totals = samples.setdefault(name, ([], []))
+                runs.append((ran - connected) * 1000)
+                totals.append((closed - started) * 1000)
+    warm.results = {name: Summary.of(runs) for name, (runs, _) in samples.items()}
+    whole.results = {name: Summary.of(totals) for name, (_, totals) in samples.items()}
+    return [warm, whole]
+
+
 def push_file_over_ssh(systems: list[System], target, python: str, rounds: int, size: int) -> Figure:
     figure = Figure(f"push {size // (1024 * 1024)} MiB of random data over ssh", "MiB/s", False)
     import tempfile

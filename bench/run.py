@@ -132,6 +132,7 @@ def main() -> None:
             f.pipelined(ALL, lambda s: s.connect_local(python), "local", rounds, batch),
             f.pipelined(ALL, lambda s: s.connect_ssh(target, python), "over ssh", rounds, batch),
             f.true_over_ssh(ALL_SSH, target, python, rounds, 20 if options.quick else 200),
+            *f.fabric_task(target, rounds, 20),
             f.push_file_over_ssh(ALL_SSH, target, python, 2 if options.quick else 5,
                                  (16 if options.quick else 64) * 1024 * 1024),
             f.first_call_needing_jinja2(ALL, target, python, 2 if options.quick else 7),

@@ -335,6 +335,38 @@ class FabricConnection(Connection):
         self.connection.close()
 
 
+def _fabric_settings(target: SshTarget) -> dict[str, Any]:
+    return {"user": target.user, "port": target.port,
+            "connect_kwargs": {"key_filename": target.key, "look_for_keys": False,
+                               "allow_agent": False}}
+
+
+def fabric_task_connections(target: SshTarget) -> list[tuple[str, Any]]:
+    """(system, open()) pairs for the Fabric task figure; open() -> (connection, close)."""
+    import fabric
+
+    from adapters.fabric import Connection as TransportFabricConnection
+    from adapters.invoke import Targets
+
+    def stock() -> tuple[Any, Any]:
+        connection = fabric.Connection(target.address, **_fabric_settings(target))
+        # Needed to connect at all: paramiko must know the test server's host key.
+        connection.client.load_host_keys(target.known_hosts)
+        connection.open()
+        return connection, connection.close
+
+    def ours() -> tuple[Any, Any]:
+        targets = Targets()
+        config = fabric.Config(overrides={
+            "transport": {"ssh_options": {"UserKnownHostsFile": target.known_hosts}}})
+        connection = TransportFabricConnection(target.address, config=config, targets=targets,
+                                               **_fabric_settings(target))
+        connection.open()
+        return connection, targets.close
+
+    return [("transport", ours), ("fabric", stock)]
+
+
 class FabricSystem(System):
     name = "fabric"
 

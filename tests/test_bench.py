@@ -19,6 +19,8 @@ SYSTEMS = {
     "pipelined trivial calls, local": PYTHON_CALLS,
     "pipelined trivial calls, over ssh": PYTHON_CALLS,
     "`true` over ssh, per command": {"transport", "mitogen", "execnet", "fabric"},
+    "Fabric task: 20 `c.run` on an open connection": {"transport", "fabric"},
+    "Fabric task: connect, 20 `c.run`, close": {"transport", "fabric"},
     "push 16 MiB of random data over ssh": {"transport", "fabric", "scp"},
     "first call needing jinja2 on a bare target, over ssh": {"transport", "mitogen"},
     "target RSS above a bare interpreter": PYTHON_CALLS,

@@ -87,10 +87,8 @@ class Connection(fabric.Connection):
         key_filename = connect_kwargs.get("key_filename")
         if isinstance(key_filename, (list, tuple)):
             key_filename = key_filename[0] if key_filename else None
-        if connect_kwargs.get("allow_agent") is False:
-            ssh_options["IdentityAgent"] = "none"
-        if connect_kwargs.get("look_for_keys") is False:
-            ssh_options["IdentitiesOnly"] = "yes"
+        if connect_kwargs.get("allow_agent") is False or connect_kwargs.get("look_for_keys") is False:
+            ssh_options["IdentitiesOnly"] = "yes"  # only the keys given
         if self.forward_agent:
             ssh_options["ForwardAgent"] = "yes"
         if self.gateway:
