@@ -46,21 +46,17 @@ def demo(c, host=""):
     Each target gets one interpreter; the release is uploaded, unpacked, made `current`,
     its dummy service restarted, checked, and stopped again.
     """
-    import tarfile
-    import tempfile
     import time
 
     from invoke import Config, Context
 
     from adapters.invoke import TransportRunner, shared_targets
 
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    from release import build_release
+
     release = time.strftime("%Y%m%d-%H%M%S")
-    tarball = os.path.join(tempfile.mkdtemp(prefix="transport-demo-"), f"{release}.tar.gz")
-    with open(os.path.join(os.path.dirname(tarball), "VERSION"), "w") as f:
-        f.write(release + "\n")
-    with tarfile.open(tarball, "w:gz") as tar:
-        tar.add(os.path.join(ROOT, "examples", "app"), arcname=".")
-        tar.add(os.path.join(os.path.dirname(tarball), "VERSION"), arcname="VERSION")
+    tarball = build_release(release)
     for spec in ["local"] + ([host] if host else []):
         remote = Context(Config(overrides={"runners": {"local": TransportRunner},
                                            "transport": {"host": spec}}))

@@ -9,29 +9,14 @@ tasks run on stock Fabric.
 """
 
 import os
-import tarfile
-import tempfile
 import time
 
 import deploy_checks
 from fabric import task
 from invoke.exceptions import Exit
+from release import build_release
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-APP = os.path.join(HERE, "app")
 KEEP_RELEASES = 3
-
-
-def build_release(release):
-    """A tarball of app/ plus a VERSION file naming the release."""
-    path = os.path.join(tempfile.mkdtemp(prefix="release-"), f"{release}.tar.gz")
-    version = os.path.join(os.path.dirname(path), "VERSION")
-    with open(version, "w") as f:
-        f.write(release + "\n")
-    with tarfile.open(path, "w:gz") as tar:
-        tar.add(APP, arcname=".")
-        tar.add(version, arcname="VERSION")
-    return path
 
 
 def check_health(c, root):
