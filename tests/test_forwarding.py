@@ -212,3 +212,13 @@ def test_an_intermediary_asks_once_however_many_children_wait(router, package_di
     futures = [child.call_async(rf.import_by_name, "fwdonce") for child in children]
     assert [f.result(timeout=30) for f in futures] == ["fwdonce"] * 3
     assert router._modules.requested[middle.context_id].count("fwdonce") == 1
+
+
+def test_namespace_packages_nested_in_namespace_packages(router, tmp_path):
+    # nsouter and nsouter.inner have no __init__.py; the controller has not imported them.
+    files = {"nsouter/inner/leaf.py": "VALUE = 'leaf'\n",
+             "nsuser.py": "def value():\n    from nsouter.inner import leaf\n    return leaf.VALUE\n"}
+    with importable_tree(tmp_path, files, "ns"):
+        user = importlib.import_module("nsuser")
+        assert "nsouter" not in sys.modules
+        assert router.local(python="/usr/bin/python3").call(user.value) == "leaf"

@@ -21,7 +21,7 @@ import queue
 import sys
 import threading
 import zlib
-from importlib.machinery import PathFinder, SourceFileLoader
+from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
 
 from transport import log
 from transport.core import codec
@@ -97,7 +97,7 @@ class ModuleFinder:
 
     def _find_spec(self, fullname: str) -> Any:
         """Find without importing: walk the parent packages' search paths."""
-        parent, _, _ = fullname.rpartition(".")
+        parent, _, name = fullname.rpartition(".")
         if not parent:
             return PathFinder.find_spec(fullname)
         loaded = sys.modules.get(parent)
@@ -107,7 +107,18 @@ class ModuleFinder:
             if parent_spec is None or parent_spec.submodule_search_locations is None:
                 return None
             path = parent_spec.submodule_search_locations
-        return PathFinder.find_spec(fullname, list(path))
+        locations = list(path)
+        try:
+            return PathFinder.find_spec(fullname, locations)
+        except KeyError:
+            # A namespace package inside one that is not imported here: importlib
+            # would look its parent up in sys.modules, so describe it ourselves.
+            found = [os.path.join(p, name) for p in locations if os.path.isdir(os.path.join(p, name))]
+            if not found:
+                return None
+            spec = ModuleSpec(fullname, None, is_package=True)
+            spec.submodule_search_locations = found
+            return spec
 
     def submodules(self, package: str) -> list[str]:
         """The modules and packages directly inside package, found without importing it."""
