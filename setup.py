@@ -16,7 +16,11 @@ setup(
         "fabric": ["fabric>=3.0", "invoke>=2.0", "paramiko>=3.0"],
         "salt": ["salt==3008.*"],
     },
-    entry_points={"console_scripts": ["transport=transport.cli:main"]},
+    entry_points={
+        "console_scripts": ["transport=transport.cli:main"],
+        # Importing the extension installs the salt-ssh hooks (see adapters/salt).
+        "salt.loader": ["transport = adapters.salt.extension:loader_dirs"],
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: System :: Systems Administration",

@@ -16,6 +16,7 @@ large package never delays other traffic.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import queue
 import sys
@@ -99,7 +100,15 @@ class ModuleFinder:
         """Find without importing: walk the parent packages' search paths."""
         parent, _, name = fullname.rpartition(".")
         if not parent:
-            return PathFinder.find_spec(fullname)
+            # sys.path first; then the other finders (a package installed in editable
+            # mode is found by one of its own). A top-level find imports nothing.
+            spec = PathFinder.find_spec(fullname)
+            if spec is None:
+                try:
+                    spec = importlib.util.find_spec(fullname)
+                except (ImportError, ValueError):
+                    spec = None
+            return spec
         loaded = sys.modules.get(parent)
         path = getattr(loaded, "__path__", None)
         if path is None:

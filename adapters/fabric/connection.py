@@ -32,7 +32,7 @@ from invoke.exceptions import AuthFailure
 import transport
 from adapters.fabric.file_transfer import TransportSFTP
 from adapters.fabric.runner import FabricRunner
-from adapters.invoke.targets import Targets, shared_targets
+from adapters.targets import Targets, shared_targets
 
 # connect_kwargs (paramiko's SSHClient.connect) that have an OpenSSH equivalent.
 HONOURED_CONNECT_KWARGS = {"key_filename", "timeout", "allow_agent", "look_for_keys", "compress"}

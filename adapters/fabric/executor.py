@@ -13,7 +13,7 @@ import fabric
 from fabric.tasks import ConnectionCall as FabricConnectionCall
 
 from adapters.fabric.connection import Connection
-from adapters.invoke.targets import shared_targets
+from adapters.targets import shared_targets
 
 
 class ConnectionCall(FabricConnectionCall):

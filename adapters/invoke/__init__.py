@@ -17,6 +17,6 @@ from adapters.invoke.compat import check_invoke_version
 check_invoke_version()
 
 from adapters.invoke.runner import TransportRunner  # noqa: E402  (after the version check)
-from adapters.invoke.targets import Targets, shared_targets  # noqa: E402
+from adapters.targets import Targets, shared_targets  # noqa: E402
 
 __all__ = ["TransportRunner", "Targets", "shared_targets"]

@@ -50,7 +50,7 @@ class TransportRunner(Runner):
 
     def resolve_target(self) -> transport.Context:
         """The context to run on when none was set: from the invoke config's `transport` section."""
-        from adapters.invoke.targets import shared_targets
+        from adapters.targets import shared_targets
 
         settings = dict(self.context.config.get("transport") or {})
         spec = settings.pop("host", None) or "local"

@@ -18,6 +18,7 @@ accepted only from the parent.
 """
 from __future__ import absolute_import
 
+import contextlib
 import sys
 import threading
 import zlib
@@ -64,6 +65,7 @@ class ModuleForwarder(object):
         self.entries = {}
         self.groups = {}
         self.has_parent = True
+        self.paused = 0  # > 0: inside local_imports_only()
         self._waits = {}
         self._lock = threading.Lock()
         router.add_handler(LOAD_MODULE, self._on_load)
@@ -159,6 +161,8 @@ class ModuleForwarder(object):
     # -- the import protocols -------------------------------------------------------
 
     def find_spec(self, fullname, path=None, target=None):
+        if self.paused:
+            return None
         entry = self.lookup(fullname)
         if entry is None:
             return None
@@ -176,6 +180,8 @@ class ModuleForwarder(object):
         self._run(module, self.entries[module.__name__])
 
     def find_module(self, fullname, path=None):
+        if self.paused:
+            return None
         return self if self.lookup(fullname) is not None else None
 
     def load_module(self, fullname):
@@ -195,6 +201,23 @@ class ModuleForwarder(object):
         text = source.decode('utf-8', 'replace')
         linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
         exec(compile(source, filename, 'exec'), module.__dict__)
+
+
+@contextlib.contextmanager
+def local_imports_only():
+    """Within the block, imports come from the target's own disk only.
+
+    For code that must see the host as it is (an application probing for optional
+    modules should not be handed the controller's): nothing is asked of the parent.
+    """
+    forwarder = installed
+    if forwarder is not None:
+        forwarder.paused += 1
+    try:
+        yield
+    finally:
+        if forwarder is not None:
+            forwarder.paused -= 1
 
 
 def unavailable(names):

@@ -1,4 +1,4 @@
-"""The transport contexts one invoke or fab run shares: one per target, opened on first use.
+"""The transport contexts an adapter's run shares: one per target, opened on first use.
 
 A Targets object owns a Router and keys each context by how it was reached
 (host, port, user, interpreter; then sudo user on top), so every task of a

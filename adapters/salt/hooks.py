@@ -1,0 +1,141 @@
+"""The hooks that route selected salt-ssh hosts through the transport.
+
+install() wraps four salt-ssh methods; each is a no-op for hosts whose roster
+entry does not select the transport:
+- Single.__init__: notes the host's settings and gives it a FastShell;
+- Single.run: refuses a host whose roster entry asks what the transport cannot
+  do, with an error naming the key, before anything runs there;
+- Single.cmd_block: instead of the shim (thin tarball, Python started three
+  times, a salt-call process per function), syncs Salt's file set into the
+  host's file cache once and runs salt-call in the host's persistent
+  interpreter, returning what the shim would have printed;
+- SSH.handle_routine (one per host process): shuts the host's contexts down
+  when the host's work is done.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+import transport
+from adapters.salt import hosts
+from adapters.salt.compat import check_salt_version
+from adapters.salt.remote import salt_call
+from adapters.salt.shell import FastShell
+from adapters.targets import Targets
+
+log = logging.getLogger(__name__)
+
+_targets: Targets | None = None
+_trees: dict[int, str] = {}
+_hosts: dict[tuple, transport.Context] = {}
+
+
+def _process_targets() -> Targets:
+    global _targets
+    if _targets is None:
+        _targets = Targets()
+    return _targets
+
+
+def _close_process_targets() -> None:
+    global _targets
+    targets, _targets = _targets, None
+    _trees.clear()
+    _hosts.clear()
+    if targets is not None:
+        targets.close()
+
+
+def context_of(single: Any) -> transport.Context:
+    """The host's context. The first Single of a host (the one salt-ssh made from the
+    roster, with the master's options) opens it; the nested ones Salt's wrappers make,
+    whose options come from the target, reuse it."""
+    target = single.target
+    key = (target.get("host"), target.get("port"), target.get("user"), bool(target.get("sudo")),
+           target.get("sudo_user"))
+    context = _hosts.get(key)
+    if context is None or not context.alive:
+        context = hosts.open_context(_process_targets(), target, single.opts,
+                                     single.transport_settings)
+        _hosts[key] = context
+    return context
+
+
+def _tree_on(context: transport.Context, host: str) -> str:
+    from adapters.salt import file_set
+
+    tree = _trees.get(context.context_id)
+    if tree is None:
+        tree, files, sent = file_set.sync(context)
+        log.info("transport: salt file cache on %s: %d files (%d bytes) sent", host, files, sent)
+        _trees[context.context_id] = tree
+    return tree
+
+
+def fast_cmd_block(single: Any) -> tuple[str, str, int]:
+    """What Single.cmd_block returns, from salt-call run in the host's interpreter."""
+    from salt.client.ssh import _convert_args
+
+    single.argv = _convert_args(single.argv)
+    host = single.target.get("host")
+    try:
+        context = context_of(single)
+        tree = _tree_on(context, host)
+        stdout, stderr, retcode = context.call(salt_call.run, tree, single.thin_dir,
+                                               single.minion_config, single.argv,
+                                               single.set_path or "")
+    except transport.TransportError as e:
+        return "", str(e), 255
+    return stdout.strip(), stderr.strip(), retcode
+
+
+def install() -> None:
+    """Wrap salt-ssh's Single and SSH (once per process)."""
+    import salt.client.ssh as ssh
+
+    if getattr(ssh.Single, "_transport_hooks", False):
+        return
+    check_salt_version()
+    original_init = ssh.Single.__init__
+    original_run = ssh.Single.run
+    original_cmd_block = ssh.Single.cmd_block
+    original_handle_routine = ssh.SSH.handle_routine
+
+    @functools.wraps(original_init)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self.transport_error = None
+        try:
+            self.transport_settings = hosts.settings_for(self.target)
+        except hosts.RosterError as e:
+            self.transport_settings, self.transport_error = None, str(e)
+        if self.transport_settings is not None:
+            self.shell = FastShell(functools.partial(context_of, self), self.target.get("host"))
+
+    @functools.wraps(original_run)
+    def run(self: Any, *args: Any, **kwargs: Any) -> tuple[str, str, int]:
+        if getattr(self, "transport_error", None):
+            return "", f"ERROR: {self.transport_error}", 1  # nothing is run on that host
+        return original_run(self, *args, **kwargs)
+
+    @functools.wraps(original_cmd_block)
+    def cmd_block(self: Any, is_retry: bool = False) -> tuple[str, str, int]:
+        if getattr(self, "transport_settings", None) is None:
+            return original_cmd_block(self, is_retry)
+        return fast_cmd_block(self)
+
+    @functools.wraps(original_handle_routine)
+    def handle_routine(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original_handle_routine(self, *args, **kwargs)
+        finally:
+            _close_process_targets()
+
+    ssh.Single.__init__ = init
+    ssh.Single.run = run
+    ssh.Single.cmd_block = cmd_block
+    ssh.SSH.handle_routine = handle_routine
+    ssh.Single._transport_hooks = True

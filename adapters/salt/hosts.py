@@ -1,0 +1,112 @@
+"""Which salt-ssh hosts use the transport, and their transport contexts.
+
+A host opts in with the roster key `transport: fast` (or a table
+`{kind: fast, python: /usr/bin/python3, backend: openssh}`; the backend
+defaults to paramiko, in-process, unless the ssh options need OpenSSH). Its roster keys map onto the
+transport: user, port, priv (identity file; "agent-forwarding" forwards the
+agent), timeout (connect timeout), ssh_options ("Key=Value" strings),
+identities_only, sudo/sudo_user/passwd (a persistent sudo interpreter; passwd
+is sudo's password, never a command-line argument), set_path, minion_opts and
+thin_dir (used as by Salt). Keys whose behaviour the adapter cannot give fail
+with an error naming the key. salt-ssh runs each host in a process of its
+own; that process holds the host's contexts (one Targets) until it ends.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import transport
+from adapters.targets import Targets
+
+REFUSED_KEYS = {
+    "priv_passwd": "passphrase-protected keys: load the key into ssh-agent instead",
+    "remote_port_forwards": "port forwarding",
+    "winrm": "Windows targets",
+    "ssh_pre_flight": "pre-flight scripts",
+    "ssh_pre_hook": "pre-hook scripts",
+    "tty": "a terminal for the remote command",
+    "relenv": "relenv deployments",
+}
+TABLE_KEYS = {"kind", "python", "backend"}
+
+
+class RosterError(ValueError):
+    """A roster entry selects the transport but asks for something it cannot do."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    python: str
+    backend: str | None  # None: paramiko unless the ssh options need OpenSSH
+
+
+def settings_for(target: dict[str, Any]) -> Settings | None:
+    """The transport settings of a Single's target dict, or None when it does not opt in."""
+    value = target.get("transport")
+    if value in (None, False, "", "ssh", "stock"):
+        return None
+    host = target.get("host")
+    if isinstance(value, str):
+        value = {"kind": value}
+    if not isinstance(value, dict) or value.get("kind") != "fast":
+        raise RosterError(f"{host}: roster key transport must be 'fast' or "
+                          f"{{kind: fast, python: ...}}, not {target.get('transport')!r}")
+    unknown = sorted(set(value) - TABLE_KEYS)
+    if unknown:
+        raise RosterError(f"{host}: roster key transport.{unknown[0]} is not supported "
+                          f"(supported: {', '.join(sorted(TABLE_KEYS))})")
+    for key, why in REFUSED_KEYS.items():
+        if target.get(key):
+            raise RosterError(f"{host}: roster key {key} is not supported with transport: fast "
+                              f"({why})")
+    backend = value.get("backend")
+    if backend not in (None, "openssh", "paramiko"):
+        raise RosterError(f"{host}: roster key transport.backend must be openssh or paramiko, "
+                          f"not {backend!r}")
+    return Settings(python=str(value.get("python") or "python3"), backend=backend)
+
+
+def _ssh_options(target: dict[str, Any], opts: dict[str, Any]) -> tuple[dict[str, str], str | None]:
+    options: dict[str, str] = {}
+    for item in list(opts.get("ssh_options") or []) + list(target.get("ssh_options") or []):
+        key, sep, value = str(item).partition("=")
+        if not sep:
+            raise RosterError(f"{target.get('host')}: ssh_options entry {item!r} is not Key=Value")
+        options[key.strip()] = value.strip()
+    if target.get("identities_only") or opts.get("ssh_identities_only"):
+        options["IdentitiesOnly"] = "yes"
+    check_host_keys = None
+    if opts.get("no_host_keys"):
+        check_host_keys = "ignore"
+        options["UserKnownHostsFile"] = "/dev/null"
+    elif opts.get("ignore_host_keys"):
+        check_host_keys = "ignore"
+    return options, check_host_keys
+
+
+def open_context(targets: Targets, target: dict[str, Any], opts: dict[str, Any],
+                 settings: Settings) -> transport.Context:
+    """The host's context: ssh as the roster user, then sudo when the roster asks for it."""
+    ssh_options, check_host_keys = _ssh_options(target, opts)
+    priv = target.get("priv")
+    identity_file = None
+    if priv == "agent-forwarding":
+        ssh_options["ForwardAgent"] = "yes"
+    elif priv and os.path.exists(os.path.expanduser(priv)):
+        identity_file = os.path.expanduser(priv)
+    backend = settings.backend
+    if backend is None:
+        from transport.methods.paramiko_ssh import HONOURED
+
+        backend = "paramiko" if set(ssh_options) <= HONOURED else "openssh"
+    context = targets.ssh(str(target["host"]), port=int(target["port"]) if target.get("port") else None,
+                          user=target.get("user") or None, python=settings.python,
+                          identity_file=identity_file, ssh_options=ssh_options,
+                          check_host_keys=check_host_keys, backend=backend,
+                          connect_timeout=float(target.get("timeout") or 30))
+    if target.get("sudo"):
+        context = targets.sudo(context, target.get("sudo_user") or "root", target.get("passwd") or None)
+    return context

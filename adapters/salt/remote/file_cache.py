@@ -1,0 +1,75 @@
+"""A per-user, content-addressed file cache on the target that Salt is imported from.
+
+Blobs live under ~/.cache/transport-salt/blobs/<sha256> and are written only
+after their hash checks out. A tree (trees/<tree id>/, the id being a hash of
+the manifest) links each path of the controller's Salt file set to its blob;
+its marker file is written last, so a tree is either complete or rebuilt.
+Salt's loader lists and reads real directories there, and later runs (any
+Salt run with the same files) find everything in place and receive nothing.
+"""
+
+import hashlib
+import os
+import shutil
+import zlib
+
+MARKER = ".transport-complete"
+
+
+def base_dir():
+    return os.path.join(os.path.expanduser("~"), ".cache", "transport-salt")
+
+
+def tree_dir(tree_id):
+    return os.path.join(base_dir(), "trees", tree_id)
+
+
+def tree_ready(tree_id):
+    """The tree's path if it is complete here, else None."""
+    path = tree_dir(tree_id)
+    return path if os.path.exists(os.path.join(path, MARKER)) else None
+
+
+def missing_blobs(digests):
+    """Which of the digests have no blob here."""
+    blobs = os.path.join(base_dir(), "blobs")
+    return [d for d in digests if not os.path.exists(os.path.join(blobs, d))]
+
+
+def store_blobs(entries):
+    """Write (sha256 hex, zlib-compressed bytes) entries as blobs, checking each hash."""
+    blobs = os.path.join(base_dir(), "blobs")
+    if not os.path.isdir(blobs):
+        os.makedirs(blobs, 0o700)
+    for digest, packed in entries:
+        data = zlib.decompress(packed)
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ValueError(f"blob {digest}: content does not match its hash")
+        temporary = os.path.join(blobs, f".{digest}.{os.getpid()}.tmp")
+        with open(temporary, "wb") as f:
+            f.write(data)
+        os.rename(temporary, os.path.join(blobs, digest))
+    return len(entries)
+
+
+def build_tree(tree_id, manifest):
+    """Link every (relative path, digest, mode) of the manifest into the tree; return its path."""
+    path = tree_dir(tree_id)
+    staging = f"{path}.{os.getpid()}.tmp"
+    blobs = os.path.join(base_dir(), "blobs")
+    shutil.rmtree(staging, ignore_errors=True)
+    for relative, digest, mode in manifest:
+        if relative.startswith("/") or ".." in relative.split("/"):
+            raise ValueError(f"unsafe path in manifest: {relative!r}")
+        destination = os.path.join(staging, relative)
+        parent = os.path.dirname(destination)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, 0o755)
+        shutil.copyfile(os.path.join(blobs, digest), destination)
+        os.chmod(destination, mode & 0o755)
+    with open(os.path.join(staging, MARKER), "w") as f:
+        f.write(tree_id)
+    if os.path.exists(path):
+        shutil.rmtree(path, ignore_errors=True)
+    os.rename(staging, path)
+    return path

@@ -1,0 +1,85 @@
+"""`salt-call --local --metadata --out json` run inside the target's persistent interpreter.
+
+Salt is imported from the file cache's tree, and only from the host's disk
+(module forwarding is paused for the call). Each call writes the minion config
+Salt would have written, runs Salt's own salt-call code with the arguments the
+shim would pass, and returns what salt-call printed, its stderr and its exit
+status, so salt-ssh parses the same JSON as from a stock host.
+"""
+
+import contextlib
+import importlib
+import io
+import os
+import sys
+
+from transport.core import forwarding
+
+
+def _use_tree(tree):
+    if tree not in sys.path:
+        sys.path.insert(0, tree)
+
+
+def _write_config(config_dir, minion_config):
+    if not os.path.isdir(config_dir):
+        os.makedirs(config_dir, 0o700)
+    path = os.path.join(config_dir, "minion")
+    try:
+        with open(path) as f:
+            if f.read() == minion_config:
+                return
+    except OSError:
+        pass
+    with open(path + ".tmp", "w") as f:
+        f.write(minion_config)
+    os.chmod(path + ".tmp", 0o600)
+    os.rename(path + ".tmp", path)
+
+
+def shim_arguments(argv):
+    """The arguments after salt-call's options, prepared as salt-ssh's shim prepares them.
+
+    A single string is split on whitespace (the shim's quirk, which Salt's
+    wrappers rely on); a trailing --no-parse= option goes before the `--`.
+    """
+    prepared = argv[0].split() if len(argv) == 1 else [str(a) for a in argv]
+    options = []
+    if prepared and prepared[-1].startswith("--no-parse="):
+        options.append(prepared.pop())
+    return options + ["--"] + prepared
+
+
+def _salt_call_module():
+    """salt.cli.call, its logging options reset (salt-call freezes them once set up)."""
+    # By name: Salt comes from the tree, so the controller must not forward it with
+    # this module (an import statement here would put all of Salt in its closure).
+    logging_impl = importlib.import_module("salt._logging.impl")
+    if hasattr(logging_impl.set_logging_options_dict, "__options_dict__"):
+        del logging_impl.set_logging_options_dict.__options_dict__
+    return importlib.import_module("salt.cli.call")
+
+
+def run(tree, config_dir, minion_config, argv, set_path=""):
+    """Run one salt-call; return (stdout, stderr, exit status)."""
+    _use_tree(tree)
+    _write_config(config_dir, minion_config)
+    if set_path:
+        os.environ["PATH"] = os.path.expandvars(set_path)
+    sys.argv = ["salt-call", "--retcode-passthrough", "--local", "--metadata", "--out", "json",
+                "-l", "quiet", "-c", config_dir] + shim_arguments(argv)
+    out, err = io.StringIO(), io.StringIO()
+    status = 0
+    # Salt probes for many optional modules: it must find what the host has, as
+    # stock salt-ssh's would, not what the controller could forward.
+    with forwarding.local_imports_only(), contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(err):
+        try:
+            _salt_call_module().SaltCall().run()
+        except SystemExit as e:
+            if isinstance(e.code, int):
+                status = e.code
+            elif e.code is not None:
+                err.write(f"{e.code}\n")
+                status = 1
+    return out.getvalue(), err.getvalue(), status

@@ -1,0 +1,44 @@
+"""FastShell: what salt-ssh's Shell does (run a command, send a file), over the transport.
+
+Salt's master-side wrappers use a Single's shell for raw commands and to send
+files (state tarballs, files for cp.*); for a fast host those go through the
+host's context: commands under /bin/sh -c, files by Context.put (streamed,
+renamed into place).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from typing import Any, Callable
+
+import transport
+
+
+class FastShell:
+    """The subset of salt.client.ssh.shell.Shell that Single and the wrappers use."""
+
+    def __init__(self, context: Callable[[], transport.Context], host: str) -> None:
+        self._context = context
+        self.host = host
+
+    def exec_cmd(self, cmd: str) -> tuple[str, str, int]:
+        try:
+            result = self._context().run(cmd)
+        except transport.TransportError as e:
+            return "", str(e), 255
+        return result.text("stdout"), result.text("stderr"), result.exit_code
+
+    def exec_nb_cmd(self, cmd: str) -> Any:
+        stdout, stderr, retcode = self.exec_cmd(cmd)
+        yield stdout, stderr, retcode
+
+    def send(self, local: str, remote: str, makedirs: bool = False) -> tuple[str, str, int]:
+        try:
+            context = self._context()
+            if makedirs:
+                context.call(os.makedirs, posixpath.dirname(remote), 0o700, True)
+            context.put(local, remote)
+        except transport.TransportError as e:
+            return "", str(e), 1
+        return "", "", 0

@@ -1,0 +1,3 @@
+doomed:
+  cmd.run:
+    - name: echo trying; exit 3

@@ -1,0 +1,76 @@
+"""A private salt-ssh setup: master config and a roster of stock and fast hosts on the test sshd.
+
+Used by the salt tests and by the benchmark. Every host gets a fresh thin_dir
+per setup: master and targets share this machine, and salt-ssh's master
+caches files under the targets' thin_dir paths as root.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+SALT_SSH = Path(sys.executable).parent / "salt-ssh"
+STATES = Path(__file__).resolve().parent.parent / "projects" / "salt_states"
+
+
+class SaltSetup:
+    """The config dir and roster under root; run() runs salt-ssh with them."""
+
+    def __init__(self, root: Path, sshd, sudo_password: str) -> None:
+        self.root = root
+        self.conf = root / "conf"
+        self.conf.mkdir()
+        data = root / "data"
+        (self.conf / "master").write_text(f"""root_dir: {data}
+pki_dir: {data}/pki
+cachedir: {data}/cache
+sock_dir: {data}/sock
+log_file: {data}/master.log
+ssh_log_file: {data}/ssh.log
+file_roots:
+  base:
+    - {STATES}
+""")
+        # A fresh thin_dir per host and run: master and targets share this machine, and
+        # salt-ssh's master caches files under the targets' thin_dir paths as root.
+        run_id = uuid.uuid4().hex[:8]
+
+        def entry(name: str, address: str, user: str, extra: str = "") -> str:
+            return (f"{name}:\n  host: {address}\n  user: {user}\n  port: {sshd.port}\n"
+                    f"  priv: {sshd.client_key}\n  thin_dir: /var/tmp/tp-salt-{run_id}-{name}\n"
+                    + extra)
+
+        (self.conf / "roster").write_text(
+            entry("stock", sshd.addresses[0], "tp-plain")
+            + entry("fast", sshd.addresses[1], "tp-app", "  transport: fast\n")
+            + entry("fastsudo", sshd.addresses[2], "tp-sudo",
+                    f"  sudo: true\n  passwd: {sudo_password}\n"
+                    "  transport: {kind: fast, python: /usr/bin/python3}\n")
+            + entry("refused", sshd.addresses[1], "tp-app",
+                    "  transport: fast\n  priv_passwd: secret\n"))
+        self.thin_dirs = f"/var/tmp/tp-salt-{run_id}-*"
+
+    def run(self, target: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(SALT_SSH), "-c", str(self.conf), "-i", "--out", "json",
+                               "--static", *(["-L"] if "," in target else []), target, *args],
+                              capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=300, cwd=self.root)
+
+    def json(self, target: str, *args: str) -> tuple[dict, subprocess.CompletedProcess]:
+        result = self.run(target, *args)
+        try:
+            return json.loads(result.stdout), result
+        except ValueError:
+            raise AssertionError(f"salt-ssh printed no JSON (status {result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}") from None
+
+    def remove_thin_dirs(self) -> None:
+        import glob
+        import shutil
+
+        for path in glob.glob(self.thin_dirs):
+            shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,119 @@
+"""The salt-ssh adapter, driven as a Salt user drives it: the real salt-ssh command with a
+private config and a roster holding one stock host and one fast host, side by side."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.salt import SALT_SSH, SaltSetup
+from tests.support.sshd import SUDO_PASSWORD
+
+# Grains that differ between two users' interpreters on one machine, not by transport.
+PER_HOST_GRAINS = {"id", "server_id", "pythonpath", "saltpath", "username", "groupname", "uid", "gid", "pid",
+                   "pythonexecutable", "cwd"}
+
+
+@pytest.fixture(scope="module")
+def salt(sshd, tmp_path_factory):
+    if not SALT_SSH.exists():
+        pytest.fail(f"{SALT_SSH} not found: pip install -e '.[dev,salt]' (the README's test command)")
+    setup = SaltSetup(tmp_path_factory.mktemp("salt"), sshd, SUDO_PASSWORD)
+    yield setup
+    shutil.rmtree("/tmp/transport-salt-test", ignore_errors=True)
+    setup.remove_thin_dirs()
+
+
+def test_test_ping_and_cmd_run_match_stock(salt):
+    out, result = salt.json("stock,fast", "test.ping")
+    assert out == {"stock": True, "fast": True}, result.stderr
+    out, _ = salt.json("stock,fast", "cmd.run", "echo hello; id -un")
+    assert out == {"stock": "hello\ntp-plain", "fast": "hello\ntp-app"}
+
+
+def test_grains_match_stock(salt):
+    out, _ = salt.json("stock,fast", "grains.items")
+    stock, fast = out["stock"], out["fast"]
+    assert set(stock) == set(fast)
+    differing = {key for key in stock if stock[key] != fast[key]}
+    assert differing <= PER_HOST_GRAINS, {k: (stock[k], fast[k]) for k in differing - PER_HOST_GRAINS}
+    assert fast["id"] == "fast" and fast["username"] == "tp-app"
+
+
+def _normalised(state_return: dict, host: str) -> dict:
+    """A state return with the run's timings, pids and the host's id taken out."""
+    text = json.dumps(state_return, sort_keys=True).replace(host, "HOST")
+    text = re.sub(r'"(start_time|duration|pid)": [^,}]+', r'"\1": "-"', text)
+    return json.loads(text)
+
+
+def test_state_apply_matches_stock(salt):
+    shutil.rmtree("/tmp/transport-salt-test", ignore_errors=True)
+    os.makedirs("/tmp/transport-salt-test", mode=0o1777, exist_ok=True)
+    os.chmod("/tmp/transport-salt-test", 0o1777)
+    out, result = salt.json("stock,fast", "state.apply", "demo")
+    assert result.returncode == 0, result.stderr
+    assert _normalised(out["stock"], "stock") == _normalised(out["fast"], "fast")
+    assert len(out["fast"]) == 3 and all(s["result"] for s in out["fast"].values())
+    assert Path("/tmp/transport-salt-test/fast/hello.txt").read_text() == "hello from fast\n"
+    assert Path("/tmp/transport-salt-test/fast/hello.txt").stat().st_uid == int(
+        subprocess.run(["id", "-u", "tp-app"], capture_output=True, text=True).stdout)
+
+
+def test_a_failing_state_fails_as_on_stock(salt):
+    results = {host: salt.json(host, "state.apply", "failing") for host in ("stock", "fast")}
+    (stock, stock_run), (fast, fast_run) = results["stock"], results["fast"]
+    assert fast_run.returncode == stock_run.returncode != 0
+    assert _normalised(stock["stock"], "stock") == _normalised(fast["fast"], "fast")
+    (state,) = fast["fast"].values()
+    assert state["result"] is False and state["changes"]["retcode"] == 3
+
+
+def test_cp_get_file_matches_stock(salt):
+    returns = {}
+    for host in ("stock", "fast"):
+        destination = f"/tmp/transport-salt-test/cp-{host}.txt"
+        out, _ = salt.json(host, "cp.get_file", "salt://data.txt", destination)
+        returns[host] = out[host] == destination
+        assert Path(destination).read_text() == "file data\n"
+    assert returns == {"stock": True, "fast": True}
+
+
+def test_sudo_and_a_table_roster_entry(salt):
+    out, result = salt.json("fastsudo", "cmd.run", "id -un")
+    assert out == {"fastsudo": "root"}, result.stderr
+    assert SUDO_PASSWORD not in result.stdout + result.stderr
+
+
+def test_a_warm_file_cache_sends_no_salt_files(salt):
+    logs = []
+    for _ in range(2):
+        result = salt.run("fast", "-l", "info", "test.ping")
+        assert result.returncode == 0, result.stderr
+        logs.append(re.findall(r"salt file cache on \S+: (\d+) files \((\d+) bytes\) sent",
+                               result.stdout + result.stderr))
+    assert logs[1] == [("0", "0")], logs
+
+
+def test_a_key_the_adapter_cannot_honour_is_named(salt):
+    out, result = salt.json("refused", "test.ping")
+    assert result.returncode != 0
+    assert "priv_passwd" in json.dumps(out)
+
+
+def test_the_python_api_uses_the_roster_key(salt):
+    code = ("import json, salt.client.ssh.client as c;"
+            f"print(json.dumps(c.SSHClient(c_path={str(salt.conf / 'master')!r})"
+            ".cmd('fast', 'test.ping', ignore_host_keys=True)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, cwd=salt.root)
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout.strip().splitlines()[-1])
+    assert reply.get("fast", {}).get("return") is True, reply
