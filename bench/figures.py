@@ -200,6 +200,53 @@ def fabric_task(target, rounds: int, commands: int) -> list[Figure]:
     return [warm, whole]
 
 
+def salt_ssh(target, rounds: int) -> list[Figure]:
+    """salt-ssh, one host, one-shot CLI runs: a host with `transport: fast` against a stock one.
+
+    Whole `salt-ssh` runs (master start-up included, the same for both), after a
+    warm-up run that deploys the thin tarball (stock) or fills the file cache (fast).
+    """
+    import re
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from tests.support.salt import SaltSetup
+    from tests.support.sshd import SUDO_PASSWORD
+
+    setup = SaltSetup(Path(tempfile.mkdtemp(prefix="transport-bench-salt-")), target.server,
+                      SUDO_PASSWORD)
+    sent = re.compile(r"salt file cache on \S+: \d+ files \((\d+) bytes\) sent")
+    figures = []
+    try:
+        for name, args in (("`test.ping`", ["test.ping"]),
+                           ("`state.apply` of a 3-state sls", ["state.apply", "demo"])):
+            figure = Figure(f"salt-ssh {name}, one host, whole run", "s", True)
+            samples: dict[str, list[float]] = {"transport": [], "salt-ssh": []}
+            cache_bytes: list[int] = []
+            for round_number in range(rounds + 1):
+                for system, host in (("transport", "fast"), ("salt-ssh", "stock")):
+                    started = time.perf_counter()
+                    result = setup.run(host, "-l", "info", *args)
+                    elapsed = time.perf_counter() - started
+                    if result.returncode != 0:
+                        raise RuntimeError(f"salt-ssh {host} {args} failed: {result.stderr[-2000:]}")
+                    if system == "transport":
+                        cache_bytes += [int(b) for b in sent.findall(result.stdout + result.stderr)]
+                    if round_number:
+                        samples[system].append(elapsed)
+            figure.results = {k: Summary.of(v) for k, v in samples.items()}
+            figure.note = ("Salt files sent to the fast host: "
+                           + ", ".join(f"{b:,} B" for b in cache_bytes))
+            figures.append(figure)
+    finally:
+        setup.remove_thin_dirs()
+        shutil.rmtree(setup.root, ignore_errors=True)
+        for host in ("stock", "fast"):  # what the demo state made
+            shutil.rmtree(f"/tmp/transport-salt-test-{host}", ignore_errors=True)
+    return figures
+
+
 def push_file_over_ssh(systems: list[System], target, python: str, rounds: int, size: int) -> Figure:
     figure = Figure(f"push {size // (1024 * 1024)} MiB of random data over ssh", "MiB/s", False)
     import tempfile

@@ -1,6 +1,6 @@
 """Run the benchmarks: `inv bench` (or `python -m bench.run [--quick]`).
 
-Installs the peers (mitogen, execnet, fabric, paramiko) and jinja2 into
+Installs the peers (mitogen, execnet, fabric, paramiko, salt) and jinja2 into
 bench/.venv from PyPI on first use and re-runs itself there, starts the
 tests' private sshd on loopback (as root; targets log in as tp-plain, a user
 without shell rc files), then measures every figure for every system in one
@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / "bench" / ".venv"
 RESULTS = ROOT / "bench" / "results"
-PEERS = ["mitogen==0.3.*", "execnet==2.*", "fabric==3.*", "paramiko", "jinja2"]
+PEERS = ["mitogen==0.3.*", "execnet==2.*", "fabric==3.*", "paramiko", "jinja2", "salt==3008.*"]
 
 
 def ensure_environment() -> None:
@@ -35,9 +35,12 @@ def ensure_environment() -> None:
     python = VENV / "bin" / "python"
     if Path(sys.prefix).resolve() == VENV.resolve():
         return
+    stamp = VENV / "transport-peers.txt"  # what was installed, so a new peer gets installed
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    if not stamp.exists() or stamp.read_text() != "\n".join(PEERS):
         subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", str(ROOT), *PEERS], check=True)
+        stamp.write_text("\n".join(PEERS))
     os.execv(str(python), [str(python), "-m", "bench.run", *sys.argv[1:]])
 
 
@@ -72,7 +75,7 @@ def target_python(requested: str | None) -> str:
 def render(figures, python: str, quick: bool) -> str:
     from bench.stats import ratio
 
-    peers = ["mitogen", "execnet", "fabric", "scp"]
+    peers = ["mitogen", "execnet", "fabric", "scp", "salt-ssh"]
     lines = [
         f"Run {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()} ({os.cpu_count()} CPUs), "
         f"target {python}, {'quick' if quick else 'full'} mode. Median (min-max) of interleaved runs.",
@@ -136,6 +139,7 @@ def main() -> None:
             f.push_file_over_ssh(ALL_SSH, target, python, 2 if options.quick else 5,
                                  (16 if options.quick else 64) * 1024 * 1024),
             f.first_call_needing_jinja2(ALL, target, python, 2 if options.quick else 7),
+            *f.salt_ssh(target, 1 if options.quick else 5),
             f.fan_out(FAN_OUT, target, python, 1 if options.quick else 3),
             f.target_rss_local(ALL, python),
             f.bootstrap_size(),

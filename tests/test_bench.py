@@ -25,6 +25,8 @@ SYSTEMS = {
     "first call needing jinja2 on a bare target, over ssh": {"transport", "mitogen"},
     "target RSS above a bare interpreter": PYTHON_CALLS,
     "50 hosts: connect + one call each": {"transport", "fabric"},
+    "salt-ssh `test.ping`, one host, whole run": {"transport", "salt-ssh"},
+    "salt-ssh `state.apply` of a 3-state sls, one host, whole run": {"transport", "salt-ssh"},
     "bootstrap: payload + first stage": {"transport"},
 }
 

@@ -51,10 +51,22 @@ PACKAGE = {
 
         def fail():
             raise RuntimeError("from a forwarded module")
+
+
+        def import_by_name_locally_only(name):
+            import importlib
+            from transport.core import forwarding
+            with forwarding.local_imports_only():
+                try:
+                    importlib.import_module(name)
+                    return "imported"
+                except ImportError:
+                    return "not on this host"
     """),
     "fwdpkg/sub.py": "ONE = 1\n",
     "fwddep.py": "def double(x):\n    return 2 * x\n",
     "fwdlazy.py": "VALUE = 'lazy'\n",
+    "fwdextra.py": "VALUE = 'extra'\n",
     "fwdshadow.py": "WHO = 'controller'\n",
 }
 
@@ -212,6 +224,13 @@ def test_an_intermediary_asks_once_however_many_children_wait(router, package_di
     futures = [child.call_async(rf.import_by_name, "fwdonce") for child in children]
     assert [f.result(timeout=30) for f in futures] == ["fwdonce"] * 3
     assert router._modules.requested[middle.context_id].count("fwdonce") == 1
+
+
+def test_forwarding_can_be_paused_for_code_that_must_see_the_host_as_it_is(router, helpers):
+    ctx = router.local(python="/usr/bin/python3")
+    assert ctx.call(helpers.import_by_name_locally_only, "fwdextra") == "not on this host"
+    assert ctx.call(helpers.import_by_name_locally_only, "json") == "imported"
+    assert ctx.call(helpers.lazy) == "lazy"  # forwarding is back after the block
 
 
 def test_namespace_packages_nested_in_namespace_packages(router, tmp_path):

@@ -4,7 +4,6 @@ private config and a roster holding one stock host and one fast host, side by si
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -27,7 +26,8 @@ def salt(sshd, tmp_path_factory):
         pytest.fail(f"{SALT_SSH} not found: pip install -e '.[dev,salt]' (the README's test command)")
     setup = SaltSetup(tmp_path_factory.mktemp("salt"), sshd, SUDO_PASSWORD)
     yield setup
-    shutil.rmtree("/tmp/transport-salt-test", ignore_errors=True)
+    for host in ("stock", "fast"):
+        shutil.rmtree(f"/tmp/transport-salt-test-{host}", ignore_errors=True)
     setup.remove_thin_dirs()
 
 
@@ -55,15 +55,14 @@ def _normalised(state_return: dict, host: str) -> dict:
 
 
 def test_state_apply_matches_stock(salt):
-    shutil.rmtree("/tmp/transport-salt-test", ignore_errors=True)
-    os.makedirs("/tmp/transport-salt-test", mode=0o1777, exist_ok=True)
-    os.chmod("/tmp/transport-salt-test", 0o1777)
+    for host in ("stock", "fast"):
+        shutil.rmtree(f"/tmp/transport-salt-test-{host}", ignore_errors=True)
     out, result = salt.json("stock,fast", "state.apply", "demo")
     assert result.returncode == 0, result.stderr
     assert _normalised(out["stock"], "stock") == _normalised(out["fast"], "fast")
     assert len(out["fast"]) == 3 and all(s["result"] for s in out["fast"].values())
-    assert Path("/tmp/transport-salt-test/fast/hello.txt").read_text() == "hello from fast\n"
-    assert Path("/tmp/transport-salt-test/fast/hello.txt").stat().st_uid == int(
+    assert Path("/tmp/transport-salt-test-fast/hello.txt").read_text() == "hello from fast\n"
+    assert Path("/tmp/transport-salt-test-fast/hello.txt").stat().st_uid == int(
         subprocess.run(["id", "-u", "tp-app"], capture_output=True, text=True).stdout)
 
 
@@ -78,8 +77,8 @@ def test_a_failing_state_fails_as_on_stock(salt):
 
 def test_cp_get_file_matches_stock(salt):
     returns = {}
-    for host in ("stock", "fast"):
-        destination = f"/tmp/transport-salt-test/cp-{host}.txt"
+    for host, user in (("stock", "tp-plain"), ("fast", "tp-app")):
+        destination = f"/home/{user}/transport-cp.txt"
         out, _ = salt.json(host, "cp.get_file", "salt://data.txt", destination)
         returns[host] = out[host] == destination
         assert Path(destination).read_text() == "file data\n"

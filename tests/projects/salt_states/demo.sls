@@ -1,11 +1,11 @@
 # Three states: a directory, a file in it, a command; paths carry the minion id.
 demo_dir:
   file.directory:
-    - name: /tmp/transport-salt-test/{{ grains['id'] }}
+    - name: /tmp/transport-salt-test-{{ grains['id'] }}
 
 demo_file:
   file.managed:
-    - name: /tmp/transport-salt-test/{{ grains['id'] }}/hello.txt
+    - name: /tmp/transport-salt-test-{{ grains['id'] }}/hello.txt
     - contents: hello from {{ grains['id'] }}
     - require:
       - file: demo_dir
