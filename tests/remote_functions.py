@@ -93,3 +93,15 @@ def log_message(level, text):
     import logging
     logging.getLogger("tp.app").log(level, text)
     return True
+
+
+def ask_caller(handle, values):
+    """Ask the caller's service about each value; the answers, or the error texts."""
+    from transport.core import dispatch
+    answers = []
+    for value in values:
+        try:
+            answers.append(dispatch.ask_caller(handle, value, timeout=10))
+        except dispatch.AskError as e:
+            answers.append("refused: %s" % (e,))
+    return answers

@@ -164,3 +164,20 @@ def _process_exists(pid: int) -> bool:
             return f.read().split(") ")[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_code_in_a_call_can_ask_a_service_the_caller_serves(ctx):
+    asked = []
+
+    def service(value):
+        asked.append(value)
+        if value == "secret":
+            raise PermissionError("not for you")
+        return {"twice": value * 2}
+
+    handle = ctx.serve(service)
+    answers = ctx.call(rf.ask_caller, handle, [2, "ab", "secret"])
+    assert answers[:2] == [{"twice": 4}, {"twice": "abab"}]
+    assert answers[2] == "refused: PermissionError: not for you"
+    assert asked == [2, "ab", "secret"]
+    assert ctx.call(rf.ask_caller, handle, [5]) == [{"twice": 10}]  # the service lasts

@@ -219,6 +219,35 @@ class Context:
             error = ProtocolError(f"{self.name}: malformed reply: {e}")
         future.set_exception(error)
 
+    def serve(self, fn: Callable[[Any], Any]) -> int:
+        """Answer questions that code running in this context asks; return the handle to give it.
+
+        Code in a call asks with transport.core.dispatch.ask_caller(handle, value);
+        fn(value) runs on the router's thread (keep it short) and its return value
+        is the answer; an exception it raises reaches the asker as AskError with
+        its text. Values are plain data both ways; fn must treat them as untrusted.
+        The service lasts as long as the context.
+        """
+        core = self.router._core
+
+        def on_question(msg: Message) -> None:
+            if msg.is_dead:
+                core.remove_handler(handle)
+                return
+            try:
+                answer: tuple = ("ok", fn(codec.decode(msg.data)))
+            except Exception as e:  # the asker gets the reason, the service goes on
+                answer = ("error", f"{type(e).__name__}: {e}")
+            if msg.reply_to:
+                try:
+                    data = codec.encode(answer)
+                except codec.CodecError as e:
+                    data = codec.encode(("error", f"the answer cannot be sent: {e}"))
+                core.send(Message(self.context_id, CONTROLLER_ID, msg.reply_to, data))
+
+        handle = core.add_stream_handler(on_question, self.context_id)
+        return handle
+
     def set_baseline(self, cwd: str | None = None, env: dict[str, str | None] | None = None) -> str:
         """Make later calls start in `cwd`, with `env` applied (None unsets a variable).
 

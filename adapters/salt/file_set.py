@@ -4,9 +4,10 @@ The set is what salt-ssh's thin tarball holds (salt.utils.thin.get_tops: Salt
 and the pure-Python packages it needs), less what is the controller's own
 standard library (the target has its own). Its manifest lists each file's
 relative path, SHA-256 and mode; the manifest's hash names the tree on the
-target. sync() sends only the blobs the target's cache lacks (compressed,
-in batches) and has the target build the tree; with the cache warm it costs
-one call and sends no file.
+target. sync() sends the non-Python files the target's cache lacks
+(compressed, in batches) and has the target build the tree, where Python
+files not yet received are placeholders filled in on first import; with the
+cache warm it costs one call and sends no file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import os
 import sysconfig
 import zlib
+from typing import Any
 
 import transport
 from adapters.salt.remote import file_cache
@@ -25,6 +27,7 @@ from adapters.salt.remote import file_cache
 log = logging.getLogger(__name__)
 
 BATCH_BYTES = 4 * 1024 * 1024
+served: list[int] = []  # sizes of the files file_for() sent, in this process
 SKIPPED_DIRS = {"__pycache__"}
 
 
@@ -101,13 +104,29 @@ def manifest() -> tuple[str, tuple[tuple[str, str, int], ...], dict[str, str]]:
     return tree_id, listing, sources
 
 
+def file_for(digest: Any) -> bytes:
+    """The file service's answer: the compressed content of one file of the set, by SHA-256.
+
+    The target asks; only files of the manifest are served.
+    """
+    _, _, sources = manifest()
+    if not isinstance(digest, str) or digest not in sources:
+        raise KeyError("not a file of the Salt file set")
+    with open(sources[digest], "rb") as f:
+        data = zlib.compress(f.read(), 6)
+    served.append(len(data))
+    return data
+
+
 def sync(context: transport.Context) -> tuple[str, int, int]:
     """Make the tree present on the context; return (its path there, files sent, bytes sent)."""
     tree_id, listing, sources = manifest()
     ready = context.call(file_cache.tree_ready, tree_id)
     if ready:
         return ready, 0, 0
-    missing = context.call(file_cache.missing_blobs, sorted(sources))
+    # Python files arrive when first imported (remote.lazy_files); the rest now.
+    eager = sorted({digest for relative, digest, _ in listing if not relative.endswith(".py")})
+    missing = context.call(file_cache.missing_blobs, eager)
     files = sent = 0
     batch: list[tuple[str, bytes]] = []
     batch_bytes = 0

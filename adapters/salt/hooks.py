@@ -29,7 +29,7 @@ from adapters.targets import Targets
 log = logging.getLogger(__name__)
 
 _targets: Targets | None = None
-_trees: dict[int, str] = {}
+_trees: dict[int, tuple[str, int]] = {}  # context id -> (tree there, file service handle)
 _hosts: dict[tuple, transport.Context] = {}
 
 
@@ -64,15 +64,24 @@ def context_of(single: Any) -> transport.Context:
     return context
 
 
-def _tree_on(context: transport.Context, host: str) -> str:
+def _tree_on(context: transport.Context, host: str) -> tuple[str, int]:
     from adapters.salt import file_set
 
-    tree = _trees.get(context.context_id)
-    if tree is None:
+    known = _trees.get(context.context_id)
+    if known is None:
         tree, files, sent = file_set.sync(context)
         log.info("transport: salt file cache on %s: %d files (%d bytes) sent", host, files, sent)
-        _trees[context.context_id] = tree
-    return tree
+        known = _trees[context.context_id] = (tree, context.serve(file_set.file_for))
+    return known
+
+
+def _report_served(host: str) -> None:
+    from adapters.salt import file_set
+
+    if file_set.served:
+        log.info("transport: salt files sent to %s on first import: %d files (%d bytes)", host,
+                 len(file_set.served), sum(file_set.served))
+        file_set.served.clear()
 
 
 def fast_cmd_block(single: Any) -> tuple[str, str, int]:
@@ -83,12 +92,14 @@ def fast_cmd_block(single: Any) -> tuple[str, str, int]:
     host = single.target.get("host")
     try:
         context = context_of(single)
-        tree = _tree_on(context, host)
+        tree, file_service = _tree_on(context, host)
         stdout, stderr, retcode = context.call(salt_call.run, tree, single.thin_dir,
                                                single.minion_config, single.argv,
-                                               single.set_path or "")
+                                               single.set_path or "", file_service)
     except transport.TransportError as e:
         return "", str(e), 255
+    finally:
+        _report_served(host)
     return stdout.strip(), stderr.strip(), retcode
 
 

@@ -56,6 +56,41 @@ def send_to_caller(handle, data):
     dispatcher.router.send(Message(dispatcher.caller, dispatcher.router.context_id, handle, data))
 
 
+class AskError(Exception):
+    """ask_caller() got no answer: the caller refused, went away or did not answer in time."""
+
+
+def ask_caller(handle, value, timeout=60.0):
+    """From inside a call: ask the service the caller registered at `handle` (Context.serve).
+
+    Sends value there and returns the decoded answer; raises AskError when the
+    service refuses (its error text), the caller is lost, or timeout passes.
+    """
+    import threading
+    dispatcher = current
+    router = dispatcher.router
+    answers = []
+    done = threading.Event()
+
+    def on_answer(msg):
+        answers.append(msg)
+        done.set()
+
+    reply_to = router.add_reply_handler(on_answer, dispatcher.caller)
+    router.send(Message(dispatcher.caller, router.context_id, handle, codec.encode(value),
+                        reply_to=reply_to))
+    if not done.wait(timeout):
+        router.remove_handler(reply_to)
+        raise AskError('no answer from the caller within %ss' % (timeout,))
+    msg = answers[0]
+    if msg.is_dead:
+        raise AskError('the caller is gone: %s' % (msg.data.decode('utf-8', 'replace'),))
+    status, answer = codec.decode(msg.data)
+    if status != 'ok':
+        raise AskError(answer)
+    return answer
+
+
 class Dispatcher(object):
     """Queue of calls from the broker thread, run on the thread that calls run()."""
 

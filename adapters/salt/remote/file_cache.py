@@ -2,13 +2,16 @@
 
 Blobs live under ~/.cache/transport-salt/blobs/<sha256> and are written only
 after their hash checks out. A tree (trees/<tree id>/, the id being a hash of
-the manifest) links each path of the controller's Salt file set to its blob;
-its marker file is written last, so a tree is either complete or rebuilt.
-Salt's loader lists and reads real directories there, and later runs (any
-Salt run with the same files) find everything in place and receive nothing.
+the manifest) has every path of the controller's Salt file set: a copy of its
+blob, or for a Python file not received yet a placeholder that fetches it on
+first import (lazy_files); its marker file is written last, so a tree is
+either complete or rebuilt. Salt's loader lists and reads real directories
+there, and later runs (any Salt run with the same files) find in place what
+earlier runs used.
 """
 
 import hashlib
+import json
 import os
 import shutil
 import zlib
@@ -53,7 +56,13 @@ def store_blobs(entries):
 
 
 def build_tree(tree_id, manifest):
-    """Link every (relative path, digest, mode) of the manifest into the tree; return its path."""
+    """Lay out every (relative path, digest, mode) of the manifest; return the tree's path.
+
+    A file whose blob is here is copied from it; a Python file whose blob is not
+    gets a placeholder that fills itself in on first import (lazy_files).
+    """
+    from adapters.salt.remote import lazy_files
+
     path = tree_dir(tree_id)
     staging = f"{path}.{os.getpid()}.tmp"
     blobs = os.path.join(base_dir(), "blobs")
@@ -65,8 +74,17 @@ def build_tree(tree_id, manifest):
         parent = os.path.dirname(destination)
         if not os.path.isdir(parent):
             os.makedirs(parent, 0o755)
-        shutil.copyfile(os.path.join(blobs, digest), destination)
+        blob = os.path.join(blobs, digest)
+        if os.path.exists(blob):
+            shutil.copyfile(blob, destination)
+        elif relative.endswith(".py"):
+            with open(destination, "wb") as f:
+                f.write(lazy_files.PLACEHOLDER)
+        else:
+            raise ValueError(f"{relative}: its content was not sent")
         os.chmod(destination, mode & 0o755)
+    with open(os.path.join(staging, lazy_files.MANIFEST), "w") as f:
+        json.dump({relative: digest for relative, digest, _ in manifest}, f)
     with open(os.path.join(staging, MARKER), "w") as f:
         f.write(tree_id)
     if os.path.exists(path):

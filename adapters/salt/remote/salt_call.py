@@ -13,6 +13,7 @@ import io
 import os
 import sys
 
+from adapters.salt.remote import lazy_files
 from transport.core import forwarding
 
 
@@ -60,8 +61,12 @@ def _salt_call_module():
     return importlib.import_module("salt.cli.call")
 
 
-def run(tree, config_dir, minion_config, argv, set_path=""):
-    """Run one salt-call; return (stdout, stderr, exit status)."""
+def run(tree, config_dir, minion_config, argv, set_path="", file_service=None):
+    """Run one salt-call; return (stdout, stderr, exit status).
+
+    file_service: the controller's handle that serves files not received yet.
+    """
+    lazy_files.service_handle = file_service
     _use_tree(tree)
     _write_config(config_dir, minion_config)
     if set_path:
