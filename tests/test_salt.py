@@ -124,3 +124,9 @@ def test_the_python_api_uses_the_roster_key(salt):
     assert result.returncode == 0, result.stderr
     reply = json.loads(result.stdout.strip().splitlines()[-1])
     assert reply.get("fast", {}).get("return") is True, reply
+
+
+def test_custom_modules_from_the_state_tree(salt):
+    out, result = salt.json("stock,fast", "tpcustom.hello", "salt")
+    assert out == {"stock": "hello salt from a custom module",
+                   "fast": "hello salt from a custom module"}, result.stderr

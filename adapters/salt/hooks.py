@@ -7,8 +7,9 @@ entry does not select the transport:
   do, with an error naming the key, before anything runs there;
 - Single.cmd_block: instead of the shim (thin tarball, Python started three
   times, a salt-call process per function), syncs Salt's file set into the
-  host's file cache once and runs salt-call in the host's persistent
-  interpreter, returning what the shim would have printed;
+  host's file cache, sends the custom modules when they change, and runs
+  salt-call in the host's persistent interpreter, returning what the shim
+  would have printed;
 - SSH.handle_routine (one per host process): shuts the host's contexts down
   when the host's work is done.
 """
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import posixpath
 from typing import Any
 
 import transport
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 _targets: Targets | None = None
 _trees: dict[int, tuple[str, int]] = {}  # context id -> (tree there, file service handle)
 _hosts: dict[tuple, transport.Context] = {}
+_ext_mods: dict[tuple[int, str], str] = {}  # (context id, thin_dir) -> custom modules' version
 
 
 def _process_targets() -> Targets:
@@ -45,6 +49,7 @@ def _close_process_targets() -> None:
     targets, _targets = _targets, None
     _trees.clear()
     _hosts.clear()
+    _ext_mods.clear()
     if targets is not None:
         targets.close()
 
@@ -84,6 +89,26 @@ def _report_served(host: str) -> None:
         file_set.served.clear()
 
 
+def _deploy_ext_mods(single: Any, context: transport.Context) -> None:
+    """Custom modules (file_roots' _modules, _states ...): sent when their version changes."""
+    from salt.client.ssh import mod_data
+
+    single.mods = mod_data(single.fsclient)
+    version = single.mods.get("version")
+    if not single.mods.get("file"):
+        return
+    key = (context.context_id, single.thin_dir)
+    if key not in _ext_mods:
+        _ext_mods[key] = context.call(salt_call.ext_mods_version, single.thin_dir) or ""
+    if _ext_mods[key] == version:
+        return
+    tarball = posixpath.join(single.thin_dir, "salt-ext_mods.tgz")
+    context.call(os.makedirs, single.thin_dir, 0o700, True)
+    context.put(single.mods["file"], tarball, mode=0o600)
+    context.call(salt_call.unpack_ext_mods, single.thin_dir, tarball)
+    _ext_mods[key] = version
+
+
 def fast_cmd_block(single: Any) -> tuple[str, str, int]:
     """What Single.cmd_block returns, from salt-call run in the host's interpreter."""
     from salt.client.ssh import _convert_args
@@ -93,6 +118,7 @@ def fast_cmd_block(single: Any) -> tuple[str, str, int]:
     try:
         context = context_of(single)
         tree, file_service = _tree_on(context, host)
+        _deploy_ext_mods(single, context)
         stdout, stderr, retcode = context.call(salt_call.run, tree, single.thin_dir,
                                                single.minion_config, single.argv,
                                                single.set_path or "", file_service)

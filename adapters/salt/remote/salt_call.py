@@ -88,3 +88,31 @@ def run(tree, config_dir, minion_config, argv, set_path="", file_service=None):
                 err.write(f"{e.code}\n")
                 status = 1
     return out.getvalue(), err.getvalue(), status
+
+
+def ext_mods_version(config_dir):
+    """The version of the custom modules (a file_roots' _modules, _states ...) unpacked here."""
+    try:
+        with open(os.path.join(config_dir, "ext_version")) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def unpack_ext_mods(config_dir, tarball):
+    """Unpack the custom modules' tarball where salt-call looks for them, as the shim does."""
+    import shutil
+    import tarfile
+
+    modcache = os.path.join(config_dir, "running_data", "var", "cache", "salt", "minion", "extmods")
+    old_umask = os.umask(0o077)
+    try:
+        with tarfile.open(tarball, "r:gz") as tar:
+            if sys.version_info >= (3, 12):
+                tar.extractall(path=modcache, filter="data")
+            else:
+                tar.extractall(path=modcache)
+    finally:
+        os.umask(old_umask)
+    os.unlink(tarball)
+    shutil.move(os.path.join(modcache, "ext_version"), os.path.join(config_dir, "ext_version"))
