@@ -82,8 +82,9 @@ def manifest() -> tuple[str, tuple[tuple[str, str, int], ...], dict[str, str]]:
     digests = DigestCache()
     stdlib = os.path.realpath(sysconfig.get_paths()["stdlib"])
     entries: dict[str, tuple[str, int, str]] = {}
-    for top, _ in salt.utils.thin.get_tops():
-        top = os.path.realpath(top)
+    for listed in salt.utils.thin.get_tops():
+        # 3008 lists (path, module) pairs, 3006 plain paths.
+        top = os.path.realpath(listed[0] if isinstance(listed, (tuple, list)) else listed)
         if top.startswith(stdlib + os.sep):
             continue  # the target's own standard library serves these
         base = os.path.dirname(top)

@@ -124,6 +124,9 @@ def fast_cmd_block(single: Any) -> tuple[str, str, int]:
                                                single.set_path or "", file_service)
     except transport.TransportError as e:
         return "", str(e), 255
+    except Exception as e:  # reported for this host like any failure there; the others go on
+        log.exception("transport: salt on %s failed", host)
+        return "", f"ERROR: transport: {type(e).__name__}: {e}", 1
     finally:
         _report_served(host)
     return stdout.strip(), stderr.strip(), retcode
