@@ -54,8 +54,18 @@ class Targets:
         return self._get(("local", python), lambda: self.router.local(python=python))
 
     def ssh(self, host: str, *, port: int | None = None, user: str | None = None,
-            python: str = "python3", **options: Any) -> transport.Context:
-        """A context on host over ssh; options go to Router.ssh (identity_file, backend ...)."""
+            python: str = "python3", backend: str = "openssh",
+            **options: Any) -> transport.Context:
+        """A context on host over ssh; options go to Router.ssh (identity_file, ssh_options ...).
+
+        backend "auto": paramiko (in-process, as Fabric connects) unless the ssh options
+        need the OpenSSH client.
+        """
+        if backend == "auto":
+            from transport.methods.paramiko_ssh import HONOURED
+
+            backend = "paramiko" if set(options.get("ssh_options") or {}) <= HONOURED else "openssh"
+        options["backend"] = backend
         key = ("ssh", host, port, user, python, tuple(sorted((k, repr(v)) for k, v in options.items())))
         return self._get(key, lambda: self.router.ssh(host, port=port, user=user, python=python,
                                                       **options))

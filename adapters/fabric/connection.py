@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import weakref
 from typing import Any, Callable
 
 import fabric
@@ -34,8 +35,10 @@ from adapters.fabric.file_transfer import TransportSFTP
 from adapters.fabric.runner import FabricRunner
 from adapters.targets import Targets, shared_targets
 
-# connect_kwargs (paramiko's SSHClient.connect) that have an OpenSSH equivalent.
+# connect_kwargs (paramiko's SSHClient.connect) that both ssh backends can honour.
 HONOURED_CONNECT_KWARGS = {"key_filename", "timeout", "allow_agent", "look_for_keys", "compress"}
+# The login shell of the user each context runs as, found once per context.
+_login_shells: weakref.WeakKeyDictionary[transport.Context, str] = weakref.WeakKeyDictionary()
 
 
 class SudoAuthFailure(AuthFailure):
@@ -56,7 +59,7 @@ class Connection(fabric.Connection):
     def __init__(self, *args: Any, targets: Targets | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # _set: a Connection is a config proxy, so plain attribute sets would land in the config.
-        self._set(_targets=targets or shared_targets(), _context=None, _shells={})
+        self._set(_targets=targets or shared_targets(), _context=None)
         self.config.runners.remote = FabricRunner
 
     # -- the transport context -------------------------------------------------
@@ -81,7 +84,7 @@ class Connection(fabric.Connection):
         for key in connect_kwargs:
             if key not in HONOURED_CONNECT_KWARGS:
                 raise ValueError(f"{self.host}: connect_kwargs.{key} is not supported over the "
-                                 "transport (it runs OpenSSH); supported: "
+                                 "transport; supported: "
                                  + ", ".join(sorted(HONOURED_CONNECT_KWARGS)))
         ssh_options: dict[str, str] = dict(self._setting("ssh_options", None) or {})
         key_filename = connect_kwargs.get("key_filename")
@@ -103,27 +106,19 @@ class Connection(fabric.Connection):
             "ssh_options": ssh_options,
             "check_host_keys": self._setting("check_host_keys", "accept-new"),
             "compression": bool(connect_kwargs.get("compress", False)),
-            "backend": self._setting("backend", None) or self._default_backend(ssh_options),
+            "backend": self._setting("backend", None) or "auto",
         }
         if timeout:
             options["connect_timeout"] = float(timeout)
         return options
 
-    @staticmethod
-    def _default_backend(ssh_options: dict[str, str]) -> str:
-        """paramiko, as stock Fabric connects; OpenSSH where only it can do what is asked."""
-        from transport.methods.paramiko_ssh import HONOURED
-
-        return "paramiko" if set(ssh_options) <= HONOURED else "openssh"
-
     def login_shell(self, context: transport.Context | None = None) -> str:
         """The login shell of the user the context runs as: what sshd runs commands with."""
         context = context or self.transport_context()
-        shell = self._shells.get(context.context_id)
-        if shell is None:
+        shell = _login_shells.get(context)
+        if shell is None:  # once per interpreter, however many tasks' Connections use it
             entry = context.call(pwd.getpwuid, context.call(os.getuid))
-            shell = entry[6] or "/bin/sh"
-            self._shells[context.context_id] = shell
+            shell = _login_shells[context] = entry[6] or "/bin/sh"
         return shell
 
     # -- Fabric's Connection interface -------------------------------------------

@@ -97,15 +97,10 @@ def open_context(targets: Targets, target: dict[str, Any], opts: dict[str, Any],
         ssh_options["ForwardAgent"] = "yes"
     elif priv and os.path.exists(os.path.expanduser(priv)):
         identity_file = os.path.expanduser(priv)
-    backend = settings.backend
-    if backend is None:
-        from transport.methods.paramiko_ssh import HONOURED
-
-        backend = "paramiko" if set(ssh_options) <= HONOURED else "openssh"
     context = targets.ssh(str(target["host"]), port=int(target["port"]) if target.get("port") else None,
                           user=target.get("user") or None, python=settings.python,
                           identity_file=identity_file, ssh_options=ssh_options,
-                          check_host_keys=check_host_keys, backend=backend,
+                          check_host_keys=check_host_keys, backend=settings.backend or "auto",
                           connect_timeout=float(target.get("timeout") or 30))
     if target.get("sudo"):
         context = targets.sudo(context, target.get("sudo_user") or "root", target.get("passwd") or None)

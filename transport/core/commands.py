@@ -96,13 +96,7 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False)
         wait = None if deadline is None else deadline - time.time()
         if wait is not None and wait <= 0:
             return _kill(proc)
-        try:
-            readable, writable, _ = select.select(
-                list(readers), [writer] if writer is not None else [], [], wait)
-        except (OSError, select.error) as e:
-            if e.args[0] == errno.EINTR:
-                continue
-            raise
+        readable, writable = _select(list(readers), [writer] if writer is not None else [], wait)
         for fd in writable:
             try:
                 written = os.write(fd, pending[:CHUNK])
@@ -125,6 +119,17 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False)
     return _wait(proc, deadline)
 
 
+def _select(readers, writers, wait):
+    """select() for reading and writing; an interrupted wait counts as nothing ready."""
+    try:
+        readable, writable, _ = select.select(readers, writers, [], wait)
+    except (OSError, select.error) as e:
+        if e.args[0] != errno.EINTR:
+            raise
+        return [], []
+    return readable, writable
+
+
 def _run_pty(cmd, shell, env, cwd, stdin_data, timeout, output_handle):
     proc, master = _popen_pty(cmd, shell, env, cwd)
     deadline = None if timeout is None else time.time() + timeout
@@ -134,13 +139,7 @@ def _run_pty(cmd, shell, env, cwd, stdin_data, timeout, output_handle):
             wait = None if deadline is None else deadline - time.time()
             if wait is not None and wait <= 0:
                 return _kill(proc)
-            try:
-                readable, writable, _ = select.select(
-                    [master], [master] if pending else [], [], wait)
-            except (OSError, select.error) as e:
-                if e.args[0] == errno.EINTR:
-                    continue
-                raise
+            readable, writable = _select([master], [master] if pending else [], wait)
             if writable:
                 pending = pending[os.write(master, pending[:CHUNK]):]
             if readable:

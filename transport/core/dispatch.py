@@ -9,6 +9,7 @@ traceback text).
 from __future__ import absolute_import
 
 import sys
+import threading
 
 from transport.core import codec, fresh
 from transport.core.compat import PY2, queue
@@ -66,7 +67,6 @@ def ask_caller(handle, value, timeout=60.0):
     Sends value there and returns the decoded answer; raises AskError when the
     service refuses (its error text), the caller is lost, or timeout passes.
     """
-    import threading
     dispatcher = current
     router = dispatcher.router
     answers = []
