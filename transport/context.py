@@ -152,7 +152,7 @@ class Context:
         bool, int, float, str, bytes, list, tuple, dict, set). The future's
         result(timeout) raises transport.Timeout when the timeout passes.
         """
-        return self._start(_new_future(), fn, args, kwargs)
+        return self._start(_new_future(), fn, args, kwargs, flush=False)
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run fn(*args, **kwargs) in the context and return its value.
@@ -161,7 +161,9 @@ class Context:
         """
         return self._start(_Reply(), fn, args, kwargs).result()
 
-    def _start(self, future: Any, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    def _start(self, future: Any, fn: Callable[..., Any], args: tuple, kwargs: dict,
+               flush: bool = True) -> Any:
+        """Send the call; flush=False lets the broker batch it with the calls that follow."""
         module, qualname = function_reference(fn)
         if module not in self._modules_pushed:
             self._push_module(module)
@@ -174,7 +176,8 @@ class Context:
             return future
         core = self.router._core
         handle = core.add_reply_handler(lambda msg: self._on_reply(future, msg), self.context_id)
-        core.send(Message(self.context_id, CONTROLLER_ID, CALL_FUNCTION, data, reply_to=handle))
+        core.send(Message(self.context_id, CONTROLLER_ID, CALL_FUNCTION, data, reply_to=handle),
+                  flush)
         return future
 
     def _request(self, handle: int, value: Any, timeout: float) -> tuple:

@@ -93,7 +93,6 @@ class Broker(object):
             self.defer(fn, *args)
 
     def _drain_wakeups(self, fd):
-        self._woken = False
         try:
             while os.read(fd, 4096):
                 pass
@@ -173,6 +172,9 @@ class Broker(object):
                     self._guarded(callback, callback, fd)
         if self._timers:
             self._run_timers()
+        # Cleared before the queue is read: a defer() that lands after this
+        # point writes a wake-up byte of its own, so none is left waiting.
+        self._woken = False
         for _ in range(len(self._deferred)):
             fn, args = self._deferred.popleft()
             self._guarded(fn, fn, *args)

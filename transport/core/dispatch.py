@@ -15,6 +15,9 @@ from transport.core import codec, fresh
 from transport.core.compat import PY2, queue
 from transport.core.framing import Message
 
+# How long a reply may wait for the replies after it while calls are queued.
+REPLY_LINGER = 0.001
+
 _BUILTINS_ALIAS = {'builtins': '__builtin__'} if PY2 else {'__builtin__': 'builtins'}
 
 
@@ -117,8 +120,11 @@ class Dispatcher(object):
             if msg is None:
                 return
             self.caller = msg.src
-            self.router.send(Message(msg.src, self.router.context_id, msg.reply_to,
-                                     self.run_one(msg.data)))
+            reply = self.run_one(msg.data)
+            # With more calls waiting, replies wait up to REPLY_LINGER to be
+            # written together; the reply that empties the queue goes at once.
+            self.router.send(Message(msg.src, self.router.context_id, msg.reply_to, reply),
+                             flush=self.queue.empty(), linger=REPLY_LINGER)
 
     def run_one(self, data):
         """Run the call encoded in data; return the encoded reply."""

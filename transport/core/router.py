@@ -177,24 +177,31 @@ class Router(object):
 
     # -- moving messages ---------------------------------------------------------
 
-    def send(self, msg):
-        """Send a message that originates here; safe from any thread."""
+    def send(self, msg, flush=True, linger=0):
+        """Send a message that originates here; safe from any thread.
+
+        flush=False when more messages follow at once (see Stream.send).
+        """
         if msg.dst == self.context_id:
             self.broker.call_soon_or_now(self._deliver, msg)
             return
         stream = self._routes.get(msg.dst) or self.parent
-        if stream is None or not stream.send(msg):
+        if stream is None or not stream.send(msg, flush, linger):
             self.broker.call_soon_or_now(self._unroutable, msg, 'no route to context %d' % msg.dst)
 
     def on_message(self, msg):
-        """A stream received msg (broker thread)."""
+        """A stream received msg (broker thread).
+
+        Messages passed on to another stream are queued without a write each:
+        the broker writes them together at the end of this pass.
+        """
         stream = msg.stream
         if stream is self.parent:
             if msg.dst == self.context_id:
                 self._deliver(msg)
                 return
             child = self._routes.get(msg.dst)
-            if child is None or not child.send(msg):
+            if child is None or not child.send(msg, False):
                 self._unroutable(msg, 'no route to context %d' % msg.dst)
             return
         if self._routes.get(msg.src) is not stream:
@@ -203,7 +210,7 @@ class Router(object):
         if msg.dst == self.context_id:
             self._deliver(msg)
         elif self.parent is not None:
-            if not self.parent.send(msg):
+            if not self.parent.send(msg, False):
                 self._unroutable(msg, 'parent connection is gone')
         else:
             self._drop(msg, 'a context may not address another context')

@@ -4,7 +4,17 @@ A Stream reads from `rfd` and writes to `wfd` (the same fd for a socket).
 Sending is safe from any thread: when nothing is queued the caller writes
 straight to the non-blocking fd, so a small message costs no thread
 hand-off; only the part the kernel does not accept is queued, and only then
-is the broker asked to watch for writability.
+is the broker asked to watch for writability. A sender that knows more
+messages follow (pipelined calls, routed batches) passes flush=False: the
+message is queued and the broker writes everything queued in one go on its
+next pass, so a burst costs a few writes rather than one per message. A
+thread that produces messages one by one (a target replying to a queue of
+calls) also passes `linger`: the broker waits that long before writing, so
+the batch is not cut short every time the broker thread gets the GIL.
+
+Reads are 64 KiB, below malloc's mmap threshold: a larger buffer is mapped
+and unmapped on every read, which costs more than the message itself. Only
+after a read fills the buffer (bulk data) does the stream read 1 MiB at a time.
 
 Before framing starts, a stream may run a BootScanner over what arrives
 (see handshake.py); everything after the ready marker is framed messages.
@@ -19,7 +29,8 @@ import threading
 from transport.core.compat import set_nonblocking
 from transport.core.framing import Decoder, ProtocolError
 
-READ_SIZE = 256 * 1024
+READ_SIZE = 64 * 1024
+BULK_READ_SIZE = 1024 * 1024
 WRITE_CHUNK = 1024 * 1024
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 
@@ -44,6 +55,8 @@ class Stream(object):
         self._out = collections.deque()
         self._out_offset = 0
         self._watching_writes = False
+        self._flush_deferred = False
+        self._read_size = READ_SIZE
         self._close_when_flushed = False
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -60,16 +73,22 @@ class Stream(object):
 
     # -- sending (any thread) -----------------------------------------------
 
-    def send(self, msg):
-        """Queue msg for the peer; returns False if the stream is closed."""
+    def send(self, msg, flush=True, linger=0):
+        """Queue msg for the peer; returns False if the stream is closed.
+
+        flush=False: more messages follow soon; let the broker write them
+        together, on its next pass or, with linger, that many seconds later.
+        """
         data = msg.data
         if len(data) < WRITE_CHUNK:
-            return self.send_bytes(msg.header() + data)
-        return self.send_bytes(msg.header(), data)
+            return self.send_bytes(msg.header() + data, flush=flush, linger=linger)
+        return self.send_bytes(msg.header(), data, flush=flush, linger=linger)
 
-    def send_bytes(self, *chunks):
+    def send_bytes(self, *chunks, **options):
         """Queue raw bytes (used for the boot payload before framing starts)."""
-        arm = False
+        flush = options.get('flush', True)
+        linger = options.get('linger', 0)
+        arm = defer = False
         error = None
         with self._lock:
             if self.closed or self._close_when_flushed:
@@ -78,25 +97,62 @@ class Stream(object):
             self._out.extend(chunks)
             for chunk in chunks:
                 self.bytes_sent += len(chunk)
-            if was_empty:
+            if not flush:
+                if not self._watching_writes and not self._flush_deferred:
+                    self._flush_deferred = defer = True
+            elif was_empty or self._flush_deferred:
                 try:
                     self._flush()
                 except OSError as e:
                     error = e
-            if self._out and not self._watching_writes:
+            if self._out and not self._watching_writes and not self._flush_deferred:
                 self._watching_writes = arm = True
         if error is not None:
             self.broker.call_soon_or_now(self.disconnect, 'write failed: %s' % (error.strerror,))
         elif arm:
             self.broker.call_soon_or_now(self._watch_writes)
+        elif defer and linger:
+            self.broker.defer(self.broker.call_later, linger, self._deferred_flush)
+        elif defer:
+            self.broker.defer(self._deferred_flush)
         return True
+
+    def _deferred_flush(self):
+        """The broker's pass over output that senders left queued (flush=False)."""
+        arm = False
+        error = None
+        with self._lock:
+            self._flush_deferred = False
+            if self.closed:
+                return
+            try:
+                self._flush()
+            except OSError as e:
+                error = e
+            if self._out and not self._watching_writes:
+                self._watching_writes = arm = True
+        if error is not None:
+            self.disconnect('write failed: %s' % (error.strerror,))
+        elif arm:
+            self._watch_writes()
+        elif self._close_when_flushed and not self._out:
+            self.disconnect('closed')
 
     def _flush(self):
         """Write queued chunks until the kernel refuses or none are left (lock held)."""
         out = self._out
         while out:
-            chunk = out[0]
             offset = self._out_offset
+            if len(out) > 1 and len(out[0]) - offset < WRITE_CHUNK:
+                # Small queued messages go out in one write.
+                parts = [out.popleft()[offset:] if offset else out.popleft()]
+                size = len(parts[0])
+                while out and size + len(out[0]) <= WRITE_CHUNK:
+                    size += len(out[0])
+                    parts.append(out.popleft())
+                out.appendleft(b''.join(parts))
+                offset = self._out_offset = 0
+            chunk = out[0]
             try:
                 written = os.write(self.wfd, chunk[offset:offset + WRITE_CHUNK])
             except OSError as e:
@@ -136,6 +192,8 @@ class Stream(object):
         with self._lock:
             self._close_when_flushed = True
             empty = not self._out
+            if self._flush_deferred:
+                return
         if empty:
             self.disconnect('closed')
 
@@ -145,8 +203,9 @@ class Stream(object):
     # -- receiving (broker thread) -------------------------------------------
 
     def _on_readable(self, fd):
+        size = self._read_size
         try:
-            data = os.read(self.rfd, READ_SIZE)
+            data = os.read(self.rfd, size)
         except OSError as e:
             if e.errno in _AGAIN:
                 return
@@ -156,6 +215,10 @@ class Stream(object):
             self.disconnect('end of file')
             return
         self.bytes_received += len(data)
+        if len(data) == size:
+            self._read_size = BULK_READ_SIZE
+        elif size != READ_SIZE and len(data) < READ_SIZE:
+            self._read_size = READ_SIZE
         if self.scanner is not None:
             scanner = self.scanner
             first_stage_seen = scanner.first_stage_seen
