@@ -105,3 +105,12 @@ def ask_caller(handle, values):
         except dispatch.AskError as e:
             answers.append("refused: %s" % (e,))
     return answers
+
+
+def core_payload_kinds():
+    """How the core reached this target: ['c'] as byte code, ['s'] as source."""
+    import sys
+    for finder in sys.meta_path:
+        if type(finder).__name__ == "MemoryImporter":
+            return sorted(set(kind.decode("ascii") for kind, _ in finder.modules.values()))
+    return []

@@ -13,7 +13,9 @@ import pytest
 import transport
 from tests import remote_functions as rf
 from tests.support.interpreters import find_interpreters, install_hint, missing_required
-from transport.bootstrap import build
+from transport.bootstrap import build, byte_code_tag
+from transport.controller import _target_key
+from transport.known_targets import remember_tag, remembered_tag
 from transport.methods.local import LocalMethod
 
 
@@ -46,6 +48,41 @@ def test_boot_through_4_kib_pipes(router, tmp_path):
     ctx = router._connect(method, method.default_name(), 10.0, pipe_size=4096)
     assert ctx.call(rf.length, b"y" * 1_000_000) == 1_000_000
     assert len(ctx.call(rf.make_bytes, 1_000_000)) == 1_000_000
+
+
+def _connect_local(router, python, pipe_size=None):
+    method = LocalMethod(python)
+    return router._connect(method, method.default_name(), 10.0, pipe_size=pipe_size)
+
+
+def test_byte_code_once_the_target_is_known_to_run_this_interpreters_tag(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    # Another path to this interpreter: the controller cannot tell until the first hello.
+    python = _wrapper(tmp_path, "same-python", "")
+    with transport.Router() as router:
+        assert router.local(python=python).call(rf.core_payload_kinds) == ["s"]
+        assert router.local(python=python).call(rf.core_payload_kinds) == ["c"]
+    with transport.Router() as router:  # a later run remembers it too
+        assert router.local(python=python).call(rf.core_payload_kinds) == ["c"]
+
+
+def test_a_target_that_changed_interpreter_gets_source_after_refusing_byte_code(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    older = INTERPRETERS.get("3.6") or pytest.fail(install_hint(["3.6"]))
+    # Remembered wrong: as if the host's python had been this interpreter last time.
+    path = tmp_path / "upgraded-python"
+    path.write_text(f"#!/bin/sh\nexec {older} \"$@\"\n")
+    path.chmod(0o755)
+    key = _target_key(LocalMethod(str(path)), None)
+    remember_tag(key, byte_code_tag())
+    with transport.Router() as router:
+        # 4 KiB pipes: the refused byte code is read and dropped, never left in a pipe.
+        ctx = _connect_local(router, str(path), pipe_size=4096)
+        assert ctx.python_version.startswith("3.6.")
+        assert ctx.call(rf.core_payload_kinds) == ["s"]
+        assert ctx.call(rf.length, b"y" * 100_000) == 100_000
+    assert remembered_tag(key) not in (None, byte_code_tag())
 
 
 def test_boot_with_non_blocking_stdin(router, tmp_path):

@@ -6,7 +6,14 @@ import re
 from pathlib import Path
 
 from transport.core import framing, handles
-from transport.core.handshake import FIRST_STAGE_MARKER, READY_MARKER, UNSUPPORTED_PREFIX
+from transport.core.handshake import (
+    FIRST_STAGE_MARKER,
+    PAYLOAD_HEADER_SIZE,
+    READY_MARKER,
+    UNSUPPORTED_PREFIX,
+    WANT_SOURCE_MARKER,
+    payload_header,
+)
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
 
@@ -47,10 +54,16 @@ def test_header_layout_matches():
 
 
 def test_boot_markers_match():
-    for marker in (READY_MARKER, FIRST_STAGE_MARKER):
+    for marker in (READY_MARKER, FIRST_STAGE_MARKER, WANT_SOURCE_MARKER):
         text = marker.decode().replace("\n", "\\n").replace("\x00", "\\0")
         assert f"`{text}`" in DOC
     assert UNSUPPORTED_PREFIX.decode().strip() in DOC
+
+
+def test_payload_header_is_documented():
+    assert f"{PAYLOAD_HEADER_SIZE}-byte payload header" in DOC
+    assert "`%10d %10d %-17s\\n`" in DOC
+    assert payload_header(1, 2, "source") == b"%10d %10d %-17s\n" % (1, 2, b"source")
 
 
 def test_codec_tags_are_documented():

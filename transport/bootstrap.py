@@ -1,22 +1,24 @@
-"""Building the bootstrap: the first stage and the compressed core payload.
+"""Building the bootstrap: the first stage and the compressed core payloads.
 
-The first stage is a few lines of Python passed with `python -c`. It reads
-exactly `size` bytes of compressed payload from stdin (waiting with a
-deadline, so a non-blocking stdin or a slow pipe is fine, and end of file is
-an error, never a spin), installs the in-memory importer and calls
-transport.core.main. It reads nothing more than the payload and writes
-nothing back, so no step waits for a pipe to drain: a target whose pipes hold
-4 KiB boots like any other.
+The first stage is a few lines of Python passed with `python -c`. It reads a
+fixed-size header and then exactly that many bytes of compressed payload
+from stdin (waiting with a deadline, so a non-blocking stdin or a slow pipe
+is fine, and end of file is an error, never a spin), installs the in-memory
+importer and calls transport.core.main. It writes nothing back but markers
+and reads nothing it was not sent, so no step waits for a pipe to drain: a
+target whose pipes hold 4 KiB boots like any other.
 
 The payload is the importer's source, then the core's other modules,
 comments and docstrings removed (line numbers kept, so remote tracebacks
-stay true), zlib-compressed; for a local target that runs the controller's
-own interpreter they travel as marshalled byte code, which spares the
-target compiling them at boot. Stripping costs tens of milliseconds, so
-the result is cached on disk (~/.cache/transport, or $XDG_CACHE_HOME) under a
-key made of the sources' names, sizes and modification times, which the
-cache file repeats and which is checked on reading; a controller process
-then pays for a few stat() calls and one small read, once.
+stay true), zlib-compressed. The same core also exists as this
+interpreter's marshalled byte code, which spares a target compiling it at
+boot; the header tags it with the magic number, and a first stage whose
+interpreter has another one drops it and asks for the source instead (see
+docs/protocol.md, Boot). Building a payload costs tens of milliseconds, so
+each is cached on disk (~/.cache/transport, or $XDG_CACHE_HOME) under a key
+made of the sources' names, sizes and modification times, which the cache
+file repeats and which is checked on reading; a controller process then
+pays for a few stat() calls and one small read, once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import functools
 import os
 import sys
 import zlib
+
+from transport.core.handshake import PAYLOAD_HEADER_SIZE
 
 CORE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "core")
 IMPORTER = "transport.core.importer"
@@ -35,14 +39,21 @@ import os,select,sys,time,zlib
 v=sys.version_info[:3]
 if v[:2]<(2,7) or (3,0)<=v[:2]<(3,6):
  os.write(1,('\\ntp-unsupported-python %%d.%%d.%%d\\n'%%v).encode());sys.exit(1)
+t=sys.modules.get('_frozen_importlib_external');t=t.MAGIC_NUMBER.hex().encode() if t else b'-'
 os.write(1,b'\\n\\0tp-first-stage\\0\\n')
-n=%(size)d;d=time.time()+%(timeout)d;b=b''
-while len(b)<n:
- if not select.select([0],[],[],max(0,d-time.time()))[0]:sys.exit('transport: bootstrap timed out')
- c=os.read(0,n-len(b))
- if not c:sys.exit('transport: bootstrap cut short')
- b+=c
-p=zlib.decompress(b).split(b'\\0',2)
+d=time.time()+%(timeout)d
+def r(n):
+ b=b''
+ while len(b)<n:
+  if not select.select([0],[],[],max(0,d-time.time()))[0]:sys.exit('transport: bootstrap timed out')
+  c=os.read(0,n-len(b))
+  if not c:sys.exit('transport: bootstrap cut short')
+  b+=c
+ return b
+h=r(%(header)d).split()
+if h[2] not in(b'source',t):
+ os.write(1,b'\\n\\0tp-want-source\\0\\n');r(int(h[0])+int(h[1]));h=r(%(header)d).split()
+p=zlib.decompress(r(int(h[0]))).split(b'\\0',2)
 m=type(sys)('%(importer)s');sys.modules[m.__name__]=m
 exec(compile(p[1],'<'+m.__name__+'>','exec'),m.__dict__)
 m.install(p[2])
@@ -50,13 +61,41 @@ __import__('transport.core.main');sys.modules['transport.core.main'].main()
 """
 
 
+def byte_code_tag() -> str:
+    """The tag of this interpreter's byte code (its magic number, hex): what a
+    target's first stage compares with a compiled payload's tag."""
+    import importlib.util
+
+    return importlib.util.MAGIC_NUMBER.hex()
+
+
 class Bootstrap:
-    """What boots a target: `first_stage` goes on the command line, `payload` to stdin."""
+    """What boots a target: `first_stage` goes on the command line, a payload to stdin.
+
+    `payload` is the core as source, which every target can run; `compiled` is
+    the same core as this interpreter's byte code (built on first use), which
+    only a target with the same byte-code tag can run.
+    """
 
     def __init__(self, payload: bytes, first_stage: str, source_bytes: int) -> None:
         self.payload = payload
         self.first_stage = first_stage
         self.source_bytes = source_bytes
+
+    @property
+    def compiled(self) -> bytes:
+        return compiled_payload()
+
+    def payloads(self, byte_code: bool) -> tuple[tuple[str, bytes], tuple[str, bytes] | None]:
+        """(first, fallback): what to send, each a (tag, payload) pair.
+
+        byte_code=True: send the compiled core, with the source as the fallback for
+        a first stage that finds another tag; otherwise the source alone.
+        """
+        source = ("source", self.payload)
+        if byte_code:
+            return (byte_code_tag(), self.compiled), source
+        return source, None
 
     def python_argv(self, python: str) -> list[str]:
         """The argv that boots the core under interpreter `python`."""
@@ -176,22 +215,32 @@ def build_payload(names: list[str], compiled: bool = False) -> bytes:
     return zlib.compress(b"\0".join(head + [b"".join(entries)]), 9)
 
 
-@functools.lru_cache(maxsize=2)
-def build(compiled: bool = False) -> Bootstrap:
-    """Build (once per process) the payload and the first stage that reads it.
-
-    compiled=True: a payload of byte code for a target running this interpreter.
-    """
+def _cached_payload(compiled: bool) -> tuple[bytes, int]:
+    """The payload from the on-disk cache, or built and cached; and the sources' size."""
     names = core_module_names()
     stats = [os.stat(_module_path(name)) for name in names]
     key = ";".join(f"{name}:{st.st_size}:{st.st_mtime_ns}"
                    for name, st in zip(names, stats)).encode()
     if compiled:
-        key += f";code:{sys.implementation.cache_tag}:{sys.hexversion}".encode()
+        key += f";code:{sys.implementation.cache_tag}:{byte_code_tag()}".encode()
     path = _cache_path(key)
     payload = _read_cache(path, key)
     if payload is None:
         payload = build_payload(names, compiled)
         _write_cache(path, key, payload)
-    code = FIRST_STAGE % {"size": len(payload), "timeout": FIRST_STAGE_TIMEOUT, "importer": IMPORTER}
-    return Bootstrap(payload, f"exec({code!r})", sum(st.st_size for st in stats))
+    return payload, sum(st.st_size for st in stats)
+
+
+@functools.lru_cache(maxsize=1)
+def compiled_payload() -> bytes:
+    """The core as this interpreter's byte code (once per process)."""
+    return _cached_payload(True)[0]
+
+
+@functools.lru_cache(maxsize=1)
+def build() -> Bootstrap:
+    """Build (once per process) the source payload and the first stage that reads it."""
+    payload, source_bytes = _cached_payload(False)
+    code = FIRST_STAGE % {"timeout": FIRST_STAGE_TIMEOUT, "importer": IMPORTER,
+                          "header": PAYLOAD_HEADER_SIZE}
+    return Bootstrap(payload, f"exec({code!r})", source_bytes)

@@ -15,7 +15,7 @@ import sys
 import threading
 
 from transport import log
-from transport.bootstrap import build
+from transport.bootstrap import build, byte_code_tag
 from transport.context import Context
 from transport.core import codec
 from transport.core.broker import Broker
@@ -24,6 +24,7 @@ from transport.core.handles import ADD_ROUTE, CONNECT, CONTROLLER_ID
 from transport.core.router import Router as CoreRouter
 from transport.core.spawn import Connection
 from transport.errors import ConnectError, TransportError
+from transport.known_targets import remember_tag, remembered_tag
 from transport.methods.local import LocalMethod
 from transport.methods.ssh import SshMethod
 from transport.methods.su import SuMethod
@@ -36,6 +37,13 @@ if TYPE_CHECKING:
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
 
+
+
+def _target_key(method: Any, via: Context | None) -> str:
+    """How the target is reached: the method, where, as whom, which Python, through what."""
+    parts = [type(method).__name__, method.host, getattr(method, "user", None),
+             getattr(method, "port", None), method.python, via.name if via else None]
+    return " ".join(str(part) for part in parts)
 
 class Router:
     """Starts contexts and routes their messages; use as a context manager.
@@ -134,27 +142,36 @@ class Router:
             raise ConnectError(name, "the router is closed")
         if via is not None and not via.alive:
             raise ConnectError(name, f"cannot connect through {via.name}: it is disconnected")
-        # Byte code only for a child of ours running this very interpreter; an
-        # intermediary may start any Python, so chains always carry source.
-        compiled = via is None and getattr(method, "runs_this_interpreter", lambda: False)()
-        bootstrap = build(compiled)
+        # Byte code for a child running this very interpreter, or for a target that
+        # had this interpreter's byte-code tag last time (the source follows if not).
+        this_interpreter = via is None and getattr(method, "runs_this_interpreter", bool)()
+        target_key = _target_key(method, via)
+        known_tag = None if this_interpreter else remembered_tag(target_key)
+        byte_code = this_interpreter or known_tag == byte_code_tag()
+        bootstrap = build()
+        payload, fallback = bootstrap.payloads(byte_code)
         context_id = next(self._ids)
         options = method.options()
+        if fallback is not None:
+            options["fallback"] = fallback
         if pipe_size:
             options["pipe_size"] = pipe_size
         if hasattr(method, "start_process"):  # connects in-process (paramiko), here and now
             options["process"] = method.start_process(bootstrap, name)
         if via is None:
-            outcome = self._connect_here(context_id, method.argv(bootstrap), bootstrap.payload,
+            outcome = self._connect_here(context_id, method.argv(bootstrap), payload,
                                          name, connect_timeout, options)
         else:
-            outcome = self._connect_via(via, context_id, method.argv(bootstrap), bootstrap.payload,
+            outcome = self._connect_via(via, context_id, method.argv(bootstrap), payload,
                                         name, connect_timeout, options)
         if "error" in outcome:
             with self._lock:
                 self._connections.pop(context_id, None)
             self._broker.defer(self._core.remove_route, context_id)
             raise method.connect_error(name, *outcome["error"])
+        tag = outcome["info"].get("byte_code_tag")
+        if not this_interpreter and tag != known_tag:
+            remember_tag(target_key, tag)
         context = Context(self, context_id, name, method.host, outcome["info"], via=via)
         with self._lock:
             self._contexts[context_id] = context
@@ -165,7 +182,7 @@ class Router:
                   context.python_version)
         return context
 
-    def _connect_here(self, context_id: int, argv: list[str], payload: bytes, name: str,
+    def _connect_here(self, context_id: int, argv: list[str], payload: tuple[str, bytes], name: str,
                       connect_timeout: float, options: dict[str, Any]) -> dict[str, Any]:
         """Spawn and boot a child of the controller; return {'info': ...} or {'error': ...}."""
         config = {"context_id": context_id, "parent_id": CONTROLLER_ID,
@@ -193,7 +210,8 @@ class Router:
             outcome["error"] = (f"timed out after {connect_timeout}s", {})
         return outcome
 
-    def _connect_via(self, via: Context, context_id: int, argv: list[str], payload: bytes,
+    def _connect_via(self, via: Context, context_id: int, argv: list[str],
+                     payload: tuple[str, bytes],
                      name: str, connect_timeout: float, options: dict[str, Any]) -> dict[str, Any]:
         """Ask `via` to spawn and boot the child; teach every hop above it the route."""
         path = []

@@ -6,15 +6,32 @@ found"). The first stage writes FIRST_STAGE_MARKER once it runs (a parent
 that must answer a password prompt first waits for it before sending the
 payload), or UNSUPPORTED_PREFIX and the version for an interpreter it cannot
 run; the booted core writes READY_MARKER right before its first message.
+A first stage sent byte code of a tag (magic number) other than its own
+skips it, with the boot message after it, and writes WANT_SOURCE_MARKER;
+the parent then sends the source payload and the boot message again.
 BootScanner is fed the child's output and says which of these happened,
 keeping the other text for error messages.
+
+Each payload is preceded by payload_header(): the payload's size, the size
+of the boot message that follows it, and its tag ('source' or a magic
+number in hex), in PAYLOAD_HEADER_SIZE bytes.
 """
 from __future__ import absolute_import
 
 READY_MARKER = b'\n\x00tp-ready\x00\n'
 FIRST_STAGE_MARKER = b'\n\x00tp-first-stage\x00\n'
 UNSUPPORTED_PREFIX = b'tp-unsupported-python '
+WANT_SOURCE_MARKER = b'\n\x00tp-want-source\x00\n'
 MAX_PREAMBLE = 64 * 1024
+PAYLOAD_HEADER_SIZE = 40
+
+
+def payload_header(payload_size, boot_message_size, tag):
+    """The fixed-size line the first stage reads before a payload."""
+    header = ('%10d %10d %-17s' % (payload_size, boot_message_size, tag)).encode('ascii') + b'\n'
+    if len(header) != PAYLOAD_HEADER_SIZE:
+        raise ValueError('payload tag too long: %r' % (tag,))
+    return header
 
 
 class BootScanner(object):
@@ -25,6 +42,7 @@ class BootScanner(object):
         self.preamble = b''
         self.found_version = None
         self.first_stage_seen = False
+        self.wants_source = False
 
     def feed(self, data):
         """Consume data; once ready, return the bytes after the marker (else b'')."""
@@ -37,6 +55,12 @@ class BootScanner(object):
                 self.first_stage_seen = True
                 self.preamble = (self.preamble[:index]
                                  + self.preamble[index + len(FIRST_STAGE_MARKER):])
+        if not self.wants_source:
+            index = self.preamble.find(WANT_SOURCE_MARKER)
+            if index >= 0:
+                self.wants_source = True
+                self.preamble = (self.preamble[:index]
+                                 + self.preamble[index + len(WANT_SOURCE_MARKER):])
         index = self.preamble.find(READY_MARKER)
         if index >= 0:
             rest = self.preamble[index + len(READY_MARKER):]

@@ -21,7 +21,7 @@ from transport.core import codec
 from transport.core.compat import make_pipe, to_text
 from transport.core.framing import Message
 from transport.core.handles import BOOT_CONFIG
-from transport.core.handshake import BootScanner
+from transport.core.handshake import BootScanner, payload_header
 from transport.core.stream import Stream
 
 F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031)
@@ -118,6 +118,10 @@ class Connection(object):
       auth_failures: stderr texts (bytes) that mean authentication was refused.
       process: a child already started by other means (the controller's paramiko
         backend), with the same stdin/stdout/stderr fds, poll() and kill().
+      fallback: when `payload` is byte code, the (tag, source payload) to send
+        instead if the first stage asks for source (its interpreter's tag differs).
+
+    `payload` is a (tag, compressed payload) pair: tag 'source' or a byte-code tag.
     """
 
     def __init__(self, router, context_id, argv, payload, config, connect_timeout,
@@ -136,6 +140,7 @@ class Connection(object):
         self.on_stderr = on_stderr
         self.pipe_size = options.get('pipe_size')
         self.process = options.get('process')
+        self.fallback = options.get('fallback')
         self.prompt = options.get('prompt')
         self._password = options.get('password')
         self.auth_failures = options.get('auth_failures') or ()
@@ -149,6 +154,7 @@ class Connection(object):
         self._stderr_open = False
         self._prompts = 0
         self._payload_sent = False
+        self._boot_message = None
         self._failure = None
         self._timer = None
 
@@ -178,14 +184,20 @@ class Connection(object):
             self._send_payload()
         self._timer = self.broker.call_later(self.connect_timeout, self._on_timeout)
 
-    def _send_payload(self):
-        if self._payload_sent:
-            return
-        self._payload_sent = True
-        config = dict(self.config)
-        config['hello_handle'] = self.router.add_reply_handler(self._on_hello, self.context_id)
-        boot = Message(self.context_id, self.router.context_id, BOOT_CONFIG, codec.encode(config))
-        self.stream.send_bytes(self.payload, boot.pack())
+    def _send_payload(self, payload=None):
+        """Send a payload (by default the first choice) and the boot message after it."""
+        if payload is None:
+            if self._payload_sent:
+                return
+            self._payload_sent = True
+            payload = self.payload
+            config = dict(self.config)
+            config['hello_handle'] = self.router.add_reply_handler(self._on_hello, self.context_id)
+            self._boot_message = Message(self.context_id, self.router.context_id, BOOT_CONFIG,
+                                         codec.encode(config)).pack()
+        tag, data = payload
+        boot = self._boot_message
+        self.stream.send_bytes(payload_header(len(data), len(boot), tag), data, boot)
 
     def _on_boot_event(self, stream, scanner):
         if scanner.state == 'unsupported':
@@ -194,6 +206,14 @@ class Connection(object):
             self.stream.disconnect('unsupported interpreter')
         elif scanner.state == 'waiting':
             self._send_payload()  # the first stage runs: no password prompt can follow
+            if scanner.wants_source:
+                if self.fallback is None:
+                    self._fail('the interpreter cannot run the byte code sent to it',
+                               self._details(scanner.preamble_text()))
+                    self.stream.disconnect('byte code refused')
+                else:
+                    self._send_payload(self.fallback)
+                    self.fallback = None
         else:
             self.preamble = scanner.preamble_text()
 

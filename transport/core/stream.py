@@ -221,10 +221,10 @@ class Stream(object):
             self._read_size = READ_SIZE
         if self.scanner is not None:
             scanner = self.scanner
-            first_stage_seen = scanner.first_stage_seen
+            seen = (scanner.first_stage_seen, scanner.wants_source)
             data = scanner.feed(data)
             if scanner.state == 'waiting':
-                if scanner.first_stage_seen and not first_stage_seen:
+                if (scanner.first_stage_seen, scanner.wants_source) != seen:
                     self.on_boot_event(self, scanner)
                 return
             self.scanner = None
