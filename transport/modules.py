@@ -193,58 +193,65 @@ class ScanCache:
     """What each source file imports, kept in memory and on disk across processes.
 
     Parsing a large package costs tens of milliseconds per file; a deploy that
-    runs again reads the answers from ~/.cache/transport (or $XDG_CACHE_HOME).
-    Keys name the module and its source's size and checksum, so an edited file
-    is scanned anew. An unreadable or unwritable cache only costs the parsing.
+    runs again reads the answers from ~/.cache/transport/import-scans (or under
+    $XDG_CACHE_HOME), one small file per scanned source, so a lookup reads only
+    what it needs however many sources were ever scanned. Keys name the module
+    and its source's size and checksum, so an edited file is scanned anew. An
+    unreadable or unwritable cache only costs the parsing.
     """
 
     def __init__(self) -> None:
-        self._entries: dict[str, list[tuple[str, bool]]] | None = None
-        self._dirty = False
+        self._entries: dict[str, list[tuple[str, bool]] | None] = {}
+        self._new: dict[str, list[tuple[str, bool]]] = {}
         self._lock = threading.Lock()
 
-    def _path(self) -> str:
+    def _path(self, key: str) -> str:
+        import hashlib
+
         from transport.bootstrap import cache_dir
 
-        return os.path.join(cache_dir(), "import-scans-v1.json")
-
-    def _load(self) -> dict[str, list[tuple[str, bool]]]:
-        if self._entries is None:
-            import json
-
-            try:
-                with open(self._path(), encoding="utf-8") as f:
-                    self._entries = {k: [(n, c) for n, c in v] for k, v in json.load(f).items()}
-            except (OSError, ValueError, TypeError):
-                self._entries = {}
-        return self._entries
+        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+        return os.path.join(cache_dir(), "import-scans", digest)
 
     def get(self, key: str) -> list[tuple[str, bool]] | None:
         with self._lock:
-            return self._load().get(key)
+            if key in self._entries:
+                return self._entries[key]
+        import json
+
+        entry = None
+        try:
+            with open(self._path(key), encoding="utf-8") as f:
+                stored_key, imports = json.load(f)
+            if stored_key == key:
+                entry = [(name, bool(certain)) for name, certain in imports]
+        except (OSError, ValueError, TypeError):
+            pass
+        with self._lock:
+            self._entries[key] = entry
+        return entry
 
     def put(self, key: str, imports: list[tuple[str, bool]]) -> None:
         with self._lock:
-            self._load()[key] = imports
-            self._dirty = True
+            self._entries[key] = imports
+            self._new[key] = imports
 
     def flush(self) -> None:
         """Write new scans to disk (after a closure, not after every file)."""
         import json
 
         with self._lock:
-            if not self._dirty or self._entries is None:
-                return
-            self._dirty = False
-            path = self._path()
+            new, self._new = self._new, {}
+        for key, imports in new.items():
+            path = self._path(key)
             try:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 temporary = f"{path}.{os.getpid()}.tmp"
                 with open(temporary, "w", encoding="utf-8") as f:
-                    json.dump(self._entries, f)
+                    json.dump([key, imports], f)
                 os.replace(temporary, path)
             except OSError:
-                pass
+                return
 
 
 SCANS = ScanCache()

@@ -35,18 +35,22 @@ class DigestCache:
     """SHA-256 of files, remembered on disk by path, size and modification time.
 
     Each salt-ssh host process builds the manifest; hashing Salt's files anew
-    would cost each ~0.2 s, a stat each costs ~10 ms in all.
+    would cost each ~0.2 s, a stat each costs ~10 ms in all. One cache file per
+    Salt installation (named after its top-level paths), holding only the files
+    the last manifest listed, so it stays the size of one file set.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tops: list[str]) -> None:
         from transport.bootstrap import cache_dir
 
-        self.path = os.path.join(cache_dir(), "salt-file-digests.json")
+        name = hashlib.sha256("\0".join(sorted(tops)).encode("utf-8", "surrogateescape"))
+        self.path = os.path.join(cache_dir(), f"salt-file-digests-{name.hexdigest()[:16]}.json")
         try:
             with open(self.path, encoding="utf-8") as f:
                 self.known: dict[str, list] = json.load(f)
         except (OSError, ValueError):
             self.known = {}
+        self.used: dict[str, list] = {}
         self.changed = False
 
     def describe(self, path: str) -> tuple[str, int, str]:
@@ -57,18 +61,19 @@ class DigestCache:
         else:
             with open(path, "rb") as f:
                 digest = hashlib.sha256(f.read()).hexdigest()
-            self.known[path] = [st.st_size, st.st_mtime_ns, digest]
+            known = [st.st_size, st.st_mtime_ns, digest]
             self.changed = True
+        self.used[path] = known
         return digest, st.st_mode & 0o777, path
 
     def save(self) -> None:
-        if not self.changed:
+        if not self.changed and len(self.used) == len(self.known):
             return
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             temporary = f"{self.path}.{os.getpid()}.tmp"
             with open(temporary, "w", encoding="utf-8") as f:
-                json.dump(self.known, f)
+                json.dump(self.used, f)
             os.replace(temporary, self.path)
         except OSError:
             pass  # an unwritable cache only costs the next run the hashing
@@ -79,17 +84,18 @@ def manifest() -> tuple[str, tuple[tuple[str, str, int], ...], dict[str, str]]:
     """(tree id, ((relative path, sha256, mode), ...), {sha256: local path})."""
     import salt.utils.thin
 
-    digests = DigestCache()
     stdlib = os.path.realpath(sysconfig.get_paths()["stdlib"])
+    # 3008 lists (path, module) pairs, 3006 plain paths.
+    tops = [os.path.realpath(listed[0] if isinstance(listed, (tuple, list)) else listed)
+            for listed in salt.utils.thin.get_tops()]
+    # The target's own standard library serves what lives in the controller's.
+    tops = [top for top in tops if not top.startswith(stdlib + os.sep)]
+    digests = DigestCache(tops)
     entries: dict[str, tuple[str, int, str]] = {}
-    for listed in salt.utils.thin.get_tops():
-        # 3008 lists (path, module) pairs, 3006 plain paths.
-        top = os.path.realpath(listed[0] if isinstance(listed, (tuple, list)) else listed)
-        if top.startswith(stdlib + os.sep):
-            continue  # the target's own standard library serves these
-        base = os.path.dirname(top)
+    for top in tops:
+        prefix = len(os.path.dirname(top)) + 1  # paths below are named relative to top's parent
         if os.path.isfile(top):
-            entries[os.path.relpath(top, base)] = digests.describe(top)
+            entries[top[prefix:]] = digests.describe(top)
             continue
         for directory, subdirs, files in os.walk(top):
             subdirs[:] = sorted(d for d in subdirs if d not in SKIPPED_DIRS)
@@ -97,7 +103,7 @@ def manifest() -> tuple[str, tuple[tuple[str, str, int], ...], dict[str, str]]:
                 if name.endswith((".pyc", ".pyo")):
                     continue
                 path = os.path.join(directory, name)
-                entries[os.path.relpath(path, base)] = digests.describe(path)
+                entries[path[prefix:]] = digests.describe(path)
     digests.save()
     listing = tuple((rel, digest, mode) for rel, (digest, mode, _) in sorted(entries.items()))
     sources = {digest: path for digest, _, path in entries.values()}
