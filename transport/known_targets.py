@@ -10,15 +10,17 @@ little: the first stage refuses the byte code and the source follows.
 
 from __future__ import annotations
 
-import hashlib
 import os
+import zlib
 
 from transport.bootstrap import cache_dir
 
 
 def _path(key: str) -> str:
-    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    return os.path.join(cache_dir(), "targets", digest)
+    # Two checksums name the file (hashlib would cost the controller's import ~5 ms);
+    # the file repeats the key, so a clash is only a miss.
+    data = key.encode("utf-8", "surrogateescape")
+    return os.path.join(cache_dir(), "targets", f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}")
 
 
 def remembered_tag(key: str) -> str | None:
