@@ -50,17 +50,9 @@ class BootScanner(object):
             raise ValueError('BootScanner.feed() after the handshake finished')
         self.preamble += data
         if not self.first_stage_seen:
-            index = self.preamble.find(FIRST_STAGE_MARKER)
-            if index >= 0:
-                self.first_stage_seen = True
-                self.preamble = (self.preamble[:index]
-                                 + self.preamble[index + len(FIRST_STAGE_MARKER):])
+            self.first_stage_seen = self._take(FIRST_STAGE_MARKER)
         if not self.wants_source:
-            index = self.preamble.find(WANT_SOURCE_MARKER)
-            if index >= 0:
-                self.wants_source = True
-                self.preamble = (self.preamble[:index]
-                                 + self.preamble[index + len(WANT_SOURCE_MARKER):])
+            self.wants_source = self._take(WANT_SOURCE_MARKER)
         index = self.preamble.find(READY_MARKER)
         if index >= 0:
             rest = self.preamble[index + len(READY_MARKER):]
@@ -79,6 +71,14 @@ class BootScanner(object):
             # Keep the tail: it is what an error message will show.
             self.preamble = self.preamble[-MAX_PREAMBLE:]
         return b''
+
+    def _take(self, marker):
+        """Remove marker from the preamble; return whether it was there."""
+        index = self.preamble.find(marker)
+        if index < 0:
+            return False
+        self.preamble = self.preamble[:index] + self.preamble[index + len(marker):]
+        return True
 
     def preamble_text(self):
         return self.preamble.decode('utf-8', 'replace').strip()
