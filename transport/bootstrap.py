@@ -72,8 +72,8 @@ def byte_code_tag() -> str:
 class Bootstrap:
     """What boots a target: `first_stage` goes on the command line, a payload to stdin.
 
-    `payload` is the core as source, which every target can run; `compiled` is
-    the same core as this interpreter's byte code (built on first use), which
+    `payload` is the core as source, which every target can run; payloads()
+    also offers it as this interpreter's byte code (compiled_payload()), which
     only a target with the same byte-code tag can run.
     """
 
@@ -81,10 +81,6 @@ class Bootstrap:
         self.payload = payload
         self.first_stage = first_stage
         self.source_bytes = source_bytes
-
-    @property
-    def compiled(self) -> bytes:
-        return compiled_payload()
 
     def payloads(self, byte_code: bool) -> tuple[tuple[str, bytes], tuple[str, bytes] | None]:
         """(first, fallback): what to send, each a (tag, payload) pair.
@@ -94,7 +90,7 @@ class Bootstrap:
         """
         source = ("source", self.payload)
         if byte_code:
-            return (byte_code_tag(), self.compiled), source
+            return (byte_code_tag(), compiled_payload()), source
         return source, None
 
     def python_argv(self, python: str) -> list[str]:

@@ -38,12 +38,12 @@ if TYPE_CHECKING:
 DEFAULT_CONNECT_TIMEOUT = 30.0
 
 
-
 def _target_key(method: Any, via: Context | None) -> str:
     """How the target is reached: the method, where, as whom, which Python, through what."""
     parts = [type(method).__name__, method.host, getattr(method, "user", None),
              getattr(method, "port", None), method.python, via.name if via else None]
     return " ".join(str(part) for part in parts)
+
 
 class Router:
     """Starts contexts and routes their messages; use as a context manager.
@@ -182,8 +182,8 @@ class Router:
                   context.python_version)
         return context
 
-    def _connect_here(self, context_id: int, argv: list[str], payload: tuple[str, bytes], name: str,
-                      connect_timeout: float, options: dict[str, Any]) -> dict[str, Any]:
+    def _connect_here(self, context_id: int, argv: list[str], payload: tuple[str, bytes],
+                      name: str, connect_timeout: float, options: dict[str, Any]) -> dict[str, Any]:
         """Spawn and boot a child of the controller; return {'info': ...} or {'error': ...}."""
         config = {"context_id": context_id, "parent_id": CONTROLLER_ID,
                   "max_message_size": self.max_message_size, "name": name}

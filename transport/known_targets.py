@@ -30,7 +30,9 @@ def remembered_tag(key: str) -> str | None:
             stored_key, _, tag = f.read().partition("\n")
     except (OSError, ValueError):
         return None
-    return tag.strip() or None if stored_key == key.replace("\n", " ") else None
+    if stored_key != key.replace("\n", " "):
+        return None
+    return tag.strip() or None
 
 
 def remember_tag(key: str, tag: str | None) -> None:

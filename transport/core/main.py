@@ -28,13 +28,13 @@ BOOT_TIMEOUT = 30.0
 FLUSH_TIMEOUT = 2.0
 
 
-
 def _byte_code_tag():
     """This interpreter's magic number in hex (None on 2.7): see bootstrap.py."""
     # Loaded at start-up by every Python 3; looked up, never imported (an import of a
     # missing module would ask the parent, which answers only after the hello).
     machinery = sys.modules.get('_frozen_importlib_external')
     return machinery.MAGIC_NUMBER.hex() if machinery is not None else None
+
 
 class BootError(Exception):
     """The parent did not send a valid boot configuration in time."""

@@ -184,17 +184,19 @@ class Connection(object):
             self._send_payload()
         self._timer = self.broker.call_later(self.connect_timeout, self._on_timeout)
 
-    def _send_payload(self, payload=None):
-        """Send a payload (by default the first choice) and the boot message after it."""
-        if payload is None:
-            if self._payload_sent:
-                return
-            self._payload_sent = True
-            payload = self.payload
-            config = dict(self.config)
-            config['hello_handle'] = self.router.add_reply_handler(self._on_hello, self.context_id)
-            self._boot_message = Message(self.context_id, self.router.context_id, BOOT_CONFIG,
-                                         codec.encode(config)).pack()
+    def _send_payload(self):
+        """Send the first-choice payload and the boot message, once."""
+        if self._payload_sent:
+            return
+        self._payload_sent = True
+        config = dict(self.config)
+        config['hello_handle'] = self.router.add_reply_handler(self._on_hello, self.context_id)
+        self._boot_message = Message(self.context_id, self.router.context_id, BOOT_CONFIG,
+                                     codec.encode(config)).pack()
+        self._send(self.payload)
+
+    def _send(self, payload):
+        """Send a (tag, payload) pair behind its header, then the boot message."""
         tag, data = payload
         boot = self._boot_message
         self.stream.send_bytes(payload_header(len(data), len(boot), tag), data, boot)
@@ -212,7 +214,7 @@ class Connection(object):
                                self._details(scanner.preamble_text()))
                     self.stream.disconnect('byte code refused')
                 else:
-                    self._send_payload(self.fallback)
+                    self._send(self.fallback)
                     self.fallback = None
         else:
             self.preamble = scanner.preamble_text()

@@ -32,6 +32,9 @@ from transport.core.framing import Decoder, ProtocolError
 READ_SIZE = 64 * 1024
 BULK_READ_SIZE = 1024 * 1024
 WRITE_CHUNK = 1024 * 1024
+# Queued messages smaller than this are joined into one write; bigger ones go
+# as they are (joining them would copy bulk data again after each partial write).
+JOIN_LIMIT = 64 * 1024
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 
 
@@ -112,42 +115,21 @@ class Stream(object):
         elif arm:
             self.broker.call_soon_or_now(self._watch_writes)
         elif defer and linger:
-            self.broker.defer(self.broker.call_later, linger, self._deferred_flush)
+            self.broker.defer(self.broker.call_later, linger, self._write_queued)
         elif defer:
-            self.broker.defer(self._deferred_flush)
+            self.broker.defer(self._write_queued)
         return True
-
-    def _deferred_flush(self):
-        """The broker's pass over output that senders left queued (flush=False)."""
-        arm = False
-        error = None
-        with self._lock:
-            self._flush_deferred = False
-            if self.closed:
-                return
-            try:
-                self._flush()
-            except OSError as e:
-                error = e
-            if self._out and not self._watching_writes:
-                self._watching_writes = arm = True
-        if error is not None:
-            self.disconnect('write failed: %s' % (error.strerror,))
-        elif arm:
-            self._watch_writes()
-        elif self._close_when_flushed and not self._out:
-            self.disconnect('closed')
 
     def _flush(self):
         """Write queued chunks until the kernel refuses or none are left (lock held)."""
         out = self._out
         while out:
             offset = self._out_offset
-            if len(out) > 1 and len(out[0]) - offset < WRITE_CHUNK:
+            if len(out) > 1 and len(out[0]) - offset < JOIN_LIMIT:
                 # Small queued messages go out in one write.
                 parts = [out.popleft()[offset:] if offset else out.popleft()]
                 size = len(parts[0])
-                while out and size + len(out[0]) <= WRITE_CHUNK:
+                while out and size + len(out[0]) <= JOIN_LIMIT:
                     size += len(out[0])
                     parts.append(out.popleft())
                 out.appendleft(b''.join(parts))
@@ -167,22 +149,32 @@ class Stream(object):
 
     def _watch_writes(self):
         if not self.closed:
-            self.broker.start_writing(self.wfd, self._on_writable)
+            self.broker.start_writing(self.wfd, self._write_queued)
 
-    def _on_writable(self, fd):
-        done = False
+    def _write_queued(self, fd=None):
+        """Write what is queued (broker thread): a deferred flush, or the fd is writable.
+
+        While output is left the broker watches for writability; once none is, it
+        stops, and a stream that was to close once flushed disconnects.
+        """
         error = None
         with self._lock:
+            self._flush_deferred = False
+            if self.closed:
+                return
             try:
                 self._flush()
             except OSError as e:
                 error = e
-            if not self._out:
-                self._watching_writes = False
-                done = True
+            was_watching = self._watching_writes
+            left = self._watching_writes = bool(self._out)
         if error is not None:
             self.disconnect('write failed: %s' % (error.strerror,))
-        elif done:
+        elif left:
+            if not was_watching:  # else the writer is registered, or its registration on the way
+                self._watch_writes()
+        else:
+            # Also undoes a registration a sender asked for before this pass wrote all.
             self.broker.stop_writing(self.wfd)
             if self._close_when_flushed:
                 self.disconnect('closed')
