@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -32,16 +33,35 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
+def timed_run(args: list[str], env: dict[str, str], timeout: float = 60) -> float:
+    """Run a command to its end; return its wall time in milliseconds.
+
+    It waits in one blocking waitpid: subprocess's wait(timeout=...) polls
+    with sleeps growing to 50 ms, which would round every process's time up
+    to the next poll (a 66 ms run measured 114 ms). A timer kills a command
+    that outlives the timeout.
+    """
+    started = time.perf_counter()
+    process = subprocess.Popen(args, env=env)
+    killer = threading.Timer(timeout, process.kill)
+    killer.start()
+    try:
+        status = process.wait()
+    finally:
+        killer.cancel()
+    elapsed = (time.perf_counter() - started) * 1000
+    if status:
+        raise subprocess.CalledProcessError(status, args)
+    return elapsed
+
+
 def cold_start_local(systems: list[System], python: str, rounds: int) -> Figure:
     figure = Figure("cold start, local (import, connect, one call, exit)", "ms", True)
     env = _clean_env()
     samples: dict[str, list[float]] = {s.name: [] for s in systems}
     for round_number in range(rounds + 1):
         for system in systems:
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-c", system.cold_script, python], check=True, env=env,
-                           timeout=60)
-            elapsed = (time.perf_counter() - started) * 1000
+            elapsed = timed_run([sys.executable, "-c", system.cold_script, python], env)
             if round_number:  # round 0 is the warm-up (it also writes byte-code caches)
                 samples[system.name].append(elapsed)
     figure.results = {name: Summary.of(values) for name, values in samples.items()}
@@ -113,16 +133,12 @@ def cold_start_ssh(systems: list[System], target, python: str, rounds: int) -> F
     ratios: dict[str, list[float]] = {s.name: [] for s in systems}
     bare_times = []
     for round_number in range(rounds + 1):
-        started = time.perf_counter()
-        subprocess.run(bare, check=True, env=env, timeout=60)
-        bare_ms = (time.perf_counter() - started) * 1000
+        bare_ms = timed_run(bare, env)
         bare_times.append(bare_ms)
         for system in systems:
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-c", system.cold_ssh_script(target, python)],
-                           check=True, env=env, timeout=60)
+            elapsed = timed_run([sys.executable, "-c", system.cold_ssh_script(target, python)], env)
             if round_number:
-                ratios[system.name].append((time.perf_counter() - started) * 1000 / bare_ms)
+                ratios[system.name].append(elapsed / bare_ms)
     figure.results = {name: Summary.of(values) for name, values in ratios.items()}
     figure.note = f"bare ssh: {Summary.of(bare_times[1:]).median:.0f} ms"
     return figure
