@@ -97,6 +97,21 @@ class Bootstrap:
         """The argv that boots the core under interpreter `python`."""
         return [python, "-c", self.first_stage]
 
+    def shell_command(self, python: str) -> str:
+        """python_argv as one POSIX shell command line (what ssh and su hand to a login shell)."""
+        return " ".join(shell_quote(arg) for arg in self.python_argv(python))
+
+
+SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_")
+
+
+def shell_quote(arg: str) -> str:
+    """arg as one word for a POSIX shell (shlex.quote's rule, without importing re and enum
+    into every controller)."""
+    if arg and set(arg) <= SHELL_SAFE:
+        return arg
+    return "'" + arg.replace("'", "'\"'\"'") + "'"
+
 
 def strip_source(source: str) -> str:
     """Remove comments and docstrings, keeping every line where it was."""

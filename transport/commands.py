@@ -9,7 +9,6 @@ CommandResult holding the output once.
 from __future__ import annotations
 
 import queue
-import shlex
 
 from transport.core import codec
 from transport.core.framing import Message
@@ -54,6 +53,8 @@ class CommandFailed(TransportError):
     """check=True and the command exited non-zero; .result is its CommandResult."""
 
     def __init__(self, result: CommandResult) -> None:
+        import shlex  # only here: re and enum would weigh on every controller's start
+
         command = result.command if isinstance(result.command, str) else shlex.join(result.command)
         tail = result.text("stderr").strip().splitlines()[-1:] or [""]
         super().__init__(f"{result.host}: command exited with status {result.exit_code}: "

@@ -13,14 +13,22 @@ from __future__ import absolute_import
 
 import errno
 import os
-import re
 import sys
 import time
 
 from transport.core import codec
 from transport.core.dispatch import error_reply, resolve
 
-JOB_ID = re.compile(r'^[0-9]+-[0-9a-f]{12}$')
+DIGITS = frozenset('0123456789')
+HEX_DIGITS = frozenset('0123456789abcdef')
+
+
+def is_job_id(name):
+    """A job id as new_job_id() makes them: decimal digits, '-', 12 hex digits."""
+    head, dash, tail = name.partition('-')
+    return (bool(dash and head) and set(head) <= DIGITS and len(tail) == 12
+            and set(tail) <= HEX_DIGITS)
+
 MAX_FD = 65536
 
 
@@ -42,7 +50,7 @@ def jobs_dir():
 
 
 def _job_path(job_id):
-    if not isinstance(job_id, str) or not JOB_ID.match(job_id):
+    if not isinstance(job_id, str) or not is_job_id(job_id):
         raise ValueError('not a job id: %r' % (job_id,))
     return os.path.join(jobs_dir(), job_id)
 
@@ -161,7 +169,7 @@ def status(job_id):
 def list_jobs():
     """status() of every job of this user, oldest first."""
     base = jobs_dir()
-    return [status(name) for name in sorted(os.listdir(base)) if JOB_ID.match(name)]
+    return [status(name) for name in sorted(os.listdir(base)) if is_job_id(name)]
 
 
 def forget(job_id):

@@ -14,7 +14,6 @@ from __future__ import absolute_import
 import errno
 import fcntl
 import os
-import signal
 import sys
 
 from transport.core import codec
@@ -28,6 +27,8 @@ F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031)
 STDERR_TAIL = 8192
 REAP_INTERVAL = 0.02
 REAP_PATIENCE = 2.0
+# POSIX fixes SIGKILL at 9 everywhere; the signal module would import enum with it.
+SIGKILL = 9
 
 
 HAVE_POSIX_SPAWN = sys.version_info >= (3, 8) and hasattr(os, 'posix_spawnp')
@@ -88,8 +89,8 @@ class ChildProcess(object):
 
     def kill(self):
         """Kill the child's whole process group (it leads its own session)."""
-        for target in (lambda: os.killpg(self.pid, signal.SIGKILL),
-                       lambda: os.kill(self.pid, signal.SIGKILL)):
+        for target in (lambda: os.killpg(self.pid, SIGKILL),
+                       lambda: os.kill(self.pid, SIGKILL)):
             try:
                 target()
                 return

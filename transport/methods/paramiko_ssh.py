@@ -20,7 +20,6 @@ from __future__ import annotations
 import getpass
 import os
 import select
-import shlex
 import socket
 import threading
 
@@ -134,7 +133,7 @@ class ParamikoSshMethod(SshMethod):
                            compress=self.compression)
             client.get_transport().sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             channel = client.get_transport().open_session(timeout=timeout)
-            channel.exec_command(" ".join(shlex.quote(a) for a in bootstrap.python_argv(self.python)))
+            channel.exec_command(bootstrap.shell_command(self.python))
         except paramiko.AuthenticationException as e:
             client.close()
             raise AuthError(name, f"authentication refused: Permission denied ({e})") from None

@@ -11,8 +11,6 @@ check_host_keys says otherwise.
 
 from __future__ import annotations
 
-import shlex
-
 from transport.errors import AuthError, ConnectError
 from transport.methods.local import python_start_error
 
@@ -77,7 +75,7 @@ class SshMethod:
             argv += ["-l", self.user]
         if self.identity_file:
             argv += ["-i", self.identity_file]
-        remote_command = " ".join(shlex.quote(arg) for arg in bootstrap.python_argv(self.python))
+        remote_command = bootstrap.shell_command(self.python)
         return [*argv, "--", self.host, remote_command]
 
     def options(self) -> dict[str, Any]:

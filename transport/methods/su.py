@@ -11,8 +11,6 @@ The password never appears in arguments, logs, exception messages or reprs.
 
 from __future__ import annotations
 
-import shlex
-
 from transport.methods.become import BecomeMethod
 
 TYPE_CHECKING = False
@@ -33,7 +31,7 @@ class SuMethod(BecomeMethod):
                     "does not exist", "must be run from a terminal")
 
     def argv(self, bootstrap: Bootstrap) -> list[str]:
-        command = " ".join(shlex.quote(arg) for arg in bootstrap.python_argv(self.python))
+        command = bootstrap.shell_command(self.python)
         return ["env", "LC_ALL=C", self.path, self.user, "-c", command]
 
     def options(self) -> dict[str, Any]:
