@@ -18,7 +18,6 @@ accepted only from the parent.
 """
 from __future__ import absolute_import
 
-import contextlib
 import sys
 import threading
 import zlib
@@ -26,7 +25,7 @@ import zlib
 from transport.core import codec
 from transport.core.framing import Message
 from transport.core.handles import FORWARD_MODULE, GET_MODULE, LOAD_MODULE
-from transport.core.importer import load_legacy
+from transport.core.importer import load_legacy, module_spec
 from transport.core.router import accept_from_anyone
 
 REQUEST_TIMEOUT = 60.0
@@ -166,8 +165,7 @@ class ModuleForwarder(object):
         entry = self.lookup(fullname)
         if entry is None:
             return None
-        from importlib.machinery import ModuleSpec
-        spec = ModuleSpec(fullname, self, origin=entry[2], is_package=entry[1] != 'module')
+        spec = module_spec(fullname, self, origin=entry[2], is_package=entry[1] != 'module')
         if entry[1] == 'namespace':
             spec.submodule_search_locations = []
         spec.has_location = False
@@ -203,21 +201,22 @@ class ModuleForwarder(object):
         exec(compile(source, filename, 'exec'), module.__dict__)
 
 
-@contextlib.contextmanager
-def local_imports_only():
+class local_imports_only(object):
     """Within the block, imports come from the target's own disk only.
 
     For code that must see the host as it is (an application probing for optional
     modules should not be handed the controller's): nothing is asked of the parent.
+    A class, not a contextlib generator: contextlib would be one more import at boot.
     """
-    forwarder = installed
-    if forwarder is not None:
-        forwarder.paused += 1
-    try:
-        yield
-    finally:
-        if forwarder is not None:
-            forwarder.paused -= 1
+
+    def __enter__(self):
+        self.forwarder = installed
+        if self.forwarder is not None:
+            self.forwarder.paused += 1
+
+    def __exit__(self, *exc_info):
+        if self.forwarder is not None:
+            self.forwarder.paused -= 1
 
 
 def unavailable(names):

@@ -14,6 +14,12 @@ import sys
 PACKAGES = ('transport', 'transport.core')
 
 
+def module_spec(name, loader, **kwargs):
+    """A ModuleSpec (Python 3), taken from the import system's frozen bootstrap:
+    importing importlib.machinery (and warnings with it) would cost every boot."""
+    return sys.modules['_frozen_importlib'].ModuleSpec(name, loader, **kwargs)
+
+
 class MemoryImporter(object):
     """Serves modules whose source it holds, by fully qualified name."""
 
@@ -28,9 +34,8 @@ class MemoryImporter(object):
     def find_spec(self, fullname, path=None, target=None):
         if not self.has(fullname):
             return None
-        from importlib.machinery import ModuleSpec
-        return ModuleSpec(fullname, self, origin='<%s>' % fullname,
-                          is_package=fullname in self.packages)
+        return module_spec(fullname, self, origin='<%s>' % fullname,
+                           is_package=fullname in self.packages)
 
     def create_module(self, spec):
         return None
