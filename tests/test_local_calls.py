@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import os
 import signal
 import time
@@ -145,6 +146,26 @@ def test_shutdown_ends_the_process(router):
     while _process_exists(pid) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not _process_exists(pid)
+
+
+
+def test_messages_to_a_context_that_went_away_are_not_warned_about(router, caplog):
+    from transport.core.framing import Message
+    from transport.core.handles import CONTROLLER_ID, SHUTDOWN
+
+    caplog.set_level(logging.DEBUG, logger="transport")
+    ctx = router.local()
+    os.kill(ctx.pid, signal.SIGKILL)
+    with pytest.raises(transport.Disconnected):  # the call's own loss reaches its caller
+        ctx.call(rf.sleep_then_return, 30, "never")
+    # What shutdown() sends when the context dies between its alive check and the send.
+    router._core.send(Message(ctx.context_id, CONTROLLER_ID, SHUTDOWN))
+    deadline = time.monotonic() + 5
+    while "handle=3" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.01)
+    dropped = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert any("handle=3" in r.getMessage() for r in dropped)
+    assert all(r.levelno == logging.DEBUG for r in dropped), caplog.text
 
 
 def test_router_close_ends_every_context():

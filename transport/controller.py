@@ -21,6 +21,7 @@ from transport.core import codec
 from transport.core.broker import Broker
 from transport.core.framing import DEFAULT_MAX_MESSAGE_SIZE, Message
 from transport.core.handles import ADD_ROUTE, CONNECT, CONTROLLER_ID
+from transport.core.router import NO_ROUTE
 from transport.core.router import Router as CoreRouter
 from transport.core.spawn import Connection
 from transport.errors import ConnectError, TransportError
@@ -256,6 +257,11 @@ class Router:
         log.info("transport.stderr", "%s: %s", connection.name, line)
 
     def _on_drop(self, msg: Message, reason: str) -> None:
+        if reason.startswith(NO_ROUTE):
+            # Its context went away first (a shutdown, a module pushed unasked, a late
+            # reply); a call's own loss reaches its caller as Disconnected.
+            log.debug("transport", "dropped %r: %s", msg, reason)
+            return
         log.warning("transport", "dropped %r: %s", msg, reason)
 
     def _on_broker_error(self, what: Any, exc_info: Any) -> None:

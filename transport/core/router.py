@@ -26,6 +26,9 @@ from transport.core import codec
 from transport.core.framing import NO_REPLY, Message
 from transport.core.handles import ADD_ROUTE, DEL_ROUTE, FIRST_DYNAMIC_HANDLE, FLAG_DEAD
 
+# The reason given for a message whose destination has no route (is gone or never was).
+NO_ROUTE = 'no route to context'
+
 
 def accept_from_parent(router, handler, msg):
     """The parent side (or this process itself) sent msg."""
@@ -187,7 +190,7 @@ class Router(object):
             return
         stream = self._routes.get(msg.dst) or self.parent
         if stream is None or not stream.send(msg, flush, linger):
-            self.broker.call_soon_or_now(self._unroutable, msg, 'no route to context %d' % msg.dst)
+            self.broker.call_soon_or_now(self._unroutable, msg, NO_ROUTE + ' %d' % msg.dst)
 
     def on_message(self, msg):
         """A stream received msg (broker thread).
@@ -202,7 +205,7 @@ class Router(object):
                 return
             child = self._routes.get(msg.dst)
             if child is None or not child.send(msg, False):
-                self._unroutable(msg, 'no route to context %d' % msg.dst)
+                self._unroutable(msg, NO_ROUTE + ' %d' % msg.dst)
             return
         if self._routes.get(msg.src) is not stream:
             self._drop(msg, 'source %d is not behind %r' % (msg.src, stream))
