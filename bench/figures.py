@@ -26,14 +26,7 @@ class Figure:
     note: str = ""
 
 
-def _clean_env() -> dict[str, str]:
-    # Measure as installed for users: byte-code caches written and used.
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
-def timed_run(args: list[str], env: dict[str, str], timeout: float = 60) -> float:
+def timed_run(args: list[str], timeout: float = 60) -> float:
     """Run a command to its end; return its wall time in milliseconds.
 
     It waits in one blocking waitpid: subprocess's wait(timeout=...) polls
@@ -42,7 +35,7 @@ def timed_run(args: list[str], env: dict[str, str], timeout: float = 60) -> floa
     that outlives the timeout.
     """
     started = time.perf_counter()
-    process = subprocess.Popen(args, env=env)
+    process = subprocess.Popen(args)
     killer = threading.Timer(timeout, process.kill)
     killer.start()
     try:
@@ -57,11 +50,10 @@ def timed_run(args: list[str], env: dict[str, str], timeout: float = 60) -> floa
 
 def cold_start_local(systems: list[System], python: str, rounds: int) -> Figure:
     figure = Figure("cold start, local (import, connect, one call, exit)", "ms", True)
-    env = _clean_env()
     samples: dict[str, list[float]] = {s.name: [] for s in systems}
     for round_number in range(rounds + 1):
         for system in systems:
-            elapsed = timed_run([sys.executable, "-c", system.cold_script, python], env)
+            elapsed = timed_run([sys.executable, "-c", system.cold_script, python])
             if round_number:  # round 0 is the warm-up (it also writes byte-code caches)
                 samples[system.name].append(elapsed)
     figure.results = {name: Summary.of(values) for name, values in samples.items()}
@@ -128,15 +120,14 @@ def pipelined(systems: list[System], connect, where: str, rounds: int, calls: in
 def cold_start_ssh(systems: list[System], target, python: str, rounds: int) -> Figure:
     """Each system's cold start over ssh divided by a bare `ssh host python -c pass`."""
     figure = Figure("cold start over ssh ÷ bare `ssh host python -c pass`", "×", True)
-    env = _clean_env()
     bare = ["ssh", *target.ssh_args(), python, "-c", "pass"]
     ratios: dict[str, list[float]] = {s.name: [] for s in systems}
     bare_times = []
     for round_number in range(rounds + 1):
-        bare_ms = timed_run(bare, env)
+        bare_ms = timed_run(bare)
         bare_times.append(bare_ms)
         for system in systems:
-            elapsed = timed_run([sys.executable, "-c", system.cold_ssh_script(target, python)], env)
+            elapsed = timed_run([sys.executable, "-c", system.cold_ssh_script(target, python)])
             if round_number:
                 ratios[system.name].append(elapsed / bare_ms)
     figure.results = {name: Summary.of(values) for name, values in ratios.items()}

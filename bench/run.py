@@ -124,6 +124,9 @@ def main() -> None:
                         help="directory for latest.md and latest.json (default bench/results)")
     options = parser.parse_args()
     ensure_environment()
+    # Measure as installed for users: every process this run starts (cold starts,
+    # salt-ssh, their targets) writes and uses byte-code caches.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
     from bench import figures as f
     from bench.systems import ALL, ALL_SSH, FAN_OUT

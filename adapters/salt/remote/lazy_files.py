@@ -72,9 +72,22 @@ def _write(path, data, mode):
 
 
 def fill(namespace):
-    """Replace the placeholder at namespace's __file__ with its source, and run it there."""
+    """Replace the placeholder at namespace's __file__ with its source, and run it there.
+
+    The source is compiled by the import system's own loader, which writes its
+    byte-code cache as an import from disk would: otherwise the placeholder's
+    cache, now stale, would have every module compiled again by the next run.
+    """
+    from importlib.machinery import SourceFileLoader
+    from importlib.util import cache_from_source
+
     path = namespace["__file__"]
     tree, relative = _tree_of(path)
     source = _fetch(relative, _digest_of(tree, relative))
     _write(path, source, os.stat(path).st_mode & 0o755)
-    exec(compile(source, path, "exec"), namespace)
+    try:
+        os.unlink(cache_from_source(path))  # the placeholder's
+    except OSError:
+        pass
+    name = namespace["__name__"]
+    exec(SourceFileLoader(name, path).get_code(name), namespace)
