@@ -114,3 +114,20 @@ def core_payload_kinds():
         if type(finder).__name__ == "MemoryImporter":
             return sorted(set(kind.decode("ascii") for kind, _ in finder.modules.values()))
     return []
+
+
+def main_thread_as_applications_see_it():
+    """What an application importing threading in a call finds: whether it runs on the main
+    thread, whether the interpreter had threading loaded already, and whether asyncio may
+    install a signal handler (main thread only)."""
+    import signal
+    preloaded = "threading" in sys.modules
+    import asyncio
+    import threading
+    loop = asyncio.new_event_loop()
+    try:
+        loop.add_signal_handler(signal.SIGUSR1, lambda: None)
+        loop.remove_signal_handler(signal.SIGUSR1)
+    finally:
+        loop.close()
+    return threading.current_thread() is threading.main_thread(), preloaded

@@ -2,6 +2,7 @@
 import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -136,3 +137,35 @@ def test_unflushed_messages_are_written_together(stream_and_peer, monkeypatch):
     messages = peer.receive(501)
     assert messages[-1].data == b"last"
     assert len(writes) <= 3, f"{len(writes)} writes for 501 small messages"
+
+
+def test_core_event_wakes_every_waiter_once_set():
+    from transport.core.compat import Event
+
+    event = Event()
+    assert not event.is_set()
+    assert event.wait(0.05) is False  # times out while unset
+    woken = []
+    waiters = [threading.Thread(target=lambda: woken.append(event.wait(10))) for _ in range(5)]
+    for waiter in waiters:
+        waiter.start()
+    event.set()
+    event.set()  # a second set() changes nothing
+    for waiter in waiters:
+        waiter.join(10)
+    assert woken == [True] * 5
+    assert event.is_set() and event.wait(0) and event.wait()
+
+
+def test_broker_shutdown_waits_for_its_loop_to_end():
+    broker = Broker()
+    broker.start()
+    assert not broker.in_broker_thread()
+    on_loop = []
+    done = threading.Event()
+    broker.defer(lambda: (on_loop.append(broker.in_broker_thread()), done.set()))
+    assert done.wait(5) and on_loop == [True]
+    ended = []
+    broker.add_shutdown_hook(lambda: (time.sleep(0.2), ended.append(True)))
+    broker.shutdown()
+    assert ended == [True]  # shutdown() returned only after the loop's last hook

@@ -168,6 +168,20 @@ def test_messages_to_a_context_that_went_away_are_not_warned_about(router, caplo
     assert all(r.levelno == logging.DEBUG for r in dropped), caplog.text
 
 
+def test_calls_run_on_the_main_thread_as_threading_sees_it(router):
+    # The core boots without threading; an application that imports it in a call must
+    # still find itself on the main thread (asyncio's signal handlers need it), and
+    # the interpreter must still exit cleanly afterwards.
+    ctx = router.local()
+    assert ctx.call(rf.main_thread_as_applications_see_it) == (True, False)
+    pid = ctx.pid
+    ctx.shutdown()
+    deadline = time.monotonic() + 5
+    while _process_exists(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not _process_exists(pid)
+
+
 def test_router_close_ends_every_context():
     with transport.Router() as router:
         pids = [router.local().pid for _ in range(3)]

@@ -16,7 +16,6 @@ large package never delays other traffic.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import queue
 import sys
@@ -104,6 +103,8 @@ class ModuleFinder:
             # mode is found by one of its own). A top-level find imports nothing.
             spec = PathFinder.find_spec(fullname)
             if spec is None:
+                import importlib.util  # here: it would weigh on every controller's start
+
                 try:
                     spec = importlib.util.find_spec(fullname)
                 except (ImportError, ValueError):

@@ -8,15 +8,22 @@ through a self-pipe; writes that the kernel accepts at once never need it
 """
 from __future__ import absolute_import
 
-import collections
 import errno
 import heapq
 import itertools
 import os
 import sys
-import threading
 
-from transport.core.compat import make_pipe, monotonic, retry_eintr, set_nonblocking
+from transport.core.compat import (
+    Event,
+    deque,
+    get_ident,
+    make_pipe,
+    monotonic,
+    retry_eintr,
+    set_nonblocking,
+    start_daemon_thread,
+)
 from transport.core.poller import best_poller
 
 
@@ -53,10 +60,11 @@ class Broker(object):
         self._changed = set()
         self._timers = []
         self._timer_seq = itertools.count()
-        self._deferred = collections.deque()
+        self._deferred = deque()
         self._woken = False
         self._running = False
-        self._thread = None
+        self._thread_id = None
+        self._stopped = Event()
         self._shutdown_hooks = []
         self._wake_r, self._wake_w = make_pipe()
         set_nonblocking(self._wake_r)
@@ -67,12 +75,10 @@ class Broker(object):
 
     def start(self):
         self._running = True
-        self._thread = threading.Thread(target=self._run, name=self.name)
-        self._thread.daemon = True
-        self._thread.start()
+        self._thread_id = start_daemon_thread(self._run, self.name)
 
     def in_broker_thread(self):
-        return threading.current_thread() is self._thread
+        return get_ident() == self._thread_id
 
     def defer(self, fn, *args):
         """Run fn(*args) on the broker thread soon; safe from any thread."""
@@ -142,6 +148,7 @@ class Broker(object):
     # -- the loop -----------------------------------------------------------
 
     def _run(self):
+        self._thread_id = get_ident()  # before start() returns it: callbacks may ask at once
         try:
             while self._running:
                 self._loop_once()
@@ -153,6 +160,7 @@ class Broker(object):
             self.poller.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
+            self._stopped.set()
 
     def _loop_once(self):
         timeout = None
@@ -198,8 +206,8 @@ class Broker(object):
 
     def shutdown(self, timeout=5.0):
         """Stop the loop from another thread and wait for it to end."""
-        if self._thread is None:
+        if self._thread_id is None:
             return
         self.defer(self.stop)
         if not self.in_broker_thread():
-            self._thread.join(timeout)
+            self._stopped.wait(timeout)

@@ -9,10 +9,9 @@ traceback text).
 from __future__ import absolute_import
 
 import sys
-import threading
 
 from transport.core import codec, fresh
-from transport.core.compat import PY2, queue
+from transport.core.compat import PY2, Event, SimpleQueue
 from transport.core.framing import Message
 
 # How long a reply may wait for the replies after it while calls are queued.
@@ -73,7 +72,7 @@ def ask_caller(handle, value, timeout=60.0):
     dispatcher = current
     router = dispatcher.router
     answers = []
-    done = threading.Event()
+    done = Event()
 
     def on_answer(msg):
         answers.append(msg)
@@ -102,8 +101,7 @@ class Dispatcher(object):
         current = self
         self.router = router
         self.caller = None
-        # SimpleQueue (3.7+) is a C queue, several times cheaper than Queue.
-        self.queue = getattr(queue, 'SimpleQueue', queue.Queue)()
+        self.queue = SimpleQueue()
         self.baseline = fresh.current = fresh.Baseline()
 
     def enqueue(self, msg):

@@ -19,10 +19,10 @@ accepted only from the parent.
 from __future__ import absolute_import
 
 import sys
-import threading
 import zlib
 
 from transport.core import codec
+from transport.core.compat import Event, allocate_lock
 from transport.core.framing import Message
 from transport.core.handles import FORWARD_MODULE, GET_MODULE, LOAD_MODULE
 from transport.core.importer import load_legacy, module_spec
@@ -51,7 +51,7 @@ class _Wait(object):
     """A request for one module name, answered once for every waiter."""
 
     def __init__(self):
-        self.done = threading.Event()
+        self.done = Event()
         self.child_replies = []
 
 
@@ -66,7 +66,7 @@ class ModuleForwarder(object):
         self.has_parent = True
         self.paused = 0  # > 0: inside local_imports_only()
         self._waits = {}
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         router.add_handler(LOAD_MODULE, self._on_load)
         router.add_handler(FORWARD_MODULE, self._on_forward)
         router.add_handler(GET_MODULE, self._on_child_request, accept=accept_from_anyone)

@@ -11,11 +11,10 @@ import errno
 import os
 import select
 import sys
-import threading
 
 from transport.core import codec
 from transport.core.broker import Broker
-from transport.core.compat import monotonic, retry_eintr, set_cloexec
+from transport.core.compat import Event, monotonic, retry_eintr, set_cloexec
 from transport.core.dispatch import Dispatcher
 from transport.core.forwarding import ModuleForwarder
 from transport.core.framing import HEADER, HEADER_SIZE, MAGIC, Message
@@ -167,7 +166,7 @@ class Target(object):
 
     def finish(self):
         """Flush what is queued for the parent, then exit."""
-        done = threading.Event()
+        done = Event()
         self.stream.on_disconnect = lambda stream, reason: done.set()
         self.broker.defer(self.stream.close_when_flushed)
         done.wait(FLUSH_TIMEOUT)

@@ -20,9 +20,9 @@ upwards with DEL_ROUTE.
 from __future__ import absolute_import
 
 import itertools
-import threading
 
 from transport.core import codec
+from transport.core.compat import allocate_lock
 from transport.core.framing import NO_REPLY, Message
 from transport.core.handles import ADD_ROUTE, DEL_ROUTE, FIRST_DYNAMIC_HANDLE, FLAG_DEAD
 
@@ -77,7 +77,7 @@ class Router(object):
         self._routes = {}
         self._handlers = {}
         self._watching = {}
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._handle_ids = itertools.count(FIRST_DYNAMIC_HANDLE)
         self.add_handler(ADD_ROUTE, self._on_add_route, accept=accept_from_parent)
         self.add_handler(DEL_ROUTE, self._on_del_route, accept=accept_from_anyone)

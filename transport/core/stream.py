@@ -21,12 +21,10 @@ Before framing starts, a stream may run a BootScanner over what arrives
 """
 from __future__ import absolute_import
 
-import collections
 import errno
 import os
-import threading
 
-from transport.core.compat import set_nonblocking
+from transport.core.compat import allocate_lock, deque, set_nonblocking
 from transport.core.framing import Decoder, ProtocolError
 
 READ_SIZE = 64 * 1024
@@ -54,8 +52,8 @@ class Stream(object):
         self.on_boot_event = on_boot_event
         self.closed = False
         self.reason = None
-        self._lock = threading.Lock()
-        self._out = collections.deque()
+        self._lock = allocate_lock()
+        self._out = deque()
         self._out_offset = 0
         self._watching_writes = False
         self._flush_deferred = False
