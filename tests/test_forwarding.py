@@ -114,11 +114,34 @@ def test_remote_traceback_shows_forwarded_source(router, helpers):
     assert 'raise RuntimeError("from a forwarded module")' in info.value.remote_traceback
 
 
-def test_modules_installed_on_the_target_win(router, helpers, tmp_path, monkeypatch):
+@pytest.mark.parametrize("label", ["2.7", "3"])
+def test_modules_installed_on_the_target_win(router, helpers, tmp_path, monkeypatch, label):
+    # Python 2.7 asks sys.meta_path before its own path search: the forwarder must look
+    # on disk itself there, or the controller's copy (sent ahead of the call) would win.
+    from tests.support.interpreters import find_interpreters
+
     (tmp_path / "fwdshadow.py").write_text("WHO = 'target'\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    ctx = router.local()
+    ctx = router.local(python=find_interpreters()["2.7"] if label == "2.7" else "/usr/bin/python3")
     assert ctx.call(helpers.shadowed_version) == "target"
+
+
+@pytest.mark.parametrize("label", ["2.7", "3"])
+def test_a_package_on_the_target_is_not_completed_from_the_controller(router, tmp_path,
+                                                                      monkeypatch, label):
+    from tests import remote_functions as rf
+    from tests.support.interpreters import find_interpreters
+
+    (tmp_path / "diskpkg").mkdir()
+    (tmp_path / "diskpkg" / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    ctx = router.local(python=find_interpreters()["2.7"] if label == "2.7" else "/usr/bin/python3")
+    assert ctx.call(rf.import_by_name, "diskpkg") == "diskpkg"
+    with pytest.raises(transport.RemoteError, match="ImportError|ModuleNotFoundError"):
+        ctx.call(rf.import_by_name, "diskpkg.absent")
+    # Its submodules are the target's own: not one was asked of the controller.
+    assert not any(name.startswith("diskpkg") for name in router._modules.requested.get(
+        ctx.context_id, []))
 
 
 def test_the_standard_library_is_never_sent():

@@ -22,14 +22,23 @@ import sys
 import zlib
 
 from transport.core import codec
-from transport.core.compat import Event, allocate_lock
+from transport.core.compat import PY2, Event, allocate_lock
 from transport.core.framing import Message
 from transport.core.handles import FORWARD_MODULE, GET_MODULE, LOAD_MODULE
-from transport.core.importer import load_legacy, module_spec
+from transport.core.importer import MemoryImporter, load_legacy, module_spec
 from transport.core.router import accept_from_anyone
+
+if PY2:
+    import imp  # here: imported inside find_module, it would ask find_module for itself
 
 REQUEST_TIMEOUT = 60.0
 KINDS = ('module', 'package', 'namespace', 'missing')
+
+# Standard-library modules of other platforms, which the standard library tries
+# on import (subprocess tries msvcrt). A parent never forwards the standard
+# library, so asking for them would only cost a round trip.
+OTHER_PLATFORMS = frozenset(('msvcrt', '_winapi', 'winreg', 'nt', '_overlapped', 'winsound',
+                             '_msi', 'msilib', '_scproxy'))
 
 # The ModuleForwarder installed in this process, if any (see install()).
 installed = None
@@ -132,6 +141,8 @@ class ModuleForwarder(object):
         if entry is None:
             if not self.has_parent or self.router.broker.in_broker_thread():
                 return None
+            if fullname in OTHER_PLATFORMS or _in_package_from_disk(fullname):
+                return None
             wait = self._request(fullname)
             if not wait.done.wait(self.timeout):
                 return None
@@ -178,7 +189,7 @@ class ModuleForwarder(object):
         self._run(module, self.entries[module.__name__])
 
     def find_module(self, fullname, path=None):
-        if self.paused:
+        if self.paused or _on_disk_py2(fullname, path):
             return None
         return self if self.lookup(fullname) is not None else None
 
@@ -199,6 +210,32 @@ class ModuleForwarder(object):
         text = source.decode('utf-8', 'replace')
         linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
         exec(compile(source, filename, 'exec'), module.__dict__)
+
+
+def _in_package_from_disk(fullname):
+    """Whether fullname's package was loaded from the target's disk: its modules are
+    the target's own, and a parent's would mix two versions of one package. (A
+    namespace package has no __file__ and may span both; the core's importers
+    serve forwarded packages.)"""
+    package = sys.modules.get(fullname.rpartition('.')[0])
+    if package is None or not getattr(package, '__file__', None):
+        return False
+    return not isinstance(getattr(package, '__loader__', None), (ModuleForwarder, MemoryImporter))
+
+
+def _on_disk_py2(fullname, path):
+    """Python 2.7 asks sys.meta_path before its own path search, so the forwarder,
+    though last there, would be asked for every module first: look on disk
+    ourselves, so that the target's own modules win there as on Python 3."""
+    if not PY2:
+        return False
+    try:
+        found = imp.find_module(fullname.rpartition('.')[2], path)
+    except ImportError:
+        return False
+    if found[0] is not None:
+        found[0].close()
+    return True
 
 
 class local_imports_only(object):
