@@ -150,12 +150,13 @@ def strip_source(source: str) -> str:
     return "\n".join(line.rstrip() for line in stripped.split("\n"))
 
 
-# Core modules only some targets need: intermediaries (spawn), detached jobs (jobs) and
-# file transfer (files). They are not in the payload; a target that needs one gets it by
-# module forwarding (the controller preloads spawn into a context before asking it to
-# connect a child, and files before a transfer, whose handlers run on the broker thread).
+# Core modules only some targets need: intermediaries (spawn), detached jobs (jobs),
+# file transfer (files) and commands. They are not in the payload; a target that needs one
+# gets it by module forwarding (the controller preloads spawn into a context before asking
+# it to connect a child, files before a transfer, whose handlers run on the broker thread,
+# and sends commands ahead of the first command, in the same write).
 ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.jobs", "transport.core.files",
-                       "transport.core.logs"})
+                       "transport.core.logs", "transport.core.commands"})
 
 
 def core_module_names() -> list[str]:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from transport.context import Context
 
+TARGET_MODULE = "transport.core.commands"  # not in the payload: sent before the first command
 STDOUT, STDERR = 1, 2
 _STREAMS = {STDOUT: "stdout", STDERR: "stderr"}
 
@@ -70,11 +71,13 @@ def run(context: Context, cmd: str | list[str], *, shell: bool = True,
         input = input.encode()
     if not context.alive:
         raise Disconnected(context.name, context.disconnect_reason or "shut down")
+    if TARGET_MODULE not in context._modules_pushed:
+        context._push_module(TARGET_MODULE)  # sent ahead of the call: no round trip
     core = context.router._core
     events: queue.SimpleQueue = queue.SimpleQueue()
     output_handle = core.add_stream_handler(events.put, context.context_id)
     reply_handle = core.add_reply_handler(events.put, context.context_id)
-    call = codec.encode(("transport.core.commands", "run",
+    call = codec.encode((TARGET_MODULE, "run",
                          (cmd, shell, env, cwd, input, timeout, output_handle),
                           {"use_pty": True} if pty else {}))
     core.send(Message(context.context_id, CONTROLLER_ID, CALL_FUNCTION, call, reply_to=reply_handle))

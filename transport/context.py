@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 
 from transport import commands, files, log
+from transport.bootstrap import ON_DEMAND
 from transport.core import codec, forwarding, fresh, jobs
 from transport.core.forwarding import pack_entries
 from transport.core.framing import Message
@@ -326,13 +327,14 @@ class Context:
         with self._push_lock:
             if module in self._modules_pushed:
                 return
+            in_payload = module.partition(".")[0] == "transport" and module not in ON_DEMAND
+            if not (in_payload or is_stdlib(module)):
+                entries = self.router._modules.preload_entries(self.context_id, [module],
+                                                               whole_packages=False)
+                if any(entry[1] != "missing" for entry in entries):
+                    self._send_modules(entries)
+            # Only now: a caller on another thread that finds it here sends after them.
             self._modules_pushed.add(module)
-            if module.partition(".")[0] == "transport" or is_stdlib(module):
-                return
-            entries = self.router._modules.preload_entries(self.context_id, [module],
-                                                           whole_packages=False)
-            if any(entry[1] != "missing" for entry in entries):
-                self._send_modules(entries)
 
     def _send_modules(self, entries: list[tuple]) -> None:
         data = pack_entries(entries)
