@@ -126,24 +126,6 @@ def test_modules_installed_on_the_target_win(router, helpers, tmp_path, monkeypa
     assert ctx.call(helpers.shadowed_version) == "target"
 
 
-@pytest.mark.parametrize("label", ["2.7", "3"])
-def test_a_package_on_the_target_is_not_completed_from_the_controller(router, tmp_path,
-                                                                      monkeypatch, label):
-    from tests import remote_functions as rf
-    from tests.support.interpreters import find_interpreters
-
-    (tmp_path / "diskpkg").mkdir()
-    (tmp_path / "diskpkg" / "__init__.py").write_text("")
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    ctx = router.local(python=find_interpreters()["2.7"] if label == "2.7" else "/usr/bin/python3")
-    assert ctx.call(rf.import_by_name, "diskpkg") == "diskpkg"
-    with pytest.raises(transport.RemoteError, match="ImportError|ModuleNotFoundError"):
-        ctx.call(rf.import_by_name, "diskpkg.absent")
-    # Its submodules are the target's own: not one was asked of the controller.
-    assert not any(name.startswith("diskpkg") for name in router._modules.requested.get(
-        ctx.context_id, []))
-
-
 def test_the_standard_library_is_never_sent():
     finder = ModuleFinder()
     assert finder.entry("json")[1] == "missing"

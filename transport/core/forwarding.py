@@ -25,7 +25,7 @@ from transport.core import codec
 from transport.core.compat import PY2, Event, allocate_lock
 from transport.core.framing import Message
 from transport.core.handles import FORWARD_MODULE, GET_MODULE, LOAD_MODULE
-from transport.core.importer import MemoryImporter, load_legacy, module_spec
+from transport.core.importer import load_legacy, module_spec
 from transport.core.router import accept_from_anyone
 
 if PY2:
@@ -141,7 +141,7 @@ class ModuleForwarder(object):
         if entry is None:
             if not self.has_parent or self.router.broker.in_broker_thread():
                 return None
-            if fullname in OTHER_PLATFORMS or _in_package_from_disk(fullname):
+            if fullname in OTHER_PLATFORMS:
                 return None
             wait = self._request(fullname)
             if not wait.done.wait(self.timeout):
@@ -210,17 +210,6 @@ class ModuleForwarder(object):
         text = source.decode('utf-8', 'replace')
         linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
         exec(compile(source, filename, 'exec'), module.__dict__)
-
-
-def _in_package_from_disk(fullname):
-    """Whether fullname's package was loaded from the target's disk: its modules are
-    the target's own, and a parent's would mix two versions of one package. (A
-    namespace package has no __file__ and may span both; the core's importers
-    serve forwarded packages.)"""
-    package = sys.modules.get(fullname.rpartition('.')[0])
-    if package is None or not getattr(package, '__file__', None):
-        return False
-    return not isinstance(getattr(package, '__loader__', None), (ModuleForwarder, MemoryImporter))
 
 
 def _on_disk_py2(fullname, path):
