@@ -6,9 +6,11 @@ tests' private sshd on loopback (as root; targets log in as tp-plain, a user
 without shell rc files), then measures every figure for every system in one
 process, interleaved, and writes bench/results/latest.md and latest.json.
 Each figure is reported as our value and its ratio to each peer measured in
-the same run. Peers run with their shipped defaults (Mitogen compresses its
-ssh stream; it is given our known_hosts file through ssh_args to connect at
-all). The target interpreter is /usr/bin/python3, which has no jinja2.
+the same run. Peers run with their shipped defaults, as we do (the OpenSSH
+client's key exchange and cipher, no compression; Mitogen compresses its ssh
+stream and is given our known_hosts file through ssh_args to connect at all;
+paramiko, for Fabric and our fan-out, its own defaults). The target
+interpreter is /usr/bin/python3, which has no jinja2.
 """
 
 from __future__ import annotations
