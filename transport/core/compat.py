@@ -72,12 +72,14 @@ except ImportError:
     from collections import deque  # noqa: F401
 
 try:
-    from _queue import SimpleQueue  # noqa: F401 (Python 3.7+: in C, it imports nothing)
+    from _queue import Empty, SimpleQueue  # noqa: F401 (Python 3.7+: in C, it imports nothing)
 except ImportError:
     if PY2:
+        from Queue import Empty  # noqa: F401
         from Queue import Queue as SimpleQueue  # noqa: F401
     else:
-        from queue import Queue as SimpleQueue  # noqa: F401 (Python 3.6)
+        from queue import Empty  # noqa: F401 (Python 3.6)
+        from queue import Queue as SimpleQueue  # noqa: F401
 
 
 def start_daemon_thread(fn, name):
@@ -94,14 +96,6 @@ def start_daemon_thread(fn, name):
     thread.start()
     return thread.ident
 
-
-def blocking_queue():
-    """A queue.Queue (get() with a timeout), imported on first use: it imports threading."""
-    if PY2:
-        import Queue as module
-    else:
-        import queue as module
-    return module.Queue()
 
 try:
     monotonic = time.monotonic

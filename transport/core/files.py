@@ -14,7 +14,7 @@ from __future__ import absolute_import
 import os
 
 from transport.core import codec
-from transport.core.compat import binary, blocking_queue
+from transport.core.compat import Empty, SimpleQueue, binary
 from transport.core.dispatch import send_to_caller
 from transport.core.framing import Message
 
@@ -134,7 +134,7 @@ def stat_for_send(path):
 def send(path, data_handle, window):
     """Send path's content as chunks to data_handle, at most `window` bytes unacknowledged."""
     router = _router()
-    acks = blocking_queue()
+    acks = SimpleQueue()
     ack_handle = router.add_parent_handler(acks.put)
     send_to_caller(data_handle, codec.encode(('ack', ack_handle)))
     unacknowledged = 0
@@ -146,7 +146,10 @@ def send(path, data_handle, window):
                 if not chunk:
                     break
                 while unacknowledged + len(chunk) > window:
-                    msg = acks.get(timeout=ACK_TIMEOUT)
+                    try:
+                        msg = acks.get(timeout=ACK_TIMEOUT)
+                    except Empty:
+                        raise IOError('the receiver acknowledged nothing for %ss' % (ACK_TIMEOUT,))
                     if msg.is_dead:
                         raise IOError('the receiver went away')
                     unacknowledged -= codec.decode(msg.data)
