@@ -23,7 +23,6 @@ pays for a few stat() calls and one small read, once.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import zlib
@@ -243,16 +242,28 @@ def _cached_payload(compiled: bool) -> tuple[bytes, int]:
     return payload, sum(st.st_size for st in stats)
 
 
-@functools.lru_cache(maxsize=1)
+_built: dict[str, object] = {}  # once per process (functools would cost every controller ~2 ms)
+
+
 def compiled_payload() -> bytes:
     """The core as this interpreter's byte code (once per process)."""
-    return _cached_payload(True)[0]
+    payload = _built.get("compiled")
+    if payload is None:
+        payload = _built["compiled"] = _cached_payload(True)[0]
+    return payload  # type: ignore[return-value]
 
 
-@functools.lru_cache(maxsize=1)
 def build() -> Bootstrap:
     """Build (once per process) the source payload and the first stage that reads it."""
-    payload, source_bytes = _cached_payload(False)
-    code = FIRST_STAGE % {"timeout": FIRST_STAGE_TIMEOUT, "importer": IMPORTER,
-                          "header": PAYLOAD_HEADER_SIZE}
-    return Bootstrap(payload, f"exec({code!r})", source_bytes)
+    bootstrap = _built.get("bootstrap")
+    if bootstrap is None:
+        payload, source_bytes = _cached_payload(False)
+        code = FIRST_STAGE % {"timeout": FIRST_STAGE_TIMEOUT, "importer": IMPORTER,
+                              "header": PAYLOAD_HEADER_SIZE}
+        bootstrap = _built["bootstrap"] = Bootstrap(payload, f"exec({code!r})", source_bytes)
+    return bootstrap  # type: ignore[return-value]
+
+
+def forget_built() -> None:
+    """Drop what build() and compiled_payload() hold, so the next call reads the cache again."""
+    _built.clear()

@@ -8,9 +8,7 @@ CommandResult holding the output once.
 
 from __future__ import annotations
 
-import queue
-
-from transport.core import codec
+from transport.core import codec, compat
 from transport.core.framing import Message
 from transport.core.handles import CALL_FUNCTION, CONTROLLER_ID
 from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout, TransportError
@@ -74,7 +72,7 @@ def run(context: Context, cmd: str | list[str], *, shell: bool = True,
     if TARGET_MODULE not in context._modules_pushed:
         context._push_module(TARGET_MODULE)  # sent ahead of the call: no round trip
     core = context.router._core
-    events: queue.SimpleQueue = queue.SimpleQueue()
+    events: compat.SimpleQueue = compat.SimpleQueue()
     output_handle = core.add_stream_handler(events.put, context.context_id)
     reply_handle = core.add_reply_handler(events.put, context.context_id)
     call = codec.encode((TARGET_MODULE, "run",

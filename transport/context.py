@@ -9,12 +9,10 @@ waits on a bare lock; call_async() returns a concurrent.futures.Future
 
 from __future__ import annotations
 
-import threading
-
-from transport import commands, files, log
+from transport import log
 from transport.bootstrap import ON_DEMAND
-from transport.core import codec, forwarding, fresh, jobs
-from transport.core.forwarding import pack_entries
+from transport.core import codec, compat
+from transport.core.forwarding import pack_entries, unavailable
 from transport.core.framing import Message
 from transport.core.handles import (
     CALL_FUNCTION,
@@ -42,7 +40,7 @@ class _Reply:
     __slots__ = ("_lock", "value", "error")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = compat.allocate_lock()
         self._lock.acquire()
         self.value: Any = None
         self.error: BaseException | None = None
@@ -130,11 +128,11 @@ class Context:
         self.python: str = info.get("python", "")
         self.python_version: str = info.get("version", "")
         self.disconnect_reason: str | None = None
-        self._gone = threading.Event()
+        self._gone = compat.Event()
         self._modules_pushed: set[str] = set()
         # Module pushes are decided and sent under one lock, so a message another thread
         # sends after a push can never overtake it on the stream.
-        self._push_lock = threading.Lock()
+        self._push_lock = compat.allocate_lock()
 
     def __repr__(self) -> str:
         return f"<Context {self.name!r} id={self.context_id} python={self.python_version}>"
@@ -259,6 +257,8 @@ class Context:
         interpreter had when it booted: changes a call makes do not leak into the
         next. Returns the directory calls now start in.
         """
+        from transport.core import fresh
+
         return self.call(fresh.set_baseline, cwd, env)
 
     # -- modules and detached jobs ---------------------------------------------
@@ -277,6 +277,8 @@ class Context:
         CommandFailed for a non-zero exit. pty=True runs it on a new pseudo-terminal
         (its stdout and stderr then both arrive as stdout, with terminal line endings).
         """
+        from transport import commands
+
         return commands.run(self, cmd, shell=shell, env=env, cwd=cwd, input=input,
                             timeout=timeout, check=check, on_output=on_output, pty=pty)
 
@@ -312,10 +314,14 @@ class Context:
         transfer never leaves a partial file at remote_path. Mode is the local
         file's unless given.
         """
+        from transport import files
+
         return files.put(self, local_path, remote_path, mode)
 
     def get(self, remote_path: str, local_path: str, mode: int | None = None) -> int:
         """Copy a file from the context to local_path, as put() does the other way."""
+        from transport import files
+
         return files.get(self, remote_path, local_path, mode)
 
     def _push_module(self, module: str) -> None:
@@ -360,7 +366,7 @@ class Context:
         sendable = [e[0] for e in entries if e[1] != "missing"]
         refused = [e[0] for e in entries if e[1] == "missing" and e[0] in names]
         # In order on the same stream: when this call runs, the modules are cached.
-        lost = self.call(forwarding.unavailable, sendable) if sendable else []
+        lost = self.call(unavailable, sendable) if sendable else []
         if refused or lost:
             raise ImportError(f"{self.name}: cannot preload {', '.join(refused + lost)} "
                               "(not importable on the controller, a C extension, or the "
@@ -377,19 +383,27 @@ class Context:
         module, qualname = function_reference(fn)
         if module.partition(".")[0] != "transport":
             self.preload([module])
+        from transport.core import jobs
+
         info = self.call(jobs.detach, module, qualname, args, kwargs)
         return Job(self, info["id"], info["pid"])
 
     def job(self, job_id: str) -> JobStatus:
         """The state of a detached job: running, done (with .result) or failed (with .error)."""
+        from transport.core import jobs
+
         return JobStatus(self.name, self.call(jobs.status, job_id))
 
     def jobs(self) -> list[JobStatus]:
         """Every detached job recorded for this user on this host."""
+        from transport.core import jobs
+
         return [JobStatus(self.name, info) for info in self.call(jobs.list_jobs)]
 
     def forget(self, job_id: str) -> None:
         """Remove a job's record (a job still running goes on)."""
+        from transport.core import jobs
+
         self.call(jobs.forget, job_id)
 
     # -- ending ----------------------------------------------------------------

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import itertools
 import sys
-import threading
 
 from transport import log
 from transport.bootstrap import build, byte_code_tag
 from transport.context import Context
-from transport.core import codec
+from transport.core import codec, compat
 from transport.core.broker import Broker
 from transport.core.framing import DEFAULT_MAX_MESSAGE_SIZE, Message
 from transport.core.handles import ADD_ROUTE, CONNECT, CONTROLLER_ID
@@ -26,10 +25,6 @@ from transport.core.router import Router as CoreRouter
 from transport.core.spawn import Connection
 from transport.errors import ConnectError, TransportError
 from transport.known_targets import remember_tag, remembered_tag
-from transport.methods.local import LocalMethod
-from transport.methods.ssh import SshMethod
-from transport.methods.su import SuMethod
-from transport.methods.sudo import SudoMethod
 from transport.modules import ModuleServer
 
 TYPE_CHECKING = False
@@ -60,7 +55,7 @@ class Router:
         self._core.on_context_lost.append(self._on_context_lost)
         self._modules = ModuleServer(self._core)
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
+        self._lock = compat.allocate_lock()
         self._contexts: dict[int, Context] = {}
         self._connections: dict[int, Connection] = {}
         self._lost_early: dict[int, str] = {}
@@ -78,6 +73,8 @@ class Router:
     def local(self, *, python: str | None = None, name: str | None = None,
               connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, via: Context | None = None) -> Context:
         """Start a Python interpreter on this machine (default: sys.executable), or on via's."""
+        from transport.methods.local import LocalMethod  # each method's module on first use
+
         method = LocalMethod(python or (via.python if via else sys.executable))
         return self._connect(method, name, connect_timeout, via)
 
@@ -98,6 +95,8 @@ class Router:
             raise ValueError(f"backend must be 'openssh' or 'paramiko', not {backend!r}")
         if backend == "paramiko" and via is not None:
             raise ValueError("the paramiko backend connects from the controller only (no via=)")
+        from transport.methods.ssh import SshMethod
+
         kind: type[SshMethod] = SshMethod
         if backend == "paramiko":
             from transport.methods.paramiko_ssh import ParamikoSshMethod  # socket etc.: on use
@@ -116,6 +115,8 @@ class Router:
         python defaults to via's interpreter (or this one). Without a password sudo
         must not need one; a wrong or missing password raises AuthError at once.
         """
+        from transport.methods.sudo import SudoMethod
+
         method = SudoMethod(user, password=password,
                             python=python or (via.python if via else sys.executable))
         if via is not None:
@@ -130,6 +131,8 @@ class Router:
         python defaults to via's interpreter (or this one), which `user` must be able
         to run. A wrong or missing password raises AuthError at once.
         """
+        from transport.methods.su import SuMethod
+
         method = SuMethod(user, password=password,
                           python=python or (via.python if via else sys.executable))
         if via is not None:
@@ -189,7 +192,7 @@ class Router:
         config = {"context_id": context_id, "parent_id": CONTROLLER_ID,
                   "max_message_size": self.max_message_size, "name": name}
         outcome: dict[str, Any] = {}
-        done = threading.Event()
+        done = compat.Event()
 
         def on_ready(connection: Connection, info: dict[str, Any]) -> None:
             outcome["info"] = info

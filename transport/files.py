@@ -10,10 +10,9 @@ a partial file at the destination. Mode is preserved unless given.
 from __future__ import annotations
 
 import os
-import queue
 import stat
 
-from transport.core import codec, files
+from transport.core import codec, compat, files
 from transport.core.framing import Message
 from transport.core.handles import CONTROLLER_ID
 from transport.errors import Disconnected, ProtocolError, TransportError
@@ -43,7 +42,7 @@ def put(context: Context, local_path: str, remote_path: str, mode: int | None = 
     mode = stat.S_IMODE(st.st_mode) if mode is None else mode
     _ensure_files_module(context)
     core = context.router._core
-    acks: queue.SimpleQueue = queue.SimpleQueue()
+    acks: compat.SimpleQueue = compat.SimpleQueue()
     ack_handle = core.add_stream_handler(acks.put, context.context_id)
     try:
         data_handle = context.call(files.start_receive, remote_path, st.st_size, mode, ack_handle)
@@ -58,7 +57,7 @@ def put(context: Context, local_path: str, remote_path: str, mode: int | None = 
         core.remove_handler(ack_handle)
 
 
-def _send_chunks(context: Context, local_path: str, data_handle: int, acks: queue.SimpleQueue) -> None:
+def _send_chunks(context: Context, local_path: str, data_handle: int, acks: compat.SimpleQueue) -> None:
     core = context.router._core
     unacknowledged = 0
     with open(local_path, "rb") as f:
@@ -72,10 +71,10 @@ def _send_chunks(context: Context, local_path: str, data_handle: int, acks: queu
             unacknowledged += len(chunk)
 
 
-def _acknowledged(context: Context, acks: queue.SimpleQueue) -> int:
+def _acknowledged(context: Context, acks: compat.SimpleQueue) -> int:
     try:
         msg = acks.get(timeout=ACK_TIMEOUT)
-    except queue.Empty:
+    except compat.Empty:
         raise TransportError(f"{context.name}: no acknowledgement for {ACK_TIMEOUT}s") from None
     if msg.is_dead:
         raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
@@ -86,7 +85,7 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
     """Copy remote_path on the context to local_path; return the bytes written."""
     size, remote_mode = context.call(files.stat_for_send, remote_path)
     core = context.router._core
-    events: queue.SimpleQueue = queue.SimpleQueue()
+    events: compat.SimpleQueue = compat.SimpleQueue()
     data_handle = core.add_stream_handler(events.put, context.context_id)
     fd, temporary = files._temporary_beside(local_path)
     try:
@@ -112,7 +111,7 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
             files.discard(temporary)
 
 
-def _receive_chunks(context: Context, fd: int, events: queue.SimpleQueue) -> int:
+def _receive_chunks(context: Context, fd: int, events: compat.SimpleQueue) -> int:
     core = context.router._core
     ack_to = None
     received = 0

@@ -17,14 +17,11 @@ large package never delays other traffic.
 from __future__ import annotations
 
 import os
-import queue
 import sys
-import threading
 import zlib
-from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
 
 from transport import log
-from transport.core import codec
+from transport.core import codec, compat
 from transport.core.forwarding import pack_entries
 from transport.core.framing import Message
 from transport.core.handles import CONTROLLER_ID, GET_MODULE
@@ -54,6 +51,8 @@ def is_stdlib(fullname: str) -> bool:
         return True
     if _STDLIB_NAMES:
         return False
+    from importlib.machinery import PathFinder  # importlib: not at every controller's start
+
     spec = PathFinder.find_spec(top)  # Python 3.9: no sys.stdlib_module_names
     origin = os.path.realpath(spec.origin) if spec and spec.origin else ""
     return origin.startswith(_stdlib_dirs()) and "site-packages" not in origin
@@ -73,6 +72,8 @@ class ModuleFinder:
         self.booted = frozenset(["transport", "transport.core", *core_module_names()])
 
     def entry(self, fullname: str) -> Entry:
+        from importlib.machinery import SourceFileLoader
+
         missing = (fullname, "missing", None, None)
         if not _valid_name(fullname):
             return ("<invalid>", "missing", None, None)
@@ -97,6 +98,8 @@ class ModuleFinder:
 
     def _find_spec(self, fullname: str) -> Any:
         """Find without importing: walk the parent packages' search paths."""
+        from importlib.machinery import ModuleSpec, PathFinder
+
         parent, _, name = fullname.rpartition(".")
         if not parent:
             # sys.path first; then the other finders (a package installed in editable
@@ -204,7 +207,7 @@ class ScanCache:
     def __init__(self) -> None:
         self._entries: dict[str, list[tuple[str, bool]] | None] = {}
         self._new: dict[str, list[tuple[str, bool]]] = {}
-        self._lock = threading.Lock()
+        self._lock = compat.allocate_lock()
 
     def _path(self, key: str) -> str:
         import hashlib
@@ -298,8 +301,8 @@ class ModuleServer:
         self.finder = ModuleFinder()
         self._sent: dict[int, set[str]] = {}
         self.requested: dict[int, list[str]] = {}
-        self._work: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._work: compat.SimpleQueue = compat.SimpleQueue()
+        self._started = False
         core.add_handler(GET_MODULE, self._on_request, accept=accept_from_anyone)
         core.on_context_lost.append(lambda context_id, reason: self._sent.pop(context_id, None))
 
@@ -320,10 +323,9 @@ class ModuleServer:
         return entries
 
     def _on_request(self, msg: Message) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._serve_forever, name="transport-modules",
-                                            daemon=True)
-            self._thread.start()
+        if not self._started:  # requests arrive on the broker thread only: no race
+            self._started = True
+            compat.start_daemon_thread(self._serve_forever, "transport-modules")
         self._work.put(msg)
 
     def _serve_forever(self) -> None:

@@ -9,7 +9,6 @@ through a self-pipe; writes that the kernel accepts at once never need it
 from __future__ import absolute_import
 
 import errno
-import heapq
 import itertools
 import os
 import sys
@@ -18,6 +17,8 @@ from transport.core.compat import (
     Event,
     deque,
     get_ident,
+    heappop,
+    heappush,
     make_pipe,
     monotonic,
     retry_eintr,
@@ -138,7 +139,7 @@ class Broker(object):
     def call_later(self, delay, fn, *args):
         """Schedule fn(*args) after delay seconds (broker thread only); returns a Timer."""
         timer = Timer(monotonic() + delay, fn, args)
-        heapq.heappush(self._timers, (timer.when, next(self._timer_seq), timer))
+        heappush(self._timers, (timer.when, next(self._timer_seq), timer))
         return timer
 
     def add_shutdown_hook(self, fn):
@@ -190,7 +191,7 @@ class Broker(object):
     def _run_timers(self):
         now = monotonic()
         while self._timers and self._timers[0][0] <= now:
-            timer = heapq.heappop(self._timers)[2]
+            timer = heappop(self._timers)[2]
             if not timer.cancelled:
                 self._guarded(timer.fn, timer.fn, *timer.args)
 

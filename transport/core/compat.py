@@ -24,10 +24,10 @@ else:
 
 # Threads. On Python 3 the core's primitives come from _thread: importing
 # threading (and functools and collections with it) would cost a target ~4 ms
-# of CPU, a fifth of its start. A target's calls run on its main thread, so an
-# application that imports threading later does so there and sees the true
-# main thread. Python 2.7's locks cannot wait with a timeout: there threading
-# serves.
+# of CPU, a fifth of its start, and a controller's start as much. A target's
+# calls run on its main thread, so an application that imports threading later
+# does so there and sees the true main thread. Python 2.7's locks cannot wait
+# with a timeout: there threading serves.
 if PY2:
     import threading
 
@@ -72,6 +72,11 @@ except ImportError:
     from collections import deque  # noqa: F401
 
 try:
+    from _heapq import heappop, heappush  # noqa: F401 (the heapq module is one more file)
+except ImportError:
+    from heapq import heappop, heappush  # noqa: F401
+
+try:
     from _queue import Empty, SimpleQueue  # noqa: F401 (Python 3.7+: in C, it imports nothing)
 except ImportError:
     if PY2:
@@ -85,8 +90,9 @@ except ImportError:
 def start_daemon_thread(fn, name):
     """Run fn() on a daemon thread; return the thread's ident.
 
-    A named threading.Thread (as logging reports it) where threading is loaded
-    anyway, as on a controller; a bare _thread thread on a booting target.
+    A named threading.Thread (as logging reports it) where the application has
+    loaded threading (logging does); otherwise a bare _thread thread, as on a
+    booting target or a controller script that needs nothing more.
     """
     threading_module = sys.modules.get('threading')
     if threading_module is None:
