@@ -50,9 +50,8 @@ def test_commands_and_pty_on_every_interpreter(router, label):
     assert on_pty.stdout.count(b"\r\n") == 4
     assert set(on_pty.stdout.split(b"\r\n")) == {b"tty", b"err", b"fed", b"got fed", b""}
     # The command module is not in the payload: it went ahead of the first command, and
-    # what the standard library probes for is not asked of the controller (but Python
-    # 2.7's copy module probes for Jython's org.python.core, which a project may have).
-    assert router._modules.requested.get(target.context_id, []) == (["org"] if label == "2.7" else [])
+    # what the standard library probes for is not asked of the controller.
+    assert router._modules.requested.get(target.context_id, []) == []
 
 
 def test_pty_commands_time_out_and_report_their_status(target):

@@ -293,12 +293,22 @@ def _scan(fullname: str, is_package: bool, source: bytes) -> list[tuple[str, boo
     return found
 
 
+# Names the standard library tries on import that a target may lack: copy and pickle
+# try Jython's org.python.core up to Python 3.11, Python 2.7's xml packages PyXML's
+# _xmlplus and ElementC14N, hashlib (through random and tempfile) an OpenSSL it may
+# have been built without. Unless this controller has them, they go as 'missing' with
+# the first modules a context is sent, so it need not ask. (A target's own modules
+# still win: it asks its parent only for what it cannot import itself.)
+STDLIB_PROBES = ("org", "_xmlplus", "ElementC14N", "_hashlib")
+
+
 class ModuleServer:
     """Answers GET_MODULE from every context, on a worker thread."""
 
     def __init__(self, core: CoreRouter) -> None:
         self.core = core
         self.finder = ModuleFinder()
+        self._absent_probes: list[Entry] | None = None
         self._sent: dict[int, set[str]] = {}
         self.requested: dict[int, list[str]] = {}
         self._work: compat.SimpleQueue = compat.SimpleQueue()
@@ -320,7 +330,18 @@ class ModuleServer:
             entries += closure
             if whole_packages and closure[0][1] in ("package", "namespace"):
                 wanted += self.finder.submodules(name)
-        return entries
+        return self._with_probes(sent, entries)
+
+    def _with_probes(self, sent: set[str], entries: list[Entry]) -> list[Entry]:
+        """entries, plus the absent probes not yet sent, when entries are to be sent at all."""
+        if not any(entry[1] != "missing" for entry in entries):
+            return entries
+        if self._absent_probes is None:
+            self._absent_probes = [entry for entry in map(self.finder.entry, STDLIB_PROBES)
+                                   if entry[1] == "missing"]
+        probes = [entry for entry in self._absent_probes if entry[0] not in sent]
+        sent.update(entry[0] for entry in probes)
+        return entries + probes
 
     def _on_request(self, msg: Message) -> None:
         if not self._started:  # requests arrive on the broker thread only: no race
@@ -346,7 +367,7 @@ class ModuleServer:
         if not _valid_name(fullname):
             entries: list[Entry] = [(str(fullname)[:200], "missing", None, None)]
         else:
-            entries = self.finder.closure(fullname, sent)
+            entries = self._with_probes(sent, self.finder.closure(fullname, sent))
         sent.update(entry[0] for entry in entries)
         log.debug("transport", "context %d asked for %s: sending %d modules", msg.src,
                   fullname, sum(1 for e in entries if e[1] != "missing"))

@@ -38,7 +38,11 @@ KINDS = ('module', 'package', 'namespace', 'missing')
 # on import (subprocess tries msvcrt). A parent never forwards the standard
 # library, so asking for them would only cost a round trip.
 OTHER_PLATFORMS = frozenset(('msvcrt', '_winapi', 'winreg', 'nt', '_overlapped', 'winsound',
-                             '_msi', 'msilib', '_scproxy'))
+                             '_msi', 'msilib', '_scproxy', '_wmi'))
+
+# The standard library's top-level names, on Python 3.10+.
+STDLIB_NAMES = getattr(sys, 'stdlib_module_names', frozenset())
+THIRD_PARTY_DIRS = ('site-packages', 'dist-packages')
 
 # The ModuleForwarder installed in this process, if any (see install()).
 installed = None
@@ -135,13 +139,31 @@ class ModuleForwarder(object):
             entries = list(entries) + [(fullname, 'missing', None, None)]
         self.add(entries, fullname)
 
+    def _own_stdlib(self, fullname):
+        """Whether fullname belongs to this interpreter's standard library, which a
+        parent never forwards (it answers 'missing'): by name on Python 3.10+; on
+        any version, a submodule of a package loaded from the standard library's
+        directory. Python 2.7 tries every import in a package as a relative one
+        first (json.re before re): without this, each would be a round trip."""
+        top = fullname.partition('.')[0]
+        if top in STDLIB_NAMES:
+            return True
+        if top == fullname or top in self.entries:
+            return False
+        origin = getattr(sys.modules.get(top), '__file__', None)
+        if not origin:
+            return False
+        stdlib_dir = _stdlib_dir()
+        return (origin.startswith(stdlib_dir)
+                and not any(part in origin[len(stdlib_dir):] for part in THIRD_PARTY_DIRS))
+
     def lookup(self, fullname):
         """The entry for fullname, asking the parent if needed; None if unavailable."""
         entry = self.entries.get(fullname)
         if entry is None:
             if not self.has_parent or self.router.broker.in_broker_thread():
                 return None
-            if fullname in OTHER_PLATFORMS:
+            if fullname in OTHER_PLATFORMS or self._own_stdlib(fullname):
                 return None
             wait = self._request(fullname)
             if not wait.done.wait(self.timeout):
@@ -210,6 +232,12 @@ class ModuleForwarder(object):
         text = source.decode('utf-8', 'replace')
         linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
         exec(compile(source, filename, 'exec'), module.__dict__)
+
+
+def _stdlib_dir():
+    """The standard library's directory, with a trailing separator: where os came from."""
+    import os
+    return os.path.join(os.path.dirname(os.path.abspath(os.__file__)), '')
 
 
 def _on_disk_py2(fullname, path):
