@@ -20,6 +20,10 @@ def nested_fail():
     return fail("nested " + "failure")
 
 
+def recurse(depth):
+    return recurse(depth + 1) + 1
+
+
 def sleep_then_return(seconds, value):
     time.sleep(seconds)
     return value

@@ -188,3 +188,8 @@ def test_call_on_every_interpreter(router, label):
         ctx.call(rf.fail, "boom")
     assert info.value.remote_type in ("ValueError", "exceptions.ValueError")
     assert "boom" in info.value.remote_traceback
+    # A runaway recursion's frames are folded, as Python 3 does, on 2.7 too.
+    with pytest.raises(transport.RemoteError) as info:
+        ctx.call(rf.recurse, 0)
+    assert info.value.remote_traceback.count("in recurse") == 3
+    assert "[Previous line repeated" in info.value.remote_traceback

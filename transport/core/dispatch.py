@@ -45,8 +45,29 @@ def error_reply(exc_info):
         message = '%s' % (exc_value,)
     except Exception:
         message = '<unprintable %s>' % type_name
-    text = ''.join(traceback.format_exception(*exc_info))
-    return ('err', type_name, message, text)
+    lines = traceback.format_exception(*exc_info)
+    if PY2:
+        lines = fold_repeats(lines)
+    return ('err', type_name, message, ''.join(lines))
+
+
+def fold_repeats(lines):
+    """Python 3's folding of a traceback's repeated frames, for Python 2.7, whose
+    tracebacks show a runaway recursion's frame a thousand times: three copies
+    stay, then '[Previous line repeated N more times]'."""
+    folded, previous, repeats = [], None, 0
+    for line in lines + [None]:
+        if line == previous:
+            repeats += 1
+            if repeats < 3:
+                folded.append(line)
+            continue
+        if repeats >= 3:
+            folded.append('  [Previous line repeated %d more times]\n' % (repeats - 2))
+        previous, repeats = line, 0
+        if line is not None:
+            folded.append(line)
+    return folded
 
 
 # The Dispatcher of this process, for functions that talk back during a call.
