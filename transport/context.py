@@ -61,6 +61,18 @@ class _Reply:
         return self.value
 
 
+# A call's payload encodes (module, qualname, args, kwargs); the part before args is
+# the same for every call of a function, and is encoded once.
+_call_heads: dict[tuple[str, str], bytes] = {}
+_NO_ARGS = codec.encode(())
+_NO_KWARGS = codec.encode({})
+
+
+def _call_head(module: str, qualname: str) -> bytes:
+    whole = codec.encode((module, qualname, None, None))
+    return whole[:-2]  # less the two Nones, one byte each
+
+
 _future_class: Any = None
 
 
@@ -166,8 +178,12 @@ class Context:
         module, qualname = function_reference(fn)
         if module not in self._modules_pushed:
             self._push_module(module)
+        head = _call_heads.get((module, qualname))
+        if head is None:
+            head = _call_heads[(module, qualname)] = _call_head(module, qualname)
         try:
-            data = codec.encode((module, qualname, args, kwargs))
+            data = (head + (codec.encode(args) if args else _NO_ARGS)
+                    + (codec.encode(kwargs) if kwargs else _NO_KWARGS))
         except codec.CodecError as e:
             raise TypeError(f"cannot send the arguments of {module}.{qualname}: {e}") from None
         if not self.alive:
