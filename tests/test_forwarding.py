@@ -69,6 +69,39 @@ PACKAGE = {
     "fwdlazy.py": "VALUE = 'lazy'\n",
     "fwdextra.py": "VALUE = 'extra'\n",
     "fwdshadow.py": "WHO = 'controller'\n",
+    # An application's own importer, appended to sys.meta_path after the forwarder (as
+    # six.moves and setuptools' vendored packages do); its name appears nowhere in source.
+    "fwdlate.py": textwrap.dedent("""
+        import sys
+
+        NAME = "fwdlate_" + "virtual"
+
+
+        class LateFinder(object):
+            def find_spec(self, fullname, path=None, target=None):
+                if fullname != NAME:
+                    return None
+                import importlib.util
+                return importlib.util.spec_from_loader(fullname, self)
+
+            def find_module(self, fullname, path=None):
+                return self if fullname == NAME else None
+
+            def create_module(self, spec):
+                return None
+
+            def exec_module(self, module):
+                module.VALUE = "virtual"
+
+            def load_module(self, fullname):
+                module = sys.modules.setdefault(fullname, type(sys)(fullname))
+                module.__loader__ = self
+                module.VALUE = "virtual"
+                return module
+
+
+        sys.meta_path.append(LateFinder())
+    """),
 }
 
 
@@ -105,6 +138,30 @@ def test_the_standard_library_costs_no_round_trip(router, label):
     ctx.run("true")  # the first modules sent: the command module, and the probes' answers
     imported = ctx.call(eval, f"[__import__(name) and name for name in {STDLIB_SAMPLE!r}]")
     assert imported == STDLIB_SAMPLE
+    assert router._modules.requested.get(ctx.context_id, []) == []
+
+
+@pytest.mark.parametrize("label", sorted(find_interpreters()))
+def test_importers_installed_after_the_forwarder_answer_before_the_parent_is_asked(
+        router, package_dir, label):
+    from tests import remote_functions as rf
+
+    ctx = router.local(python=find_interpreters()[label])
+    assert ctx.call(rf.import_by_name, "fwdlate") == "fwdlate"
+    assert ctx.call(eval, "__import__('fwdlate_virtual').VALUE") == "virtual"
+    assert router._modules.requested.get(ctx.context_id, []) == ["fwdlate"]
+
+
+@pytest.mark.parametrize("label", sorted(find_interpreters()))
+def test_python_2_relative_first_imports_in_a_package_on_the_target_cost_no_round_trip(
+        router, tmp_path, label):
+    (tmp_path / "diskrel").mkdir()
+    (tmp_path / "diskrel" / "__init__.py").write_text("import re, pprint\nVALUE = pprint.pformat(1)\n")
+    ctx = router.local(python=find_interpreters()[label])
+    ctx.run("true")
+    value = ctx.call(eval, f"__import__('sys').path.insert(0, {str(tmp_path)!r}) "
+                           "or __import__('diskrel').VALUE")
+    assert value == "1"
     assert router._modules.requested.get(ctx.context_id, []) == []
 
 

@@ -8,6 +8,7 @@ traceback text).
 """
 from __future__ import absolute_import
 
+import itertools
 import sys
 
 from transport.core import codec, fresh
@@ -55,18 +56,12 @@ def fold_repeats(lines):
     """Python 3's folding of a traceback's repeated frames, for Python 2.7, whose
     tracebacks show a runaway recursion's frame a thousand times: three copies
     stay, then '[Previous line repeated N more times]'."""
-    folded, previous, repeats = [], None, 0
-    for line in lines + [None]:
-        if line == previous:
-            repeats += 1
-            if repeats < 3:
-                folded.append(line)
-            continue
-        if repeats >= 3:
-            folded.append('  [Previous line repeated %d more times]\n' % (repeats - 2))
-        previous, repeats = line, 0
-        if line is not None:
-            folded.append(line)
+    folded = []
+    for line, copies in itertools.groupby(lines):
+        count = len(list(copies))
+        folded += [line] * min(count, 3)
+        if count > 3:
+            folded.append('  [Previous line repeated %d more times]\n' % (count - 3))
     return folded
 
 

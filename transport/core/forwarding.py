@@ -1,8 +1,9 @@
 """Module forwarding on a target: import what is missing from the parent.
 
 A ModuleForwarder sits at the END of sys.meta_path, so whatever the target
-can import from its own disk wins; only a module nothing else finds is asked
-of the parent (GET_MODULE). The answer is a list of entries, the module and
+can import from its own disk wins, and importers an application appends
+later (six.moves ...) are asked before the parent; only a module nothing
+else finds is asked of the parent (GET_MODULE). The answer is a list of entries, the module and
 the modules it will import next:
 
     (fullname, kind, origin, source)   kind: 'module', 'package', 'namespace', 'missing'
@@ -139,6 +140,13 @@ class ModuleForwarder(object):
             entries = list(entries) + [(fullname, 'missing', None, None)]
         self.add(entries, fullname)
 
+    def _disk_origin(self, name):
+        """The file module `name` was loaded from, if it is loaded and not forwarded."""
+        module = sys.modules.get(name)
+        if module is None or getattr(module, '__loader__', None) is self:
+            return None
+        return getattr(module, '__file__', None)
+
     def _own_stdlib(self, fullname):
         """Whether fullname belongs to this interpreter's standard library, which a
         parent never forwards (it answers 'missing'): by name on Python 3.10+; on
@@ -148,14 +156,25 @@ class ModuleForwarder(object):
         top = fullname.partition('.')[0]
         if top in STDLIB_NAMES:
             return True
-        if top == fullname or top in self.entries:
+        if top == fullname:
             return False
-        origin = getattr(sys.modules.get(top), '__file__', None)
+        origin = self._disk_origin(top)
         if not origin:
             return False
         stdlib_dir = _stdlib_dir()
         return (origin.startswith(stdlib_dir)
                 and not any(part in origin[len(stdlib_dir):] for part in THIRD_PARTY_DIRS))
+
+    def _relative_attempt_py2(self, fullname):
+        """Whether fullname is Python 2.7 trying an absolute import inside a package of
+        the target's own as a relative one first (yaml.re for `import re` in yaml):
+        the name's last part is a top-level module here, and the package is not one
+        the parent sent, so the parent has nothing to add."""
+        if not PY2:
+            return False
+        parent, _, name = fullname.rpartition('.')
+        return bool(parent and self._disk_origin(parent)
+                    and (name in sys.modules or _on_disk_py2(name, None)))
 
     def lookup(self, fullname):
         """The entry for fullname, asking the parent if needed; None if unavailable."""
@@ -163,7 +182,8 @@ class ModuleForwarder(object):
         if entry is None:
             if not self.has_parent or self.router.broker.in_broker_thread():
                 return None
-            if fullname in OTHER_PLATFORMS or self._own_stdlib(fullname):
+            if (fullname in OTHER_PLATFORMS or self._own_stdlib(fullname)
+                    or self._relative_attempt_py2(fullname)):
                 return None
             wait = self._request(fullname)
             if not wait.done.wait(self.timeout):
@@ -195,6 +215,10 @@ class ModuleForwarder(object):
     def find_spec(self, fullname, path=None, target=None):
         if self.paused:
             return None
+        if fullname not in self.entries:
+            spec = self._ask_later_finders('find_spec', fullname, path, target)
+            if spec is not None:
+                return spec
         entry = self.lookup(fullname)
         if entry is None:
             return None
@@ -213,7 +237,29 @@ class ModuleForwarder(object):
     def find_module(self, fullname, path=None):
         if self.paused or _on_disk_py2(fullname, path):
             return None
+        if fullname not in self.entries:
+            loader = self._ask_later_finders('find_module', fullname, path)
+            if loader is not None:
+                return loader
         return self if self.lookup(fullname) is not None else None
+
+    def _ask_later_finders(self, method, fullname, *args):
+        """What the finders installed after this one answer (six.moves, setuptools'
+        vendored packages ...): an application's own importers are the target's
+        own, so they go before the parent is asked."""
+        meta_path = sys.meta_path
+        try:
+            later = meta_path[meta_path.index(self) + 1:]
+        except ValueError:
+            return None
+        for finder in later:
+            try:
+                found = getattr(finder, method)(fullname, *args)
+            except Exception:
+                continue  # a finder that cannot say is asked again by the import system
+            if found is not None:
+                return found
+        return None
 
     def load_module(self, fullname):
         entry = self.entries[fullname]

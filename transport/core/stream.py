@@ -187,9 +187,6 @@ class Stream(object):
         if empty:
             self.disconnect('closed')
 
-    def has_pending_output(self):
-        return bool(self._out)
-
     # -- receiving (broker thread) -------------------------------------------
 
     def _on_readable(self, fd):
