@@ -128,24 +128,11 @@ class Target(object):
             self.router.send(Message(msg.src, own_id, msg.reply_to, codec.encode(result)))
 
         try:
-            from transport.core.spawn import Connection  # preloaded by the controller
+            from transport.core.spawn import start_child  # preloaded by the controller
         except ImportError as e:
             reply(('fail', 'cannot start children here: %s' % (e,), {}))
             return
-        spec = codec.decode(msg.data)
-
-        def on_stderr(connection, line):
-            sys.stderr.write('[%s] %s\n' % (connection.name, line))
-
-        config = {'context_id': spec['context_id'], 'parent_id': own_id,
-                  'max_message_size': spec['max_message_size'], 'name': spec['name']}
-        connection = Connection(
-            self.router, spec['context_id'], spec['argv'], spec['payload'], config,
-            spec['connect_timeout'], spec['name'],
-            lambda conn, info: reply(('ok', info)),
-            lambda conn, reason, details: reply(('fail', reason, details)),
-            on_stderr, spec['options'])
-        connection.start()
+        start_child(self.router, codec.decode(msg.data), reply)
 
     def hello(self):
         info = {

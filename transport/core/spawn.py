@@ -34,6 +34,22 @@ SIGKILL = 9
 HAVE_POSIX_SPAWN = sys.version_info >= (3, 8) and hasattr(os, 'posix_spawnp')
 
 
+def start_child(router, spec, reply):
+    """Start the child a CONNECT message describes (spec), here, as an intermediary;
+    reply(('ok', hello) or ('fail', reason, details)) once (see docs/protocol.md)."""
+
+    def on_stderr(connection, line):
+        sys.stderr.write('[%s] %s\n' % (connection.name, line))
+
+    config = {'context_id': spec['context_id'], 'parent_id': router.context_id,
+              'max_message_size': spec['max_message_size'], 'name': spec['name']}
+    Connection(router, spec['context_id'], spec['argv'], spec['payload'], config,
+               spec['connect_timeout'], spec['name'],
+               lambda conn, info: reply(('ok', info)),
+               lambda conn, reason, details: reply(('fail', reason, details)),
+               on_stderr, spec['options']).start()
+
+
 def _spawn(argv, stdin, stdout, stderr, env):
     """Start argv in a new session with the given fds as 0, 1 and 2; return its pid."""
     if HAVE_POSIX_SPAWN:
