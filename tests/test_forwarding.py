@@ -69,6 +69,34 @@ PACKAGE = {
     "fwdlazy.py": "VALUE = 'lazy'\n",
     "fwdextra.py": "VALUE = 'extra'\n",
     "fwdshadow.py": "WHO = 'controller'\n",
+    # A package with data files beside its modules, read as packages read them.
+    "fwdres/__init__.py": textwrap.dedent("""
+        import pkgutil
+
+
+        def by_pkgutil(name):
+            return pkgutil.get_data(__name__, name)
+
+
+        def by_path(name):
+            import importlib.resources
+            with importlib.resources.path(__name__, name) as path:
+                with open(str(path), "rb") as f:
+                    return f.read()
+
+
+        def by_files(*parts):
+            import importlib.resources
+            top = importlib.resources.files(__name__)
+            node = top.joinpath(*parts)
+            with importlib.resources.as_file(node) as path:
+                with open(str(path), "rb") as f:
+                    on_disk = f.read()
+            return (sorted(entry.name for entry in top.iterdir()), node.is_file(),
+                    node.read_bytes(), on_disk)
+    """),
+    "fwdres/blob.bin": "blob\n",
+    "fwdres/data/greeting.txt": "hello\n",
     # An application's own importer, appended to sys.meta_path after the forwarder (as
     # six.moves and setuptools' vendored packages do); its name appears nowhere in source.
     "fwdlate.py": textwrap.dedent("""
@@ -163,6 +191,67 @@ def test_python_2_relative_first_imports_in_a_package_on_the_target_cost_no_roun
                            "or __import__('diskrel').VALUE")
     assert value == "1"
     assert router._modules.requested.get(ctx.context_id, []) == []
+
+
+@pytest.mark.parametrize("label", sorted(find_interpreters()))
+def test_forwarded_packages_read_their_data_files_from_the_controller(router, package_dir, label):
+    import fwdres
+
+    ctx = router.local(python=find_interpreters()[label])
+    version = tuple(int(part) for part in ctx.python_version.split(".")[:2])
+    hello = "hello\n" if version < (3,) else b"hello\n"  # a 2.7 str arrives as the caller's str
+    assert ctx.call(fwdres.by_pkgutil, "data/greeting.txt") == hello
+    with pytest.raises(transport.RemoteError) as info:
+        ctx.call(fwdres.by_pkgutil, "data/absent.txt")
+    assert "no data file 'data/absent.txt' in fwdres" in info.value.remote_message
+    if version >= (3, 7):
+        assert ctx.call(fwdres.by_path, "blob.bin") == b"blob\n"
+    if version >= (3, 10):  # 3.9's importlib.resources.files() reads only real directories
+        assert ctx.call(fwdres.by_files, "data", "greeting.txt") == (
+            ["__init__.py", "blob.bin", "data"], True, b"hello\n", b"hello\n")
+
+
+def test_data_files_reach_a_context_behind_an_intermediary(router, package_dir):
+    import fwdres
+
+    ctx = router.local(via=router.local())
+    assert ctx.call(fwdres.by_pkgutil, "data/greeting.txt") == b"hello\n"
+
+
+def test_certifi_and_requests_work_on_a_bare_target(router):
+    import certifi
+
+    from tests import remote_functions as rf
+
+    ctx = router.local(python=find_interpreters()["3.13"])
+    path = ctx.call(certifi.where)  # a temporary copy of the controller's cacert.pem there
+    assert ctx.call(os.path.getsize, path) == os.path.getsize(certifi.where())
+    assert ctx.call(rf.import_by_name, "requests") == "requests"
+
+
+def test_data_files_are_served_from_inside_the_package_only(package_dir):
+    finder = ModuleFinder()
+    assert finder.resource("fwdres", "data/greeting.txt") == ("ok", b"hello\n")
+    assert finder.resource("fwdres", "data") == ("ok", ["greeting.txt"])
+    (package_dir / "fwdres" / ".env").write_text("SECRET=1\n")
+    for name in ("../fwddep.py", "/etc/passwd", "data/../../fwddep.py", "data//greeting.txt",
+                 "./blob.bin", "data/greeting.txt\0", ".env", 7):
+        assert finder.resource("fwdres", name)[0] == "refused", name
+    (package_dir / "fwdres" / ".env").unlink()
+    # A directory without __init__.py passes for a namespace package: never served.
+    (package_dir / "fwdplain").mkdir(exist_ok=True)
+    (package_dir / "fwdplain" / "notes.txt").write_text("private\n")
+    assert finder.resource("fwdplain", "notes.txt")[0] == "refused"
+    assert finder.resource("json", "__init__.py")[0] == "refused"  # the standard library
+    assert finder.resource("fwddep", "")[0] == "refused"  # a module, not a package
+    assert finder.resource("../etc", "passwd")[0] == "refused"
+    escape = package_dir / "fwdres" / "escape"
+    escape.symlink_to("/etc")  # a directory reached through a symlink out of the package
+    try:
+        assert finder.resource("fwdres", "escape/passwd")[0] == "refused"
+        assert finder.resource("fwdres", "escape")[0] == "refused"
+    finally:
+        escape.unlink()
 
 
 def test_a_module_asked_for_arrives_with_its_closure_in_one_round_trip(router, helpers):

@@ -150,12 +150,15 @@ def strip_source(source: str) -> str:
 
 
 # Core modules only some targets need: intermediaries (spawn), detached jobs (jobs),
-# file transfer (files) and commands. They are not in the payload; a target that needs one
-# gets it by module forwarding (the controller preloads spawn into a context before asking
-# it to connect a child, files before a transfer, whose handlers run on the broker thread,
-# and sends commands ahead of the first command, in the same write).
+# file transfer (files), commands and forwarded packages' data files (resources). They are
+# not in the payload; a target that needs one gets it by module forwarding (the controller
+# preloads spawn into a context before asking it to connect a child, files before a
+# transfer, whose handlers run on the broker thread, and sends commands ahead of the first
+# command, in the same write; the forwarder asks for resources when a package first reads
+# a data file).
 ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.jobs", "transport.core.files",
-                       "transport.core.logs", "transport.core.commands"})
+                       "transport.core.logs", "transport.core.commands",
+                       "transport.core.resources"})
 
 
 def core_module_names() -> list[str]:

@@ -10,6 +10,10 @@ its own), C extensions or byte-code-only modules (the target gets an
 ImportError, so pure-Python fallbacks work), nor anything already sent to
 that context. Names that are not dotted identifiers are refused.
 
+A forwarded package's data files (GET_RESOURCE: certifi's cacert.pem,
+templates) are read from the package's own directories on request, by
+relative name; nothing outside them, nothing of the standard library.
+
 The work runs on one worker thread, off the broker thread, so scanning a
 large package never delays other traffic.
 """
@@ -24,7 +28,7 @@ from transport import log
 from transport.core import codec, compat
 from transport.core.forwarding import pack_entries
 from transport.core.framing import Message
-from transport.core.handles import CONTROLLER_ID, GET_MODULE
+from transport.core.handles import CONTROLLER_ID, GET_MODULE, GET_RESOURCE
 from transport.core.router import accept_from_anyone
 
 TYPE_CHECKING = False
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
     from transport.core.router import Router as CoreRouter
 
 MAIN_ALIAS = "__transport_main__"
+MAX_RESOURCE_SIZE = 64 * 1024 * 1024
 Entry = tuple  # (fullname, kind, origin, source bytes)
 
 _STDLIB_NAMES = frozenset(getattr(sys, "stdlib_module_names", ())) | frozenset(sys.builtin_module_names)
@@ -95,6 +100,40 @@ class ModuleFinder:
             return missing
         kind = "package" if spec.submodule_search_locations is not None else "module"
         return (fullname, kind, spec.origin, source)
+
+    def resource(self, package: Any, name: Any) -> tuple[str, Any]:
+        """A data file of a package a target may be sent, by name ('/'-separated below the
+        package's directory; '' is the directory itself): ('ok', its bytes), ('ok', a
+        listing) for a directory (names; directories end in '/'), or ('refused', why).
+
+        Only regular packages the controller forwards (a directory with an __init__.py:
+        not a namespace package, which any directory on sys.path could pass for), never
+        the standard library, and nothing outside the package's directory: no absolute
+        names, no '..', no hidden names (starting with '.'), no directory reached through
+        a symlink (a file that is a symlink, as Debian's certifi/cacert.pem is, is read).
+        """
+        entry = self.entry(package) if isinstance(name, str) else None
+        if entry is None or entry[1] != "package":
+            return ("refused", f"{package!r} is not a package the controller sends")
+        parts = name.split("/") if name else []
+        if any(not part or part.startswith(".") or "\0" in part or os.sep in part for part in parts):
+            return ("refused", f"not a relative path inside the package: {name!r}")
+        base = os.path.realpath(os.path.dirname(entry[2]))
+        path = os.path.join(base, *parts)
+        if os.path.isdir(path):
+            real = os.path.realpath(path)
+            if real == base or real.startswith(base + os.sep):
+                return ("ok", sorted(entry + ("/" if os.path.isdir(os.path.join(real, entry)) else "")
+                                     for entry in os.listdir(real)
+                                     if entry != "__pycache__" and not entry.startswith(".")))
+        elif os.path.isfile(path):
+            directory = os.path.realpath(os.path.dirname(path))
+            if directory == base or directory.startswith(base + os.sep):
+                if os.path.getsize(path) > MAX_RESOURCE_SIZE:
+                    return ("refused", f"{name} is larger than {MAX_RESOURCE_SIZE} bytes")
+                with open(path, "rb") as f:
+                    return ("ok", f.read())
+        return ("refused", f"no data file {name!r} in {package}")
 
     def _find_spec(self, fullname: str) -> Any:
         """Find without importing: walk the parent packages' search paths."""
@@ -314,6 +353,7 @@ class ModuleServer:
         self._work: compat.SimpleQueue = compat.SimpleQueue()
         self._started = False
         core.add_handler(GET_MODULE, self._on_request, accept=accept_from_anyone)
+        core.add_handler(GET_RESOURCE, self._on_request, accept=accept_from_anyone)
         core.on_context_lost.append(lambda context_id, reason: self._sent.pop(context_id, None))
 
     def preload_entries(self, context_id: int, names: list[str], whole_packages: bool) -> list[Entry]:
@@ -353,9 +393,22 @@ class ModuleServer:
         while True:
             msg = self._work.get()
             try:
-                self._serve(msg)
+                if msg.handle == GET_RESOURCE:
+                    self._serve_resource(msg)
+                else:
+                    self._serve(msg)
             except Exception as e:  # one bad request must not stop the others
-                log.error("transport", "serving a module to context %d failed: %s", msg.src, e)
+                log.error("transport", "serving context %d failed: %s", msg.src, e)
+
+    def _serve_resource(self, msg: Message) -> None:
+        try:
+            package, name = codec.decode(msg.data)
+        except (codec.CodecError, TypeError, ValueError):
+            package = name = None
+        answer = self.finder.resource(package, name)
+        log.debug("transport", "context %d asked for data file %r of %s: %s", msg.src, name,
+                  package, answer[0])
+        self.core.send(Message(msg.src, CONTROLLER_ID, msg.reply_to, codec.encode(answer)))
 
     def _serve(self, msg: Message) -> None:
         try:

@@ -141,11 +141,13 @@ class ModuleForwarder(object):
         self.add(entries, fullname)
 
     def _disk_origin(self, name):
-        """The file module `name` was loaded from, if it is loaded and not forwarded."""
+        """The file module `name` was loaded from, if it is loaded from a file (not
+        forwarded, not the core's own in-memory modules, named '<...>')."""
         module = sys.modules.get(name)
         if module is None or getattr(module, '__loader__', None) is self:
             return None
-        return getattr(module, '__file__', None)
+        origin = getattr(module, '__file__', None)
+        return origin if origin and not origin.startswith('<') else None
 
     def _own_stdlib(self, fullname):
         """Whether fullname belongs to this interpreter's standard library, which a
@@ -260,6 +262,17 @@ class ModuleForwarder(object):
             if found is not None:
                 return found
         return None
+
+    def get_resource_reader(self, fullname):
+        try:
+            from transport.core import resources  # asked for on first use
+        except ImportError:
+            return None
+        return resources.reader(self, fullname)
+
+    def get_data(self, path):
+        from transport.core import resources
+        return resources.get_data(self, path)
 
     def load_module(self, fullname):
         entry = self.entries[fullname]

@@ -18,6 +18,7 @@ CONNECT = 6             # parent side -> context: start a child context from her
 GET_MODULE = 7          # child -> parent: send me this module (and what it imports)
 LOAD_MODULE = 8         # parent -> child: modules, unasked (preload)
 FORWARD_MODULE = 9      # parent -> intermediary: cache these modules and pass them to a context
+GET_RESOURCE = 10       # context -> controller: a data file of a package it was sent
 
 # Handles allocated at run time (reply handles) start here.
 FIRST_DYNAMIC_HANDLE = 1000
@@ -35,4 +36,5 @@ WELL_KNOWN = {
     'GET_MODULE': GET_MODULE,
     'LOAD_MODULE': LOAD_MODULE,
     'FORWARD_MODULE': FORWARD_MODULE,
+    'GET_RESOURCE': GET_RESOURCE,
 }
