@@ -3,8 +3,8 @@
 A ModuleForwarder sits at the END of sys.meta_path, so whatever the target
 can import from its own disk wins, and importers an application appends
 later (six.moves ...) are asked before the parent; only a module nothing
-else finds is asked of the parent (GET_MODULE). The answer is a list of entries, the module and
-the modules it will import next:
+else finds is asked of the parent (GET_MODULE). The answer is a list of
+entries, the module and the modules it will import next:
 
     (fullname, kind, origin, source)   kind: 'module', 'package', 'namespace', 'missing'
 
