@@ -33,6 +33,14 @@ JOB_PACKAGE = {
             raise KeyError("job failure")
     """),
     "jobdep.py": "def double(x):\n    return 2 * x\n",
+    "jobdata/__init__.py": textwrap.dedent("""
+        import pkgutil
+
+
+        def read(name):
+            return pkgutil.get_data(__name__, name).decode()
+    """),
+    "jobdata/templates/motd.txt": "welcome\n",
     "jobextra.py": "X = 1\n",
     "jobwhole/__init__.py": "",
     "jobwhole/plugin_a.py": "NAME = 'a'\n",
@@ -123,6 +131,26 @@ def test_preload_whole_packages_makes_dynamic_imports_work_detached(router, sshd
     assert status.state == "done", status.error
     assert status.result == "jobwhole.plugin_b"
     ctx.forget(job.id)
+
+
+def test_a_detached_job_reads_its_packages_data_files(router, work):
+    import jobdata
+
+    ctx = router.local()
+    job = ctx.detach(jobdata.read, "templates/motd.txt")  # sent ahead: no parent to ask later
+    status = _wait_done(ctx, job.id)
+    assert status.state == "done", status.error
+    assert status.result == "welcome\n"
+    ctx.forget(job.id)
+
+
+def test_the_data_files_sent_ahead_are_the_packages_own_within_a_budget(work):
+    from transport.modules import ModuleFinder
+
+    listing = {("jobdata", ""): ["__init__.py", "templates/"], ("jobdata", "templates"): ["motd.txt"]}
+    assert ModuleFinder().data_files("jobdata") == {**listing,
+                                                    ("jobdata", "templates/motd.txt"): b"welcome\n"}
+    assert ModuleFinder().data_files("jobdata", budget=3) == listing
 
 
 def test_preload_through_an_intermediary_caches_on_the_way(router, work):

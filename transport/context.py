@@ -391,14 +391,20 @@ class Context:
     def detach(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
         """Start fn(*args, **kwargs) in a process that outlives this connection.
 
-        fn's module and everything it imports are preloaded first; the detached
-        process has no parent to ask, so any other missing module is an
-        ImportError recorded in the job. Collect it with job(id), from this or a
-        later connection to the same host and user.
+        fn's module and everything it imports are preloaded first, with the data
+        files of those packages (up to 32 MiB); the detached process has no parent
+        to ask, so any other missing module is an ImportError recorded in the job.
+        Collect it with job(id), from this or a later connection to the same host
+        and user.
         """
         module, qualname = function_reference(fn)
         if module.partition(".")[0] != "transport":
             self.preload([module])
+            data_files = self.router._modules.finder.data_files(module)
+            if data_files:
+                from transport.core import resources
+
+                self.call(resources.keep, data_files)
         from transport.core import jobs
 
         info = self.call(jobs.detach, module, qualname, args, kwargs)

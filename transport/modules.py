@@ -21,6 +21,7 @@ large package never delays other traffic.
 from __future__ import annotations
 
 import os
+import posixpath
 import sys
 import zlib
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 MAIN_ALIAS = "__transport_main__"
 MAX_RESOURCE_SIZE = 64 * 1024 * 1024
+DETACHED_DATA_BUDGET = 32 * 1024 * 1024
 Entry = tuple  # (fullname, kind, origin, source bytes)
 
 _STDLIB_NAMES = frozenset(getattr(sys, "stdlib_module_names", ())) | frozenset(sys.builtin_module_names)
@@ -134,6 +136,41 @@ class ModuleFinder:
                 with open(path, "rb") as f:
                     return ("ok", f.read())
         return ("refused", f"no data file {name!r} in {package}")
+
+    def data_files(self, module: str, budget: int = DETACHED_DATA_BUDGET) -> dict[tuple, Any]:
+        """The data files of the packages in module's closure, as resource() answers them,
+        by (package, name), directories' listings included: what a detached job may read.
+
+        Python files (sent as modules) and subpackages (walked as packages of their own)
+        are left out; so is what goes beyond budget bytes, with a warning.
+        """
+        files: dict[tuple, Any] = {}
+        total = 0
+        left_out: list[str] = []
+        for entry in self.closure(module, set()):
+            if entry[1] != "package":
+                continue
+            pending = [""]
+            while pending:
+                name = pending.pop()
+                status, value = self.resource(entry[0], name)
+                if status != "ok":
+                    continue
+                if isinstance(value, list):
+                    if name and "__init__.py" in value:
+                        continue  # a subpackage
+                    files[(entry[0], name)] = value
+                    pending += [posixpath.join(name, child.rstrip("/")) for child in value
+                                if child.endswith("/") or not child.endswith((".py", ".pyc"))]
+                elif total + len(value) > budget:
+                    left_out.append(f"{entry[0]}:{name}")
+                else:
+                    files[(entry[0], name)] = value
+                    total += len(value)
+        if left_out:
+            log.warning("transport", "%d data files beyond %d bytes are not sent ahead of a "
+                        "detached job (%s ...)", len(left_out), budget, left_out[0])
+        return files
 
     def _find_spec(self, fullname: str) -> Any:
         """Find without importing: walk the parent packages' search paths."""

@@ -5,8 +5,9 @@ beside its modules (certifi's cacert.pem, templates, schemas) is asked of the
 controller (GET_RESOURCE) when the package reads it: through
 importlib.resources (the forwarder's resource reader, whose files() serves
 3.10+'s importlib.resources.files()) or pkgutil.get_data (the forwarder's
-get_data). Nothing is kept: a read asks again. A detached process has no
-parent to ask, so its forwarded packages' data files cannot be read.
+get_data). Nothing is cached: a read asks again. A detached process has no
+parent to ask, so before a job detaches the controller sends the data files
+of the packages its function needs (keep()), and the job reads those.
 
 Not in the boot payload: the forwarder imports this module, through itself,
 the first time a package reads a data file.
@@ -25,6 +26,16 @@ from transport.core.handles import CONTROLLER_ID, GET_RESOURCE
 
 TIMEOUT = 60.0
 
+# (package, name) -> what fetch() returns, sent ahead of a detached job by keep().
+kept = {}
+
+
+def keep(files):
+    """Hold these data files ({(package, name): bytes or listing}) for the detached
+    jobs this process starts, which inherit them; returns how many."""
+    kept.update(files)
+    return len(files)
+
 
 def fetch(forwarder, package, name):
     """Data file `name` ('/'-separated, relative; '' is the package itself) of
@@ -32,6 +43,8 @@ def fetch(forwarder, package, name):
     directories ending in '/'). Raises IOError when there is none."""
     where = '%s:%s' % (package, name)
     router = forwarder.router
+    if (package, name) in kept:
+        return kept[(package, name)]
     if not forwarder.has_parent:
         raise IOError(errno.ENOENT, 'no controller to ask for %s (a detached process)' % where)
     done = Event()
