@@ -69,6 +69,11 @@ PACKAGE = {
     "fwdlazy.py": "VALUE = 'lazy'\n",
     "fwdextra.py": "VALUE = 'extra'\n",
     "fwdshadow.py": "WHO = 'controller'\n",
+    # Python 2 code: an implicit relative import of a sibling (the controller, on
+    # Python 3, never imports it; it only finds and scans it).
+    "fwdpy2/__init__.py": "import os\nimport sibling\n\n\ndef value():\n"
+                          "    return sibling.Y + len(os.sep)\n",
+    "fwdpy2/sibling.py": "Y = 100\n",
     # A package with data files beside its modules, read as packages read them.
     "fwdres/__init__.py": textwrap.dedent("""
         import pkgutil
@@ -358,6 +363,18 @@ def test_forwarding_to_python_2(router, helpers):
     ctx = router.local(python=find_interpreters()["2.7"])
     assert ctx.call(helpers.use_dep, 4) == 8
     assert json.loads(json.dumps(ctx.call(helpers.lazy))) == "lazy"
+    assert router._modules.requested.get(ctx.context_id, []) == []
+
+
+def test_python_2_modules_keep_their_implicit_relative_imports(router, package_dir):
+    from tests import remote_functions as rf
+
+    ctx = router.local(python=find_interpreters()["2.7"])
+    assert ctx.call(rf.import_by_name, "fwdpy2") == "fwdpy2"
+    assert ctx.call(eval, "__import__('fwdpy2').value()") == 101
+    # fwdpy2 tries fwdpy2.os before os, and finds fwdpy2.sibling: the answers came with
+    # fwdpy2, so it was the only name asked for.
+    assert router._modules.requested.get(ctx.context_id, []) == ["fwdpy2"]
 
 
 def test_a_third_party_package_over_ssh_arrives_with_the_module_that_uses_it(router, sshd):

@@ -177,6 +177,8 @@ class Router:
         if not this_interpreter and tag != known_tag:
             remember_tag(target_key, tag)
         context = Context(self, context_id, name, method.host, outcome["info"], via=via)
+        if context.python_version.startswith("2."):
+            self._modules.python2.add(context_id)
         with self._lock:
             self._contexts[context_id] = context
             lost = self._lost_early.pop(context_id, None)

@@ -385,13 +385,18 @@ class ModuleServer:
         self.core = core
         self.finder = ModuleFinder()
         self._absent_probes: list[Entry] | None = None
+        self.python2: set[int] = set()  # contexts running Python 2.7 (the Router says which)
         self._sent: dict[int, set[str]] = {}
         self.requested: dict[int, list[str]] = {}
         self._work: compat.SimpleQueue = compat.SimpleQueue()
         self._started = False
         core.add_handler(GET_MODULE, self._on_request, accept=accept_from_anyone)
         core.add_handler(GET_RESOURCE, self._on_request, accept=accept_from_anyone)
-        core.on_context_lost.append(lambda context_id, reason: self._sent.pop(context_id, None))
+        core.on_context_lost.append(self._forget)
+
+    def _forget(self, context_id: int, reason: str) -> None:
+        self._sent.pop(context_id, None)
+        self.python2.discard(context_id)
 
     def preload_entries(self, context_id: int, names: list[str], whole_packages: bool) -> list[Entry]:
         """Entries for names and their closures that context_id has not been sent yet."""
@@ -407,7 +412,34 @@ class ModuleServer:
             entries += closure
             if whole_packages and closure[0][1] in ("package", "namespace"):
                 wanted += self.finder.submodules(name)
+        if context_id in self.python2:
+            entries += self._relative_first(entries, sent)
         return self._with_probes(sent, entries)
+
+    def _relative_first(self, entries: list[Entry], sent: set[str]) -> list[Entry]:
+        """For a Python 2.7 context: what its relative-first imports will try.
+
+        Python 2.7 tries `import os` inside package pkg as pkg.os first, and asks the
+        forwarder for it. The answers go ahead: 'missing' where the package has no
+        such module (most), and the module with its closure where it does (an
+        implicit relative import of a sibling).
+        """
+        added: list[Entry] = []
+        for entry in entries:
+            if entry[1] not in ("module", "package"):
+                continue
+            package = entry[0] if entry[1] == "package" else entry[0].rpartition(".")[0]
+            if not package:
+                continue
+            tops = {name.partition(".")[0] for name, _ in self.finder.imports_of(entry)}
+            for top in sorted(tops):
+                candidate = f"{package}.{top}"
+                if candidate in sent:
+                    continue
+                found = self.finder.closure(candidate, sent)
+                sent.update(item[0] for item in found)
+                added += found
+        return added
 
     def _with_probes(self, sent: set[str], entries: list[Entry]) -> list[Entry]:
         """entries, plus the absent probes not yet sent, when entries are to be sent at all."""
@@ -457,7 +489,11 @@ class ModuleServer:
         if not _valid_name(fullname):
             entries: list[Entry] = [(str(fullname)[:200], "missing", None, None)]
         else:
-            entries = self._with_probes(sent, self.finder.closure(fullname, sent))
+            entries = self.finder.closure(fullname, sent)
+            if msg.src in self.python2:
+                sent.update(entry[0] for entry in entries)
+                entries += self._relative_first(entries, sent)
+            entries = self._with_probes(sent, entries)
         sent.update(entry[0] for entry in entries)
         log.debug("transport", "context %d asked for %s: sending %d modules", msg.src,
                   fullname, sum(1 for e in entries if e[1] != "missing"))

@@ -290,7 +290,9 @@ class ModuleForwarder(object):
         import linecache
         text = source.decode('utf-8', 'replace')
         linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
-        exec(compile(source, filename, 'exec'), module.__dict__)
+        # dont_inherit: the module's own __future__ imports, not this file's (on 2.7,
+        # absolute_import here would turn off the module's implicit relative imports).
+        exec(compile(source, filename, 'exec', 0, True), module.__dict__)
 
 
 def _stdlib_dir():
