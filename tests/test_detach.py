@@ -10,6 +10,7 @@ import time
 import pytest
 
 import transport
+from tests.support.interpreters import find_interpreters
 from tests.support.packages import importable_tree
 
 JOB_PACKAGE = {
@@ -131,6 +132,18 @@ def test_preload_whole_packages_makes_dynamic_imports_work_detached(router, sshd
     assert status.state == "done", status.error
     assert status.result == "jobwhole.plugin_b"
     ctx.forget(job.id)
+
+
+@pytest.mark.parametrize("label", sorted(find_interpreters()))
+def test_detached_jobs_on_every_interpreter(router, work, label):
+    ctx = router.local(python=find_interpreters()[label])
+    job = ctx.detach(work.slow_double, 21, 0)
+    status = _wait_done(ctx, job.id)
+    assert status.state == "done", status.error
+    assert status.result == 42
+    assert job.id in [listed.id for listed in ctx.jobs()]
+    ctx.forget(job.id)
+    assert job.id not in [listed.id for listed in ctx.jobs()]
 
 
 def test_a_detached_job_reads_its_packages_data_files(router, work):

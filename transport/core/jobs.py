@@ -17,6 +17,7 @@ import sys
 import time
 
 from transport.core import codec
+from transport.core.compat import text_type
 from transport.core.dispatch import error_reply, resolve
 
 DIGITS = frozenset('0123456789')
@@ -50,7 +51,7 @@ def jobs_dir():
 
 
 def _job_path(job_id):
-    if not isinstance(job_id, str) or not is_job_id(job_id):
+    if not isinstance(job_id, (str, text_type)) or not is_job_id(job_id):  # 2.7: unicode
         raise ValueError('not a job id: %r' % (job_id,))
     return os.path.join(jobs_dir(), job_id)
 
