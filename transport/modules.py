@@ -65,6 +65,29 @@ def is_stdlib(fullname: str) -> bool:
     return origin.startswith(_stdlib_dirs()) and "site-packages" not in origin
 
 
+def _read_data(entry: Entry, name: str) -> tuple[str, Any]:
+    """resource()'s answer for name inside the directory of package entry (see there)."""
+    parts = name.split("/") if name else []
+    if any(not part or part.startswith(".") or "\0" in part or os.sep in part for part in parts):
+        return ("refused", f"not a relative path inside the package: {name!r}")
+    base = os.path.realpath(os.path.dirname(entry[2]))
+    path = os.path.join(base, *parts)
+    if os.path.isdir(path):
+        real = os.path.realpath(path)
+        if real == base or real.startswith(base + os.sep):
+            return ("ok", sorted(child + ("/" if os.path.isdir(os.path.join(real, child)) else "")
+                                 for child in os.listdir(real)
+                                 if child != "__pycache__" and not child.startswith(".")))
+    elif os.path.isfile(path):
+        directory = os.path.realpath(os.path.dirname(path))
+        if directory == base or directory.startswith(base + os.sep):
+            if os.path.getsize(path) > MAX_RESOURCE_SIZE:
+                return ("refused", f"{name} is larger than {MAX_RESOURCE_SIZE} bytes")
+            with open(path, "rb") as f:
+                return ("ok", f.read())
+    return ("refused", f"no data file {name!r} in {entry[0]}")
+
+
 def _valid_name(fullname: Any) -> bool:
     return isinstance(fullname, str) and all(part.isidentifier() for part in fullname.split("."))
 
@@ -117,25 +140,7 @@ class ModuleFinder:
         entry = self.entry(package) if isinstance(name, str) else None
         if entry is None or entry[1] != "package":
             return ("refused", f"{package!r} is not a package the controller sends")
-        parts = name.split("/") if name else []
-        if any(not part or part.startswith(".") or "\0" in part or os.sep in part for part in parts):
-            return ("refused", f"not a relative path inside the package: {name!r}")
-        base = os.path.realpath(os.path.dirname(entry[2]))
-        path = os.path.join(base, *parts)
-        if os.path.isdir(path):
-            real = os.path.realpath(path)
-            if real == base or real.startswith(base + os.sep):
-                return ("ok", sorted(entry + ("/" if os.path.isdir(os.path.join(real, entry)) else "")
-                                     for entry in os.listdir(real)
-                                     if entry != "__pycache__" and not entry.startswith(".")))
-        elif os.path.isfile(path):
-            directory = os.path.realpath(os.path.dirname(path))
-            if directory == base or directory.startswith(base + os.sep):
-                if os.path.getsize(path) > MAX_RESOURCE_SIZE:
-                    return ("refused", f"{name} is larger than {MAX_RESOURCE_SIZE} bytes")
-                with open(path, "rb") as f:
-                    return ("ok", f.read())
-        return ("refused", f"no data file {name!r} in {package}")
+        return _read_data(entry, name)
 
     def data_files(self, module: str, budget: int = DETACHED_DATA_BUDGET) -> dict[tuple, Any]:
         """The data files of the packages in module's closure, as resource() answers them,
@@ -153,7 +158,7 @@ class ModuleFinder:
             pending = [""]
             while pending:
                 name = pending.pop()
-                status, value = self.resource(entry[0], name)
+                status, value = _read_data(entry, name)
                 if status != "ok":
                     continue
                 if isinstance(value, list):
@@ -412,8 +417,13 @@ class ModuleServer:
             entries += closure
             if whole_packages and closure[0][1] in ("package", "namespace"):
                 wanted += self.finder.submodules(name)
+        return self._completed(context_id, entries, sent)
+
+    def _completed(self, context_id: int, entries: list[Entry], sent: set[str]) -> list[Entry]:
+        """entries (already in sent), with the answers that go ahead with them: Python
+        2.7's relative-first attempts, and the absent probes (_with_probes)."""
         if context_id in self.python2:
-            entries += self._relative_first(entries, sent)
+            entries = entries + self._relative_first(entries, sent)
         return self._with_probes(sent, entries)
 
     def _relative_first(self, entries: list[Entry], sent: set[str]) -> list[Entry]:
@@ -490,10 +500,8 @@ class ModuleServer:
             entries: list[Entry] = [(str(fullname)[:200], "missing", None, None)]
         else:
             entries = self.finder.closure(fullname, sent)
-            if msg.src in self.python2:
-                sent.update(entry[0] for entry in entries)
-                entries += self._relative_first(entries, sent)
-            entries = self._with_probes(sent, entries)
+            sent.update(entry[0] for entry in entries)
+            entries = self._completed(msg.src, entries, sent)
         sent.update(entry[0] for entry in entries)
         log.debug("transport", "context %d asked for %s: sending %d modules", msg.src,
                   fullname, sum(1 for e in entries if e[1] != "missing"))

@@ -76,17 +76,15 @@ def send_to_caller(handle, data):
 
 
 class AskError(Exception):
-    """ask_caller() got no answer: the caller refused, went away or did not answer in time."""
+    """An ask got no answer: the other side refused, went away or did not answer in time."""
 
 
-def ask_caller(handle, value, timeout=60.0):
-    """From inside a call: ask the service the caller registered at `handle` (Context.serve).
+def ask(router, dst, handle, value, timeout, who):
+    """Send value to `handle` in context dst and wait for its ('ok', answer) reply.
 
-    Sends value there and returns the decoded answer; raises AskError when the
-    service refuses (its error text), the caller is lost, or timeout passes.
+    Returns the answer; raises AskError when the reply refuses (its text), dst is
+    lost, or timeout passes. who names dst in those errors.
     """
-    dispatcher = current
-    router = dispatcher.router
     answers = []
     done = Event()
 
@@ -94,19 +92,28 @@ def ask_caller(handle, value, timeout=60.0):
         answers.append(msg)
         done.set()
 
-    reply_to = router.add_reply_handler(on_answer, dispatcher.caller)
-    router.send(Message(dispatcher.caller, router.context_id, handle, codec.encode(value),
-                        reply_to=reply_to))
+    reply_to = router.add_reply_handler(on_answer, dst)
+    router.send(Message(dst, router.context_id, handle, codec.encode(value), reply_to=reply_to))
     if not done.wait(timeout):
         router.remove_handler(reply_to)
-        raise AskError('no answer from the caller within %ss' % (timeout,))
+        raise AskError('no answer from %s within %ss' % (who, timeout))
     msg = answers[0]
     if msg.is_dead:
-        raise AskError('the caller is gone: %s' % (msg.data.decode('utf-8', 'replace'),))
+        raise AskError('%s is gone: %s' % (who, msg.data.decode('utf-8', 'replace')))
     status, answer = codec.decode(msg.data)
     if status != 'ok':
         raise AskError(answer)
     return answer
+
+
+def ask_caller(handle, value, timeout=60.0):
+    """From inside a call: ask the service the caller registered at `handle` (Context.serve).
+
+    Returns the decoded answer; raises AskError when the service refuses (its
+    error text), the caller is lost, or timeout passes.
+    """
+    dispatcher = current
+    return ask(dispatcher.router, dispatcher.caller, handle, value, timeout, 'the caller')
 
 
 class Dispatcher(object):

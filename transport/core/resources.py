@@ -19,9 +19,7 @@ import io
 import os
 import posixpath
 
-from transport.core import codec
-from transport.core.compat import Event
-from transport.core.framing import Message
+from transport.core.dispatch import AskError, ask
 from transport.core.handles import CONTROLLER_ID, GET_RESOURCE
 
 TIMEOUT = 60.0
@@ -41,32 +39,16 @@ def fetch(forwarder, package, name):
     """Data file `name` ('/'-separated, relative; '' is the package itself) of
     forwarded `package`: its bytes, or a directory's listing (a list of names,
     directories ending in '/'). Raises IOError when there is none."""
-    where = '%s:%s' % (package, name)
-    router = forwarder.router
     if (package, name) in kept:
         return kept[(package, name)]
+    where = '%s:%s' % (package, name)
     if not forwarder.has_parent:
         raise IOError(errno.ENOENT, 'no controller to ask for %s (a detached process)' % where)
-    done = Event()
-    replies = []
-
-    def on_reply(msg):
-        replies.append(msg)
-        done.set()
-
-    handle = router.add_reply_handler(on_reply, CONTROLLER_ID)
-    router.send(Message(CONTROLLER_ID, router.context_id, GET_RESOURCE,
-                        codec.encode((package, name)), reply_to=handle))
-    if not done.wait(TIMEOUT):
-        router.remove_handler(handle)
-        raise IOError(errno.ETIMEDOUT, 'the controller did not send %s' % where)
-    msg = replies[0]
-    if msg.is_dead:
-        raise IOError(errno.ENOENT, 'cannot read %s: %s' % (where, msg.data.decode('utf-8', 'replace')))
-    status, value = codec.decode(msg.data)
-    if status != 'ok':
-        raise IOError(errno.ENOENT, 'cannot read %s: %s' % (where, value))
-    return value
+    try:
+        return ask(forwarder.router, CONTROLLER_ID, GET_RESOURCE, (package, name), TIMEOUT,
+                   'the controller')
+    except AskError as e:
+        raise IOError(errno.ENOENT, 'cannot read %s: %s' % (where, e))
 
 
 def reader(forwarder, fullname):
