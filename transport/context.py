@@ -9,6 +9,8 @@ waits on a bare lock; call_async() returns a concurrent.futures.Future
 
 from __future__ import annotations
 
+import _thread
+
 from transport import log
 from transport.bootstrap import ON_DEMAND
 from transport.core import codec, compat
@@ -35,15 +37,22 @@ if TYPE_CHECKING:
 
 
 class _Reply:
-    """A one-shot slot that the broker thread fills and one caller waits on."""
+    """A one-shot slot that the broker thread fills and one caller waits on.
 
-    __slots__ = ("_lock", "value", "error")
+    `context` is set by Context._start, whose reply handler is on_reply.
+    """
+
+    __slots__ = ("_lock", "value", "error", "context")
 
     def __init__(self) -> None:
         self._lock = compat.allocate_lock()
         self._lock.acquire()
         self.value: Any = None
         self.error: BaseException | None = None
+        self.context: Context | None = None
+
+    def on_reply(self, msg: Message) -> None:
+        _settle(self.context, self, msg)
 
     def set_result(self, value: Any) -> None:
         self.value = value
@@ -73,6 +82,62 @@ def _call_head(module: str, qualname: str) -> bytes:
     return whole[:-2]  # less the two Nones, one byte each
 
 
+class _FutureLock:
+    """The lock a CallFuture waits on: what concurrent.futures uses of a threading.Condition.
+
+    A threading.Condition is eight objects for the garbage collector to track
+    (itself, its lock, a deque and five bound methods); pipelined calls make
+    tens of thousands of futures, and collecting them cost a third of the
+    controller's time per call. This is two, with the same behaviour for what
+    concurrent.futures does with it: acquire/release, `with`, wait(timeout)
+    and notify_all(), always with the lock held.
+    """
+
+    __slots__ = ("_lock", "_waiters")
+
+    def __init__(self) -> None:
+        self._lock = _thread.RLock()
+        self._waiters: list | None = None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self._lock.acquire()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._lock.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        waiter = _thread.allocate_lock()
+        waiter.acquire()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        saved = self._lock._release_save()
+        woken = False
+        try:
+            if timeout is None:
+                woken = waiter.acquire()
+            elif timeout > 0:
+                woken = waiter.acquire(True, min(timeout, _thread.TIMEOUT_MAX))
+            else:
+                woken = waiter.acquire(False)
+            return woken
+        finally:
+            self._lock._acquire_restore(saved)
+            if not woken and self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def notify_all(self) -> None:
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            waiter.release()
+
+
 _future_class: Any = None
 
 
@@ -81,8 +146,22 @@ def _new_future() -> Future:
     global _future_class
     if _future_class is None:
         import concurrent.futures
+        from concurrent.futures._base import PENDING
 
         class CallFuture(concurrent.futures.Future):
+            def __init__(self) -> None:
+                # Future.__init__'s attributes, with the lighter lock (see _FutureLock).
+                self._condition = _FutureLock()
+                self._state = PENDING
+                self._result = None
+                self._exception = None
+                self._waiters: list = []
+                self._done_callbacks: list = []
+                self.context: Context | None = None  # set by Context._start
+
+            def on_reply(self, msg: Message) -> None:
+                _settle(self.context, self, msg)
+
             def result(self, timeout: float | None = None) -> Any:
                 try:
                     return super().result(timeout)
@@ -93,6 +172,31 @@ def _new_future() -> Future:
 
         _future_class = CallFuture
     return _future_class()
+
+
+# A successful call's reply is codec.encode(("ok", value)): this prefix, then the value.
+_OK_HEAD = codec.encode(("ok", None))[:-1]
+
+
+def _settle(context: Context, future: Any, msg: Message) -> None:
+    """Complete future with the call reply msg from context: its value or error."""
+    if msg.is_dead:
+        future.set_exception(Disconnected(context.name, msg.data.decode("utf-8", "replace")))
+        return
+    data = msg.data
+    try:
+        if data.startswith(_OK_HEAD):
+            future.set_result(codec.decode(data, len(_OK_HEAD)))
+            return
+        reply = codec.decode(data)
+        if reply[0] == "ok":
+            future.set_result(reply[1])
+            return
+        _, remote_type, remote_message, remote_traceback = reply
+        error: Exception = RemoteError(context.name, remote_type, remote_message, remote_traceback)
+    except (codec.CodecError, IndexError, TypeError, ValueError) as e:
+        error = ProtocolError(f"{context.name}: malformed reply: {e}")
+    future.set_exception(error)
 
 
 class Job:
@@ -175,12 +279,13 @@ class Context:
     def _start(self, future: Any, fn: Callable[..., Any], args: tuple, kwargs: dict,
                flush: bool = True) -> Any:
         """Send the call; flush=False lets the broker batch it with the calls that follow."""
-        module, qualname = function_reference(fn)
+        reference = function_reference(fn)
+        module, qualname = reference
         if module not in self._modules_pushed:
             self._push_module(module)
-        head = _call_heads.get((module, qualname))
+        head = _call_heads.get(reference)
         if head is None:
-            head = _call_heads[(module, qualname)] = _call_head(module, qualname)
+            head = _call_heads[reference] = _call_head(module, qualname)
         try:
             data = (head + (codec.encode(args) if args else _NO_ARGS)
                     + (codec.encode(kwargs) if kwargs else _NO_KWARGS))
@@ -189,8 +294,9 @@ class Context:
         if not self.alive:
             future.set_exception(Disconnected(self.name, self.disconnect_reason or "shut down"))
             return future
+        future.context = self
         core = self.router._core
-        handle = core.add_reply_handler(lambda msg: self._on_reply(future, msg), self.context_id)
+        handle = core.add_reply_handler(future.on_reply, self.context_id)
         core.send(Message(self.context_id, CONTROLLER_ID, CALL_FUNCTION, data, reply_to=handle),
                   flush)
         return future
@@ -220,22 +326,6 @@ class Context:
         except Timeout:
             core.remove_handler(reply_to)
             return ("lost", f"no answer within {timeout}s")
-
-    def _on_reply(self, future: Any, msg: Message) -> None:
-        if msg.is_dead:
-            future.set_exception(Disconnected(self.name, msg.data.decode("utf-8", "replace")))
-            return
-        try:
-            reply = codec.decode(msg.data)
-            status = reply[0]
-            if status == "ok":
-                future.set_result(reply[1])
-                return
-            _, remote_type, remote_message, remote_traceback = reply
-            error: Exception = RemoteError(self.name, remote_type, remote_message, remote_traceback)
-        except (codec.CodecError, IndexError, TypeError, ValueError) as e:
-            error = ProtocolError(f"{self.name}: malformed reply: {e}")
-        future.set_exception(error)
 
     def serve(self, fn: Callable[[Any], Any]) -> int:
         """Answer questions that code running in this context asks; return the handle to give it.

@@ -120,12 +120,12 @@ _SEQUENCE_TAGS = {tuple: b't', list: b'l', set: b'e', frozenset: b'z'}
 _PLAIN_BASES = (bool, float, bytes, text_type, tuple, list, dict, set, frozenset) + integer_types
 
 
-def decode(data):
-    """Return the value that data encodes; raise CodecError if it is malformed."""
+def decode(data, start=0):
+    """Return the value that data (from offset start) encodes; raise CodecError if malformed."""
     if not isinstance(data, bytes):
         data = bytes(data)
     try:
-        value, pos = _decode(data, 0, 0)
+        value, pos = _decode(data, start, 0)
     except CodecError:
         raise
     except (struct.error, IndexError, KeyError, TypeError, ValueError, UnicodeError) as e:

@@ -89,7 +89,10 @@ class Router(object):
         with self._lock:
             self._handlers[handle] = Handler(fn, accept, expect_src, persist)
             if expect_src is not None:
-                self._watching.setdefault(expect_src, set()).add(handle)
+                watching = self._watching.get(expect_src)
+                if watching is None:
+                    watching = self._watching[expect_src] = set()
+                watching.add(handle)
         return handle
 
     def add_reply_handler(self, fn, expect_src):

@@ -82,13 +82,14 @@ class Stream(object):
         """
         data = msg.data
         if len(data) < WRITE_CHUNK:
-            return self.send_bytes(msg.header() + data, flush=flush, linger=linger)
-        return self.send_bytes(msg.header(), data, flush=flush, linger=linger)
+            return self._queue((msg.header() + data,), flush, linger)
+        return self._queue((msg.header(), data), flush, linger)
 
-    def send_bytes(self, *chunks, **options):
+    def send_bytes(self, *chunks):
         """Queue raw bytes (used for the boot payload before framing starts)."""
-        flush = options.get('flush', True)
-        linger = options.get('linger', 0)
+        return self._queue(chunks, True, 0)
+
+    def _queue(self, chunks, flush, linger):
         arm = defer = False
         error = None
         with self._lock:
