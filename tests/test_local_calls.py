@@ -42,6 +42,7 @@ def test_call_futures_work_with_everything_that_takes_a_future(ctx):
     assert first.done == {slow}
     called = []
     later = ctx.call_async(rf.sleep_then_return, 0.2, "later")
+    assert later.running() and not later.cancel()  # sent: it runs whatever happens here
     later.add_done_callback(lambda f: called.append(f.result()))
     with concurrent.futures.ThreadPoolExecutor(4) as pool:  # several threads wait on one future
         assert list(pool.map(lambda _: later.result(timeout=10), range(4))) == ["later"] * 4

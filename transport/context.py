@@ -146,13 +146,15 @@ def _new_future() -> Future:
     global _future_class
     if _future_class is None:
         import concurrent.futures
-        from concurrent.futures._base import PENDING
+        from concurrent.futures._base import RUNNING
 
         class CallFuture(concurrent.futures.Future):
             def __init__(self) -> None:
                 # Future.__init__'s attributes, with the lighter lock (see _FutureLock).
+                # The call is sent at once and cannot be called back: it starts as
+                # running, so cancel() returns False.
                 self._condition = _FutureLock()
-                self._state = PENDING
+                self._state = RUNNING
                 self._result = None
                 self._exception = None
                 self._waiters: list = []
@@ -265,7 +267,9 @@ class Context:
         fn must be importable by name (a module-level function, classmethod or
         builtin); arguments and the return value must be plain data (None,
         bool, int, float, str, bytes, list, tuple, dict, set). The future's
-        result(timeout) raises transport.Timeout when the timeout passes.
+        result(timeout) raises transport.Timeout when the timeout passes. The
+        call is sent at once, so the future is running from the start and
+        cancel() returns False.
         """
         return self._start(_new_future(), fn, args, kwargs, flush=False)
 
