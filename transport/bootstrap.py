@@ -152,10 +152,9 @@ def strip_source(source: str) -> str:
 # Core modules only some targets need: intermediaries (spawn), detached jobs (jobs),
 # file transfer (files), commands and forwarded packages' data files (resources). They are
 # not in the payload; a target that needs one gets it by module forwarding (the controller
-# preloads spawn into a context before asking it to connect a child, files before a
-# transfer, whose handlers run on the broker thread, and sends commands ahead of the first
-# command, in the same write; the forwarder asks for resources when a package first reads
-# a data file).
+# preloads spawn into a context before asking it to connect a child, and sends the others
+# ahead of the first call into them, in the same write, as it does for any module; the
+# forwarder asks for resources when a package first reads a data file).
 ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.jobs", "transport.core.files",
                        "transport.core.logs", "transport.core.commands",
                        "transport.core.resources"})

@@ -69,8 +69,7 @@ def run(context: Context, cmd: str | list[str], *, shell: bool = True,
         input = input.encode()
     if not context.alive:
         raise Disconnected(context.name, context.disconnect_reason or "shut down")
-    if TARGET_MODULE not in context._modules_pushed:
-        context._push_module(TARGET_MODULE)  # sent ahead of the call: no round trip
+    context._push_module(TARGET_MODULE)  # sent ahead of the call (once): no round trip
     core = context.router._core
     events: compat.SimpleQueue = compat.SimpleQueue()
     output_handle = core.add_stream_handler(events.put, context.context_id)

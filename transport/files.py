@@ -27,20 +27,12 @@ WINDOW = 8 * 1024 * 1024
 ACK_TIMEOUT = 120.0
 
 
-def _ensure_files_module(context: Context) -> None:
-    # Its handlers run on the target's broker thread, which cannot import on demand.
-    if "transport.core.files" not in context._modules_pushed:
-        context.preload(["transport.core.files"])
-        context._modules_pushed.add("transport.core.files")
-
-
 def put(context: Context, local_path: str, remote_path: str, mode: int | None = None) -> int:
     """Copy local_path to remote_path on the context; return the bytes written."""
     st = os.stat(local_path)
     if not stat.S_ISREG(st.st_mode):
         raise IsADirectoryError(f"{local_path} is not a regular file")
     mode = stat.S_IMODE(st.st_mode) if mode is None else mode
-    _ensure_files_module(context)
     core = context.router._core
     acks: compat.SimpleQueue = compat.SimpleQueue()
     ack_handle = core.add_stream_handler(acks.put, context.context_id)

@@ -498,11 +498,11 @@ class ModuleServer:
         self.requested.setdefault(msg.src, []).append(str(fullname))
         if not _valid_name(fullname):
             entries: list[Entry] = [(str(fullname)[:200], "missing", None, None)]
+            sent.add(entries[0][0])
         else:
             entries = self.finder.closure(fullname, sent)
             sent.update(entry[0] for entry in entries)
-            entries = self._completed(msg.src, entries, sent)
-        sent.update(entry[0] for entry in entries)
+            entries = self._completed(msg.src, entries, sent)  # adds what it appends to sent
         log.debug("transport", "context %d asked for %s: sending %d modules", msg.src,
                   fullname, sum(1 for e in entries if e[1] != "missing"))
         self.core.send(Message(msg.src, CONTROLLER_ID, msg.reply_to, pack_entries(entries)))

@@ -90,6 +90,7 @@ class Stream(object):
         return self._queue(chunks, True, 0)
 
     def _queue(self, chunks, flush, linger):
+        """Queue chunks, and write now or leave it to the broker, as send() describes."""
         arm = defer = False
         error = None
         with self._lock:
