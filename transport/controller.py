@@ -86,8 +86,9 @@ class Router:
             backend: str = "openssh") -> Context:
         """Start `python` on `host` over OpenSSH; with via=, the ssh client runs on that context.
 
-        check_host_keys: None follows the user's ssh config; "accept-new", "ignore" or
-        "strict" override it. compression: ssh compression (off by default).
+        check_host_keys: None follows the user's ssh config (for backend="paramiko",
+        which reads no ssh config: strict checking against ~/.ssh/known_hosts);
+        "accept-new", "ignore" or "strict" override it. compression: ssh compression (off by default).
         backend="paramiko" connects in-process instead (for large fan-outs; controller only).
         Raises AuthError when authentication is refused, ConnectError otherwise.
         """

@@ -12,7 +12,18 @@ Standard library only, and written in the syntax shared by Python 2.7 and
 - broker: the event-loop thread, timers and cross-thread deferral.
 - stream: a framed connection over a pair of file descriptors.
 - router: delivery and routing of messages between contexts.
+- importer: the in-memory importer of the core's own modules (installed first).
+- forwarding: importing modules from the parent (GET_MODULE), cached for children.
 - dispatch: running the functions that calls name.
-- spawn: starting child processes and booting the core in them.
+- fresh: making each call start as a fresh process would (resolver, cwd, environment).
 - main: the entry point of a booted target.
+
+On demand (sent when first needed, not in the boot payload):
+
+- spawn: starting child processes and booting the core in them (intermediaries).
+- commands: running commands with streamed output.
+- files: file transfer.
+- jobs: detached calls.
+- logs: forwarding log records to the controller.
+- resources: forwarded packages' data files (GET_RESOURCE).
 """

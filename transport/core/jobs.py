@@ -1,7 +1,8 @@
 """Detached jobs: calls that outlive the connection that started them.
 
-detach() forks twice from the target (the job leads a new session, so it
-survives the connection, the ssh session and the target itself), closes
+detach() forks twice from the target (the job runs in a new session, with
+no controlling terminal, so it survives the connection, the ssh session and
+the target itself), closes
 every inherited descriptor, and tells the import hook there is no parent:
 a module that was not preloaded fails at once with ImportError instead of
 waiting for a parent that may be gone. The job writes its result, or its
