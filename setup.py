@@ -13,7 +13,7 @@ setup(
     extras_require={
         "dev": ["pytest>=7", "pytest-timeout>=2.1", "invoke>=2.0", "ruff>=0.4", "jinja2>=3",
                 "paramiko>=3", "fabric>=3.0,<4"],
-        "fabric": ["fabric>=3.0", "invoke>=2.0", "paramiko>=3.0"],
+        "fabric": ["fabric>=3.0,<4", "invoke>=2.0", "paramiko>=3.0"],
         "salt": ["salt==3008.*"],
     },
     entry_points={

@@ -61,6 +61,40 @@ def test_mode_can_be_given_and_empty_files_work(router, tmp_path):
     assert (tmp_path / "empty.back").stat().st_mode & 0o777 == 0o644
 
 
+def test_an_existing_file_keeps_owner_and_mode_and_symlinks_are_written_through(
+        router, sshd, tmp_path):
+    import pwd
+
+    plain = pwd.getpwnam("tp-plain")
+    ctx = router.local(python=PY)  # as root, like a sudo context
+    source = tmp_path / "source"
+    source.write_bytes(b"new content")
+    source.chmod(0o755)
+    secret = tmp_path / "secret.env"
+    secret.write_bytes(b"old")
+    secret.chmod(0o600)
+    os.chown(secret, plain.pw_uid, plain.pw_gid)
+    link = tmp_path / "link.env"
+    link.symlink_to(secret.name)
+    ctx.put(str(source), str(link), preserve_mode=False)
+    assert link.is_symlink() and secret.read_bytes() == b"new content"
+    st = secret.stat()
+    assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o600, plain.pw_uid, plain.pw_gid)
+    # A new file gets the mode new files get there; by default, the source's.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    ctx.put(str(source), str(tmp_path / "fresh"), preserve_mode=False)
+    assert (tmp_path / "fresh").stat().st_mode & 0o777 == 0o666 & ~umask
+    ctx.put(str(source), str(secret))
+    assert secret.stat().st_mode & 0o777 == 0o755
+    # get() the same way round.
+    local = tmp_path / "local.conf"
+    local.write_bytes(b"old")
+    local.chmod(0o640)
+    ctx.get(str(source), str(local), preserve_mode=False)
+    assert local.read_bytes() == b"new content" and local.stat().st_mode & 0o777 == 0o640
+
+
 def test_put_through_a_chain(router, sshd, tmp_path):
     web = _ssh(router, sshd, "tp-nopw")
     root = router.sudo(via=web, python=PY)

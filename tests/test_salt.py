@@ -96,6 +96,10 @@ def test_sudo_and_a_table_roster_entry(salt):
     out, result = salt.json("fastsudo", "cmd.run", "id -un")
     assert out == {"fastsudo": "root"}, result.stderr
     assert SUDO_PASSWORD not in result.stdout + result.stderr
+    # Raw commands go over ssh as the roster user, as stock runs them (without sudo).
+    out, result = salt.json("fastsudo", "-r", "whoami")
+    assert out["fastsudo"]["stdout"].strip() == "tp-sudo", result.stdout + result.stderr
+    assert out["fastsudo"]["retcode"] == 0
 
 
 def test_only_used_files_are_sent_and_a_warm_cache_sends_none(salt):
@@ -126,6 +130,11 @@ def test_a_key_the_adapter_cannot_honour_is_named(salt):
     out, result = salt.json("refused", "test.ping")
     assert result.returncode != 0
     assert "priv_passwd" in json.dumps(out)
+    # relenv is not part of Salt's target dict; it is refused all the same, before
+    # stock's relenv set-up connects to the host.
+    out, result = salt.json("relenv", "test.ping")
+    assert result.returncode != 0
+    assert "roster key relenv is not supported" in json.dumps(out), result.stdout + result.stderr
 
 
 def test_the_python_api_uses_the_roster_key(salt):

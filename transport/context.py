@@ -417,22 +417,27 @@ class Context:
         handle = core.add_stream_handler(on_record, self.context_id)
         self.call(logs.forward, handle, level)
 
-    def put(self, local_path: str, remote_path: str, mode: int | None = None) -> int:
+    def put(self, local_path: str, remote_path: str, mode: int | None = None,
+            preserve_mode: bool = True) -> int:
         """Copy a local file to the context, streamed and uncompressed; return its size.
 
         Written under a temporary name and renamed, so a failed or interrupted
-        transfer never leaves a partial file at remote_path. Mode is the local
-        file's unless given.
+        transfer never leaves a partial file at remote_path. The mode is the local
+        file's unless given; with preserve_mode=False an existing remote_path keeps
+        its mode (a new one gets the target's default). An existing file keeps its
+        owner and group where the target user may set them, and a symlink at
+        remote_path is written through, as writing the file in place would.
         """
         from transport import files
 
-        return files.put(self, local_path, remote_path, mode)
+        return files.put(self, local_path, remote_path, mode, preserve_mode)
 
-    def get(self, remote_path: str, local_path: str, mode: int | None = None) -> int:
+    def get(self, remote_path: str, local_path: str, mode: int | None = None,
+            preserve_mode: bool = True) -> int:
         """Copy a file from the context to local_path, as put() does the other way."""
         from transport import files
 
-        return files.get(self, remote_path, local_path, mode)
+        return files.get(self, remote_path, local_path, mode, preserve_mode)
 
     def _push_module(self, module: str) -> None:
         """On the first call into a module, send it and its closure ahead of the call.

@@ -9,9 +9,12 @@ from __future__ import annotations
 import sys
 
 if sys.version_info >= (3, 11):
-    _FuturesTimeout = TimeoutError  # concurrent.futures.TimeoutError is this builtin
+    # concurrent.futures.TimeoutError is the builtin TimeoutError.
+    _TIMEOUT_BASES: tuple[type, ...] = (TimeoutError,)
 else:
     from concurrent.futures import TimeoutError as _FuturesTimeout
+
+    _TIMEOUT_BASES = (TimeoutError, _FuturesTimeout)
 
 
 class TransportError(Exception):
@@ -58,7 +61,7 @@ class Disconnected(TransportError):
         self.reason = reason
 
 
-class Timeout(TransportError, _FuturesTimeout):
+class Timeout(TransportError, *_TIMEOUT_BASES):
     """A wait ran past its deadline. Also a TimeoutError and a concurrent.futures.TimeoutError."""
 
 

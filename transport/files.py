@@ -4,7 +4,9 @@ Both stream the file in chunks with at most WINDOW bytes unacknowledged, so
 neither side holds a whole file, and nothing is compressed. The receiving
 side writes a temporary file beside the destination and renames it into
 place only after the size checks out: an interrupted transfer never leaves
-a partial file at the destination. Mode is preserved unless given.
+a partial file at the destination. The file gets the source's mode unless
+a mode is given or preserve_mode is False; then an existing destination keeps
+its own. Symlinks and owners are handled as in transport/core/files.py.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ WINDOW = 8 * 1024 * 1024
 ACK_TIMEOUT = 120.0
 
 
-def put(context: Context, local_path: str, remote_path: str, mode: int | None = None) -> int:
+def put(context: Context, local_path: str, remote_path: str, mode: int | None = None,
+        preserve_mode: bool = True) -> int:
     """Copy local_path to remote_path on the context; return the bytes written."""
     st = os.stat(local_path)
     if not stat.S_ISREG(st.st_mode):
         raise IsADirectoryError(f"{local_path} is not a regular file")
-    mode = stat.S_IMODE(st.st_mode) if mode is None else mode
+    if mode is None and preserve_mode:
+        mode = stat.S_IMODE(st.st_mode)
     core = context.router._core
     acks: compat.SimpleQueue = compat.SimpleQueue()
     ack_handle = core.add_stream_handler(acks.put, context.context_id)
@@ -73,12 +77,16 @@ def _acknowledged(context: Context, acks: compat.SimpleQueue) -> int:
     return codec.decode(msg.data)
 
 
-def get(context: Context, remote_path: str, local_path: str, mode: int | None = None) -> int:
+def get(context: Context, remote_path: str, local_path: str, mode: int | None = None,
+        preserve_mode: bool = True) -> int:
     """Copy remote_path on the context to local_path; return the bytes written."""
     size, remote_mode = context.call(files.stat_for_send, remote_path)
+    if mode is None and preserve_mode:
+        mode = remote_mode
     core = context.router._core
     events: compat.SimpleQueue = compat.SimpleQueue()
     data_handle = core.add_stream_handler(events.put, context.context_id)
+    local_path = files.destination(local_path)
     fd, temporary = files._temporary_beside(local_path)
     try:
         done = context.call_async(files.send, remote_path, data_handle, WINDOW)
@@ -91,9 +99,7 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
         os.fsync(fd)
         os.close(fd)
         fd = -1
-        os.chmod(temporary, remote_mode if mode is None else mode)
-        os.replace(temporary, local_path)
-        files.in_flight.discard(temporary)
+        files.settle(temporary, local_path, mode)
         return received
     finally:
         core.remove_handler(data_handle)

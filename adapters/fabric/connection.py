@@ -15,8 +15,9 @@ target interpreter, default python3), `backend` ("paramiko", the default,
 which connects as stock Fabric does, in-process; "openssh" runs the ssh
 client, and is chosen by itself for gateways and agent forwarding),
 `check_host_keys` (default "accept-new": unknown hosts are
-accepted and remembered, changed keys refused, as Fabric's AutoAddPolicy
-accepts unknown hosts) and `ssh_options` (extra `ssh -o` options).
+accepted, changed keys refused, as Fabric's AutoAddPolicy accepts unknown
+hosts; the openssh backend also records new keys in known_hosts, the
+paramiko one, like stock Fabric, does not) and `ssh_options` (extra `ssh -o` options).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from adapters.targets import Targets, shared_targets
 
 # connect_kwargs (paramiko's SSHClient.connect) that both ssh backends can honour.
 HONOURED_CONNECT_KWARGS = {"key_filename", "timeout", "allow_agent", "look_for_keys", "compress"}
-# The login shell of the user each context runs as, found once per context.
+# The login shell of the user each connection logs in as, found once per context.
 _login_shells: weakref.WeakKeyDictionary[transport.Context, str] = weakref.WeakKeyDictionary()
 
 
@@ -60,7 +61,6 @@ class Connection(fabric.Connection):
         super().__init__(*args, **kwargs)
         # _set: a Connection is a config proxy, so plain attribute sets would land in the config.
         self._set(_targets=targets or shared_targets(), _context=None)
-        self.config.runners.remote = FabricRunner
 
     # -- the transport context -------------------------------------------------
 
@@ -112,9 +112,9 @@ class Connection(fabric.Connection):
             options["connect_timeout"] = float(timeout)
         return options
 
-    def login_shell(self, context: transport.Context | None = None) -> str:
-        """The login shell of the user the context runs as: what sshd runs commands with."""
-        context = context or self.transport_context()
+    def login_shell(self) -> str:
+        """The login shell of the user Fabric connects as: what sshd runs commands with."""
+        context = self.transport_context()
         shell = _login_shells.get(context)
         if shell is None:  # once per interpreter, however many tasks' Connections use it
             entry = context.call(pwd.getpwuid, context.call(os.getuid))
@@ -146,6 +146,11 @@ class Connection(fabric.Connection):
         runner = self._remote_runner()
         runner.target = context
         return self._run(runner, command, **kwargs)
+
+    def _remote_runner(self) -> FabricRunner:
+        # Not through config.runners.remote: fab shares one config object with every
+        # Connection, stock ones included.
+        return FabricRunner(context=self, inline_env=self.inline_ssh_env)
 
     def sftp(self) -> TransportSFTP:
         """The file-transfer object Fabric's put() and get() use."""

@@ -48,9 +48,12 @@ class TransportSFTP:
     def chmod(self, path: str, mode: int) -> None:
         self.context.call(os.chmod, path, mode)
 
+    # Like SFTP's open-and-write, a transfer leaves an existing file's mode alone
+    # (Fabric's Transfer applies preserve_mode itself, with chmod).
+
     def put(self, localpath: str, remotepath: str) -> os.stat_result:
         try:
-            self.context.put(localpath, remotepath)
+            self.context.put(localpath, remotepath, preserve_mode=False)
         except transport.RemoteError as e:
             raise local_os_error(self.context, e) from None
         return self.stat(remotepath)
@@ -61,14 +64,14 @@ class TransportSFTP:
             spool.write(data.encode() if isinstance(data, str) else data)
             spool.flush()
             try:
-                self.context.put(spool.name, remotepath, mode=0o644)
+                self.context.put(spool.name, remotepath, preserve_mode=False)
             except transport.RemoteError as e:
                 raise local_os_error(self.context, e) from None
         return self.stat(remotepath)
 
     def get(self, remotepath: str, localpath: str) -> None:
         try:
-            self.context.get(remotepath, localpath)
+            self.context.get(remotepath, localpath, preserve_mode=False)
         except transport.RemoteError as e:
             raise local_os_error(self.context, e) from None
 

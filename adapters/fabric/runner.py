@@ -1,7 +1,9 @@
 """FabricRunner: the transport runner as Fabric's Connection uses it.
 
-Commands run under the remote user's login shell, as sshd runs them for
-stock Fabric, and results are fabric.runners.Result (with .connection).
+Commands run under the login shell of the user Fabric connects as, as sshd
+runs them for stock Fabric (c.sudo's too: stock's sudo command line is read
+by that shell, and the sudo user's may be nologin); results are
+fabric.runners.Result (with .connection).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class FabricRunner(TransportRunner):
         return self.context.transport_context()
 
     def shell_argv(self, shell: str, command: str) -> list[str]:
-        return [self.context.login_shell(self.target), "-c", command]
+        return [self.context.login_shell(), "-c", command]
 
     def generate_result(self, **kwargs: Any) -> Result:
         kwargs["connection"] = self.context

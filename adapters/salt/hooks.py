@@ -69,6 +69,13 @@ def context_of(single: Any) -> transport.Context:
     return context
 
 
+def login_context_of(single: Any) -> transport.Context:
+    """The host's context as the roster user, before any sudo (the same one context_of
+    builds on: Targets keeps one per connection)."""
+    return hosts.login_context(_process_targets(), single.target, single.opts,
+                               single.transport_settings)
+
+
 def _tree_on(context: transport.Context, host: str) -> tuple[str, int]:
     from adapters.salt import file_set
 
@@ -145,15 +152,23 @@ def install() -> None:
     original_handle_routine = ssh.SSH.handle_routine
 
     @functools.wraps(original_init)
-    def init(self: Any, *args: Any, **kwargs: Any) -> None:
-        original_init(self, *args, **kwargs)
+    def init(self: Any, opts: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        relenv = bool(kwargs.get("relenv") or opts.get("relenv"))
+        if relenv and hosts.selects_transport(kwargs):
+            # Refused below. Stock's relenv set-up connects from __init__: keep it from
+            # running for this host (a copy, as opts is shared with the other hosts).
+            opts = dict(opts, relenv=False)
+            kwargs["relenv"] = False
+        original_init(self, opts, *args, **kwargs)
         self.transport_error = None
         try:
-            self.transport_settings = hosts.settings_for(self.target)
+            self.transport_settings = hosts.settings_for(dict(self.target, relenv=relenv))
         except hosts.RosterError as e:
             self.transport_settings, self.transport_error = None, str(e)
         if self.transport_settings is not None:
-            self.shell = FastShell(functools.partial(context_of, self), self.target.get("host"))
+            self.shell = FastShell(functools.partial(context_of, self),
+                                   functools.partial(login_context_of, self),
+                                   self.target.get("host"))
 
     @functools.wraps(original_run)
     def run(self: Any, *args: Any, **kwargs: Any) -> tuple[str, str, int]:

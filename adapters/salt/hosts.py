@@ -1,13 +1,15 @@
 """Which salt-ssh hosts use the transport, and their transport contexts.
 
 A host opts in with the roster key `transport: fast` (or a table
-`{kind: fast, python: /usr/bin/python3, backend: openssh}`; the backend
-defaults to paramiko, in-process, unless the ssh options need OpenSSH). Its roster keys map onto the
-transport: user, port, priv (identity file; "agent-forwarding" forwards the
-agent), timeout (connect timeout), ssh_options ("Key=Value" strings),
-identities_only, sudo/sudo_user/passwd (a persistent sudo interpreter; passwd
-is sudo's password, never a command-line argument), set_path, minion_opts and
-thin_dir (used as by Salt). Keys whose behaviour the adapter cannot give fail
+`{kind: fast, python: /usr/bin/python3, backend: paramiko}`; the backend
+defaults to the OpenSSH client, as stock salt-ssh uses, so ~/.ssh/config
+applies alike). Its roster keys map onto the transport: user, port, priv
+(identity file; "agent-forwarding" forwards the agent), timeout (connect
+timeout), ssh_options ("Key=Value" strings), identities_only, keepalive
+settings, sudo/sudo_user/passwd (a persistent sudo interpreter; passwd is
+sudo's password, never a command-line argument), set_path, minion_opts and
+thin_dir (used as by Salt); so do the master's host-key options
+(known_hosts_file, ignore_host_keys, no_host_keys). Keys whose behaviour the adapter cannot give fail
 with an error naming the key. salt-ssh runs each host in a process of its
 own; that process holds the host's contexts (one Targets) until it ends.
 """
@@ -40,14 +42,19 @@ class RosterError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     python: str
-    backend: str | None  # None: paramiko unless the ssh options need OpenSSH
+    backend: str  # openssh or paramiko
+
+
+def selects_transport(target: dict[str, Any]) -> bool:
+    """Whether a roster entry (a Single's target dict) asks for the transport at all."""
+    return target.get("transport") not in (None, False, "", "ssh", "stock")
 
 
 def settings_for(target: dict[str, Any]) -> Settings | None:
     """The transport settings of a Single's target dict, or None when it does not opt in."""
-    value = target.get("transport")
-    if value in (None, False, "", "ssh", "stock"):
+    if not selects_transport(target):
         return None
+    value = target.get("transport")
     host = target.get("host")
     if isinstance(value, str):
         value = {"kind": value}
@@ -66,7 +73,7 @@ def settings_for(target: dict[str, Any]) -> Settings | None:
     if backend not in (None, "openssh", "paramiko"):
         raise RosterError(f"{host}: roster key transport.backend must be openssh or paramiko, "
                           f"not {backend!r}")
-    return Settings(python=str(value.get("python") or "python3"), backend=backend)
+    return Settings(python=str(value.get("python") or "python3"), backend=backend or "openssh")
 
 
 def _ssh_options(target: dict[str, Any], opts: dict[str, Any]) -> tuple[dict[str, str], str | None]:
@@ -78,6 +85,14 @@ def _ssh_options(target: dict[str, Any], opts: dict[str, Any]) -> tuple[dict[str
         options[key.strip()] = value.strip()
     if target.get("identities_only") or opts.get("ssh_identities_only"):
         options["IdentitiesOnly"] = "yes"
+    if target.get("keepalive", opts.get("ssh_keepalive", True)):
+        options.setdefault("ServerAliveInterval", str(target.get("keepalive_interval")
+                                                      or opts.get("ssh_keepalive_interval", 60)))
+        options.setdefault("ServerAliveCountMax", str(target.get("keepalive_count_max")
+                                                      or opts.get("ssh_keepalive_count_max", 3)))
+    known_hosts = opts.get("known_hosts_file")
+    if known_hosts and os.path.isfile(known_hosts):
+        options.setdefault("UserKnownHostsFile", known_hosts)
     check_host_keys = None
     if opts.get("no_host_keys"):
         check_host_keys = "ignore"
@@ -87,9 +102,9 @@ def _ssh_options(target: dict[str, Any], opts: dict[str, Any]) -> tuple[dict[str
     return options, check_host_keys
 
 
-def open_context(targets: Targets, target: dict[str, Any], opts: dict[str, Any],
-                 settings: Settings) -> transport.Context:
-    """The host's context: ssh as the roster user, then sudo when the roster asks for it."""
+def login_context(targets: Targets, target: dict[str, Any], opts: dict[str, Any],
+                  settings: Settings) -> transport.Context:
+    """The host's context as the roster user (what salt-ssh's raw commands run as)."""
     ssh_options, check_host_keys = _ssh_options(target, opts)
     priv = target.get("priv")
     identity_file = None
@@ -97,11 +112,17 @@ def open_context(targets: Targets, target: dict[str, Any], opts: dict[str, Any],
         ssh_options["ForwardAgent"] = "yes"
     elif priv and os.path.exists(os.path.expanduser(priv)):
         identity_file = os.path.expanduser(priv)
-    context = targets.ssh(str(target["host"]), port=int(target["port"]) if target.get("port") else None,
-                          user=target.get("user") or None, python=settings.python,
-                          identity_file=identity_file, ssh_options=ssh_options,
-                          check_host_keys=check_host_keys, backend=settings.backend or "auto",
-                          connect_timeout=float(target.get("timeout") or 30))
+    return targets.ssh(str(target["host"]), port=int(target["port"]) if target.get("port") else None,
+                       user=target.get("user") or None, python=settings.python,
+                       identity_file=identity_file, ssh_options=ssh_options,
+                       check_host_keys=check_host_keys, backend=settings.backend,
+                       connect_timeout=float(target.get("timeout") or 30))
+
+
+def open_context(targets: Targets, target: dict[str, Any], opts: dict[str, Any],
+                 settings: Settings) -> transport.Context:
+    """The host's context: ssh as the roster user, then sudo when the roster asks for it."""
+    context = login_context(targets, target, opts, settings)
     if target.get("sudo"):
         context = targets.sudo(context, target.get("sudo_user") or "root", target.get("passwd") or None)
     return context

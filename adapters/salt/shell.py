@@ -2,8 +2,9 @@
 
 Salt's master-side wrappers use a Single's shell for raw commands and to send
 files (state tarballs, files for cp.*); for a fast host those go through the
-host's context: commands under /bin/sh -c, files by Context.put (streamed,
-renamed into place).
+host's contexts: commands under /bin/sh -c as the roster user (stock runs
+them over ssh, without sudo), files by Context.put (streamed, renamed into
+place) where salt-call runs.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ import transport
 class FastShell:
     """The subset of salt.client.ssh.shell.Shell that Single and the wrappers use."""
 
-    def __init__(self, context: Callable[[], transport.Context], host: str) -> None:
+    def __init__(self, context: Callable[[], transport.Context],
+                 login_context: Callable[[], transport.Context], host: str) -> None:
         self._context = context
+        self._login_context = login_context
         self.host = host
 
     def exec_cmd(self, cmd: str) -> tuple[str, str, int]:
         try:
-            result = self._context().run(cmd)
+            result = self._login_context().run(cmd)
         except transport.TransportError as e:
             return "", str(e), 255
         return result.text("stdout"), result.text("stderr"), result.exit_code

@@ -4,6 +4,7 @@ on the transport and compare what it prints."""
 import io
 import os
 
+import fabric
 from fabric import task
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -28,6 +29,7 @@ def features(c):
     c.run("echo echoed", echo=True)
     show("sudo", c.sudo("sh -c 'id -un; echo $HOME'", hide=True).stdout)
     show("sudo as user", c.sudo("id -un", user="tp-app", hide=True).stdout)
+    show("sudo as a nologin user", c.sudo("id -un", user="nobody", hide=True).stdout)
     with open(os.path.join(HERE, "payload.txt"), "w") as f:
         f.write("payload\n")
     c.run("rm -rf fabtest && mkdir fabtest", hide=True)
@@ -35,6 +37,12 @@ def features(c):
     show("put", (r.remote, os.path.basename(r.local)))
     c.put(io.StringIO("from a file object\n"), "fabtest/fo.txt")
     show("remote files", c.run("cat fabtest/payload.txt fabtest/fo.txt", hide=True).stdout)
+    c.run("echo old > fabtest/secret.env && chmod 600 fabtest/secret.env"
+          " && ln -s secret.env fabtest/link.env", hide=True)
+    c.put(io.StringIO("token=1\n"), "fabtest/link.env")
+    show("put over a private file, through a symlink",
+         c.run("stat -c '%a %F' fabtest/secret.env fabtest/link.env; cat fabtest/secret.env",
+               hide=True).stdout)
     r = c.get("fabtest/fo.txt", os.path.join(HERE, "got-{host}.txt"))
     with open(r.local) as f:
         show("get", (os.path.basename(r.local), f.read()))
@@ -46,6 +54,9 @@ def features(c):
     except OSError as e:
         show("get a missing file", type(e).__name__)
     show("local", c.local("echo from the controller", hide=True).stdout)
+    beside = fabric.Connection(c.host, user=c.user, port=c.port, config=c.config)
+    show("a stock Connection on the same config", beside.run("echo stock", hide=True).stdout)
+    beside.close()
     if hasattr(c, "call"):
         show("call", c.call(os.getuid) == int(c.run("id -u", hide=True).stdout))
 

@@ -51,7 +51,8 @@ file_roots:
                     f"  sudo: true\n  passwd: {sudo_password}\n"
                     "  transport: {kind: fast, python: /usr/bin/python3}\n")
             + entry("refused", sshd.addresses[1], "tp-app",
-                    "  transport: fast\n  priv_passwd: secret\n"))
+                    "  transport: fast\n  priv_passwd: secret\n")
+            + entry("relenv", sshd.addresses[1], "tp-app", "  transport: fast\n  relenv: true\n"))
         self.thin_dirs = f"/var/tmp/tp-salt-{run_id}-*"
 
     def run(self, target: str, *args: str) -> subprocess.CompletedProcess:

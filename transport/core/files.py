@@ -1,17 +1,25 @@
 """File transfer on a target: receiving (put) and sending (get), in windows.
 
-Data travels as raw chunks on a handle of the transfer's own, each chunk
-acknowledged, so the sender never has more than a window of data in flight
-and neither side ever holds a whole file. A received file is written under
-a temporary name beside its destination and renamed into place only when
-its size checks out, so a failed or interrupted transfer never leaves a
-partial file at the destination; a target that loses its parent removes its
-unfinished temporary files before it exits. Only the parent side may write
-files here (the data handle accepts nothing else).
+A put's data travels as raw chunks on a handle of the transfer's own, a
+get's as ('data', chunk) tuples; each chunk is acknowledged, so the sender
+never has more than a window of data in flight and neither side ever holds a
+whole file. A received file is written under a temporary name beside its
+destination and renamed into place only when its size checks out, so a
+failed or interrupted transfer never leaves a partial file at the
+destination; a target that loses its parent removes its unfinished
+temporary files before it exits. Only the parent side may write files here
+(the data handle accepts nothing else).
+
+Like writing the file in place would, a transfer writes through a symlink
+to the file it points at, and an existing file keeps its owner and group
+(where this user may give them) and, unless a mode is given, its mode; a new
+file gets the mode new files get here (0666 less the umask). settle() does
+this for both sides.
 """
 from __future__ import absolute_import
 
 import os
+import stat
 
 from transport.core import codec
 from transport.core.compat import Empty, SimpleQueue, binary
@@ -39,6 +47,36 @@ def _temporary_beside(path):
     return fd, temporary
 
 
+def destination(path):
+    """Where data for path goes: through a symlink, to the file it points at."""
+    return os.path.realpath(path) if os.path.islink(path) else path
+
+
+def _new_file_mode():
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def settle(temporary, path, mode):
+    """Give the finished temporary file its mode (None: as described above) and an
+    existing file's owner, then rename it to path."""
+    try:
+        existing = os.stat(path)
+    except OSError:
+        existing = None
+    if existing is not None and (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.chown(temporary, existing.st_uid, existing.st_gid)
+        except OSError:
+            pass  # giving a file away needs root (or, for the group, membership)
+    if mode is None:
+        mode = stat.S_IMODE(existing.st_mode) if existing is not None else _new_file_mode()
+    os.chmod(temporary, mode)
+    os.rename(temporary, path)
+    in_flight.discard(temporary)
+
+
 def discard(temporary):
     in_flight.discard(temporary)
     try:
@@ -49,7 +87,7 @@ def discard(temporary):
 
 class _Receiver(object):
     def __init__(self, path, size, mode, ack_handle, caller):
-        self.path = path
+        self.path = destination(path)
         self.size = size
         self.mode = mode
         self.ack_handle = ack_handle
@@ -81,7 +119,10 @@ _receivers = {}
 
 
 def start_receive(path, size, mode, ack_handle):
-    """Open a temporary file beside path for `size` bytes; return the data handle to send to."""
+    """Open a temporary file beside path for `size` bytes; return the data handle to send to.
+
+    mode None: keep an existing file's mode (see settle).
+    """
     router = _router()
     receiver = _Receiver(path, size, mode, ack_handle, _current_caller())
     handle = router.add_parent_handler(receiver.on_chunk)
@@ -102,9 +143,7 @@ def finish_receive(handle):
     if receiver.error is not None:
         discard(receiver.temporary)
         raise IOError(receiver.error)
-    os.chmod(receiver.temporary, receiver.mode)
-    os.rename(receiver.temporary, receiver.path)
-    in_flight.discard(receiver.temporary)
+    settle(receiver.temporary, receiver.path, receiver.mode)
     return receiver.received
 
 
@@ -124,7 +163,6 @@ def _current_caller():
 
 def stat_for_send(path):
     """(size, mode) of a file to send; raises if it is not a regular file."""
-    import stat
     st = os.stat(path)
     if not stat.S_ISREG(st.st_mode):
         raise IOError('%s is not a regular file' % path)

@@ -2,16 +2,23 @@
 
 For large fan-outs, where an OpenSSH client process per host costs the
 controller a key exchange each in a separate process, `backend="paramiko"`
-connects from inside the controller (TCP_NODELAY set, no compression). The
-connection is made on the calling thread, so a Group connects hosts in
-parallel. The channel's bytes are moved by one pump thread per connection
-between the channel and a socket pair whose other end the core's stream
-reads, so the rest of the transport is the same for both backends.
+connects from inside the controller (TCP_NODELAY set, compression off unless
+asked for). The connection is made on the calling thread, so a Group
+connects hosts in parallel. The channel's bytes are moved by one pump thread
+per connection between the channel and a socket pair whose other end the
+core's stream reads, so the rest of the transport is the same for both
+backends.
 
 It honours host, port, user, identity_file, connect_timeout, check_host_keys
 and these ssh_options: IdentityFile, IdentitiesOnly, UserKnownHostsFile,
-StrictHostKeyChecking, ConnectTimeout, Port, User. Other ssh_options, and
-~/.ssh/config, are OpenSSH's only: they are refused with a clear error.
+StrictHostKeyChecking, ConnectTimeout, Port, User, Compression,
+ServerAliveInterval (paramiko's keepalive; it has no ServerAliveCountMax, which
+is accepted and has no effect), and BatchMode (paramiko never prompts).
+Other ssh_options, and ~/.ssh/config, are OpenSSH's only: they are refused
+with a clear error. Host keys are checked against ~/.ssh/known_hosts (or
+UserKnownHostsFile) unless check_host_keys or StrictHostKeyChecking says
+otherwise; keys accepted under "accept-new" are kept for the connection
+only, not written to the file.
 It runs on the controller only (no via=).
 """
 
@@ -33,7 +40,8 @@ if TYPE_CHECKING:
     from transport.bootstrap import Bootstrap
 
 HONOURED = {"IdentityFile", "IdentitiesOnly", "UserKnownHostsFile", "StrictHostKeyChecking",
-            "ConnectTimeout", "Port", "User", "BatchMode", "Compression"}
+            "ConnectTimeout", "Port", "User", "BatchMode", "Compression",
+            "ServerAliveInterval", "ServerAliveCountMax"}
 CHUNK = 256 * 1024
 
 
@@ -141,7 +149,11 @@ class ParamikoSshMethod(SshMethod):
                            look_for_keys=options.get("IdentitiesOnly", "no") != "yes" or not key,
                            allow_agent=options.get("IdentitiesOnly", "no") != "yes",
                            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
-                           compress=self.compression, sock=_open_socket(self.host, port, timeout))
+                           compress=options.get("Compression") == "yes",
+                           sock=_open_socket(self.host, port, timeout))
+            keepalive = int(options.get("ServerAliveInterval", 0))
+            if keepalive > 0:
+                client.get_transport().set_keepalive(keepalive)
             channel = client.get_transport().open_session(timeout=timeout)
             channel.exec_command(bootstrap.shell_command(self.python))
         except paramiko.AuthenticationException as e:
