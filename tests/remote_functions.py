@@ -135,3 +135,55 @@ def main_thread_as_applications_see_it():
     finally:
         loop.close()
     return threading.current_thread() is threading.main_thread(), preloaded
+
+
+# -- a compromised target: forged messages sent from inside a call ------------------------
+
+def _own_router():
+    from transport.core import dispatch
+    return dispatch.current.router
+
+
+def forge_del_route(context_ids, reason):
+    """Claim to the controller that context_ids are gone."""
+    from transport.core import codec
+    from transport.core.framing import Message
+    from transport.core.handles import DEL_ROUTE
+    router = _own_router()
+    router.send(Message(0, router.context_id, DEL_ROUTE, codec.encode((list(context_ids), reason))))
+    time.sleep(0.2)
+    return True
+
+
+def forge_dead_notices(first_handle, last_handle):
+    """Send 'context gone' notices to every handle in a range on the controller."""
+    from transport.core.framing import Message
+    from transport.core.handles import FLAG_DEAD
+    router = _own_router()
+    for handle in range(first_handle, last_handle):
+        router.send(Message(0, router.context_id, handle, b'forged', flags=FLAG_DEAD))
+    time.sleep(0.2)
+    return True
+
+
+def answer_next_call_with_a_dict():
+    """Make this target's next reply a dict instead of a reply tuple."""
+    from transport.core import codec, dispatch
+    dispatcher = dispatch.current
+    original = dispatcher.run_one
+
+    def run_one(data):
+        dispatcher.run_one = original
+        return codec.encode({})
+    dispatcher.run_one = run_one
+    return True
+
+
+def ask_for_a_huge_module_name(size):
+    from transport.core import codec
+    from transport.core.framing import Message
+    from transport.core.handles import GET_MODULE
+    router = _own_router()
+    router.send(Message(0, router.context_id, GET_MODULE, codec.encode('m' * size)))
+    time.sleep(0.2)
+    return True

@@ -149,13 +149,15 @@ def strip_source(source: str) -> str:
     return "\n".join(line.rstrip() for line in stripped.split("\n"))
 
 
-# Core modules only some targets need: intermediaries (spawn), detached jobs (jobs),
+# Core modules only some targets need: intermediaries (spawn, and handshake with it),
+# detached jobs (jobs),
 # file transfer (files), commands and forwarded packages' data files (resources). They are
 # not in the payload; a target that needs one gets it by module forwarding (the controller
 # preloads spawn into a context before asking it to connect a child, and sends the others
 # ahead of the first call into them, in the same write, as it does for any module; the
 # forwarder asks for resources when a package first reads a data file).
-ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.jobs", "transport.core.files",
+ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.handshake",
+                       "transport.core.jobs", "transport.core.files",
                        "transport.core.logs", "transport.core.commands",
                        "transport.core.resources"})
 

@@ -196,8 +196,8 @@ def _settle(context: Context, future: Any, msg: Message) -> None:
             return
         _, remote_type, remote_message, remote_traceback = reply
         error: Exception = RemoteError(context.name, remote_type, remote_message, remote_traceback)
-    except (codec.CodecError, IndexError, TypeError, ValueError) as e:
-        error = ProtocolError(f"{context.name}: malformed reply: {e}")
+    except Exception as e:  # any shape a target may send: the caller must not wait forever
+        error = ProtocolError(f"{context.name}: malformed reply: {e!r}")
     future.set_exception(error)
 
 

@@ -237,6 +237,7 @@ class Router:
         except TransportError as e:
             return {"error": (f"cannot connect through {via.name}: {e}", {})}
         self._core.add_route(context_id, first_hop)
+        self._core.set_hops(context_id, [hop.context_id for hop in path])
         spec = {"context_id": context_id, "argv": argv, "payload": payload, "name": name,
                 "connect_timeout": connect_timeout, "options": options,
                 "max_message_size": self.max_message_size}

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 MAIN_ALIAS = "__transport_main__"
 MAX_RESOURCE_SIZE = 64 * 1024 * 1024
 DETACHED_DATA_BUDGET = 32 * 1024 * 1024
+# A longer module name is answered as missing, unrecorded (a target cannot grow our memory).
+MAX_MODULE_NAME = 512
 Entry = tuple  # (fullname, kind, origin, source bytes)
 
 _STDLIB_NAMES = frozenset(getattr(sys, "stdlib_module_names", ())) | frozenset(sys.builtin_module_names)
@@ -89,7 +91,8 @@ def _read_data(entry: Entry, name: str) -> tuple[str, Any]:
 
 
 def _valid_name(fullname: Any) -> bool:
-    return isinstance(fullname, str) and all(part.isidentifier() for part in fullname.split("."))
+    return (isinstance(fullname, str) and len(fullname) <= MAX_MODULE_NAME
+            and all(part.isidentifier() for part in fullname.split(".")))
 
 
 class ModuleFinder:
@@ -401,6 +404,7 @@ class ModuleServer:
 
     def _forget(self, context_id: int, reason: str) -> None:
         self._sent.pop(context_id, None)
+        self.requested.pop(context_id, None)
         self.python2.discard(context_id)
 
     def preload_entries(self, context_id: int, names: list[str], whole_packages: bool) -> list[Entry]:
@@ -495,11 +499,10 @@ class ModuleServer:
         except codec.CodecError:
             fullname = None
         sent = self._sent.setdefault(msg.src, set())
-        self.requested.setdefault(msg.src, []).append(str(fullname))
         if not _valid_name(fullname):
             entries: list[Entry] = [(str(fullname)[:200], "missing", None, None)]
-            sent.add(entries[0][0])
         else:
+            self.requested.setdefault(msg.src, []).append(fullname)
             entries = self.finder.closure(fullname, sent)
             sent.update(entry[0] for entry in entries)
             entries = self._completed(msg.src, entries, sent)  # adds what it appends to sent

@@ -7,7 +7,6 @@ Standard library only, and written in the syntax shared by Python 2.7 and
 - handles: well-known message handles and header flags.
 - codec: safe encoding of payload values.
 - framing: message headers and the byte-stream decoder (sans-I/O).
-- handshake: finding the start of the framed stream in a child's output (sans-I/O).
 - poller, poller_*: the kernel readiness APIs behind one interface.
 - broker: the event-loop thread, timers and cross-thread deferral.
 - stream: a framed connection over a pair of file descriptors.
@@ -21,6 +20,7 @@ Standard library only, and written in the syntax shared by Python 2.7 and
 On demand (sent when first needed, not in the boot payload):
 
 - spawn: starting child processes and booting the core in them (intermediaries).
+- handshake: finding the start of the framed stream in a child's output (sans-I/O).
 - commands: running commands with streamed output.
 - files: file transfer.
 - jobs: detached calls.

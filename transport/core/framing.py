@@ -16,6 +16,8 @@ import struct
 from transport.core.handles import FLAG_DEAD
 
 MAGIC = 0x7470          # b'tp'
+# What a booted core writes right before its first message (see handshake.py).
+READY_MARKER = b'\n\x00tp-ready\x00\n'
 HEADER = struct.Struct('>HHIIIII')
 HEADER_SIZE = HEADER.size
 DEFAULT_MAX_MESSAGE_SIZE = 128 * 1024 * 1024

@@ -18,7 +18,8 @@ number in hex), in PAYLOAD_HEADER_SIZE bytes.
 """
 from __future__ import absolute_import
 
-READY_MARKER = b'\n\x00tp-ready\x00\n'
+from transport.core.framing import READY_MARKER
+
 FIRST_STAGE_MARKER = b'\n\x00tp-first-stage\x00\n'
 UNSUPPORTED_PREFIX = b'tp-unsupported-python '
 WANT_SOURCE_MARKER = b'\n\x00tp-want-source\x00\n'

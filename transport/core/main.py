@@ -17,9 +17,8 @@ from transport.core.broker import Broker
 from transport.core.compat import Event, monotonic, retry_eintr, set_cloexec
 from transport.core.dispatch import Dispatcher
 from transport.core.forwarding import ModuleForwarder
-from transport.core.framing import HEADER, HEADER_SIZE, MAGIC, Message
+from transport.core.framing import HEADER, HEADER_SIZE, MAGIC, READY_MARKER, Message
 from transport.core.handles import BOOT_CONFIG, CALL_FUNCTION, CONNECT, SHUTDOWN
-from transport.core.handshake import READY_MARKER
 from transport.core.router import Router
 from transport.core.stream import Stream
 

@@ -11,7 +11,12 @@ rules are the security boundary of the system:
   siblings. The controller, which has no parent, delivers it locally only.
 - Messages from the parent are delivered here or relayed down the table.
 - Each handler states whose messages it accepts (see the accept_* policies);
-  only the parent side may run code.
+  only the parent side may run code. A context may report only the loss of
+  contexts behind itself (DEL_ROUTE), and a notice that a context is gone
+  (FLAG_DEAD) counts only from this process, the parent side, that context
+  or an intermediary on the way to it: no context can cut off a sibling.
+- A handler that raises is reported (Broker.on_error) and the messages after
+  it are still delivered.
 
 When a child stream disconnects, every context routed through it is lost:
 pending replies from those contexts fail at once and the loss is reported
@@ -20,9 +25,10 @@ upwards with DEL_ROUTE.
 from __future__ import absolute_import
 
 import itertools
+import sys
 
 from transport.core import codec
-from transport.core.compat import allocate_lock
+from transport.core.compat import allocate_lock, integer_types, text_type
 from transport.core.framing import NO_REPLY, Message
 from transport.core.handles import ADD_ROUTE, DEL_ROUTE, FIRST_DYNAMIC_HANDLE, FLAG_DEAD
 
@@ -40,18 +46,32 @@ def accept_from_anyone(router, handler, msg):
     return True
 
 
+def accept_from_child(router, handler, msg):
+    """The child on the stream msg came in on, itself (not a context behind it)."""
+    return msg.stream is not None and router.child_on(msg.stream) == msg.src
+
+
+def _dead_notice_about(router, context_id, msg):
+    """Whether dead notice msg may speak for context_id: it comes from this process,
+    the parent side, that context, or an intermediary on the way to it."""
+    return (msg.stream is None or msg.stream is router.parent or msg.src == context_id
+            or msg.src in router.hops_to(context_id))
+
+
 def accept_from_context(context_id):
-    """A policy admitting messages from context_id only (and dead notices on its way)."""
+    """A policy admitting messages from context_id only (and dead notices about it)."""
     def accept(router, handler, msg):
-        return msg.src == context_id or msg.is_dead
+        if msg.is_dead:
+            return _dead_notice_about(router, context_id, msg)
+        return msg.src == context_id
     return accept
 
 
 def accept_reply(router, handler, msg):
-    """The context the request went to, or a dead notice from the way to it."""
-    if msg.src == handler.expect_src:
-        return True
-    return msg.is_dead and msg.stream is router.route_for(handler.expect_src, router.parent)
+    """The context the request went to, or a dead notice about it."""
+    if msg.is_dead:
+        return _dead_notice_about(router, handler.expect_src, msg)
+    return msg.src == handler.expect_src
 
 
 class Handler(object):
@@ -75,12 +95,14 @@ class Router(object):
         self.on_drop = on_drop
         self.on_context_lost = []
         self._routes = {}
+        self._children = {}  # stream -> the id of the child at its other end
+        self._hops = {}  # context id -> ids of the intermediaries on the way to it
         self._handlers = {}
         self._watching = {}
         self._lock = allocate_lock()
         self._handle_ids = itertools.count(FIRST_DYNAMIC_HANDLE)
         self.add_handler(ADD_ROUTE, self._on_add_route, accept=accept_from_parent)
-        self.add_handler(DEL_ROUTE, self._on_del_route, accept=accept_from_anyone)
+        self.add_handler(DEL_ROUTE, self._on_del_route, accept=accept_from_child)
 
     # -- handlers --------------------------------------------------------------
 
@@ -135,8 +157,24 @@ class Router(object):
         """Messages for context_id go out on stream (a child stream)."""
         self._routes[context_id] = stream
 
+    def add_child(self, context_id, stream):
+        """context_id is the child at the other end of stream (and routed through it)."""
+        self._children[stream] = context_id
+        self._routes[context_id] = stream
+
+    def child_on(self, stream):
+        return self._children.get(stream)
+
+    def set_hops(self, context_id, hop_ids):
+        """The intermediaries on the way to context_id (the controller knows them)."""
+        self._hops[context_id] = frozenset(hop_ids)
+
+    def hops_to(self, context_id):
+        return self._hops.get(context_id, ())
+
     def remove_route(self, context_id):
         self._routes.pop(context_id, None)
+        self._hops.pop(context_id, None)
 
     def route_for(self, context_id, default=None):
         return self._routes.get(context_id, default)
@@ -149,12 +187,15 @@ class Router(object):
 
     def _on_del_route(self, msg):
         context_ids, reason = codec.decode(msg.data)
-        lost = [cid for cid in context_ids if self._routes.get(cid) is msg.stream
-                and msg.stream is not None]
+        if not isinstance(reason, text_type):
+            reason = repr(reason)
+        lost = [cid for cid in context_ids if isinstance(cid, integer_types)
+                and self._routes.get(cid) is msg.stream]
         self._lose(lost, reason)
 
     def stream_disconnected(self, stream, reason):
         """A child stream closed: every context behind it is lost."""
+        self._children.pop(stream, None)
         lost = [cid for cid, s in list(self._routes.items()) if s is stream]
         self._lose(lost, reason)
 
@@ -163,6 +204,7 @@ class Router(object):
             return
         for cid in context_ids:
             self._routes.pop(cid, None)
+            self._hops.pop(cid, None)
         if self.parent is not None:
             self.send(Message(self.parent_id, self.context_id, DEL_ROUTE,
                               codec.encode((context_ids, reason))))
@@ -232,7 +274,10 @@ class Router(object):
             return
         if not handler.persist:
             self.remove_handler(msg.handle)
-        handler.fn(msg)
+        try:
+            handler.fn(msg)
+        except Exception:
+            self.broker.on_error('the handler of message %r' % (msg,), sys.exc_info())
 
     def _unroutable(self, msg, reason):
         """Tell the sender's reply handle that its message went nowhere."""

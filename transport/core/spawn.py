@@ -25,6 +25,8 @@ from transport.core.stream import Stream
 
 F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031)
 STDERR_TAIL = 8192
+# A child's stderr line longer than this is reported in pieces (memory stays bounded).
+STDERR_LINE_LIMIT = 8192
 REAP_INTERVAL = 0.02
 REAP_PATIENCE = 2.0
 # POSIX fixes SIGKILL at 9 everywhere; the signal module would import enum with it.
@@ -193,7 +195,7 @@ class Connection(object):
         self.stream = Stream(self.broker, self.process.stdout, self.process.stdin, self.name,
                              self.router.on_message, self._on_disconnect,
                              self.config.get('max_message_size'), BootScanner(), self._on_boot_event)
-        self.router.add_route(self.context_id, self.stream)
+        self.router.add_child(self.context_id, self.stream)
         self.stream.start()
         self._stderr_open = True
         self.broker.start_reading(self.process.stderr, self._on_stderr_readable)
@@ -271,6 +273,9 @@ class Connection(object):
         if self.on_stderr is not None:
             lines = (self._stderr_partial + data).split(b'\n')
             self._stderr_partial = lines.pop()
+            if len(self._stderr_partial) > STDERR_LINE_LIMIT:  # reported in pieces
+                lines.append(self._stderr_partial)
+                self._stderr_partial = b''
             for line in lines:
                 if self.prompt is None or self.prompt not in line:
                     self.on_stderr(self, to_text(line))

@@ -1,0 +1,62 @@
+"""A compromised target, sending forged messages from inside a call, cannot cut off or fail
+its siblings, hang its caller, or make the controller keep what it sends."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import sys
+import time
+
+import pytest
+
+import transport
+from tests import remote_functions as hostile
+
+
+def _siblings(router):
+    inter = router.local(python=sys.executable, name="intermediary")
+    evil = router.local(via=inter, name="evil")
+    victim = router.local(via=inter, name="victim")
+    return inter, evil, victim
+
+
+def test_a_context_cannot_report_its_intermediary_or_siblings_lost(router):
+    inter, evil, victim = _siblings(router)
+    assert evil.call(hostile.forge_del_route, [inter.context_id, victim.context_id], "forged")
+    assert evil.call(hostile.forge_del_route, [victim.context_id], 5)  # not even text
+    assert inter.alive and victim.alive
+    assert victim.call(os.getpid) != inter.call(os.getpid)
+
+
+def test_forged_dead_notices_do_not_fail_a_siblings_calls(router):
+    inter, evil, victim = _siblings(router)
+    direct = router.local(python=sys.executable, name="direct")
+    pending = [victim.call_async(hostile.sleep_then_return, 1.0, "victim's"),
+               direct.call_async(hostile.sleep_then_return, 1.0, "direct's")]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        # A command's output arrives on a handle that serves the victim only.
+        command = pool.submit(direct.run, "sleep 1; echo done")
+        time.sleep(0.3)
+        try:
+            evil.call(hostile.forge_dead_notices, 1000, 1500)
+        except transport.Disconnected:
+            pass  # a context may fail its own calls: the notices hit this one's handle too
+        assert [f.result(timeout=10) for f in pending] == ["victim's", "direct's"]
+        assert command.result(timeout=10).text("stdout") == "done\n"
+
+
+def test_a_malformed_reply_fails_the_call_instead_of_hanging(router):
+    ctx = router.local(python=sys.executable)
+    assert ctx.call(hostile.answer_next_call_with_a_dict)
+    with pytest.raises(transport.ProtocolError, match="malformed reply"):
+        ctx.call(os.getpid)
+    assert ctx.call(os.getpid) > 0  # the next call is answered as usual
+
+
+def test_module_names_a_target_makes_up_are_not_kept(router):
+    ctx = router.local(python=sys.executable)
+    assert ctx.call(hostile.ask_for_a_huge_module_name, 1_000_000)
+    sent = router._modules._sent.get(ctx.context_id, set())
+    assert not any(len(name) > 1000 for name in sent)
+    assert not any(len(name) > 1000 for name in router._modules.requested.get(ctx.context_id, []))
