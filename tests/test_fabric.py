@@ -29,7 +29,7 @@ def runtime_config(sshd, tmp_path_factory):
         pytest.fail(f"{FAB} not found: pip install -e '.[dev]' (the dev extra includes fabric)")
     path = tmp_path_factory.mktemp("fabric-config") / "runtime.yaml"
     path.write_text(f"""connect_kwargs:
-  key_filename: {sshd.client_key}
+  key_filename: [{sshd.client_key}]
 sudo:
   password: {SUDO_PASSWORD}
 transport:

@@ -53,6 +53,16 @@ def test_refused_key_is_an_auth_error(router, sshd, backend, tmp_path):
     assert "Permission denied" in str(info.value)
 
 
+def test_several_key_files_are_tried_in_order(router, sshd, backend, tmp_path):
+    other_key = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True)
+    options = {k: v for k, v in sshd.ssh_options().items() if k != "IdentityFile"}
+    ctx = router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
+                     identity_file=[str(other_key), str(sshd.client_key)],
+                     python="/usr/bin/python3", connect_timeout=10, backend=backend)
+    assert ctx.call(pow, 2, 5) == 32
+
+
 def test_connection_refused_is_a_connect_error_with_sshs_message(router, sshd, backend):
     port = free_port()
     with pytest.raises(transport.ConnectError) as info:

@@ -87,9 +87,8 @@ class Connection(fabric.Connection):
                                  "transport; supported: "
                                  + ", ".join(sorted(HONOURED_CONNECT_KWARGS)))
         ssh_options: dict[str, str] = dict(self._setting("ssh_options", None) or {})
-        key_filename = connect_kwargs.get("key_filename")
-        if isinstance(key_filename, (list, tuple)):
-            key_filename = key_filename[0] if key_filename else None
+        key_filename = connect_kwargs.get("key_filename") or []
+        key_files = [key_filename] if isinstance(key_filename, str) else list(key_filename)
         if connect_kwargs.get("allow_agent") is False or connect_kwargs.get("look_for_keys") is False:
             ssh_options["IdentitiesOnly"] = "yes"  # only the keys given
         if self.forward_agent:
@@ -102,7 +101,7 @@ class Connection(fabric.Connection):
                 ssh_options["ProxyJump"] = f"{gateway.user}@{gateway.host}:{gateway.port}"
         timeout = self.connect_timeout or connect_kwargs.get("timeout")
         options: dict[str, Any] = {
-            "identity_file": os.path.expanduser(key_filename) if key_filename else None,
+            "identity_file": [os.path.expanduser(key) for key in key_files] or None,
             "ssh_options": ssh_options,
             "check_host_keys": self._setting("check_host_keys", "accept-new"),
             "compression": bool(connect_kwargs.get("compress", False)),

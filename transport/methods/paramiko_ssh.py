@@ -139,14 +139,15 @@ class ParamikoSshMethod(SshMethod):
                 client.load_system_host_keys()
             client.set_missing_host_key_policy(
                 paramiko.AutoAddPolicy() if policy == "accept-new" else paramiko.RejectPolicy())
-        key = self.identity_file or options.get("IdentityFile")
+        keys = [os.path.expanduser(key) for key in self.identity_files
+                or ([options["IdentityFile"]] if "IdentityFile" in options else [])]
         timeout = float(options.get("ConnectTimeout", self.connect_timeout))
         port = int(self.port or options.get("Port", 22))
         user = self.user or options.get("User") or getpass.getuser()
         try:
             client.connect(self.host, port=port, username=user,
-                           key_filename=os.path.expanduser(key) if key else None,
-                           look_for_keys=options.get("IdentitiesOnly", "no") != "yes" or not key,
+                           key_filename=keys or None,
+                           look_for_keys=options.get("IdentitiesOnly", "no") != "yes" or not keys,
                            allow_agent=options.get("IdentitiesOnly", "no") != "yes",
                            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
                            compress=options.get("Compression") == "yes",

@@ -37,7 +37,7 @@ class SshMethod:
     """Start `python` on `host` through the OpenSSH client."""
 
     def __init__(self, host: str, *, port: int | None = None, user: str | None = None,
-                 python: str = "python3", identity_file: str | None = None,
+                 python: str = "python3", identity_file: str | list[str] | None = None,
                  ssh_options: dict[str, str] | None = None, check_host_keys: str | None = None,
                  compression: bool = False, connect_timeout: float = 30.0,
                  ssh_path: str = "ssh") -> None:
@@ -47,7 +47,9 @@ class SshMethod:
         self.port = port
         self.user = user
         self.python = python
-        self.identity_file = identity_file
+        # One key file or several, tried in order (ssh -i, repeated).
+        self.identity_files = ([identity_file] if isinstance(identity_file, str)
+                               else list(identity_file or ()))
         self.ssh_options = dict(ssh_options or {})
         self.check_host_keys = check_host_keys
         self.compression = compression
@@ -73,8 +75,8 @@ class SshMethod:
             argv += ["-p", str(self.port)]
         if self.user:
             argv += ["-l", self.user]
-        if self.identity_file:
-            argv += ["-i", self.identity_file]
+        for identity_file in self.identity_files:
+            argv += ["-i", identity_file]
         remote_command = bootstrap.shell_command(self.python)
         return [*argv, "--", self.host, remote_command]
 
