@@ -187,3 +187,10 @@ def ask_for_a_huge_module_name(size):
     router.send(Message(0, router.context_id, GET_MODULE, codec.encode('m' * size)))
     time.sleep(0.2)
     return True
+
+
+def make_commands_hang():
+    """Make this target's command runner never answer (after the module arrives)."""
+    import transport.core.commands as commands
+    commands.run = lambda *args, **kwargs: time.sleep(3600)
+    return True

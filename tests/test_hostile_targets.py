@@ -60,3 +60,14 @@ def test_module_names_a_target_makes_up_are_not_kept(router):
     sent = router._modules._sent.get(ctx.context_id, set())
     assert not any(len(name) > 1000 for name in sent)
     assert not any(len(name) > 1000 for name in router._modules.requested.get(ctx.context_id, []))
+
+
+def test_a_command_timeout_holds_even_if_the_target_never_answers(router, monkeypatch):
+    import transport.commands
+
+    monkeypatch.setattr(transport.commands, "TIMEOUT_GRACE", 1.0)
+    ctx = router.local(python=sys.executable)
+    ctx.run("true")  # the command module is there
+    assert ctx.call(hostile.make_commands_hang)
+    with pytest.raises(transport.Timeout, match="no answer"):  # the target never answers
+        ctx.run("true", timeout=0.5)

@@ -3,7 +3,9 @@
 The command runs on the target (transport.core.commands); its output comes
 back in chunks on a handle of its own while the call runs, and the calling
 thread hands each chunk to on_output as it arrives, then returns a
-CommandResult holding the output once.
+CommandResult holding the output once. The target enforces a timeout (it
+kills the command's process group); the caller gives up too, TIMEOUT_GRACE
+seconds later, should the target never answer.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 
 TARGET_MODULE = "transport.core.commands"  # not in the payload: sent before the first command
 STDOUT, STDERR = 1, 2
+TIMEOUT_GRACE = 30.0
 _STREAMS = {STDOUT: "stdout", STDERR: "stderr"}
 
 
@@ -79,9 +82,15 @@ def run(context: Context, cmd: str | list[str], *, shell: bool = True,
                           {"use_pty": True} if pty else {}))
     core.send(Message(context.context_id, CONTROLLER_ID, CALL_FUNCTION, call, reply_to=reply_handle))
     chunks: dict[int, list[bytes]] = {STDOUT: [], STDERR: []}
+    deadline = None if timeout is None else compat.monotonic() + timeout + TIMEOUT_GRACE
     try:
         while True:
-            msg = events.get()
+            try:
+                msg = events.get(timeout=None if deadline is None
+                                 else max(0.0, deadline - compat.monotonic()))
+            except compat.Empty:
+                raise Timeout(f"{context.name}: no answer {TIMEOUT_GRACE:g}s after the "
+                              f"command's timeout of {timeout}s: {cmd}") from None
             if msg.is_dead:
                 raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
             if msg.handle == output_handle:
@@ -91,13 +100,14 @@ def run(context: Context, cmd: str | list[str], *, shell: bool = True,
                     on_output(_STREAMS[which], chunk)
                 continue
             reply = codec.decode(msg.data)
+            if reply[0] != "ok":
+                raise RemoteError(context.name, *reply[1:])
             break
-    except codec.CodecError as e:
-        raise ProtocolError(f"{context.name}: malformed command output: {e}") from None
+    except (codec.CodecError, KeyError, IndexError, TypeError, ValueError) as e:
+        raise ProtocolError(f"{context.name}: malformed command output: {e!r}") from None
     finally:
         core.remove_handler(output_handle)
-    if reply[0] != "ok":
-        raise RemoteError(context.name, *reply[1:])
+        core.remove_handler(reply_handle)
     if reply[1] == "timeout":
         raise Timeout(f"{context.name}: command timed out after {timeout}s and was killed: {cmd}")
     result = CommandResult(cmd, reply[1], b"".join(chunks[STDOUT]), b"".join(chunks[STDERR]),

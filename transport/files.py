@@ -114,19 +114,22 @@ def _receive_chunks(context: Context, fd: int, events: compat.SimpleQueue) -> in
     ack_to = None
     received = 0
     while True:
-        msg = events.get()
+        try:
+            msg = events.get(timeout=ACK_TIMEOUT)
+        except compat.Empty:
+            raise TransportError(f"{context.name}: no data for {ACK_TIMEOUT}s") from None
         if msg is None:
             return received
         if msg.is_dead:
             raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
         try:
             kind, value = codec.decode(msg.data)
-        except (codec.CodecError, ValueError) as e:
-            raise ProtocolError(f"{context.name}: malformed file data: {e}") from None
-        if kind == "ack":
-            ack_to = value
-            continue
-        view = memoryview(value)
+            if kind == "ack":
+                ack_to = int(value)
+                continue
+            view = memoryview(value)
+        except (codec.CodecError, TypeError, ValueError) as e:
+            raise ProtocolError(f"{context.name}: malformed file data: {e!r}") from None
         while view:
             view = view[os.write(fd, view):]
         received += len(value)
