@@ -194,3 +194,32 @@ def make_commands_hang():
     import transport.core.commands as commands
     commands.run = lambda *args, **kwargs: time.sleep(3600)
     return True
+
+
+def make_connect_answer_with_a_bad_hello():
+    """As an intermediary, answer CONNECT with a hello that is not a dict."""
+    import transport.core.spawn as spawn
+
+    def start_child(router, spec, reply):
+        reply(('ok', 5))
+    spawn.start_child = start_child
+    return True
+
+
+def send_refused_messages(count):
+    """Send messages the controller must refuse (a call addressed to it)."""
+    from transport.core.framing import Message
+    from transport.core.handles import CALL_FUNCTION
+    router = _own_router()
+    for _ in range(count):
+        router.send(Message(0, router.context_id, CALL_FUNCTION, b'x'))
+    time.sleep(0.2)
+    return True
+
+
+def log_under_many_names(count):
+    import logging
+    for i in range(count):
+        logging.getLogger('made.up.%d' % i).warning('record %d', i)
+    time.sleep(0.2)
+    return True

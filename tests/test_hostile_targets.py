@@ -71,3 +71,33 @@ def test_a_command_timeout_holds_even_if_the_target_never_answers(router, monkey
     assert ctx.call(hostile.make_commands_hang)
     with pytest.raises(transport.Timeout, match="no answer"):  # the target never answers
         ctx.run("true", timeout=0.5)
+
+
+def test_a_malformed_hello_is_a_connect_error_and_leaves_no_context(router):
+    inter = router.local(python=sys.executable, name="intermediary")
+    inter.preload(["transport.core.spawn"])
+    assert inter.call(hostile.make_connect_answer_with_a_bad_hello)
+    with pytest.raises(transport.ConnectError, match="hello is malformed"):
+        router.local(via=inter, name="child")
+    assert [c.name for c in router.contexts()] == ["intermediary"]
+    assert inter.call(os.getpid) > 0
+
+
+def test_refused_messages_and_forwarded_log_names_cannot_flood_the_controller(router, caplog):
+    import logging
+
+    from transport.controller import DROP_WARNINGS
+
+    ctx = router.local(python=sys.executable)
+    with caplog.at_level(logging.DEBUG, logger="transport"):
+        assert ctx.call(hostile.send_refused_messages, 200)
+    refused = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(refused) == 200
+    assert sum(r.levelno == logging.WARNING for r in refused) == DROP_WARNINGS
+    ctx.forward_logging()
+    before = set(logging.root.manager.loggerDict)
+    assert ctx.call(hostile.log_under_many_names, 1500)
+    loggers = logging.root.manager.loggerDict
+    made = {name for name in set(loggers) - before
+            if name.startswith("transport.remote.") and isinstance(loggers[name], logging.Logger)}
+    assert len(made) == 1001 and "transport.remote.other" in made  # 1000 names, then "other"

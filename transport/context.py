@@ -176,6 +176,9 @@ def _new_future() -> Future:
     return _future_class()
 
 
+# How many remote logger names forward_logging maps to loggers of their own, per context.
+MAX_REMOTE_LOGGERS = 1000
+
 # A successful call's reply is codec.encode(("ok", value)): this prefix, then the value.
 _OK_HEAD = codec.encode(("ok", None))[:-1]
 
@@ -396,11 +399,14 @@ class Context:
         """Log the context's own log records (at or above level, default INFO) here.
 
         They arrive under the logger "transport.remote.<logger name>", prefixed
-        with the context's name, at their own level.
+        with the context's name, at their own level (beyond MAX_REMOTE_LOGGERS
+        names, under "transport.remote.other").
         """
         import logging
 
         from transport.core import logs  # imports logging: only when asked for
+
+        names: set[str] = set()  # a target cannot make loggers without end
 
         def on_record(msg: Message) -> None:
             if msg.is_dead:
@@ -408,6 +414,11 @@ class Context:
                 return
             try:
                 levelno, name, text = codec.decode(msg.data)
+                name = str(name)[:200]
+                if name not in names:
+                    if len(names) >= MAX_REMOTE_LOGGERS:
+                        name = "other"
+                    names.add(name)
                 logging.getLogger(f"transport.remote.{name}").log(int(levelno), "%s: %s",
                                                                   self.name, text)
             except (codec.CodecError, ValueError, TypeError):

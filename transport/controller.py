@@ -19,7 +19,7 @@ from transport.context import Context
 from transport.core import codec, compat
 from transport.core.broker import Broker
 from transport.core.framing import DEFAULT_MAX_MESSAGE_SIZE, Message
-from transport.core.handles import ADD_ROUTE, CONNECT, CONTROLLER_ID
+from transport.core.handles import ADD_ROUTE, CONNECT, CONTROLLER_ID, SHUTDOWN
 from transport.core.router import NO_ROUTE
 from transport.core.router import Router as CoreRouter
 from transport.core.spawn import Connection
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
+# Refused messages logged as warnings per stream; the rest go to debug (no log floods).
+DROP_WARNINGS = 20
 
 
 def _target_key(method: Any, via: Context | None) -> str:
@@ -39,6 +41,12 @@ def _target_key(method: Any, via: Context | None) -> str:
     parts = [type(method).__name__, method.host, getattr(method, "user", None),
              getattr(method, "port", None), method.python, via.name if via else None]
     return " ".join(str(part) for part in parts)
+
+
+def _valid_hello(info: Any) -> bool:
+    """The hello of a booted core: pid, python and version, of the right types."""
+    return (isinstance(info, dict) and isinstance(info.get("pid"), int)
+            and isinstance(info.get("python"), str) and isinstance(info.get("version"), str))
 
 
 class Router:
@@ -59,6 +67,7 @@ class Router:
         self._contexts: dict[int, Context] = {}
         self._connections: dict[int, Connection] = {}
         self._lost_early: dict[int, str] = {}
+        self._drops: dict[int | None, int] = {}  # refused messages per child stream
         self._closed = False
         self._broker.start()
 
@@ -175,6 +184,9 @@ class Router:
                 self._connections.pop(context_id, None)
             self._broker.defer(self._core.remove_route, context_id)
             raise method.connect_error(name, *outcome["error"])
+        if not _valid_hello(outcome["info"]):
+            self._abandon(context_id)
+            raise ConnectError(name, "the target's hello is malformed (not this transport's core?)")
         tag = outcome["info"].get("byte_code_tag")
         if not this_interpreter and tag != known_tag:
             remember_tag(target_key, tag)
@@ -252,6 +264,7 @@ class Router:
     # -- events from the broker thread ---------------------------------------------
 
     def _on_context_lost(self, context_id: int, reason: str) -> None:
+        self._drops.pop(context_id, None)
         with self._lock:
             context = self._contexts.pop(context_id, None)
             self._connections.pop(context_id, None)
@@ -270,10 +283,27 @@ class Router:
             # reply); a call's own loss reaches its caller as Disconnected.
             log.debug("transport", "dropped %r: %s", msg, reason)
             return
+        child = self._core.child_on(msg.stream)  # broker thread only: no lock
+        count = self._drops[child] = self._drops.get(child, 0) + 1
+        if count > DROP_WARNINGS:
+            log.debug("transport", "dropped %r: %s", msg, reason)
+            return
         log.warning("transport", "dropped %r: %s", msg, reason)
+        if count == DROP_WARNINGS:
+            log.warning("transport", "%r: later refused messages are logged at debug level",
+                        msg.stream)
 
     def _on_broker_error(self, what: Any, exc_info: Any) -> None:
         log.error("transport", "error in %r", what, exc_info=exc_info)
+
+    def _abandon(self, context_id: int) -> None:
+        """Drop a context that booted but must not be used: shut it down, forget its route."""
+        self._core.send(Message(context_id, CONTROLLER_ID, SHUTDOWN))
+        with self._lock:
+            connection = self._connections.pop(context_id, None)
+        if connection is not None and connection.process is not None:
+            self._broker.defer(connection.process.kill)
+        self._broker.defer(self._core.remove_route, context_id)
 
     def _kill(self, context: Context) -> None:
         connection = self._connections.get(context.context_id)
