@@ -178,6 +178,14 @@ def test_invoke_tasks_run_on_a_target(sshd, tmp_path):
     _check_invoke_output(result)
 
 
+def test_invoke_sudo_says_what_to_use_instead(sshd, tmp_path):
+    directory = _invoke_project(sshd, tmp_path)
+    result = subprocess.run([str(INV), "root"], cwd=directory, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode != 0
+    assert "invoke's c.sudo" in result.stderr and "sudo -n" in result.stderr, result.stderr
+
+
 def test_invoke_3_alone(sshd, tmp_path):
     """invoke 3.x (which Fabric 3 does not allow) in an environment of its own."""
     venv = tmp_path / "venv"
@@ -204,3 +212,18 @@ def test_inv_demo_deploys_through_the_transport(tmp_path):
     assert lines[-1] == "stopped"
     current = (tmp_path / "transport-demo" / "current").resolve()
     assert (current / "VERSION").read_text().strip() == lines[2].split()[1]
+
+
+def test_gateways_and_agent_settings_map_onto_ssh_options():
+    import fabric
+
+    from adapters.fabric.connection import Connection
+
+    outer = fabric.Connection("bastion1", user="a", port=2201)
+    inner = fabric.Connection("fe80::1", user="b", port=2202, gateway=outer)
+    c = Connection("db1", user="deploy", gateway=inner,
+                   connect_kwargs={"allow_agent": False, "key_filename": ["/k/one", "/k/two"]})
+    options = c._ssh_options()
+    assert options["ssh_options"]["ProxyJump"] == "a@bastion1:2201,b@[fe80::1]:2202"
+    assert options["ssh_options"]["IdentityAgent"] == "none"
+    assert options["identity_file"] == ["/k/one", "/k/two"]

@@ -42,6 +42,19 @@ HONOURED_CONNECT_KWARGS = {"key_filename", "timeout", "allow_agent", "look_for_k
 _login_shells: weakref.WeakKeyDictionary[transport.Context, str] = weakref.WeakKeyDictionary()
 
 
+def _jump_hosts(gateway: Any) -> str:
+    """A gateway Connection (with gateways of its own) as ssh's ProxyJump list, first hop first."""
+    hops = []
+    while gateway is not None and not isinstance(gateway, str):
+        host = f"[{gateway.host}]" if ":" in gateway.host else gateway.host
+        hops.insert(0, f"{gateway.user}@{host}:{gateway.port}")
+        gateway = gateway.gateway
+    if gateway is not None:
+        raise ValueError(f"a gateway behind a ProxyCommand gateway ({gateway!r}) is not supported "
+                         "over the transport; put the whole path in ~/.ssh/config")
+    return ",".join(hops)
+
+
 class SudoAuthFailure(AuthFailure):
     """sudo refused: no password configured where one is needed, or a wrong one."""
 
@@ -89,16 +102,16 @@ class Connection(fabric.Connection):
         ssh_options: dict[str, str] = dict(self._setting("ssh_options", None) or {})
         key_filename = connect_kwargs.get("key_filename") or []
         key_files = [key_filename] if isinstance(key_filename, str) else list(key_filename)
-        if connect_kwargs.get("allow_agent") is False or connect_kwargs.get("look_for_keys") is False:
-            ssh_options["IdentitiesOnly"] = "yes"  # only the keys given
+        if connect_kwargs.get("allow_agent") is False:
+            ssh_options["IdentityAgent"] = "none"
+        # look_for_keys=False: ssh tries its default key files only when no key is given.
         if self.forward_agent:
             ssh_options["ForwardAgent"] = "yes"
         if self.gateway:
             if isinstance(self.gateway, str):
                 ssh_options["ProxyCommand"] = self.gateway
             else:
-                gateway = self.gateway
-                ssh_options["ProxyJump"] = f"{gateway.user}@{gateway.host}:{gateway.port}"
+                ssh_options["ProxyJump"] = _jump_hosts(self.gateway)
         timeout = self.connect_timeout or connect_kwargs.get("timeout")
         options: dict[str, Any] = {
             "identity_file": [os.path.expanduser(key) for key in key_files] or None,

@@ -75,6 +75,12 @@ class TransportRunner(Runner):
 
     def start(self, command: str, shell: str, env: dict[str, Any]) -> None:
         if self.watchers:
+            if command.startswith("sudo ") and not hasattr(self.context, "host"):
+                raise ValueError("transport: invoke's c.sudo answers sudo's password prompt "
+                                 "through a live stdin, which commands run over the transport "
+                                 "do not have; use c.run('sudo -n ...') with a NOPASSWD sudo "
+                                 "rule, or Fabric's Connection.sudo (a persistent sudo "
+                                 "interpreter)")
             raise ValueError("transport: watchers (answering prompts) need a live stdin, which "
                              "commands run over the transport do not have; pass the answers as "
                              "in_stream, or use Fabric's c.sudo for sudo")

@@ -16,5 +16,10 @@ def who(c):
     print(f"exited {r.exited}")
 
 
-ns = Collection(who)
+@task
+def root(c):
+    c.sudo("id -un")
+
+
+ns = Collection(who, root)
 ns.configure({"runners": {"local": TransportRunner}, "transport": TARGET})

@@ -13,7 +13,8 @@ It honours host, port, user, identity_file, connect_timeout, check_host_keys
 and these ssh_options: IdentityFile, IdentitiesOnly, UserKnownHostsFile,
 StrictHostKeyChecking, ConnectTimeout, Port, User, Compression,
 ServerAliveInterval (paramiko's keepalive; it has no ServerAliveCountMax, which
-is accepted and has no effect), and BatchMode (paramiko never prompts).
+is accepted and has no effect), IdentityAgent=none (no agent), and BatchMode
+(paramiko never prompts).
 Other ssh_options, and ~/.ssh/config, are OpenSSH's only: they are refused
 with a clear error. Host keys are checked against ~/.ssh/known_hosts (or
 UserKnownHostsFile) unless check_host_keys or StrictHostKeyChecking says
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 HONOURED = {"IdentityFile", "IdentitiesOnly", "UserKnownHostsFile", "StrictHostKeyChecking",
             "ConnectTimeout", "Port", "User", "BatchMode", "Compression",
-            "ServerAliveInterval", "ServerAliveCountMax"}
+            "ServerAliveInterval", "ServerAliveCountMax", "IdentityAgent"}
 CHUNK = 256 * 1024
 
 
@@ -147,8 +148,12 @@ class ParamikoSshMethod(SshMethod):
         try:
             client.connect(self.host, port=port, username=user,
                            key_filename=keys or None,
-                           look_for_keys=options.get("IdentitiesOnly", "no") != "yes" or not keys,
-                           allow_agent=options.get("IdentitiesOnly", "no") != "yes",
+                           # As OpenSSH: default key files only when none is given; the
+                           # agent unless IdentityAgent=none, or IdentitiesOnly=yes (which
+                           # limits it to the keys given: paramiko cannot filter the agent).
+                           look_for_keys=not keys,
+                           allow_agent=(options.get("IdentityAgent") != "none"
+                                        and options.get("IdentitiesOnly") != "yes"),
                            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
                            compress=options.get("Compression") == "yes",
                            sock=_open_socket(self.host, port, timeout))
