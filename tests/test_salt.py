@@ -3,6 +3,7 @@ private config and a roster holding one stock host and one fast host, side by si
 
 from __future__ import annotations
 
+import glob
 import importlib.metadata
 import json
 import re
@@ -152,6 +153,23 @@ def test_custom_modules_from_the_state_tree(salt):
     out, result = salt.json("stock,fast", "tpcustom.hello", "salt")
     assert out == {"stock": "hello salt from a custom module",
                    "fast": "hello salt from a custom module"}, result.stderr
+
+
+def test_cmd_umask_and_wipe_as_the_shim_applies_them(salt):
+    out, result = salt.json("fastumask", "cmd.run", "umask")
+    assert out == {"fastumask": "0027"}, result.stdout + result.stderr
+    cache = Path("/home/tp-app/.cache/transport-salt")
+    salt.run("fast", "test.ping")
+    assert cache.is_dir()
+    out, result = salt.json("fast", "-W", "test.ping")
+    assert out == {"fast": True}, result.stdout + result.stderr
+    assert not cache.exists()  # nothing of Salt is left on the host
+    # The thin_dir's own files are gone (what the master, on this same machine, cached
+    # under that path as root may stay, for stock hosts too).
+    for thin_dir in glob.glob(salt.thin_dirs):
+        if thin_dir.endswith("-fast"):
+            assert not (Path(thin_dir) / "minion").exists()
+            assert not any(f.owner() == "tp-app" and f.is_file() for f in Path(thin_dir).rglob("*"))
 
 
 def test_salt_3006_lts(tmp_path):

@@ -35,6 +35,7 @@ _targets: Targets | None = None
 _trees: dict[int, tuple[str, int]] = {}  # context id -> (tree there, file service handle)
 _hosts: dict[tuple, transport.Context] = {}
 _ext_mods: dict[tuple[int, str], str] = {}  # (context id, thin_dir) -> custom modules' version
+_wiped: set[transport.Context] = set()  # hosts run with --wipe: their file cache goes at the end
 
 
 def _process_targets() -> Targets:
@@ -46,6 +47,13 @@ def _process_targets() -> Targets:
 
 def _close_process_targets() -> None:
     global _targets
+    for context in _wiped:
+        if context.alive:
+            try:
+                context.call(salt_call.wipe_cache)
+            except transport.TransportError as e:
+                log.warning("transport: --wipe: the file cache on %s stays: %s", context.name, e)
+    _wiped.clear()
     targets, _targets = _targets, None
     _trees.clear()
     _hosts.clear()
@@ -128,7 +136,11 @@ def fast_cmd_block(single: Any) -> tuple[str, str, int]:
         _deploy_ext_mods(single, context)
         stdout, stderr, retcode = context.call(salt_call.run, tree, single.thin_dir,
                                                single.minion_config, single.argv,
-                                               single.set_path or "", file_service)
+                                               single.set_path or "", file_service,
+                                               hosts.umask_of(single.cmd_umask), single.wipe)
+        if single.wipe:  # the thin_dir is gone: custom modules go again on the next call
+            _ext_mods.pop((context.context_id, single.thin_dir), None)
+            _wiped.add(context)
     except transport.TransportError as e:
         return "", str(e), 255
     except Exception as e:  # reported for this host like any failure there; the others go on

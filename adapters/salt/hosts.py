@@ -7,11 +7,13 @@ applies alike). Its roster keys map onto the transport: user, port, priv
 (identity file; "agent-forwarding" forwards the agent), timeout (connect
 timeout), ssh_options ("Key=Value" strings), identities_only, keepalive
 settings, sudo/sudo_user/passwd (a persistent sudo interpreter; passwd is
-sudo's password, never a command-line argument), set_path, minion_opts and
-thin_dir (used as by Salt); so do the master's host-key options
-(known_hosts_file, ignore_host_keys, no_host_keys). Keys whose behaviour the adapter cannot give fail
-with an error naming the key. salt-ssh runs each host in a process of its
-own; that process holds the host's contexts (one Targets) until it ends.
+sudo's password, never a command-line argument), set_path, minion_opts,
+cmd_umask and thin_dir (used as by Salt); so do the master's host-key options
+(known_hosts_file, ignore_host_keys, no_host_keys) and --wipe (the thin_dir
+after each call, the host's file cache at the end of the run). Keys whose
+behaviour the adapter cannot give fail with an error naming the key.
+salt-ssh runs each host in a process of its own; that process holds the
+host's contexts (one Targets) until it ends.
 """
 
 from __future__ import annotations
@@ -69,11 +71,25 @@ def settings_for(target: dict[str, Any]) -> Settings | None:
         if target.get(key):
             raise RosterError(f"{host}: roster key {key} is not supported with transport: fast "
                               f"({why})")
+    umask_of(target.get("cmd_umask"))  # a bad value fails here, naming the key
     backend = value.get("backend")
     if backend not in (None, "openssh", "paramiko"):
         raise RosterError(f"{host}: roster key transport.backend must be openssh or paramiko, "
                           f"not {backend!r}")
     return Settings(python=str(value.get("python") or "python3"), backend=backend or "openssh")
+
+
+def umask_of(value: Any) -> int | None:
+    """The roster's cmd_umask as a number: an int, or octal text ("077", "0o077")."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    try:
+        return int(text, 0) if text.lower().startswith("0o") else int(text, 8)
+    except ValueError:
+        raise RosterError(f"roster key cmd_umask must be an octal number, not {value!r}") from None
 
 
 def _ssh_options(target: dict[str, Any], opts: dict[str, Any]) -> tuple[dict[str, str], str | None]:

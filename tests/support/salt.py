@@ -52,7 +52,9 @@ file_roots:
                     "  transport: {kind: fast, python: /usr/bin/python3}\n")
             + entry("refused", sshd.addresses[1], "tp-app",
                     "  transport: fast\n  priv_passwd: secret\n")
-            + entry("relenv", sshd.addresses[1], "tp-app", "  transport: fast\n  relenv: true\n"))
+            + entry("relenv", sshd.addresses[1], "tp-app", "  transport: fast\n  relenv: true\n")
+            + entry("fastumask", sshd.addresses[1], "tp-app",
+                    "  transport: fast\n  cmd_umask: \"027\"\n"))
         self.thin_dirs = f"/var/tmp/tp-salt-{run_id}-*"
 
     def run(self, target: str, *args: str) -> subprocess.CompletedProcess:

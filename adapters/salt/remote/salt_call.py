@@ -4,7 +4,9 @@ Salt is imported from the file cache's tree, and only from the host's disk
 (module forwarding is paused for the call). Each call writes the minion config
 Salt would have written, runs Salt's own salt-call code with the arguments the
 shim would pass, and returns what salt-call printed, its stderr and its exit
-status, so salt-ssh parses the same JSON as from a stock host.
+status, so salt-ssh parses the same JSON as from a stock host. As the shim
+does, it applies the roster's cmd_umask for the call, and with --wipe removes
+the thin_dir afterwards (wipe_cache() removes the file cache at the run's end).
 """
 
 import contextlib
@@ -61,11 +63,34 @@ def _salt_call_module():
     return importlib.import_module("salt.cli.call")
 
 
-def run(tree, config_dir, minion_config, argv, set_path="", file_service=None):
+def run(tree, config_dir, minion_config, argv, set_path="", file_service=None, umask=None,
+        wipe=False):
     """Run one salt-call; return (stdout, stderr, exit status).
 
     file_service: the controller's handle that serves files not received yet.
     """
+    old_umask = os.umask(umask) if umask is not None else None
+    try:
+        return _run(tree, config_dir, minion_config, argv, set_path, file_service)
+    finally:
+        if old_umask is not None:
+            os.umask(old_umask)
+        if wipe:
+            import shutil
+
+            shutil.rmtree(config_dir, ignore_errors=True)
+
+
+def wipe_cache():
+    """Remove this user's Salt file cache (salt-ssh --wipe: leave nothing behind)."""
+    import shutil
+
+    from adapters.salt.remote import file_cache
+
+    shutil.rmtree(file_cache.base_dir(), ignore_errors=True)
+
+
+def _run(tree, config_dir, minion_config, argv, set_path, file_service):
     lazy_files.service_handle = file_service
     _use_tree(tree)
     _write_config(config_dir, minion_config)
