@@ -172,6 +172,19 @@ def test_cmd_umask_and_wipe_as_the_shim_applies_them(salt):
             assert not any(f.owner() == "tp-app" and f.is_file() for f in Path(thin_dir).rglob("*"))
 
 
+def test_an_untested_salt_version_fails_the_fast_hosts_clearly(salt):
+    code = ("import sys, salt.version, salt.scripts;"
+            "salt.version.__version__ = '3010.1';"
+            f"sys.argv = ['salt-ssh', '-c', {str(salt.conf)!r}, '-i', '--out', 'json', '--static',"
+            " 'fast', 'test.ping'];"
+            "salt.scripts.salt_ssh()")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=300, cwd=salt.root)
+    assert result.returncode != 0
+    assert "supports Salt 3006 to 3008; Salt 3010.1 is installed" in result.stdout, (
+        result.stdout + result.stderr)
+
+
 def test_salt_3006_lts(tmp_path):
     """The same tests against Salt 3006 LTS, in an environment of its own (3008 is this one's)."""
     if SALT_VERSION < (3008,):

@@ -151,13 +151,34 @@ def fast_cmd_block(single: Any) -> tuple[str, str, int]:
     return stdout.strip(), stderr.strip(), retcode
 
 
+def _refuse_fast_hosts(ssh: Any, reason: str) -> None:
+    """On an untested Salt, hosts that ask for the transport fail with reason (the others
+    run as usual) instead of running stock without a word."""
+    if getattr(ssh.Single, "_transport_refusal", False):
+        return
+    original_run = ssh.Single.run
+
+    @functools.wraps(original_run)
+    def run(self: Any, *args: Any, **kwargs: Any) -> tuple[str, str, int]:
+        if hosts.selects_transport(getattr(self, "target", None) or {}):
+            return "", f"ERROR: transport: {reason}", 1
+        return original_run(self, *args, **kwargs)
+
+    ssh.Single.run = run
+    ssh.Single._transport_refusal = True
+
+
 def install() -> None:
     """Wrap salt-ssh's Single and SSH (once per process)."""
     import salt.client.ssh as ssh
 
     if getattr(ssh.Single, "_transport_hooks", False):
         return
-    check_salt_version()
+    try:
+        check_salt_version()
+    except ImportError as e:
+        _refuse_fast_hosts(ssh, str(e))
+        raise  # Salt's loader logs it too
     original_init = ssh.Single.__init__
     original_run = ssh.Single.run
     original_cmd_block = ssh.Single.cmd_block
