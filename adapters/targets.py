@@ -54,7 +54,7 @@ class Targets:
         return self._get(("local", python), lambda: self.router.local(python=python))
 
     def ssh(self, host: str, *, port: int | None = None, user: str | None = None,
-            python: str = "python3", backend: str = "openssh",
+            python: str | list[str] = "python3", backend: str = "openssh",
             **options: Any) -> transport.Context:
         """A context on host over ssh; options go to Router.ssh (identity_file, ssh_options ...).
 
@@ -66,7 +66,8 @@ class Targets:
 
             backend = "paramiko" if set(options.get("ssh_options") or {}) <= HONOURED else "openssh"
         options["backend"] = backend
-        key = ("ssh", host, port, user, python, tuple(sorted((k, repr(v)) for k, v in options.items())))
+        key = ("ssh", host, port, user, repr(python),
+               tuple(sorted((k, repr(v)) for k, v in options.items())))
         return self._get(key, lambda: self.router.ssh(host, port=port, user=user, python=python,
                                                       **options))
 

@@ -104,6 +104,15 @@ def test_missing_python_names_the_path(router, sshd, backend):
     assert "127.0.0.1" in str(info.value)
 
 
+def test_the_first_python_found_of_a_list_runs(router, sshd, backend):
+    ctx = _ssh(router, sshd, backend, python=["/nowhere/python3", "no-such-python", "python3"])
+    assert ctx.python.endswith("python3") and ctx.call(os.path.exists, ctx.python)
+    with pytest.raises(transport.ConnectError) as info:
+        _ssh(router, sshd, backend, python=["/nowhere/python3", "no-such-python"])
+    assert "no usable Python interpreter at any of /nowhere/python3, no-such-python" in str(info.value)
+    assert "transport: no Python interpreter found" in str(info.value)
+
+
 def test_unsupported_python_says_which_version(router, sshd, backend):
     # A real interpreter that reports 3.5 to the first stage, which must refuse it.
     directory = tempfile.mkdtemp(prefix="transport-fake-python-")

@@ -96,9 +96,20 @@ class Bootstrap:
         """The argv that boots the core under interpreter `python`."""
         return [python, "-c", self.first_stage]
 
-    def shell_command(self, python: str) -> str:
-        """python_argv as one POSIX shell command line (what ssh and su hand to a login shell)."""
-        return " ".join(shell_quote(arg) for arg in self.python_argv(python))
+    def shell_command(self, python: str | list[str]) -> str:
+        """python_argv as one POSIX shell command line (what ssh and su hand to a login shell).
+
+        python may be a list of candidates: the first one the host finds (on its PATH,
+        or at that path) runs, as salt-ssh's shim looks for one; with none, the command
+        says so on stderr and exits 127.
+        """
+        if isinstance(python, str):
+            return " ".join(shell_quote(arg) for arg in self.python_argv(python))
+        names = " ".join(shell_quote(name) for name in python)
+        search = (f'for p in {names}; do if command -v "$p" >/dev/null 2>&1; then '
+                  f'exec "$p" -c "$0"; fi; done; echo "transport: no Python interpreter found '
+                  f'(tried: {" ".join(python)})" >&2; exit 127')
+        return " ".join(shell_quote(arg) for arg in ("/bin/sh", "-c", search, self.first_stage))
 
 
 SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_")

@@ -88,7 +88,7 @@ class Router:
         return self._connect(method, name, connect_timeout, via)
 
     def ssh(self, host: str, *, port: int | None = None, user: str | None = None,
-            python: str = "python3", identity_file: str | list[str] | None = None,
+            python: str | list[str] = "python3", identity_file: str | list[str] | None = None,
             ssh_options: dict[str, str] | None = None, check_host_keys: str | None = None,
             compression: bool = False, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
             name: str | None = None, via: Context | None = None,
@@ -98,7 +98,8 @@ class Router:
         check_host_keys: None follows the user's ssh config (for backend="paramiko",
         which reads no ssh config: strict checking against ~/.ssh/known_hosts);
         "accept-new", "ignore" or "strict" override it. compression: ssh compression (off by default).
-        identity_file: a key file, or a list of them tried in order.
+        identity_file: a key file, or a list of them tried in order. python: a path or
+        name, or a list of them: the first the host finds runs (ctx.python says which).
         backend="paramiko" connects in-process instead (for large fan-outs; controller only).
         Raises AuthError when authentication is refused, ConnectError otherwise.
         """

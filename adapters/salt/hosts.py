@@ -3,12 +3,13 @@
 A host opts in with the roster key `transport: fast` (or a table
 `{kind: fast, python: /usr/bin/python3, backend: paramiko}`; the backend
 defaults to the OpenSSH client, as stock salt-ssh uses, so ~/.ssh/config
-applies alike). Its roster keys map onto the transport: user, port, priv
-(identity file; "agent-forwarding" forwards the agent), timeout (connect
-timeout), ssh_options ("Key=Value" strings), identities_only, keepalive
-settings, sudo/sudo_user/passwd (a persistent sudo interpreter; passwd is
-sudo's password, never a command-line argument), set_path, minion_opts,
-cmd_umask and thin_dir (used as by Salt); so do the master's host-key options
+applies alike; python defaults to the first of PYTHON_CANDIDATES found).
+Its roster keys map onto the transport: user, port, priv (identity file;
+"agent-forwarding" forwards the agent), timeout (connect timeout),
+ssh_options ("Key=Value" strings), identities_only, keepalive settings,
+sudo/sudo_user/passwd (a persistent sudo interpreter; passwd is sudo's
+password, never a command-line argument), set_path, minion_opts, cmd_umask
+and thin_dir (used as by Salt); so do the master's host-key options
 (known_hosts_file, ignore_host_keys, no_host_keys) and --wipe (the thin_dir
 after each call, the host's file cache at the end of the run). Keys whose
 behaviour the adapter cannot give fail with an error naming the key.
@@ -35,6 +36,9 @@ REFUSED_KEYS = {
     "relenv": "relenv deployments",
 }
 TABLE_KEYS = {"kind", "python", "backend"}
+# Where a fast host looks for Python when its roster entry names none: the first found
+# runs, as stock salt-ssh's shim looks (the Python 2 names left out: Salt 3006+ needs 3).
+PYTHON_CANDIDATES = ["python3", "python", "/usr/libexec/platform-python"]
 
 
 class RosterError(ValueError):
@@ -43,7 +47,7 @@ class RosterError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    python: str
+    python: str | list[str]
     backend: str  # openssh or paramiko
 
 
@@ -76,7 +80,8 @@ def settings_for(target: dict[str, Any]) -> Settings | None:
     if backend not in (None, "openssh", "paramiko"):
         raise RosterError(f"{host}: roster key transport.backend must be openssh or paramiko, "
                           f"not {backend!r}")
-    return Settings(python=str(value.get("python") or "python3"), backend=backend or "openssh")
+    python = str(value["python"]) if value.get("python") else PYTHON_CANDIDATES
+    return Settings(python=python, backend=backend or "openssh")
 
 
 def umask_of(value: Any) -> int | None:

@@ -44,13 +44,15 @@ class LocalMethod:
         return python_start_error(name, self.python, reason, details)
 
 
-def python_start_error(name: str, python: str, reason: str, details: dict[str, Any]) -> ConnectError:
+def python_start_error(name: str, python: str | list[str], reason: str,
+                       details: dict[str, Any]) -> ConnectError:
     """Explain a failed interpreter start: a missing path, or what the child said."""
     status = details.get("exit_status")
     output = "\n".join(t for t in (details.get("preamble"), details.get("stderr")) if t)
     if details.get("errno") in (errno.ENOENT, errno.EACCES) or status in (126, 127) or (
             status is not None and "No such file" in output):
-        return ConnectError(name, f"no usable Python interpreter at {python!r}"
+        where = f"{python!r}" if isinstance(python, str) else f"any of {', '.join(python)}"
+        return ConnectError(name, f"no usable Python interpreter at {where}"
                             + (f": {output}" if output else ""))
     if output:
         reason = f"{reason}:\n{output}"

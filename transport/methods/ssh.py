@@ -37,7 +37,7 @@ class SshMethod:
     """Start `python` on `host` through the OpenSSH client."""
 
     def __init__(self, host: str, *, port: int | None = None, user: str | None = None,
-                 python: str = "python3", identity_file: str | list[str] | None = None,
+                 python: str | list[str] = "python3", identity_file: str | list[str] | None = None,
                  ssh_options: dict[str, str] | None = None, check_host_keys: str | None = None,
                  compression: bool = False, connect_timeout: float = 30.0,
                  ssh_path: str = "ssh") -> None:
