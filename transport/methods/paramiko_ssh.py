@@ -44,6 +44,7 @@ HONOURED = {"IdentityFile", "IdentitiesOnly", "UserKnownHostsFile", "StrictHostK
             "ConnectTimeout", "Port", "User", "BatchMode", "Compression",
             "ServerAliveInterval", "ServerAliveCountMax", "IdentityAgent"}
 CHUNK = 256 * 1024
+EXIT_STATUS_WAIT = 2.0
 
 
 def _open_socket(host: str, port: int, timeout: float) -> socket.socket:
@@ -97,7 +98,9 @@ class ParamikoChild:
         except (OSError, EOFError):
             pass
         finally:
-            self.status = self.channel.recv_exit_status() if self.channel.exit_status_ready() else -1
+            # The exit status may follow the end of the output: give it a moment.
+            self.channel.status_event.wait(EXIT_STATUS_WAIT)
+            self.status = self.channel.exit_status if self.channel.status_event.is_set() else -1
             for sock in (theirs, self._err_theirs):
                 sock.close()
             self.client.close()
