@@ -223,3 +223,18 @@ def log_under_many_names(count):
         logging.getLogger('made.up.%d' % i).warning('record %d', i)
     time.sleep(0.2)
     return True
+
+
+def stop_reading_and_ask_for(module_name, count):
+    """Stop reading from the parent, then ask for the same module count times."""
+    from transport.core import codec
+    from transport.core.framing import Message
+    from transport.core.handles import GET_MODULE
+    router = _own_router()
+    router.broker.defer(router.broker.stop_reading, router.parent.rfd)
+    time.sleep(0.2)
+    for _ in range(count):
+        router.send(Message(0, router.context_id, GET_MODULE, codec.encode(module_name),
+                            reply_to=5000), flush=False)
+    router.send(Message(0, router.context_id, GET_MODULE, codec.encode(module_name), reply_to=5000))
+    return True

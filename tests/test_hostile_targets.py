@@ -101,3 +101,23 @@ def test_refused_messages_and_forwarded_log_names_cannot_flood_the_controller(ro
     made = {name for name in set(loggers) - before
             if name.startswith("transport.remote.") and isinstance(loggers[name], logging.Logger)}
     assert len(made) == 1001 and "transport.remote.other" in made  # 1000 names, then "other"
+
+
+def test_a_target_that_asks_without_reading_cannot_make_the_controller_queue_without_end(
+        router, monkeypatch):
+    import transport.modules
+
+    monkeypatch.setattr(transport.modules, "BACKLOG_LIMIT", 1024 * 1024)
+    ctx = router.local(python=sys.executable)
+    # Each answer carries paramiko.transport's source (~35 kB compressed): 2000 would be 70 MB.
+    ctx.call_async(hostile.stop_reading_and_ask_for, "paramiko.transport", 2000)
+    stream = router._core.route_for(ctx.context_id)
+    deadline = time.monotonic() + 30
+    queued = []
+    while time.monotonic() < deadline and len(queued) < 40:
+        queued.append(stream.queued())
+        time.sleep(0.05)
+    closure = router._modules.finder.closure("paramiko.transport", set())
+    first_reply = len(transport.modules.pack_entries(closure))
+    assert max(queued) > 1024 * 1024  # it did stop reading
+    assert max(queued) <= 1024 * 1024 + first_reply + 1024 * 1024  # the backlog stays bounded

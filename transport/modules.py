@@ -43,6 +43,12 @@ MAX_RESOURCE_SIZE = 64 * 1024 * 1024
 DETACHED_DATA_BUDGET = 32 * 1024 * 1024
 # A longer module name is answered as missing, unrecorded (a target cannot grow our memory).
 MAX_MODULE_NAME = 512
+# A request is held while more than this waits to be written to its asker (a context that
+# asks but does not read cannot make us queue replies without end), and retried every
+# HOLD_RETRY seconds; beyond MAX_HELD held requests from one context, more are dropped.
+BACKLOG_LIMIT = 32 * 1024 * 1024
+HOLD_RETRY = 0.05
+MAX_HELD = 256
 Entry = tuple  # (fullname, kind, origin, source bytes)
 
 _STDLIB_NAMES = frozenset(getattr(sys, "stdlib_module_names", ())) | frozenset(sys.builtin_module_names)
@@ -473,15 +479,37 @@ class ModuleServer:
         self._work.put(msg)
 
     def _serve_forever(self) -> None:
+        held: list[Message] = []
         while True:
-            msg = self._work.get()
             try:
-                if msg.handle == GET_RESOURCE:
-                    self._serve_resource(msg)
+                msg = self._work.get(timeout=HOLD_RETRY if held else None)
+            except compat.Empty:
+                msg = None
+            if msg is not None:
+                if sum(1 for other in held if other.src == msg.src) >= MAX_HELD:
+                    log.warning("transport", "context %d asks for modules without reading the "
+                                "answers: request dropped", msg.src)
                 else:
-                    self._serve(msg)
-            except Exception as e:  # one bad request must not stop the others
-                log.error("transport", "serving context %d failed: %s", msg.src, e)
+                    held.append(msg)
+            waiting = []
+            for request in held:
+                stream = self.core.route_for(request.src)
+                if stream is None:
+                    continue  # the asker is gone
+                if stream.queued() > BACKLOG_LIMIT:
+                    waiting.append(request)
+                else:
+                    self._answer(request)
+            held = waiting
+
+    def _answer(self, msg: Message) -> None:
+        try:
+            if msg.handle == GET_RESOURCE:
+                self._serve_resource(msg)
+            else:
+                self._serve(msg)
+        except Exception as e:  # one bad request must not stop the others
+            log.error("transport", "serving context %d failed: %s", msg.src, e)
 
     def _serve_resource(self, msg: Message) -> None:
         try:

@@ -89,6 +89,11 @@ class Stream(object):
         """Queue raw bytes (used for the boot payload before framing starts)."""
         return self._queue(chunks, True, 0)
 
+    def queued(self):
+        """How many bytes wait to be written (any thread; costs a pass over the queue)."""
+        with self._lock:
+            return sum(len(chunk) for chunk in self._out) - self._out_offset
+
     def _queue(self, chunks, flush, linger):
         """Queue chunks, and write now or leave it to the broker, as send() describes."""
         arm = defer = False
