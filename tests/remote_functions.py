@@ -190,9 +190,15 @@ def ask_for_a_huge_module_name(size):
 
 
 def make_commands_hang():
-    """Make this target's command runner never answer (after the module arrives)."""
+    """Make this target's command runner say a command started, then never answer."""
     import transport.core.commands as commands
-    commands.run = lambda *args, **kwargs: time.sleep(3600)
+    from transport.core import codec
+    from transport.core.dispatch import send_to_caller
+
+    def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False):
+        send_to_caller(output_handle, codec.encode((commands.STARTED, b'')))
+        time.sleep(3600)
+    commands.run = run
     return True
 
 

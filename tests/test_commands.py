@@ -136,3 +136,22 @@ def test_log_records_are_forwarded_with_the_host_name(router, caplog):
     records = [r for r in caplog.records if r.name == "transport.remote.tp.app"]
     assert [(r.levelno, r.getMessage()) for r in records] == [
         (logging.WARNING, f"{ctx.name}: disk nearly full")]
+
+
+def test_a_timed_command_waiting_behind_a_long_call_is_not_given_up_early(target, monkeypatch):
+    import transport.commands
+    from tests import remote_functions
+
+    monkeypatch.setattr(transport.commands, "TIMEOUT_GRACE", 0.5)
+    before = target.call_async(remote_functions.sleep_then_return, 2.0, "done")
+    result = target.run("echo ran", timeout=1.0)  # its 1 s starts when the command does
+    assert result.text("stdout") == "ran\n" and before.result() == "done"
+
+
+def test_an_output_callback_that_raises_is_the_callers_error(target):
+    def fussy(stream, chunk):
+        chunk.decode("ascii")
+
+    with pytest.raises(UnicodeDecodeError):
+        target.run("printf '\\377'", on_output=fussy)
+    assert target.run("echo fine").text("stdout") == "fine\n"

@@ -105,12 +105,18 @@ class Bootstrap:
         """
         if isinstance(python, str):
             return " ".join(shell_quote(arg) for arg in self.python_argv(python))
-        names = " ".join(shell_quote(name) for name in python)
-        search = (f'for p in {names}; do if command -v "$p" >/dev/null 2>&1; then '
-                  f'exec "$p" -c "$0"; fi; done; echo "transport: no Python interpreter found '
-                  f'(tried: {" ".join(python)})" >&2; exit 127')
-        return " ".join(shell_quote(arg) for arg in ("/bin/sh", "-c", search, self.first_stage))
+        # The candidates travel as arguments ($1 ...), never inside the script; a path is
+        # taken only if it is an executable file, a name only if the PATH has it.
+        return " ".join(shell_quote(arg) for arg in
+                        ("/bin/sh", "-c", PYTHON_SEARCH, self.first_stage, *python))
 
+
+# sh -c PYTHON_SEARCH <first stage> <candidate> ...: run the first candidate found.
+PYTHON_SEARCH = (
+    'for p in "$@"; do '
+    'case $p in */*) [ -f "$p" ] && [ -x "$p" ] ;; *) command -v "$p" >/dev/null 2>&1 ;; esac '
+    '&& exec "$p" -c "$0"; '
+    'done; echo "transport: no Python interpreter found (tried: $*)" >&2; exit 127')
 
 SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_")
 

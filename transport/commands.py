@@ -5,7 +5,9 @@ back in chunks on a handle of its own while the call runs, and the calling
 thread hands each chunk to on_output as it arrives, then returns a
 CommandResult holding the output once. The target enforces a timeout (it
 kills the command's process group); the caller gives up too, TIMEOUT_GRACE
-seconds later, should the target never answer.
+seconds after that, should the target never answer. Its deadline counts from
+the target's word that the command started, as the call may have waited
+behind others there.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from transport.context import Context
 
 TARGET_MODULE = "transport.core.commands"  # not in the payload: sent before the first command
-STDOUT, STDERR = 1, 2
+STARTED, STDOUT, STDERR = 0, 1, 2
 TIMEOUT_GRACE = 30.0
 _STREAMS = {STDOUT: "stdout", STDERR: "stderr"}
 
@@ -64,6 +66,19 @@ class CommandFailed(TransportError):
         self.result = result
 
 
+def _decoded(context: Context, data: bytes, what: str) -> Any:
+    """data decoded; a reply of any shape, an output chunk as (1 or 2 or 0, bytes)."""
+    try:
+        value = codec.decode(data)
+        if what == "output":
+            which, chunk = value
+            if which not in (STARTED, STDOUT, STDERR) or not isinstance(chunk, bytes):
+                raise ValueError(f"stream {which!r}")
+    except (codec.CodecError, TypeError, ValueError) as e:
+        raise ProtocolError(f"{context.name}: malformed command {what}: {e!r}") from None
+    return value
+
+
 def run(context: Context, cmd: str | list[str], *, shell: bool = True,
         env: dict[str, str | None] | None = None, cwd: str | None = None,
         input: bytes | str | None = None, timeout: float | None = None, check: bool = False,
@@ -82,7 +97,7 @@ def run(context: Context, cmd: str | list[str], *, shell: bool = True,
                           {"use_pty": True} if pty else {}))
     core.send(Message(context.context_id, CONTROLLER_ID, CALL_FUNCTION, call, reply_to=reply_handle))
     chunks: dict[int, list[bytes]] = {STDOUT: [], STDERR: []}
-    deadline = None if timeout is None else compat.monotonic() + timeout + TIMEOUT_GRACE
+    deadline = None  # set when the target says the command started (with a timeout only)
     try:
         while True:
             try:
@@ -93,18 +108,21 @@ def run(context: Context, cmd: str | list[str], *, shell: bool = True,
                               f"command's timeout of {timeout}s: {cmd}") from None
             if msg.is_dead:
                 raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
-            if msg.handle == output_handle:
-                which, chunk = codec.decode(msg.data)
-                chunks[which].append(chunk)
-                if on_output is not None:
-                    on_output(_STREAMS[which], chunk)
+            if msg.handle != output_handle:
+                reply = _decoded(context, msg.data, "reply")
+                if not isinstance(reply, tuple) or len(reply) != (2 if reply[:1] == ("ok",) else 4):
+                    raise ProtocolError(f"{context.name}: malformed command reply: {reply!r}")
+                if reply[0] != "ok":
+                    raise RemoteError(context.name, *(str(part) for part in reply[1:]))
+                break
+            which, chunk = _decoded(context, msg.data, "output")
+            if which == STARTED:
+                if timeout is not None and deadline is None:
+                    deadline = compat.monotonic() + timeout + TIMEOUT_GRACE
                 continue
-            reply = codec.decode(msg.data)
-            if reply[0] != "ok":
-                raise RemoteError(context.name, *reply[1:])
-            break
-    except (codec.CodecError, KeyError, IndexError, TypeError, ValueError) as e:
-        raise ProtocolError(f"{context.name}: malformed command output: {e!r}") from None
+            chunks[which].append(chunk)
+            if on_output is not None:  # the caller's own code: its errors are its own
+                on_output(_STREAMS[which], chunk)
     finally:
         core.remove_handler(output_handle)
         core.remove_handler(reply_handle)

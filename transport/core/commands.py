@@ -3,7 +3,9 @@
 run() starts the command in its own process group (so a timeout can kill
 everything it started), feeds it `input`, and sends each chunk of stdout
 and stderr to the caller's output handle as soon as it is read: the target
-never holds the output, and the caller holds it once. It returns the exit
+never holds the output, and the caller holds it once. With a timeout, a
+(0, b'') chunk first says the command has started (the caller's own deadline
+counts from there, not from a call that may wait behind others). It returns the exit
 status, or 'timeout' after killing the group. With use_pty the command gets
 a new pseudo-terminal as its controlling terminal, stdin, stdout and stderr
 (so its output all comes back as stdout, as from ssh -t).
@@ -23,6 +25,7 @@ from transport.core.compat import binary
 from transport.core.dispatch import send_to_caller
 
 CHUNK = 64 * 1024
+STARTED = 0  # the stream number of the chunk that says a timed command has started
 PY2 = sys.version_info[0] == 2
 
 
@@ -62,6 +65,8 @@ def _popen_pty(cmd, shell, env, cwd):
 
 def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False):
     """Run cmd; stream (1 or 2, bytes) chunks to output_handle; return exit code or 'timeout'."""
+    if timeout is not None:
+        send_to_caller(output_handle, codec.encode((STARTED, b'')))
     environment = None
     if env:
         environment = dict(os.environ)

@@ -22,7 +22,7 @@ import os
 import stat
 
 from transport.core import codec
-from transport.core.compat import Empty, SimpleQueue, binary
+from transport.core.compat import Empty, SimpleQueue, allocate_lock, binary
 from transport.core.dispatch import send_to_caller
 from transport.core.framing import Message
 
@@ -31,6 +31,7 @@ ACK_TIMEOUT = 120.0
 
 # Temporary files of transfers under way: removed if this process loses its parent.
 in_flight = set()
+_umask_lock = allocate_lock()
 
 
 def _router():
@@ -53,8 +54,18 @@ def destination(path):
 
 
 def _new_file_mode():
-    umask = os.umask(0o022)
-    os.umask(umask)
+    """0666 less the umask, read without setting it where Linux tells it (the umask is
+    shared by every thread)."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (IOError, OSError, ValueError):
+        pass
+    with _umask_lock:
+        umask = os.umask(0o022)
+        os.umask(umask)
     return 0o666 & ~umask
 
 
@@ -94,7 +105,7 @@ class _Receiver(object):
         self.caller = caller
         self.received = 0
         self.error = None
-        self.fd, self.temporary = _temporary_beside(path)
+        self.fd, self.temporary = _temporary_beside(self.path)
 
     def on_chunk(self, msg):
         """Broker thread: write the chunk, acknowledge it."""
@@ -143,7 +154,11 @@ def finish_receive(handle):
     if receiver.error is not None:
         discard(receiver.temporary)
         raise IOError(receiver.error)
-    settle(receiver.temporary, receiver.path, receiver.mode)
+    try:
+        settle(receiver.temporary, receiver.path, receiver.mode)
+    except BaseException:
+        discard(receiver.temporary)
+        raise
     return receiver.received
 
 
