@@ -244,3 +244,20 @@ def stop_reading_and_ask_for(module_name, count):
                             reply_to=5000), flush=False)
     router.send(Message(0, router.context_id, GET_MODULE, codec.encode(module_name), reply_to=5000))
     return True
+
+
+def ask_parent_for_a_huge_module_name(size):
+    """As a child of an intermediary, ask it (not the controller) for a made-up module."""
+    from transport.core import codec
+    from transport.core.framing import Message
+    from transport.core.handles import GET_MODULE
+    router = _own_router()
+    router.send(Message(router.parent_id, router.context_id, GET_MODULE, codec.encode('m' * size)))
+    time.sleep(0.2)
+    return True
+
+
+def longest_cached_module_name():
+    """The longest name in this context's module forwarding cache."""
+    forwarder = [f for f in sys.meta_path if type(f).__name__ == 'ModuleForwarder'][0]
+    return max(len(name) for name in forwarder.entries) if forwarder.entries else 0

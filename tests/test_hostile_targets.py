@@ -121,3 +121,9 @@ def test_a_target_that_asks_without_reading_cannot_make_the_controller_queue_wit
     first_reply = len(transport.modules.pack_entries(closure))
     assert max(queued) > 1024 * 1024  # it did stop reading
     assert max(queued) <= 1024 * 1024 + first_reply + 1024 * 1024  # the backlog stays bounded
+
+
+def test_an_intermediary_does_not_keep_names_its_children_make_up(router):
+    inter, evil, _victim = _siblings(router)
+    assert evil.call(hostile.ask_parent_for_a_huge_module_name, 1_000_000)
+    assert inter.call(hostile.longest_cached_module_name) < 1000

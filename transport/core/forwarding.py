@@ -23,7 +23,7 @@ import sys
 import zlib
 
 from transport.core import codec
-from transport.core.compat import PY2, Event, allocate_lock
+from transport.core.compat import PY2, Event, allocate_lock, text_type
 from transport.core.framing import Message
 from transport.core.handles import FORWARD_MODULE, GET_MODULE, LOAD_MODULE
 from transport.core.importer import load_legacy, module_spec
@@ -33,6 +33,10 @@ if PY2:
     import imp  # here: imported inside find_module, it would ask find_module for itself
 
 REQUEST_TIMEOUT = 60.0
+# A child's request for a longer or malformed name is answered as missing, uncached; one
+# from a child with more than CHILD_BACKLOG bytes unread is dropped (it is not reading).
+MAX_NAME = 512
+CHILD_BACKLOG = 32 * 1024 * 1024
 KINDS = ('module', 'package', 'namespace', 'missing')
 
 # Standard-library modules of other platforms, which the standard library tries
@@ -47,6 +51,16 @@ THIRD_PARTY_DIRS = ('site-packages', 'dist-packages')
 
 # The ModuleForwarder installed in this process, if any (see install()).
 installed = None
+
+
+def _plausible_name(fullname):
+    """A dotted module name of identifier-like parts, not too long (checked without re)."""
+    if not isinstance(fullname, (str, text_type)) or not 0 < len(fullname) <= MAX_NAME:
+        return False
+    for part in fullname.split('.'):
+        if not part or part[0].isdigit() or not all(c.isalnum() or c == '_' for c in part):
+            return False
+    return True
 
 
 def pack_entries(entries):
@@ -204,6 +218,11 @@ class ModuleForwarder(object):
         def reply(entries):
             self.router.send(Message(msg.src, own_id, msg.reply_to, pack_entries(entries)))
 
+        if not _plausible_name(fullname):
+            reply([(('%s' % (fullname,))[:200], 'missing', None, None)])
+            return
+        if msg.stream is not None and msg.stream.queued() > CHILD_BACKLOG:
+            return
         entry = self.entries.get(fullname)
         if entry is not None:
             reply(self.groups.get(fullname) or [entry])
