@@ -12,10 +12,11 @@ behind others there.
 
 from __future__ import annotations
 
+from transport.context import reply_value
 from transport.core import codec, compat
 from transport.core.framing import Message
 from transport.core.handles import CALL_FUNCTION, CONTROLLER_ID
-from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout, TransportError
+from transport.errors import Disconnected, ProtocolError, Timeout, TransportError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -66,17 +67,15 @@ class CommandFailed(TransportError):
         self.result = result
 
 
-def _decoded(context: Context, data: bytes, what: str) -> Any:
-    """data decoded; a reply of any shape, an output chunk as (1 or 2 or 0, bytes)."""
+def _output_chunk(context: Context, data: bytes) -> tuple[int, bytes]:
+    """An output message decoded: (STARTED, STDOUT or STDERR, bytes)."""
     try:
-        value = codec.decode(data)
-        if what == "output":
-            which, chunk = value
-            if which not in (STARTED, STDOUT, STDERR) or not isinstance(chunk, bytes):
-                raise ValueError(f"stream {which!r}")
+        which, chunk = codec.decode(data)
+        if which not in (STARTED, STDOUT, STDERR) or not isinstance(chunk, bytes):
+            raise ValueError(f"stream {which!r}")
     except (codec.CodecError, TypeError, ValueError) as e:
-        raise ProtocolError(f"{context.name}: malformed command {what}: {e!r}") from None
-    return value
+        raise ProtocolError(f"{context.name}: malformed command output: {e!r}") from None
+    return which, chunk
 
 
 def run(context: Context, cmd: str | list[str], *, shell: bool = True,
@@ -109,13 +108,9 @@ def run(context: Context, cmd: str | list[str], *, shell: bool = True,
             if msg.is_dead:
                 raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
             if msg.handle != output_handle:
-                reply = _decoded(context, msg.data, "reply")
-                if not isinstance(reply, tuple) or len(reply) != (2 if reply[:1] == ("ok",) else 4):
-                    raise ProtocolError(f"{context.name}: malformed command reply: {reply!r}")
-                if reply[0] != "ok":
-                    raise RemoteError(context.name, *(str(part) for part in reply[1:]))
+                status = reply_value(context.name, msg.data)  # the exit status, or "timeout"
                 break
-            which, chunk = _decoded(context, msg.data, "output")
+            which, chunk = _output_chunk(context, msg.data)
             if which == STARTED:
                 if timeout is not None and deadline is None:
                     deadline = compat.monotonic() + timeout + TIMEOUT_GRACE
@@ -126,9 +121,9 @@ def run(context: Context, cmd: str | list[str], *, shell: bool = True,
     finally:
         core.remove_handler(output_handle)
         core.remove_handler(reply_handle)
-    if reply[1] == "timeout":
+    if status == "timeout":
         raise Timeout(f"{context.name}: command timed out after {timeout}s and was killed: {cmd}")
-    result = CommandResult(cmd, reply[1], b"".join(chunks[STDOUT]), b"".join(chunks[STDERR]),
+    result = CommandResult(cmd, status, b"".join(chunks[STDOUT]), b"".join(chunks[STDERR]),
                            context.name)
     if check and not result.ok:
         raise CommandFailed(result)

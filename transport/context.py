@@ -183,25 +183,32 @@ MAX_REMOTE_LOGGERS = 1000
 _OK_HEAD = codec.encode(("ok", None))[:-1]
 
 
+def reply_value(host: str, data: bytes) -> Any:
+    """The value of the call reply data from host: ('ok', value) gives value, an
+    ('err', ...) reply raises RemoteError, and anything else ProtocolError."""
+    try:
+        if data.startswith(_OK_HEAD):
+            return codec.decode(data, len(_OK_HEAD))
+        reply = codec.decode(data)
+        if reply[0] == "ok":
+            return reply[1]
+        _, remote_type, remote_message, remote_traceback = reply
+    except Exception as e:  # any shape a target may send: the caller must not wait forever
+        raise ProtocolError(f"{host}: malformed reply: {e!r}") from None
+    raise RemoteError(host, remote_type, remote_message, remote_traceback)
+
+
 def _settle(context: Context, future: Any, msg: Message) -> None:
     """Complete future with the call reply msg from context: its value or error."""
     if msg.is_dead:
         future.set_exception(Disconnected(context.name, msg.data.decode("utf-8", "replace")))
         return
-    data = msg.data
     try:
-        if data.startswith(_OK_HEAD):
-            future.set_result(codec.decode(data, len(_OK_HEAD)))
-            return
-        reply = codec.decode(data)
-        if reply[0] == "ok":
-            future.set_result(reply[1])
-            return
-        _, remote_type, remote_message, remote_traceback = reply
-        error: Exception = RemoteError(context.name, remote_type, remote_message, remote_traceback)
-    except Exception as e:  # any shape a target may send: the caller must not wait forever
-        error = ProtocolError(f"{context.name}: malformed reply: {e!r}")
-    future.set_exception(error)
+        value = reply_value(context.name, msg.data)
+    except (ProtocolError, RemoteError) as e:
+        future.set_exception(e)
+        return
+    future.set_result(value)
 
 
 class Job:

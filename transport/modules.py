@@ -27,7 +27,7 @@ import zlib
 
 from transport import log
 from transport.core import codec, compat
-from transport.core.forwarding import pack_entries
+from transport.core.forwarding import ANSWER_BACKLOG, pack_entries, valid_module_name
 from transport.core.framing import Message
 from transport.core.handles import CONTROLLER_ID, GET_MODULE, GET_RESOURCE
 from transport.core.router import accept_from_anyone
@@ -41,12 +41,10 @@ if TYPE_CHECKING:
 MAIN_ALIAS = "__transport_main__"
 MAX_RESOURCE_SIZE = 64 * 1024 * 1024
 DETACHED_DATA_BUDGET = 32 * 1024 * 1024
-# A longer module name is answered as missing, unrecorded (a target cannot grow our memory).
-MAX_MODULE_NAME = 512
 # A request is held while more than this waits to be written to its asker (a context that
 # asks but does not read cannot make us queue replies without end), and retried every
 # HOLD_RETRY seconds; beyond MAX_HELD held requests from one context, more are dropped.
-BACKLOG_LIMIT = 32 * 1024 * 1024
+BACKLOG_LIMIT = ANSWER_BACKLOG
 HOLD_RETRY = 0.05
 MAX_HELD = 256
 Entry = tuple  # (fullname, kind, origin, source bytes)
@@ -96,11 +94,6 @@ def _read_data(entry: Entry, name: str) -> tuple[str, Any]:
     return ("refused", f"no data file {name!r} in {entry[0]}")
 
 
-def _valid_name(fullname: Any) -> bool:
-    return (isinstance(fullname, str) and len(fullname) <= MAX_MODULE_NAME
-            and all(part.isidentifier() for part in fullname.split(".")))
-
-
 class ModuleFinder:
     """Finds modules and their import closures on the controller's sys.path."""
 
@@ -114,7 +107,7 @@ class ModuleFinder:
         from importlib.machinery import SourceFileLoader
 
         missing = (fullname, "missing", None, None)
-        if not _valid_name(fullname):
+        if not valid_module_name(fullname):
             return ("<invalid>", "missing", None, None)
         if fullname == MAIN_ALIAS:
             return self._main_entry()
@@ -527,7 +520,7 @@ class ModuleServer:
         except codec.CodecError:
             fullname = None
         sent = self._sent.setdefault(msg.src, set())
-        if not _valid_name(fullname):
+        if not valid_module_name(fullname):
             entries: list[Entry] = [(str(fullname)[:200], "missing", None, None)]
         else:
             self.requested.setdefault(msg.src, []).append(fullname)

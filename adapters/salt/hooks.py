@@ -35,6 +35,7 @@ _targets: Targets | None = None
 _trees: dict[int, tuple[str, int]] = {}  # context id -> (tree there, file service handle)
 _hosts: dict[tuple, transport.Context] = {}
 _ext_mods: dict[tuple[int, str], str] = {}  # (context id, thin_dir) -> custom modules' version
+WIPE_TIMEOUT = 60.0  # for removing a host's file cache at the end of a --wipe run
 _wiped: set[transport.Context] = set()  # hosts run with --wipe: their file cache goes at the end
 
 
@@ -50,7 +51,7 @@ def _close_process_targets() -> None:
     for context in _wiped:
         if context.alive:
             try:
-                context.call(salt_call.wipe_cache)
+                context.call_async(salt_call.wipe_cache).result(timeout=WIPE_TIMEOUT)
             except transport.TransportError as e:
                 log.warning("transport: --wipe: the file cache on %s stays: %s", context.name, e)
     _wiped.clear()

@@ -5,10 +5,10 @@ everything it started), feeds it `input`, and sends each chunk of stdout
 and stderr to the caller's output handle as soon as it is read: the target
 never holds the output, and the caller holds it once. With a timeout, a
 (0, b'') chunk first says the command has started (the caller's own deadline
-counts from there, not from a call that may wait behind others). It returns the exit
-status, or 'timeout' after killing the group. With use_pty the command gets
-a new pseudo-terminal as its controlling terminal, stdin, stdout and stderr
-(so its output all comes back as stdout, as from ssh -t).
+counts from there, not from a call that may wait behind others). It returns
+the exit status, or 'timeout' after killing the group. With use_pty the
+command gets a new pseudo-terminal as its controlling terminal, stdin, stdout
+and stderr (so its output all comes back as stdout, as from ssh -t).
 """
 from __future__ import absolute_import
 

@@ -33,10 +33,11 @@ if PY2:
     import imp  # here: imported inside find_module, it would ask find_module for itself
 
 REQUEST_TIMEOUT = 60.0
-# A child's request for a longer or malformed name is answered as missing, uncached; one
-# from a child with more than CHILD_BACKLOG bytes unread is dropped (it is not reading).
+# A request for a longer or malformed name is answered as missing, unrecorded; one from
+# a context with more than ANSWER_BACKLOG bytes unread is not answered (it is not reading:
+# an intermediary drops it, the controller holds it). Both bounds serve the controller too.
 MAX_NAME = 512
-CHILD_BACKLOG = 32 * 1024 * 1024
+ANSWER_BACKLOG = 32 * 1024 * 1024
 KINDS = ('module', 'package', 'namespace', 'missing')
 
 # Standard-library modules of other platforms, which the standard library tries
@@ -53,7 +54,7 @@ THIRD_PARTY_DIRS = ('site-packages', 'dist-packages')
 installed = None
 
 
-def _plausible_name(fullname):
+def valid_module_name(fullname):
     """A dotted module name of identifier-like parts, not too long (checked without re)."""
     if not isinstance(fullname, (str, text_type)) or not 0 < len(fullname) <= MAX_NAME:
         return False
@@ -218,10 +219,10 @@ class ModuleForwarder(object):
         def reply(entries):
             self.router.send(Message(msg.src, own_id, msg.reply_to, pack_entries(entries)))
 
-        if not _plausible_name(fullname):
+        if not valid_module_name(fullname):
             reply([(('%s' % (fullname,))[:200], 'missing', None, None)])
             return
-        if msg.stream is not None and msg.stream.queued() > CHILD_BACKLOG:
+        if msg.stream is not None and msg.stream.queued() > ANSWER_BACKLOG:
             return
         entry = self.entries.get(fullname)
         if entry is not None:

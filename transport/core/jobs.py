@@ -2,13 +2,12 @@
 
 detach() forks twice from the target (the job runs in a new session, with
 no controlling terminal, so it survives the connection, the ssh session and
-the target itself), closes
-every inherited descriptor, and tells the import hook there is no parent:
-a module that was not preloaded fails at once with ImportError instead of
-waiting for a parent that may be gone. The job writes its result, or its
-error with the traceback, into its own directory under a per-user jobs
-directory (mode 0700); status() reads it back from any later connection
-as the same user.
+the target itself), closes every inherited descriptor, and tells the import
+hook there is no parent: a module that was not preloaded fails at once with
+ImportError instead of waiting for a parent that may be gone. The job writes
+its result, or its error with the traceback, into its own directory under a
+per-user jobs directory (mode 0700); status() reads it back from any later
+connection as the same user.
 """
 from __future__ import absolute_import
 
