@@ -29,6 +29,14 @@ def sleep_then_return(seconds, value):
     return value
 
 
+def wait_for_path(path, value, limit=60):
+    """Return value once path exists (the caller's go-ahead), or after limit seconds."""
+    deadline = time.time() + limit
+    while not os.path.exists(path) and time.time() < deadline:
+        time.sleep(0.01)
+    return value
+
+
 def pid_and_ppid():
     return os.getpid(), os.getppid()
 

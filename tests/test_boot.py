@@ -6,13 +6,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 import transport
 from tests import remote_functions as rf
 from tests.support.interpreters import find_interpreters, install_hint, missing_required
+from tests.support.processes import alive, wait_gone
 from transport.bootstrap import build, byte_code_tag
 from transport.controller import _target_key
 from transport.known_targets import remember_tag, remembered_tag
@@ -131,37 +131,26 @@ import sys, transport
 from tests import remote_functions as rf
 router = transport.Router()
 ctx = router.local()
-future = ctx.call_async(rf.sleep_then_return, 60, None) if sys.argv[1] == "busy" else None
+future = ctx.call_async(rf.sleep_then_return, 600, None) if sys.argv[1] == "busy" else None
 print(ctx.pid, flush=True)
 sys.stdin.read()
 """
 
 
 @pytest.mark.parametrize("state", ["idle", "busy"])
-def test_target_exits_within_2s_when_its_parent_is_killed(state):
+def test_target_exits_when_its_parent_is_killed(state):
     controller = subprocess.Popen([sys.executable, "-c", ORPHAN_SCRIPT, state],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         target_pid = int(controller.stdout.readline())
-        assert _alive(target_pid)
+        assert alive(target_pid)
         controller.send_signal(signal.SIGKILL)
         controller.wait(5)
-        deadline = time.monotonic() + 2.0
-        while _alive(target_pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not _alive(target_pid), "the target outlived its parent by more than 2 s"
+        # A busy orphan would last the call's 600 s.
+        assert wait_gone(target_pid, 30), "the target outlived its parent"
     finally:
         controller.kill()
         controller.wait()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rpartition(") ")[2][:1]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
 
 
 INTERPRETERS = find_interpreters()

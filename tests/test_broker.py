@@ -127,16 +127,17 @@ def test_unflushed_messages_are_written_together(stream_and_peer, monkeypatch):
     real_write = os.write
 
     def counting_write(fd, data):
-        writes.append(len(data))
+        if fd == stream.wfd:
+            writes.append(len(data))
         return real_write(fd, data)
 
     monkeypatch.setattr("transport.core.stream.os.write", counting_write)
-    for _ in range(500):
-        stream.send(Message(1, 0, 100, b"x" * 50), flush=False, linger=0.05)
+    for _ in range(500):  # a linger that outlasts the test: only the last send writes
+        stream.send(Message(1, 0, 100, b"x" * 50), flush=False, linger=60)
     stream.send(Message(1, 0, 100, b"last"))
     messages = peer.receive(501)
     assert messages[-1].data == b"last"
-    assert len(writes) <= 3, f"{len(writes)} writes for 501 small messages"
+    assert len(writes) <= 2, f"{len(writes)} writes for 501 small messages"
 
 
 def test_core_event_wakes_every_waiter_once_set():

@@ -49,11 +49,14 @@ def test_fan_out_with_failing_hosts(router, sshd, hosts, tmp_path):
 
     local = tmp_path / "file.txt"
     local.write_text("fan-out\n")
-    assert all(r.ok for r in group.put(str(local), "/home/tp-plain/fanout.txt").succeeded.values())
+    group.run("rm -f /home/tp-plain/fanout.txt")
+    put = group.put(str(local), "/home/tp-plain/fanout.txt")
+    assert set(put.succeeded) == set(good) and set(put.failed) == {unreachable, refused}
     fetched = group.get("/home/tp-plain/fanout.txt", str(tmp_path / "got-{host}.txt"))
-    assert len(fetched.succeeded) == len(good)
+    assert set(fetched.succeeded) == set(good)
     assert sorted(p.name for p in tmp_path.glob("got-*")) == sorted(
         f"got-{spec}.txt" for spec in good)
+    assert all(p.read_text() == "fan-out\n" for p in tmp_path.glob("got-*"))
     group.run("rm -f /home/tp-plain/fanout.txt")
 
 
@@ -61,6 +64,7 @@ def test_a_failing_command_is_a_failed_host_result(router, sshd, hosts):
     good, _, _ = hosts
     group = transport.Group(router, good[:2], python=PY, ssh_options=sshd.ssh_options())
     results = group.run("test $(hostname -I 2>/dev/null | wc -c) -ge 0 && exit 3")
+    assert list(results) == good[:2]
     assert all(r.value.exit_code == 3 and not r.ok for r in results.values())
 
 

@@ -13,6 +13,7 @@ import pytest
 
 import transport
 from tests import remote_functions as rf
+from tests.support.processes import wait_gone
 
 
 def test_call_returns_the_remote_value(ctx):
@@ -29,17 +30,20 @@ def test_call_async_returns_a_future(ctx):
     assert future.result(timeout=10) == 1024
 
 
-def test_call_futures_work_with_everything_that_takes_a_future(ctx):
+def test_call_futures_work_with_everything_that_takes_a_future(ctx, tmp_path):
     # Our futures set up Future's state themselves (with a lighter lock): a Python
     # release that gives Future another attribute must fail here, not in a user's code.
     assert set(vars(ctx.call_async(pow, 2, 3))) - {"context"} == set(vars(concurrent.futures.Future()))
     fast = [ctx.call_async(rf.echo, i) for i in range(50)]
-    slow = ctx.call_async(rf.sleep_then_return, 1.5, "slow")  # calls run in order
-    done, not_done = concurrent.futures.wait([slow, *fast], timeout=1.0,
+    go_ahead = tmp_path / "go-ahead"
+    slow = ctx.call_async(rf.wait_for_path, str(go_ahead), "slow")  # calls run in order
+    assert not concurrent.futures.wait(fast, timeout=60).not_done
+    done, not_done = concurrent.futures.wait([slow, *fast], timeout=0.1,
                                              return_when=concurrent.futures.ALL_COMPLETED)
     assert done == set(fast) and not_done == {slow}
+    go_ahead.touch()
     first = concurrent.futures.wait([slow], return_when=concurrent.futures.FIRST_COMPLETED)
-    assert first.done == {slow}
+    assert first.done == {slow} and slow.result() == "slow"
     called = []
     later = ctx.call_async(rf.sleep_then_return, 0.2, "later")
     assert later.running() and not later.cancel()  # sent: it runs whatever happens here
@@ -170,10 +174,7 @@ def test_shutdown_ends_the_process(router):
     pid = ctx.pid
     ctx.shutdown()
     assert not ctx.alive
-    deadline = time.monotonic() + 5
-    while _process_exists(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not _process_exists(pid)
+    assert wait_gone(pid)
 
 
 
@@ -204,29 +205,15 @@ def test_calls_run_on_the_main_thread_as_threading_sees_it(router):
     assert ctx.call(rf.main_thread_as_applications_see_it) == (True, False)
     pid = ctx.pid
     ctx.shutdown()
-    deadline = time.monotonic() + 5
-    while _process_exists(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not _process_exists(pid)
+    assert wait_gone(pid)
 
 
 def test_router_close_ends_every_context():
     with transport.Router() as router:
         pids = [router.local().pid for _ in range(3)]
-    deadline = time.monotonic() + 5
-    while any(map(_process_exists, pids)) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not any(map(_process_exists, pids))
+    assert all(wait_gone(pid) for pid in pids)
     with pytest.raises(transport.ConnectError, match="closed"):
         router.local()
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_code_in_a_call_can_ask_a_service_the_caller_serves(ctx):

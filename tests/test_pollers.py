@@ -36,9 +36,10 @@ def _events(poller, timeout=1.0):
     return {fd: (r, w) for fd, r, w in poller.poll(timeout)}
 
 
-def test_linux_offers_epoll_first():
-    if sys.platform.startswith("linux"):
-        assert best_poller().name == "epoll"
+def test_linux_offers_epoll_first_and_every_poller_is_tested():
+    assert sys.platform.startswith("linux"), "the test suite runs on Linux"
+    assert best_poller().name == "epoll"
+    assert {backend.name for backend in BACKENDS} == {"epoll", "poll", "select"}
 
 
 def test_nothing_ready_returns_empty(poller, pair):

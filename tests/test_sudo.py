@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 
 import pytest
 
@@ -49,10 +48,9 @@ def test_sudo_to_another_user(router, sshd):
 
 def test_wrong_password_is_an_auth_error_at_once(router, sshd):
     web = _login(router, sshd, "tp-sudo")
-    started = time.monotonic()
+    # A refusal that waited for the connect timeout would run into pytest's own (300 s).
     with pytest.raises(transport.AuthError) as info:
-        router.sudo(via=web, password="wrong-password", python=PY, connect_timeout=60)
-    assert time.monotonic() - started < 30, "the refusal waited for the connect timeout"
+        router.sudo(via=web, password="wrong-password", python=PY, connect_timeout=600)
     assert "refused" in str(info.value)
     assert "wrong-password" not in str(info.value) and "wrong-password" not in repr(info.value)
     assert web.call(os.getuid) != 0  # the intermediary is unharmed
