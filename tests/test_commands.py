@@ -60,6 +60,15 @@ def test_pty_commands_time_out_and_report_their_status(target):
         target.run("sleep 30", pty=True, timeout=0.3)
 
 
+def test_a_filter_fed_more_than_a_pipe_holds_does_not_deadlock(target):
+    # od writes three times what it reads: it stops on a full output pipe unless the
+    # target reads while it feeds the input.
+    data = os.urandom(1024 * 1024)
+    result = target.run("od -An -tx1 -v", input=data, timeout=120)
+    assert result.exit_code == 0
+    assert bytes.fromhex(result.stdout.decode().replace("\n", " ")) == data
+
+
 def test_large_output_streams_in_chunks(target):
     chunks = []
     result = target.run("head -c 5000000 /dev/zero", on_output=lambda s, c: chunks.append((s, c)))

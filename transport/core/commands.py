@@ -21,7 +21,7 @@ import sys
 import time
 
 from transport.core import codec
-from transport.core.compat import binary
+from transport.core.compat import binary, set_nonblocking
 from transport.core.dispatch import send_to_caller
 
 CHUNK = 64 * 1024
@@ -97,6 +97,10 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False)
     if writer is not None and not pending:
         proc.stdin.close()
         writer = None
+    elif writer is not None:
+        # Writable means a page is free, not the chunk: a blocking write would wait for
+        # a command that is itself waiting for its output to be read.
+        set_nonblocking(writer)
     while readers or writer is not None:
         wait = None if deadline is None else deadline - time.time()
         if wait is not None and wait <= 0:
@@ -106,6 +110,8 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False)
             try:
                 written = os.write(fd, pending[:CHUNK])
             except OSError as e:
+                if e.errno in (errno.EAGAIN, errno.EINTR):
+                    continue
                 if e.errno != errno.EPIPE:
                     raise
                 written = len(pending)
