@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -99,6 +100,35 @@ def test_timeout_kills_the_whole_process_group(target, tmp_path):
         target.run(f"sh -c 'echo $$ > {child}; exec sleep 600' & sleep 600", timeout=0.5)
     assert wait_gone(int(child.read_text())), "a child of the timed-out command survived"
     assert target.run("true").ok  # the context is still usable
+
+
+ORPHANED_COMMAND = """
+import sys, threading, transport
+ctx = transport.Router().local(python=sys.argv[2])
+threading.Thread(target=ctx.run, args=(sys.argv[1],), daemon=True).start()
+sys.stdin.read()
+"""
+
+
+def test_commands_are_hung_up_on_when_the_target_loses_its_parent(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    child = tmp_path / "child.pid"
+    controller = subprocess.Popen(
+        [sys.executable, "-c", ORPHANED_COMMAND, f"sh -c 'echo $$ > {child}; exec sleep 600'",
+         PY], stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (child.exists() and child.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pid = int(child.read_text())
+        controller.send_signal(signal.SIGKILL)
+        assert wait_gone(pid), "the command outlived its target"
+    finally:
+        controller.kill()
+        controller.wait()
 
 
 def test_check_raises_command_failed_with_the_result(target):

@@ -8,7 +8,9 @@ never holds the output, and the caller holds it once. With a timeout, a
 counts from there, not from a call that may wait behind others). It returns
 the exit status, or 'timeout' after killing the group. With use_pty the
 command gets a new pseudo-terminal as its controlling terminal, stdin, stdout
-and stderr (so its output all comes back as stdout, as from ssh -t).
+and stderr (so its output all comes back as stdout, as from ssh -t). A target
+that loses its parent hangs up on the commands still running (SIGHUP to their
+groups), as a closed terminal would, rather than leave them behind.
 """
 from __future__ import absolute_import
 
@@ -25,6 +27,8 @@ from transport.core.compat import binary, set_nonblocking
 from transport.core.dispatch import send_to_caller
 
 CHUNK = 64 * 1024
+# The process groups of the commands running now (each command leads its own).
+running = set()
 STARTED = 0  # the stream number of the chunk that says a timed command has started
 PY2 = sys.version_info[0] == 2
 
@@ -78,18 +82,41 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False)
     if isinstance(cmd, (list, tuple)):
         shell = False
     if use_pty:
-        return _run_pty(cmd, shell, environment, cwd, stdin_data, timeout, output_handle)
-    devnull = None
-    if stdin_data is None:
-        devnull = open(os.devnull, 'rb')
-        stdin = devnull
+        proc, master = _popen_pty(cmd, shell, environment, cwd)
+        pump = _pump_pty
     else:
-        stdin = subprocess.PIPE
+        devnull = None
+        if stdin_data is None:
+            devnull = open(os.devnull, 'rb')
+            stdin = devnull
+        else:
+            stdin = subprocess.PIPE
+        try:
+            proc = _popen(cmd, shell, environment, cwd, stdin)
+        finally:
+            if devnull is not None:
+                devnull.close()
+        master = None
+        pump = _pump
+    running.add(proc.pid)
     try:
-        proc = _popen(cmd, shell, environment, cwd, stdin)
+        return pump(proc, master, stdin_data, timeout, output_handle)
     finally:
-        if devnull is not None:
-            devnull.close()
+        running.discard(proc.pid)
+
+
+def hang_up_running():
+    """Send SIGHUP to the process group of every command still running (this process is
+    leaving: as a terminal's hang-up would, it tells them nobody reads their output)."""
+    for group in list(running):
+        try:
+            os.killpg(group, signal.SIGHUP)
+        except OSError:
+            pass
+
+
+def _pump(proc, _master, stdin_data, timeout, output_handle):
+    """Feed the input, stream the output; the exit status, or 'timeout'."""
     deadline = None if timeout is None else time.time() + timeout
     readers = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
     writer = proc.stdin.fileno() if proc.stdin is not None else None
@@ -141,8 +168,7 @@ def _select(readers, writers, wait):
     return readable, writable
 
 
-def _run_pty(cmd, shell, env, cwd, stdin_data, timeout, output_handle):
-    proc, master = _popen_pty(cmd, shell, env, cwd)
+def _pump_pty(proc, master, stdin_data, timeout, output_handle):
     deadline = None if timeout is None else time.time() + timeout
     pending = stdin_data or b''
     try:

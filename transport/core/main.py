@@ -109,11 +109,15 @@ class Target(object):
         self.modules.install()
 
     def _parent_lost(self, stream, reason):
-        # Orphans must not linger: leave now; children see end of file and follow.
+        # Orphans must not linger: leave now; children see end of file and follow, and
+        # running commands are hung up on.
         files = sys.modules.get('transport.core.files')
         if files is not None:
             for temporary in list(files.in_flight):
                 files.discard(temporary)  # an interrupted transfer leaves nothing behind
+        commands = sys.modules.get('transport.core.commands')
+        if commands is not None:
+            commands.hang_up_running()
         exit_now(0)
 
     def _on_shutdown(self, msg):
