@@ -231,3 +231,37 @@ def test_code_in_a_call_can_ask_a_service_the_caller_serves(ctx):
     assert answers[2] == "refused: PermissionError: not for you"
     assert asked == [2, "ab", "secret"]
     assert ctx.call(rf.ask_caller, handle, [5]) == [{"twice": 10}]  # the service lasts
+
+
+def test_a_process_forked_in_a_call_does_not_use_the_targets_connection(router, caplog):
+    # Its import fails without asking (the answer would go to the target, or to
+    # nobody), and its log records are not written into the target's stream.
+    ctx = router.local(python="/usr/bin/python3")  # which has no invoke of its own
+    ctx.forward_logging()
+    with caplog.at_level(logging.WARNING):
+        assert ctx.call(rf.fork_log_and_import, "invoke") == "ImportError"
+        ctx.call(pow, 1, 1)
+    assert "invoke" not in router._modules.requested.get(ctx.context_id, [])
+    assert "from the fork" not in caplog.text
+    assert ctx.call(rf.import_by_name, "invoke") == "invoke"  # the target itself can
+
+
+def test_a_forked_controller_cannot_use_its_parents_contexts(ctx):
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            try:
+                ctx.call(pow, 2, 2)
+                outcome = b"called"
+            except transport.TransportError as e:
+                outcome = str(e).encode()
+            os.write(write_end, outcome)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    outcome = os.read(read_end, 1000).decode()
+    os.close(read_end)
+    assert "is a fork" in outcome and ctx.name in outcome
+    assert ctx.call(pow, 2, 3) == 8  # the parent's context is unharmed

@@ -23,7 +23,7 @@ from transport.core.handles import (
     LOAD_MODULE,
     SHUTDOWN,
 )
-from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout
+from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout, TransportError
 from transport.functions import function_reference
 from transport.modules import is_stdlib
 
@@ -308,6 +308,7 @@ class Context:
         if not self.alive:
             future.set_exception(Disconnected(self.name, self.disconnect_reason or "shut down"))
             return future
+        self._refuse_in_fork()
         future.context = self
         core = self.router._core
         handle = core.add_reply_handler(future.on_reply, self.context_id)
@@ -315,11 +316,17 @@ class Context:
                   flush)
         return future
 
+    def _refuse_in_fork(self) -> None:
+        if self.router._core.forked():
+            raise TransportError(f"{self.name}: this process is a fork of the one that connected "
+                                 "to it, and cannot use its connections: make a Router here")
+
     def _request(self, handle: int, value: Any, timeout: float) -> tuple:
         """Send value to a well-known handle here and wait for the raw reply tuple.
 
         A lost context or a timeout comes back as ('lost', reason).
         """
+        self._refuse_in_fork()
         reply = _Reply()
 
         def on_reply(msg: Message) -> None:

@@ -85,6 +85,8 @@ def ask(router, dst, handle, value, timeout, who):
     Returns the answer; raises AskError when the reply refuses (its text), dst is
     lost, or timeout passes. who names dst in those errors.
     """
+    if router.forked():
+        raise AskError('%s cannot be asked from a forked process' % (who,))
     answers = []
     done = Event()
 

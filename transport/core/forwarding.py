@@ -193,11 +193,15 @@ class ModuleForwarder(object):
         return bool(parent and self._disk_origin(parent)
                     and (name in sys.modules or _on_disk_py2(name, None)))
 
+    def can_ask(self):
+        """Whether there is a parent to ask: not in a detached job or another fork."""
+        return self.has_parent and not self.router.forked()
+
     def lookup(self, fullname):
         """The entry for fullname, asking the parent if needed; None if unavailable."""
         entry = self.entries.get(fullname)
         if entry is None:
-            if not self.has_parent or self.router.broker.in_broker_thread():
+            if not self.can_ask() or self.router.broker.in_broker_thread():
                 return None
             if (fullname in OTHER_PLATFORMS or self._own_stdlib(fullname)
                     or self._relative_attempt_py2(fullname)):
@@ -227,7 +231,7 @@ class ModuleForwarder(object):
         entry = self.entries.get(fullname)
         if entry is not None:
             reply(self.groups.get(fullname) or [entry])
-        elif not self.has_parent:
+        elif not self.can_ask():
             reply([(fullname, 'missing', None, None)])
         else:
             self._request(fullname).child_replies.append(reply)

@@ -42,7 +42,7 @@ def fetch(forwarder, package, name):
     if (package, name) in kept:
         return kept[(package, name)]
     where = '%s:%s' % (package, name)
-    if not forwarder.has_parent:
+    if not forwarder.can_ask():
         raise IOError(errno.ENOENT, 'no controller to ask for %s (a detached process)' % where)
     try:
         return ask(forwarder.router, CONTROLLER_ID, GET_RESOURCE, (package, name), TIMEOUT,

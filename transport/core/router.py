@@ -21,10 +21,16 @@ rules are the security boundary of the system:
 When a child stream disconnects, every context routed through it is lost:
 pending replies from those contexts fail at once and the loss is reported
 upwards with DEL_ROUTE.
+
+A process forked from this one (os.fork or multiprocessing in a call, a
+detached job) inherits the router but not its connections: it shares their
+file descriptors with this process and has no broker thread. There send()
+sends nothing (see forked()), so a fork can never corrupt a stream.
 """
 from __future__ import absolute_import
 
 import itertools
+import os
 import sys
 
 from transport.core import codec
@@ -90,6 +96,7 @@ class Router(object):
     def __init__(self, broker, context_id, on_drop=None):
         self.broker = broker
         self.context_id = context_id
+        self.pid = os.getpid()
         self.parent = None
         self.parent_id = None
         self.on_drop = on_drop
@@ -225,11 +232,18 @@ class Router(object):
 
     # -- moving messages ---------------------------------------------------------
 
+    def forked(self):
+        """Whether this is a process forked from the router's own, which must not use it."""
+        return os.getpid() != self.pid
+
     def send(self, msg, flush=True, linger=0):
         """Send a message that originates here; safe from any thread.
 
-        flush=False when more messages follow at once (see Stream.send).
+        flush=False when more messages follow at once (see Stream.send). In a
+        forked process it sends nothing.
         """
+        if self.forked():
+            return
         if msg.dst == self.context_id:
             self.broker.call_soon_or_now(self._deliver, msg)
             return
