@@ -265,3 +265,45 @@ def test_a_forked_controller_cannot_use_its_parents_contexts(ctx):
     os.close(read_end)
     assert "is a fork" in outcome and ctx.name in outcome
     assert ctx.call(pow, 2, 3) == 8  # the parent's context is unharmed
+
+
+def test_a_service_that_exits_is_an_error_for_its_asker_and_the_router_goes_on(ctx):
+    import sys
+
+    handle = ctx.serve(lambda value: sys.exit(f"leaving over {value}"))
+    answers = ctx.call(rf.ask_caller, handle, ["this"])
+    assert answers == ["refused: SystemExit: leaving over this"]
+    assert ctx.call(pow, 2, 5) == 32
+
+
+def test_calls_waiting_when_the_broker_stops_fail_instead_of_hanging(router):
+    ctx = router.local()
+    pending = ctx.call_async(rf.sleep_then_return, 600, None)
+    router._broker.defer(router._broker.stop)  # as if the loop had failed
+    with pytest.raises(transport.Disconnected):
+        pending.result(timeout=60)
+    with pytest.raises(transport.TransportError):
+        ctx.call(pow, 1, 1)
+    with pytest.raises(transport.ConnectError, match="closed"):
+        router.local()
+
+
+def test_waiting_on_the_routers_own_thread_is_refused_not_a_deadlock(ctx):
+    seen = []
+
+    def on_done(future):
+        try:
+            ctx.call(pow, 2, 2)
+        except transport.TransportError as e:
+            seen.append(str(e))
+
+    first = ctx.call_async(rf.sleep_then_return, 0.5, 2)  # done later, on the router's thread
+    first.add_done_callback(on_done)
+    assert first.result(timeout=30) == 2
+    deadline = time.monotonic() + 30
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen and "router's own thread" in seen[0]
+    handle = ctx.serve(lambda value: ctx.call(pow, value, 2))
+    assert "router's own thread" in ctx.call(rf.ask_caller, handle, [3])[0]
+    assert ctx.call(pow, 2, 3) == 8

@@ -86,6 +86,7 @@ def run(context: Context, cmd: str | list[str], *, shell: bool = True,
         input = input.encode()
     if not context.alive:
         raise Disconnected(context.name, context.disconnect_reason or "shut down")
+    context._refuse_to_wait_here()
     context._push_module(TARGET_MODULE)  # sent ahead of the call (once): no round trip
     core = context.router._core
     events: compat.SimpleQueue = compat.SimpleQueue()

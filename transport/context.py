@@ -146,7 +146,7 @@ def _new_future() -> Future:
     global _future_class
     if _future_class is None:
         import concurrent.futures
-        from concurrent.futures._base import RUNNING
+        from concurrent.futures._base import FINISHED, RUNNING
 
         class CallFuture(concurrent.futures.Future):
             def __init__(self) -> None:
@@ -165,6 +165,8 @@ def _new_future() -> Future:
                 _settle(self.context, self, msg)
 
             def result(self, timeout: float | None = None) -> Any:
+                if self._state != FINISHED and self.context is not None:
+                    self.context._refuse_to_wait_here()
                 try:
                     return super().result(timeout)
                 except concurrent.futures.TimeoutError as e:
@@ -288,6 +290,7 @@ class Context:
 
         Raises RemoteError if it raised there, Disconnected if the context is lost.
         """
+        self._refuse_to_wait_here()
         return self._start(_Reply(), fn, args, kwargs).result()
 
     def _start(self, future: Any, fn: Callable[..., Any], args: tuple, kwargs: dict,
@@ -321,12 +324,20 @@ class Context:
             raise TransportError(f"{self.name}: this process is a fork of the one that connected "
                                  "to it, and cannot use its connections: make a Router here")
 
+    def _refuse_to_wait_here(self) -> None:
+        """Refuse a wait for a reply that only the calling thread could deliver."""
+        self._refuse_in_fork()
+        if self.router._broker.in_broker_thread():
+            raise TransportError(f"{self.name}: cannot wait for a reply on the router's own thread "
+                                 "(in a future's done-callback or a serve() function): use "
+                                 "call_async there and do not wait")
+
     def _request(self, handle: int, value: Any, timeout: float) -> tuple:
         """Send value to a well-known handle here and wait for the raw reply tuple.
 
         A lost context or a timeout comes back as ('lost', reason).
         """
-        self._refuse_in_fork()
+        self._refuse_to_wait_here()
         reply = _Reply()
 
         def on_reply(msg: Message) -> None:
@@ -365,7 +376,7 @@ class Context:
                 return
             try:
                 answer: tuple = ("ok", fn(codec.decode(msg.data)))
-            except Exception as e:  # the asker gets the reason, the service goes on
+            except BaseException as e:  # the asker gets the reason (sys.exit too), the service goes on
                 answer = ("error", f"{type(e).__name__}: {e}")
             if msg.reply_to:
                 try:

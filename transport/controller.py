@@ -69,6 +69,7 @@ class Router:
         self._lost_early: dict[int, str] = {}
         self._drops: dict[int | None, int] = {}  # refused messages per child stream
         self._closed = False
+        self._broker.add_shutdown_hook(self._on_broker_end)
         self._broker.start()
 
     def __enter__(self) -> Router:
@@ -305,6 +306,11 @@ class Router:
         if connection is not None and connection.process is not None:
             self._broker.defer(connection.process.kill)
         self._broker.defer(self._core.remove_route, context_id)
+
+    def _on_broker_end(self) -> None:
+        """The broker's loop has ended (closed, or failed): fail everything still waiting."""
+        self._closed = True
+        self._core.disconnect_children("the router is closed")
 
     def _kill(self, context: Context) -> None:
         connection = self._connections.get(context.context_id)

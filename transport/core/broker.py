@@ -143,7 +143,8 @@ class Broker(object):
         return timer
 
     def add_shutdown_hook(self, fn):
-        """fn() runs on the broker thread when the loop ends."""
+        """fn() runs on the broker thread when the loop ends, stopped or failed: after it,
+        nothing is read or written, so it must fail what still waits on the loop."""
         self._shutdown_hooks.append(fn)
 
     # -- the loop -----------------------------------------------------------
@@ -159,8 +160,10 @@ class Broker(object):
             for hook in self._shutdown_hooks:
                 self._guarded('a shutdown hook', hook)
             self.poller.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            wake_r, wake_w = self._wake_r, self._wake_w
+            self._wake_r = self._wake_w = -1  # a late defer() writes to no one's file
+            os.close(wake_r)
+            os.close(wake_w)
             self._stopped.set()
 
     def _loop_once(self):
@@ -198,7 +201,7 @@ class Broker(object):
     def _guarded(self, what, fn, *args):
         try:
             fn(*args)
-        except Exception:
+        except BaseException:  # a callback's sys.exit() must not end the loop either
             self.on_error(what, sys.exc_info())
 
     def stop(self):

@@ -107,6 +107,8 @@ class Target(object):
         self.router.add_handler(CONNECT, self._on_connect)
         self.modules = ModuleForwarder(self.router)
         self.modules.install()
+        # The loop ends only if it fails: nothing could reach the parent any more.
+        self.broker.add_shutdown_hook(lambda: exit_now(1))
 
     def _parent_lost(self, stream, reason):
         # Orphans must not linger: leave now; children see end of file and follow, and

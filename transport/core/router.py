@@ -200,6 +200,11 @@ class Router(object):
                 and self._routes.get(cid) is msg.stream]
         self._lose(lost, reason)
 
+    def disconnect_children(self, reason):
+        """Close every child stream (broker thread): the contexts behind them are lost."""
+        for stream in set(self._routes.values()) | set(self._children):
+            stream.disconnect(reason)
+
     def stream_disconnected(self, stream, reason):
         """A child stream closed: every context behind it is lost."""
         self._children.pop(stream, None)
@@ -290,7 +295,7 @@ class Router(object):
             self.remove_handler(msg.handle)
         try:
             handler.fn(msg)
-        except Exception:
+        except BaseException:
             self.broker.on_error('the handler of message %r' % (msg,), sys.exc_info())
 
     def _unroutable(self, msg, reason):
