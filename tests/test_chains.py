@@ -68,3 +68,12 @@ def test_a_failed_connect_through_an_intermediary_names_the_cause(router, sshd):
     # tp-nopw cannot read root's client key, so ssh refuses before python matters.
     assert info.value.host.startswith(web.name)
     assert web.call(pow, 3, 3) == 27
+
+
+def test_connecting_through_a_busy_intermediary_keeps_to_the_connect_timeout(router):
+    inter = router.local(python=PY, name="busy")
+    inter.call_async(time.sleep, 600)  # the spawn module it needs waits behind this call
+    with pytest.raises(transport.ConnectError, match="did not answer within 2s") as info:
+        router.local(via=inter, python=PY, connect_timeout=2)
+    assert info.value.host.startswith("busy")
+    assert inter.alive

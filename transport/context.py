@@ -509,6 +509,12 @@ class Context:
         that imports dynamically. Through intermediaries, each one on the way caches
         them (FORWARD_MODULE). Raises ImportError naming what could not be sent.
         """
+        self._preload(names, whole_packages)
+
+    def _preload(self, names: list[str], whole_packages: bool = False,
+                 timeout: float | None = None) -> None:
+        """preload(), waiting at most timeout for the context to confirm (it confirms
+        after the calls queued before it)."""
         with self._push_lock:
             entries = self.router._modules.preload_entries(self.context_id, list(names),
                                                            whole_packages)
@@ -517,7 +523,7 @@ class Context:
         sendable = [e[0] for e in entries if e[1] != "missing"]
         refused = [e[0] for e in entries if e[1] == "missing" and e[0] in names]
         # In order on the same stream: when this call runs, the modules are cached.
-        lost = self.call(unavailable, sendable) if sendable else []
+        lost = self.call_async(unavailable, sendable).result(timeout) if sendable else []
         if refused or lost:
             raise ImportError(f"{self.name}: cannot preload {', '.join(refused + lost)} "
                               "(not importable on the controller, a C extension, or the "

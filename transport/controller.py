@@ -23,7 +23,7 @@ from transport.core.handles import ADD_ROUTE, CONNECT, CONTROLLER_ID, SHUTDOWN
 from transport.core.router import NO_ROUTE
 from transport.core.router import Router as CoreRouter
 from transport.core.spawn import Connection
-from transport.errors import ConnectError, TransportError
+from transport.errors import ConnectError, Timeout, TransportError
 from transport.known_targets import remember_tag, remembered_tag
 from transport.modules import ModuleServer
 
@@ -248,7 +248,11 @@ class Router:
         if first_hop is None:
             return {"error": (f"cannot connect through {via.name}: it is disconnected", {})}
         try:
-            via.preload(["transport.core.spawn"])  # CONNECT runs on its broker thread
+            # CONNECT runs on its broker thread, but this waits behind its calls (once).
+            via._preload(["transport.core.spawn"], timeout=connect_timeout)
+        except Timeout:
+            return {"error": (f"cannot connect through {via.name}: it did not answer within "
+                              f"{connect_timeout:g}s (busy with a long call?)", {})}
         except TransportError as e:
             return {"error": (f"cannot connect through {via.name}: {e}", {})}
         self._core.add_route(context_id, first_hop)
@@ -325,13 +329,27 @@ class Router:
             return list(self._contexts.values())
 
     def close(self, timeout: float = 5.0) -> None:
-        """Shut every context down (waiting up to timeout), then stop the broker."""
+        """Shut every context down, then stop the broker.
+
+        Contexts get timeout seconds in all to exit; those still there are killed
+        together and get as long again; then every connection is closed.
+        """
         if self._closed:
             return
         self._closed = True
         contexts = self.contexts()
         for context in contexts:
             context.shutdown(wait=False)
-        for context in contexts:
-            context.shutdown(wait=True, timeout=timeout)
+        stuck = _wait_gone(contexts, timeout)
+        for context in stuck:
+            self._kill(context)
+        _wait_gone(stuck, timeout)
         self._broker.shutdown()
+
+
+def _wait_gone(contexts: list[Context], timeout: float) -> list[Context]:
+    """Wait until every context is gone or timeout passes; return those still there."""
+    deadline = compat.monotonic() + timeout
+    for context in contexts:
+        context._gone.wait(max(0.0, deadline - compat.monotonic()))
+    return [context for context in contexts if context.alive]
