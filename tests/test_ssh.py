@@ -97,6 +97,36 @@ def test_unreachable_host_times_out_within_connect_timeout(router, sshd, backend
         silent.close()
 
 
+def test_a_host_that_stops_answering_fails_its_calls(router, sshd):
+    # The sshd process serving the connection is stopped: nothing answers any more,
+    # as from a host that lost power. The keepalives notice (1 s x 2 here, not 15 s x 3).
+    import signal
+
+    ctx = router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", python="/usr/bin/python3",
+                     ssh_options={**sshd.ssh_options(), "ServerAliveInterval": "1",
+                                  "ServerAliveCountMax": "2"})
+    session = ctx.pid  # up to sshd's process for this session
+    while _command_of(session) != "sshd":
+        session = _parent_of(session)
+    os.kill(session, signal.SIGSTOP)
+    try:
+        with pytest.raises(transport.Disconnected):
+            ctx.call_async(pow, 2, 2).result(timeout=60)
+    finally:
+        os.kill(session, signal.SIGKILL)
+        os.kill(session, signal.SIGCONT)
+
+
+def _command_of(pid: int) -> str:
+    with open(f"/proc/{pid}/comm") as f:
+        return f.read().strip()
+
+
+def _parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rpartition(") ")[2].split()[1])
+
+
 def test_missing_python_names_the_path(router, sshd, backend):
     with pytest.raises(transport.ConnectError) as info:
         _ssh(router, sshd, backend, python="/usr/bin/python9.9")
@@ -143,6 +173,7 @@ def test_client_options_are_few_and_overridable():
     assert argv[:2] == ["ssh", "-T"]
     options = [argv[i + 1] for i, a in enumerate(argv) if a == "-o"]
     assert "Compression=no" in options and "BatchMode=yes" in options
+    assert "ServerAliveInterval=15" in options and "ServerAliveCountMax=3" in options
     assert not any(o.startswith("StrictHostKeyChecking") for o in options)  # user's config rules
     argv = SshMethod("web1", compression=True, check_host_keys="accept-new",
                      ssh_options={"BatchMode": "no"}).argv(build())

@@ -109,8 +109,20 @@ class ParamikoChild:
         return self.status
 
     def kill(self) -> None:
-        self.channel.close()
-        self.client.close()
+        _hang_up(self.client)
+
+
+def _hang_up(client: Any) -> None:
+    """Close client's connection, even while a thread is stuck writing to it (a peer that
+    stopped reading): shutting the socket down wakes that thread, which holds the
+    locks a channel's close would wait for."""
+    transport = client.get_transport()
+    if transport is not None:
+        try:
+            transport.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    client.close()
 
 
 class ParamikoSshMethod(SshMethod):
@@ -163,8 +175,21 @@ class ParamikoSshMethod(SshMethod):
             keepalive = int(options.get("ServerAliveInterval", 0))
             if keepalive > 0:
                 client.get_transport().set_keepalive(keepalive)
+                client.get_transport().sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             channel = client.get_transport().open_session(timeout=timeout)
-            channel.exec_command(bootstrap.shell_command(self.python))
+            # paramiko waits for the answer to the command request without a deadline.
+            watchdog = threading.Timer(timeout, _hang_up, (client,))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                channel.exec_command(bootstrap.shell_command(self.python))
+            except paramiko.SSHException:
+                if watchdog.finished.is_set():  # it fired: cancel() comes later
+                    raise ConnectError(name, f"ssh to {self.host}: no answer to the command "
+                                             f"request within {timeout:g}s") from None
+                raise
+            finally:
+                watchdog.cancel()
         except paramiko.AuthenticationException as e:
             client.close()
             raise AuthError(name, f"authentication refused: Permission denied ({e})") from None
