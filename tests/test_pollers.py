@@ -84,6 +84,27 @@ def test_hang_up_is_readable_and_reads_end_of_file(poller, pair):
     assert os.read(a.fileno(), 10) == b""
 
 
+def test_a_pipe_whose_reader_has_gone_is_writable_for_its_writer(poller):
+    # The kernel reports only an error for it: a writer that never hears of it
+    # would have the loop report the fd on every pass, and never write.
+    read_end, write_end = os.pipe()
+    try:
+        os.set_blocking(write_end, False)
+        try:
+            while True:
+                os.write(write_end, b"x" * 65536)
+        except BlockingIOError:
+            pass
+        os.close(read_end)
+        poller.set_interest(write_end, False, True)
+        assert _events(poller) == {write_end: (False, True)}
+        with pytest.raises(BrokenPipeError):
+            os.write(write_end, b"x")
+    finally:
+        poller.unregister(write_end)
+        os.close(write_end)
+
+
 def test_changing_interest_replaces_it(poller, pair):
     a, b = pair
     b.send(b"x")

@@ -54,7 +54,9 @@ class Poller(object):
 
     def _mask_results(self, events, in_mask, out_mask, hup_mask):
         """Turn (fd, event mask) pairs into results, testing every mask for both
-        conditions; hang-up and error count as readable."""
+        conditions; hang-up and error count as readable, so the reader meets end
+        of file, and as writable for a write interest, so the writer meets its
+        error (a pipe whose reader has gone reports nothing else)."""
         results = []
         interest = self._interest
         for fd, mask in events:
@@ -62,8 +64,8 @@ class Poller(object):
             if wanted is None:
                 continue
             hung_up = bool(mask & hup_mask)
-            readable = (bool(mask & in_mask) and wanted[0]) or hung_up
-            writable = bool(mask & out_mask) and wanted[1]
+            readable = (bool(mask & in_mask) or hung_up) and wanted[0]
+            writable = (bool(mask & out_mask) or hung_up) and wanted[1]
             if readable or writable:
                 results.append((fd, readable, writable))
         return results
