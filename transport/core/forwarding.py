@@ -82,6 +82,7 @@ class _Wait(object):
     def __init__(self):
         self.done = Event()
         self.child_replies = []
+        self.handle = None  # where the parent's answer goes
 
 
 class ModuleForwarder(object):
@@ -137,11 +138,18 @@ class ModuleForwarder(object):
             if wait is not None:
                 return wait
             wait = self._waits[fullname] = _Wait()
-        handle = self.router.add_reply_handler(
+        handle = wait.handle = self.router.add_reply_handler(
             lambda msg: self._on_reply(fullname, msg), self.router.parent_id)
         self.router.send(Message(self.router.parent_id, self.router.context_id, GET_MODULE,
                                  codec.encode(fullname), reply_to=handle))
         return wait
+
+    def _give_up(self, fullname, wait):
+        """A request went unanswered in time: forget it, so a later import asks again."""
+        with self._lock:
+            if self._waits.get(fullname) is wait:
+                del self._waits[fullname]
+        self.router.remove_handler(wait.handle)
 
     def _on_reply(self, fullname, msg):
         if msg.is_dead:
@@ -208,6 +216,7 @@ class ModuleForwarder(object):
                 return None
             wait = self._request(fullname)
             if not wait.done.wait(self.timeout):
+                self._give_up(fullname, wait)
                 return None
             entry = self.entries.get(fullname)
         if entry is None or entry[1] == 'missing':
