@@ -113,25 +113,32 @@ def _receive_chunks(context: Context, fd: int, events: compat.SimpleQueue) -> in
     core = context.router._core
     ack_to = None
     received = 0
-    while True:
-        try:
-            msg = events.get(timeout=ACK_TIMEOUT)
-        except compat.Empty:
-            raise TransportError(f"{context.name}: no data for {ACK_TIMEOUT}s") from None
-        if msg is None:
-            return received
-        if msg.is_dead:
-            raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
-        try:
-            kind, value = codec.decode(msg.data)
-            if kind == "ack":
-                ack_to = int(value)
-                continue
-            view = memoryview(value)
-        except (codec.CodecError, TypeError, ValueError) as e:
-            raise ProtocolError(f"{context.name}: malformed file data: {e!r}") from None
-        while view:
-            view = view[os.write(fd, view):]
-        received += len(value)
-        if ack_to is not None:
-            core.send(Message(context.context_id, CONTROLLER_ID, ack_to, codec.encode(len(value))))
+    try:
+        while True:
+            try:
+                msg = events.get(timeout=ACK_TIMEOUT)
+            except compat.Empty:
+                raise TransportError(f"{context.name}: no data for {ACK_TIMEOUT}s") from None
+            if msg is None:
+                return received
+            if msg.is_dead:
+                raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
+            try:
+                kind, value = codec.decode(msg.data)
+                if kind == "ack":
+                    ack_to = int(value)
+                    continue
+                view = memoryview(value)
+            except (codec.CodecError, TypeError, ValueError) as e:
+                raise ProtocolError(f"{context.name}: malformed file data: {e!r}") from None
+            while view:
+                view = view[os.write(fd, view):]
+            received += len(value)
+            if ack_to is not None:
+                core.send(Message(context.context_id, CONTROLLER_ID, ack_to,
+                                  codec.encode(len(value))))
+    except BaseException:
+        if ack_to is not None and context.alive:  # the sender stops instead of waiting
+            core.send(Message(context.context_id, CONTROLLER_ID, ack_to,
+                              codec.encode(files.GAVE_UP)))
+        raise

@@ -184,6 +184,10 @@ def stat_for_send(path):
     return st.st_size, stat.S_IMODE(st.st_mode)
 
 
+# The acknowledgement of a receiver that gives up on a transfer.
+GAVE_UP = -1
+
+
 def send(path, data_handle, window):
     """Send path's content as chunks to data_handle, at most `window` bytes unacknowledged."""
     router = _router()
@@ -205,7 +209,10 @@ def send(path, data_handle, window):
                         raise IOError('the receiver acknowledged nothing for %ss' % (ACK_TIMEOUT,))
                     if msg.is_dead:
                         raise IOError('the receiver went away')
-                    unacknowledged -= codec.decode(msg.data)
+                    acknowledged = codec.decode(msg.data)
+                    if acknowledged == GAVE_UP:
+                        raise IOError('the receiver gave up')
+                    unacknowledged -= acknowledged
                 send_to_caller(data_handle, codec.encode(('data', binary(chunk))))
                 unacknowledged += len(chunk)
                 total += len(chunk)
