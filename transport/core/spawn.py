@@ -241,7 +241,16 @@ class Connection(object):
     def _on_hello(self, msg):
         if msg.is_dead:
             return  # the stream ended before the hello: _on_disconnect reports it
-        info = codec.decode(msg.data)[1]
+        try:
+            status, info = codec.decode(msg.data)
+            if status != 'ok':
+                raise ValueError(status)
+        except (codec.CodecError, TypeError, ValueError):
+            reason = "the target's hello is malformed (not this transport's core?)"
+            self._fail(reason, self._details(''))
+            self.process.kill()
+            self.stream.disconnect(reason)
+            return
         self.hello = info
         self.state = 'ready'
         self._password = None
