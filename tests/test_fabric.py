@@ -178,6 +178,25 @@ def test_invoke_tasks_run_on_a_target(sshd, tmp_path):
     _check_invoke_output(result)
 
 
+def test_ctrl_c_stops_an_invoke_task_at_once(sshd, tmp_path):
+    import signal
+    import uuid
+
+    directory = _invoke_project(sshd, tmp_path)
+    marker = uuid.uuid4().hex
+    inv = subprocess.Popen([str(INV), "follow", "--marker", marker], cwd=directory,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        assert inv.stdout.readline() == "started\n"  # the remote command runs
+        inv.send_signal(signal.SIGINT)
+        assert inv.wait(timeout=60) != 0  # not after the command's 600 s
+    finally:
+        inv.kill()
+        inv.wait()
+        subprocess.run(["pkill", "-f", marker])
+
+
 def test_invoke_sudo_says_what_to_use_instead(sshd, tmp_path):
     directory = _invoke_project(sshd, tmp_path)
     result = subprocess.run([str(INV), "root"], cwd=directory, capture_output=True, text=True,

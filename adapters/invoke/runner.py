@@ -11,7 +11,8 @@ What a remote command cannot have: a live stdin. An explicit in_stream is
 read to its end and fed to the command as input; otherwise the command's
 stdin is empty. Watchers (answering prompts) need a live stdin and are
 refused with a clear error; for sudo, Fabric's Connection.sudo uses a
-persistent sudo interpreter instead.
+persistent sudo interpreter instead. Ctrl-C stops the task at once; the
+command itself runs on to its end, as a stock command without a pty does.
 """
 
 from __future__ import annotations
@@ -151,6 +152,10 @@ class TransportRunner(Runner):
         pass
 
     def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
+        # Stop at once: invoke joins its output threads before the interrupt surfaces,
+        # and they would otherwise wait for the command's end (never, for tail -f).
+        for chunks in self._chunks.values():
+            chunks.put(b"")
         raise interrupt
 
     def returncode(self) -> int | None:

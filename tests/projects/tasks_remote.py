@@ -21,5 +21,10 @@ def root(c):
     c.sudo("id -un")
 
 
-ns = Collection(who, root)
+@task
+def follow(c, marker):
+    c.run(f"echo started; sleep 600; : {marker}")
+
+
+ns = Collection(who, root, follow)
 ns.configure({"runners": {"local": TransportRunner}, "transport": TARGET})
