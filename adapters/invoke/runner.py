@@ -12,7 +12,7 @@ read to its end and fed to the command as input; otherwise the command's
 stdin is empty. Watchers (answering prompts) need a live stdin and are
 refused with a clear error; for sudo, Fabric's Connection.sudo uses a
 persistent sudo interpreter instead. Ctrl-C stops the task at once; the
-command itself runs on to its end, as a stock command without a pty does.
+command itself runs on to its end (a running call cannot be interrupted).
 """
 
 from __future__ import annotations
