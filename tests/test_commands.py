@@ -70,6 +70,13 @@ def test_a_filter_fed_more_than_a_pipe_holds_does_not_deadlock(target):
     assert bytes.fromhex(result.stdout.decode().replace("\n", " ")) == data
 
 
+def test_a_pty_command_that_stops_reading_its_input_does_not_deadlock(target):
+    lines = b"y" * 99 + b"\n"
+    result = target.run("head -n 100 > /dev/null; echo done", input=lines * 20000, pty=True,
+                        timeout=120)
+    assert result.exit_code == 0 and b"done\r\n" in result.stdout
+
+
 def test_large_output_streams_in_chunks(target):
     chunks = []
     result = target.run("head -c 5000000 /dev/zero", on_output=lambda s, c: chunks.append((s, c)))

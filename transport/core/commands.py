@@ -27,6 +27,7 @@ from transport.core.compat import binary, set_nonblocking
 from transport.core.dispatch import send_to_caller
 
 CHUNK = 64 * 1024
+_AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 # The process groups of the commands running now (each command leads its own).
 running = set()
 STARTED = 0  # the stream number of the chunk that says a timed command has started
@@ -134,15 +135,7 @@ def _pump(proc, _master, stdin_data, timeout, output_handle):
             return _kill(proc)
         readable, writable = _select(list(readers), [writer] if writer is not None else [], wait)
         for fd in writable:
-            try:
-                written = os.write(fd, pending[:CHUNK])
-            except OSError as e:
-                if e.errno in (errno.EAGAIN, errno.EINTR):
-                    continue
-                if e.errno != errno.EPIPE:
-                    raise
-                written = len(pending)
-            pending = pending[written:]
+            pending = _write_some(fd, pending)
             if not pending:
                 proc.stdin.close()
                 writer = None
@@ -155,6 +148,19 @@ def _pump(proc, _master, stdin_data, timeout, output_handle):
     proc.stdout.close()
     proc.stderr.close()
     return _wait(proc, deadline)
+
+
+def _write_some(fd, pending):
+    """Write what a non-blocking fd takes of pending; return the rest (none if the
+    reader has gone)."""
+    try:
+        return pending[os.write(fd, pending[:CHUNK]):]
+    except OSError as e:
+        if e.errno in _AGAIN:
+            return pending
+        if e.errno in (errno.EPIPE, errno.EIO):
+            return b''
+        raise
 
 
 def _select(readers, writers, wait):
@@ -171,6 +177,7 @@ def _select(readers, writers, wait):
 def _pump_pty(proc, master, stdin_data, timeout, output_handle):
     deadline = None if timeout is None else time.time() + timeout
     pending = stdin_data or b''
+    set_nonblocking(master)  # as for a pipe: a blocking write could wait for ever
     try:
         while True:
             wait = None if deadline is None else deadline - time.time()
@@ -178,11 +185,13 @@ def _pump_pty(proc, master, stdin_data, timeout, output_handle):
                 return _kill(proc)
             readable, writable = _select([master], [master] if pending else [], wait)
             if writable:
-                pending = pending[os.write(master, pending[:CHUNK]):]
+                pending = _write_some(master, pending)
             if readable:
                 try:
                     chunk = os.read(master, CHUNK)
                 except OSError as e:
+                    if e.errno in _AGAIN:
+                        continue
                     if e.errno != errno.EIO:  # EIO: every holder of the terminal has gone
                         raise
                     chunk = b''
