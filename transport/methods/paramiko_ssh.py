@@ -12,9 +12,10 @@ backends.
 It honours host, port, user, identity_file, connect_timeout, check_host_keys
 and these ssh_options: IdentityFile, IdentitiesOnly, UserKnownHostsFile,
 StrictHostKeyChecking, ConnectTimeout, Port, User, Compression,
-ServerAliveInterval (paramiko's keepalive; it has no ServerAliveCountMax, which
-is accepted and has no effect), IdentityAgent=none (no agent), and BatchMode
-(paramiko never prompts).
+ServerAliveInterval with ServerAliveCountMax (paramiko's keepalives, and TCP
+gives up on a host that acknowledges none of them for interval x count seconds;
+one that still acknowledges TCP but has hung is not noticed), IdentityAgent=none
+(no agent), and BatchMode (paramiko never prompts).
 Other ssh_options, and ~/.ssh/config, are OpenSSH's only: they are refused
 with a clear error. Host keys are checked against ~/.ssh/known_hosts (or
 UserKnownHostsFile) unless check_host_keys or StrictHostKeyChecking says
@@ -112,6 +113,20 @@ class ParamikoChild:
         _hang_up(self.client)
 
 
+def _keep_alive(transport: Any, interval: int, count: int) -> None:
+    """paramiko's keepalives expect no answer: they only keep the connection busy. What
+    notices a host that stopped answering is TCP giving up on the unacknowledged
+    keepalive, after interval x count seconds (TCP_USER_TIMEOUT, Linux) instead of
+    the kernel's ~15 minutes."""
+    if interval <= 0:
+        return
+    transport.set_keepalive(interval)
+    user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if user_timeout is not None:
+        transport.sock.setsockopt(socket.IPPROTO_TCP, user_timeout,
+                                  interval * max(1, count) * 1000)
+
+
 def _hang_up(client: Any) -> None:
     """Close client's connection, even while a thread is stuck writing to it (a peer that
     stopped reading): shutting the socket down wakes that thread, which holds the
@@ -172,19 +187,23 @@ class ParamikoSshMethod(SshMethod):
                            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
                            compress=options.get("Compression") == "yes",
                            sock=_open_socket(self.host, port, timeout))
-            keepalive = int(options.get("ServerAliveInterval", 0))
-            if keepalive > 0:
-                client.get_transport().set_keepalive(keepalive)
-                client.get_transport().sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            _keep_alive(client.get_transport(), int(options.get("ServerAliveInterval", 0)),
+                        int(options.get("ServerAliveCountMax", 3)))
             channel = client.get_transport().open_session(timeout=timeout)
             # paramiko waits for the answer to the command request without a deadline.
-            watchdog = threading.Timer(timeout, _hang_up, (client,))
+            fired = threading.Event()
+
+            def give_up() -> None:
+                fired.set()
+                _hang_up(client)
+
+            watchdog = threading.Timer(timeout, give_up)
             watchdog.daemon = True
             watchdog.start()
             try:
                 channel.exec_command(bootstrap.shell_command(self.python))
-            except paramiko.SSHException:
-                if watchdog.finished.is_set():  # it fired: cancel() comes later
+            except (paramiko.SSHException, EOFError, OSError):
+                if fired.is_set():
                     raise ConnectError(name, f"ssh to {self.host}: no answer to the command "
                                              f"request within {timeout:g}s") from None
                 raise
