@@ -509,25 +509,26 @@ class Context:
         that imports dynamically. Through intermediaries, each one on the way caches
         them (FORWARD_MODULE). Raises ImportError naming what could not be sent.
         """
-        self._preload(names, whole_packages)
+        sent = self._send_modules_ahead(names, whole_packages)
+        sendable = [e[0] for e in sent if e[1] != "missing"]
+        refused = [e[0] for e in sent if e[1] == "missing" and e[0] in names]
+        # In order on the same stream: when this call runs, the modules are cached.
+        lost = self.call(unavailable, sendable) if sendable else []
+        if refused or lost:
+            raise ImportError(f"{self.name}: cannot preload {', '.join(refused + lost)} "
+                              "(not importable on the controller, a C extension, or the "
+                              "standard library)")
 
-    def _preload(self, names: list[str], whole_packages: bool = False,
-                 timeout: float | None = None) -> None:
-        """preload(), waiting at most timeout for the context to confirm (it confirms
-        after the calls queued before it)."""
+    def _send_modules_ahead(self, names: list[str], whole_packages: bool = False) -> list[tuple]:
+        """Send modules (and what they import) that the context was not sent yet, without
+        waiting: they are cached there before any message sent after them is handled,
+        even while the context runs a call. Returns the entries sent."""
         with self._push_lock:
             entries = self.router._modules.preload_entries(self.context_id, list(names),
                                                            whole_packages)
             if entries:
                 self._send_modules(entries)
-        sendable = [e[0] for e in entries if e[1] != "missing"]
-        refused = [e[0] for e in entries if e[1] == "missing" and e[0] in names]
-        # In order on the same stream: when this call runs, the modules are cached.
-        lost = self.call_async(unavailable, sendable).result(timeout) if sendable else []
-        if refused or lost:
-            raise ImportError(f"{self.name}: cannot preload {', '.join(refused + lost)} "
-                              "(not importable on the controller, a C extension, or the "
-                              "standard library)")
+        return entries
 
     def detach(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
         """Start fn(*args, **kwargs) in a process that outlives this connection.

@@ -23,7 +23,7 @@ from transport.core.handles import ADD_ROUTE, CONNECT, CONTROLLER_ID, SHUTDOWN
 from transport.core.router import NO_ROUTE
 from transport.core.router import Router as CoreRouter
 from transport.core.spawn import Connection
-from transport.errors import ConnectError, Timeout, TransportError
+from transport.errors import ConnectError
 from transport.known_targets import remember_tag, remembered_tag
 from transport.modules import ModuleServer
 
@@ -247,14 +247,9 @@ class Router:
         first_hop = self._core.route_for(path[0].context_id)
         if first_hop is None:
             return {"error": (f"cannot connect through {via.name}: it is disconnected", {})}
-        try:
-            # CONNECT runs on its broker thread, but this waits behind its calls (once).
-            via._preload(["transport.core.spawn"], timeout=connect_timeout)
-        except Timeout:
-            return {"error": (f"cannot connect through {via.name}: it did not answer within "
-                              f"{connect_timeout:g}s (busy with a long call?)", {})}
-        except TransportError as e:
-            return {"error": (f"cannot connect through {via.name}: {e}", {})}
+        # CONNECT runs on its broker thread, which has the module by then: a connect
+        # through an intermediary busy with a long call need not wait for that call.
+        via._send_modules_ahead(["transport.core.spawn"])
         self._core.add_route(context_id, first_hop)
         self._core.set_hops(context_id, [hop.context_id for hop in path])
         spec = {"context_id": context_id, "argv": argv, "payload": payload, "name": name,
