@@ -4,11 +4,14 @@ A Targets object owns a Router and keys each context by how it was reached
 (host, port, user, interpreter; then sudo user on top), so every task of a
 run that names the same host reuses one interpreter. close() shuts them all
 down; the process-wide instance from shared_targets() is also closed at exit.
+A process forked from the one that opened them (salt-ssh forks one per host)
+opens contexts of its own.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 import threading
 from typing import Any
@@ -25,16 +28,28 @@ class Targets:
         self._router: transport.Router | None = None
         self._contexts: dict[tuple, transport.Context] = {}
         self._opening: dict[tuple, threading.Lock] = {}
+        self._pid = os.getpid()
 
     @property
     def router(self) -> transport.Router:
         with self._lock:
+            self._start_over_in_a_fork()
             if self._router is None:
                 self._router = transport.Router()
             return self._router
 
+    def _start_over_in_a_fork(self) -> None:
+        """In a process forked from the one that opened them (lock held), the contexts
+        are the parent's: forget them, and open new ones from here."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._router = None
+            self._contexts.clear()
+            self._opening.clear()
+
     def _get(self, key: tuple, open_context: Any) -> transport.Context:
         with self._lock:
+            self._start_over_in_a_fork()
             ctx = self._contexts.get(key)
             if ctx is not None and ctx.alive:
                 return ctx
@@ -87,6 +102,7 @@ class Targets:
     def close(self) -> None:
         """Shut every context down and close the router; later use opens new ones."""
         with self._lock:
+            self._start_over_in_a_fork()
             router, self._router = self._router, None
             self._contexts.clear()
             self._opening.clear()

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -124,6 +125,32 @@ def test_interpreter_that_never_boots_times_out(router, tmp_path):
     script.chmod(0o755)
     with pytest.raises(transport.ConnectError, match="timed out"):
         router.local(python=str(script), connect_timeout=0.5)
+
+
+def test_closing_the_router_fails_a_connect_in_progress_at_once(tmp_path):
+    import threading
+
+    script = tmp_path / "hanging-python"
+    script.write_text("#!/bin/sh\necho $$ > " + str(tmp_path / "pid") + "\nexec sleep 600\n")
+    script.chmod(0o755)
+    router = transport.Router()
+    errors = []
+
+    def connect():
+        try:
+            router.local(python=str(script), connect_timeout=600)
+        except transport.ConnectError as e:
+            errors.append(e)
+
+    connecting = threading.Thread(target=connect)
+    connecting.start()
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    router.close()
+    connecting.join(60)  # not the connect timeout's 600 s
+    assert not connecting.is_alive() and "the router is closed" in str(errors[0])
+    assert wait_gone(int((tmp_path / "pid").read_text()))  # and the process is killed
 
 
 ORPHAN_SCRIPT = """

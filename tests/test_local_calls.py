@@ -307,3 +307,28 @@ def test_waiting_on_the_routers_own_thread_is_refused_not_a_deadlock(ctx):
     handle = ctx.serve(lambda value: ctx.call(pow, value, 2))
     assert "router's own thread" in ctx.call(rf.ask_caller, handle, [3])[0]
     assert ctx.call(pow, 2, 3) == 8
+
+
+def test_adapter_targets_open_contexts_of_their_own_in_a_fork():
+    from adapters.targets import Targets
+
+    targets = Targets()
+    try:
+        parents = targets.local("/usr/bin/python3")
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                ctx = targets.local("/usr/bin/python3")
+                os.write(write_end, f"{ctx.pid} {ctx.call(os.getpid)}".encode())
+                targets.close()
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        os.waitpid(pid, 0)
+        answer = os.read(read_end, 100).decode().split()
+        os.close(read_end)
+        assert answer[0] == answer[1] and int(answer[0]) != parents.pid
+        assert parents.call(os.getpid) == parents.pid  # the fork left the parent's alone
+    finally:
+        targets.close()

@@ -165,7 +165,7 @@ def _new_future() -> Future:
                 _settle(self.context, self, msg)
 
             def result(self, timeout: float | None = None) -> Any:
-                if self._state != FINISHED and self.context is not None:
+                if self._state != FINISHED and self.context is not None and timeout != 0:
                     self.context._refuse_to_wait_here()
                 try:
                     return super().result(timeout)
@@ -574,6 +574,8 @@ class Context:
 
     def shutdown(self, wait: bool = True, timeout: float = 5.0) -> None:
         """Ask the interpreter to exit after its current call; wait for it if wait is true."""
+        if self.router._core.forked():
+            return  # the parent process's context: not this process's to end
         if self.alive:
             self.router._core.send(Message(self.context_id, CONTROLLER_ID, SHUTDOWN))
         if wait:

@@ -309,6 +309,10 @@ class Router:
     def _on_broker_end(self) -> None:
         """The broker's loop has ended (closed, or failed): fail everything still waiting."""
         self._closed = True
+        with self._lock:
+            connections = list(self._connections.values())
+        for connection in connections:
+            connection.abort("the router is closed")  # those still booting
         self._core.disconnect_children("the router is closed")
 
     def _kill(self, context: Context) -> None:
@@ -332,6 +336,8 @@ class Router:
         if self._closed:
             return
         self._closed = True
+        if self._core.forked():
+            return  # the contexts and the broker are the parent process's to close
         contexts = self.contexts()
         for context in contexts:
             context.shutdown(wait=False)

@@ -164,6 +164,7 @@ class Broker(object):
             self._wake_r = self._wake_w = -1  # a late defer() writes to no one's file
             os.close(wake_r)
             os.close(wake_w)
+            self._thread_id = None  # its id may be reused by another thread
             self._stopped.set()
 
     def _loop_once(self):

@@ -82,7 +82,6 @@ class _Wait(object):
     def __init__(self):
         self.done = Event()
         self.child_replies = []
-        self.handle = None  # where the parent's answer goes
 
 
 class ModuleForwarder(object):
@@ -138,18 +137,18 @@ class ModuleForwarder(object):
             if wait is not None:
                 return wait
             wait = self._waits[fullname] = _Wait()
-        handle = wait.handle = self.router.add_reply_handler(
+        handle = self.router.add_reply_handler(
             lambda msg: self._on_reply(fullname, msg), self.router.parent_id)
         self.router.send(Message(self.router.parent_id, self.router.context_id, GET_MODULE,
                                  codec.encode(fullname), reply_to=handle))
         return wait
 
     def _give_up(self, fullname, wait):
-        """A request went unanswered in time: forget it, so a later import asks again."""
+        """A request went unanswered in time: forget it, so a later import asks again
+        (a late answer is still cached when it comes)."""
         with self._lock:
             if self._waits.get(fullname) is wait:
                 del self._waits[fullname]
-        self.router.remove_handler(wait.handle)
 
     def _on_reply(self, fullname, msg):
         if msg.is_dead:

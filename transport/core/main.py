@@ -108,9 +108,12 @@ class Target(object):
         self.modules = ModuleForwarder(self.router)
         self.modules.install()
         # The loop ends only if it fails: nothing could reach the parent any more.
-        self.broker.add_shutdown_hook(lambda: exit_now(1))
+        self.broker.add_shutdown_hook(lambda: self._leave(1))
 
     def _parent_lost(self, stream, reason):
+        self._leave(0)
+
+    def _leave(self, status):
         # Orphans must not linger: leave now; children see end of file and follow, and
         # running commands are hung up on.
         files = sys.modules.get('transport.core.files')
@@ -120,7 +123,7 @@ class Target(object):
         commands = sys.modules.get('transport.core.commands')
         if commands is not None:
             commands.hang_up_running()
-        exit_now(0)
+        exit_now(status)
 
     def _on_shutdown(self, msg):
         self.dispatcher.stop()

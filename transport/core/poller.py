@@ -4,7 +4,8 @@ A poller watches file descriptors for readability and writability. The
 broker keeps one interest per fd (read, write, or both) and calls
 set_interest() whenever it changes; poll() returns (fd, readable, writable)
 tuples. Hang-up and error conditions are reported as readable, so the reader
-sees end of file and closes the stream.
+sees end of file and closes the stream, and as writable for a write interest,
+so the writer meets the error.
 
 Backends, one module each: poller_epoll (Linux), poller_kqueue (BSD, macOS),
 poller_poll and poller_select (everywhere else).

@@ -7,7 +7,8 @@ registration (which the kernel refuses with EEXIST). A result carries the
 mask of everything that is true of the fd at once, so every result is tested
 for both EPOLLIN and EPOLLOUT: a busy socket that is readable and writable
 in the same pass is reported as both, or its writer would starve.
-EPOLLHUP and EPOLLERR count as readable, so the reader meets end of file.
+EPOLLHUP and EPOLLERR count as readable, so the reader meets end of file, and
+as writable for a write interest (see Poller._mask_results).
 """
 from __future__ import absolute_import
 

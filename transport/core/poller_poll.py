@@ -2,7 +2,7 @@
 
 Like epoll, poll() takes one entry per fd with a merged event mask, and each
 result's mask is tested for both input and output. POLLHUP, POLLERR and
-POLLNVAL count as readable.
+POLLNVAL count as readable, and as writable for a write interest.
 """
 from __future__ import absolute_import
 

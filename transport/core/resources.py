@@ -43,7 +43,7 @@ def fetch(forwarder, package, name):
         return kept[(package, name)]
     where = '%s:%s' % (package, name)
     if not forwarder.can_ask():
-        raise IOError(errno.ENOENT, 'no controller to ask for %s (a detached process)' % where)
+        raise IOError(errno.ENOENT, 'no controller to ask for %s (a detached or forked process)' % where)
     try:
         return ask(forwarder.router, CONTROLLER_ID, GET_RESOURCE, (package, name), TIMEOUT,
                    'the controller')

@@ -332,6 +332,15 @@ class Connection(object):
         return {'exit_status': self.process.poll() if self.process else None,
                 'stderr': stderr.strip(), 'preamble': preamble, 'errno': None, 'auth': False}
 
+    def abort(self, reason):
+        """Give up on a connection still booting, at once: fail it and kill its process
+        (also once the broker's loop has ended, when no timer will run)."""
+        if self.state not in ('new', 'booting'):
+            return
+        self._fail(reason, self._details(''))
+        if self.process is not None:
+            self.process.kill()
+
     def _fail(self, reason, details):
         if self.state in ('failed', 'ready'):
             return

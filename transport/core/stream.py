@@ -59,6 +59,7 @@ class Stream(object):
         self._flush_deferred = False
         self._read_size = READ_SIZE
         self._close_when_flushed = False
+        self._write_broken = False
         self.bytes_sent = 0
         self.bytes_received = 0
         set_nonblocking(rfd)
@@ -99,7 +100,7 @@ class Stream(object):
         arm = defer = False
         error = None
         with self._lock:
-            if self.closed or self._close_when_flushed:
+            if self.closed or self._close_when_flushed or self._write_broken:
                 return False
             was_empty = not self._out
             self._out.extend(chunks)
@@ -116,7 +117,7 @@ class Stream(object):
             if self._out and not self._watching_writes and not self._flush_deferred:
                 self._watching_writes = arm = True
         if error is not None:
-            self.broker.call_soon_or_now(self.disconnect, 'write failed: %s' % (error.strerror,))
+            self.broker.call_soon_or_now(self._write_failed, error)
         elif arm:
             self.broker.call_soon_or_now(self._watch_writes)
         elif defer and linger:
@@ -174,7 +175,7 @@ class Stream(object):
             was_watching = self._watching_writes
             left = self._watching_writes = bool(self._out)
         if error is not None:
-            self.disconnect('write failed: %s' % (error.strerror,))
+            self._write_failed(error)
         elif left:
             if not was_watching:  # else the writer is registered, or its registration on the way
                 self._watch_writes()
@@ -183,6 +184,23 @@ class Stream(object):
             self.broker.stop_writing(self.wfd)
             if self._close_when_flushed:
                 self.disconnect('closed')
+
+    def _write_failed(self, error):
+        """A write failed (broker thread). With one fd for both ways the stream is done;
+        with two, the peer may have written its last messages before it went, so
+        only the writing stops, and the reader disconnects at end of file."""
+        reason = 'write failed: %s' % (error.strerror,)
+        if self.rfd == self.wfd:
+            self.disconnect(reason)
+            return
+        with self._lock:
+            self._write_broken = True
+            self._out.clear()
+            self._out_offset = 0
+        if not self.closed:
+            self.broker.stop_writing(self.wfd)
+        if self._close_when_flushed:
+            self.disconnect(reason)
 
     def close_when_flushed(self):
         """Disconnect once queued output is written (broker thread)."""
