@@ -96,31 +96,40 @@ def render(template, **values):
     return jinja2.Template(template).render(**values)
 
 
+def in_a_fork(fn):
+    """Run fn() in a forked child and return the text it returns ('' if it raised)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            os.write(write_end, fn().encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    try:
+        return os.read(read_end, 4096).decode()
+    finally:
+        os.close(read_end)
+
+
 def fork_log_and_import(name):
     """Fork; the child logs a record and imports name (which this target lacks).
 
     Returns what the child's import did: 'imported' or 'ImportError'.
     """
     import logging
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
+
+    def child():
+        logging.getLogger("tp.fork").warning("from the fork")
         try:
-            os.close(read_end)
-            logging.getLogger("tp.fork").warning("from the fork")
-            try:
-                __import__(name)
-                outcome = b"imported"
-            except ImportError:
-                outcome = b"ImportError"
-            os.write(write_end, outcome)
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    os.waitpid(pid, 0)
-    outcome = os.read(read_end, 100).decode()
-    os.close(read_end)
-    return outcome
+            __import__(name)
+            return "imported"
+        except ImportError:
+            return "ImportError"
+
+    return in_a_fork(child)
 
 
 def import_by_name(name):

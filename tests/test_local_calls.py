@@ -247,22 +247,14 @@ def test_a_process_forked_in_a_call_does_not_use_the_targets_connection(router, 
 
 
 def test_a_forked_controller_cannot_use_its_parents_contexts(ctx):
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
+    def child():
         try:
-            try:
-                ctx.call(pow, 2, 2)
-                outcome = b"called"
-            except transport.TransportError as e:
-                outcome = str(e).encode()
-            os.write(write_end, outcome)
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    os.waitpid(pid, 0)
-    outcome = os.read(read_end, 1000).decode()
-    os.close(read_end)
+            ctx.call(pow, 2, 2)
+            return "called"
+        except transport.TransportError as e:
+            return str(e)
+
+    outcome = rf.in_a_fork(child)
     assert "is a fork" in outcome and ctx.name in outcome
     assert ctx.call(pow, 2, 3) == 8  # the parent's context is unharmed
 
@@ -315,19 +307,14 @@ def test_adapter_targets_open_contexts_of_their_own_in_a_fork():
     targets = Targets()
     try:
         parents = targets.local("/usr/bin/python3")
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                ctx = targets.local("/usr/bin/python3")
-                os.write(write_end, f"{ctx.pid} {ctx.call(os.getpid)}".encode())
-                targets.close()
-            finally:
-                os._exit(0)
-        os.close(write_end)
-        os.waitpid(pid, 0)
-        answer = os.read(read_end, 100).decode().split()
-        os.close(read_end)
+
+        def child():
+            ctx = targets.local("/usr/bin/python3")
+            answer = f"{ctx.pid} {ctx.call(os.getpid)}"
+            targets.close()
+            return answer
+
+        answer = rf.in_a_fork(child).split()
         assert answer[0] == answer[1] and int(answer[0]) != parents.pid
         assert parents.call(os.getpid) == parents.pid  # the fork left the parent's alone
     finally:
