@@ -120,6 +120,35 @@ def test_errors_name_the_host_and_leave_no_file(router, tmp_path):
     assert os.listdir(tmp_path) == ["src"]
 
 
+GET_ONTO_A_FULL_DISK = """
+import resource, signal, sys, transport
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+router = transport.Router()
+ctx = router.local(python="/usr/bin/python3")
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+try:
+    ctx.get(sys.argv[1], sys.argv[2])
+except OSError as e:
+    print("local write failed:", e.strerror)
+print(ctx.call_async(pow, 2, 2).result(timeout=60))  # the target is free at once, not in 120 s
+router.close()
+"""
+
+
+def test_a_get_the_controller_gives_up_on_stops_the_target(tmp_path):
+    import subprocess
+    import sys
+
+    source = tmp_path / "big.bin"
+    _random_file(source, 32 * 1024 * 1024)
+    result = subprocess.run([sys.executable, "-c", GET_ONTO_A_FULL_DISK, str(source),
+                             str(tmp_path / "copy.bin")], capture_output=True, text=True,
+                            timeout=200)
+    assert result.stdout == "local write failed: File too large\n4\n", result.stderr
+    assert "dropped" not in result.stderr  # the chunks that were on the way go quietly
+    assert not list(tmp_path.glob("*copy.bin*"))  # and no partial file
+
+
 def test_an_interrupted_put_leaves_no_partial_file(sshd, tmp_path):
     source = tmp_path / "big.bin"
     _random_file(source, 64 * 1024 * 1024)

@@ -298,6 +298,8 @@ def test_waiting_on_the_routers_own_thread_is_refused_not_a_deadlock(ctx):
     assert seen and "router's own thread" in seen[0]
     handle = ctx.serve(lambda value: ctx.call(pow, value, 2))
     assert "router's own thread" in ctx.call(rf.ask_caller, handle, [3])[0]
+    connect = ctx.serve(lambda value: ctx.router.local(python="/usr/bin/python3").pid)
+    assert "router's own thread" in ctx.call(rf.ask_caller, connect, [None])[0]
     assert ctx.call(pow, 2, 3) == 8
 
 

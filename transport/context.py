@@ -578,7 +578,7 @@ class Context:
             return  # the parent process's context: not this process's to end
         if self.alive:
             self.router._core.send(Message(self.context_id, CONTROLLER_ID, SHUTDOWN))
-        if wait:
+        if wait and not self.router._broker.in_broker_thread():  # only the loop ends it
             if not self._gone.wait(timeout):
                 self.router._kill(self)
                 self._gone.wait(timeout)

@@ -157,6 +157,9 @@ class Router:
         name = name or (f"{via.name}/{method.default_name()}" if via else method.default_name())
         if self._closed:
             raise ConnectError(name, "the router is closed")
+        if self._broker.in_broker_thread():
+            raise ConnectError(name, "cannot connect from the router's own thread (a future's "
+                                     "done-callback or a serve() function)")
         if via is not None and not via.alive:
             raise ConnectError(name, f"cannot connect through {via.name}: it is disconnected")
         # Byte code for a child running this very interpreter, or for a target that

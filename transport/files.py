@@ -88,6 +88,7 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
     data_handle = core.add_stream_handler(events.put, context.context_id)
     local_path = files.destination(local_path)
     fd, temporary = files._temporary_beside(local_path)
+    done = None
     try:
         done = context.call_async(files.send, remote_path, data_handle, WINDOW)
         done.add_done_callback(lambda future: events.put(None))
@@ -102,7 +103,11 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
         files.settle(temporary, local_path, mode)
         return received
     finally:
-        core.remove_handler(data_handle)
+        if done is not None and not done.done():
+            # Given up: the chunks still on the way are taken quietly until the sender stops.
+            done.add_done_callback(lambda future: core.remove_handler(data_handle))
+        else:
+            core.remove_handler(data_handle)
         if fd >= 0:
             os.close(fd)
         if temporary in files.in_flight:
