@@ -170,3 +170,22 @@ def test_broker_shutdown_waits_for_its_loop_to_end():
     broker.add_shutdown_hook(lambda: (time.sleep(0.2), ended.append(True)))
     broker.shutdown()
     assert ended == [True]  # shutdown() returned only after the loop's last hook
+
+
+def test_a_peer_that_wrote_its_last_messages_and_left_is_read_to_the_end(broker):
+    # Two pipes, as to a child process. The peer writes two messages and exits (both
+    # its ends close); our write then fails with EPIPE, but the messages it left in
+    # the pipe must still be delivered before the stream reports the end.
+    their_read, our_write = os.pipe()
+    our_read, their_write = os.pipe()
+    received, ended = [], threading.Event()
+    stream = Stream(broker, our_read, our_write, "peer", lambda msg: received.append(msg.data),
+                    lambda s, reason: ended.set())
+    os.write(their_write, Message(1, 2, 100, b"last words").pack()
+             + Message(1, 2, 100, b"goodbye").pack())
+    os.close(their_write)
+    os.close(their_read)
+    stream.send(Message(2, 1, 100, b"x" * 100000))  # EPIPE, in the same pass as the reads
+    broker.defer(stream.start)
+    assert ended.wait(10)
+    assert received == [b"last words", b"goodbye"]
