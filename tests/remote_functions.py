@@ -132,6 +132,36 @@ def fork_log_and_import(name):
     return in_a_fork(child)
 
 
+def import_after_a_lost_request(name):
+    """Lose this target's first request for module name, then import it twice (each
+    import waits 0.5 s for an answer); return what each import did."""
+    from transport.core import forwarding
+    from transport.core.handles import GET_MODULE
+    forwarder = forwarding.installed
+    router = forwarder.router
+    real_send, real_timeout = router.send, forwarder.timeout
+    lost = []
+
+    def send(msg, *args, **kwargs):
+        if msg.handle == GET_MODULE and not lost:
+            lost.append(msg)  # as if the parent had dropped it
+            return None
+        return real_send(msg, *args, **kwargs)
+
+    router.send, forwarder.timeout = send, 0.5
+    outcomes = []
+    try:
+        for _ in range(2):
+            try:
+                __import__(name)
+                outcomes.append("imported")
+            except ImportError:
+                outcomes.append("ImportError")
+    finally:
+        router.send, forwarder.timeout = real_send, real_timeout
+    return outcomes
+
+
 def import_by_name(name):
     import importlib
     return importlib.import_module(name).__name__

@@ -421,3 +421,10 @@ def test_namespace_packages_nested_in_namespace_packages(router, tmp_path):
         user = importlib.import_module("nsuser")
         assert "nsouter" not in sys.modules
         assert router.local(python="/usr/bin/python3").call(user.value) == "leaf"
+
+
+def test_an_import_whose_request_went_unanswered_asks_again(router):
+    from tests import remote_functions as rf
+
+    ctx = router.local(python="/usr/bin/python3")  # which has no invoke of its own
+    assert ctx.call(rf.import_after_a_lost_request, "invoke") == ["ImportError", "imported"]
