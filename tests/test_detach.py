@@ -32,7 +32,7 @@ JOB_PACKAGE = {
 
         def imports_may_ask_a_parent():
             import sys
-            return [f.has_parent for f in sys.meta_path
+            return [f.can_ask() for f in sys.meta_path
                     if type(f).__name__ == "ModuleForwarder"]
 
 

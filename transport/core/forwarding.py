@@ -92,7 +92,6 @@ class ModuleForwarder(object):
         self.timeout = timeout
         self.entries = {}
         self.groups = {}
-        self.has_parent = True
         self.paused = 0  # > 0: inside local_imports_only()
         self._waits = {}
         self._lock = allocate_lock()
@@ -202,7 +201,7 @@ class ModuleForwarder(object):
 
     def can_ask(self):
         """Whether there is a parent to ask: not in a detached job or another fork."""
-        return self.has_parent and not self.router.forked()
+        return not self.router.forked()
 
     def lookup(self, fullname):
         """The entry for fullname, asking the parent if needed; None if unavailable."""

@@ -2,12 +2,12 @@
 
 detach() forks twice from the target (the job runs in a new session, with
 no controlling terminal, so it survives the connection, the ssh session and
-the target itself), closes every inherited descriptor, and tells the import
-hook there is no parent: a module that was not preloaded fails at once with
-ImportError instead of waiting for a parent that may be gone. The job writes
-its result, or its error with the traceback, into its own directory under a
-per-user jobs directory (mode 0700); status() reads it back from any later
-connection as the same user.
+the target itself) and closes every inherited descriptor. Being a fork, it
+never uses the target's connection (Router.forked): a module that was not
+preloaded fails at once with ImportError instead of waiting for a parent
+that may be gone. The job writes its result, or its error with the
+traceback, into its own directory under a per-user jobs directory (mode
+0700); status() reads it back from any later connection as the same user.
 """
 from __future__ import absolute_import
 
@@ -103,9 +103,6 @@ def detach(module_name, qualname, args, kwargs):
 
 def _run(path, module_name, qualname, args, kwargs):
     """In the detached process: run the call, record its outcome, exit."""
-    from transport.core import forwarding
-    if forwarding.installed is not None:
-        forwarding.installed.has_parent = False
     null = os.open(os.devnull, os.O_RDONLY)
     output = os.open(os.path.join(path, 'output'), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(null, 0)

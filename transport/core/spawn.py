@@ -246,10 +246,8 @@ class Connection(object):
             if status != 'ok':
                 raise ValueError(status)
         except (codec.CodecError, TypeError, ValueError):
-            reason = "the target's hello is malformed (not this transport's core?)"
-            self._fail(reason, self._details(''))
-            self.process.kill()
-            self.stream.disconnect(reason)
+            self._give_up("the target's hello is malformed (not this transport's core?)",
+                          self._details(''))
             return
         self.hello = info
         self.state = 'ready'
@@ -259,10 +257,8 @@ class Connection(object):
 
     def _on_timeout(self):
         if self.state == 'booting':
-            self._fail('timed out after %gs waiting for the interpreter to start'
-                       % self.connect_timeout, self._details(''))
-            self.process.kill()
-            self.stream.disconnect('connect timeout')
+            self._give_up('timed out after %gs waiting for the interpreter to start'
+                          % self.connect_timeout, self._details(''), 'connect timeout')
 
     # -- stderr: the password dialogue, then log lines -------------------------
 
@@ -312,9 +308,13 @@ class Connection(object):
     def _fail_auth(self, reason):
         details = self._details('')
         details['auth'] = True
+        self._give_up(reason, details)
+
+    def _give_up(self, reason, details, disconnect_reason=None):
+        """Fail the connection, kill its process and close its stream."""
         self._fail(reason, details)
         self.process.kill()
-        self.stream.disconnect(reason)
+        self.stream.disconnect(disconnect_reason or reason)
 
     def _close_stderr(self):
         if self._stderr_open:
