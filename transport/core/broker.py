@@ -89,7 +89,8 @@ class Broker(object):
             try:
                 os.write(self._wake_w, b'x')
             except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EBADF):
+                # EBADF, EPIPE: the loop has ended (or is ending): nothing to wake.
+                if e.errno not in (errno.EAGAIN, errno.EBADF, errno.EPIPE):
                     raise
 
     def call_soon_or_now(self, fn, *args):
@@ -162,8 +163,8 @@ class Broker(object):
             self.poller.close()
             wake_r, wake_w = self._wake_r, self._wake_w
             self._wake_r = self._wake_w = -1  # a late defer() writes to no one's file
+            os.close(wake_w)  # the writing end first: a racing defer() meets EBADF
             os.close(wake_r)
-            os.close(wake_w)
             self._thread_id = None  # its id may be reused by another thread
             self._stopped.set()
 
