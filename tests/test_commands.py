@@ -61,6 +61,17 @@ def test_pty_commands_time_out_and_report_their_status(target):
         target.run("sleep 30", pty=True, timeout=0.3)
 
 
+def test_a_pty_command_reading_to_the_end_of_its_input_ends(target):
+    # After the input the terminal's end-of-file character is typed: twice when the
+    # last line is unfinished (once hands "two" over, once ends the input). The timeout
+    # only turns a hang into a failure.
+    fed = target.run("cat; echo end", pty=True, input=b"one\ntwo", timeout=60)
+    assert fed.exit_code == 0 and fed.stdout.endswith(b"end\r\n")
+    assert fed.stdout.count(b"one") == 2 and fed.stdout.count(b"two") == 2  # echo and cat
+    unfed = target.run("cat; echo end", pty=True, timeout=60)  # no input: at once
+    assert unfed.exit_code == 0 and unfed.stdout == b"end\r\n"
+
+
 def test_a_filter_fed_more_than_a_pipe_holds_does_not_deadlock(target):
     # od writes three times what it reads: it stops on a full output pipe unless the
     # target reads while it feeds the input.

@@ -413,7 +413,9 @@ class Context:
         "stdout"/"stderr" chunks as they come, on the calling thread. timeout kills
         the command's whole process group and raises Timeout; check=True raises
         CommandFailed for a non-zero exit. pty=True runs it on a new pseudo-terminal
-        (its stdout and stderr then both arrive as stdout, with terminal line endings).
+        (its stdout and stderr then both arrive as stdout, with terminal line endings;
+        after the input, the terminal's end-of-file character ends its input, as the
+        end of a pipe does).
         """
         from transport import commands
 

@@ -8,7 +8,9 @@ never holds the output, and the caller holds it once. With a timeout, a
 counts from there, not from a call that may wait behind others). It returns
 the exit status, or 'timeout' after killing the group. With use_pty the
 command gets a new pseudo-terminal as its controlling terminal, stdin, stdout
-and stderr (so its output all comes back as stdout, as from ssh -t). A target
+and stderr (so its output all comes back as stdout, as from ssh -t); after the
+input (if any) the terminal's end-of-file character is typed, so a command
+reading to the end of its input ends as it does on pipes. A target
 that loses its parent hangs up on the commands still running (SIGHUP to their
 groups), as a closed terminal would, rather than leave them behind.
 """
@@ -177,12 +179,15 @@ def _select(readers, writers, wait):
 def _pump_pty(proc, master, stdin_data, timeout, output_handle):
     deadline = None if timeout is None else time.time() + timeout
     pending = stdin_data or b''
+    input_ended = False
     set_nonblocking(master)  # as for a pipe: a blocking write could wait for ever
     try:
         while True:
             wait = None if deadline is None else deadline - time.time()
             if wait is not None and wait <= 0:
                 return _kill(proc)
+            if not pending and not input_ended:
+                pending, input_ended = _end_of_input(master, stdin_data), True
             readable, writable = _select([master], [master] if pending else [], wait)
             if writable:
                 pending = _write_some(master, pending)
@@ -201,6 +206,24 @@ def _pump_pty(proc, master, stdin_data, timeout, output_handle):
     finally:
         os.close(master)
     return _wait(proc, deadline)
+
+
+def _end_of_input(master, stdin_data):
+    """What ends a terminal's input once it has all been written: the terminal's
+    end-of-file character, as a user at it would type (twice after an unfinished
+    line: the first only hands that line over). Nothing in raw mode, where the
+    program reads keys and no character means end of file."""
+    import termios
+    try:
+        attributes = termios.tcgetattr(master)
+    except (termios.error, OSError):
+        return b''
+    if not attributes[3] & termios.ICANON:
+        return b''
+    eof = attributes[6][termios.VEOF]
+    eof = eof if isinstance(eof, bytes) else bytes(bytearray([eof]))
+    unfinished = stdin_data and not stdin_data.endswith((b'\n', b'\r'))
+    return eof * (2 if unfinished else 1)
 
 
 def _wait(proc, deadline):
