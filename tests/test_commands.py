@@ -149,6 +149,33 @@ def test_commands_are_hung_up_on_when_the_target_loses_its_parent(tmp_path):
         controller.wait()
 
 
+def test_closing_the_router_hangs_up_on_a_command_still_running(tmp_path):
+    import threading
+
+    child = tmp_path / "child.pid"
+    router = transport.Router()
+    ctx = router.local(python=PY)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            ctx.run(f"sh -c 'echo $$ > {child}; exec sleep 600'")
+        except transport.TransportError as e:
+            errors.append(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not (child.exists() and child.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pid = int(child.read_text())
+    router.close(timeout=0.5)  # the command does not end when asked: it is hung up on
+    assert wait_gone(pid), "the command outlived the router"
+    assert wait_gone(ctx.pid), "the target outlived the router"
+    worker.join(30)
+    assert "hung up" in str(errors[0])
+
+
 def test_check_raises_command_failed_with_the_result(target):
     with pytest.raises(transport.CommandFailed) as info:
         target.run("echo nope >&2; exit 4", check=True)

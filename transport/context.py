@@ -582,7 +582,7 @@ class Context:
             self.router._core.send(Message(self.context_id, CONTROLLER_ID, SHUTDOWN))
         if wait and not self.router._broker.in_broker_thread():  # only the loop ends it
             if not self._gone.wait(timeout):
-                self.router._kill(self)
+                self.router._hang_up(self)
                 self._gone.wait(timeout)
 
     def _lost(self, reason: str) -> None:

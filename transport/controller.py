@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+import time
 
 from transport import log
 from transport.bootstrap import build, byte_code_tag
@@ -22,7 +23,7 @@ from transport.core.framing import DEFAULT_MAX_MESSAGE_SIZE, Message
 from transport.core.handles import ADD_ROUTE, CONNECT, CONTROLLER_ID, SHUTDOWN
 from transport.core.router import NO_ROUTE
 from transport.core.router import Router as CoreRouter
-from transport.core.spawn import Connection
+from transport.core.spawn import REAP_INTERVAL, Connection
 from transport.errors import ConnectError
 from transport.known_targets import remember_tag, remembered_tag
 from transport.modules import ModuleServer
@@ -318,10 +319,17 @@ class Router:
             connection.abort("the router is closed")  # those still booting
         self._core.disconnect_children("the router is closed")
 
-    def _kill(self, context: Context) -> None:
+    def _hang_up(self, context: Context) -> Any:
+        """Close the connection of a context that did not exit when asked to. At end of
+        file it hangs up on its running commands and leaves, as on losing its parent
+        (a kill would leave their process groups behind); spawn's reaper kills its
+        process if it lingers. Returns that process (None for a context reached
+        through another, which leaves with its parent)."""
         connection = self._connections.get(context.context_id)
-        if connection is not None and connection.process is not None:
-            self._broker.defer(connection.process.kill)
+        if connection is None or connection.process is None or connection.stream is None:
+            return None
+        self._broker.defer(connection.stream.disconnect, "hung up: it did not exit when asked to")
+        return connection.process
 
     # -- ending ------------------------------------------------------------------------
 
@@ -333,8 +341,9 @@ class Router:
     def close(self, timeout: float = 5.0) -> None:
         """Shut every context down, then stop the broker.
 
-        Contexts get timeout seconds in all to exit; those still there are killed
-        together and get as long again; then every connection is closed.
+        Contexts get timeout seconds in all to exit; those still there (a command
+        still running, say) are hung up on together and their processes get as long
+        again before they are killed; then every connection is closed.
         """
         if self._closed:
             return
@@ -345,10 +354,18 @@ class Router:
         for context in contexts:
             context.shutdown(wait=False)
         stuck = _wait_gone(contexts, timeout)
-        for context in stuck:
-            self._kill(context)
-        _wait_gone(stuck, timeout)
+        _wait_exited([p for p in map(self._hang_up, stuck) if p is not None], timeout)
         self._broker.shutdown()
+
+
+def _wait_exited(processes: list[Any], timeout: float) -> None:
+    """Wait until the broker has reaped each process or timeout passes; kill those left."""
+    deadline = compat.monotonic() + timeout
+    while any(p.status is None for p in processes) and compat.monotonic() < deadline:
+        time.sleep(REAP_INTERVAL)
+    for process in processes:
+        if process.status is None:
+            process.kill()
 
 
 def _wait_gone(contexts: list[Context], timeout: float) -> list[Context]:
