@@ -149,6 +149,29 @@ def test_commands_are_hung_up_on_when_the_target_loses_its_parent(tmp_path):
         controller.wait()
 
 
+@pytest.mark.parametrize("pty", [False, True])
+def test_signal_commands_reaches_a_running_command_and_what_it_started(target, tmp_path, pty):
+    import signal
+    import threading
+
+    child = tmp_path / "child.pid"
+    results: list[transport.CommandResult] = []
+    worker = threading.Thread(target=lambda: results.append(target.run(
+        f"sh -c 'echo $$ > {child}; exec sleep 600'", pty=pty, timeout=120)), daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not (child.exists() and child.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    target.signal_commands()  # SIGINT, as Ctrl-C at a terminal
+    assert wait_gone(int(child.read_text())), "the command's child did not get the signal"
+    worker.join(60)
+    assert results and results[0].exit_code == -signal.SIGINT
+    target.signal_commands(signal.SIGTERM)  # none running: nothing happens
+    assert target.run("echo still here").stdout == b"still here\n"
+    with pytest.raises(ValueError, match="not a signal number"):
+        target.signal_commands(0)
+
+
 def test_closing_the_router_hangs_up_on_a_command_still_running(tmp_path):
     import threading
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -191,10 +192,16 @@ def test_ctrl_c_stops_an_invoke_task_at_once(sshd, tmp_path):
         assert inv.stdout.readline() == "started\n"  # the remote command runs
         inv.send_signal(signal.SIGINT)
         assert inv.wait(timeout=60) != 0  # not after the command's 600 s
+        noted = Path("/tmp") / marker  # the remote command got the SIGINT
+        deadline = time.monotonic() + 30
+        while not noted.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert noted.exists() and noted.read_text() == "interrupted\n"
     finally:
         inv.kill()
         inv.wait()
         subprocess.run(["pkill", "-f", marker])
+        Path("/tmp", marker).unlink(missing_ok=True)
 
 
 def test_invoke_sudo_says_what_to_use_instead(sshd, tmp_path):

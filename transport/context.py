@@ -22,6 +22,7 @@ from transport.core.handles import (
     FORWARD_MODULE,
     LOAD_MODULE,
     SHUTDOWN,
+    SIGNAL_COMMANDS,
 )
 from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout, TransportError
 from transport.functions import function_reference
@@ -421,6 +422,20 @@ class Context:
 
         return commands.run(self, cmd, shell=shell, env=env, cwd=cwd, input=input,
                             timeout=timeout, check=check, on_output=on_output, pty=pty)
+
+    def signal_commands(self, signum: int = 2) -> None:
+        """Send signal signum (default SIGINT, as Ctrl-C at a terminal) to every command
+        running in the context now, and to what each started (its process group).
+
+        It acts at once, while the call running the command goes on; that run()
+        then returns as the command ends (a command killed by the signal has exit
+        code -signum). Commands that end first, or start later, get nothing.
+        """
+        self._refuse_in_fork()
+        if not 0 < signum < 65:
+            raise ValueError(f"not a signal number: {signum!r}")
+        self.router._core.send(Message(self.context_id, CONTROLLER_ID, SIGNAL_COMMANDS,
+                                       codec.encode(int(signum))))
 
     def forward_logging(self, level: int = 20) -> None:
         """Log the context's own log records (at or above level, default INFO) here.

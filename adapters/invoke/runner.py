@@ -11,13 +11,14 @@ What a remote command cannot have: a live stdin. An explicit in_stream is
 read to its end and fed to the command as input; otherwise the command's
 stdin is empty. Watchers (answering prompts) need a live stdin and are
 refused with a clear error; for sudo, Fabric's Connection.sudo uses a
-persistent sudo interpreter instead. Ctrl-C stops the task at once; the
-command itself runs on to its end (a running call cannot be interrupted).
+persistent sudo interpreter instead. Ctrl-C stops the task at once and
+sends the running command SIGINT, as Ctrl-C at a terminal would.
 """
 
 from __future__ import annotations
 
 import queue
+import signal
 import sys
 import threading
 from typing import Any
@@ -152,6 +153,11 @@ class TransportRunner(Runner):
         pass
 
     def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
+        if self.target is not None:
+            try:
+                self.target.signal_commands(signal.SIGINT)
+            except transport.TransportError:
+                pass  # the connection is gone, and the command with it
         # Stop at once: invoke joins its output threads before the interrupt surfaces,
         # and they would otherwise wait for the command's end (never, for tail -f).
         for chunks in self._chunks.values():

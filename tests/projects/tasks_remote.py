@@ -23,7 +23,8 @@ def root(c):
 
 @task
 def follow(c, marker):
-    c.run(f"echo started; sleep 600; : {marker}")
+    # A command that notes the SIGINT Ctrl-C sends it (a hang-up would not run the trap).
+    c.run(f"trap 'echo interrupted > /tmp/{marker}' INT; echo started; sleep 600; : {marker}")
 
 
 ns = Collection(who, root, follow)

@@ -25,13 +25,17 @@ import sys
 import time
 
 from transport.core import codec
-from transport.core.compat import binary, set_nonblocking
+from transport.core.compat import allocate_lock, binary, set_nonblocking
 from transport.core.dispatch import send_to_caller
 
 CHUNK = 64 * 1024
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 # The process groups of the commands running now (each command leads its own).
 running = set()
+# Commands being started, and the signals sent meanwhile (each gets them once started).
+_starting = [0]
+_pending_signals = []
+_lock = allocate_lock()
 STARTED = 0  # the stream number of the chunk that says a timed command has started
 PY2 = sys.version_info[0] == 2
 
@@ -84,6 +88,20 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False)
                 environment[key] = value
     if isinstance(cmd, (list, tuple)):
         shell = False
+    with _lock:
+        _starting[0] += 1
+    proc = None
+    try:
+        proc, master, pump = _start(cmd, shell, environment, cwd, stdin_data, use_pty)
+    finally:
+        _started(proc)
+    try:
+        return pump(proc, master, stdin_data, timeout, output_handle)
+    finally:
+        running.discard(proc.pid)
+
+
+def _start(cmd, shell, environment, cwd, stdin_data, use_pty):
     if use_pty:
         proc, master = _popen_pty(cmd, shell, environment, cwd)
         pump = _pump_pty
@@ -101,21 +119,44 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False)
                 devnull.close()
         master = None
         pump = _pump
-    running.add(proc.pid)
+    return proc, master, pump
+
+
+def _started(proc):
+    """A command has started (proc None: it failed to): it is running, and gets the
+    signals sent while it was starting."""
+    with _lock:
+        if proc is not None:
+            running.add(proc.pid)
+        _starting[0] -= 1
+        signals = list(_pending_signals) if proc is not None else []
+        if not _starting[0]:
+            del _pending_signals[:]
+    for signum in signals:
+        _signal(proc.pid, signum)
+
+
+def signal_running(signum):
+    """Send signum to the process group of every command running now, or starting."""
+    with _lock:
+        groups = list(running)
+        if _starting[0]:
+            _pending_signals.append(signum)
+    for group in groups:
+        _signal(group, signum)
+
+
+def _signal(group, signum):
     try:
-        return pump(proc, master, stdin_data, timeout, output_handle)
-    finally:
-        running.discard(proc.pid)
+        os.killpg(group, signum)
+    except OSError:
+        pass
 
 
 def hang_up_running():
     """Send SIGHUP to the process group of every command still running (this process is
     leaving: as a terminal's hang-up would, it tells them nobody reads their output)."""
-    for group in list(running):
-        try:
-            os.killpg(group, signal.SIGHUP)
-        except OSError:
-            pass
+    signal_running(signal.SIGHUP)
 
 
 def _pump(proc, _master, stdin_data, timeout, output_handle):

@@ -19,6 +19,7 @@ GET_MODULE = 7          # child -> parent: send me this module (and what it impo
 LOAD_MODULE = 8         # parent -> child: modules, unasked (preload)
 FORWARD_MODULE = 9      # parent -> intermediary: cache these modules and pass them to a context
 GET_RESOURCE = 10       # context -> controller: a data file of a package it was sent
+SIGNAL_COMMANDS = 11    # parent side -> context: signal the commands running there now
 
 # Handles allocated at run time (reply handles) start here.
 FIRST_DYNAMIC_HANDLE = 1000
@@ -37,4 +38,5 @@ WELL_KNOWN = {
     'LOAD_MODULE': LOAD_MODULE,
     'FORWARD_MODULE': FORWARD_MODULE,
     'GET_RESOURCE': GET_RESOURCE,
+    'SIGNAL_COMMANDS': SIGNAL_COMMANDS,
 }

@@ -14,11 +14,11 @@ import sys
 
 from transport.core import codec
 from transport.core.broker import Broker
-from transport.core.compat import Event, monotonic, retry_eintr, set_cloexec
+from transport.core.compat import Event, integer_types, monotonic, retry_eintr, set_cloexec
 from transport.core.dispatch import Dispatcher
 from transport.core.forwarding import ModuleForwarder
 from transport.core.framing import HEADER, HEADER_SIZE, MAGIC, READY_MARKER, Message
-from transport.core.handles import BOOT_CONFIG, CALL_FUNCTION, CONNECT, SHUTDOWN
+from transport.core.handles import BOOT_CONFIG, CALL_FUNCTION, CONNECT, SHUTDOWN, SIGNAL_COMMANDS
 from transport.core.router import Router
 from transport.core.stream import Stream
 
@@ -105,6 +105,7 @@ class Target(object):
         self.router.add_handler(CALL_FUNCTION, self.dispatcher.enqueue)
         self.router.add_handler(SHUTDOWN, self._on_shutdown)
         self.router.add_handler(CONNECT, self._on_connect)
+        self.router.add_handler(SIGNAL_COMMANDS, self._on_signal_commands)
         self.modules = ModuleForwarder(self.router)
         self.modules.install()
         # The loop ends only if it fails: nothing could reach the parent any more.
@@ -127,6 +128,13 @@ class Target(object):
 
     def _on_shutdown(self, msg):
         self.dispatcher.stop()
+
+    def _on_signal_commands(self, msg):
+        """Signal the running commands now, not after the call that runs them."""
+        signum = codec.decode(msg.data)
+        commands = sys.modules.get('transport.core.commands')  # none ran: none to signal
+        if commands is not None and isinstance(signum, integer_types) and 0 < signum < 65:
+            commands.signal_running(signum)
 
     def _on_connect(self, msg):
         """Start a child context here, as an intermediary (see docs/protocol.md, CONNECT)."""
