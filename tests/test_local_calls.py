@@ -259,6 +259,19 @@ def test_a_forked_controller_cannot_use_its_parents_contexts(ctx):
     assert ctx.call(pow, 2, 3) == 8  # the parent's context is unharmed
 
 
+def test_close_and_shutdown_in_a_fork_leave_the_parents_contexts_alone(router):
+    ctx = router.local()
+
+    def child():
+        ctx.shutdown()  # the parent's context: not the fork's to end
+        router.close()
+        return "returned"
+
+    assert rf.in_a_fork(child) == "returned"
+    assert ctx.call(os.getpid) == ctx.pid  # still there, still answering
+    assert router.local().call(pow, 2, 3) == 8  # and the router still connects
+
+
 def test_a_service_that_exits_is_an_error_for_its_asker_and_the_router_goes_on(ctx):
     import sys
 
