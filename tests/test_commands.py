@@ -172,6 +172,15 @@ def test_signal_commands_reaches_a_running_command_and_what_it_started(target, t
         target.signal_commands(0)
 
 
+def test_a_target_whose_loop_fails_hangs_up_on_its_commands_and_leaves(target, tmp_path):
+    from tests import remote_functions as rf
+
+    child = tmp_path / "child.pid"
+    target.call_async(rf.end_the_loop_while_a_command_runs, str(child))
+    assert wait_gone(target.pid), "the target outlived its loop"
+    assert wait_gone(int(child.read_text())), "the command outlived its target"
+
+
 def test_closing_the_router_hangs_up_on_a_command_still_running(tmp_path):
     import threading
 
