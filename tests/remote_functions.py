@@ -344,10 +344,23 @@ def end_the_loop_while_a_command_runs(pid_file):
 
     from transport.core import commands
     proc = subprocess.Popen(["sh", "-c", "echo $$ > %s; exec sleep 600" % pid_file],
-                            start_new_session=True)
+                            preexec_fn=os.setsid)
     commands.running.add(proc.pid)
     deadline = time.time() + 30
     while time.time() < deadline and not (os.path.exists(pid_file) and open(pid_file).read()):
         time.sleep(0.01)  # the command is under way
     broker = _own_router().broker
     broker.defer(broker.stop)
+
+
+def signal_the_next_command_as_it_starts(signum):
+    """Make the next command this target runs get signum sent while it is being started."""
+    from transport.core import commands
+    real_start = commands._start
+
+    def start(*args):
+        commands._start = real_start
+        commands.signal_running(signum)
+        return real_start(*args)
+    commands._start = start
+    return True

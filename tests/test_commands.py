@@ -172,6 +172,16 @@ def test_signal_commands_reaches_a_running_command_and_what_it_started(target, t
         target.signal_commands(0)
 
 
+def test_a_signal_sent_while_a_command_starts_reaches_it_once_started(target):
+    import signal
+
+    from tests import remote_functions as rf
+
+    assert target.call(rf.signal_the_next_command_as_it_starts, signal.SIGTERM)
+    assert target.run("sleep 600", timeout=60).exit_code == -signal.SIGTERM
+    assert target.run("echo later").stdout == b"later\n"  # a later command gets nothing
+
+
 def test_a_target_whose_loop_fails_hangs_up_on_its_commands_and_leaves(target, tmp_path):
     from tests import remote_functions as rf
 

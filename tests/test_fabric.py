@@ -194,8 +194,8 @@ def test_ctrl_c_stops_an_invoke_task_at_once(sshd, tmp_path):
         assert inv.wait(timeout=60) != 0  # not after the command's 600 s
         noted = Path("/tmp") / marker  # the remote command got the SIGINT
         deadline = time.monotonic() + 30
-        while not noted.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        while time.monotonic() < deadline and not (noted.exists() and noted.read_text()):
+            time.sleep(0.01)  # the shell creates the file before it writes to it
         assert noted.exists() and noted.read_text() == "interrupted\n"
     finally:
         inv.kill()

@@ -590,7 +590,9 @@ class Context:
     # -- ending ----------------------------------------------------------------
 
     def shutdown(self, wait: bool = True, timeout: float = 5.0) -> None:
-        """Ask the interpreter to exit after its current call; wait for it if wait is true."""
+        """Ask the interpreter to exit after its current call; wait for it if wait is true
+        (for timeout seconds; then its connection is closed, so it hangs up on its
+        running commands and leaves)."""
         if self.router._core.forked():
             return  # the parent process's context: not this process's to end
         if self.alive:

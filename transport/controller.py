@@ -23,7 +23,7 @@ from transport.core.framing import DEFAULT_MAX_MESSAGE_SIZE, Message
 from transport.core.handles import ADD_ROUTE, CONNECT, CONTROLLER_ID, SHUTDOWN
 from transport.core.router import NO_ROUTE
 from transport.core.router import Router as CoreRouter
-from transport.core.spawn import REAP_INTERVAL, Connection
+from transport.core.spawn import REAP_INTERVAL, REAP_PATIENCE, Connection
 from transport.errors import ConnectError
 from transport.known_targets import remember_tag, remembered_tag
 from transport.modules import ModuleServer
@@ -342,8 +342,9 @@ class Router:
         """Shut every context down, then stop the broker.
 
         Contexts get timeout seconds in all to exit; those still there (a command
-        still running, say) are hung up on together and their processes get as long
-        again before they are killed; then every connection is closed.
+        still running, say) are hung up on together, and their processes are killed
+        if they are still there REAP_PATIENCE (2 s) later; then every connection is
+        closed.
         """
         if self._closed:
             return
@@ -354,12 +355,14 @@ class Router:
         for context in contexts:
             context.shutdown(wait=False)
         stuck = _wait_gone(contexts, timeout)
-        _wait_exited([p for p in map(self._hang_up, stuck) if p is not None], timeout)
+        _wait_exited([p for p in map(self._hang_up, stuck) if p is not None],
+                     REAP_PATIENCE + 1.0)
         self._broker.shutdown()
 
 
 def _wait_exited(processes: list[Any], timeout: float) -> None:
-    """Wait until the broker has reaped each process or timeout passes; kill those left."""
+    """Wait until the broker has reaped each process (its reaper kills one that lingers)
+    or timeout passes; kill those left."""
     deadline = compat.monotonic() + timeout
     while any(p.status is None for p in processes) and compat.monotonic() < deadline:
         time.sleep(REAP_INTERVAL)

@@ -32,9 +32,8 @@ CHUNK = 64 * 1024
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 # The process groups of the commands running now (each command leads its own).
 running = set()
-# Commands being started, and the signals sent meanwhile (each gets them once started).
-_starting = [0]
-_pending_signals = []
+# Commands being started: for each, the signals sent meanwhile (it gets them once started).
+_starting = {}
 _lock = allocate_lock()
 STARTED = 0  # the stream number of the chunk that says a timed command has started
 PY2 = sys.version_info[0] == 2
@@ -88,13 +87,14 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False)
                 environment[key] = value
     if isinstance(cmd, (list, tuple)):
         shell = False
+    token = object()
     with _lock:
-        _starting[0] += 1
+        _starting[token] = []
     proc = None
     try:
         proc, master, pump = _start(cmd, shell, environment, cwd, stdin_data, use_pty)
     finally:
-        _started(proc)
+        _started(token, proc)
     try:
         return pump(proc, master, stdin_data, timeout, output_handle)
     finally:
@@ -122,17 +122,14 @@ def _start(cmd, shell, environment, cwd, stdin_data, use_pty):
     return proc, master, pump
 
 
-def _started(proc):
+def _started(token, proc):
     """A command has started (proc None: it failed to): it is running, and gets the
     signals sent while it was starting."""
     with _lock:
+        signals = _starting.pop(token)
         if proc is not None:
             running.add(proc.pid)
-        _starting[0] -= 1
-        signals = list(_pending_signals) if proc is not None else []
-        if not _starting[0]:
-            del _pending_signals[:]
-    for signum in signals:
+    for signum in signals if proc is not None else ():
         _signal(proc.pid, signum)
 
 
@@ -140,8 +137,8 @@ def signal_running(signum):
     """Send signum to the process group of every command running now, or starting."""
     with _lock:
         groups = list(running)
-        if _starting[0]:
-            _pending_signals.append(signum)
+        for signals in _starting.values():
+            signals.append(signum)
     for group in groups:
         _signal(group, signum)
 
@@ -253,7 +250,9 @@ def _end_of_input(master, stdin_data):
     """What ends a terminal's input once it has all been written: the terminal's
     end-of-file character, as a user at it would type (twice after an unfinished
     line: the first only hands that line over). Nothing in raw mode, where the
-    program reads keys and no character means end of file."""
+    program reads keys and no character means end of file, nor when the terminal
+    has no such character. (A program that turns raw mode on only later reads
+    each one typed before as a NUL byte, as it would a user's.)"""
     import termios
     try:
         attributes = termios.tcgetattr(master)
@@ -263,6 +262,8 @@ def _end_of_input(master, stdin_data):
         return b''
     eof = attributes[6][termios.VEOF]
     eof = eof if isinstance(eof, bytes) else bytes(bytearray([eof]))
+    if eof == b'\0':  # disabled
+        return b''
     unfinished = stdin_data and not stdin_data.endswith((b'\n', b'\r'))
     return eof * (2 if unfinished else 1)
 

@@ -132,9 +132,11 @@ class Target(object):
     def _on_signal_commands(self, msg):
         """Signal the running commands now, not after the call that runs them."""
         signum = codec.decode(msg.data)
-        commands = sys.modules.get('transport.core.commands')  # none ran: none to signal
-        if commands is not None and isinstance(signum, integer_types) and 0 < signum < 65:
-            commands.signal_running(signum)
+        # None ran yet (or its module is still being imported): none to signal.
+        signal_running = getattr(sys.modules.get('transport.core.commands'), 'signal_running',
+                                 None)
+        if signal_running is not None and isinstance(signum, integer_types) and 0 < signum < 65:
+            signal_running(signum)
 
     def _on_connect(self, msg):
         """Start a child context here, as an intermediary (see docs/protocol.md, CONNECT)."""
