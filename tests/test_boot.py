@@ -6,14 +6,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 import transport
 from tests import remote_functions as rf
 from tests.support.interpreters import find_interpreters, install_hint, missing_required
-from tests.support.processes import alive, wait_gone
+from tests.support.processes import alive, wait_gone, written_text
 from transport.bootstrap import build, byte_code_tag
 from transport.controller import _target_key
 from transport.known_targets import remember_tag, remembered_tag
@@ -144,13 +143,11 @@ def test_closing_the_router_fails_a_connect_in_progress_at_once(tmp_path):
 
     connecting = threading.Thread(target=connect)
     connecting.start()
-    deadline = time.monotonic() + 30
-    while not (tmp_path / "pid").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    pid = int(written_text(tmp_path / "pid"))
     router.close()
     connecting.join(60)  # not the connect timeout's 600 s
     assert not connecting.is_alive() and "the router is closed" in str(errors[0])
-    assert wait_gone(int((tmp_path / "pid").read_text()))  # and the process is killed
+    assert wait_gone(pid)  # and the process is killed
 
 
 ORPHAN_SCRIPT = """

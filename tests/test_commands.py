@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
 import transport
 from tests.support.interpreters import find_interpreters
-from tests.support.processes import wait_gone
+from tests.support.processes import wait_gone, written_text
 
 PY = "/usr/bin/python3"
 INTERPRETERS = find_interpreters()
@@ -116,7 +115,7 @@ def test_timeout_kills_the_whole_process_group(target, tmp_path):
     child = tmp_path / "child.pid"
     with pytest.raises(transport.Timeout):
         target.run(f"sh -c 'echo $$ > {child}; exec sleep 600' & sleep 600", timeout=0.5)
-    assert wait_gone(int(child.read_text())), "a child of the timed-out command survived"
+    assert wait_gone(int(written_text(child))), "a child of the timed-out command survived"
     assert target.run("true").ok  # the context is still usable
 
 
@@ -138,10 +137,7 @@ def test_commands_are_hung_up_on_when_the_target_loses_its_parent(tmp_path):
         [sys.executable, "-c", ORPHANED_COMMAND, f"sh -c 'echo $$ > {child}; exec sleep 600'",
          PY], stdin=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while not (child.exists() and child.read_text().strip()) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        pid = int(child.read_text())
+        pid = int(written_text(child))
         controller.send_signal(signal.SIGKILL)
         assert wait_gone(pid), "the command outlived its target"
     finally:
@@ -159,11 +155,9 @@ def test_signal_commands_reaches_a_running_command_and_what_it_started(target, t
     worker = threading.Thread(target=lambda: results.append(target.run(
         f"sh -c 'echo $$ > {child}; exec sleep 600'", pty=pty, timeout=120)), daemon=True)
     worker.start()
-    deadline = time.monotonic() + 60
-    while not (child.exists() and child.read_text().strip()) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    pid = int(written_text(child))
     target.signal_commands()  # SIGINT, as Ctrl-C at a terminal
-    assert wait_gone(int(child.read_text())), "the command's child did not get the signal"
+    assert wait_gone(pid), "the command's child did not get the signal"
     worker.join(60)
     assert results and results[0].exit_code == -signal.SIGINT
     target.signal_commands(signal.SIGTERM)  # none running: nothing happens
@@ -188,7 +182,7 @@ def test_a_target_whose_loop_fails_hangs_up_on_its_commands_and_leaves(target, t
     child = tmp_path / "child.pid"
     target.call_async(rf.end_the_loop_while_a_command_runs, str(child))
     assert wait_gone(target.pid), "the target outlived its loop"
-    assert wait_gone(int(child.read_text())), "the command outlived its target"
+    assert wait_gone(int(written_text(child))), "the command outlived its target"
 
 
 def test_closing_the_router_hangs_up_on_a_command_still_running(tmp_path):
@@ -207,10 +201,7 @@ def test_closing_the_router_hangs_up_on_a_command_still_running(tmp_path):
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    deadline = time.monotonic() + 60
-    while not (child.exists() and child.read_text().strip()) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    pid = int(child.read_text())
+    pid = int(written_text(child))
     router.close(timeout=0.5)  # the command does not end when asked: it is hung up on
     assert wait_gone(pid), "the command outlived the router"
     assert wait_gone(ctx.pid), "the target outlived the router"

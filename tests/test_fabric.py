@@ -7,12 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.support.processes import written_text
 from tests.support.sshd import SUDO_PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,11 +192,8 @@ def test_ctrl_c_stops_an_invoke_task_at_once(sshd, tmp_path):
         assert inv.stdout.readline() == "started\n"  # the remote command runs
         inv.send_signal(signal.SIGINT)
         assert inv.wait(timeout=60) != 0  # not after the command's 600 s
-        noted = Path("/tmp") / marker  # the remote command got the SIGINT
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (noted.exists() and noted.read_text()):
-            time.sleep(0.01)  # the shell creates the file before it writes to it
-        assert noted.exists() and noted.read_text() == "interrupted\n"
+        # The remote command got the SIGINT.
+        assert written_text(Path("/tmp") / marker) == "interrupted\n"
     finally:
         inv.kill()
         inv.wait()

@@ -10,15 +10,16 @@ target whose pipes hold 4 KiB boots like any other.
 
 The payload is the importer's source, then the core's other modules,
 comments and docstrings removed and indentation shrunk to a space a level
-(line numbers kept, so remote tracebacks stay true), zlib-compressed. The same core also exists as this
-interpreter's marshalled byte code, which spares a target compiling it at
-boot; the header tags it with the magic number, and a first stage whose
-interpreter has another one drops it and asks for the source instead (see
-docs/protocol.md, Boot). Building a payload costs tens of milliseconds, so
-each is cached on disk (~/.cache/transport, or $XDG_CACHE_HOME) under a key
-made of the sources' (and this builder's) names, sizes and modification times, which the cache
-file repeats and which is checked on reading; a controller process then
-pays for a few stat() calls and one small read, once.
+(line numbers kept, so remote tracebacks stay true), zlib-compressed. The
+same core also exists as this interpreter's marshalled byte code, which
+spares a target compiling it at boot; the header tags it with the magic
+number, and a first stage whose interpreter has another one drops it and
+asks for the source instead (see docs/protocol.md, Boot). Building a payload
+costs tens of milliseconds, so each is cached on disk (~/.cache/transport,
+or $XDG_CACHE_HOME) under a key made of the sources' (and this builder's)
+names, sizes and modification times, which the cache file repeats and which
+is checked on reading; a controller process then pays for a few stat()
+calls and one small read, once.
 """
 
 from __future__ import annotations

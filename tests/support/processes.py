@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 
 def alive(pid: int) -> bool:
@@ -13,6 +14,15 @@ def alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):  # gone before, or while, it was read
         return False
     return state not in ("Z", "X")
+
+
+def written_text(path: Path, limit: float = 60.0) -> str:
+    """The text a command writes into path, once there is some (a hang stopper at limit:
+    then whatever is there, which the caller's assertion reports)."""
+    deadline = time.monotonic() + limit
+    while not (path.exists() and path.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.01)  # a shell creates the file before it writes to it
+    return path.read_text() if path.exists() else ""
 
 
 def wait_gone(pid: int, limit: float = 30.0) -> bool:

@@ -127,9 +127,10 @@ def _started(token, proc):
     signals sent while it was starting."""
     with _lock:
         signals = _starting.pop(token)
-        if proc is not None:
-            running.add(proc.pid)
-    for signum in signals if proc is not None else ():
+        if proc is None:
+            return
+        running.add(proc.pid)
+    for signum in signals:
         _signal(proc.pid, signum)
 
 

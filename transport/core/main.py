@@ -91,6 +91,12 @@ def exit_now(status=0):
     os._exit(status)
 
 
+def _loaded(module, name):
+    """transport.core.<module>.<name>, or None while that on-demand module is not
+    imported (that far): the broker thread only acts on what calls have set up."""
+    return getattr(sys.modules.get('transport.core.' + module), name, None)
+
+
 class Target(object):
     """The state of one booted target: its router, broker and dispatcher."""
 
@@ -117,13 +123,13 @@ class Target(object):
     def _leave(self, status):
         # Orphans must not linger: leave now; children see end of file and follow, and
         # running commands are hung up on.
-        files = sys.modules.get('transport.core.files')
-        if files is not None:
-            for temporary in list(files.in_flight):
-                files.discard(temporary)  # an interrupted transfer leaves nothing behind
-        commands = sys.modules.get('transport.core.commands')
-        if commands is not None:
-            commands.hang_up_running()
+        in_flight, discard = _loaded('files', 'in_flight'), _loaded('files', 'discard')
+        if in_flight and discard:
+            for temporary in list(in_flight):
+                discard(temporary)  # an interrupted transfer leaves nothing behind
+        hang_up_running = _loaded('commands', 'hang_up_running')
+        if hang_up_running:
+            hang_up_running()
         exit_now(status)
 
     def _on_shutdown(self, msg):
@@ -132,10 +138,8 @@ class Target(object):
     def _on_signal_commands(self, msg):
         """Signal the running commands now, not after the call that runs them."""
         signum = codec.decode(msg.data)
-        # None ran yet (or its module is still being imported): none to signal.
-        signal_running = getattr(sys.modules.get('transport.core.commands'), 'signal_running',
-                                 None)
-        if signal_running is not None and isinstance(signum, integer_types) and 0 < signum < 65:
+        signal_running = _loaded('commands', 'signal_running')  # none: no command ran yet
+        if signal_running and isinstance(signum, integer_types) and 0 < signum < 65:
             signal_running(signum)
 
     def _on_connect(self, msg):
