@@ -94,6 +94,29 @@ def test_example_deploy_on_two_hosts(sshd, runtime_config, tmp_path):
     assert stop.stdout.count("stopped") == 2
 
 
+def test_example_service_serves_the_new_version_as_soon_as_restart_returns(tmp_path):
+    # The deploy checks health right after the restart: the old service's last beat must
+    # be gone by then (this raced, and made the deploy test above fail now and then).
+    for name in ("one", "two"):
+        release = tmp_path / "releases" / name
+        shutil.copytree(EXAMPLES / "app", release)
+        (release / "VERSION").write_text(name + "\n")
+    (tmp_path / "shared").mkdir()
+    try:
+        for _ in range(5):
+            for name in ("one", "two"):
+                current = tmp_path / "current"
+                current.unlink(missing_ok=True)
+                current.symlink_to(tmp_path / "releases" / name)
+                subprocess.run([str(current / "bin" / "service"), "restart"], check=True,
+                               capture_output=True, timeout=30)
+                assert (tmp_path / "shared" / "heartbeat").read_text().strip() == name
+    finally:
+        subprocess.run([str(tmp_path / "current" / "bin" / "service"), "stop"],
+                       capture_output=True, timeout=30)
+    assert not (tmp_path / "shared" / "heartbeat").exists()
+
+
 def test_connection_api_matches_stock_fabric(sshd, runtime_config, tmp_path):
     outputs = {}
     for fast in (False, True):
