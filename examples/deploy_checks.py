@@ -10,10 +10,13 @@ def service_health(root, max_age=5.0):
     state = {"running": False, "version": None, "heartbeat_age": None}
     try:
         with open(os.path.join(root, "shared", "service.pid")) as f:
-            os.kill(int(f.read()), 0)
-        state["running"] = True
+            pid = int(f.read())
+        os.kill(pid, 0)
     except (OSError, ValueError):
         return state
+    if _zombie(pid):
+        return state
+    state["running"] = True
     heartbeat = os.path.join(root, "shared", "heartbeat")
     deadline = time.time() + max_age
     while time.time() < deadline:  # a just-started service writes its first beat at once
@@ -25,3 +28,12 @@ def service_health(root, max_age=5.0):
         except OSError:
             time.sleep(0.05)
     return state
+
+
+def _zombie(pid):
+    """Whether pid has exited and waits to be reaped (a container's init may be slow to)."""
+    try:
+        with open(os.path.join("/proc", str(pid), "stat")) as f:
+            return f.read().rpartition(") ")[2][:1] in ("Z", "X")
+    except OSError:  # no /proc here, or the process just went: kill() answered already
+        return False

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 # Figures a peer cannot take part in: execnet has no module forwarding, and only our
 # bootstrap is measured.
 ALL = {"transport", "mitogen", "execnet", "fabric", "scp"}
@@ -31,6 +33,7 @@ SYSTEMS = {
 }
 
 
+@pytest.mark.timeout(1500)  # on a clean clone, bench/.venv (Salt included) is built first
 def test_quick_bench_produces_every_figure(tmp_path):
     inv = os.path.join(os.path.dirname(sys.executable), "inv")
     out = subprocess.run([inv, "bench", "--quick", "--output", str(tmp_path)], capture_output=True,

@@ -45,14 +45,14 @@ def test_boot_through_4_kib_pipes(router, tmp_path):
     """)
     assert len(build().payload) > 4096  # the payload cannot fit the pipe at once
     method = LocalMethod(python)
-    ctx = router._connect(method, method.default_name(), 10.0, pipe_size=4096)
+    ctx = router._connect(method, method.default_name(), 30.0, pipe_size=4096)
     assert ctx.call(rf.length, b"y" * 1_000_000) == 1_000_000
     assert len(ctx.call(rf.make_bytes, 1_000_000)) == 1_000_000
 
 
 def _connect_local(router, python, pipe_size=None):
     method = LocalMethod(python)
-    return router._connect(method, method.default_name(), 10.0, pipe_size=pipe_size)
+    return router._connect(method, method.default_name(), 30.0, pipe_size=pipe_size)
 
 
 def test_byte_code_once_the_target_is_known_to_run_this_interpreters_tag(tmp_path, monkeypatch):

@@ -114,7 +114,9 @@ def test_output_arrives_while_the_command_runs(target, tmp_path):
 def test_timeout_kills_the_whole_process_group(target, tmp_path):
     child = tmp_path / "child.pid"
     with pytest.raises(transport.Timeout):
-        target.run(f"sh -c 'echo $$ > {child}; exec sleep 600' & sleep 600", timeout=0.5)
+        # The command waits for its child's pid file, so the kill meets both processes.
+        target.run(f"sh -c 'echo $$ > {child}; exec sleep 600' & "
+                   f"while [ ! -s {child} ]; do sleep 0.01; done; sleep 600", timeout=2)
     assert wait_gone(int(written_text(child))), "a child of the timed-out command survived"
     assert target.run("true").ok  # the context is still usable
 
@@ -265,9 +267,10 @@ def test_a_timed_command_waiting_behind_a_long_call_is_not_given_up_early(target
     import transport.commands
     from tests import remote_functions
 
-    monkeypatch.setattr(transport.commands, "TIMEOUT_GRACE", 0.5)
-    before = target.call_async(remote_functions.sleep_then_return, 2.0, "done")
-    result = target.run("echo ran", timeout=1.0)  # its 1 s starts when the command does
+    # Counted from the call, 2.5 s (+1.5 s grace) would end before the 5 s call ahead does.
+    monkeypatch.setattr(transport.commands, "TIMEOUT_GRACE", 1.5)
+    before = target.call_async(remote_functions.sleep_then_return, 5.0, "done")
+    result = target.run("echo ran", timeout=2.5)  # counted from the command's start
     assert result.text("stdout") == "ran\n" and before.result() == "done"
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import written_text
+from tests.support.processes import alive, written_text
 from tests.support.sshd import SUDO_PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +83,7 @@ def test_example_deploy_on_two_hosts(sshd, runtime_config, tmp_path):
             assert (current / "VERSION").read_text().strip() == current.name
             assert len(list((home / "releases").iterdir())) == 2
             pid = int((home / "shared" / "service.pid").read_text())
-            os.kill(pid, 0)  # the service outlived the fab run
+            assert alive(pid)  # the service outlived the fab run
         status = fab(example, runtime_config, "-H", hosts, "status", "--root", root)
         assert status.returncode == 0 and status.stdout.count("running ") == 2, status.stderr
     finally:
@@ -232,12 +232,13 @@ def test_invoke_sudo_says_what_to_use_instead(sshd, tmp_path):
     assert "invoke's c.sudo" in result.stderr and "sudo -n" in result.stderr, result.stderr
 
 
+@pytest.mark.timeout(900)  # a virtualenv and invoke 3 from the package index come first
 def test_invoke_3_alone(sshd, tmp_path):
     """invoke 3.x (which Fabric 3 does not allow) in an environment of its own."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "invoke>=3,<4"],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, f"cannot install invoke 3 from the package index: {install.stderr}"
     directory = _invoke_project(sshd, tmp_path)
     env = dict(os.environ, PYTHONPATH=str(ROOT))

@@ -33,7 +33,7 @@ def hosts(sshd):
 def test_fan_out_with_failing_hosts(router, sshd, hosts, tmp_path):
     good, unreachable, refused = hosts
     group = transport.Group(router, [*good, unreachable, refused], python=PY,
-                            ssh_options=sshd.ssh_options(), connect_timeout=10)
+                            ssh_options=sshd.ssh_options(), connect_timeout=30)
     results = group.run("echo $SSH_CONNECTION | cut -d' ' -f3")
     assert list(results) == [*good, unreachable, refused]
     for spec, address in zip(good, sshd.addresses):

@@ -188,6 +188,7 @@ def test_an_untested_salt_version_fails_the_fast_hosts_clearly(salt):
         result.stdout + result.stderr)
 
 
+@pytest.mark.timeout(1800)  # installing Salt 3006 takes minutes, then the whole file runs
 def test_salt_3006_lts(tmp_path):
     """The same tests against Salt 3006 LTS, in an environment of its own (3008 is this one's)."""
     assert SALT_VERSION >= (3008,), "the 3006 run deselects this test; pip install -e '.[dev,salt]'"
@@ -195,7 +196,7 @@ def test_salt_3006_lts(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     root = Path(__file__).resolve().parent.parent
     install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "salt==3006.*",
-                              "-e", f"{root}[dev]"], capture_output=True, text=True)
+                              "-e", f"{root}[dev]"], capture_output=True, text=True, timeout=900)
     assert install.returncode == 0, f"cannot install Salt 3006: {install.stderr[-3000:]}"
     result = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p",
                              "no:cacheprovider", str(Path(__file__)), "--deselect",

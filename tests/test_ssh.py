@@ -48,7 +48,7 @@ def test_refused_key_is_an_auth_error(router, sshd, backend, tmp_path):
     options = {**sshd.ssh_options(), "IdentityFile": str(other_key)}
     with pytest.raises(transport.AuthError) as info:
         router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
-                   python="/usr/bin/python3", connect_timeout=10, backend=backend)
+                   python="/usr/bin/python3", connect_timeout=30, backend=backend)
     assert info.value.host == f"tp-plain@127.0.0.1:{sshd.port}"
     assert "Permission denied" in str(info.value)
 
@@ -59,7 +59,7 @@ def test_several_key_files_are_tried_in_order(router, sshd, backend, tmp_path):
     options = {k: v for k, v in sshd.ssh_options().items() if k != "IdentityFile"}
     ctx = router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
                      identity_file=[str(other_key), str(sshd.client_key)],
-                     python="/usr/bin/python3", connect_timeout=10, backend=backend)
+                     python="/usr/bin/python3", connect_timeout=30, backend=backend)
     assert ctx.call(pow, 2, 5) == 32
 
 
@@ -67,7 +67,7 @@ def test_connection_refused_is_a_connect_error_with_sshs_message(router, sshd, b
     port = free_port()
     with pytest.raises(transport.ConnectError) as info:
         router.ssh("127.0.0.1", port=port, user="tp-plain", ssh_options=sshd.ssh_options(),
-                   connect_timeout=10, backend=backend)
+                   connect_timeout=30, backend=backend)
     assert not isinstance(info.value, transport.AuthError)
     assert "Connection refused" in str(info.value)
     assert f"127.0.0.1:{port}" in str(info.value)
@@ -76,7 +76,7 @@ def test_connection_refused_is_a_connect_error_with_sshs_message(router, sshd, b
 def test_unknown_host_is_a_connect_error(router, sshd, backend):
     with pytest.raises(transport.ConnectError) as info:
         router.ssh("no-such-host.invalid", user="tp-plain", ssh_options=sshd.ssh_options(),
-                   connect_timeout=10, backend=backend)
+                   connect_timeout=30, backend=backend)
     assert "Could not resolve hostname" in str(info.value)
     assert "no-such-host.invalid" in str(info.value)
 
@@ -105,9 +105,10 @@ def test_a_host_that_stops_answering_fails_its_calls(router, sshd):
     ctx = router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", python="/usr/bin/python3",
                      ssh_options={**sshd.ssh_options(), "ServerAliveInterval": "1",
                                   "ServerAliveCountMax": "2"})
-    session = ctx.pid  # up to sshd's process for this session
-    while _command_of(session) != "sshd":
+    session = ctx.pid  # up to sshd's process for this session (sshd-session from 9.8 on)
+    while _command_of(session) not in ("sshd", "sshd-session"):
         session = _parent_of(session)
+    assert session not in {p.pid for p in sshd.processes}, "that is the listening sshd"
     os.kill(session, signal.SIGSTOP)
     try:
         with pytest.raises(transport.Disconnected):
