@@ -32,8 +32,10 @@ def test_a_context_cannot_report_its_intermediary_or_siblings_lost(router):
 def test_forged_dead_notices_do_not_fail_a_siblings_calls(router):
     inter, evil, victim = _siblings(router)
     direct = router.local(python=sys.executable, name="direct")
-    pending = [victim.call_async(hostile.sleep_then_return, 1.0, "victim's"),
-               direct.call_async(hostile.sleep_then_return, 1.0, "direct's")]
+    # The calls last 3 s (the command waits behind the direct one), so that even on a
+    # slow machine the notices land while all of them are still waiting.
+    pending = [victim.call_async(hostile.sleep_then_return, 3.0, "victim's"),
+               direct.call_async(hostile.sleep_then_return, 3.0, "direct's")]
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         # A command's output arrives on a handle that serves the victim only.
         command = pool.submit(direct.run, "sleep 1; echo done")
