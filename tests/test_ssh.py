@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -97,14 +98,15 @@ def test_unreachable_host_times_out_within_connect_timeout(router, sshd, backend
         silent.close()
 
 
-def test_a_host_that_stops_answering_fails_its_calls(router, sshd):
-    # The sshd process serving the connection is stopped: nothing answers any more,
-    # as from a host that lost power. The keepalives notice (1 s x 2 here, not 15 s x 3).
+def test_a_host_that_stops_answering_fails_its_calls(router, sshd, backend):
+    # The sshd process serving the connection is stopped: the kernel still acknowledges
+    # TCP, but nothing answers any more, as from a host whose sshd hangs. The keepalives
+    # notice (1 s x 2 here, not 15 s x 3).
     import signal
 
     ctx = router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", python="/usr/bin/python3",
                      ssh_options={**sshd.ssh_options(), "ServerAliveInterval": "1",
-                                  "ServerAliveCountMax": "2"})
+                                  "ServerAliveCountMax": "2"}, backend=backend)
     session = ctx.pid  # up to sshd's process for this session (sshd-session from 9.8 on)
     while _command_of(session) not in ("sshd", "sshd-session"):
         session = _parent_of(session)
@@ -116,6 +118,16 @@ def test_a_host_that_stops_answering_fails_its_calls(router, sshd):
     finally:
         os.kill(session, signal.SIGKILL)
         os.kill(session, signal.SIGCONT)
+
+
+def test_keepalives_answered_keep_an_idle_connection_open(router, sshd, backend):
+    # With no patience to spare (each keepalive must be answered within 1 s), a healthy
+    # server's answers keep an idle connection open.
+    ctx = router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", python="/usr/bin/python3",
+                     ssh_options={**sshd.ssh_options(), "ServerAliveInterval": "1",
+                                  "ServerAliveCountMax": "1"}, backend=backend)
+    time.sleep(3.5)
+    assert ctx.alive and ctx.call(pow, 2, 3) == 8
 
 
 def _command_of(pid: int) -> str:

@@ -12,10 +12,11 @@ backends.
 It honours host, port, user, identity_file, connect_timeout, check_host_keys
 and these ssh_options: IdentityFile, IdentitiesOnly, UserKnownHostsFile,
 StrictHostKeyChecking, ConnectTimeout, Port, User, Compression,
-ServerAliveInterval with ServerAliveCountMax (paramiko's keepalives, and TCP
-gives up on a host that acknowledges none of them for interval x count seconds;
-one that still acknowledges TCP but has hung is not noticed), IdentityAgent=none
-(no agent), and BatchMode (paramiko never prompts).
+ServerAliveInterval with ServerAliveCountMax (keepalives that want an answer:
+a host that gives none for interval x count seconds is hung up on, whether it
+has gone from the network or its sshd hangs while its kernel still
+acknowledges TCP), IdentityAgent=none (no agent), and BatchMode (paramiko
+never prompts).
 Other ssh_options, and ~/.ssh/config, are OpenSSH's only: they are refused
 with a clear error. Host keys are checked against ~/.ssh/known_hosts (or
 UserKnownHostsFile) unless check_host_keys or StrictHostKeyChecking says
@@ -62,9 +63,10 @@ def _open_socket(host: str, port: int, timeout: float) -> socket.socket:
 class ParamikoChild:
     """Looks like a spawned child to the core's Connection: fds, poll() and kill()."""
 
-    def __init__(self, client: Any, channel: Any) -> None:
+    def __init__(self, client: Any, channel: Any, keep_alive: KeepAlive | None = None) -> None:
         self.client = client
         self.channel = channel
+        self._keep_alive = keep_alive
         ours, self._theirs = socket.socketpair()
         err_ours, self._err_theirs = socket.socketpair()
         self.stdin = self.stdout = ours.detach()
@@ -104,6 +106,8 @@ class ParamikoChild:
             self.status = self.channel.exit_status if self.channel.status_event.is_set() else -1
             for sock in (theirs, self._err_theirs):
                 sock.close()
+            if self._keep_alive is not None:
+                self._keep_alive.stop()
             self.client.close()
 
     def poll(self) -> int | None:
@@ -113,18 +117,42 @@ class ParamikoChild:
         _hang_up(self.client)
 
 
-def _keep_alive(transport: Any, interval: int, count: int) -> None:
-    """paramiko's keepalives expect no answer: they only keep the connection busy. What
-    notices a host that stopped answering is TCP giving up on the unacknowledged
-    keepalive, after interval x count seconds (TCP_USER_TIMEOUT, Linux) instead of
-    the kernel's ~15 minutes."""
-    if interval <= 0:
-        return
-    transport.set_keepalive(interval)
-    user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)
-    if user_timeout is not None:
-        transport.sock.setsockopt(socket.IPPROTO_TCP, user_timeout,
-                                  interval * max(1, count) * 1000)
+class KeepAlive:
+    """OpenSSH's ServerAliveInterval and ServerAliveCountMax for a paramiko client.
+
+    paramiko's own keepalives expect no answer, so a host whose sshd hangs while
+    its kernel still acknowledges TCP goes unnoticed. Here a thread asks the
+    server for an answer (keepalive@openssh.com, which any server answers, if
+    only to refuse it) every interval seconds, and hangs up on a server that has
+    not answered within interval x count seconds: the connection's calls then
+    fail as for a lost connection.
+    """
+
+    REQUEST = "keepalive@openssh.com"
+
+    def __init__(self, client: Any, interval: float, count: int) -> None:
+        self._client = client
+        self._interval = interval
+        self._patience = interval * max(1, count)
+        self._stopped = threading.Event()
+        threading.Thread(target=self._run, name="transport-paramiko-alive", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _run(self) -> None:
+        transport = self._client.get_transport()
+        while not self._stopped.wait(self._interval) and transport.is_active():
+            silence = threading.Timer(self._patience, _hang_up, (self._client,))
+            silence.daemon = True
+            silence.start()
+            try:
+                # Returns on the answer, or once the connection is closed.
+                transport.global_request(self.REQUEST, wait=True)
+            except Exception:  # the connection failed while the request was sent
+                return
+            finally:
+                silence.cancel()
 
 
 def _hang_up(client: Any) -> None:
@@ -187,8 +215,9 @@ class ParamikoSshMethod(SshMethod):
                            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
                            compress=options.get("Compression") == "yes",
                            sock=_open_socket(self.host, port, timeout))
-            _keep_alive(client.get_transport(), int(options.get("ServerAliveInterval", 0)),
-                        int(options.get("ServerAliveCountMax", 3)))
+            interval = float(options.get("ServerAliveInterval", 0))
+            keep_alive = (KeepAlive(client, interval, int(options.get("ServerAliveCountMax", 3)))
+                          if interval > 0 else None)
             channel = client.get_transport().open_session(timeout=timeout)
             # paramiko waits for the answer to the command request without a deadline.
             fired = threading.Event()
@@ -231,4 +260,4 @@ class ParamikoSshMethod(SshMethod):
             if "banner" in text.lower() or "no existing session" in text.lower():
                 text = f"connect to host {self.host} port {port}: timed out waiting for its SSH banner"
             raise ConnectError(name, f"ssh failed: {text}") from None
-        return ParamikoChild(client, channel)
+        return ParamikoChild(client, channel, keep_alive)
