@@ -32,6 +32,7 @@ import os
 import select
 import socket
 import threading
+import time
 
 from transport.errors import AuthError, ConnectError
 from transport.methods.ssh import SshMethod
@@ -90,6 +91,8 @@ class ParamikoChild:
                         channel.shutdown_write()
                         watch.remove(theirs)
                 if channel in readable:
+                    if self._keep_alive is not None:
+                        self._keep_alive.heard()
                     if channel.recv_stderr_ready():
                         self._err_theirs.sendall(channel.recv_stderr(CHUNK))
                     elif channel.recv_ready():
@@ -121,38 +124,63 @@ class KeepAlive:
     """OpenSSH's ServerAliveInterval and ServerAliveCountMax for a paramiko client.
 
     paramiko's own keepalives expect no answer, so a host whose sshd hangs while
-    its kernel still acknowledges TCP goes unnoticed. Here a thread asks the
-    server for an answer (keepalive@openssh.com, which any server answers, if
-    only to refuse it) every interval seconds, and hangs up on a server that has
-    not answered within interval x count seconds: the connection's calls then
-    fail as for a lost connection.
+    its kernel still acknowledges TCP goes unnoticed. Here, as in OpenSSH, a
+    connection that has heard nothing from the server for interval seconds asks
+    it for an answer (keepalive@openssh.com, which any server answers, if only
+    to refuse it), and one that has heard nothing for interval x count seconds
+    (and at least one interval since it asked) is hung up on: its calls then fail
+    as for a lost connection. Output from the channel counts as hearing from the
+    server (heard()), so a busy connection sends no requests.
+
+    The request waits for its answer on a thread of its own, through paramiko's
+    global_request(wait=True), which keeps one completion event per connection:
+    nothing else may make such requests (or renegotiate keys) on this client.
     """
 
     REQUEST = "keepalive@openssh.com"
 
     def __init__(self, client: Any, interval: float, count: int) -> None:
         self._client = client
+        self._transport = client.get_transport()
         self._interval = interval
         self._patience = interval * max(1, count)
+        self._heard = time.monotonic()
         self._stopped = threading.Event()
-        threading.Thread(target=self._run, name="transport-paramiko-alive", daemon=True).start()
+        threading.Thread(target=self._watch, name="transport-paramiko-alive", daemon=True).start()
+
+    def heard(self) -> None:
+        """The server has just said something."""
+        self._heard = time.monotonic()
 
     def stop(self) -> None:
         self._stopped.set()
 
-    def _run(self) -> None:
-        transport = self._client.get_transport()
-        while not self._stopped.wait(self._interval) and transport.is_active():
-            silence = threading.Timer(self._patience, _hang_up, (self._client,))
-            silence.daemon = True
-            silence.start()
-            try:
-                # Returns on the answer, or once the connection is closed.
-                transport.global_request(self.REQUEST, wait=True)
-            except Exception:  # the connection failed while the request was sent
+    def _watch(self) -> None:
+        asking: threading.Thread | None = None
+        asked_at: float | None = None  # since when a request waits for its answer
+        while not self._stopped.wait(self._interval) and self._transport.is_active():
+            now = time.monotonic()
+            if asked_at is not None and self._heard >= asked_at:
+                asked_at = None
+            silence = now - self._heard
+            if asked_at is not None and silence >= self._patience and now - asked_at >= self._interval:
+                _hang_up(self._client)
                 return
-            finally:
-                silence.cancel()
+            if silence >= self._interval and (asking is None or not asking.is_alive()):
+                asking = threading.Thread(target=self._ask, name="transport-paramiko-ask",
+                                          daemon=True)
+                asking.start()
+                if asked_at is None:
+                    asked_at = now
+
+    def _ask(self) -> None:
+        try:
+            # Returns on the answer, or (None) once the connection is closed.
+            self._transport.global_request(self.REQUEST, wait=True)
+        except Exception:  # not sent (the connection failed, or a key exchange never
+            return         # ended): no answer, and the watch hangs up in time
+        if self._transport.is_active():
+            self.heard()
 
 
 def _hang_up(client: Any) -> None:
@@ -200,6 +228,12 @@ class ParamikoSshMethod(SshMethod):
                 paramiko.AutoAddPolicy() if policy == "accept-new" else paramiko.RejectPolicy())
         keys = [os.path.expanduser(key) for key in self.identity_files
                 or ([options["IdentityFile"]] if "IdentityFile" in options else [])]
+        try:
+            alive_interval = float(options.get("ServerAliveInterval", 0))
+            alive_count = int(options.get("ServerAliveCountMax", 3))
+        except ValueError:
+            raise ValueError("ssh_options ServerAliveInterval and ServerAliveCountMax must be "
+                             "numbers") from None
         timeout = float(options.get("ConnectTimeout", self.connect_timeout))
         port = int(self.port or options.get("Port", 22))
         user = self.user or options.get("User") or getpass.getuser()
@@ -215,9 +249,6 @@ class ParamikoSshMethod(SshMethod):
                            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
                            compress=options.get("Compression") == "yes",
                            sock=_open_socket(self.host, port, timeout))
-            interval = float(options.get("ServerAliveInterval", 0))
-            keep_alive = (KeepAlive(client, interval, int(options.get("ServerAliveCountMax", 3)))
-                          if interval > 0 else None)
             channel = client.get_transport().open_session(timeout=timeout)
             # paramiko waits for the answer to the command request without a deadline.
             fired = threading.Event()
@@ -260,4 +291,6 @@ class ParamikoSshMethod(SshMethod):
             if "banner" in text.lower() or "no existing session" in text.lower():
                 text = f"connect to host {self.host} port {port}: timed out waiting for its SSH banner"
             raise ConnectError(name, f"ssh failed: {text}") from None
+        # Watched from here on: until now each step had a deadline of its own.
+        keep_alive = KeepAlive(client, alive_interval, alive_count) if alive_interval > 0 else None
         return ParamikoChild(client, channel, keep_alive)
