@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -102,6 +103,8 @@ def test_example_service_serves_the_new_version_as_soon_as_restart_returns(tmp_p
         shutil.copytree(EXAMPLES / "app", release)
         (release / "VERSION").write_text(name + "\n")
     (tmp_path / "shared").mkdir()
+    heartbeat, pid_file = tmp_path / "shared" / "heartbeat", tmp_path / "shared" / "service.pid"
+    old_pid = None
     try:
         for _ in range(5):
             for name in ("one", "two"):
@@ -110,7 +113,11 @@ def test_example_service_serves_the_new_version_as_soon_as_restart_returns(tmp_p
                 current.symlink_to(tmp_path / "releases" / name)
                 subprocess.run([str(current / "bin" / "service"), "restart"], check=True,
                                capture_output=True, timeout=30)
-                assert (tmp_path / "shared" / "heartbeat").read_text().strip() == name
+                assert heartbeat.read_text().strip() == name
+                assert old_pid is None or not alive(old_pid)  # the old loop cannot beat again
+                old_pid = int(pid_file.read_text())
+        time.sleep(1.5)  # a beat later, still the version last started
+        assert heartbeat.read_text().strip() == "two"
     finally:
         subprocess.run([str(tmp_path / "current" / "bin" / "service"), "stop"],
                        capture_output=True, timeout=30)
