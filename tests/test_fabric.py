@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+import transport
 from tests.support.processes import alive, written_text
-from tests.support.sshd import SUDO_PASSWORD
+from tests.support.sshd import SUDO_PASSWORD, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -269,15 +270,59 @@ def test_inv_demo_deploys_through_the_transport(tmp_path):
 
 
 def test_gateways_and_agent_settings_map_onto_ssh_options():
+    import shlex
+
     import fabric
 
     from adapters.fabric.connection import Connection
 
-    outer = fabric.Connection("bastion1", user="a", port=2201)
+    outer = fabric.Connection("bastion1", user="a", port=2201, gateway="nc -X 5 -x socks:1080 %h %p",
+                              connect_kwargs={"key_filename": "/k/outer"})
     inner = fabric.Connection("fe80::1", user="b", port=2202, gateway=outer)
     c = Connection("db1", user="deploy", gateway=inner,
                    connect_kwargs={"allow_agent": False, "key_filename": ["/k/one", "/k/two"]})
     options = c._ssh_options()
-    assert options["ssh_options"]["ProxyJump"] == "a@bastion1:2201,b@[fe80::1]:2202"
     assert options["ssh_options"]["IdentityAgent"] == "none"
     assert options["identity_file"] == ["/k/one", "/k/two"]
+    # The main ssh's ProxyCommand: the last hop, reached through the first, which is
+    # reached through the user's own ProxyCommand; ssh expands % once per level.
+    last = shlex.split(options["ssh_options"]["ProxyCommand"].replace("%%", "%"))
+    assert last[-4:] == ["-W", "db1:22", "--", "fe80::1"] and "b" == last[last.index("-l") + 1]
+    first = shlex.split(next(a for a in last if a.startswith("ProxyCommand=")).split("=", 1)[1]
+                        .replace("%%", "%"))
+    assert first[-4:] == ["-W", "[fe80::1]:2202", "--", "bastion1"]
+    assert first[first.index("-i") + 1] == "/k/outer" and "-i" not in last  # each its own key
+    assert "ProxyCommand=nc -X 5 -x socks:1080 %h %p" in first
+
+
+def test_a_gateway_hop_logs_in_with_its_own_connections_settings(sshd):
+    # Stock Fabric logs in to a gateway with that Connection's key and settings. OpenSSH's
+    # ProxyJump would give the hop none of ours (this machine's root has no default key).
+    import fabric
+    from fabric import Config
+
+    from adapters.fabric.connection import Connection
+    from adapters.targets import Targets
+
+    config = Config(overrides={
+        "connect_kwargs": {"key_filename": [str(sshd.client_key)]},
+        "transport": {"python": "/usr/bin/python3",
+                      "ssh_options": {"UserKnownHostsFile": str(sshd.known_hosts),
+                                      "StrictHostKeyChecking": "yes"}}})
+    bastion = fabric.Connection(sshd.addresses[0], user="tp-plain", port=sshd.port, config=config)
+    targets = Targets()
+    try:
+        c = Connection(sshd.addresses[1], user="tp-app", port=sshd.port, gateway=bastion,
+                       config=config, targets=targets)
+        assert c.run("whoami", hide=True).stdout == "tp-app\n"
+        closed = fabric.Connection(sshd.addresses[0], user="tp-plain", port=free_port(),
+                                   config=config)
+        c = Connection(sshd.addresses[2], user="tp-app", port=sshd.port, gateway=closed,
+                       config=config, targets=targets)
+        with pytest.raises(transport.ConnectError) as info:  # the way in is the gateway
+            c.run("whoami", hide=True)
+        assert "Connection refused" in str(info.value)
+    finally:
+        targets.close()
+
+

@@ -35,6 +35,7 @@ import transport
 from adapters.fabric.file_transfer import TransportSFTP
 from adapters.fabric.runner import FabricRunner
 from adapters.targets import Targets, shared_targets
+from transport.methods.ssh import SshMethod, forwarding_command
 
 # connect_kwargs (paramiko's SSHClient.connect) that both ssh backends can honour.
 HONOURED_CONNECT_KWARGS = {"key_filename", "timeout", "allow_agent", "look_for_keys", "compress"}
@@ -42,17 +43,55 @@ HONOURED_CONNECT_KWARGS = {"key_filename", "timeout", "allow_agent", "look_for_k
 _login_shells: weakref.WeakKeyDictionary[transport.Context, str] = weakref.WeakKeyDictionary()
 
 
-def _jump_hosts(gateway: Any) -> str:
-    """A gateway Connection (with gateways of its own) as ssh's ProxyJump list, first hop first."""
+def _transport_setting(c: fabric.Connection, key: str, default: Any) -> Any:
+    """A setting of the config's `transport` section, as c's config has it."""
+    section = c.config.get("transport") or {}
+    return section.get(key, default)
+
+
+def _login_settings(c: fabric.Connection) -> dict[str, Any]:
+    """How c logs in (key files, agent, host keys, timeout, compression and extra ssh
+    options) as SshMethod arguments; what has no equivalent is refused by name."""
+    connect_kwargs = dict(c.connect_kwargs)
+    for key in connect_kwargs:
+        if key not in HONOURED_CONNECT_KWARGS:
+            raise ValueError(f"{c.host}: connect_kwargs.{key} is not supported over the "
+                             "transport; supported: " + ", ".join(sorted(HONOURED_CONNECT_KWARGS)))
+    ssh_options: dict[str, str] = dict(_transport_setting(c, "ssh_options", None) or {})
+    key_filename = connect_kwargs.get("key_filename") or []
+    key_files = [key_filename] if isinstance(key_filename, str) else list(key_filename)
+    if connect_kwargs.get("allow_agent") is False:
+        ssh_options["IdentityAgent"] = "none"
+    # look_for_keys=False: ssh tries its default key files only when no key is given.
+    settings: dict[str, Any] = {
+        "identity_file": [os.path.expanduser(key) for key in key_files] or None,
+        "ssh_options": ssh_options,
+        "check_host_keys": _transport_setting(c, "check_host_keys", "accept-new"),
+        "compression": bool(connect_kwargs.get("compress", False)),
+    }
+    timeout = c.connect_timeout or connect_kwargs.get("timeout")
+    if timeout:
+        settings["connect_timeout"] = float(timeout)
+    return settings
+
+
+def _gateway_command(c: fabric.Connection) -> str | None:
+    """c's gateway as a ProxyCommand, or None without one.
+
+    A gateway Connection (with gateways of its own, and at the far end perhaps a
+    ProxyCommand string) becomes a chain of `ssh -W` hops, each logging in with
+    its own Connection's key files and settings, as Fabric's gateways do.
+    """
     hops = []
-    while gateway is not None and not isinstance(gateway, str):
-        host = f"[{gateway.host}]" if ":" in gateway.host else gateway.host
-        hops.insert(0, f"{gateway.user}@{host}:{gateway.port}")
+    gateway = c.gateway
+    while isinstance(gateway, fabric.Connection):
+        hops.insert(0, gateway)
         gateway = gateway.gateway
-    if gateway is not None:
-        raise ValueError(f"a gateway behind a ProxyCommand gateway ({gateway!r}) is not supported "
-                         "over the transport; put the whole path in ~/.ssh/config")
-    return ",".join(hops)
+    if not hops:
+        return gateway or None  # a ProxyCommand string of the user's, or no gateway
+    methods = [SshMethod(hop.host, port=hop.port, user=hop.user, **_login_settings(hop))
+               for hop in hops]
+    return forwarding_command(methods, c.host, c.port, first_proxy=gateway or None)
 
 
 class SudoAuthFailure(AuthFailure):
@@ -88,40 +127,17 @@ class Connection(fabric.Connection):
         return context
 
     def _setting(self, key: str, default: Any) -> Any:
-        section = self.config.get("transport") or {}
-        return section.get(key, default)
+        return _transport_setting(self, key, default)
 
     def _ssh_options(self) -> dict[str, Any]:
         """Fabric's connection settings as Router.ssh arguments; refuse what has no equivalent."""
-        connect_kwargs = dict(self.connect_kwargs)
-        for key in connect_kwargs:
-            if key not in HONOURED_CONNECT_KWARGS:
-                raise ValueError(f"{self.host}: connect_kwargs.{key} is not supported over the "
-                                 "transport; supported: "
-                                 + ", ".join(sorted(HONOURED_CONNECT_KWARGS)))
-        ssh_options: dict[str, str] = dict(self._setting("ssh_options", None) or {})
-        key_filename = connect_kwargs.get("key_filename") or []
-        key_files = [key_filename] if isinstance(key_filename, str) else list(key_filename)
-        if connect_kwargs.get("allow_agent") is False:
-            ssh_options["IdentityAgent"] = "none"
-        # look_for_keys=False: ssh tries its default key files only when no key is given.
+        options = _login_settings(self)
         if self.forward_agent:
-            ssh_options["ForwardAgent"] = "yes"
-        if self.gateway:
-            if isinstance(self.gateway, str):
-                ssh_options["ProxyCommand"] = self.gateway
-            else:
-                ssh_options["ProxyJump"] = _jump_hosts(self.gateway)
-        timeout = self.connect_timeout or connect_kwargs.get("timeout")
-        options: dict[str, Any] = {
-            "identity_file": [os.path.expanduser(key) for key in key_files] or None,
-            "ssh_options": ssh_options,
-            "check_host_keys": self._setting("check_host_keys", "accept-new"),
-            "compression": bool(connect_kwargs.get("compress", False)),
-            "backend": self._setting("backend", None) or "auto",
-        }
-        if timeout:
-            options["connect_timeout"] = float(timeout)
+            options["ssh_options"]["ForwardAgent"] = "yes"
+        gateway = _gateway_command(self)
+        if gateway is not None:
+            options["ssh_options"]["ProxyCommand"] = gateway
+        options["backend"] = self._setting("backend", None) or "auto"
         return options
 
     def login_shell(self) -> str:

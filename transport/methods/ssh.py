@@ -13,6 +13,8 @@ config unless check_host_keys says otherwise.
 
 from __future__ import annotations
 
+import shlex
+
 from transport.errors import AuthError, ConnectError
 from transport.methods.local import python_start_error
 
@@ -71,8 +73,26 @@ class SshMethod:
         return options
 
     def argv(self, bootstrap: Bootstrap) -> list[str]:
-        argv = [self.ssh_path, "-T"]
-        for key, value in self.client_options().items():
+        remote_command = bootstrap.shell_command(self.python)
+        return [self.ssh_path, "-T", *self._client_args(self.client_options()), "--", self.host,
+                remote_command]
+
+    def forward_argv(self, host: str, port: int | None, proxy_command: str | None = None) -> list[str]:
+        """The argv of an ssh that, logged in here, joins its stdin and stdout to
+        host:port (ssh -W): one hop of a forwarding_command().
+
+        proxy_command: how this hop itself is reached (already in ssh's % syntax).
+        """
+        options = self.client_options()
+        if proxy_command is not None:
+            options["ProxyCommand"] = proxy_command
+        address = f"[{host}]" if ":" in host else host
+        return [self.ssh_path, *self._client_args(options), "-W", f"{address}:{port or 22}", "--",
+                self.host]
+
+    def _client_args(self, options: dict[str, str]) -> list[str]:
+        argv = []
+        for key, value in options.items():
             argv += ["-o", f"{key}={value}"]
         if self.port:
             argv += ["-p", str(self.port)]
@@ -80,8 +100,7 @@ class SshMethod:
             argv += ["-l", self.user]
         for identity_file in self.identity_files:
             argv += ["-i", identity_file]
-        remote_command = bootstrap.shell_command(self.python)
-        return [*argv, "--", self.host, remote_command]
+        return argv
 
     def options(self) -> dict[str, Any]:
         return {}
@@ -93,10 +112,37 @@ class SshMethod:
             if any(text in stderr for text in AUTH_REFUSED):
                 return AuthError(name, "authentication refused: " + _last(ssh_lines, AUTH_REFUSED))
             if any(text in stderr for text in UNREACHABLE):
-                return ConnectError(name, _last(ssh_lines, UNREACHABLE))
+                return ConnectError(name, _every(ssh_lines, UNREACHABLE))
             if ssh_lines:
                 return ConnectError(name, "ssh failed: " + ssh_lines[-1])
         return python_start_error(name, self.python, reason, details)
+
+
+def forwarding_command(hops: list[SshMethod], host: str, port: int | None,
+                       first_proxy: str | None = None) -> str:
+    """A ProxyCommand (for ssh_options) that reaches host:port through hops, first hop first.
+
+    Each hop is an `ssh -W` run with that hop's own SshMethod settings (key files,
+    host-key checking, BatchMode, timeouts): what OpenSSH's ProxyJump, whose hops
+    read ~/.ssh/config alone, cannot give them. first_proxy: how the first hop is
+    reached, if not directly (a ProxyCommand of the caller's, in ssh's % syntax).
+    """
+    if not hops:
+        raise ValueError("forwarding_command needs at least one hop")
+    proxy = first_proxy
+    for index, hop in enumerate(hops):
+        last = index == len(hops) - 1
+        next_host, next_port = (host, port) if last else (hops[index + 1].host, hops[index + 1].port)
+        command = shlex.join(hop.forward_argv(next_host, next_port, proxy))
+        proxy = command.replace("%", "%%")  # ssh expands % tokens in a ProxyCommand
+    return proxy
+
+
+def _every(lines: list[str], patterns: tuple[str, ...]) -> str:
+    """Each line that matches, in order: through a gateway, the hop's own failure comes
+    before the closed connection that the ssh in front of it reports."""
+    matching = [line.strip() for line in lines if any(p in line for p in patterns)]
+    return "; ".join(dict.fromkeys(matching))
 
 
 def _last(lines: list[str], patterns: tuple[str, ...]) -> str:
