@@ -187,10 +187,10 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def _invoke_project(sshd, tmp_path: Path) -> Path:
-    directory = tmp_path / "invoke-project"
+def _invoke_project(sshd, tmp_path: Path, user: str = "tp-plain") -> Path:
+    directory = tmp_path / f"invoke-project-{user}"
     directory.mkdir()
-    target = {"host": host(sshd, "tp-plain"), "python": "/usr/bin/python3",
+    target = {"host": host(sshd, user), "python": "/usr/bin/python3",
               "ssh_options": {"IdentityFile": str(sshd.client_key), "IdentitiesOnly": "yes",
                               "UserKnownHostsFile": str(sshd.known_hosts)}}
     text = (PROJECTS / "tasks_remote.py").read_text().replace("TARGET = {}", f"TARGET = {target!r}")
@@ -232,12 +232,19 @@ def test_ctrl_c_stops_an_invoke_task_at_once(sshd, tmp_path):
         Path("/tmp", marker).unlink(missing_ok=True)
 
 
-def test_invoke_sudo_says_what_to_use_instead(sshd, tmp_path):
-    directory = _invoke_project(sshd, tmp_path)
+def test_invoke_sudo_runs_in_a_sudo_interpreter_with_the_configured_password(sshd, tmp_path):
+    directory = _invoke_project(sshd, tmp_path, user="tp-sudo")
+    env = dict(os.environ, INVOKE_SUDO_PASSWORD=SUDO_PASSWORD)  # sudo.password, as invoke reads it
     result = subprocess.run([str(INV), "root"], cwd=directory, capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL, timeout=60)
-    assert result.returncode != 0
-    assert "invoke's c.sudo" in result.stderr and "sudo -n" in result.stderr, result.stderr
+                            stdin=subprocess.DEVNULL, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "root\ntp-app\n/tmp\nhello\n"
+    env["INVOKE_SUDO_PASSWORD"] = "not-the-password"
+    refused = subprocess.run([str(INV), "root"], cwd=directory, capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL, timeout=60, env=env)
+    assert refused.returncode != 0 and refused.stdout == ""
+    assert "The password submitted to prompt '[sudo] password: ' was rejected" in refused.stderr
+    assert "not-the-password" not in refused.stderr + refused.stdout
 
 
 @pytest.mark.timeout(900)  # a virtualenv and invoke 3 from the package index come first
@@ -255,6 +262,11 @@ def test_invoke_3_alone(sshd, tmp_path):
     _check_invoke_output(result)
     version = subprocess.run([str(venv / "bin" / "inv"), "--version"], capture_output=True, text=True)
     assert version.stdout.startswith("Invoke 3."), version.stdout
+    sudo_project = _invoke_project(sshd, tmp_path, "tp-sudo")
+    sudo = subprocess.run([str(venv / "bin" / "inv"), "root"], cwd=sudo_project, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=60,
+                          env=dict(env, INVOKE_SUDO_PASSWORD=SUDO_PASSWORD))
+    assert sudo.returncode == 0 and sudo.stdout == "root\ntp-app\n/tmp\nhello\n", sudo.stderr
 
 
 def test_inv_demo_deploys_through_the_transport(tmp_path):

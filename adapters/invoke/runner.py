@@ -10,9 +10,12 @@ produces it. wait() blocks on an event instead of invoke's 10 ms polling.
 What a remote command cannot have: a live stdin. An explicit in_stream is
 read to its end and fed to the command as input; otherwise the command's
 stdin is empty. Watchers (answering prompts) need a live stdin and are
-refused with a clear error; for sudo, Fabric's Connection.sudo uses a
-persistent sudo interpreter instead. Ctrl-C stops the task at once and
-sends the running command SIGINT, as Ctrl-C at a terminal would.
+refused with a clear error, but for the one invoke's c.sudo adds: its
+command then runs in a persistent sudo interpreter on the target, which
+sudo gave the password (sudo.password, or c.sudo's password=) once, as
+Fabric's Connection.sudo does; a refused password raises invoke's
+AuthFailure, as stock invoke does. Ctrl-C stops the task at once and sends
+the running command SIGINT, as Ctrl-C at a terminal would.
 """
 
 from __future__ import annotations
@@ -24,8 +27,36 @@ import threading
 from typing import Any
 
 from invoke import Runner
+from invoke.exceptions import AuthFailure
+from invoke.runners import Result
+from invoke.watchers import FailingResponder
 
 import transport
+
+# What the watcher invoke's Context.sudo adds waits for after a refused password.
+SUDO_RETRY = "Sorry, try again.\n"
+
+
+def invoke_sudo(context: Any, command: str, watchers: list[Any]) -> tuple[str, str | None, str] | None:
+    """(user, password, command) when command and watchers are what invoke's Context.sudo
+    makes of c.sudo(command): `sudo -S -p '<prompt>' [--preserve-env='...'] [-H -u user]
+    <command>` and one FailingResponder that answers the prompt; None otherwise."""
+    head = f"sudo -S -p '{context.config.sudo.prompt}' "
+    if not command.startswith(head) or len(watchers) != 1:
+        return None
+    responder = watchers[0]
+    if not isinstance(responder, FailingResponder) or responder.sentinel != SUDO_RETRY:
+        return None
+    rest = command[len(head):]
+    if rest.startswith("--preserve-env='"):  # the env itself travels with the command
+        rest = rest[rest.index("' ", len("--preserve-env='")) + 2:]
+    user = "root"
+    if rest.startswith("-H -u "):
+        user, _, rest = rest[len("-H -u "):].partition(" ")
+    password: str | None = responder.response[:-1]  # "<password>\n"
+    if password == "None" and context.config.sudo.password is None:
+        password = None  # none was configured: sudo must not need one (sudo -n)
+    return user, password, rest
 
 
 class TransportRunner(Runner):
@@ -76,17 +107,18 @@ class TransportRunner(Runner):
     # -- the Runner interface ---------------------------------------------------
 
     def start(self, command: str, shell: str, env: dict[str, Any]) -> None:
+        target = self.target
         if self.watchers:
-            if command.startswith("sudo ") and not hasattr(self.context, "host"):
-                raise ValueError("transport: invoke's c.sudo answers sudo's password prompt "
-                                 "through a live stdin, which commands run over the transport "
-                                 "do not have; use c.run('sudo -n ...') with a NOPASSWD sudo "
-                                 "rule, or Fabric's Connection.sudo (a persistent sudo "
-                                 "interpreter)")
-            raise ValueError("transport: watchers (answering prompts) need a live stdin, which "
-                             "commands run over the transport do not have; pass the answers as "
-                             "in_stream, or use Fabric's c.sudo for sudo")
-        target = self.target if self.target is not None else self.resolve_target()
+            # Fabric's Connection.sudo never comes here with watchers: only invoke's does.
+            sudo = None if hasattr(self.context, "host") else invoke_sudo(self.context, command,
+                                                                         self.watchers)
+            if sudo is None:
+                raise ValueError("transport: watchers (answering prompts) need a live stdin, "
+                                 "which commands run over the transport do not have; pass the "
+                                 "answers as in_stream (c.sudo is supported)")
+            user, password, command = sudo
+            target = self._sudo_target(target or self.resolve_target(), user, password, command)
+        target = target if target is not None else self.resolve_target()
         self.target = target
         data = self._input()
         argv = self.shell_argv(shell, command)
@@ -94,6 +126,17 @@ class TransportRunner(Runner):
         worker = threading.Thread(target=self._work, args=(target, argv, env, data, timeout),
                                   name=f"transport-run {target.name}", daemon=True)
         worker.start()
+
+    def _sudo_target(self, via: transport.Context, user: str, password: str | None,
+                     command: str) -> transport.Context:
+        """A persistent sudo interpreter as user on via's host (one per host and user)."""
+        from adapters.targets import shared_targets
+
+        try:
+            return shared_targets().sudo(via, user, password)
+        except transport.AuthError as e:
+            result = Result(command=command, exited=-1, stderr=str(e), hide=("stdout", "stderr"))
+            raise AuthFailure(result, self.context.config.sudo.prompt) from e
 
     def _input(self) -> bytes | None:
         stream = self.opts["in_stream"]

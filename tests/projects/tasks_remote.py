@@ -19,6 +19,10 @@ def who(c):
 @task
 def root(c):
     c.sudo("id -un")
+    c.sudo("id -un", user="tp-app")
+    with c.cd("/tmp"):
+        c.sudo("pwd")
+    c.sudo("echo $GREETING", env={"GREETING": "hello"})
 
 
 @task
