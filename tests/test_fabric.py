@@ -305,6 +305,31 @@ def test_gateways_and_agent_settings_map_onto_ssh_options():
     assert first[-4:] == ["-W", "[fe80::1]:2202", "--", "bastion1"]
     assert first[first.index("-i") + 1] == "/k/outer" and "-i" not in last  # each its own key
     assert "ProxyCommand=nc -X 5 -x socks:1080 %h %p" in first
+    both = Connection("db1", gateway=inner, config=fabric.Config(
+        overrides={"transport": {"ssh_options": {"ProxyJump": "elsewhere"}}}))
+    with pytest.raises(ValueError, match="ProxyJump"):  # ssh would take the first, silently
+        both._ssh_options()
+
+
+def test_a_refused_login_is_not_reported_as_a_sudo_failure(sshd, tmp_path):
+    from fabric import Config
+
+    from adapters.fabric.connection import Connection
+    from adapters.targets import Targets
+
+    other_key = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True)
+    config = Config(overrides={
+        "connect_kwargs": {"key_filename": [str(other_key)]}, "sudo": {"password": SUDO_PASSWORD},
+        "transport": {"ssh_options": {"UserKnownHostsFile": str(sshd.known_hosts)}}})
+    targets = Targets()
+    try:
+        c = Connection(sshd.addresses[0], user="tp-sudo", port=sshd.port, config=config,
+                       targets=targets)
+        with pytest.raises(transport.AuthError, match="Permission denied"):
+            c.sudo("true", hide=True)
+    finally:
+        targets.close()
 
 
 def test_a_gateway_hop_logs_in_with_its_own_connections_settings(sshd):

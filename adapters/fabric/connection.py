@@ -87,6 +87,11 @@ def _gateway_command(c: fabric.Connection) -> str | None:
     while isinstance(gateway, fabric.Connection):
         hops.insert(0, gateway)
         gateway = gateway.gateway
+    if hops or gateway:
+        for setting in ("ProxyJump", "ProxyCommand"):
+            if setting in (_transport_setting(c, "ssh_options", None) or {}):
+                raise ValueError(f"{c.host}: a gateway and transport.ssh_options {setting} "
+                                 "both say how to reach the host; keep one")
     if not hops:
         return gateway or None  # a ProxyCommand string of the user's, or no gateway
     methods = [SshMethod(hop.host, port=hop.port, user=hop.user, **_login_settings(hop))
@@ -165,8 +170,9 @@ class Connection(fabric.Connection):
     def sudo(self, command: str, **kwargs: Any) -> Result:
         user = kwargs.pop("user", None) or self.config.sudo.user or "root"
         password = kwargs.pop("password", None) or self.config.sudo.password
+        login = self.transport_context()  # an AuthError here is ssh's, not sudo's
         try:
-            context = self._targets.sudo(self.transport_context(), user, password)
+            context = self._targets.sudo(login, user, password)
         except transport.AuthError as e:
             result = Result(connection=self, command=command, exited=-1, stdout="",
                             stderr=str(e), hide=("stdout", "stderr"))

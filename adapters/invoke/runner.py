@@ -38,13 +38,13 @@ SUDO_RETRY = "Sorry, try again.\n"
 
 
 def invoke_sudo(context: Any, command: str, watchers: list[Any]) -> tuple[str, str | None, str] | None:
-    """(user, password, command) when command and watchers are what invoke's Context.sudo
-    makes of c.sudo(command): `sudo -S -p '<prompt>' [--preserve-env='...'] [-H -u user]
-    <command>` and one FailingResponder that answers the prompt; None otherwise."""
+    """(user, password, command) when command and the last watcher are what invoke's
+    Context.sudo makes of c.sudo(command): `sudo -S -p '<prompt>' [--preserve-env='...']
+    [-H -u user] <command>` and a FailingResponder that answers the prompt; None otherwise."""
     head = f"sudo -S -p '{context.config.sudo.prompt}' "
-    if not command.startswith(head) or len(watchers) != 1:
+    if not command.startswith(head) or not watchers:
         return None
-    responder = watchers[0]
+    responder = watchers[-1]  # invoke appends its own to any the caller gave
     if not isinstance(responder, FailingResponder) or responder.sentinel != SUDO_RETRY:
         return None
     rest = command[len(head):]
@@ -109,15 +109,16 @@ class TransportRunner(Runner):
     def start(self, command: str, shell: str, env: dict[str, Any]) -> None:
         target = self.target
         if self.watchers:
-            # Fabric's Connection.sudo never comes here with watchers: only invoke's does.
-            sudo = None if hasattr(self.context, "host") else invoke_sudo(self.context, command,
-                                                                         self.watchers)
-            if sudo is None:
+            sudo = invoke_sudo(self.context, command, self.watchers)
+            if sudo is None or len(self.watchers) > 1:
                 raise ValueError("transport: watchers (answering prompts) need a live stdin, "
                                  "which commands run over the transport do not have; pass the "
-                                 "answers as in_stream (c.sudo is supported)")
+                                 "answers as in_stream (c.sudo alone is supported; here "
+                                 f"watchers {self.watchers[:-1] if sudo else self.watchers!r} "
+                                 "came from run.watchers or watchers=)")
             user, password, command = sudo
             target = self._sudo_target(target or self.resolve_target(), user, password, command)
+            self.watchers = []  # sudo got its password already: nothing is answered on stdin
         target = target if target is not None else self.resolve_target()
         self.target = target
         data = self._input()

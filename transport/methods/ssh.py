@@ -133,7 +133,13 @@ def forwarding_command(hops: list[SshMethod], host: str, port: int | None,
     for index, hop in enumerate(hops):
         last = index == len(hops) - 1
         next_host, next_port = (host, port) if last else (hops[index + 1].host, hops[index + 1].port)
-        command = shlex.join(hop.forward_argv(next_host, next_port, proxy))
+        argv = hop.forward_argv(next_host, next_port, proxy)
+        backslashed = [arg for arg in argv if "\\" in arg]
+        if backslashed:
+            # ssh checks the quotes of each -o value, reading \' in one as an escape.
+            raise ValueError(f"gateway {hop.default_name()}: a setting with a backslash cannot "
+                             f"be passed through a ProxyCommand: {backslashed[0]!r}")
+        command = shlex.join(argv)
         proxy = command.replace("%", "%%")  # ssh expands % tokens in a ProxyCommand
     return proxy
 
