@@ -192,3 +192,85 @@ def test_a_file_whose_size_is_not_what_it_announced_is_refused(router, tmp_path)
     assert f"received {length} bytes of 0" in str(info.value)
     assert info.value.host == ctx.name
     assert not (tmp_path / "dest").exists()
+
+
+def test_a_symlink_another_user_planted_in_a_shared_directory_is_not_followed(router, tmp_path):
+    import pwd
+
+    plain = pwd.getpwnam("tp-plain")
+    ctx = router.local(python=PY)  # as root, like a sudo context
+    shared = tmp_path / "shared"  # as /tmp is: sticky, and anyone may write
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    trap = shared / "report.txt"
+    trap.symlink_to(victim)
+    os.lchown(trap, plain.pw_uid, plain.pw_gid)
+    source = tmp_path / "source"
+    source.write_bytes(b"overwritten")
+    with pytest.raises(transport.RemoteError, match="symlink in a shared directory"):
+        ctx.put(str(source), str(trap))
+    with pytest.raises(PermissionError):  # the controller's side of a get, the same
+        ctx.get(str(source), str(trap))
+    assert victim.read_bytes() == b"precious" and os.listdir(shared) == ["report.txt"]
+    os.lchown(trap, 0, 0)  # a link of this user's own is written through, as before
+    ctx.put(str(source), str(trap))
+    assert victim.read_bytes() == b"overwritten"
+
+
+def test_a_directory_as_the_destination_is_refused_before_any_data_moves(router, tmp_path):
+    ctx = router.local(python=PY)
+    source = tmp_path / "source"
+    source.write_bytes(b"x" * 1000)
+    directory = tmp_path / "dir"
+    directory.mkdir()
+    for destination in (str(directory), f"{directory}/", f"{tmp_path}/missing/"):
+        with pytest.raises(transport.RemoteError, match="the destination must name a file"):
+            ctx.put(str(source), destination)
+        with pytest.raises(IsADirectoryError, match="the destination must name a file"):
+            ctx.get(str(source), destination)
+    assert sorted(os.listdir(tmp_path)) == ["dir", "source"] and os.listdir(directory) == []
+
+
+def test_a_file_name_near_the_length_limit_is_transferred(router, tmp_path):
+    ctx = router.local(python=PY)
+    source = tmp_path / "source"
+    source.write_bytes(b"data")
+    there, back = tmp_path / ("t" * 250), tmp_path / ("b" * 250)
+    assert ctx.put(str(source), str(there)) == 4 and there.read_bytes() == b"data"
+    assert ctx.get(str(there), str(back)) == 4 and back.read_bytes() == b"data"
+
+
+def test_a_shutdown_during_a_put_leaves_no_temporary_file(tmp_path):
+    source = tmp_path / "big.bin"
+    with open(source, "wb") as f:
+        f.truncate(4 << 30)  # sparse: read fast, sent for a while
+    destination = tmp_path / "dest"
+    destination.mkdir()
+    router = transport.Router()
+    ctx = router.local(python=PY)
+    failures = []
+
+    def put():
+        try:
+            ctx.put(str(source), str(destination / "big.bin"))
+        except transport.TransportError as e:
+            failures.append(e)
+
+    sender = threading.Thread(target=put)
+    sender.start()
+    deadline = time.monotonic() + 60
+    while not os.listdir(destination) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    router.close()
+    sender.join(60)
+    assert failures, "the put was not cut short: make the file bigger"
+    assert os.listdir(destination) == [], "temporary file left behind"
+
+
+def test_a_get_stops_as_soon_as_more_arrives_than_the_file_had(router, tmp_path):
+    ctx = router.local(python=PY)  # /proc/version: stat says 0 bytes, and it reads as more
+    with pytest.raises(transport.TransportError, match="more than the 0 bytes it had"):
+        ctx.get("/proc/version", str(tmp_path / "dest"))
+    assert os.listdir(tmp_path) == []

@@ -92,7 +92,7 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
     try:
         done = context.call_async(files.send, remote_path, data_handle, WINDOW)
         done.add_done_callback(lambda future: events.put(None))
-        received = _receive_chunks(context, fd, events)
+        received = _receive_chunks(context, fd, events, size, remote_path)
         sent = done.result()
         if received != sent or received != size:
             raise TransportError(f"{context.name}: {remote_path}: received {received} bytes, "
@@ -114,7 +114,8 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
             files.discard(temporary)
 
 
-def _receive_chunks(context: Context, fd: int, events: compat.SimpleQueue) -> int:
+def _receive_chunks(context: Context, fd: int, events: compat.SimpleQueue, size: int,
+                    remote_path: str) -> int:
     core = context.router._core
     ack_to = None
     received = 0
@@ -136,9 +137,12 @@ def _receive_chunks(context: Context, fd: int, events: compat.SimpleQueue) -> in
                 view = memoryview(value)
             except (codec.CodecError, TypeError, ValueError) as e:
                 raise ProtocolError(f"{context.name}: malformed file data: {e!r}") from None
+            received += len(value)
+            if received > size:  # a file still growing, or a sender that lies
+                raise TransportError(f"{context.name}: {remote_path}: more than the "
+                                     f"{size} bytes it had when the transfer began")
             while view:
                 view = view[os.write(fd, view):]
-            received += len(value)
             if ack_to is not None:
                 core.send(Message(context.context_id, CONTROLLER_ID, ack_to,
                                   codec.encode(len(value))))

@@ -11,13 +11,17 @@ temporary files before it exits. Only the parent side may write files here
 (the data handle accepts nothing else).
 
 Like writing the file in place would, a transfer writes through a symlink
-to the file it points at, and an existing file keeps its owner and group
+to the file it points at (but, as the kernel's protected_symlinks rule says,
+not through one in a sticky world-writable directory such as /tmp that
+neither this user nor the directory's owner owns: another user may have
+planted it), and an existing file keeps its owner and group
 (where this user may give them) and, unless a mode is given, its mode; a new
 file gets the mode new files get here (0666 less the umask). settle() does
 this for both sides.
 """
 from __future__ import absolute_import
 
+import errno
 import os
 import stat
 
@@ -40,17 +44,28 @@ def _router():
 
 
 def _temporary_beside(path):
+    if path.endswith(os.sep) or os.path.isdir(path):  # refused before any data moves
+        raise OSError(errno.EISDIR, 'Is a directory (the destination must name a file)', path)
     directory, name = os.path.split(os.path.abspath(path))
-    temporary = os.path.join(directory, '.%s.tp-%s.tmp' % (
-        name, ''.join('%02x' % b for b in bytearray(os.urandom(4)))))
+    temporary = os.path.join(directory, '.%s.tp-%s.tmp' % (  # within NAME_MAX (255)
+        name[:200], ''.join('%02x' % b for b in bytearray(os.urandom(4)))))
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     in_flight.add(temporary)
     return fd, temporary
 
 
 def destination(path):
-    """Where data for path goes: through a symlink, to the file it points at."""
-    return os.path.realpath(path) if os.path.islink(path) else path
+    """Where data for path goes: through a symlink, to the file it points at, unless
+    the link may be another user's trap (see the module's docstring)."""
+    if not os.path.islink(path):
+        return path
+    link = os.lstat(path)
+    shared = os.stat(os.path.dirname(os.path.abspath(path)))
+    if (shared.st_mode & stat.S_ISVTX and shared.st_mode & stat.S_IWOTH
+            and link.st_uid not in (os.geteuid(), shared.st_uid)):
+        raise OSError(errno.EACCES, 'Permission denied (a symlink in a shared directory, '
+                      'owned by another user, is not followed)', path)
+    return os.path.realpath(path)
 
 
 def _new_file_mode():
@@ -146,9 +161,13 @@ def finish_receive(handle):
     receiver = _receivers.pop(handle)
     _router().remove_handler(handle)
     try:
-        os.fsync(receiver.fd)
-    finally:
-        os.close(receiver.fd)
+        try:
+            os.fsync(receiver.fd)  # a full disk or quota may only show here
+        finally:
+            os.close(receiver.fd)
+    except OSError as e:
+        discard(receiver.temporary)
+        raise IOError('%s: %s' % (receiver.path, e.strerror))
     if receiver.error is None and receiver.received != receiver.size:
         receiver.error = 'received %d bytes of %d' % (receiver.received, receiver.size)
     if receiver.error is not None:

@@ -123,10 +123,7 @@ class Target(object):
     def _leave(self, status):
         # Orphans must not linger: leave now; children see end of file and follow, and
         # running commands are hung up on.
-        in_flight, discard = _loaded('files', 'in_flight'), _loaded('files', 'discard')
-        if in_flight and discard:
-            for temporary in list(in_flight):
-                discard(temporary)  # an interrupted transfer leaves nothing behind
+        _discard_transfers()
         hang_up_running = _loaded('commands', 'hang_up_running')
         if hang_up_running:
             hang_up_running()
@@ -179,7 +176,16 @@ class Target(object):
         self.stream.on_disconnect = lambda stream, reason: done.set()
         self.broker.defer(self.stream.close_when_flushed)
         done.wait(FLUSH_TIMEOUT)
+        _discard_transfers()  # shut down while a transfer was under way
         exit_now(0)
+
+
+def _discard_transfers():
+    """Remove the temporary files of unfinished transfers: they never reach their place."""
+    in_flight, discard = _loaded('files', 'in_flight'), _loaded('files', 'discard')
+    if in_flight and discard:
+        for temporary in list(in_flight):
+            discard(temporary)
 
 
 def main():
