@@ -96,6 +96,27 @@ def test_cp_get_file_matches_stock(salt):
         assert written["fast"] == "file data\n"
 
 
+def test_cp_get_file_makes_directories_and_keeps_modes_as_stock_does(salt):
+    modes = {}
+    for host, user in (("stock", "tp-plain"), ("fast", "tp-app")):
+        base = Path(f"/home/{user}/transport-cp-dirs")
+        shutil.rmtree(base, ignore_errors=True)
+        new = base / "a" / "b" / "new.txt"
+        out, result = salt.json(host, "cp.get_file", "salt://data.txt", str(new), "makedirs=True")
+        assert new.read_text() == "file data\n", result.stdout + result.stderr
+        existing = Path(f"/home/{user}/transport-cp-existing.txt")
+        existing.write_text("old\n")
+        existing.chmod(0o600)
+        shutil.chown(existing, user, user)
+        salt.json(host, "cp.get_file", "salt://data.txt", str(existing))
+        assert existing.read_text() == "file data\n"
+        modes[host] = [oct(p.stat().st_mode & 0o777) for p in (base / "a", base / "a" / "b", existing)]
+        shutil.rmtree(base, ignore_errors=True)
+        existing.unlink()
+    assert modes["fast"] == modes["stock"]
+    assert modes["fast"][-1] == "0o600"  # an existing file keeps its mode, as scp leaves it
+
+
 def test_sudo_and_a_table_roster_entry(salt):
     out, result = salt.json("fastsudo", "cmd.run", "id -un")
     assert out == {"fastsudo": "root"}, result.stderr
@@ -204,3 +225,23 @@ def test_salt_3006_lts(tmp_path):
                             text=True, cwd=root, timeout=900)
     assert result.returncode == 0, result.stdout[-5000:]
     assert "passed" in result.stdout.splitlines()[-1]
+
+
+def test_a_tree_another_run_finished_first_is_kept(tmp_path, monkeypatch):
+    # Two runs on a cold cache build the same tree; the second must not pull the first's
+    # out from under it (it may be importing from it), and leaves no staging behind.
+    import hashlib
+
+    from adapters.salt.remote import file_cache
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    data = b"VALUE = 1\n"
+    digest = hashlib.sha256(data).hexdigest()
+    file_cache.store_blobs([(digest, zlib.compress(data))])
+    manifest = [("pkg/__init__.py", digest, 0o644), ("pkg/mod.py", digest, 0o644)]
+    first = Path(file_cache.build_tree("tree1", manifest))
+    inode = (first / "pkg" / "mod.py").stat().st_ino
+    second = Path(file_cache.build_tree("tree1", manifest))
+    assert second == first and (first / "pkg" / "mod.py").stat().st_ino == inode
+    assert file_cache.tree_ready("tree1") == str(first)
+    assert sorted(p.name for p in first.parent.iterdir()) == ["tree1"]

@@ -39,6 +39,20 @@ WIPE_TIMEOUT = 60.0  # for removing a host's file cache at the end of a --wipe r
 _wiped: set[transport.Context] = set()  # hosts run with --wipe: their file cache goes at the end
 
 
+def _forget_the_parents_hosts() -> None:
+    """In a forked process (a wrapper's nested salt-ssh forks again): the parent's
+    contexts, trees and file services are not this process's to use."""
+    global _targets
+    _targets = None
+    _trees.clear()
+    _hosts.clear()
+    _ext_mods.clear()
+    _wiped.clear()
+
+
+os.register_at_fork(after_in_child=_forget_the_parents_hosts)
+
+
 def _process_targets() -> Targets:
     global _targets
     if _targets is None:

@@ -119,7 +119,7 @@ def _ssh_options(target: dict[str, Any], opts: dict[str, Any]) -> tuple[dict[str
         check_host_keys = "ignore"
         options["UserKnownHostsFile"] = "/dev/null"
     elif opts.get("ignore_host_keys"):
-        check_host_keys = "ignore"
+        options["StrictHostKeyChecking"] = "no"  # as stock: a new key is still recorded
     return options, check_host_keys
 
 

@@ -40,9 +40,10 @@ class FastShell:
     def send(self, local: str, remote: str, makedirs: bool = False) -> tuple[str, str, int]:
         try:
             context = self._context()
-            if makedirs:
-                context.call(os.makedirs, posixpath.dirname(remote), 0o700, True)
-            context.put(local, remote)
+            if makedirs:  # as stock's mkdir -p: the umask decides the directories' mode
+                context.call(os.makedirs, posixpath.dirname(remote), 0o777, True)
+            # As scp: an existing file keeps its mode, a new one gets the source's.
+            context.put(local, remote, preserve_mode=not context.call(os.path.lexists, remote))
         except transport.TransportError as e:
             return "", str(e), 1
         return "", "", 0

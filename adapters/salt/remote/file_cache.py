@@ -4,10 +4,12 @@ Blobs live under ~/.cache/transport-salt/blobs/<sha256> and are written only
 after their hash checks out. A tree (trees/<tree id>/, the id being a hash of
 the manifest) has every path of the controller's Salt file set: a copy of its
 blob, or for a Python file not received yet a placeholder that fetches it on
-first import (lazy_files); its marker file is written last, so a tree is
-either complete or rebuilt. Salt's loader lists and reads real directories
-there, and later runs (any Salt run with the same files) find in place what
-earlier runs used.
+first import (lazy_files). A tree is built in a staging directory of its
+own, its marker file written last, and renamed into place: it is either
+complete or absent, and a complete one is never replaced, so concurrent runs
+can share the cache. Salt's loader lists and reads real directories there,
+and later runs (any Salt run with the same files) find in place what earlier
+runs used.
 """
 
 import hashlib
@@ -42,8 +44,7 @@ def missing_blobs(digests):
 def store_blobs(entries):
     """Write (sha256 hex, zlib-compressed bytes) entries as blobs, checking each hash."""
     blobs = os.path.join(base_dir(), "blobs")
-    if not os.path.isdir(blobs):
-        os.makedirs(blobs, 0o700)
+    os.makedirs(blobs, 0o700, exist_ok=True)  # another run may make it at the same moment
     for digest, packed in entries:
         data = zlib.decompress(packed)
         if hashlib.sha256(data).hexdigest() != digest:
@@ -59,35 +60,50 @@ def build_tree(tree_id, manifest):
     """Lay out every (relative path, digest, mode) of the manifest; return the tree's path.
 
     A file whose blob is here is copied from it; a Python file whose blob is not
-    gets a placeholder that fills itself in on first import (lazy_files).
+    gets a placeholder that fills itself in on first import (lazy_files). The tree
+    is built in a staging directory of its own and renamed into place; a complete
+    tree is never replaced, so a run that finds another run's tree finished first
+    uses that one (runs may share this cache, over NFS too).
     """
+    import tempfile
+
     from adapters.salt.remote import lazy_files
 
     path = tree_dir(tree_id)
-    staging = f"{path}.{os.getpid()}.tmp"
-    blobs = os.path.join(base_dir(), "blobs")
-    shutil.rmtree(staging, ignore_errors=True)
-    for relative, digest, mode in manifest:
-        if relative.startswith("/") or ".." in relative.split("/"):
-            raise ValueError(f"unsafe path in manifest: {relative!r}")
-        destination = os.path.join(staging, relative)
-        parent = os.path.dirname(destination)
-        if not os.path.isdir(parent):
-            os.makedirs(parent, 0o755)
-        blob = os.path.join(blobs, digest)
-        if os.path.exists(blob):
-            shutil.copyfile(blob, destination)
-        elif relative.endswith(".py"):
-            with open(destination, "wb") as f:
-                f.write(lazy_files.PLACEHOLDER)
-        else:
-            raise ValueError(f"{relative}: its content was not sent")
-        os.chmod(destination, mode & 0o755)
-    with open(os.path.join(staging, lazy_files.MANIFEST), "w") as f:
-        json.dump({relative: digest for relative, digest, _ in manifest}, f)
-    with open(os.path.join(staging, MARKER), "w") as f:
-        f.write(tree_id)
-    if os.path.exists(path):
-        shutil.rmtree(path, ignore_errors=True)
-    os.rename(staging, path)
+    trees = os.path.dirname(path)
+    os.makedirs(trees, 0o700, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{tree_id}.", suffix=".tmp", dir=trees)
+    try:
+        blobs = os.path.join(base_dir(), "blobs")
+        for relative, digest, mode in manifest:
+            if relative.startswith("/") or ".." in relative.split("/"):
+                raise ValueError(f"unsafe path in manifest: {relative!r}")
+            destination = os.path.join(staging, relative)
+            parent = os.path.dirname(destination)
+            if not os.path.isdir(parent):
+                os.makedirs(parent, 0o755, exist_ok=True)
+            blob = os.path.join(blobs, digest)
+            if os.path.exists(blob):
+                shutil.copyfile(blob, destination)
+            elif relative.endswith(".py"):
+                with open(destination, "wb") as f:
+                    f.write(lazy_files.PLACEHOLDER)
+            else:
+                raise ValueError(f"{relative}: its content was not sent")
+            os.chmod(destination, mode & 0o755)
+        with open(os.path.join(staging, lazy_files.MANIFEST), "w") as f:
+            json.dump({relative: digest for relative, digest, _ in manifest}, f)
+        with open(os.path.join(staging, MARKER), "w") as f:
+            f.write(tree_id)
+        os.chmod(staging, 0o755)  # mkdtemp made it 0700; a tree is read like any install
+        if tree_ready(tree_id) is None and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)  # incomplete: no run can be using it
+        try:
+            os.rename(staging, path)
+        except OSError:
+            if tree_ready(tree_id) is None:  # not another run's finished tree: a real failure
+                raise
+    finally:
+        if os.path.isdir(staging):
+            shutil.rmtree(staging, ignore_errors=True)
     return path

@@ -14,6 +14,7 @@ import importlib
 import io
 import os
 import sys
+import threading
 
 from adapters.salt.remote import lazy_files
 from transport.core import forwarding
@@ -25,8 +26,7 @@ def _use_tree(tree):
 
 
 def _write_config(config_dir, minion_config):
-    if not os.path.isdir(config_dir):
-        os.makedirs(config_dir, 0o700)
+    os.makedirs(config_dir, 0o700, exist_ok=True)
     path = os.path.join(config_dir, "minion")
     try:
         with open(path) as f:
@@ -34,10 +34,11 @@ def _write_config(config_dir, minion_config):
                 return
     except OSError:
         pass
-    with open(path + ".tmp", "w") as f:
+    temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"  # runs may share a thin_dir
+    with open(temporary, "w") as f:
         f.write(minion_config)
-    os.chmod(path + ".tmp", 0o600)
-    os.rename(path + ".tmp", path)
+    os.chmod(temporary, 0o600)
+    os.rename(temporary, path)
 
 
 def shim_arguments(argv):
