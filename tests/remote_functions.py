@@ -367,3 +367,12 @@ def signal_the_next_command_as_it_starts(signum):
         return real_start(*args)
     commands._start = start
     return True
+
+
+def limit_file_size(size):
+    """Make writes past size bytes fail in this process (EFBIG), as on a full disk."""
+    import resource
+    import signal
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    return True

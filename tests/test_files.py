@@ -274,3 +274,19 @@ def test_a_get_stops_as_soon_as_more_arrives_than_the_file_had(router, tmp_path)
     with pytest.raises(transport.TransportError, match="more than the 0 bytes it had"):
         ctx.get("/proc/version", str(tmp_path / "dest"))
     assert os.listdir(tmp_path) == []
+
+
+def test_a_put_whose_writes_fail_there_stops_sending(router, tmp_path):
+    from tests import remote_functions as rf
+
+    ctx = router.local(python=PY)
+    assert ctx.call(rf.limit_file_size, 1 << 20)  # as a disk that fills after 1 MiB
+    source = tmp_path / "big.bin"
+    with open(source, "wb") as f:
+        f.truncate(256 << 20)  # sparse
+    stream = router._core.route_for(ctx.context_id)
+    before = stream.bytes_sent
+    with pytest.raises(transport.RemoteError, match="copy.bin: File too large"):
+        ctx.put(str(source), str(tmp_path / "copy.bin"))
+    assert stream.bytes_sent - before < 32 << 20  # a window or so, not the whole file
+    assert os.listdir(tmp_path) == ["big.bin"] and ctx.call(pow, 2, 2) == 4

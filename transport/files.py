@@ -62,7 +62,10 @@ def _send_chunks(context: Context, local_path: str, data_handle: int, acks: comp
             if not chunk:
                 return
             while unacknowledged + len(chunk) > WINDOW:
-                unacknowledged -= _acknowledged(context, acks)
+                acknowledged = _acknowledged(context, acks)
+                if acknowledged == files.GAVE_UP:
+                    return  # a write failed there: finish_receive says why
+                unacknowledged -= acknowledged
             core.send(Message(context.context_id, CONTROLLER_ID, data_handle, chunk))
             unacknowledged += len(chunk)
 

@@ -32,6 +32,8 @@ from transport.core.framing import Message
 
 CHUNK = 256 * 1024
 ACK_TIMEOUT = 120.0
+# The acknowledgement of a receiver that gives up on a transfer.
+GAVE_UP = -1
 
 # Temporary files of transfers under way: removed if this process loses its parent.
 in_flight = set()
@@ -137,8 +139,10 @@ class _Receiver(object):
                 self.received += len(msg.data)
             except OSError as e:
                 self.error = '%s: %s' % (self.path, e.strerror)
+        # Once a write has failed (a full disk), the sender is told to stop sending.
+        acknowledged = len(msg.data) if self.error is None else GAVE_UP
         router.send(Message(self.caller, router.context_id, self.ack_handle,
-                            codec.encode(len(msg.data))))
+                            codec.encode(acknowledged)))
 
 
 _receivers = {}
@@ -202,9 +206,6 @@ def stat_for_send(path):
         raise IOError('%s is not a regular file' % path)
     return st.st_size, stat.S_IMODE(st.st_mode)
 
-
-# The acknowledgement of a receiver that gives up on a transfer.
-GAVE_UP = -1
 
 
 def send(path, data_handle, window):
