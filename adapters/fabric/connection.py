@@ -87,11 +87,6 @@ def _gateway_command(c: fabric.Connection) -> str | None:
     while isinstance(gateway, fabric.Connection):
         hops.insert(0, gateway)
         gateway = gateway.gateway
-    if hops or gateway:
-        for setting in ("ProxyJump", "ProxyCommand"):
-            if setting in (_transport_setting(c, "ssh_options", None) or {}):
-                raise ValueError(f"{c.host}: a gateway and transport.ssh_options {setting} "
-                                 "both say how to reach the host; keep one")
     if not hops:
         return gateway or None  # a ProxyCommand string of the user's, or no gateway
     methods = [SshMethod(hop.host, port=hop.port, user=hop.user, **_login_settings(hop))
@@ -141,6 +136,10 @@ class Connection(fabric.Connection):
             options["ssh_options"]["ForwardAgent"] = "yes"
         gateway = _gateway_command(self)
         if gateway is not None:
+            for setting in ("ProxyJump", "ProxyCommand"):
+                if setting in options["ssh_options"]:
+                    raise ValueError(f"{self.host}: a gateway and transport.ssh_options {setting} "
+                                     "both say how to reach the host; keep one")
             options["ssh_options"]["ProxyCommand"] = gateway
         options["backend"] = self._setting("backend", None) or "auto"
         return options

@@ -107,19 +107,12 @@ class TransportRunner(Runner):
     # -- the Runner interface ---------------------------------------------------
 
     def start(self, command: str, shell: str, env: dict[str, Any]) -> None:
-        target = self.target
-        if self.watchers:
-            sudo = invoke_sudo(self.context, command, self.watchers)
-            if sudo is None or len(self.watchers) > 1:
-                raise ValueError("transport: watchers (answering prompts) need a live stdin, "
-                                 "which commands run over the transport do not have; pass the "
-                                 "answers as in_stream (c.sudo alone is supported; here "
-                                 f"watchers {self.watchers[:-1] if sudo else self.watchers!r} "
-                                 "came from run.watchers or watchers=)")
+        sudo = self._sudo_request(command)
+        target = self.target if self.target is not None else self.resolve_target()
+        if sudo is not None:
             user, password, command = sudo
-            target = self._sudo_target(target or self.resolve_target(), user, password, command)
+            target = self._sudo_target(target, user, password, command)
             self.watchers = []  # sudo got its password already: nothing is answered on stdin
-        target = target if target is not None else self.resolve_target()
         self.target = target
         data = self._input()
         argv = self.shell_argv(shell, command)
@@ -127,6 +120,19 @@ class TransportRunner(Runner):
         worker = threading.Thread(target=self._work, args=(target, argv, env, data, timeout),
                                   name=f"transport-run {target.name}", daemon=True)
         worker.start()
+
+    def _sudo_request(self, command: str) -> tuple[str, str | None, str] | None:
+        """invoke_sudo()'s reading of c.sudo, None without watchers; other watchers are refused."""
+        if not self.watchers:
+            return None
+        sudo = invoke_sudo(self.context, command, self.watchers)
+        if sudo is None or len(self.watchers) > 1:
+            raise ValueError("transport: watchers (answering prompts) need a live stdin, "
+                             "which commands run over the transport do not have; pass the "
+                             "answers as in_stream (c.sudo alone is supported; here "
+                             f"watchers {self.watchers[:-1] if sudo else self.watchers!r} "
+                             "came from run.watchers or watchers=)")
+        return sudo
 
     def _sudo_target(self, via: transport.Context, user: str, password: str | None,
                      command: str) -> transport.Context:

@@ -207,7 +207,6 @@ def stat_for_send(path):
     return st.st_size, stat.S_IMODE(st.st_mode)
 
 
-
 def send(path, data_handle, window):
     """Send path's content as chunks to data_handle, at most `window` bytes unacknowledged."""
     router = _router()

@@ -79,9 +79,7 @@ def build_tree(tree_id, manifest):
             if relative.startswith("/") or ".." in relative.split("/"):
                 raise ValueError(f"unsafe path in manifest: {relative!r}")
             destination = os.path.join(staging, relative)
-            parent = os.path.dirname(destination)
-            if not os.path.isdir(parent):
-                os.makedirs(parent, 0o755, exist_ok=True)
+            os.makedirs(os.path.dirname(destination), 0o755, exist_ok=True)
             blob = os.path.join(blobs, digest)
             if os.path.exists(blob):
                 shutil.copyfile(blob, destination)
