@@ -98,12 +98,17 @@ class ParamikoChild:
                     elif channel.recv_ready():
                         theirs.sendall(channel.recv(CHUNK))
                     elif channel.eof_received or channel.closed:
-                        while channel.recv_stderr_ready():
-                            self._err_theirs.sendall(channel.recv_stderr(CHUNK))
                         watch.remove(channel)
         except (OSError, EOFError):
-            pass
+            pass  # closed under a write (a target that exits before reading its payload)
         finally:
+            # Whatever the server said on stderr explains how the session ended: relay
+            # it on every way out, not only the orderly one.
+            try:
+                while channel.recv_stderr_ready():
+                    self._err_theirs.sendall(channel.recv_stderr(CHUNK))
+            except OSError:
+                pass
             # The exit status may follow the end of the output: give it a moment.
             self.channel.status_event.wait(EXIT_STATUS_WAIT)
             self.status = self.channel.exit_status if self.channel.status_event.is_set() else -1
