@@ -32,7 +32,7 @@ def salt(sshd, tmp_path_factory):
         pytest.fail(f"{SALT_SSH} not found: pip install -e '.[dev,salt]' (the README's test command)")
     setup = SaltSetup(tmp_path_factory.mktemp("salt"), sshd, SUDO_PASSWORD)
     yield setup
-    for host in ("stock", "fast"):
+    for host in ("stock", "fast", "fastsudo"):
         shutil.rmtree(f"/tmp/transport-salt-test-{host}", ignore_errors=True)
     setup.remove_thin_dirs()
 
@@ -125,6 +125,69 @@ def test_sudo_and_a_table_roster_entry(salt):
     out, result = salt.json("fastsudo", "-r", "whoami")
     assert out["fastsudo"]["stdout"].strip() == "tp-sudo", result.stdout + result.stderr
     assert out["fastsudo"]["retcode"] == 0
+
+
+def test_a_host_is_connected_once_for_a_whole_run(salt):
+    # The connection starts while salt-ssh sets the host up; state.apply's wrapper then
+    # makes nested calls (grains, the state run): all of them use that one connection.
+    out, result = salt.json("fastsudo", "-l", "debug", "state.apply", "demo")
+    assert len(out["fastsudo"]) == 3 and all(s["result"] for s in out["fastsudo"].values()), out
+    connects = re.findall(r"(tp-sudo@\S+): connected, pid", result.stderr)
+    assert sorted(name.rsplit("/", 1)[-1] for name in connects) == [
+        "sudo:root", connects[0].split("/")[0]], result.stderr[-3000:]
+    assert SUDO_PASSWORD not in result.stdout + result.stderr
+
+
+def test_an_unreachable_fast_host_is_tried_once_and_named(salt):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    roster = salt.conf / "roster"
+    roster.write_text(roster.read_text() + f"fastdown:\n  host: 127.0.0.1\n  port: {port}\n"
+                      "  user: tp-app\n  transport: fast\n")
+    out, result = salt.json("fastdown,fast", "-l", "info", "test.ping")
+    assert out["fast"] is True, result.stderr
+    assert out["fastdown"]["retcode"] == 255, out
+    assert f"tp-app@127.0.0.1:{port}: ssh: connect to host 127.0.0.1 port {port}: " \
+           "Connection refused" in out["fastdown"]["stderr"], out
+    assert result.stderr.count("Connection refused") == 1, result.stderr  # no second attempt
+
+
+def test_the_master_loop_notices_a_host_process_that_ended_at_once():
+    # salt-ssh's loop sleeps 0.1 s between looks at its host processes; in a run with a
+    # fast host, a sleep ends when a host process does. A stand-in for salt.client.ssh
+    # with a loop that sleeps far longer shows it; a run without one sleeps in full.
+    import multiprocessing
+    import time
+    import types
+
+    from adapters.salt import hosts, master_loop
+
+    stand_in = types.ModuleType("stand_in_for_salt_client_ssh")
+    stand_in.time = time
+
+    class SSH:
+        def __init__(self, roster, nap):
+            self.targets, self.nap = roster, nap
+
+        def handle_ssh(self):
+            child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(0.1,))
+            child.start()
+            start = time.monotonic()
+            stand_in.time.sleep(self.nap)
+            yield time.monotonic() - start
+            child.join()
+
+    stand_in.SSH = SSH
+    master_loop.install(stand_in, hosts.selects_transport)
+    (slept,) = SSH({"web1": {"host": "web1", "transport": "fast"}, "db1": {"host": "db1"}},
+                   20.0).handle_ssh()
+    assert slept < 10.0
+    (slept,) = SSH({"db1": {"host": "db1"}}, 1.0).handle_ssh()
+    assert slept >= 1.0
+    assert stand_in.time.time() == pytest.approx(time.time(), abs=5.0)  # the rest is time's
 
 
 def test_only_used_files_are_sent_and_a_warm_cache_sends_none(salt):
