@@ -155,6 +155,30 @@ def test_an_unreachable_fast_host_is_tried_once_and_named(salt):
     assert result.stderr.count("Connection refused") == 1, result.stderr  # no second attempt
 
 
+def test_a_sudo_user_without_a_writable_home_keeps_the_cache_in_a_private_directory(salt):
+    # nobody's home is /nonexistent: its cache goes to /var/tmp/transport-salt-<uid>, and
+    # only if that is nobody's own private directory (Salt is imported from it).
+    import pwd
+    import stat
+
+    nobody = pwd.getpwnam("nobody")
+    cache = Path(f"/var/tmp/transport-salt-{nobody.pw_uid}")
+    shutil.rmtree(cache, ignore_errors=True)
+    try:
+        cache.mkdir(mode=0o755)  # root's, and open to others: refused
+        out, result = salt.json("fastnobody", "test.ping")
+        assert result.returncode != 0
+        assert f"{cache} is not a private directory of this user's" in json.dumps(out), out
+        cache.rmdir()
+        out, result = salt.json("fastnobody", "test.ping")
+        assert out == {"fastnobody": True}, result.stdout + result.stderr
+        st = cache.stat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (nobody.pw_uid, 0o700)
+        assert any((cache / "trees").iterdir())
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 def test_the_master_loop_notices_a_host_process_that_ended_at_once():
     # salt-ssh's loop sleeps 0.1 s between looks at its host processes; in a run with a
     # fast host, a sleep ends when a host process does. A stand-in for salt.client.ssh

@@ -50,6 +50,9 @@ file_roots:
             + entry("fastsudo", sshd.addresses[2], "tp-sudo",
                     f"  sudo: true\n  passwd: {sudo_password}\n"
                     "  transport: {kind: fast, python: /usr/bin/python3}\n")
+            + entry("fastnobody", sshd.addresses[2], "tp-sudo",
+                    f"  sudo: true\n  sudo_user: nobody\n  passwd: {sudo_password}\n"
+                    "  transport: fast\n")
             + entry("refused", sshd.addresses[1], "tp-app",
                     "  transport: fast\n  priv_passwd: secret\n")
             + entry("relenv", sshd.addresses[1], "tp-app", "  transport: fast\n  relenv: true\n")

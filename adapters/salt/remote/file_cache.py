@@ -1,7 +1,9 @@
 """A per-user, content-addressed file cache on the target that Salt is imported from.
 
 Blobs live under ~/.cache/transport-salt/blobs/<sha256> and are written only
-after their hash checks out. A tree (trees/<tree id>/, the id being a hash of
+after their hash checks out; a user whose home is missing or read-only (a
+service account, as a sudo_user often is) gets a private directory of its
+own in /var/tmp instead. A tree (trees/<tree id>/, the id being a hash of
 the manifest) has every path of the controller's Salt file set: a copy of its
 blob, or for a Python file not received yet a placeholder that fetches it on
 first import (lazy_files). A tree is built in a staging directory of its
@@ -16,13 +18,48 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import zlib
 
 MARKER = ".transport-complete"
 
 
 def base_dir():
-    return os.path.join(os.path.expanduser("~"), ".cache", "transport-salt")
+    """This user's cache: ~/.cache/transport-salt if it is there or can be made,
+    else /var/tmp/transport-salt-<uid>, which must be this user's own private directory."""
+    home = os.path.join(os.path.expanduser("~"), ".cache", "transport-salt")
+    if _can_make(home):
+        return home
+    return _private_temporary_dir()
+
+
+def _can_make(path):
+    """Whether path is a directory this user can write in, or can be made (its nearest
+    existing ancestor is one)."""
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
+
+
+def _private_temporary_dir():
+    """/var/tmp/transport-salt-<uid>, made 0700 if absent. One that another user made
+    first, or that is a symlink or open to others, is refused: Salt is imported from it."""
+    import tempfile
+
+    parent = "/var/tmp" if os.path.isdir("/var/tmp") else tempfile.gettempdir()
+    path = os.path.join(parent, f"transport-salt-{os.geteuid()}")
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise OSError(f"the home directory cannot hold Salt's file cache, and {path} is not "
+                      f"a private directory of this user's (uid {os.geteuid()}): not using it")
+    return path
 
 
 def tree_dir(tree_id):
