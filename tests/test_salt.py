@@ -17,7 +17,7 @@ import pytest
 
 from adapters.salt import file_set
 from adapters.versions import version_tuple
-from tests.support.salt import SALT_SSH, SaltSetup
+from tests.support.salt import SALT_SSH, SET_PATH_DIR, SaltSetup
 from tests.support.sshd import SUDO_PASSWORD
 
 SALT_VERSION = version_tuple(importlib.metadata.version("salt"))
@@ -177,6 +177,25 @@ def test_a_sudo_user_without_a_writable_home_keeps_the_cache_in_a_private_direct
         assert any((cache / "trees").iterdir())
     finally:
         shutil.rmtree(cache, ignore_errors=True)
+
+
+def test_set_path_picks_the_interpreter_as_the_shim_does(salt):
+    # The shim sets PATH to set_path before it looks for python3: a python3 first on it
+    # is the one that runs Salt, and the one salt-call's commands find.
+    shutil.rmtree(SET_PATH_DIR, ignore_errors=True)
+    Path(SET_PATH_DIR).mkdir(mode=0o755)
+    try:
+        (Path(SET_PATH_DIR) / "python3").symlink_to("/usr/bin/python3")
+        out, result = salt.json("fastsetpath", "grains.get", "pythonexecutable")
+        assert out == {"fastsetpath": f"{SET_PATH_DIR}/python3"}, result.stdout + result.stderr
+        out, result = salt.json("fastsetpath", "cmd.run", "command -v python3")
+        assert out == {"fastsetpath": f"{SET_PATH_DIR}/python3"}, result.stdout + result.stderr
+    finally:
+        shutil.rmtree(SET_PATH_DIR, ignore_errors=True)
+    # One the controller cannot expand is refused, naming the key, before anything runs.
+    out, result = salt.json("fasthomepath", "test.ping")
+    assert result.returncode != 0
+    assert "roster key set_path: '$HOME/bin' cannot be expanded" in json.dumps(out), out
 
 
 def test_the_master_loop_notices_a_host_process_that_ended_at_once():

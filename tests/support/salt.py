@@ -15,6 +15,7 @@ from pathlib import Path
 
 SALT_SSH = Path(sys.executable).parent / "salt-ssh"
 STATES = Path(__file__).resolve().parent.parent / "projects" / "salt_states"
+SET_PATH_DIR = "/tmp/transport-salt-set-path"  # the fastsetpath host's set_path puts it first
 
 
 class SaltSetup:
@@ -53,6 +54,10 @@ file_roots:
             + entry("fastnobody", sshd.addresses[2], "tp-sudo",
                     f"  sudo: true\n  sudo_user: nobody\n  passwd: {sudo_password}\n"
                     "  transport: fast\n")
+            + entry("fastsetpath", sshd.addresses[1], "tp-app",
+                    f"  transport: fast\n  set_path: {SET_PATH_DIR}:$PATH\n")
+            + entry("fasthomepath", sshd.addresses[1], "tp-app",
+                    "  transport: fast\n  set_path: $HOME/bin:$PATH\n")
             + entry("refused", sshd.addresses[1], "tp-app",
                     "  transport: fast\n  priv_passwd: secret\n")
             + entry("relenv", sshd.addresses[1], "tp-app", "  transport: fast\n  relenv: true\n")
