@@ -128,8 +128,8 @@ def test_sudo_and_a_table_roster_entry(salt):
 
 
 def test_a_host_is_connected_once_for_a_whole_run(salt):
-    # The connection starts while salt-ssh sets the host up; state.apply's wrapper then
-    # makes nested calls (grains, the state run): all of them use that one connection.
+    # state.apply's wrapper makes nested calls (grains, the state run): all of them use
+    # the connection opened for the host (early, while salt-ssh set the host up).
     out, result = salt.json("fastsudo", "-l", "debug", "state.apply", "demo")
     assert len(out["fastsudo"]) == 3 and all(s["result"] for s in out["fastsudo"].values()), out
     connects = re.findall(r"(tp-sudo@\S+): connected, pid", result.stderr)
@@ -145,9 +145,13 @@ def test_an_unreachable_fast_host_is_tried_once_and_named(salt):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     roster = salt.conf / "roster"
-    roster.write_text(roster.read_text() + f"fastdown:\n  host: 127.0.0.1\n  port: {port}\n"
+    original = roster.read_text()
+    roster.write_text(original + f"fastdown:\n  host: 127.0.0.1\n  port: {port}\n"
                       "  user: tp-app\n  transport: fast\n")
-    out, result = salt.json("fastdown,fast", "-l", "info", "test.ping")
+    try:
+        out, result = salt.json("fastdown,fast", "-l", "info", "test.ping")
+    finally:
+        roster.write_text(original)
     assert out["fast"] is True, result.stderr
     assert out["fastdown"]["retcode"] == 255, out
     assert f"tp-app@127.0.0.1:{port}: ssh: connect to host 127.0.0.1 port {port}: " \
@@ -181,32 +185,38 @@ def test_a_sudo_user_without_a_writable_home_keeps_the_cache_in_a_private_direct
 
 def test_set_path_picks_the_interpreter_as_the_shim_does(salt):
     # The shim sets PATH to set_path before it looks for python3: a python3 first on it
-    # is the one that runs Salt, and the one salt-call's commands find.
-    shutil.rmtree(SET_PATH_DIR, ignore_errors=True)
-    Path(SET_PATH_DIR).mkdir(mode=0o755)
-    try:
-        (Path(SET_PATH_DIR) / "python3").symlink_to("/usr/bin/python3")
-        out, result = salt.json("fastsetpath", "grains.get", "pythonexecutable")
-        assert out == {"fastsetpath": f"{SET_PATH_DIR}/python3"}, result.stdout + result.stderr
-        out, result = salt.json("fastsetpath", "cmd.run", "command -v python3")
-        assert out == {"fastsetpath": f"{SET_PATH_DIR}/python3"}, result.stdout + result.stderr
-    finally:
-        shutil.rmtree(SET_PATH_DIR, ignore_errors=True)
-    # One the controller cannot expand is refused, naming the key, before anything runs.
-    out, result = salt.json("fasthomepath", "test.ping")
-    assert result.returncode != 0
-    assert "roster key set_path: '$HOME/bin' cannot be expanded" in json.dumps(out), out
+    # is the one that runs Salt, and the one salt-call's commands find. Variables in it
+    # are expanded on the host ($HOME is the target user's).
+    home_dir = "/home/tp-app/transport-set-path"
+    for host, directory in (("fastsetpath", SET_PATH_DIR), ("fasthomepath", home_dir)):
+        shutil.rmtree(directory, ignore_errors=True)
+        Path(directory).mkdir(mode=0o755)
+        try:
+            (Path(directory) / "python3").symlink_to("/usr/bin/python3")
+            out, result = salt.json(host, "grains.get", "pythonexecutable")
+            assert out == {host: f"{directory}/python3"}, result.stdout + result.stderr
+            out, result = salt.json(host, "cmd.run", "command -v python3")
+            assert out == {host: f"{directory}/python3"}, result.stdout + result.stderr
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_the_master_loop_notices_a_host_process_that_ended_at_once():
     # salt-ssh's loop sleeps 0.1 s between looks at its host processes; in a run with a
     # fast host, a sleep ends when a host process does. A stand-in for salt.client.ssh
     # with a loop that sleeps far longer shows it; a run without one sleeps in full.
+    import inspect
     import multiprocessing
     import time
     import types
 
-    from adapters.salt import hosts, master_loop
+    import salt.client.ssh
+
+    from adapters.salt import hooks, hosts, master_loop
+
+    hooks.install()  # on the real Salt: its loop still sleeps through the module's time
+    assert isinstance(salt.client.ssh.time, master_loop.HostProcessAwareTime)
+    assert "time.sleep(0.1)" in inspect.getsource(salt.client.ssh.SSH.handle_ssh.__wrapped__)
 
     stand_in = types.ModuleType("stand_in_for_salt_client_ssh")
     stand_in.time = time
@@ -216,7 +226,7 @@ def test_the_master_loop_notices_a_host_process_that_ended_at_once():
             self.targets, self.nap = roster, nap
 
         def handle_ssh(self):
-            child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(0.1,))
+            child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(2.0,))
             child.start()
             start = time.monotonic()
             stand_in.time.sleep(self.nap)

@@ -156,6 +156,31 @@ def test_the_first_python_found_of_a_list_runs(router, sshd, backend):
     assert "transport: no Python interpreter found" in str(info.value)
 
 
+def test_python_is_looked_for_on_the_search_path_given(router, sshd, backend):
+    # As salt-ssh's shim sets PATH before it looks: the first python3 on search_path runs,
+    # and starts with that PATH. Variables and a leading ~ are expanded on the host;
+    # nothing in the value can run a command there.
+    directory = tempfile.mkdtemp(prefix="transport-search-path-")
+    planted = os.path.join(directory, "ran")
+    try:
+        os.chmod(directory, 0o755)
+        os.symlink("/usr/bin/python3", os.path.join(directory, "python3"))
+        ctx = _ssh(router, sshd, backend, python="python3",
+                   search_path=f"{directory}:$(touch {planted}):`touch {planted}`:$PATH")
+        assert ctx.python == os.path.join(directory, "python3")
+        path = ctx.call(os.getenv, "PATH").split(":")
+        assert path[:3] == [directory, f"$(touch {planted})", f"`touch {planted}`"]
+        assert path[3:] and path[3] != "$PATH"  # the login shell's PATH, expanded
+        ctx = _ssh(router, sshd, backend, python="/usr/bin/python3", search_path="~/nowhere:${HOME}/x")
+        home = ctx.call(os.path.expanduser, "~")
+        assert ctx.call(os.getenv, "PATH") == f"{home}/nowhere:{home}/x"
+    except transport.ConnectError as e:
+        raise AssertionError(f"no python3 found on the search path: {e}") from None
+    finally:
+        assert not os.path.exists(planted)
+        shutil.rmtree(directory)
+
+
 def test_unsupported_python_says_which_version(router, sshd, backend):
     # A real interpreter that reports 3.5 to the first stage, which must refuse it.
     directory = tempfile.mkdtemp(prefix="transport-fake-python-")

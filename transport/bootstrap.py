@@ -97,19 +97,22 @@ class Bootstrap:
         """The argv that boots the core under interpreter `python`."""
         return [python, "-c", self.first_stage]
 
-    def shell_command(self, python: str | list[str]) -> str:
+    def shell_command(self, python: str | list[str], search_path: str | None = None) -> str:
         """python_argv as one POSIX shell command line (what ssh and su hand to a login shell).
 
         python may be a list of candidates: the first one the host finds (on its PATH,
         or at that path) runs, as salt-ssh's shim looks for one; with none, the command
-        says so on stderr and exits 127.
+        says so on stderr and exits 127. search_path: the PATH to look on instead of the
+        login shell's (see path_assignment); the interpreter starts with it too.
         """
-        if isinstance(python, str):
+        if isinstance(python, str) and search_path is None:
             return " ".join(shell_quote(arg) for arg in self.python_argv(python))
         # The candidates travel as arguments ($1 ...), never inside the script; a path is
         # taken only if it is an executable file, a name only if the PATH has it.
+        script = PYTHON_SEARCH if search_path is None else path_assignment(search_path) + PYTHON_SEARCH
+        candidates = [python] if isinstance(python, str) else python
         return " ".join(shell_quote(arg) for arg in
-                        ("/bin/sh", "-c", PYTHON_SEARCH, self.first_stage, *python))
+                        ("/bin/sh", "-c", script, self.first_stage, *candidates))
 
 
 # sh -c PYTHON_SEARCH <first stage> <candidate> ...: run the first candidate found.
@@ -118,6 +121,57 @@ PYTHON_SEARCH = (
     'case $p in */*) [ -f "$p" ] && [ -x "$p" ] ;; *) command -v "$p" >/dev/null 2>&1 ;; esac '
     '&& exec "$p" -c "$0"; '
     'done; echo "transport: no Python interpreter found (tried: $*)" >&2; exit 127')
+
+
+def path_assignment(value: str) -> str:
+    """`PATH=<value>; export PATH; ` for a POSIX shell, expanding there what a shell expands
+    in a PATH assignment: $NAME and ${NAME}, and ~ at the start of an entry (as $HOME).
+    Everything else is single-quoted, so the value can never run a command."""
+    words = []
+    for index, entry in enumerate(value.split(":")):
+        if index:
+            words.append("':'")
+        if entry == "~" or entry.startswith("~/"):
+            words.append('"${HOME}"')
+            entry = entry[1:]
+        literal, position = "", 0
+        while position < len(entry):
+            name, end = _variable_at(entry, position)
+            if name is None:
+                literal += entry[position]
+                position += 1
+                continue
+            if literal:
+                words.append(_single_quoted(literal))
+                literal = ""
+            words.append(f'"${{{name}}}"')
+            position = end
+        if literal:
+            words.append(_single_quoted(literal))
+    return "PATH=%s; export PATH; " % ("".join(words) or "''")
+
+
+def _single_quoted(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def _variable_at(text: str, position: int) -> tuple[str | None, int]:
+    """(name, end) of a $NAME or ${NAME} reference at position, else (None, position)."""
+    if text[position] != "$":
+        return None, position
+    braced = text.startswith("{", position + 1)
+    start = position + 2 if braced else position + 1
+    end = start
+    while end < len(text) and (text[end] == "_" or text[end].isalnum() and text[end].isascii()):
+        end += 1
+    if end == start or text[start].isdigit():
+        return None, position
+    if braced:
+        if not text.startswith("}", end):
+            return None, position
+        return text[start:end], end + 1
+    return text[start:end], end
+
 
 SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_")
 

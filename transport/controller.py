@@ -94,7 +94,7 @@ class Router:
             ssh_options: dict[str, str] | None = None, check_host_keys: str | None = None,
             compression: bool = False, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
             name: str | None = None, via: Context | None = None,
-            backend: str = "openssh") -> Context:
+            backend: str = "openssh", search_path: str | None = None) -> Context:
         """Start `python` on `host` over OpenSSH; with via=, the ssh client runs on that context.
 
         check_host_keys: None follows the user's ssh config (for backend="paramiko",
@@ -102,6 +102,8 @@ class Router:
         "accept-new", "ignore" or "strict" override it. compression: ssh compression (off by default).
         identity_file: a key file, or a list of them tried in order. python: a path or
         name, or a list of them: the first the host finds runs (ctx.python says which).
+        search_path: the PATH python is looked for on instead of the login shell's, and
+        the one it starts with ($NAME, ${NAME} and a leading ~ are expanded there).
         backend="paramiko" connects in-process instead (for large fan-outs; controller only).
         Raises AuthError when authentication is refused, ConnectError otherwise.
         """
@@ -118,7 +120,8 @@ class Router:
             kind = ParamikoSshMethod
         method = kind(host, port=port, user=user, python=python, identity_file=identity_file,
                       ssh_options=ssh_options, check_host_keys=check_host_keys,
-                      compression=compression, connect_timeout=connect_timeout)
+                      compression=compression, connect_timeout=connect_timeout,
+                      search_path=search_path)
         return self._connect(method, name, connect_timeout, via)
 
     def sudo(self, *, user: str = "root", password: str | None = None, python: str | None = None,

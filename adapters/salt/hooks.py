@@ -1,7 +1,7 @@
 """The hooks that route selected salt-ssh hosts through the transport.
 
 install() wraps five salt-ssh methods; each is a no-op for hosts whose roster
-entry does not select the transport:
+entry does not select the transport (the master loop's, for runs without one):
 - Single.__init__: notes the host's settings and gives it a FastShell;
 - Single.run: refuses a host whose roster entry asks what the transport cannot
   do, with an error naming the key, before anything runs there;
@@ -10,8 +10,9 @@ entry does not select the transport:
   host's file cache, sends the custom modules when they change, and runs
   salt-call in the host's persistent interpreter, returning what the shim
   would have printed;
-- SSH.handle_routine (one per host process): shuts the host's contexts down
-  when the host's work is done;
+- SSH.handle_routine (one per host process): starts opening the host's
+  context before Salt sets the host up (open_early), and shuts the host's
+  contexts down when the host's work is done;
 - SSH.handle_ssh (the master loop): in runs with a fast host, looks at a host
   process as soon as it ends instead of at its next 0.1 s poll (master_loop).
 """
@@ -279,7 +280,10 @@ def install() -> None:
     def handle_routine(self: Any, que: Any, opts: dict[str, Any], host: str,
                        target: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            open_early(opts, target)
+            try:
+                open_early(opts, target)
+            except Exception:  # context_of then opens it, and reports what goes wrong
+                log.debug("transport: cannot start connecting to %s early", host, exc_info=True)
             return original_handle_routine(self, que, opts, host, target, *args, **kwargs)
         finally:
             _close_process_targets()

@@ -4,7 +4,7 @@ A host opts in with the roster key `transport: fast` (or a table
 `{kind: fast, python: /usr/bin/python3, backend: paramiko}`; the backend
 defaults to the OpenSSH client, as stock salt-ssh uses, so ~/.ssh/config
 applies alike; python defaults to the first of PYTHON_CANDIDATES found, looked
-up on the roster's set_path when it has one, as the shim looks).
+up on the roster's set_path when it has one, as the shim sets PATH to it first).
 Its roster keys map onto the transport: user, port, priv (identity file;
 "agent-forwarding" forwards the agent), timeout (connect timeout),
 ssh_options ("Key=Value" strings), identities_only, keepalive settings,
@@ -21,7 +21,6 @@ host's contexts (one Targets) until it ends.
 from __future__ import annotations
 
 import os
-import posixpath
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,36 +81,8 @@ def settings_for(target: dict[str, Any]) -> Settings | None:
     if backend not in (None, "openssh", "paramiko"):
         raise RosterError(f"{host}: roster key transport.backend must be openssh or paramiko, "
                           f"not {backend!r}")
-    python = (str(value["python"]) if value.get("python")
-              else python_candidates(target.get("set_path"), host))
+    python = str(value["python"]) if value.get("python") else PYTHON_CANDIDATES
     return Settings(python=python, backend=backend or "openssh")
-
-
-def python_candidates(set_path: Any, host: Any) -> list[str]:
-    """PYTHON_CANDIDATES as the shim finds them once it has set PATH to the roster's
-    set_path: each name in each of its directories in turn ($PATH standing for the login
-    PATH), so set_path picks the interpreter, as on a stock host. A directory that needs
-    another variable (or ~) expanded is refused: the controller cannot expand it, and
-    leaving it out could pick a different interpreter than stock would."""
-    if not set_path:
-        return PYTHON_CANDIDATES
-    directories: list[str | None] = []  # None: the login PATH
-    for part in str(set_path).split(":"):
-        if part in ("$PATH", "${PATH}"):
-            directories.append(None)
-        elif "$" in part or "`" in part or part.startswith("~"):
-            raise RosterError(f"{host}: roster key set_path: {part!r} cannot be expanded when "
-                              "looking for Python; name the interpreter with "
-                              "transport: {kind: fast, python: /path/to/python3}")
-        elif part:
-            directories.append(part)
-    candidates: list[str] = []
-    for name in PYTHON_CANDIDATES:
-        for directory in directories if "/" not in name else [None]:
-            candidate = name if directory is None else posixpath.join(directory, name)
-            if candidate not in candidates:
-                candidates.append(candidate)
-    return candidates
 
 
 def umask_of(value: Any) -> int | None:
@@ -167,7 +138,8 @@ def login_context(targets: Targets, target: dict[str, Any], opts: dict[str, Any]
                        user=target.get("user") or None, python=settings.python,
                        identity_file=identity_file, ssh_options=ssh_options,
                        check_host_keys=check_host_keys, backend=settings.backend,
-                       connect_timeout=float(target.get("timeout") or 30))
+                       connect_timeout=float(target.get("timeout") or 30),
+                       search_path=str(target["set_path"]) if target.get("set_path") else None)
 
 
 def open_context(targets: Targets, target: dict[str, Any], opts: dict[str, Any],

@@ -14,12 +14,14 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import multiprocessing.connection
+import threading
 import time
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
 _fast_runs = 0  # salt-ssh runs in this process's handle_ssh that have a fast host
+_count_lock = threading.Lock()  # salt-api may run several at once
 
 
 class HostProcessAwareTime:
@@ -48,11 +50,13 @@ def install(ssh: ModuleType, is_fast: Callable[[dict[str, Any]], bool]) -> None:
                    for target in (self.targets or {}).values()):
             yield from original_handle_ssh(self, *args, **kwargs)
             return
-        _fast_runs += 1
+        with _count_lock:
+            _fast_runs += 1
         try:
             yield from original_handle_ssh(self, *args, **kwargs)
         finally:
-            _fast_runs -= 1
+            with _count_lock:
+                _fast_runs -= 1
 
     ssh.SSH.handle_ssh = handle_ssh
     ssh.time = HostProcessAwareTime()

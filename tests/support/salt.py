@@ -57,7 +57,7 @@ file_roots:
             + entry("fastsetpath", sshd.addresses[1], "tp-app",
                     f"  transport: fast\n  set_path: {SET_PATH_DIR}:$PATH\n")
             + entry("fasthomepath", sshd.addresses[1], "tp-app",
-                    "  transport: fast\n  set_path: $HOME/bin:$PATH\n")
+                    "  transport: fast\n  set_path: $HOME/transport-set-path:$PATH\n")
             + entry("refused", sshd.addresses[1], "tp-app",
                     "  transport: fast\n  priv_passwd: secret\n")
             + entry("relenv", sshd.addresses[1], "tp-app", "  transport: fast\n  relenv: true\n")

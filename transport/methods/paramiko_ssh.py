@@ -266,7 +266,7 @@ class ParamikoSshMethod(SshMethod):
             watchdog.daemon = True
             watchdog.start()
             try:
-                channel.exec_command(bootstrap.shell_command(self.python))
+                channel.exec_command(bootstrap.shell_command(self.python, self.search_path))
             except (paramiko.SSHException, EOFError, OSError):
                 if fired.is_set():
                     raise ConnectError(name, f"ssh to {self.host}: no answer to the command "

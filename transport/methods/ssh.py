@@ -44,13 +44,14 @@ class SshMethod:
                  python: str | list[str] = "python3", identity_file: str | list[str] | None = None,
                  ssh_options: dict[str, str] | None = None, check_host_keys: str | None = None,
                  compression: bool = False, connect_timeout: float = 30.0,
-                 ssh_path: str = "ssh") -> None:
+                 search_path: str | None = None, ssh_path: str = "ssh") -> None:
         if check_host_keys is not None and check_host_keys not in HOST_KEY_POLICIES:
             raise ValueError(f"check_host_keys must be one of {sorted(HOST_KEY_POLICIES)} or None")
         self.host = host
         self.port = port
         self.user = user
         self.python = python
+        self.search_path = search_path  # the PATH python is looked for on (None: the login's)
         # One key file or several, tried in order (ssh -i, repeated).
         self.identity_files = ([identity_file] if isinstance(identity_file, str)
                                else list(identity_file or ()))
@@ -73,7 +74,7 @@ class SshMethod:
         return options
 
     def argv(self, bootstrap: Bootstrap) -> list[str]:
-        remote_command = bootstrap.shell_command(self.python)
+        remote_command = bootstrap.shell_command(self.python, self.search_path)
         return [self.ssh_path, "-T", *self._client_args(self.client_options()), "--", self.host,
                 remote_command]
 

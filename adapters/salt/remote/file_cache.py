@@ -45,11 +45,10 @@ def _can_make(path):
 
 
 def _private_temporary_dir():
-    """/var/tmp/transport-salt-<uid>, made 0700 if absent. One that another user made
-    first, or that is a symlink or open to others, is refused: Salt is imported from it."""
-    import tempfile
-
-    parent = "/var/tmp" if os.path.isdir("/var/tmp") else tempfile.gettempdir()
+    """/var/tmp/transport-salt-<uid> (/tmp's without /var/tmp), made 0700 if absent. One
+    that another user made first, or that is a symlink or open to others, is refused:
+    Salt is imported from it."""
+    parent = "/var/tmp" if os.path.isdir("/var/tmp") else "/tmp"
     path = os.path.join(parent, f"transport-salt-{os.geteuid()}")
     try:
         os.mkdir(path, 0o700)
