@@ -27,6 +27,7 @@ from adapters.salt.remote import file_cache
 log = logging.getLogger(__name__)
 
 BATCH_BYTES = 4 * 1024 * 1024
+MAX_FILES_ASKED = 256  # in one request to the file service
 served: list[int] = []  # sizes of the files file_for() sent, in this process
 SKIPPED_DIRS = {"__pycache__"}
 
@@ -111,11 +112,20 @@ def manifest() -> tuple[str, tuple[tuple[str, str, int], ...], dict[str, str]]:
     return tree_id, listing, sources
 
 
-def file_for(digest: Any) -> bytes:
-    """The file service's answer: the compressed content of one file of the set, by SHA-256.
+def file_for(request: Any) -> bytes | list[bytes]:
+    """The file service's answer: the compressed content of one file of the set, by
+    SHA-256, or of each of a list of up to MAX_FILES_ASKED (in that order).
 
     The target asks; only files of the manifest are served.
     """
+    if isinstance(request, list):
+        if len(request) > MAX_FILES_ASKED:
+            raise ValueError(f"at most {MAX_FILES_ASKED} files at once")
+        return [_one_file(digest) for digest in request]
+    return _one_file(request)
+
+
+def _one_file(digest: Any) -> bytes:
     _, _, sources = manifest()
     if not isinstance(digest, str) or digest not in sources:
         raise KeyError("not a file of the Salt file set")

@@ -7,7 +7,11 @@ calls fill(). fill() asks the controller's file service (a Context.serve
 handle, set by salt_call.run) for that one file by its SHA-256, checks the
 answer against it, stores the blob, replaces the placeholder with the real
 file (so later runs read it from disk) and runs the source in the module
-being imported. Only what is imported travels.
+being imported. Only what is imported travels, with one exception: a process
+forked from this one cannot ask the controller (Salt runs parallel states in
+forks, which import there what this process never did), so before this
+process first forks during a salt-call, fill_all() puts every file of the
+tree in place, once per tree.
 """
 
 import hashlib
@@ -18,10 +22,14 @@ import zlib
 from adapters.salt.remote import file_cache
 from transport.core import dispatch
 
-# The controller's file service for this interpreter (set by salt_call.run).
+# The controller's file service for this interpreter, and the tree Salt is imported
+# from (both set by salt_call.run).
 service_handle = None
+current_tree = None
 
 MANIFEST = ".transport-manifest.json"
+FILLED = ".transport-filled"  # in a tree where no placeholder is left
+BATCH = 64  # files asked for at once by fill_all (the service takes up to 256)
 PLACEHOLDER = (
     b"# transport: a placeholder; the source arrives on first import\n"
     b"__import__('adapters.salt.remote.lazy_files', fromlist=['fill']).fill(globals())\n")
@@ -39,11 +47,7 @@ def _tree_of(path):
 
 
 def _digest_of(tree, relative):
-    manifest = _manifests.get(tree)
-    if manifest is None:
-        with open(os.path.join(tree, MANIFEST)) as f:
-            manifest = _manifests[tree] = json.load(f)
-    return manifest[relative]
+    return _manifest(tree)[relative]
 
 
 def _fetch(relative, digest):
@@ -63,6 +67,66 @@ def _fetch(relative, digest):
     return source
 
 
+def fill_all():
+    """Replace every placeholder left in the current tree with its source (an at-fork
+    hook: see the module's docstring). Blobs already here are used; the rest are asked
+    for in batches. Failures are left for the import that needs the file to report."""
+    tree = current_tree
+    if tree is None or service_handle is None or os.path.exists(os.path.join(tree, FILLED)):
+        return
+    try:
+        placeholders = [(relative, digest) for relative, digest in _manifest(tree).items()
+                        if relative.endswith(".py") and _is_placeholder(os.path.join(tree, relative))]
+        blobs = os.path.join(file_cache.base_dir(), "blobs")
+        wanted = sorted({digest for _, digest in placeholders
+                         if not os.path.exists(os.path.join(blobs, digest))})
+        for start in range(0, len(wanted), BATCH):
+            batch = wanted[start:start + BATCH]
+            for digest, packed in zip(batch, dispatch.ask_caller(service_handle, batch)):
+                source = zlib.decompress(packed)
+                if hashlib.sha256(source).hexdigest() != digest:
+                    raise ImportError(f"what the controller sent for {digest} does not match it")
+                _write(os.path.join(blobs, digest), source, 0o644)
+        for relative, digest in placeholders:
+            path = os.path.join(tree, relative)
+            with open(os.path.join(blobs, digest), "rb") as f:
+                _replace_placeholder(path, f.read())
+        with open(os.path.join(tree, FILLED), "w"):
+            pass
+    except Exception:  # a forked process, a lost controller: each import reports its own
+        return
+
+
+def _is_placeholder(path):
+    try:
+        if os.path.getsize(path) != len(PLACEHOLDER):
+            return False
+        with open(path, "rb") as f:
+            return f.read() == PLACEHOLDER
+    except OSError:
+        return False
+
+
+def _manifest(tree):
+    manifest = _manifests.get(tree)
+    if manifest is None:
+        with open(os.path.join(tree, MANIFEST)) as f:
+            manifest = _manifests[tree] = json.load(f)
+    return manifest
+
+
+def _replace_placeholder(path, source):
+    """The real source in place of the placeholder at path, and the placeholder's byte
+    code gone (stale now: it would have the module compiled again by every run)."""
+    from importlib.util import cache_from_source
+
+    _write(path, source, os.stat(path).st_mode & 0o755)
+    try:
+        os.unlink(cache_from_source(path))
+    except OSError:
+        pass
+
+
 def _write(path, data, mode):
     temporary = f"{path}.{os.getpid()}.tmp"
     with open(temporary, "wb") as f:
@@ -79,15 +143,9 @@ def fill(namespace):
     cache, now stale, would have every module compiled again by the next run.
     """
     from importlib.machinery import SourceFileLoader
-    from importlib.util import cache_from_source
 
     path = namespace["__file__"]
     tree, relative = _tree_of(path)
-    source = _fetch(relative, _digest_of(tree, relative))
-    _write(path, source, os.stat(path).st_mode & 0o755)
-    try:
-        os.unlink(cache_from_source(path))  # the placeholder's
-    except OSError:
-        pass
+    _replace_placeholder(path, _fetch(relative, _digest_of(tree, relative)))
     name = namespace["__name__"]
     exec(SourceFileLoader(name, path).get_code(name), namespace)

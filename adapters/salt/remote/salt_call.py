@@ -19,6 +19,16 @@ import threading
 from adapters.salt.remote import lazy_files
 from transport.core import forwarding
 
+_filling_before_forks = False
+
+
+def _fill_before_forking():
+    """Once per interpreter: before it forks, the tree is filled (lazy_files.fill_all)."""
+    global _filling_before_forks
+    if not _filling_before_forks and hasattr(os, "register_at_fork"):
+        os.register_at_fork(before=lazy_files.fill_all)
+        _filling_before_forks = True
+
 
 def _use_tree(tree):
     if tree not in sys.path:
@@ -93,6 +103,8 @@ def wipe_cache():
 
 def _run(tree, config_dir, minion_config, argv, set_path, file_service):
     lazy_files.service_handle = file_service
+    lazy_files.current_tree = tree
+    _fill_before_forking()
     _use_tree(tree)
     _write_config(config_dir, minion_config)
     if set_path:
