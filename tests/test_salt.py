@@ -77,6 +77,8 @@ def test_parallel_states_run_as_on_stock_from_a_cold_cache(salt):
     # a file: the tree is filled before the first fork. Twice: on the second run
     # file.managed finds its file and needs a module that nothing had imported before.
     shutil.rmtree("/home/tp-app/.cache/transport-salt", ignore_errors=True)
+    for host in ("stock", "fast"):
+        shutil.rmtree(f"/tmp/transport-salt-parallel-{host}", ignore_errors=True)
     try:
         for _ in range(2):
             out, result = salt.json("stock,fast", "state.apply", "parallel")
@@ -86,6 +88,26 @@ def test_parallel_states_run_as_on_stock_from_a_cold_cache(salt):
     finally:
         for host in ("stock", "fast"):
             shutil.rmtree(f"/tmp/transport-salt-parallel-{host}", ignore_errors=True)
+
+
+def test_the_file_service_answers_a_list_of_python_files_in_pieces():
+    # What fill_all asks for before a fork: Python files only, each once, and an answer
+    # of about LIST_ANSWER_BYTES at most (the target asks again for the rest).
+    _, listing, sources = file_set.manifest()
+    python = list(dict.fromkeys(d for relative, d, _ in listing if relative.endswith(".py")))
+    other = next(d for relative, d, _ in listing if not relative.endswith(".py"))
+    answers = file_set.file_for(python[:256])
+    assert 1 <= len(answers) <= 256
+    assert sum(len(a) for a in answers[:-1]) < file_set.LIST_ANSWER_BYTES
+    for digest, packed in zip(python, answers):
+        with open(sources[digest], "rb") as f:
+            assert zlib.decompress(packed) == f.read()
+    with pytest.raises(ValueError):
+        file_set.file_for([python[0], python[0]])
+    with pytest.raises(ValueError):
+        file_set.file_for(python[:257])
+    with pytest.raises(KeyError):
+        file_set.file_for([python[0], other])
 
 
 def test_a_failing_state_fails_as_on_stock(salt):
@@ -267,7 +289,8 @@ def test_only_used_files_are_sent_and_a_warm_cache_sends_none(salt):
         assert result.returncode == 0, result.stderr
         log = result.stdout + result.stderr
         eager = re.findall(r"salt file cache on \S+: \d+ files \((\d+) bytes\) sent", log)
-        lazy = re.findall(r"salt files sent to \S+ on first import: \d+ files \((\d+) bytes\)", log)
+        lazy = re.findall(r"salt files sent to \S+ on first import \(or before a fork\): "
+                          r"\d+ files \((\d+) bytes\)", log)
         sent.append(sum(int(b) for b in eager + lazy))
         if run == 0:
             # A module received on first import leaves the byte-code cache of its real

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 BATCH_BYTES = 4 * 1024 * 1024
 MAX_FILES_ASKED = 256  # in one request to the file service
+LIST_ANSWER_BYTES = 1024 * 1024  # compressed, in one answer to a list (the target asks again)
 served: list[int] = []  # sizes of the files file_for() sent, in this process
 SKIPPED_DIRS = {"__pycache__"}
 
@@ -114,15 +115,30 @@ def manifest() -> tuple[str, tuple[tuple[str, str, int], ...], dict[str, str]]:
 
 def file_for(request: Any) -> bytes | list[bytes]:
     """The file service's answer: the compressed content of one file of the set, by
-    SHA-256, or of each of a list of up to MAX_FILES_ASKED (in that order).
+    SHA-256; or for a list of Python files' digests (up to MAX_FILES_ASKED, no repeats),
+    the contents of as many of them, in order, as fit in LIST_ANSWER_BYTES (one at least).
 
     The target asks; only files of the manifest are served.
     """
-    if isinstance(request, list):
-        if len(request) > MAX_FILES_ASKED:
-            raise ValueError(f"at most {MAX_FILES_ASKED} files at once")
-        return [_one_file(digest) for digest in request]
-    return _one_file(request)
+    if not isinstance(request, list):
+        return _one_file(request)
+    if len(request) > MAX_FILES_ASKED or len(set(map(repr, request))) != len(request):
+        raise ValueError(f"at most {MAX_FILES_ASKED} files at once, each once")
+    if not all(isinstance(d, str) and d in _python_digests() for d in request):
+        raise KeyError("not a Python file of the Salt file set")
+    answers: list[bytes] = []
+    size = 0
+    for digest in request:
+        if answers and size >= LIST_ANSWER_BYTES:
+            break
+        answers.append(_one_file(digest))
+        size += len(answers[-1])
+    return answers
+
+
+@functools.lru_cache(maxsize=1)
+def _python_digests() -> frozenset[str]:
+    return frozenset(digest for relative, digest, _ in manifest()[1] if relative.endswith(".py"))
 
 
 def _one_file(digest: Any) -> bytes:

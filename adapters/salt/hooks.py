@@ -157,7 +157,8 @@ def _report_served(host: str) -> None:
     from adapters.salt import file_set
 
     if file_set.served:
-        log.info("transport: salt files sent to %s on first import: %d files (%d bytes)", host,
+        log.info("transport: salt files sent to %s on first import (or before a fork): "
+                 "%d files (%d bytes)", host,
                  len(file_set.served), sum(file_set.served))
         file_set.served.clear()
 

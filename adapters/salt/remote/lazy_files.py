@@ -9,9 +9,10 @@ answer against it, stores the blob, replaces the placeholder with the real
 file (so later runs read it from disk) and runs the source in the module
 being imported. Only what is imported travels, with one exception: a process
 forked from this one cannot ask the controller (Salt runs parallel states in
-forks, which import there what this process never did), so before this
-process first forks during a salt-call, fill_all() puts every file of the
-tree in place, once per tree.
+forks, which import there what this process never did), so when this process
+forks during a salt-call, fill_all() first puts every file of the tree in
+place, once per tree. A command Salt starts with a preexec_fn (runas, group,
+umask, use_vt) runs the at-fork hook too, so it fills the tree as well.
 """
 
 import hashlib
@@ -29,7 +30,8 @@ current_tree = None
 
 MANIFEST = ".transport-manifest.json"
 FILLED = ".transport-filled"  # in a tree where no placeholder is left
-BATCH = 64  # files asked for at once by fill_all (the service takes up to 256)
+BATCH = 64  # files asked for at once by fill_all (the service may answer fewer)
+_fill_failure = None  # why fill_all could not finish, in this process
 PLACEHOLDER = (
     b"# transport: a placeholder; the source arrives on first import\n"
     b"__import__('adapters.salt.remote.lazy_files', fromlist=['fill']).fill(globals())\n")
@@ -60,7 +62,8 @@ def _fetch(relative, digest):
     try:
         source = zlib.decompress(dispatch.ask_caller(service_handle, digest))
     except (dispatch.AskError, zlib.error) as e:
-        raise ImportError(f"{relative}: cannot get it from the controller: {e}") from None
+        why = f" (filling the cache before the fork failed: {_fill_failure})" if _fill_failure else ""
+        raise ImportError(f"{relative}: cannot get it from the controller: {e}{why}") from None
     if hashlib.sha256(source).hexdigest() != digest:
         raise ImportError(f"{relative}: what the controller sent does not match its hash")
     _write(blob, source, 0o644)
@@ -70,41 +73,68 @@ def _fetch(relative, digest):
 def fill_all():
     """Replace every placeholder left in the current tree with its source (an at-fork
     hook: see the module's docstring). Blobs already here are used; the rest are asked
-    for in batches. Failures are left for the import that needs the file to report."""
+    for in batches, each put in place as it arrives. When something fails, what is not
+    in place yet stays a placeholder, the tree is not marked filled, and the reason is
+    kept for the forked process's import error; this process does not try again."""
+    global _fill_failure
     tree = current_tree
-    if tree is None or service_handle is None or os.path.exists(os.path.join(tree, FILLED)):
+    if (tree is None or service_handle is None or _fill_failure
+            or os.path.exists(os.path.join(tree, FILLED))):
         return
     try:
-        placeholders = [(relative, digest) for relative, digest in _manifest(tree).items()
-                        if relative.endswith(".py") and _is_placeholder(os.path.join(tree, relative))]
-        blobs = os.path.join(file_cache.base_dir(), "blobs")
-        wanted = sorted({digest for _, digest in placeholders
-                         if not os.path.exists(os.path.join(blobs, digest))})
-        for start in range(0, len(wanted), BATCH):
-            batch = wanted[start:start + BATCH]
-            for digest, packed in zip(batch, dispatch.ask_caller(service_handle, batch)):
+        pending = {}  # digest -> relative paths of its placeholders
+        complete = True
+        for relative, digest in _manifest(tree).items():
+            if relative.endswith(".py"):
+                state = _is_placeholder(os.path.join(tree, relative))
+                if state is None:
+                    complete = False
+                elif state:
+                    pending.setdefault(digest, []).append(relative)
+        blobs = os.path.join(os.path.dirname(os.path.dirname(tree)), "blobs")
+        os.makedirs(blobs, 0o700, exist_ok=True)
+        wanted = []
+        for digest in sorted(pending):
+            if os.path.exists(os.path.join(blobs, digest)):
+                _put_in_place(tree, blobs, digest, pending[digest])
+            else:
+                wanted.append(digest)
+        while wanted:
+            answers = dispatch.ask_caller(service_handle, wanted[:BATCH])
+            if not answers or len(answers) > len(wanted[:BATCH]):
+                raise ImportError("the controller's answer does not fit the files asked for")
+            for digest, packed in zip(wanted, answers):
                 source = zlib.decompress(packed)
                 if hashlib.sha256(source).hexdigest() != digest:
                     raise ImportError(f"what the controller sent for {digest} does not match it")
                 _write(os.path.join(blobs, digest), source, 0o644)
-        for relative, digest in placeholders:
-            path = os.path.join(tree, relative)
-            with open(os.path.join(blobs, digest), "rb") as f:
-                _replace_placeholder(path, f.read())
-        with open(os.path.join(tree, FILLED), "w"):
-            pass
-    except Exception:  # a forked process, a lost controller: each import reports its own
-        return
+                _put_in_place(tree, blobs, digest, pending[digest])
+            wanted = wanted[len(answers):]
+        if complete:
+            with open(os.path.join(tree, FILLED), "w"):
+                pass
+    except Exception as e:  # a lost controller, a changed file: the fork's imports say so
+        _fill_failure = f"{type(e).__name__}: {e}"
+
+
+def _put_in_place(tree, blobs, digest, relatives):
+    with open(os.path.join(blobs, digest), "rb") as f:
+        source = f.read()
+    for relative in relatives:
+        _replace_placeholder(os.path.join(tree, relative), source)
 
 
 def _is_placeholder(path):
+    """True or False; None when it cannot be told (the tree is then not marked filled)."""
     try:
         if os.path.getsize(path) != len(PLACEHOLDER):
             return False
         with open(path, "rb") as f:
             return f.read() == PLACEHOLDER
-    except OSError:
+    except FileNotFoundError:
         return False
+    except OSError:
+        return None
 
 
 def _manifest(tree):
@@ -128,7 +158,7 @@ def _replace_placeholder(path, source):
 
 
 def _write(path, data, mode):
-    temporary = f"{path}.{os.getpid()}.tmp"
+    temporary = f"{path}.{os.getpid()}.{os.urandom(6).hex()}.tmp"  # threads, NFS hosts
     with open(temporary, "wb") as f:
         f.write(data)
     os.chmod(temporary, mode)

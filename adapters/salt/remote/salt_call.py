@@ -7,6 +7,8 @@ shim would pass, and returns what salt-call printed, its stderr and its exit
 status, so salt-ssh parses the same JSON as from a stock host. As the shim
 does, it applies the roster's cmd_umask for the call, and with --wipe removes
 the thin_dir afterwards (wipe_cache() removes the file cache at the run's end).
+During a call, a fork first fills the tree (lazy_files.fill_all, an at-fork
+hook registered once).
 """
 
 import contextlib
@@ -84,6 +86,7 @@ def run(tree, config_dir, minion_config, argv, set_path="", file_service=None, u
     try:
         return _run(tree, config_dir, minion_config, argv, set_path, file_service)
     finally:
+        lazy_files.current_tree = None  # forks outside a salt-call fill nothing
         if old_umask is not None:
             os.umask(old_umask)
         if wipe:
@@ -103,7 +106,7 @@ def wipe_cache():
 
 def _run(tree, config_dir, minion_config, argv, set_path, file_service):
     lazy_files.service_handle = file_service
-    lazy_files.current_tree = tree
+    lazy_files.current_tree = tree  # only during the call (see the finally below)
     _fill_before_forking()
     _use_tree(tree)
     _write_config(config_dir, minion_config)
