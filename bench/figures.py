@@ -224,7 +224,8 @@ def salt_ssh(target, rounds: int) -> list[Figure]:
     setup = SaltSetup(Path(tempfile.mkdtemp(prefix="transport-bench-salt-")), target.server,
                       SUDO_PASSWORD)
     sent = re.compile(r"salt file cache on \S+: \d+ files \((\d+) bytes\) sent|"
-                      r"salt files sent to \S+ on first import: \d+ files \((\d+) bytes\)")
+                      r"salt files sent to \S+ on first import \(or before a fork\): "
+                      r"\d+ files \((\d+) bytes\)")
     # The fast host's user starts with a cold file cache, so the first run shows what travels.
     shutil.rmtree("/home/tp-app/.cache/transport-salt", ignore_errors=True)
     figures = []

@@ -19,12 +19,13 @@ entry does not select the transport (the master loop's, for runs without one):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import posixpath
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 import transport
@@ -79,7 +80,9 @@ def _close_process_targets() -> None:
     targets, _targets = _targets, None
     _trees.clear()
     _hosts.clear()
-    _early.clear()  # one still opening fails when its router closes
+    for future in _early.values():  # one still opening closes what it opens
+        future.cancel()
+    _early.clear()
     _ext_mods.clear()
     if targets is not None:
         targets.close()
@@ -108,9 +111,15 @@ def open_early(opts: dict[str, Any], target: dict[str, Any]) -> None:
 
     def open_context() -> None:
         try:
-            future.set_result(hosts.open_context(targets, target, opts, settings))
+            context = hosts.open_context(targets, target, opts, settings)
         except BaseException as e:  # context_of raises it where salt-ssh reports it
-            future.set_exception(e)
+            with contextlib.suppress(InvalidStateError):  # cancelled: nobody will ask
+                future.set_exception(e)
+            return
+        try:
+            future.set_result(context)
+        except InvalidStateError:  # cancelled: the host's contexts were closed meanwhile
+            targets.close()
 
     _early[_host_key(target)] = future
     threading.Thread(target=open_context, name=f"transport-open-{target.get('host')}",
