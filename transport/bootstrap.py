@@ -130,7 +130,7 @@ def path_assignment(value: str) -> str:
     words = []
     for index, entry in enumerate(value.split(":")):
         if index:
-            words.append("':'")
+            words.append(":")
         if entry == "~" or entry.startswith("~/"):
             words.append('"${HOME}"')
             entry = entry[1:]
@@ -142,17 +142,13 @@ def path_assignment(value: str) -> str:
                 position += 1
                 continue
             if literal:
-                words.append(_single_quoted(literal))
+                words.append(shell_quote(literal))
                 literal = ""
             words.append(f'"${{{name}}}"')
             position = end
         if literal:
-            words.append(_single_quoted(literal))
+            words.append(shell_quote(literal))
     return "PATH=%s; export PATH; " % ("".join(words) or "''")
-
-
-def _single_quoted(text: str) -> str:
-    return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
 def _variable_at(text: str, position: int) -> tuple[str | None, int]:

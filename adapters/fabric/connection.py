@@ -121,13 +121,10 @@ class Connection(fabric.Connection):
         context = self._context
         if context is None or not context.alive:
             context = self._targets.ssh(self.host, port=self.port, user=self.user,
-                                        python=self._setting("python", "python3"),
+                                        python=_transport_setting(self, "python", "python3"),
                                         **self._ssh_options())
             self._set(_context=context)
         return context
-
-    def _setting(self, key: str, default: Any) -> Any:
-        return _transport_setting(self, key, default)
 
     def _ssh_options(self) -> dict[str, Any]:
         """Fabric's connection settings as Router.ssh arguments; refuse what has no equivalent."""
@@ -141,7 +138,7 @@ class Connection(fabric.Connection):
                     raise ValueError(f"{self.host}: a gateway and transport.ssh_options {setting} "
                                      "both say how to reach the host; keep one")
             options["ssh_options"]["ProxyCommand"] = gateway
-        options["backend"] = self._setting("backend", None) or "auto"
+        options["backend"] = _transport_setting(self, "backend", None) or "auto"
         return options
 
     def login_shell(self) -> str:

@@ -61,6 +61,16 @@ def _private_temporary_dir():
     return path
 
 
+def write_file(path, data, mode):
+    """data (bytes) at path with mode, whole or not at all: written beside it under a
+    name of its own (threads, runs and NFS hosts may write the same path) and renamed."""
+    temporary = f"{path}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
+    with open(temporary, "wb") as f:
+        f.write(data)
+    os.chmod(temporary, mode)
+    os.rename(temporary, path)
+
+
 def tree_dir(tree_id):
     return os.path.join(base_dir(), "trees", tree_id)
 
@@ -85,10 +95,7 @@ def store_blobs(entries):
         data = zlib.decompress(packed)
         if hashlib.sha256(data).hexdigest() != digest:
             raise ValueError(f"blob {digest}: content does not match its hash")
-        temporary = os.path.join(blobs, f".{digest}.{os.getpid()}.tmp")
-        with open(temporary, "wb") as f:
-            f.write(data)
-        os.rename(temporary, os.path.join(blobs, digest))
+        write_file(os.path.join(blobs, digest), data, 0o644)
     return len(entries)
 
 

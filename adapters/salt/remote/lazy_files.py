@@ -66,7 +66,7 @@ def _fetch(relative, digest):
         raise ImportError(f"{relative}: cannot get it from the controller: {e}{why}") from None
     if hashlib.sha256(source).hexdigest() != digest:
         raise ImportError(f"{relative}: what the controller sent does not match its hash")
-    _write(blob, source, 0o644)
+    file_cache.write_file(blob, source, 0o644)
     return source
 
 
@@ -107,7 +107,7 @@ def fill_all():
                 source = zlib.decompress(packed)
                 if hashlib.sha256(source).hexdigest() != digest:
                     raise ImportError(f"what the controller sent for {digest} does not match it")
-                _write(os.path.join(blobs, digest), source, 0o644)
+                file_cache.write_file(os.path.join(blobs, digest), source, 0o644)
                 _put_in_place(tree, blobs, digest, pending[digest])
             wanted = wanted[len(answers):]
         if complete:
@@ -150,19 +150,11 @@ def _replace_placeholder(path, source):
     code gone (stale now: it would have the module compiled again by every run)."""
     from importlib.util import cache_from_source
 
-    _write(path, source, os.stat(path).st_mode & 0o755)
+    file_cache.write_file(path, source, os.stat(path).st_mode & 0o755)
     try:
         os.unlink(cache_from_source(path))
     except OSError:
         pass
-
-
-def _write(path, data, mode):
-    temporary = f"{path}.{os.getpid()}.{os.urandom(6).hex()}.tmp"  # threads, NFS hosts
-    with open(temporary, "wb") as f:
-        f.write(data)
-    os.chmod(temporary, mode)
-    os.rename(temporary, path)
 
 
 def fill(namespace):

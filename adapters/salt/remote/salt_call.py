@@ -16,9 +16,8 @@ import importlib
 import io
 import os
 import sys
-import threading
 
-from adapters.salt.remote import lazy_files
+from adapters.salt.remote import file_cache, lazy_files
 from transport.core import forwarding
 
 _filling_before_forks = False
@@ -41,16 +40,12 @@ def _write_config(config_dir, minion_config):
     os.makedirs(config_dir, 0o700, exist_ok=True)
     path = os.path.join(config_dir, "minion")
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             if f.read() == minion_config:
                 return
-    except OSError:
+    except (OSError, ValueError):  # absent, or not this text
         pass
-    temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"  # runs may share a thin_dir
-    with open(temporary, "w") as f:
-        f.write(minion_config)
-    os.chmod(temporary, 0o600)
-    os.rename(temporary, path)
+    file_cache.write_file(path, minion_config.encode("utf-8"), 0o600)  # runs may share a thin_dir
 
 
 def shim_arguments(argv):
