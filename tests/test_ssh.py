@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -221,6 +222,30 @@ def test_client_options_are_few_and_overridable():
     assert argv[-2] == "web1" and argv[-3] == "--"
     with pytest.raises(ValueError):
         SshMethod("web1", check_host_keys="sometimes")
+
+
+def test_a_controller_connects_without_importing_heavy_modules(sshd):
+    # Each of these costs a cold start milliseconds before ssh is even spawned
+    # (re and enum alone ~5 ms); they once came back through shlex and importlib.util.
+    heavy = ["re", "enum", "shlex", "importlib.util", "contextlib", "tokenize", "subprocess",
+             "threading", "json", "hashlib", "logging"]
+    script = f"""if True:
+        import os, sys
+        before = set(sys.modules)
+        import transport
+        with transport.Router() as router:
+            router.ssh("127.0.0.1", port={sshd.port}, user="tp-plain", python="/usr/bin/python3",
+                       ssh_options={sshd.ssh_options()!r}).call(os.getpid)
+        print(sorted(set({heavy!r}) & (set(sys.modules) - before)))
+    """
+    # The first two runs may build the payload caches (the source, then the byte code
+    # once the target's tag is known); -S: no site-packages hooks importing re first.
+    root = os.path.dirname(os.path.dirname(transport.__file__))
+    for _ in range(3):
+        result = subprocess.run([sys.executable, "-S", "-c", script], capture_output=True,
+                                text=True, timeout=60, cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 INTERPRETERS = find_interpreters()
