@@ -28,6 +28,7 @@ import os
 import sys
 import zlib
 
+from transport import disk_cache
 from transport.core.handshake import PAYLOAD_HEADER_SIZE
 
 CORE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "core")
@@ -277,35 +278,16 @@ def _module_path(name: str) -> str:
     return os.path.join(CORE_DIR, name.rpartition(".")[2] + ".py")
 
 
-def cache_dir() -> str:
-    """The controller's cache directory: $XDG_CACHE_HOME/transport or ~/.cache/transport."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "transport")
-
-
 def _cache_path(key: bytes) -> str:
-    return os.path.join(cache_dir(), f"payload-{zlib.crc32(key):08x}.bin")
+    return os.path.join(disk_cache.cache_dir(), f"payload-{zlib.crc32(key):08x}.bin")
 
 
 def _read_cache(path: str, key: bytes) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
+    data = disk_cache.read(path)
+    if data is None:
         return None
     stored_key, _, payload = data.partition(b"\n\n")
     return payload if stored_key == key and payload else None
-
-
-def _write_cache(path: str, key: bytes, payload: bytes) -> None:
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        temporary = f"{path}.{os.getpid()}.tmp"
-        with open(temporary, "wb") as f:
-            f.write(key + b"\n\n" + payload)
-        os.replace(temporary, path)
-    except OSError:
-        pass  # an unwritable cache only costs the next process the same work
 
 
 def build_payload(names: list[str], compiled: bool = False) -> bytes:
@@ -347,7 +329,7 @@ def _cached_payload(compiled: bool) -> tuple[bytes, int]:
     payload = _read_cache(path, key)
     if payload is None:
         payload = build_payload(names, compiled)
-        _write_cache(path, key, payload)
+        disk_cache.write(path, key + b"\n\n" + payload)
     return payload, sum(st.st_size for st in stats)
 
 

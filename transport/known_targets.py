@@ -13,23 +13,22 @@ from __future__ import annotations
 import os
 import zlib
 
-from transport.bootstrap import cache_dir
+from transport import disk_cache
 
 
 def _path(key: str) -> str:
     # Two checksums name the file (hashlib would cost the controller's import ~5 ms);
     # the file repeats the key, so a clash is only a miss.
     data = key.encode("utf-8", "surrogateescape")
-    return os.path.join(cache_dir(), "targets", f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}")
+    return os.path.join(disk_cache.cache_dir(), "targets", f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}")
 
 
 def remembered_tag(key: str) -> str | None:
     """The byte-code tag last seen for the target known as key, if any."""
-    try:
-        with open(_path(key), encoding="ascii") as f:
-            stored_key, _, tag = f.read().partition("\n")
-    except (OSError, ValueError):
+    data = disk_cache.read(_path(key))
+    if data is None:
         return None
+    stored_key, _, tag = data.decode("ascii", "replace").partition("\n")
     if stored_key != key.replace("\n", " "):
         return None
     return tag.strip() or None
@@ -37,12 +36,5 @@ def remembered_tag(key: str) -> str | None:
 
 def remember_tag(key: str, tag: str | None) -> None:
     """Record the target's tag (None: it has none, e.g. Python 2.7)."""
-    path = _path(key)
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        temporary = f"{path}.{os.getpid()}.tmp"
-        with open(temporary, "w", encoding="ascii", errors="replace") as f:
-            f.write(key.replace("\n", " ") + "\n" + (tag or ""))
-        os.replace(temporary, path)
-    except OSError:
-        pass  # an unwritable cache only costs the next connection a compile
+    text = key.replace("\n", " ") + "\n" + (tag or "")
+    disk_cache.write(_path(key), text.encode("ascii", "replace"))

@@ -25,7 +25,7 @@ import posixpath
 import sys
 import zlib
 
-from transport import log
+from transport import disk_cache, log
 from transport.core import codec, compat
 from transport.core.forwarding import ANSWER_BACKLOG, pack_entries, valid_module_name
 from transport.core.framing import Message
@@ -295,10 +295,8 @@ class ScanCache:
     def _path(self, key: str) -> str:
         import hashlib
 
-        from transport.bootstrap import cache_dir
-
         digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-        return os.path.join(cache_dir(), "import-scans", digest)
+        return os.path.join(disk_cache.cache_dir(), "import-scans", digest)
 
     def get(self, key: str) -> list[tuple[str, bool]] | None:
         with self._lock:
@@ -307,12 +305,13 @@ class ScanCache:
         import json
 
         entry = None
+        data = disk_cache.read(self._path(key))
         try:
-            with open(self._path(key), encoding="utf-8") as f:
-                stored_key, imports = json.load(f)
-            if stored_key == key:
-                entry = [(name, bool(certain)) for name, certain in imports]
-        except (OSError, ValueError, TypeError):
+            if data is not None:
+                stored_key, imports = json.loads(data)
+                if stored_key == key:
+                    entry = [(name, bool(certain)) for name, certain in imports]
+        except (ValueError, TypeError):
             pass
         with self._lock:
             self._entries[key] = entry
@@ -330,15 +329,7 @@ class ScanCache:
         with self._lock:
             new, self._new = self._new, {}
         for key, imports in new.items():
-            path = self._path(key)
-            try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                temporary = f"{path}.{os.getpid()}.tmp"
-                with open(temporary, "w", encoding="utf-8") as f:
-                    json.dump([key, imports], f)
-                os.replace(temporary, path)
-            except OSError:
-                return
+            disk_cache.write(self._path(key), json.dumps([key, imports]).encode("utf-8"))
 
 
 SCANS = ScanCache()

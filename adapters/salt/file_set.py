@@ -23,6 +23,7 @@ from typing import Any
 
 import transport
 from adapters.salt.remote import file_cache
+from transport import disk_cache
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,13 @@ class DigestCache:
     """
 
     def __init__(self, tops: list[str]) -> None:
-        from transport.bootstrap import cache_dir
-
         name = hashlib.sha256("\0".join(sorted(tops)).encode("utf-8", "surrogateescape"))
-        self.path = os.path.join(cache_dir(), f"salt-file-digests-{name.hexdigest()[:16]}.json")
+        self.path = os.path.join(disk_cache.cache_dir(),
+                                 f"salt-file-digests-{name.hexdigest()[:16]}.json")
+        data = disk_cache.read(self.path)
         try:
-            with open(self.path, encoding="utf-8") as f:
-                self.known: dict[str, list] = json.load(f)
-        except (OSError, ValueError):
+            self.known: dict[str, list] = json.loads(data) if data is not None else {}
+        except ValueError:
             self.known = {}
         self.used: dict[str, list] = {}
         self.changed = False
@@ -71,14 +71,7 @@ class DigestCache:
     def save(self) -> None:
         if not self.changed and len(self.used) == len(self.known):
             return
-        try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            temporary = f"{self.path}.{os.getpid()}.tmp"
-            with open(temporary, "w", encoding="utf-8") as f:
-                json.dump(self.used, f)
-            os.replace(temporary, self.path)
-        except OSError:
-            pass  # an unwritable cache only costs the next run the hashing
+        disk_cache.write(self.path, json.dumps(self.used).encode("utf-8"))
 
 
 @functools.lru_cache(maxsize=1)
