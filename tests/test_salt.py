@@ -6,10 +6,12 @@ from __future__ import annotations
 import glob
 import importlib.metadata
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -400,3 +402,40 @@ def test_a_tree_another_run_finished_first_is_kept(tmp_path, monkeypatch):
     assert second == first and (first / "pkg" / "mod.py").stat().st_ino == inode
     assert file_cache.tree_ready("tree1") == str(first)
     assert sorted(p.name for p in first.parent.iterdir()) == ["tree1"]
+
+
+def test_trees_and_blobs_no_run_used_for_a_month_go_when_a_new_tree_is_built(tmp_path,
+                                                                             monkeypatch):
+    import hashlib
+
+    from adapters.salt.remote import file_cache
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+    def tree(tree_id, *contents):
+        entries = [(hashlib.sha256(c).hexdigest(), zlib.compress(c)) for c in contents]
+        file_cache.store_blobs(entries)
+        manifest = [(f"m{i}.py", digest, 0o644) for i, (digest, _) in enumerate(entries)]
+        return Path(file_cache.build_tree(tree_id, manifest))
+
+    def age(path, days):
+        when = time.time() - days * file_cache.DAY
+        os.utime(path, (when, when))
+
+    blobs = tmp_path / ".cache" / "transport-salt" / "blobs"
+    old = tree("old", b"shared = 1\n", b"only_old = 1\n")
+    used = tree("used", b"shared = 1\n", b"only_used = 1\n")
+    for path in [old / file_cache.MARKER, used / file_cache.MARKER, *blobs.iterdir()]:
+        age(path, file_cache.UNUSED_DAYS + 5)
+    killed = old.parent / ".new.abc123.tmp"  # a run killed while building
+    killed.mkdir()
+    age(killed, 2)
+    assert file_cache.tree_ready("used") == str(used)  # a run finds it: used now
+
+    tree("new", b"new = 1\n")
+    assert sorted(p.name for p in old.parent.iterdir()) == ["new", "used"]
+    digest = {c: hashlib.sha256(c).hexdigest() for c in (b"shared = 1\n", b"only_old = 1\n")}
+    assert (blobs / digest[b"shared = 1\n"]).exists()  # the tree still there lists it
+    assert not (blobs / digest[b"only_old = 1\n"]).exists()
+    assert len(list(blobs.iterdir())) == 3
+    assert file_cache.tree_ready("old") is None and (used / "m1.py").read_text() == "only_used = 1\n"

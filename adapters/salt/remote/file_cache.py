@@ -12,6 +12,12 @@ complete or absent, and a complete one is never replaced, so concurrent runs
 can share the cache. Salt's loader lists and reads real directories there,
 and later runs (any Salt run with the same files) find in place what earlier
 runs used.
+
+The cache does not grow with every Salt upgrade: a run that finds its tree
+marks it used (its marker's time, at most once a day), and a run that builds
+a new tree then removes the trees no run used for UNUSED_DAYS, the blobs no
+remaining tree lists, and the staging directories of runs killed while
+building (prune()).
 """
 
 import hashlib
@@ -19,9 +25,12 @@ import json
 import os
 import shutil
 import stat
+import time
 import zlib
 
 MARKER = ".transport-complete"
+UNUSED_DAYS = 30
+DAY = 24 * 3600
 
 
 def base_dir():
@@ -76,9 +85,19 @@ def tree_dir(tree_id):
 
 
 def tree_ready(tree_id):
-    """The tree's path if it is complete here, else None."""
+    """The tree's path if it is complete here (marking it used), else None."""
     path = tree_dir(tree_id)
-    return path if os.path.exists(os.path.join(path, MARKER)) else None
+    marker = os.path.join(path, MARKER)
+    try:
+        stale = time.time() - os.stat(marker).st_mtime > DAY
+    except OSError:
+        return None
+    if stale:
+        try:
+            os.utime(marker)
+        except OSError:
+            pass  # read-only: the tree may be pruned, and then is built again
+    return path
 
 
 def missing_blobs(digests):
@@ -147,4 +166,56 @@ def build_tree(tree_id, manifest):
     finally:
         if os.path.isdir(staging):
             shutil.rmtree(staging, ignore_errors=True)
+    prune(keep=tree_id)
     return path
+
+
+def prune(keep, now=None):
+    """Remove the trees other than keep that no run used for UNUSED_DAYS, then the blobs
+    that no remaining tree lists, and the staging directories of runs killed while building.
+
+    Whatever was made or used within the last day stays: a run may be building a tree
+    from blobs it has just stored, or be between finding its tree and importing from it.
+    """
+    from adapters.salt.remote import lazy_files
+
+    now = time.time() if now is None else now
+    trees = os.path.join(base_dir(), "trees")
+    remaining = []
+    for name in os.listdir(trees):
+        path = os.path.join(trees, name)
+        if name.startswith("."):  # staging, or a tree being removed
+            if _modified(path) < now - DAY:
+                shutil.rmtree(path, ignore_errors=True)
+        elif name == keep or _modified(os.path.join(path, MARKER)) > now - UNUSED_DAYS * DAY:
+            remaining.append(path)
+        else:
+            aside = os.path.join(trees, f".{name}.{os.urandom(6).hex()}.removing")
+            try:
+                os.rename(path, aside)  # runs that look for it now build it again
+            except OSError:
+                continue
+            shutil.rmtree(aside, ignore_errors=True)
+    listed = set()
+    for path in remaining:
+        try:
+            with open(os.path.join(path, lazy_files.MANIFEST)) as f:
+                listed.update(json.load(f).values())
+        except (OSError, ValueError):
+            return  # which blobs a tree needs is unknown: keep them all
+    blobs = os.path.join(base_dir(), "blobs")
+    for digest in os.listdir(blobs) if os.path.isdir(blobs) else ():
+        blob = os.path.join(blobs, digest)
+        if digest not in listed and _modified(blob) < now - DAY:
+            try:
+                os.unlink(blob)
+            except OSError:
+                pass
+
+
+def _modified(path):
+    """path's modification time, 0 if it is gone (as good as never used)."""
+    try:
+        return os.lstat(path).st_mtime
+    except OSError:
+        return 0
