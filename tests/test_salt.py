@@ -167,6 +167,21 @@ def test_sudo_and_a_table_roster_entry(salt):
     assert out["fastsudo"]["retcode"] == 0
 
 
+def test_raw_commands_reach_the_login_shell_as_on_stock(salt):
+    def seen(out, host, user):
+        # Stock's ssh client may add its known-hosts warning to stderr; users differ.
+        lines = [line for line in out[host]["stderr"].splitlines()
+                 if not line.startswith("Warning: Permanently added")]
+        return (out[host]["stdout"].replace(user, "USER"), "\n".join(lines), out[host]["retcode"])
+
+    # One argument with spaces and shell syntax (how -r is mostly used), and words apart.
+    for command, status in ((["echo hi; echo err >&2; exit 4"], 4),
+                            (["echo", "a", "'b  c'", "$HOME"], 0)):
+        out, result = salt.json("stock,fast", "-r", *command)
+        assert seen(out, "stock", "tp-plain")[2] == status, result.stdout
+        assert seen(out, "fast", "tp-app") == seen(out, "stock", "tp-plain")
+
+
 def test_a_host_is_connected_once_for_a_whole_run(salt):
     # state.apply's wrapper makes nested calls (grains, the state run): all of them use
     # the connection opened for the host (early, while salt-ssh set the host up).

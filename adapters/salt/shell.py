@@ -2,15 +2,23 @@
 
 Salt's master-side wrappers use a Single's shell for raw commands and to send
 files (state tarballs, files for cp.*); for a fast host those go through the
-host's contexts: commands under /bin/sh -c as the roster user (stock runs
-them over ssh, without sudo), files by Context.put (streamed, renamed into
-place) where salt-call runs.
+host's contexts: commands as the roster user, by their login shell, as stock
+runs them over ssh (without sudo), files by Context.put (streamed, renamed
+into place) where salt-call runs.
+
+A command reaches the login shell as it does through stock's Shell: that puts
+it on an ssh command line, which it splits as a shell would (shlex; from a
+`/bin/sh` on, the rest stays one word), and ssh joins the words with spaces.
+So the backslash Single puts before each special character of a raw command
+(`salt-ssh -r host 'df -h; uptime'`) comes off, and the host's shell reads the
+command as the user typed it (remote_command()).
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import shlex
 from typing import Callable
 
 import transport
@@ -24,10 +32,18 @@ class FastShell:
         self._context = context
         self._login_context = login_context
         self.host = host
+        self._login_shell: str | None = None  # as sshd set $SHELL for the login context
 
     def exec_cmd(self, cmd: str) -> tuple[str, str, int]:
         try:
-            result = self._login_context().run(cmd)
+            command = remote_command(cmd)
+        except ValueError as e:  # stock's ssh command line would not split either
+            return "", f"{self.host}: cannot run {cmd!r}: {e}", 255
+        try:
+            context = self._login_context()
+            if self._login_shell is None:
+                self._login_shell = context.call(os.getenv, "SHELL") or "/bin/sh"
+            result = context.run([self._login_shell, "-c", command])
         except transport.TransportError as e:
             return "", str(e), 255
         return result.text("stdout"), result.text("stderr"), result.exit_code
@@ -47,3 +63,11 @@ class FastShell:
         except transport.TransportError as e:
             return "", str(e), 1
         return "", "", 0
+
+
+def remote_command(cmd: str) -> str:
+    """The command line the login shell on the host gets for exec_cmd(cmd) on a stock host."""
+    before, separator, after = cmd.partition("/bin/sh")
+    if separator and "/bin/sh" not in after:
+        return " ".join([*shlex.split(before), "/bin/sh " + after])
+    return " ".join(shlex.split(cmd))
