@@ -121,6 +121,17 @@ def test_a_failing_state_fails_as_on_stock(salt):
     assert state["result"] is False and state["changes"]["retcode"] == 3
 
 
+def test_a_missing_function_and_an_uncaught_exception_fail_as_on_stock(salt):
+    out, result = salt.json("stock,fast", "test.no_such_function")
+    assert result.returncode != 0
+    assert out["fast"] == out["stock"], out  # salt-call's sys.exit(-1): status 255 on both
+    out, result = salt.json("stock,fast", "test.exception", "boom")
+    for host in ("stock", "fast"):
+        assert out[host]["retcode"] == 1, out
+        assert out[host]["stderr"].startswith("Traceback (most recent call last):"), out
+        assert out[host]["stderr"].rstrip().endswith("Exception: boom"), out
+
+
 def test_cp_get_file_matches_stock(salt):
     returned, written = {}, {}
     for host, user in (("stock", "tp-plain"), ("fast", "tp-app")):

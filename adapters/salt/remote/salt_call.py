@@ -117,12 +117,17 @@ def _run(tree, config_dir, minion_config, argv, set_path, file_service):
             contextlib.redirect_stderr(err):
         try:
             _salt_call_module().SaltCall().run()
-        except SystemExit as e:
+        except SystemExit as e:  # as the salt-call process would exit
             if isinstance(e.code, int):
-                status = e.code
+                status = e.code & 0xFF  # sys.exit(-1) is status 255
             elif e.code is not None:
                 err.write(f"{e.code}\n")
                 status = 1
+        except Exception:  # uncaught in salt-call: Python prints it and exits with 1
+            import traceback
+
+            traceback.print_exc()
+            status = 1
     return out.getvalue(), err.getvalue(), status
 
 
