@@ -46,6 +46,16 @@ def test_missing_interpreter_fails_with_a_clear_message():
     assert "no usable Python interpreter at '/no/python'" in out.stdout
 
 
+def test_one_host_prints_the_output_as_the_command_gave_it(ssh_opts):
+    out = transport_cli("-H", "tp-plain@127.0.0.1", *ssh_opts, "--python", PY, "run", "--",
+                        "echo one; echo two; echo oops >&2; exit 3")
+    assert (out.returncode, out.stdout, out.stderr) == (1, "one\ntwo\n", "oops\n")
+    out = transport_cli("-H", "tp-plain@127.0.0.1", *ssh_opts, "--python", PY, "call", "os:getcwd")
+    assert (out.returncode, out.stdout) == (0, "/home/tp-plain\n")
+    out = transport_cli("-H", "tp-plain@127.0.0.9:1", *ssh_opts, "run", "--", "true")
+    assert out.returncode == 1 and "Connection refused" in out.stdout  # an error: the table
+
+
 def test_several_hosts_table_and_exit_status(ssh_opts):
     hosts = "tp-plain@127.0.0.1,tp-plain@127.0.0.2,tp-plain@127.0.0.9:1"
     out = transport_cli("-H", hosts, *ssh_opts, "--python", PY, "run", "--", "id -un")

@@ -7,10 +7,12 @@
 
 With no host it targets this machine. HOSTS are comma-separated
 [user@]host[:port]; an INVENTORY file has one host per line (# comments). With
-several hosts a progress bar runs on stderr (when it is a terminal), then a
-table shows each host's status, exit code, time and first line of output or
-error; --json prints one document instead. The exit status is 1 when any host
-failed. -v logs connections, the targets' stderr and their log records with host names.
+one target, run and call print what the command or function gave (run's stdout
+and stderr apart, as ssh does). With several hosts a progress bar runs on
+stderr (when it is a terminal), then a table shows each host's status, exit
+code, time and first line of output or error; --json prints one document
+instead. The exit status is 1 when any host failed. -v logs connections, the
+targets' stderr and their log records with host names.
 """
 
 from __future__ import annotations
@@ -254,15 +256,20 @@ def main(argv: list[str] | None = None) -> int:
             progress.finish()
     if options.json:
         print(json.dumps(_document(results), indent=2))
-    elif not hosts and options.command in ("run", "call") and results[LOCAL].error is None:
-        _print_plain(results[LOCAL].value)
+    elif len(results) == 1 and options.command in ("run", "call") and _only(results).error is None:
+        _print_plain(_only(results).value)
     else:
         print(_table(results))
     return 0 if all(r.ok for r in results.values()) else 1
 
 
+def _only(results: GroupResult) -> HostResult:
+    (result,) = results.values()
+    return result
+
+
 def _print_plain(value: Any) -> None:
-    """One local target: output as the command or function gave it."""
+    """One target: output as the command or function gave it (as ssh host cmd would)."""
     if isinstance(value, transport.CommandResult):
         sys.stdout.buffer.write(value.stdout)
         sys.stderr.buffer.write(value.stderr)
