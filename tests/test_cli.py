@@ -56,6 +56,14 @@ def test_one_host_prints_the_output_as_the_command_gave_it(ssh_opts):
     assert out.returncode == 1 and "Connection refused" in out.stdout  # an error: the table
 
 
+def test_the_table_shows_an_error_whole(ssh_opts):
+    # sudo's own words come last, after what the transport says happened.
+    out = transport_cli("-H", "tp-plain@127.0.0.1", *ssh_opts, "--python", PY, "--sudo", "ping")
+    assert out.returncode == 1
+    (row,) = out.stdout.splitlines()[1:]
+    assert row.split()[1] == "error" and row.endswith("sudo: a password is required"), row
+
+
 def test_several_hosts_table_and_exit_status(ssh_opts):
     hosts = "tp-plain@127.0.0.1,tp-plain@127.0.0.2,tp-plain@127.0.0.9:1"
     out = transport_cli("-H", hosts, *ssh_opts, "--python", PY, "run", "--", "id -un")

@@ -42,6 +42,7 @@ def test_fan_out_with_failing_hosts(router, sshd, hosts, tmp_path):
     assert isinstance(results[unreachable].error, transport.ConnectError)
     assert "Connection refused" in str(results[unreachable].error)
     assert isinstance(results[refused].error, transport.AuthError)
+    assert results[refused].seconds > 0.02  # its attempt: a key exchange, then refused
     assert set(results.failed) == {unreachable, refused}
 
     calls = group.call(os.getuid)

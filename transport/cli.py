@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 LOCAL = "localhost"
+OUTPUT_WIDTH = 100  # of a first line of output in the table
 
 
 def _parse_arg(text: str) -> Any:
@@ -192,11 +193,14 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def _summary(result: HostResult) -> tuple[str, str, str]:
-    """(status, exit code, first line of output or error) for the table."""
+def _summary(host: str, result: HostResult) -> tuple[str, str, str]:
+    """(status, exit code, first line of output, or the error) for the table."""
     if result.error is not None:
         text = str(result.error).strip().splitlines()
-        return "error", "", (text[0] if text else type(result.error).__name__)
+        first = text[0] if text else type(result.error).__name__
+        if first.startswith(host + ":"):  # the HOST column says it
+            first = first[len(host) + 1:].strip()
+        return "error", "", first
     value = result.value
     if isinstance(value, transport.CommandResult):
         output = (value.stdout or value.stderr).decode("utf-8", "replace").strip().splitlines()
@@ -210,8 +214,10 @@ def _summary(result: HostResult) -> tuple[str, str, str]:
 def _table(results: GroupResult) -> str:
     rows = [("HOST", "STATUS", "EXIT", "TIME", "OUTPUT")]
     for host, result in results.items():
-        status, code, first = _summary(result)
-        rows.append((host, status, code, f"{result.seconds:.2f}s", first[:100]))
+        status, code, first = _summary(host, result)
+        if result.error is None and len(first) > OUTPUT_WIDTH:
+            first = first[:OUTPUT_WIDTH - 3] + "..."
+        rows.append((host, status, code, f"{result.seconds:.2f}s", first))  # an error whole
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return "\n".join("  ".join(cell.ljust(widths[i]) if i < 4 else cell
                                for i, cell in enumerate(row)).rstrip() for row in rows)

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 
 class HostResult:
-    """One host's outcome: .value when .ok, else .error (the exception)."""
+    """One host's outcome: .value when .ok, else .error (the exception); .seconds: how long
+    the task took, or for a host that could not be connected the attempt to connect."""
 
     def __init__(self, host: str, value: Any = None, error: BaseException | None = None,
                  seconds: float = 0.0) -> None:
@@ -98,6 +99,7 @@ class Group:
         self.ssh_kwargs = ssh_kwargs  # more Router.ssh keywords: ssh_options, backend ...
         self.contexts: dict[str, Context] = {}
         self.errors: dict[str, BaseException] = {}
+        self._connect_seconds: dict[str, float] = {}  # of the last failed attempt, by host
         # Called with each HostResult as it completes (from worker threads): progress display.
         self.on_result: Callable[[HostResult], Any] | None = None
 
@@ -125,6 +127,7 @@ class Group:
                 self.errors.pop(host, None)
             else:
                 self.errors[host] = result.error
+                self._connect_seconds[host] = result.seconds
         return GroupResult((h, results.get(h) or HostResult(h, self.contexts[h]))
                            for h in self.hosts)
 
@@ -159,7 +162,11 @@ class Group:
                 raise self.errors[host]
             return task(self.contexts[host])
 
-        return self._each(self.hosts, run)
+        results = self._each(self.hosts, run)
+        for host, result in results.items():
+            if host in self.errors and result.error is self.errors[host]:
+                result.seconds = self._connect_seconds[host]
+        return results
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> GroupResult:
         """fn(*args, **kwargs) on every host."""
