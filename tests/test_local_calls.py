@@ -101,6 +101,9 @@ def test_classmethods_staticmethods_and_builtins_are_sent_by_name(ctx):
     assert ctx.call(rf.Greeter.hello, "x") == "hello x"
     assert ctx.call(rf.Greeter.bye, "y") == "bye y"
     assert ctx.call(len, b"abc") == 3
+    # A built-in type's classmethod is a new object at each look-up.
+    assert ctx.call(int.from_bytes, b"\x01\x00", "big") == 256
+    assert ctx.call(dict.fromkeys, ["a"], 1) == {"a": 1}
 
 
 @pytest.mark.parametrize("fn, match", [
@@ -111,6 +114,14 @@ def test_classmethods_staticmethods_and_builtins_are_sent_by_name(ctx):
 def test_unsendable_functions_are_refused_on_the_caller_side(ctx, fn, match):
     with pytest.raises(TypeError, match=match):
         ctx.call(fn)
+
+
+def test_a_refused_method_is_named_without_its_instance(ctx):
+    # The instance's repr could hold anything: os.environ's is the whole environment.
+    with pytest.raises(TypeError, match="bound to an instance") as info:
+        ctx.call(os.environ.copy)
+    assert "os._Environ.copy" in str(info.value)
+    assert os.environ["PATH"] not in str(info.value)
 
 
 def test_closures_are_refused(ctx):

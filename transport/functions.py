@@ -48,31 +48,46 @@ def _reference(fn: Callable[..., Any]) -> tuple[str, str]:
     if isinstance(fn, _MethodType) or (isinstance(fn, _BuiltinMethodType) and owner is not None
                                        and not isinstance(owner, _ModuleType)):
         if not isinstance(owner, type):
-            raise TypeError(f"{fn!r} is a method bound to an instance and cannot be sent; "
+            raise TypeError(f"{_name(fn)} is a method bound to an instance and cannot be sent; "
                             "call a module-level function or a classmethod instead")
         module, qualname = owner.__module__, f"{owner.__qualname__}.{fn.__name__}"
     else:
         if not callable(fn):
-            raise TypeError(f"{fn!r} is not callable")
+            raise TypeError(f"{_name(fn)} is not callable")
         module = getattr(fn, "__module__", None)
         qualname = getattr(fn, "__qualname__", None)
         if not module or not qualname:
-            raise TypeError(f"{fn!r} has no module or qualified name, so a target cannot import it")
+            raise TypeError(f"{_name(fn)} has no module or qualified name, so a target cannot "
+                            "import it")
         if "<lambda>" in qualname:
             raise TypeError(f"lambdas cannot be sent ({module}.{qualname}); "
                             "define a module-level function instead")
         if "<locals>" in qualname:
             raise TypeError(f"{module}.{qualname} is defined inside a function (a closure or "
                             "nested function) and cannot be sent; move it to module level")
-    if _lookup(module, qualname) is not _unwrap(fn):
-        raise TypeError(f"{module}.{qualname} does not name {fn!r} (is it decorated without "
-                        "functools.wraps, or replaced at run time?)")
+    # == rather than is: a built-in type's classmethod (dict.fromkeys) is a new object
+    # at each look-up, equal to the last.
+    if _lookup(module, qualname) != _unwrap(fn):
+        raise TypeError(f"{module}.{qualname} does not name the function given (is it "
+                        "decorated without functools.wraps, or replaced at run time?)")
     if module == "__main__":
         # The target's own __main__ is not ours: our script travels under another name.
         from transport.modules import MAIN_ALIAS
 
         module = MAIN_ALIAS
     return module, qualname
+
+
+def _name(obj: Any) -> str:
+    """What obj is, for an error message: never its repr, which for a bound method holds
+    its instance's (os.environ.copy's is the whole environment)."""
+    owner = getattr(obj, "__self__", None)
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    if owner is not None and not isinstance(owner, (type, _ModuleType)) and name:
+        return f"{type(owner).__module__}.{name} (of a {type(owner).__qualname__} instance)"
+    if name:
+        return f"{getattr(obj, '__module__', None) or '?'}.{name}"
+    return f"a {type(obj).__module__}.{type(obj).__qualname__} object"
 
 
 def _unwrap(fn: Any) -> Any:
