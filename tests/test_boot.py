@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -206,3 +207,7 @@ def test_call_on_every_interpreter(router, label):
         ctx.call(rf.recurse, 0)
     assert info.value.remote_traceback.count("in recurse") == 3
     assert "[Previous line repeated" in info.value.remote_traceback
+    # A struct sequence comes back with its fields, a Record passed in goes back as one.
+    stat = ctx.call(os.stat, "/")
+    assert stat.st_size == os.stat("/").st_size and stat.st_mtime == os.stat("/").st_mtime
+    assert ctx.call(rf.echo, stat) == [[stat], {}] and ctx.call(rf.echo, stat)[0][0].st_mode

@@ -22,21 +22,53 @@ def test_round_trip(value):
     assert type(decoded) is type(expected)
 
 
-def test_subclasses_of_plain_types_travel_as_the_plain_type():
+def test_other_subclasses_of_plain_types_travel_as_the_plain_type():
     import collections
     import enum
-    import os
-
-    Point = collections.namedtuple("Point", "x y")
 
     class Level(enum.IntEnum):
         HIGH = 3
 
-    assert codec.decode(codec.encode(Point(1, 2))) == (1, 2)
-    assert type(codec.decode(codec.encode(Point(1, 2)))) is tuple
+    class Plain(tuple):
+        pass
+
+    assert type(codec.decode(codec.encode(Plain((1, 2))))) is tuple
     assert codec.decode(codec.encode(collections.OrderedDict(a=1))) == {"a": 1}
     assert codec.decode(codec.encode(Level.HIGH)) == 3
-    assert codec.decode(codec.encode(os.stat("/")))[0] == os.stat("/").st_mode
+
+
+def test_named_tuples_and_struct_sequences_keep_their_fields():
+    import collections
+    import os
+    import pwd
+    import time
+
+    point = codec.decode(codec.encode(collections.namedtuple("Point", "x y")(1, 2)))
+    assert isinstance(point, tuple) and point == (1, 2) and (point.x, point.y) == (1, 2)
+    stat = os.stat("/")
+    decoded = codec.decode(codec.encode(stat))
+    assert decoded == tuple(stat) and decoded[6] == stat.st_size
+    assert (decoded.st_size, decoded.st_mode, decoded.st_mtime_ns) == (
+        stat.st_size, stat.st_mode, stat.st_mtime_ns)  # st_mtime_ns is not in the tuple
+    assert repr(decoded).startswith("os.stat_result(st_mode=")
+    assert codec.decode(codec.encode(time.gmtime(0))).tm_year == 1970
+    assert codec.decode(codec.encode(pwd.getpwnam("root"))).pw_dir == "/root"
+    again = codec.decode(codec.encode(decoded))  # a Record travels on as one
+    assert again == decoded and again.st_mtime_ns == stat.st_mtime_ns
+    assert not hasattr(decoded, "st_nonexistent")
+
+
+@pytest.mark.parametrize("parts", [
+    ("os.stat_result", [1], {}),            # values not a tuple
+    ("os.stat_result", (1,), [("a", 1)]),   # attributes not a dict
+    ("os.stat_result", (1,), {1: 1}),       # a field name that is not text
+    ("os.stat_result", (1,), {"_x": 1}),    # nor one that does not start with a letter
+    (b"os.stat_result", (1,), {}),          # a type name that is not text
+], ids=repr)
+def test_malformed_records_are_refused(parts):
+    data = b"r" + b"".join(codec.encode(part) for part in parts)
+    with pytest.raises(codec.CodecError, match="bad record"):
+        codec.decode(data)
 
 
 def test_bool_stays_bool_and_int_stays_int():

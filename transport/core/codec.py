@@ -1,7 +1,9 @@
 """Safe encoding of the values that travel in message payloads.
 
 A small tagged binary format for None, booleans, integers, floats, bytes,
-text, lists, tuples, dicts, sets and frozensets, nothing else. Decoding
+text, lists, tuples, dicts, sets and frozensets, nothing else; a named tuple
+or a struct sequence (os.stat_result, time.struct_time, pwd.struct_passwd)
+arrives as a Record, a tuple that also has its fields as attributes. Decoding
 builds only those types and never looks up or calls anything named by the
 data, so a message from a compromised target cannot run code on the
 controller. Sizes are bounded by the message, and nesting by MAX_DEPTH.
@@ -27,6 +29,22 @@ _I64_MAX = (1 << 63) - 1
 
 class CodecError(Exception):
     """The value cannot be encoded, or the bytes are not a valid encoding."""
+
+
+class Record(tuple):
+    """A named tuple or struct sequence as it arrives: the tuple it was, with its fields
+    as attributes (os.stat_result's st_size, and its fields outside the tuple, such as
+    st_mtime_ns); the name of its type is only shown, never looked up."""
+
+    def __new__(cls, values=(), fields=None, type_name='record'):
+        self = tuple.__new__(cls, values)
+        self.__dict__.update(fields or {})  # names start with a letter (see _decode)
+        self._type_name = type_name
+        return self
+
+    def __repr__(self):
+        return '%s(%s)' % (self._type_name, ', '.join(
+            '%s=%r' % item for item in _named_fields(self).items()))
 
 
 if PY2:
@@ -106,6 +124,12 @@ def _encode(value, put, depth):
         put(b'b')
         put(_U32.pack(len(value)))
         put(bytes(value))
+    elif _named_fields(value) is not None:  # (on 2.7 a struct sequence is no tuple)
+        put(b'r')
+        name = value._type_name if kind is Record else '%s.%s' % (kind.__module__, kind.__name__)
+        _encode(text_type(name), put, depth + 1)
+        _encode(tuple(value), put, depth + 1)
+        _encode(_named_fields(value), put, depth + 1)
     else:
         # Subclasses of plain types (namedtuples, os.stat_result, OrderedDict,
         # IntEnum members ...) travel as their plain base type.
@@ -117,6 +141,21 @@ def _encode(value, put, depth):
 
 
 _SEQUENCE_TAGS = {tuple: b't', list: b'l', set: b'e', frozenset: b'z'}
+
+
+def _named_fields(value):
+    """{field name: value} of a Record, named tuple or struct sequence, else None."""
+    kind = type(value)
+    if kind is Record:
+        return dict(item for item in vars(value).items() if item[0][0] != '_')
+    fields = getattr(kind, '_fields', None)
+    if (isinstance(value, tuple) and isinstance(fields, tuple)
+            and all(isinstance(f, str) for f in fields)):  # a namedtuple
+        return dict((text_type(f), getattr(value, f)) for f in fields)
+    if hasattr(kind, 'n_sequence_fields'):  # a struct sequence: its fields are members
+        return dict((text_type(name), getattr(value, name)) for name, member in
+                    vars(kind).items() if type(member).__name__ == 'member_descriptor')
+    return None
 _PLAIN_BASES = (bool, float, bytes, text_type, tuple, list, dict, set, frozenset) + integer_types
 
 
@@ -194,4 +233,13 @@ def _decode(data, pos, depth):
         if len(raw) > 5000:
             raise CodecError('malformed payload: integer too long')
         return int(raw.decode('ascii')), pos
+    if tag == b'r':
+        type_name, pos = _decode(data, pos, depth + 1)
+        values, pos = _decode(data, pos, depth + 1)
+        attributes, pos = _decode(data, pos, depth + 1)
+        if not (isinstance(type_name, text_type) and type(values) is tuple
+                and type(attributes) is dict and all(
+                    isinstance(k, text_type) and k[:1].isalpha() for k in attributes)):
+            raise CodecError('malformed payload: a bad record')
+        return Record(values, attributes, type_name), pos
     raise CodecError('malformed payload: unknown tag %r' % (tag,))
