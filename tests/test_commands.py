@@ -36,6 +36,10 @@ def test_input_env_and_cwd(target):
     assert target.run("echo $TP_VAR", env={"TP_VAR": "set"}).stdout == b"set\n"
     assert target.run("pwd", cwd="/tmp").stdout == b"/tmp\n"
     assert target.run("echo ${HOME:-unset}", env={"HOME": None}).stdout == b"unset\n"
+    # replace_env: env is the whole environment (none at all without env).
+    assert target.run(["/usr/bin/env"], env={"TP_VAR": "alone"},
+                      replace_env=True).stdout == b"TP_VAR=alone\n"
+    assert target.run(["/usr/bin/env"], replace_env=True).stdout == b""
 
 
 @pytest.mark.parametrize("label", sorted(INTERPRETERS))

@@ -210,6 +210,21 @@ def test_invoke_tasks_run_on_a_target(sshd, tmp_path):
     _check_invoke_output(result)
 
 
+def test_invoke_runner_keeps_invokes_meaning_of_replace_env_and_timeouts():
+    from invoke import Config, Context
+    from invoke.exceptions import CommandTimedOut
+
+    from adapters.invoke import TransportRunner
+
+    c = Context(Config(overrides={"runners": {"local": TransportRunner}}))
+    assert c.run("echo ${HOME:-none} $X", env={"X": "1"}, replace_env=True,
+                 hide=True).stdout == "none 1\n"
+    assert c.run("echo ${HOME:-none}", hide=True).stdout == f"{os.environ['HOME']}\n"
+    with pytest.raises(CommandTimedOut) as info:
+        c.run("sleep 30", timeout=0.5, hide=True)
+    assert info.value.result.exited == -9  # as invoke's own runner: the group got SIGKILL
+
+
 def test_ctrl_c_stops_an_invoke_task_at_once(sshd, tmp_path):
     import signal
     import uuid

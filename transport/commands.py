@@ -81,7 +81,8 @@ def _output_chunk(context: Context, data: bytes) -> tuple[int, bytes]:
 def run(context: Context, cmd: str | list[str], *, shell: bool = True,
         env: dict[str, str | None] | None = None, cwd: str | None = None,
         input: bytes | str | None = None, timeout: float | None = None, check: bool = False,
-        on_output: Callable[[str, bytes], Any] | None = None, pty: bool = False) -> CommandResult:
+        on_output: Callable[[str, bytes], Any] | None = None, pty: bool = False,
+        replace_env: bool = False) -> CommandResult:
     if isinstance(input, str):
         input = input.encode()
     if not context.alive:
@@ -92,9 +93,11 @@ def run(context: Context, cmd: str | list[str], *, shell: bool = True,
     events: compat.SimpleQueue = compat.SimpleQueue()
     output_handle = core.add_stream_handler(events.put, context.context_id)
     reply_handle = core.add_reply_handler(events.put, context.context_id)
+    options = {"use_pty": True} if pty else {}
+    if replace_env:
+        options["replace_env"] = True
     call = codec.encode((TARGET_MODULE, "run",
-                         (cmd, shell, env, cwd, input, timeout, output_handle),
-                          {"use_pty": True} if pty else {}))
+                         (cmd, shell, env, cwd, input, timeout, output_handle), options))
     core.send(Message(context.context_id, CONTROLLER_ID, CALL_FUNCTION, call, reply_to=reply_handle))
     chunks: dict[int, list[bytes]] = {STDOUT: [], STDERR: []}
     deadline = None  # set when the target says the command started (with a timeout only)

@@ -405,12 +405,14 @@ class Context:
     def run(self, cmd: str | list[str], *, shell: bool = True,
             env: dict[str, str | None] | None = None, cwd: str | None = None,
             input: bytes | str | None = None, timeout: float | None = None, check: bool = False,
-            on_output: Callable[[str, bytes], Any] | None = None, pty: bool = False) -> CommandResult:
+            on_output: Callable[[str, bytes], Any] | None = None, pty: bool = False,
+            replace_env: bool = False) -> CommandResult:
         """Run a command in the context and return its CommandResult.
 
         A string runs under /bin/sh -c (shell=False splits nothing: pass a list); a
-        list runs directly. env adds to the context's environment (None unsets),
-        cwd sets the directory, input is fed to stdin. on_output(stream, chunk) gets
+        list runs directly. env adds to the context's environment (None unsets), or
+        with replace_env=True is the command's whole environment; cwd sets the
+        directory, input is fed to stdin. on_output(stream, chunk) gets
         "stdout"/"stderr" chunks as they come, on the calling thread. timeout kills
         the command's whole process group and raises Timeout; check=True raises
         CommandFailed for a non-zero exit. pty=True runs it on a new pseudo-terminal
@@ -421,7 +423,8 @@ class Context:
         from transport import commands
 
         return commands.run(self, cmd, shell=shell, env=env, cwd=cwd, input=input,
-                            timeout=timeout, check=check, on_output=on_output, pty=pty)
+                            timeout=timeout, check=check, on_output=on_output, pty=pty,
+                            replace_env=replace_env)
 
     def signal_commands(self, signum: int = 2) -> None:
         """Send signal signum (default SIGINT, as Ctrl-C at a terminal) to every command

@@ -19,6 +19,13 @@ from adapters.invoke.runner import TransportRunner
 class FabricRunner(TransportRunner):
     """TransportRunner for a Connection: runs on its context, or on .target (sudo)."""
 
+    TIMED_OUT_EXIT = -1  # as stock Fabric's channel reports it
+
+    def generate_env(self, env: dict[str, Any], replace_env: bool) -> dict[str, Any]:
+        # Fabric asks for replace_env so that the controller's environment stays home;
+        # the host's own is kept, as sshd's is for stock Fabric.
+        return super().generate_env(env, False)
+
     def resolve_target(self) -> transport.Context:
         return self.context.transport_context()
 

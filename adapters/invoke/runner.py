@@ -67,8 +67,12 @@ class TransportRunner(Runner):
     ``transport.identity_file``, ``transport.backend`` as for Router.ssh.
     """
 
+    # A command past its timeout: its process group was sent SIGKILL (invoke's own -9).
+    TIMED_OUT_EXIT = -9
+
     def __init__(self, context: Any, inline_env: bool | None = None) -> None:
         super().__init__(context)
+        self._replace_env = False
         # Fabric's Connection passes inline_env; env travels as data, never inlined.
         self.inline_env = inline_env
         self.target: transport.Context | None = None
@@ -95,8 +99,10 @@ class TransportRunner(Runner):
         return [shell, "-c", command]
 
     def generate_env(self, env: dict[str, Any], replace_env: bool) -> dict[str, Any]:
-        # Only what the caller set travels: the target keeps its own environment
-        # (the controller's is not copied to another machine), as Fabric does.
+        # Only what the caller set travels: the target keeps its own environment (the
+        # controller's is not copied to another machine), as Fabric does; replace_env
+        # makes env the command's whole environment, as invoke's does.
+        self._replace_env = replace_env
         return dict(env)
 
     def create_io_threads(self) -> Any:
@@ -156,11 +162,12 @@ class TransportRunner(Runner):
               data: bytes | None, timeout: float | None) -> None:
         try:
             result = target.run(argv, env=env or None, input=data, timeout=timeout,
-                                pty=self.using_pty, on_output=self._on_output)
+                                pty=self.using_pty, on_output=self._on_output,
+                                replace_env=self._replace_env)
             self._exit_code = result.exit_code
         except transport.Timeout:
             self._timed_out = True
-            self._exit_code = -1
+            self._exit_code = self.TIMED_OUT_EXIT
         except BaseException as e:  # handed to the caller's thread by wait()
             self._error = e
         finally:

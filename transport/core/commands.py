@@ -73,14 +73,18 @@ def _popen_pty(cmd, shell, env, cwd):
     return proc, master
 
 
-def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False):
-    """Run cmd; stream (1 or 2, bytes) chunks to output_handle; return exit code or 'timeout'."""
+def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
+        replace_env=False):
+    """Run cmd; stream (1 or 2, bytes) chunks to output_handle; return exit code or 'timeout'.
+
+    env changes this process's environment for the command; with replace_env it is the
+    command's whole environment."""
     if timeout is not None:
         send_to_caller(output_handle, codec.encode((STARTED, b'')))
     environment = None
-    if env:
-        environment = dict(os.environ)
-        for key, value in env.items():
+    if env or replace_env:
+        environment = {} if replace_env else dict(os.environ)
+        for key, value in (env or {}).items():
             if value is None:
                 environment.pop(key, None)
             else:
