@@ -45,6 +45,11 @@ def test_named_tuples_and_struct_sequences_keep_their_fields():
 
     point = codec.decode(codec.encode(collections.namedtuple("Point", "x y")(1, 2)))
     assert isinstance(point, tuple) and point == (1, 2) and (point.x, point.y) == (1, 2)
+    row = collections.namedtuple("Row", ["id", "first name"], rename=True)(7, "ann")
+    assert codec.decode(codec.encode(row))._1 == "ann"  # renamed fields start with _
+    big = collections.namedtuple("Big", "data")(b"x" * 100000)
+    assert len(codec.encode(big)) < 100100  # the items travel once, the names beside them
+    assert len(codec.encode(codec.decode(codec.encode(big)))) < 100100
     stat = os.stat("/")
     decoded = codec.decode(codec.encode(stat))
     assert decoded == tuple(stat) and decoded[6] == stat.st_size
@@ -62,7 +67,10 @@ def test_named_tuples_and_struct_sequences_keep_their_fields():
     ("os.stat_result", [1], {}),            # values not a tuple
     ("os.stat_result", (1,), [("a", 1)]),   # attributes not a dict
     ("os.stat_result", (1,), {1: 1}),       # a field name that is not text
-    ("os.stat_result", (1,), {"_x": 1}),    # nor one that does not start with a letter
+    ("os.stat_result", (1,), {"__class__": 1}),  # nor a special name
+    ("os.stat_result", (1,), {"_type_name": 1}),  # nor the Record's own
+    ("Row", (1, 2), ("a",)),                # names that are not one per item
+    ("Row", (1,), (2,)),                    # nor text
     (b"os.stat_result", (1,), {}),          # a type name that is not text
 ], ids=repr)
 def test_malformed_records_are_refused(parts):

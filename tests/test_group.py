@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import subprocess
 
 import pytest
 
 import transport
+from transport.core import codec
 from transport.group import parse_host
+
+Outcome = collections.namedtuple("Outcome", "exit_code")
 
 PY = "/usr/bin/python3"
 
@@ -59,6 +63,13 @@ def test_fan_out_with_failing_hosts(router, sshd, hosts, tmp_path):
         f"got-{spec}.txt" for spec in good)
     assert all(p.read_text() == "fan-out\n" for p in tmp_path.glob("got-*"))
     group.run("rm -f /home/tp-plain/fanout.txt")
+
+
+def test_only_a_commands_status_fails_a_host():
+    # A value a call returns may have an exit_code field of its own: it is data.
+    result = transport.HostResult("h", codec.decode(codec.encode(Outcome(exit_code=3))))
+    assert result.ok and result.value.exit_code == 3
+    assert not transport.HostResult("h", transport.CommandResult("false", 3, b"", b"")).ok
 
 
 def test_a_failing_command_is_a_failed_host_result(router, sshd, hosts):

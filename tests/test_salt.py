@@ -453,7 +453,9 @@ def test_trees_and_blobs_no_run_used_for_a_month_go_when_a_new_tree_is_built(tmp
         os.utime(path, (when, when))
 
     blobs = tmp_path / ".cache" / "transport-salt" / "blobs"
-    old = tree("old", b"shared = 1\n", b"only_old = 1\n")
+    digest = {c: hashlib.sha256(c).hexdigest()
+              for c in (b"shared = 1\n", b"only_old = 1\n", b"asked = 1\n")}
+    old = tree("old", b"shared = 1\n", b"only_old = 1\n", b"asked = 1\n")
     used = tree("used", b"shared = 1\n", b"only_used = 1\n")
     for path in [old / file_cache.MARKER, used / file_cache.MARKER, *blobs.iterdir()]:
         age(path, file_cache.UNUSED_DAYS + 5)
@@ -461,11 +463,20 @@ def test_trees_and_blobs_no_run_used_for_a_month_go_when_a_new_tree_is_built(tmp
     killed.mkdir()
     age(killed, 2)
     assert file_cache.tree_ready("used") == str(used)  # a run finds it: used now
+    # Another run about to build a tree from a blob it found here: kept for it.
+    assert file_cache.missing_blobs([digest[b"asked = 1\n"]]) == []
 
     tree("new", b"new = 1\n")
     assert sorted(p.name for p in old.parent.iterdir()) == ["new", "used"]
-    digest = {c: hashlib.sha256(c).hexdigest() for c in (b"shared = 1\n", b"only_old = 1\n")}
     assert (blobs / digest[b"shared = 1\n"]).exists()  # the tree still there lists it
+    assert (blobs / digest[b"asked = 1\n"]).exists()
     assert not (blobs / digest[b"only_old = 1\n"]).exists()
-    assert len(list(blobs.iterdir())) == 3
+    assert len(list(blobs.iterdir())) == 4
+
+    # A prune that cannot read a tree's manifest keeps every blob, and the build succeeds.
+    (used / ".transport-manifest.json").write_text("[1, 2]")
+    age(blobs / digest[b"asked = 1\n"], file_cache.UNUSED_DAYS + 5)
+    (tmp_path / ".cache" / "transport-salt" / "trees" / "new" / file_cache.MARKER).touch()
+    assert tree("newer", b"newer = 1\n").is_dir()
+    assert (blobs / digest[b"asked = 1\n"]).exists()
     assert file_cache.tree_ready("old") is None and (used / "m1.py").read_text() == "only_used = 1\n"

@@ -224,7 +224,7 @@ def test_client_options_are_few_and_overridable():
         SshMethod("web1", check_host_keys="sometimes")
 
 
-def test_a_controller_connects_without_importing_heavy_modules(sshd):
+def test_a_controller_connects_without_importing_heavy_modules(sshd, tmp_path):
     # Each of these costs a cold start milliseconds before ssh is even spawned
     # (re and enum alone ~5 ms); they once came back through shlex and importlib.util.
     heavy = ["re", "enum", "shlex", "importlib.util", "contextlib", "tokenize", "subprocess",
@@ -238,12 +238,13 @@ def test_a_controller_connects_without_importing_heavy_modules(sshd):
                        ssh_options={sshd.ssh_options()!r}).call(os.getpid)
         print(sorted(set({heavy!r}) & (set(sys.modules) - before)))
     """
-    # The first two runs may build the payload caches (the source, then the byte code
-    # once the target's tag is known); -S: no site-packages hooks importing re first.
+    # In a cache of its own, the first two runs build the payloads (the source, then the
+    # byte code once the target's tag is known); -S: no site-packages hooks importing re.
     root = os.path.dirname(os.path.dirname(transport.__file__))
     for _ in range(3):
         result = subprocess.run([sys.executable, "-S", "-c", script], capture_output=True,
-                                text=True, timeout=60, cwd=root)
+                                text=True, timeout=60, cwd=root,
+                                env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 
+from transport.commands import CommandResult
 from transport.errors import TransportError
 
 TYPE_CHECKING = False
@@ -39,8 +40,8 @@ class HostResult:
     def ok(self) -> bool:
         if self.error is not None:
             return False
-        exit_code = getattr(self.value, "exit_code", 0)
-        return exit_code == 0
+        # Only a command's status counts: a value a call returned may have any attribute.
+        return not isinstance(self.value, CommandResult) or self.value.exit_code == 0
 
     def __repr__(self) -> str:
         state = "ok" if self.ok else f"failed: {self.error or self.value}"

@@ -38,7 +38,7 @@ class Record(tuple):
 
     def __new__(cls, values=(), fields=None, type_name='record'):
         self = tuple.__new__(cls, values)
-        self.__dict__.update(fields or {})  # names start with a letter (see _decode)
+        self.__dict__.update(fields or {})  # no name of theirs starts with __ (see _decode)
         self._type_name = type_name
         return self
 
@@ -129,7 +129,11 @@ def _encode(value, put, depth):
         name = value._type_name if kind is Record else '%s.%s' % (kind.__module__, kind.__name__)
         _encode(text_type(name), put, depth + 1)
         _encode(tuple(value), put, depth + 1)
-        _encode(_named_fields(value), put, depth + 1)
+        fields = _named_fields(value)
+        values = list(fields.values())
+        if len(values) == len(value) and all(a is b for a, b in zip(values, value)):
+            fields = tuple(fields)  # a named tuple's fields are its items: names will do
+        _encode(fields, put, depth + 1)
     else:
         # Subclasses of plain types (namedtuples, os.stat_result, OrderedDict,
         # IntEnum members ...) travel as their plain base type.
@@ -147,7 +151,7 @@ def _named_fields(value):
     """{field name: value} of a Record, named tuple or struct sequence, else None."""
     kind = type(value)
     if kind is Record:
-        return dict(item for item in vars(value).items() if item[0][0] != '_')
+        return dict(item for item in vars(value).items() if item[0] != '_type_name')
     fields = getattr(kind, '_fields', None)
     if (isinstance(value, tuple) and isinstance(fields, tuple)
             and all(isinstance(f, str) for f in fields)):  # a namedtuple
@@ -157,6 +161,11 @@ def _named_fields(value):
                     vars(kind).items() if type(member).__name__ == 'member_descriptor')
     return None
 _PLAIN_BASES = (bool, float, bytes, text_type, tuple, list, dict, set, frozenset) + integer_types
+
+
+def _field_name(name):
+    """Whether a record may have this field: text, never __special__ nor the Record's own."""
+    return isinstance(name, text_type) and name[:2] != '__' and name != '_type_name'
 
 
 def decode(data, start=0):
@@ -236,10 +245,11 @@ def _decode(data, pos, depth):
     if tag == b'r':
         type_name, pos = _decode(data, pos, depth + 1)
         values, pos = _decode(data, pos, depth + 1)
-        attributes, pos = _decode(data, pos, depth + 1)
+        fields, pos = _decode(data, pos, depth + 1)
+        if type(fields) is tuple and len(fields) == len(values):  # names of the items
+            fields = dict(zip(fields, values))
         if not (isinstance(type_name, text_type) and type(values) is tuple
-                and type(attributes) is dict and all(
-                    isinstance(k, text_type) and k[:1].isalpha() for k in attributes)):
+                and type(fields) is dict and all(_field_name(name) for name in fields)):
             raise CodecError('malformed payload: a bad record')
-        return Record(values, attributes, type_name), pos
+        return Record(values, fields, type_name), pos
     raise CodecError('malformed payload: unknown tag %r' % (tag,))

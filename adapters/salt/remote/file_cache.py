@@ -88,22 +88,32 @@ def tree_ready(tree_id):
     """The tree's path if it is complete here (marking it used), else None."""
     path = tree_dir(tree_id)
     marker = os.path.join(path, MARKER)
-    try:
-        stale = time.time() - os.stat(marker).st_mtime > DAY
-    except OSError:
+    if not _mark_used(marker):
         return None
-    if stale:
-        try:
-            os.utime(marker)
-        except OSError:
-            pass  # read-only: the tree may be pruned, and then is built again
     return path
 
 
+def _mark_used(path):
+    """Whether path is there; if it was last marked used over a day ago, mark it now
+    (a run's prune keeps what was used within the last day)."""
+    try:
+        stale = time.time() - os.stat(path).st_mtime > DAY
+    except OSError:
+        return False
+    if stale:
+        try:
+            os.utime(path)
+        except OSError:
+            pass  # read-only: it may be pruned, and then is made again
+        return os.path.exists(path)  # not pruned meanwhile
+    return True
+
+
 def missing_blobs(digests):
-    """Which of the digests have no blob here."""
+    """Which of the digests have no blob here (those here are marked used: a run's prune
+    keeps them until this run has built its tree from them)."""
     blobs = os.path.join(base_dir(), "blobs")
-    return [d for d in digests if not os.path.exists(os.path.join(blobs, d))]
+    return [d for d in digests if not _mark_used(os.path.join(blobs, d))]
 
 
 def store_blobs(entries):
@@ -166,7 +176,10 @@ def build_tree(tree_id, manifest):
     finally:
         if os.path.isdir(staging):
             shutil.rmtree(staging, ignore_errors=True)
-    prune(keep=tree_id)
+    try:
+        prune(keep=tree_id)
+    except Exception:  # noqa: BLE001 - the tree is built; what is left is only space
+        pass
     return path
 
 
@@ -201,7 +214,7 @@ def prune(keep, now=None):
         try:
             with open(os.path.join(path, lazy_files.MANIFEST)) as f:
                 listed.update(json.load(f).values())
-        except (OSError, ValueError):
+        except (OSError, ValueError, TypeError, AttributeError):
             return  # which blobs a tree needs is unknown: keep them all
     blobs = os.path.join(base_dir(), "blobs")
     for digest in os.listdir(blobs) if os.path.isdir(blobs) else ():
