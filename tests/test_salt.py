@@ -338,6 +338,15 @@ def test_only_used_files_are_sent_and_a_warm_cache_sends_none(salt):
     assert sent[1] == 0
 
 
+def test_a_refused_login_is_reported_without_offering_to_deploy_a_key(salt):
+    # Stock asks on stdin to install salt-ssh's key (and with no stdin dies in input());
+    # for a fast host that cannot help, so its error stands.
+    out, result = salt.json("fastbadkey", "test.ping")
+    assert result.returncode != 0
+    assert "Permission denied (publickey)" in out["fastbadkey"], out
+    assert "deploy" not in result.stdout and "Traceback" not in result.stderr, result.stderr
+
+
 def test_a_key_the_adapter_cannot_honour_is_named(salt):
     out, result = salt.json("refused", "test.ping")
     assert result.returncode != 0

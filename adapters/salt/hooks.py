@@ -254,6 +254,7 @@ def install() -> None:
     original_run = ssh.Single.run
     original_cmd_block = ssh.Single.cmd_block
     original_handle_routine = ssh.SSH.handle_routine
+    original_key_deploy = ssh.SSH.key_deploy
 
     @functools.wraps(original_init)
     def init(self: Any, opts: dict[str, Any], *args: Any, **kwargs: Any) -> None:
@@ -298,9 +299,20 @@ def install() -> None:
         finally:
             _close_process_targets()
 
+    @functools.wraps(original_key_deploy)
+    def key_deploy(self: Any, host: str, ret: dict[str, Any]) -> Any:
+        # Stock reads a host's "Permission denied" as a refused key and asks, on stdin,
+        # to install salt-ssh's key with the ssh password. A fast host has no such
+        # remedy (its passwd is sudo's; FastShell.copy_id refuses): its error stands.
+        if not self.opts.get("ssh_key_deploy") and hosts.selects_transport(
+                self.targets.get(host) or {}):
+            return ret, None
+        return original_key_deploy(self, host, ret)
+
     ssh.Single.__init__ = init
     ssh.Single.run = run
     ssh.Single.cmd_block = cmd_block
     ssh.SSH.handle_routine = handle_routine
+    ssh.SSH.key_deploy = key_deploy
     master_loop.install(ssh, hosts.selects_transport)
     ssh.Single._transport_hooks = True

@@ -45,6 +45,9 @@ file_roots:
                     f"  priv: {sshd.client_key}\n  thin_dir: /var/tmp/tp-salt-{run_id}-{name}\n"
                     + extra)
 
+        refused_key = root / "refused_key"  # a key the test sshd accepts for nobody
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(refused_key)],
+                       check=True)
         (self.conf / "roster").write_text(
             entry("stock", sshd.addresses[0], "tp-plain")
             + entry("fast", sshd.addresses[1], "tp-app", "  transport: fast\n")
@@ -62,7 +65,9 @@ file_roots:
                     "  transport: fast\n  priv_passwd: secret\n")
             + entry("relenv", sshd.addresses[1], "tp-app", "  transport: fast\n  relenv: true\n")
             + entry("fastumask", sshd.addresses[1], "tp-app",
-                    "  transport: fast\n  cmd_umask: \"027\"\n"))
+                    "  transport: fast\n  cmd_umask: \"027\"\n")
+            + entry("fastbadkey", sshd.addresses[1], "tp-app", "  transport: fast\n")
+            .replace(str(sshd.client_key), str(refused_key)))
         self.thin_dirs = f"/var/tmp/tp-salt-{run_id}-*"
 
     def run(self, target: str, *args: str) -> subprocess.CompletedProcess:
