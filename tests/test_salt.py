@@ -343,7 +343,7 @@ def test_a_refused_login_is_reported_without_offering_to_deploy_a_key(salt):
     # for a fast host that cannot help, so its error stands.
     out, result = salt.json("fastbadkey", "test.ping")
     assert result.returncode != 0
-    assert "Permission denied (publickey)" in out["fastbadkey"], out
+    assert "Permission denied (publickey)" in json.dumps(out["fastbadkey"]), out  # 3006: a dict
     assert "deploy" not in result.stdout and "Traceback" not in result.stderr, result.stderr
 
 

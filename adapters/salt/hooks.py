@@ -304,10 +304,13 @@ def install() -> None:
         # Stock reads a host's "Permission denied" as a refused key and asks, on stdin,
         # to install salt-ssh's key with the ssh password. A fast host has no such
         # remedy (its passwd is sudo's; FastShell.copy_id refuses): its error stands.
-        if not self.opts.get("ssh_key_deploy") and hosts.selects_transport(
+        if self.opts.get("ssh_key_deploy") or not hosts.selects_transport(
                 self.targets.get(host) or {}):
-            return ret, None
-        return original_key_deploy(self, host, ret)
+            return original_key_deploy(self, host, ret)
+        # What stock returns when it has nothing to do: ret (3006), (ret, None) (3008). A
+        # return it knows to be no error shows which, and does nothing else.
+        untouched = original_key_deploy(self, host, {host: {}})
+        return (ret, None) if isinstance(untouched, tuple) else ret
 
     ssh.Single.__init__ = init
     ssh.Single.run = run
