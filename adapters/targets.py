@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import atexit
 import os
+import pwd
 import sys
 import threading
+import weakref
 from typing import Any
 
 import transport
@@ -122,3 +124,16 @@ def shared_targets() -> Targets:
             _shared = Targets()
             atexit.register(_shared.close)
         return _shared
+
+
+_login_shells: weakref.WeakKeyDictionary[transport.Context, str] = weakref.WeakKeyDictionary()
+
+
+def login_shell(context: transport.Context) -> str:
+    """The login shell of the user the context runs as: what sshd runs a command line
+    with (asked once per interpreter, however many tasks or hosts' runs use it)."""
+    shell = _login_shells.get(context)
+    if shell is None:
+        entry = context.call(pwd.getpwuid, context.call(os.getuid))
+        shell = _login_shells[context] = entry[6] or "/bin/sh"
+    return shell

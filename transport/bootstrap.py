@@ -110,13 +110,12 @@ class Bootstrap:
         login shell's (see path_assignment); the interpreter starts with it too.
         """
         if isinstance(python, str) and search_path is None:
-            return " ".join(shell_quote(arg) for arg in self.python_argv(python))
+            return shell_join(self.python_argv(python))
         # The candidates travel as arguments ($1 ...), never inside the script; a path is
         # taken only if it is an executable file, a name only if the PATH has it.
         script = PYTHON_SEARCH if search_path is None else path_assignment(search_path) + PYTHON_SEARCH
         candidates = [python] if isinstance(python, str) else python
-        return " ".join(shell_quote(arg) for arg in
-                        ("/bin/sh", "-c", script, self.first_stage, *candidates))
+        return shell_join(["/bin/sh", "-c", script, self.first_stage, *candidates])
 
 
 # sh -c PYTHON_SEARCH <first stage> <candidate> ...: run the first candidate found.
@@ -182,6 +181,11 @@ def shell_quote(arg: str) -> str:
     if arg and set(arg) <= SHELL_SAFE:
         return arg
     return "'" + arg.replace("'", "'\"'\"'") + "'"
+
+
+def shell_join(args: list[str]) -> str:
+    """args as one POSIX shell command line (shlex.join's rule)."""
+    return " ".join(shell_quote(arg) for arg in args)
 
 
 def strip_source(source: str) -> str:

@@ -58,9 +58,9 @@ class CommandFailed(TransportError):
     """check=True and the command exited non-zero; .result is its CommandResult."""
 
     def __init__(self, result: CommandResult) -> None:
-        import shlex  # only here: re and enum would weigh on every controller's start
+        from transport.bootstrap import shell_join
 
-        command = result.command if isinstance(result.command, str) else shlex.join(result.command)
+        command = result.command if isinstance(result.command, str) else shell_join(result.command)
         tail = result.text("stderr").strip().splitlines()[-1:] or [""]
         super().__init__(f"{result.host}: command exited with status {result.exit_code}: "
                          f"{command}" + (f": {tail[0]}" if tail[0] else ""))

@@ -100,7 +100,6 @@ class Group:
         self.ssh_kwargs = ssh_kwargs  # more Router.ssh keywords: ssh_options, backend ...
         self.contexts: dict[str, Context] = {}
         self.errors: dict[str, BaseException] = {}
-        self._connect_seconds: dict[str, float] = {}  # of the last failed attempt, by host
         # Called with each HostResult as it completes (from worker threads): progress display.
         self.on_result: Callable[[HostResult], Any] | None = None
 
@@ -128,7 +127,6 @@ class Group:
                 self.errors.pop(host, None)
             else:
                 self.errors[host] = result.error
-                self._connect_seconds[host] = result.seconds
         return GroupResult((h, results.get(h) or HostResult(h, self.contexts[h]))
                            for h in self.hosts)
 
@@ -156,7 +154,7 @@ class Group:
 
     def each(self, task: Callable[[Context], Any]) -> GroupResult:
         """task(context) on every host, in parallel; hosts that did not connect carry that error."""
-        self.connect()
+        connected = self.connect()
 
         def run(host: str) -> Any:
             if host in self.errors:
@@ -164,9 +162,9 @@ class Group:
             return task(self.contexts[host])
 
         results = self._each(self.hosts, run)
-        for host, result in results.items():
-            if host in self.errors and result.error is self.errors[host]:
-                result.seconds = self._connect_seconds[host]
+        for host, result in results.items():  # a failed connection: the attempt's time
+            if result.error is not None and result.error is connected[host].error:
+                result.seconds = connected[host].seconds
         return results
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> GroupResult:

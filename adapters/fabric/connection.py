@@ -23,8 +23,6 @@ paramiko one, like stock Fabric, does not) and `ssh_options` (extra `ssh -o` opt
 from __future__ import annotations
 
 import os
-import pwd
-import weakref
 from typing import Any, Callable
 
 import fabric
@@ -34,13 +32,11 @@ from invoke.exceptions import AuthFailure
 import transport
 from adapters.fabric.file_transfer import TransportSFTP
 from adapters.fabric.runner import FabricRunner
-from adapters.targets import Targets, shared_targets
+from adapters.targets import Targets, login_shell, shared_targets
 from transport.methods.ssh import SshMethod, forwarding_command
 
 # connect_kwargs (paramiko's SSHClient.connect) that both ssh backends can honour.
 HONOURED_CONNECT_KWARGS = {"key_filename", "timeout", "allow_agent", "look_for_keys", "compress"}
-# The login shell of the user each connection logs in as, found once per context.
-_login_shells: weakref.WeakKeyDictionary[transport.Context, str] = weakref.WeakKeyDictionary()
 
 
 def _transport_setting(c: fabric.Connection, key: str, default: Any) -> Any:
@@ -143,12 +139,7 @@ class Connection(fabric.Connection):
 
     def login_shell(self) -> str:
         """The login shell of the user Fabric connects as: what sshd runs commands with."""
-        context = self.transport_context()
-        shell = _login_shells.get(context)
-        if shell is None:  # once per interpreter, however many tasks' Connections use it
-            entry = context.call(pwd.getpwuid, context.call(os.getuid))
-            shell = _login_shells[context] = entry[6] or "/bin/sh"
-        return shell
+        return login_shell(self.transport_context())
 
     # -- Fabric's Connection interface -------------------------------------------
 

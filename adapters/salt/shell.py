@@ -22,6 +22,7 @@ import shlex
 from typing import Callable
 
 import transport
+from adapters.targets import login_shell
 
 
 class FastShell:
@@ -32,7 +33,6 @@ class FastShell:
         self._context = context
         self._login_context = login_context
         self.host = host
-        self._login_shell: str | None = None  # as sshd set $SHELL for the login context
 
     def exec_cmd(self, cmd: str) -> tuple[str, str, int]:
         try:
@@ -41,9 +41,7 @@ class FastShell:
             return "", f"{self.host}: cannot run {cmd!r}: {e}", 255
         try:
             context = self._login_context()
-            if self._login_shell is None:
-                self._login_shell = context.call(os.getenv, "SHELL") or "/bin/sh"
-            result = context.run([self._login_shell, "-c", command])
+            result = context.run([login_shell(context), "-c", command])
         except transport.TransportError as e:
             return "", str(e), 255
         return result.text("stdout"), result.text("stderr"), result.exit_code

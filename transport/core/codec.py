@@ -124,19 +124,21 @@ def _encode(value, put, depth):
         put(b'b')
         put(_U32.pack(len(value)))
         put(bytes(value))
-    elif _named_fields(value) is not None:  # (on 2.7 a struct sequence is no tuple)
-        put(b'r')
-        name = value._type_name if kind is Record else '%s.%s' % (kind.__module__, kind.__name__)
-        _encode(text_type(name), put, depth + 1)
-        _encode(tuple(value), put, depth + 1)
-        fields = _named_fields(value)
-        values = list(fields.values())
-        if len(values) == len(value) and all(a is b for a, b in zip(values, value)):
-            fields = tuple(fields)  # a named tuple's fields are its items: names will do
-        _encode(fields, put, depth + 1)
     else:
-        # Subclasses of plain types (namedtuples, os.stat_result, OrderedDict,
-        # IntEnum members ...) travel as their plain base type.
+        fields = _named_fields(value)  # (on 2.7 a struct sequence is no tuple)
+        if fields is not None:
+            put(b'r')
+            name = value._type_name if kind is Record else '%s.%s' % (kind.__module__,
+                                                                       kind.__name__)
+            _encode(text_type(name), put, depth + 1)
+            _encode(tuple(value), put, depth + 1)
+            if len(fields) == len(value) and all(
+                    a is b for a, b in zip(fields.values(), value)):
+                fields = tuple(fields)  # a named tuple's fields are its items: names will do
+            _encode(fields, put, depth + 1)
+            return
+        # Other subclasses of plain types (OrderedDict, IntEnum members ...) travel as
+        # their plain base type.
         for base in _PLAIN_BASES:
             if isinstance(value, base):
                 _encode(base(value), put, depth)
@@ -160,6 +162,8 @@ def _named_fields(value):
         return dict((text_type(name), getattr(value, name)) for name, member in
                     vars(kind).items() if type(member).__name__ == 'member_descriptor')
     return None
+
+
 _PLAIN_BASES = (bool, float, bytes, text_type, tuple, list, dict, set, frozenset) + integer_types
 
 

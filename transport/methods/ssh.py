@@ -13,7 +13,7 @@ config unless check_host_keys says otherwise.
 
 from __future__ import annotations
 
-from transport.bootstrap import shell_quote
+from transport.bootstrap import shell_join
 from transport.errors import AuthError, ConnectError
 from transport.methods.local import python_start_error
 
@@ -139,8 +139,7 @@ def forwarding_command(hops: list[SshMethod], host: str, port: int | None,
             # ssh checks the quotes of each -o value, reading \' in one as an escape.
             raise ValueError(f"gateway {hop.default_name()}: a setting with a backslash cannot "
                              f"be passed through a ProxyCommand: {backslashed[0]!r}")
-        command = " ".join(shell_quote(arg) for arg in argv)
-        proxy = command.replace("%", "%%")  # ssh expands % tokens in a ProxyCommand
+        proxy = shell_join(argv).replace("%", "%%")  # ssh expands % tokens in a ProxyCommand
     return proxy
 
 
