@@ -285,3 +285,93 @@ def test_an_output_callback_that_raises_is_the_callers_error(target):
     with pytest.raises(UnicodeDecodeError):
         target.run("printf '\\377'", on_output=fussy)
     assert target.run("echo fine").text("stdout") == "fine\n"
+
+
+# -- Context.start: a live stdin ---------------------------------------------------------
+
+
+def _answer_prompts(command):
+    """Answer each 'name?' prompt of a started command with a line made from what it
+    printed last: the answers depend on the output, so they go while it runs."""
+    import threading
+
+    seen = []
+    prompted = threading.Semaphore(0)
+
+    def on_output(stream, chunk):
+        seen.append(chunk)
+        if chunk.endswith(b"?"):
+            prompted.release()
+
+    command._on_output = on_output
+    waiter = threading.Thread(target=lambda: seen.append(command.wait()), daemon=True)
+    waiter.start()
+    for round_ in (1, 2):
+        assert prompted.acquire(timeout=60), seen
+        prompt = b"".join(seen).rsplit(b"\n", 1)[-1].decode()
+        command.write(f"answer{round_} to {prompt}\n")
+    waiter.join(60)
+    return seen[-1]
+
+
+@pytest.mark.parametrize("label", sorted(INTERPRETERS))
+def test_a_started_command_takes_input_while_it_runs_on_every_interpreter(router, label):
+    target = router.local(python=INTERPRETERS[label])
+    command = target.start("for n in 1 2; do printf 'name%s?' $n; read a; echo \"got $a\"; done")
+    result = _answer_prompts(command)
+    assert result.exit_code == 0
+    assert result.stdout == b"name1?got answer1 to name1?\nname2?got answer2 to name2?\n"
+    # On a terminal, the typed input is echoed, and close_input types end-of-file.
+    on_pty = target.start("cat; echo end", pty=True)
+    on_pty.write(b"typed")
+    on_pty.close_input()
+    assert on_pty.wait().stdout == b"typedtypedend\r\n"  # the echo, then cat
+
+
+def test_live_input_beyond_the_window_flows_and_the_output_is_kept(target):
+    from transport.commands import INPUT_WINDOW
+
+    data = os.urandom(8 * INPUT_WINDOW + 123)
+    command = target.start("od -An -tx1 -v", timeout=120)  # three times the input as output
+    command.write(data)  # all of it before anyone reads the output
+    command.close_input()
+    result = command.wait()
+    assert result.exit_code == 0
+    assert bytes.fromhex(result.stdout.decode().replace("\n", " ")) == data
+
+
+def test_a_command_may_end_before_its_input_does(target, tmp_path):
+    # It never reads: its end ends the call, with the input still open.
+    done = target.start("echo done", timeout=60)
+    assert done.wait().stdout == b"done\n"
+    with pytest.raises(BrokenPipeError, match="has ended"):
+        done.write(b"late")
+    done.close_input()  # nothing to do now
+    # It closes its stdin and waits: more input than the window is dropped, not waited on.
+    flag = tmp_path / "written"
+    closer = target.start(f"exec 0<&-; while [ ! -e {flag} ]; do sleep 0.01; done; echo closed",
+                          timeout=60)
+    closer.write(b"x" * (4 * 1024 * 1024))
+    closer.close_input()
+    flag.touch()
+    assert closer.wait().stdout == b"closed\n"
+    # Without close_input, a command reading to the end of its input waits for it.
+    waiting = target.start("cat", timeout=0.5)
+    waiting.write(b"partial")
+    with pytest.raises(transport.Timeout):
+        waiting.wait()
+    with pytest.raises(transport.Timeout):  # a second wait says the same
+        waiting.wait()
+    with pytest.raises(ValueError, match="closed"):
+        closer.write(b"after close_input")
+
+
+def test_live_input_through_an_intermediary(router):
+    inter = router.local(python=PY, name="inter")
+    child = router.local(via=inter, python=PY)
+    command = child.start("tr a-z A-Z")
+    for piece in (b"one ", b"two"):
+        command.write(piece)
+    command.close_input()
+    assert command.wait().stdout == b"ONE TWO"
+    assert child.run("cat", input=b"whole").stdout == b"whole"  # run() is unchanged

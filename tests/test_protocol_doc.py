@@ -74,3 +74,13 @@ def test_codec_tags_are_documented():
     source = (Path(handles.__file__).parent / "codec.py").read_text()
     used = set(re.findall(r"tag == b'(\w)'", source))
     assert used == documented
+
+
+def test_live_input_words_and_window_match():
+    from transport import commands
+    from transport.core import commands as target_commands
+
+    assert (commands.INPUT_READY, commands.INPUT_TAKEN) == (0, 1)
+    assert (target_commands.INPUT_READY, target_commands.INPUT_TAKEN) == (0, 1)
+    assert "`(0, handle)`" in DOC and "`(1, bytes taken)`" in DOC
+    assert f"never has more than {commands.INPUT_WINDOW // 1024} KiB" in DOC

@@ -1,9 +1,11 @@
-"""Commands on a context: Context.run() and what it returns.
+"""Commands on a context: Context.run() and Context.start(), and what they return.
 
 The command runs on the target (transport.core.commands); its output comes
-back in chunks on a handle of its own while the call runs, and the calling
+back in chunks on a handle of its own while the call runs, and the waiting
 thread hands each chunk to on_output as it arrives, then returns a
-CommandResult holding the output once. The target enforces a timeout (it
+CommandResult holding the output once. run() gives the command its input
+whole (or none); start() returns a RunningCommand whose input is live: the
+caller writes while the command runs, in a window the target acknowledges. The target enforces a timeout (it
 kills the command's process group); the caller gives up too, TIMEOUT_GRACE
 seconds after that, should the target never answer. Its deadline counts from
 the target's word that the command started, as the call may have waited
@@ -11,6 +13,9 @@ behind others there.
 """
 
 from __future__ import annotations
+
+import errno
+import threading
 
 from transport.context import reply_value
 from transport.core import codec, compat
@@ -26,6 +31,9 @@ if TYPE_CHECKING:
 
 TARGET_MODULE = "transport.core.commands"  # not in the payload: sent before the first command
 STARTED, STDOUT, STDERR = 0, 1, 2
+INPUT_READY, INPUT_TAKEN = 0, 1  # what the target says on a live input's handle
+INPUT_WINDOW = 256 * 1024  # bytes of live input in flight, at most
+INPUT_CHUNK = 64 * 1024
 TIMEOUT_GRACE = 30.0
 _STREAMS = {STDOUT: "stdout", STDERR: "stderr"}
 
@@ -78,57 +86,209 @@ def _output_chunk(context: Context, data: bytes) -> tuple[int, bytes]:
     return which, chunk
 
 
-def run(context: Context, cmd: str | list[str], *, shell: bool = True,
-        env: dict[str, str | None] | None = None, cwd: str | None = None,
-        input: bytes | str | None = None, timeout: float | None = None, check: bool = False,
-        on_output: Callable[[str, bytes], Any] | None = None, pty: bool = False,
-        replace_env: bool = False) -> CommandResult:
+class _LiveInput:
+    """The caller's side of a command's live input: writes wait for the target's handle
+    and for room in the window; the broker thread hands over the target's word."""
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+        self._condition = threading.Condition()
+        self._target_handle: int | None = None
+        self._in_flight = 0
+        self._ended = False  # the command has ended (or will never start): nothing more goes
+        self._closed = False
+
+    def on_message(self, msg: Message) -> None:
+        """Broker thread: the target's handle, an acknowledgement, or the context's loss."""
+        with self._condition:
+            self._condition.notify_all()
+            if msg.is_dead:
+                self._ended = True
+                return
+            try:
+                kind, value = _input_word(self._context, msg.data)
+            except ProtocolError:
+                self._ended = True  # reported by the broker; writers stop waiting
+                raise
+            if kind == INPUT_READY:
+                self._target_handle = value
+            else:
+                self._in_flight -= value
+
+    def end(self) -> None:
+        with self._condition:
+            self._ended = True
+            self._condition.notify_all()
+
+    def write(self, data: bytes) -> None:
+        if self._closed:
+            raise ValueError(f"{self._context.name}: the command's input is closed")
+        view = memoryview(data)
+        while view:
+            chunk = bytes(view[:INPUT_CHUNK])
+            with self._condition:
+                while not self._ended and (
+                        self._target_handle is None
+                        or (self._in_flight and self._in_flight + len(chunk) > INPUT_WINDOW)):
+                    self._condition.wait()
+                if self._ended:
+                    raise BrokenPipeError(errno.EPIPE, f"{self._context.name}: the command has "
+                                          "ended, and its input with it")
+                self._in_flight += len(chunk)
+                self._send(chunk)
+            view = view[len(chunk):]
+
+    def close(self) -> None:
+        with self._condition:
+            if self._closed:
+                return
+            self._closed = True
+            while not self._ended and self._target_handle is None:
+                self._condition.wait()
+            if not self._ended:
+                self._send(b"")
+
+    def _send(self, chunk: bytes) -> None:
+        assert self._target_handle is not None
+        self._context.router._core.send(Message(self._context.context_id, CONTROLLER_ID,
+                                                self._target_handle, chunk))
+
+
+def _input_word(context: Context, data: bytes) -> tuple[int, int]:
+    """A message to the input handle decoded: (INPUT_READY, handle) or (INPUT_TAKEN, bytes)."""
+    try:
+        kind, value = codec.decode(data)
+        if kind not in (INPUT_READY, INPUT_TAKEN) or type(value) is not int or value < 0:
+            raise ValueError(f"{kind!r}, {value!r}")
+    except (codec.CodecError, TypeError, ValueError) as e:
+        raise ProtocolError(f"{context.name}: malformed command input word: {e!r}") from None
+    return kind, value
+
+
+class RunningCommand:
+    """A command started by Context.start(): write() its input while it runs, then wait().
+
+    Its stdin stays open until close_input() (or its end): the target's pipe (or
+    terminal) takes what write() sends, at most INPUT_WINDOW bytes ahead of the
+    command, so write() waits as a write to a full pipe would.
+    """
+
+    def __init__(self, context: Context, cmd: str | list[str], *, shell: bool,
+                 env: dict[str, str | None] | None, cwd: str | None, input: bytes | None,
+                 timeout: float | None, check: bool,
+                 on_output: Callable[[str, bytes], Any] | None, pty: bool,
+                 replace_env: bool, live: bool) -> None:
+        if not context.alive:
+            raise Disconnected(context.name, context.disconnect_reason or "shut down")
+        self.context = context
+        self.command = cmd
+        self._timeout = timeout
+        self._check = check
+        self._on_output = on_output
+        self._outcome: CommandResult | BaseException | None = None
+        context._push_module(TARGET_MODULE)  # sent ahead of the call (once): no round trip
+        core = context.router._core
+        self._events: compat.SimpleQueue = compat.SimpleQueue()
+        self._output_handle = core.add_stream_handler(self._events.put, context.context_id)
+        self._input = _LiveInput(context) if live else None
+        self._input_handle = None
+        options: dict[str, Any] = {"use_pty": True} if pty else {}
+        if replace_env:
+            options["replace_env"] = True
+        if self._input is not None:
+            self._input_handle = core.add_stream_handler(self._input.on_message,
+                                                         context.context_id)
+            options["input_handle"] = self._input_handle
+        self._reply_handle = core.add_reply_handler(self._on_reply, context.context_id)
+        call = codec.encode((TARGET_MODULE, "run", (cmd, shell, env, cwd, input, timeout,
+                                                    self._output_handle), options))
+        core.send(Message(context.context_id, CONTROLLER_ID, CALL_FUNCTION, call,
+                          reply_to=self._reply_handle))
+
+    def _on_reply(self, msg: Message) -> None:
+        if self._input is not None:
+            self._input.end()  # writers waiting for room learn at once
+        self._events.put(msg)
+
+    def write(self, data: bytes | str) -> None:
+        """Send data (str: UTF-8) to the command's stdin; BrokenPipeError once it has ended."""
+        if self._input is None:
+            raise ValueError(f"{self.context.name}: only a started command takes input")
+        self._input.write(data.encode() if isinstance(data, str) else data)
+
+    def close_input(self) -> None:
+        """End the command's input: its stdin closes (on a terminal, the end-of-file
+        character is typed). Nothing happens if it has ended already."""
+        if self._input is not None:
+            self._input.close()
+
+    def wait(self) -> CommandResult:
+        """Wait for the command's end, handing its output to on_output on this thread
+        as it comes; return its CommandResult (or raise Timeout, CommandFailed,
+        Disconnected as run() does)."""
+        if self._outcome is None:
+            self.context._refuse_to_wait_here()
+            try:
+                self._outcome = self._collect()
+            except BaseException as e:  # its handlers are gone: a second wait() says the same
+                self._outcome = e
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        return self._outcome
+
+    def _collect(self) -> CommandResult:
+        context, timeout, cmd = self.context, self._timeout, self.command
+        core = context.router._core
+        chunks: dict[int, list[bytes]] = {STDOUT: [], STDERR: []}
+        deadline = None  # set when the target says the command started (with a timeout only)
+        try:
+            while True:
+                try:
+                    msg = self._events.get(timeout=None if deadline is None
+                                           else max(0.0, deadline - compat.monotonic()))
+                except compat.Empty:
+                    raise Timeout(f"{context.name}: no answer {TIMEOUT_GRACE:g}s after the "
+                                  f"command's timeout of {timeout}s: {cmd}") from None
+                if msg.is_dead:
+                    raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
+                if msg.handle != self._output_handle:
+                    status = reply_value(context.name, msg.data)  # the exit status, or "timeout"
+                    break
+                which, chunk = _output_chunk(context, msg.data)
+                if which == STARTED:
+                    if timeout is not None and deadline is None:
+                        deadline = compat.monotonic() + timeout + TIMEOUT_GRACE
+                    continue
+                chunks[which].append(chunk)
+                if self._on_output is not None:  # the caller's own code: its errors are its own
+                    self._on_output(_STREAMS[which], chunk)
+        finally:
+            core.remove_handler(self._output_handle)
+            core.remove_handler(self._reply_handle)
+            if self._input is not None:
+                core.remove_handler(self._input_handle)
+                self._input.end()
+        if status == "timeout":
+            raise Timeout(f"{context.name}: command timed out after {timeout}s and was killed: {cmd}")
+        result = CommandResult(cmd, status, b"".join(chunks[STDOUT]), b"".join(chunks[STDERR]),
+                               context.name)
+        if self._check and not result.ok:
+            raise CommandFailed(result)
+        return result
+
+
+def start(context: Context, cmd: str | list[str], *, shell: bool = True,
+          env: dict[str, str | None] | None = None, cwd: str | None = None,
+          input: bytes | str | None = None, timeout: float | None = None, check: bool = False,
+          on_output: Callable[[str, bytes], Any] | None = None, pty: bool = False,
+          replace_env: bool = False, live: bool = True) -> RunningCommand:
     if isinstance(input, str):
         input = input.encode()
-    if not context.alive:
-        raise Disconnected(context.name, context.disconnect_reason or "shut down")
+    return RunningCommand(context, cmd, shell=shell, env=env, cwd=cwd, input=input,
+                          timeout=timeout, check=check, on_output=on_output, pty=pty,
+                          replace_env=replace_env, live=live)
+
+
+def run(context: Context, cmd: str | list[str], **options: Any) -> CommandResult:
     context._refuse_to_wait_here()
-    context._push_module(TARGET_MODULE)  # sent ahead of the call (once): no round trip
-    core = context.router._core
-    events: compat.SimpleQueue = compat.SimpleQueue()
-    output_handle = core.add_stream_handler(events.put, context.context_id)
-    reply_handle = core.add_reply_handler(events.put, context.context_id)
-    options = {"use_pty": True} if pty else {}
-    if replace_env:
-        options["replace_env"] = True
-    call = codec.encode((TARGET_MODULE, "run",
-                         (cmd, shell, env, cwd, input, timeout, output_handle), options))
-    core.send(Message(context.context_id, CONTROLLER_ID, CALL_FUNCTION, call, reply_to=reply_handle))
-    chunks: dict[int, list[bytes]] = {STDOUT: [], STDERR: []}
-    deadline = None  # set when the target says the command started (with a timeout only)
-    try:
-        while True:
-            try:
-                msg = events.get(timeout=None if deadline is None
-                                 else max(0.0, deadline - compat.monotonic()))
-            except compat.Empty:
-                raise Timeout(f"{context.name}: no answer {TIMEOUT_GRACE:g}s after the "
-                              f"command's timeout of {timeout}s: {cmd}") from None
-            if msg.is_dead:
-                raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
-            if msg.handle != output_handle:
-                status = reply_value(context.name, msg.data)  # the exit status, or "timeout"
-                break
-            which, chunk = _output_chunk(context, msg.data)
-            if which == STARTED:
-                if timeout is not None and deadline is None:
-                    deadline = compat.monotonic() + timeout + TIMEOUT_GRACE
-                continue
-            chunks[which].append(chunk)
-            if on_output is not None:  # the caller's own code: its errors are its own
-                on_output(_STREAMS[which], chunk)
-    finally:
-        core.remove_handler(output_handle)
-        core.remove_handler(reply_handle)
-    if status == "timeout":
-        raise Timeout(f"{context.name}: command timed out after {timeout}s and was killed: {cmd}")
-    result = CommandResult(cmd, status, b"".join(chunks[STDOUT]), b"".join(chunks[STDERR]),
-                           context.name)
-    if check and not result.ok:
-        raise CommandFailed(result)
-    return result
+    return start(context, cmd, live=False, **options).wait()

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
     from typing import Any, Callable
 
-    from transport.commands import CommandResult
+    from transport.commands import CommandResult, RunningCommand
     from transport.controller import Router
 
 
@@ -425,6 +425,25 @@ class Context:
         return commands.run(self, cmd, shell=shell, env=env, cwd=cwd, input=input,
                             timeout=timeout, check=check, on_output=on_output, pty=pty,
                             replace_env=replace_env)
+
+    def start(self, cmd: str | list[str], *, shell: bool = True,
+              env: dict[str, str | None] | None = None, cwd: str | None = None,
+              timeout: float | None = None, check: bool = False,
+              on_output: Callable[[str, bytes], Any] | None = None, pty: bool = False,
+              replace_env: bool = False) -> RunningCommand:
+        """Start a command whose stdin stays open while it runs; return its RunningCommand.
+
+        As run(), but without waiting: write(data) feeds its stdin as it runs (and
+        waits, as for a full pipe, while 256 KiB are on their way; BrokenPipeError
+        once the command has ended), close_input() ends its input, and wait() hands
+        its output to on_output on the waiting thread and returns its CommandResult.
+        The command may end before its input does (nothing waits for close_input).
+        """
+        from transport import commands
+
+        return commands.start(self, cmd, shell=shell, env=env, cwd=cwd, timeout=timeout,
+                              check=check, on_output=on_output, pty=pty,
+                              replace_env=replace_env)
 
     def signal_commands(self, signum: int = 2) -> None:
         """Send signal signum (default SIGINT, as Ctrl-C at a terminal) to every command

@@ -10,12 +10,21 @@ the exit status, or 'timeout' after killing the group. With use_pty the
 command gets a new pseudo-terminal as its controlling terminal, stdin, stdout
 and stderr (so its output all comes back as stdout, as from ssh -t); after the
 input (if any) the terminal's end-of-file character is typed, so a command
-reading to the end of its input ends as it does on pipes. A target
+reading to the end of its input ends as it does on pipes.
+
+With live input (Context.start) the command's stdin stays open while it runs:
+the caller sends chunks to a handle of the command's own (announced with
+(INPUT_READY, handle) on the caller's input handle), an empty chunk ends the
+input, and each chunk is acknowledged with (INPUT_TAKEN, bytes) once the
+command has taken it (or once its stdin has closed, when it is dropped), so
+the caller never has more than a window in flight. Only the parent side may
+send input. The command's end does not wait for the input's. A target
 that loses its parent hangs up on the commands still running (SIGHUP to their
 groups), as a closed terminal would, rather than leave them behind.
 """
 from __future__ import absolute_import
 
+import collections
 import errno
 import os
 import select
@@ -24,9 +33,10 @@ import subprocess
 import sys
 import time
 
-from transport.core import codec
+from transport.core import codec, dispatch
 from transport.core.compat import allocate_lock, binary, set_nonblocking
 from transport.core.dispatch import send_to_caller
+from transport.core.framing import Message
 
 CHUNK = 64 * 1024
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
@@ -36,6 +46,8 @@ running = set()
 _starting = {}
 _lock = allocate_lock()
 STARTED = 0  # the stream number of the chunk that says a timed command has started
+# What the caller's input handle gets: where to send input, and how much was taken.
+INPUT_READY, INPUT_TAKEN = 0, 1
 PY2 = sys.version_info[0] == 2
 
 
@@ -74,11 +86,12 @@ def _popen_pty(cmd, shell, env, cwd):
 
 
 def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
-        replace_env=False):
+        replace_env=False, input_handle=None):
     """Run cmd; stream (1 or 2, bytes) chunks to output_handle; return exit code or 'timeout'.
 
     env changes this process's environment for the command; with replace_env it is the
-    command's whole environment."""
+    command's whole environment. With input_handle (the caller's), the input is live
+    (see the module's docstring) instead of stdin_data."""
     if timeout is not None:
         send_to_caller(output_handle, codec.encode((STARTED, b'')))
     environment = None
@@ -95,23 +108,26 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
     with _lock:
         _starting[token] = []
     proc = None
+    live = input_handle is not None
     try:
-        proc, master, pump = _start(cmd, shell, environment, cwd, stdin_data, use_pty)
+        proc, master, pump = _start(cmd, shell, environment, cwd, stdin_data, use_pty, live)
     finally:
         _started(token, proc)
+    feed = _LiveInput(input_handle) if live else _Input(stdin_data)
     try:
-        return pump(proc, master, stdin_data, timeout, output_handle)
+        return pump(proc, master, feed, timeout, output_handle)
     finally:
+        feed.close()
         running.discard(proc.pid)
 
 
-def _start(cmd, shell, environment, cwd, stdin_data, use_pty):
+def _start(cmd, shell, environment, cwd, stdin_data, use_pty, live):
     if use_pty:
         proc, master = _popen_pty(cmd, shell, environment, cwd)
         pump = _pump_pty
     else:
         devnull = None
-        if stdin_data is None:
+        if stdin_data is None and not live:
             devnull = open(os.devnull, 'rb')
             stdin = devnull
         else:
@@ -161,51 +177,146 @@ def hang_up_running():
     signal_running(signal.SIGHUP)
 
 
-def _pump(proc, _master, stdin_data, timeout, output_handle):
-    """Feed the input, stream the output; the exit status, or 'timeout'."""
+class _Input(object):
+    """A command's input, given whole with the call."""
+
+    live = False
+    wake_fd = None
+
+    def __init__(self, data):
+        self.pending = data or b''
+        self.ended = True  # nothing comes after what is pending
+        self.unfinished_line = bool(data) and not data.endswith((b'\n', b'\r'))
+
+    def write_to(self, fd):
+        """Write what non-blocking fd takes of the pending input. (Writable means a page
+        is free, not the chunk: a blocking write would wait for a command that is itself
+        waiting for its output to be read.) Once the reader has gone, the rest is dropped."""
+        try:
+            taken = os.write(fd, self.pending[:CHUNK])
+        except OSError as e:
+            if e.errno in _AGAIN:
+                return
+            if e.errno not in (errno.EPIPE, errno.EIO):
+                raise
+            self.reader_gone()
+            return
+        self.pending = self.pending[taken:]
+        self._taken(taken)
+
+    def reader_gone(self):
+        self._taken(len(self.pending))
+        self.pending = b''
+
+    def _taken(self, count):
+        pass
+
+    def refill(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class _LiveInput(_Input):
+    """A command's input, sent by the caller while it runs. The broker thread queues
+    each chunk and wakes the pump through a pipe; the pump acknowledges what it writes."""
+
+    live = True
+
+    def __init__(self, reply_handle):
+        _Input.__init__(self, b'')
+        self.ended = False
+        self.gone = False
+        self.chunks = collections.deque()
+        self.wake_fd, self._wake_w = os.pipe()
+        set_nonblocking(self.wake_fd)
+        set_nonblocking(self._wake_w)
+        self.router = dispatch.current.router
+        self.caller = dispatch.current.caller
+        self.reply_handle = reply_handle
+        self.handle = self.router.add_parent_handler(self._on_chunk)
+        self._tell(INPUT_READY, self.handle)
+
+    def _on_chunk(self, msg):
+        """Broker thread."""
+        self.chunks.append(msg.data)
+        try:
+            os.write(self._wake_w, b'.')
+        except OSError:
+            pass  # full: the pump has wake-ups waiting already
+
+    def refill(self):
+        """The pump, woken: take the chunks that came."""
+        try:
+            os.read(self.wake_fd, 4096)
+        except OSError:
+            pass
+        while self.chunks and not self.ended:
+            chunk = self.chunks.popleft()
+            if not chunk:
+                self.ended = True
+            elif self.gone:
+                self._taken(len(chunk))
+            else:
+                self.pending += chunk
+                self.unfinished_line = not chunk.endswith((b'\n', b'\r'))
+
+    def reader_gone(self):
+        self.gone = True
+        _Input.reader_gone(self)
+
+    def _taken(self, count):
+        if count:
+            self._tell(INPUT_TAKEN, count)
+
+    def _tell(self, kind, value):
+        self.router.send(Message(self.caller, self.router.context_id, self.reply_handle,
+                                 codec.encode((kind, value))))
+
+    def close(self):
+        self.router.remove_handler(self.handle)
+        os.close(self.wake_fd)
+        os.close(self._wake_w)
+
+
+def _pump(proc, _master, feed, timeout, output_handle):
+    """Feed the input, stream the output; the exit status, or 'timeout'. A command's end
+    (its output closed) ends a live input too; input given whole is written to its end."""
     deadline = None if timeout is None else time.time() + timeout
     readers = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
-    writer = proc.stdin.fileno() if proc.stdin is not None else None
-    pending = stdin_data or b''
-    if writer is not None and not pending:
-        proc.stdin.close()
-        writer = None
-    elif writer is not None:
-        # Writable means a page is free, not the chunk: a blocking write would wait for
-        # a command that is itself waiting for its output to be read.
-        set_nonblocking(writer)
-    while readers or writer is not None:
+    stdin = proc.stdin
+    if stdin is not None:
+        set_nonblocking(stdin.fileno())
+    while readers or (stdin is not None and not feed.live):
+        if stdin is not None and feed.ended and not feed.pending:
+            stdin.close()
+            stdin = None
+            continue
         wait = None if deadline is None else deadline - time.time()
         if wait is not None and wait <= 0:
             return _kill(proc)
-        readable, writable = _select(list(readers), [writer] if writer is not None else [], wait)
-        for fd in writable:
-            pending = _write_some(fd, pending)
-            if not pending:
-                proc.stdin.close()
-                writer = None
+        watched = list(readers)
+        if feed.wake_fd is not None and not feed.ended:
+            watched.append(feed.wake_fd)
+        writers = [stdin.fileno()] if stdin is not None and feed.pending else []
+        readable, writable = _select(watched, writers, wait)
+        if writable:
+            feed.write_to(writable[0])
         for fd in readable:
+            if fd == feed.wake_fd:
+                feed.refill()
+                continue
             chunk = os.read(fd, CHUNK)
             if chunk:
                 send_to_caller(output_handle, codec.encode((readers[fd], binary(chunk))))
             else:
                 del readers[fd]
+    if stdin is not None:
+        stdin.close()
     proc.stdout.close()
     proc.stderr.close()
     return _wait(proc, deadline)
-
-
-def _write_some(fd, pending):
-    """Write what a non-blocking fd takes of pending; return the rest (none if the
-    reader has gone)."""
-    try:
-        return pending[os.write(fd, pending[:CHUNK]):]
-    except OSError as e:
-        if e.errno in _AGAIN:
-            return pending
-        if e.errno in (errno.EPIPE, errno.EIO):
-            return b''
-        raise
 
 
 def _select(readers, writers, wait):
@@ -219,9 +330,8 @@ def _select(readers, writers, wait):
     return readable, writable
 
 
-def _pump_pty(proc, master, stdin_data, timeout, output_handle):
+def _pump_pty(proc, master, feed, timeout, output_handle):
     deadline = None if timeout is None else time.time() + timeout
-    pending = stdin_data or b''
     input_ended = False
     set_nonblocking(master)  # as for a pipe: a blocking write could wait for ever
     try:
@@ -229,12 +339,20 @@ def _pump_pty(proc, master, stdin_data, timeout, output_handle):
             wait = None if deadline is None else deadline - time.time()
             if wait is not None and wait <= 0:
                 return _kill(proc)
-            if not pending and not input_ended:
-                pending, input_ended = _end_of_input(master, stdin_data), True
-            readable, writable = _select([master], [master] if pending else [], wait)
+            if feed.ended and not feed.pending and not input_ended:
+                input_ended = True
+                end = _end_of_input(master, feed.unfinished_line)
+                if end:
+                    feed = _Input(end)  # typed like the rest, not acknowledged
+            watched = [master]
+            if feed.wake_fd is not None and not feed.ended:
+                watched.append(feed.wake_fd)
+            readable, writable = _select(watched, [master] if feed.pending else [], wait)
             if writable:
-                pending = _write_some(master, pending)
-            if readable:
+                feed.write_to(master)
+            if feed.wake_fd in readable:
+                feed.refill()
+            if master in readable:
                 try:
                     chunk = os.read(master, CHUNK)
                 except OSError as e:
@@ -251,7 +369,7 @@ def _pump_pty(proc, master, stdin_data, timeout, output_handle):
     return _wait(proc, deadline)
 
 
-def _end_of_input(master, stdin_data):
+def _end_of_input(master, unfinished_line):
     """What ends a terminal's input once it has all been written: the terminal's
     end-of-file character, as a user at it would type (twice after an unfinished
     line: the first only hands that line over). Nothing in raw mode, where the
@@ -269,8 +387,7 @@ def _end_of_input(master, stdin_data):
     eof = eof if isinstance(eof, bytes) else bytes(bytearray([eof]))
     if eof == b'\0':  # disabled
         return b''
-    unfinished = stdin_data and not stdin_data.endswith((b'\n', b'\r'))
-    return eof * (2 if unfinished else 1)
+    return eof * (2 if unfinished_line else 1)
 
 
 def _wait(proc, deadline):
