@@ -141,6 +141,19 @@ def test_connection_api_matches_stock_fabric(sshd, runtime_config, tmp_path):
     assert "pty: 'on a tty\\r\\n'" in fast and "get a missing file: 'FileNotFoundError'" in fast
 
 
+def test_fabs_own_stdin_reaches_the_command_as_on_stock_fabric(sshd, runtime_config, tmp_path):
+    lines = "".join(f"line {n} é\n" for n in range(30))  # stock reads a byte per 10 ms
+    outputs = []
+    for fast in (False, True):
+        directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
+        result = subprocess.run([str(FAB), "-f", str(runtime_config), "-H",
+                                 host(sshd, "tp-plain"), "piped"], cwd=directory,
+                                capture_output=True, text=True, input=lines, timeout=300)
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    assert outputs[0] == outputs[1] == lines + "end\n"
+
+
 def test_a_failing_command_exits_as_stock_fabric_does(sshd, runtime_config, tmp_path):
     results = []
     for fast in (False, True):
@@ -211,6 +224,7 @@ def test_invoke_tasks_run_on_a_target(sshd, tmp_path):
 
 
 def test_invoke_runner_keeps_invokes_meaning_of_replace_env_and_timeouts():
+    # In pytest, whose stdin refuses reads (stock invoke fails on it): the commands get none.
     from invoke import Config, Context
     from invoke.exceptions import CommandTimedOut
 
@@ -223,6 +237,27 @@ def test_invoke_runner_keeps_invokes_meaning_of_replace_env_and_timeouts():
     with pytest.raises(CommandTimedOut) as info:
         c.run("sleep 30", timeout=0.5, hide=True)
     assert info.value.result.exited == -9  # as invoke's own runner: the group got SIGKILL
+
+
+def test_invoke_watchers_and_in_stream_as_with_invokes_own_runner():
+    import io
+
+    import invoke
+    from invoke import Config, Context
+    from invoke.watchers import Responder
+
+    from adapters.invoke import TransportRunner
+
+    outputs = {}
+    for runner in (invoke.Local, TransportRunner):
+        c = Context(Config(overrides={"runners": {"local": runner}, "run": {"in_stream": False}}))
+        prompts = c.run("for n in 1 2; do printf \"Name $n? \"; read a; echo \"hi $a\"; done",
+                        watchers=[Responder(pattern=r"Name 1\? ", response="ann\n"),
+                                  Responder(pattern=r"Name 2\? ", response="bob\n")], hide=True)
+        fed = c.run("cat; echo end", in_stream=io.StringIO("fed é\n"), hide=True)
+        outputs[runner] = (prompts.stdout, fed.stdout)
+    assert outputs[TransportRunner] == outputs[invoke.Local] == (
+        "Name 1? hi ann\nName 2? hi bob\n", "fed é\nend\n")
 
 
 def test_ctrl_c_stops_an_invoke_task_at_once(sshd, tmp_path):

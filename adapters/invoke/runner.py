@@ -1,40 +1,46 @@
 """TransportRunner: invoke's Runner with the command running on a transport context.
 
 invoke's Runner keeps doing what users know (echo, hide, warn, encoding,
-out_stream/err_stream, Result, UnexpectedExit, CommandTimedOut); only the
-process side changes. start() hands the command to Context.run on a worker
-thread, whose output callback feeds one queue per stream; invoke's own
-reader threads drain those queues, so output shows up as the command
-produces it. wait() blocks on an event instead of invoke's 10 ms polling.
+out_stream/err_stream, watchers, in_stream, Result, UnexpectedExit,
+CommandTimedOut); only the process side changes. start() starts the command
+with Context.start, and a worker thread waits for it, its output callback
+feeding one queue per stream; invoke's own reader threads drain those
+queues, so output shows up as the command produces it, and watchers answer
+prompts on the command's live stdin. The stdin thread copies in_stream
+(default: our stdin) there as it comes, keystrokes from a terminal one by
+one, anything else in chunks (invoke reads a byte per 10 ms), and closes it
+at the stream's end (not on a pty, as invoke). wait(), and the stdin thread
+between reads, block on events instead of invoke's 10 ms polling.
 
-What a remote command cannot have: a live stdin. An explicit in_stream is
-read to its end and fed to the command as input; otherwise the command's
-stdin is empty. Watchers (answering prompts) need a live stdin and are
-refused with a clear error, but for the one invoke's c.sudo adds: its
-command then runs in a persistent sudo interpreter on the target, which
-sudo gave the password (sudo.password, or c.sudo's password=) once, as
-Fabric's Connection.sudo does; a refused password raises invoke's
-AuthFailure, as stock invoke does. Ctrl-C stops the task at once and sends
-the running command SIGINT, as Ctrl-C at a terminal would.
+invoke's c.sudo adds a watcher that types the password at sudo's prompt;
+instead, the command runs in a persistent sudo interpreter on the target,
+which sudo gave the password (sudo.password, or c.sudo's password=) once,
+as Fabric's Connection.sudo does (other watchers stay); a refused password
+raises invoke's AuthFailure, as stock invoke does. Ctrl-C stops the task at
+once and sends the running command SIGINT, as Ctrl-C at a terminal would.
 """
 
 from __future__ import annotations
 
+import codecs
+import errno
 import queue
 import signal
-import sys
 import threading
-from typing import Any
+from typing import IO, Any
 
 from invoke import Runner
 from invoke.exceptions import AuthFailure
 from invoke.runners import Result
+from invoke.terminals import character_buffered, isatty, ready_for_reading
 from invoke.watchers import FailingResponder
 
 import transport
 
 # What the watcher invoke's Context.sudo adds waits for after a refused password.
 SUDO_RETRY = "Sorry, try again.\n"
+# How much of a stream that is not a terminal is read at a time for the command's stdin.
+STDIN_CHUNK = 64 * 1024
 
 
 def invoke_sudo(context: Any, command: str, watchers: list[Any]) -> tuple[str, str | None, str] | None:
@@ -76,6 +82,8 @@ class TransportRunner(Runner):
         # Fabric's Connection passes inline_env; env travels as data, never inlined.
         self.inline_env = inline_env
         self.target: transport.Context | None = None
+        self._command: Any = None  # the RunningCommand
+        self._stdin_decoder: Any = None
         self._chunks: dict[str, queue.SimpleQueue] = {"stdout": queue.SimpleQueue(),
                                                       "stderr": queue.SimpleQueue()}
         self._finished = threading.Event()
@@ -105,11 +113,6 @@ class TransportRunner(Runner):
         self._replace_env = replace_env
         return dict(env)
 
-    def create_io_threads(self) -> Any:
-        threads, stdout, stderr = super().create_io_threads()
-        threads.pop(self.handle_stdin, None)  # stdin is fed up front (see the module doc)
-        return threads, stdout, stderr
-
     # -- the Runner interface ---------------------------------------------------
 
     def start(self, command: str, shell: str, env: dict[str, Any]) -> None:
@@ -118,27 +121,20 @@ class TransportRunner(Runner):
         if sudo is not None:
             user, password, command = sudo
             target = self._sudo_target(target, user, password, command)
-            self.watchers = []  # sudo got its password already: nothing is answered on stdin
+            self.watchers = self.watchers[:-1]  # sudo has its password: no prompt to answer
         self.target = target
-        data = self._input()
-        argv = self.shell_argv(shell, command)
-        timeout = self.opts["timeout"]
-        worker = threading.Thread(target=self._work, args=(target, argv, env, data, timeout),
-                                  name=f"transport-run {target.name}", daemon=True)
+        self._command = target.start(self.shell_argv(shell, command), env=env or None,
+                                     timeout=self.opts["timeout"], pty=self.using_pty,
+                                     on_output=self._on_output, replace_env=self._replace_env)
+        worker = threading.Thread(target=self._work, name=f"transport-run {target.name}",
+                                  daemon=True)
         worker.start()
 
     def _sudo_request(self, command: str) -> tuple[str, str | None, str] | None:
-        """invoke_sudo()'s reading of c.sudo, None without watchers; other watchers are refused."""
+        """invoke_sudo()'s reading of c.sudo; None without watchers."""
         if not self.watchers:
             return None
-        sudo = invoke_sudo(self.context, command, self.watchers)
-        if sudo is None or len(self.watchers) > 1:
-            raise ValueError("transport: watchers (answering prompts) need a live stdin, "
-                             "which commands run over the transport do not have; pass the "
-                             "answers as in_stream (c.sudo alone is supported; here "
-                             f"watchers {self.watchers[:-1] if sudo else self.watchers!r} "
-                             "came from run.watchers or watchers=)")
-        return sudo
+        return invoke_sudo(self.context, command, self.watchers)
 
     def _sudo_target(self, via: transport.Context, user: str, password: str | None,
                      command: str) -> transport.Context:
@@ -151,20 +147,9 @@ class TransportRunner(Runner):
             result = Result(command=command, exited=-1, stderr=str(e), hide=("stdout", "stderr"))
             raise AuthFailure(result, self.context.config.sudo.prompt) from e
 
-    def _input(self) -> bytes | None:
-        stream = self.opts["in_stream"]
-        if stream is None or stream is False or stream is sys.stdin:
-            return None
-        data = stream.read()
-        return data.encode(self.encoding) if isinstance(data, str) else data
-
-    def _work(self, target: transport.Context, argv: list[str], env: dict[str, Any],
-              data: bytes | None, timeout: float | None) -> None:
+    def _work(self) -> None:
         try:
-            result = target.run(argv, env=env or None, input=data, timeout=timeout,
-                                pty=self.using_pty, on_output=self._on_output,
-                                replace_env=self._replace_env)
-            self._exit_code = result.exit_code
+            self._exit_code = self._command.wait().exit_code
         except transport.Timeout:
             self._timed_out = True
             self._exit_code = self.TIMED_OUT_EXIT
@@ -203,11 +188,61 @@ class TransportRunner(Runner):
     def read_proc_stderr(self, num_bytes: int) -> bytes:
         return self._chunks["stderr"].get()
 
+    def handle_stdin(self, input_: IO, output: IO, echo: bool | None = False) -> None:
+        """invoke's stdin thread: copy input_ to the command's stdin (echoing it where
+        invoke would) until the command ends, closing that at input_'s end (not on a
+        pty). Between reads it waits on the command's end rather than sleeping, so
+        a short command is not held up to input_sleep by this thread."""
+        with character_buffered(input_):
+            while not self.program_finished.is_set():
+                data = self.read_our_stdin(input_)
+                if data is None:  # nothing yet
+                    self.program_finished.wait(self.input_sleep)
+                elif not data:  # the end of input_
+                    if not self.using_pty:
+                        self.close_proc_stdin()
+                    return
+                else:
+                    self.write_proc_stdin(data)
+                    if echo is None:
+                        echo = self.should_echo_stdin(input_, output)
+                    if echo:
+                        self.write_our_output(stream=output, string=data)
+
+    def read_our_stdin(self, input_: IO) -> str | None:
+        """What the stream has for the command's stdin (None: nothing yet, "": its end):
+        from a terminal, as invoke reads keystrokes; from anything else, up to
+        STDIN_CHUNK bytes that are there, decoded as a whole stream (a character
+        split between two reads is kept whole)."""
+        if isatty(input_):
+            return super().read_our_stdin(input_)
+        if not ready_for_reading(input_):
+            return None
+        source = getattr(input_, "buffer", input_)  # under a text stream, its bytes
+        read = getattr(source, "read1", None) or source.read
+        try:
+            data = read(STDIN_CHUNK)
+        except OSError as e:
+            if e.errno is None:  # a stream that refuses reads (pytest's stdin): no input
+                return ""
+            if e.errno != errno.EBADF:  # as invoke: no usable stdin (nohup)
+                raise
+            return None
+        if not isinstance(data, bytes):
+            return data
+        if self._stdin_decoder is None:
+            self._stdin_decoder = codecs.getincrementaldecoder(self.encoding)("replace")
+        text = self._stdin_decoder.decode(data, final=not data)
+        return None if data and not text else text  # "" would say the stream has ended
+
     def _write_proc_stdin(self, data: bytes) -> None:
-        raise ValueError("transport: a running command has no live stdin (see TransportRunner)")
+        try:
+            self._command.write(data)
+        except BrokenPipeError:
+            pass  # the command has ended (invoke's own runner ignores a broken pipe too)
 
     def close_proc_stdin(self) -> None:
-        pass
+        self._command.close_input()
 
     def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
         if self.target is not None:

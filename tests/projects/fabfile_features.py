@@ -6,6 +6,7 @@ import os
 
 import fabric
 from fabric import task
+from invoke.watchers import Responder
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -27,6 +28,13 @@ def features(c):
     show("pty", c.run("test -t 0 && test -t 1 && echo on a tty", pty=True, hide=True).stdout)
     show("hide stdout only", c.run("echo shown; echo hidden-err >&2", hide="stderr").stdout)
     c.run("echo echoed", echo=True)
+    answered = c.run("printf 'Continue? [y/n] '; read a; echo \"answer: $a\"", hide=True,
+                     watchers=[Responder(pattern=r"Continue\? \[y/n\] ", response="y\n")])
+    show("a watcher answers a prompt", answered.stdout)
+    show("in_stream", c.run("cat; echo end", in_stream=io.StringIO("fed é\n"), hide=True).stdout)
+    show("sudo with a watcher too",
+         c.sudo("sh -c 'printf \"Name? \"; read n; echo \"$(id -un) $n\"'", hide=True,
+                watchers=[Responder(pattern=r"Name\? ", response="bob\n")]).stdout)
     show("sudo", c.sudo("sh -c 'id -un; echo $HOME'", hide=True).stdout)
     show("sudo as user", c.sudo("id -un", user="tp-app", hide=True).stdout)
     show("sudo as a nologin user", c.sudo("id -un", user="nobody", hide=True).stdout)
@@ -70,3 +78,8 @@ def fail(c):
 def whoami(c):
     show("connection class", type(c).__module__)
     c.run("id -un")
+
+
+@task
+def piped(c):
+    c.run("cat; echo end")
