@@ -375,3 +375,10 @@ def test_live_input_through_an_intermediary(router):
     command.close_input()
     assert command.wait().stdout == b"ONE TWO"
     assert child.run("cat", input=b"whole").stdout == b"whole"  # run() is unchanged
+
+
+def test_a_pty_has_a_size(target):
+    assert target.run("stty size", pty=True).stdout == b"24 80\r\n"  # as a terminal's default
+    assert target.run("stty size", pty=True, pty_size=(132, 50)).stdout == b"50 132\r\n"
+    with pytest.raises(ValueError, match="columns, rows"):
+        target.run("true", pty=True, pty_size=(0, 24))

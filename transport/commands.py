@@ -154,6 +154,17 @@ class _LiveInput:
                                                 self._target_handle, chunk))
 
 
+def _size(pty_size: tuple[int, int]) -> tuple[int, int]:
+    """A terminal's (columns, rows), checked: each from 1 to 65535."""
+    try:
+        columns, rows = (int(n) for n in pty_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"pty_size must be (columns, rows), not {pty_size!r}") from None
+    if not (0 < columns < 65536 and 0 < rows < 65536):
+        raise ValueError(f"pty_size must be (columns, rows) from 1 to 65535, not {pty_size!r}")
+    return columns, rows
+
+
 def _input_word(context: Context, data: bytes) -> tuple[int, int]:
     """A message to the input handle decoded: (INPUT_READY, handle) or (INPUT_TAKEN, bytes)."""
     try:
@@ -177,7 +188,7 @@ class RunningCommand:
                  env: dict[str, str | None] | None, cwd: str | None, input: bytes | None,
                  timeout: float | None, check: bool,
                  on_output: Callable[[str, bytes], Any] | None, pty: bool,
-                 replace_env: bool, live: bool) -> None:
+                 pty_size: tuple[int, int], replace_env: bool, live: bool) -> None:
         if not context.alive:
             raise Disconnected(context.name, context.disconnect_reason or "shut down")
         self.context = context
@@ -192,7 +203,7 @@ class RunningCommand:
         self._output_handle = core.add_stream_handler(self._events.put, context.context_id)
         self._input = _LiveInput(context) if live else None
         self._input_handle = None
-        options: dict[str, Any] = {"use_pty": True} if pty else {}
+        options: dict[str, Any] = {"use_pty": True, "pty_size": _size(pty_size)} if pty else {}
         if replace_env:
             options["replace_env"] = True
         if self._input is not None:
@@ -281,12 +292,13 @@ def start(context: Context, cmd: str | list[str], *, shell: bool = True,
           env: dict[str, str | None] | None = None, cwd: str | None = None,
           input: bytes | str | None = None, timeout: float | None = None, check: bool = False,
           on_output: Callable[[str, bytes], Any] | None = None, pty: bool = False,
-          replace_env: bool = False, live: bool = True) -> RunningCommand:
+          pty_size: tuple[int, int] = (80, 24), replace_env: bool = False,
+          live: bool = True) -> RunningCommand:
     if isinstance(input, str):
         input = input.encode()
     return RunningCommand(context, cmd, shell=shell, env=env, cwd=cwd, input=input,
                           timeout=timeout, check=check, on_output=on_output, pty=pty,
-                          replace_env=replace_env, live=live)
+                          pty_size=pty_size, replace_env=replace_env, live=live)
 
 
 def run(context: Context, cmd: str | list[str], **options: Any) -> CommandResult:

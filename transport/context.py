@@ -406,7 +406,7 @@ class Context:
             env: dict[str, str | None] | None = None, cwd: str | None = None,
             input: bytes | str | None = None, timeout: float | None = None, check: bool = False,
             on_output: Callable[[str, bytes], Any] | None = None, pty: bool = False,
-            replace_env: bool = False) -> CommandResult:
+            pty_size: tuple[int, int] = (80, 24), replace_env: bool = False) -> CommandResult:
         """Run a command in the context and return its CommandResult.
 
         A string runs under /bin/sh -c (shell=False splits nothing: pass a list); a
@@ -416,20 +416,21 @@ class Context:
         "stdout"/"stderr" chunks as they come, on the calling thread. timeout kills
         the command's whole process group and raises Timeout; check=True raises
         CommandFailed for a non-zero exit. pty=True runs it on a new pseudo-terminal
-        (its stdout and stderr then both arrive as stdout, with terminal line endings;
-        after the input, the terminal's end-of-file character ends its input, as the
-        end of a pipe does).
+        of pty_size (columns, rows) (its stdout and stderr then both arrive as stdout,
+        with terminal line endings; after the input, the terminal's end-of-file
+        character ends its input, as the end of a pipe does).
         """
         from transport import commands
 
         return commands.run(self, cmd, shell=shell, env=env, cwd=cwd, input=input,
                             timeout=timeout, check=check, on_output=on_output, pty=pty,
-                            replace_env=replace_env)
+                            pty_size=pty_size, replace_env=replace_env)
 
     def start(self, cmd: str | list[str], *, shell: bool = True,
               env: dict[str, str | None] | None = None, cwd: str | None = None,
               timeout: float | None = None, check: bool = False,
               on_output: Callable[[str, bytes], Any] | None = None, pty: bool = False,
+              pty_size: tuple[int, int] = (80, 24),
               replace_env: bool = False) -> RunningCommand:
         """Start a command whose stdin stays open while it runs; return its RunningCommand.
 
@@ -442,7 +443,7 @@ class Context:
         from transport import commands
 
         return commands.start(self, cmd, shell=shell, env=env, cwd=cwd, timeout=timeout,
-                              check=check, on_output=on_output, pty=pty,
+                              check=check, on_output=on_output, pty=pty, pty_size=pty_size,
                               replace_env=replace_env)
 
     def signal_commands(self, signum: int = 2) -> None:

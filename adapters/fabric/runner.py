@@ -2,8 +2,9 @@
 
 Commands run under the login shell of the user Fabric connects as, as sshd
 runs them for stock Fabric (c.sudo's too: stock's sudo command line is read
-by that shell, and the sudo user's may be nologin); results are
-fabric.runners.Result (with .connection).
+by that shell, and the sudo user's may be nologin); a pty has our terminal's
+size (or 80 by 24) and TERM=vt100, as stock Fabric asks sshd for; results
+are fabric.runners.Result (with .connection).
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ class FabricRunner(TransportRunner):
 
     def resolve_target(self) -> transport.Context:
         return self.context.transport_context()
+
+    def terminal_env(self) -> dict[str, str]:
+        # Stock Fabric's pty request (paramiko's get_pty) names the terminal type vt100,
+        # and sshd gives it to the command as TERM.
+        return {"TERM": "vt100"}
 
     def shell_argv(self, shell: str, command: str) -> list[str]:
         return [self.context.login_shell(), "-c", command]

@@ -32,7 +32,7 @@ from typing import IO, Any
 from invoke import Runner
 from invoke.exceptions import AuthFailure
 from invoke.runners import Result
-from invoke.terminals import character_buffered, isatty, ready_for_reading
+from invoke.terminals import character_buffered, isatty, pty_size, ready_for_reading
 from invoke.watchers import FailingResponder
 
 import transport
@@ -106,6 +106,11 @@ class TransportRunner(Runner):
         """The argv that runs command: invoke's configured shell (run.shell)."""
         return [shell, "-c", command]
 
+    def terminal_env(self) -> dict[str, str]:
+        """What a command on a pty adds to its environment (env= may override it):
+        nothing, as invoke's own pty (of our terminal's size) adds nothing."""
+        return {}
+
     def generate_env(self, env: dict[str, Any], replace_env: bool) -> dict[str, Any]:
         # Only what the caller set travels: the target keeps its own environment (the
         # controller's is not copied to another machine), as Fabric does; replace_env
@@ -123,9 +128,12 @@ class TransportRunner(Runner):
             target = self._sudo_target(target, user, password, command)
             self.watchers = self.watchers[:-1]  # sudo has its password: no prompt to answer
         self.target = target
+        if self.using_pty:
+            env = {**self.terminal_env(), **env}
         self._command = target.start(self.shell_argv(shell, command), env=env or None,
                                      timeout=self.opts["timeout"], pty=self.using_pty,
-                                     on_output=self._on_output, replace_env=self._replace_env)
+                                     pty_size=pty_size(), on_output=self._on_output,
+                                     replace_env=self._replace_env)
         worker = threading.Thread(target=self._work, name=f"transport-run {target.name}",
                                   daemon=True)
         worker.start()

@@ -26,6 +26,7 @@ def features(c):
         show("cd and prefix", c.run("pwd; echo $PREFIXED", hide=True).stdout)
     show("env", c.run("echo $GREETING", env={"GREETING": "hi"}, hide=True).stdout)
     show("pty", c.run("test -t 0 && test -t 1 && echo on a tty", pty=True, hide=True).stdout)
+    show("pty size and terminal type", c.run("stty size; echo $TERM", pty=True, hide=True).stdout)
     show("hide stdout only", c.run("echo shown; echo hidden-err >&2", hide="stderr").stdout)
     c.run("echo echoed", echo=True)
     answered = c.run("printf 'Continue? [y/n] '; read a; echo \"answer: $a\"", hide=True,

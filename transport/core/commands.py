@@ -7,10 +7,11 @@ never holds the output, and the caller holds it once. With a timeout, a
 (0, b'') chunk first says the command has started (the caller's own deadline
 counts from there, not from a call that may wait behind others). It returns
 the exit status, or 'timeout' after killing the group. With use_pty the
-command gets a new pseudo-terminal as its controlling terminal, stdin, stdout
-and stderr (so its output all comes back as stdout, as from ssh -t); after the
-input (if any) the terminal's end-of-file character is typed, so a command
-reading to the end of its input ends as it does on pipes.
+command gets a new pseudo-terminal (pty_size columns and rows, 80 by 24
+unless told) as its controlling terminal, stdin, stdout and stderr (so its
+output all comes back as stdout, as from ssh -t); after the input (if any)
+the terminal's end-of-file character is typed, so a command reading to the
+end of its input ends as it does on pipes.
 
 With live input (Context.start) the command's stdin stays open while it runs:
 the caller sends chunks to a handle of the command's own (announced with
@@ -61,11 +62,14 @@ def _popen(cmd, shell, env, cwd, stdin):
     return subprocess.Popen(cmd, **kwargs)
 
 
-def _popen_pty(cmd, shell, env, cwd):
-    """Start cmd on a new pseudo-terminal; return (proc, master fd)."""
+def _popen_pty(cmd, shell, env, cwd, size):
+    """Start cmd on a new pseudo-terminal of size (columns, rows); return (proc, master fd)."""
     import fcntl  # here, not in the child: importing after fork can deadlock
+    import struct
     import termios
     master, slave = os.openpty()
+    columns, rows = size
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', rows, columns, 0, 0))
 
     def take_terminal():
         os.setsid()
@@ -86,7 +90,7 @@ def _popen_pty(cmd, shell, env, cwd):
 
 
 def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
-        replace_env=False, input_handle=None):
+        replace_env=False, input_handle=None, pty_size=(80, 24)):
     """Run cmd; stream (1 or 2, bytes) chunks to output_handle; return exit code or 'timeout'.
 
     env changes this process's environment for the command; with replace_env it is the
@@ -110,7 +114,8 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
     proc = None
     live = input_handle is not None
     try:
-        proc, master, pump = _start(cmd, shell, environment, cwd, stdin_data, use_pty, live)
+        proc, master, pump = _start(cmd, shell, environment, cwd, stdin_data, use_pty, live,
+                                    pty_size)
     finally:
         _started(token, proc)
     feed = _LiveInput(input_handle) if live else _Input(stdin_data)
@@ -121,9 +126,9 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
         running.discard(proc.pid)
 
 
-def _start(cmd, shell, environment, cwd, stdin_data, use_pty, live):
+def _start(cmd, shell, environment, cwd, stdin_data, use_pty, live, pty_size):
     if use_pty:
-        proc, master = _popen_pty(cmd, shell, environment, cwd)
+        proc, master = _popen_pty(cmd, shell, environment, cwd, pty_size)
         pump = _pump_pty
     else:
         devnull = None
