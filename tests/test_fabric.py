@@ -154,6 +154,21 @@ def test_fabs_own_stdin_reaches_the_command_as_on_stock_fabric(sshd, runtime_con
     assert outputs[0] == outputs[1] == lines + "end\n"
 
 
+def test_an_interactive_shell_as_on_stock_fabric(sshd, runtime_config, tmp_path):
+    outputs = []
+    for fast in (False, True):
+        directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
+        result = fab(directory, runtime_config, "-H", host(sshd, "tp-plain"), "shell")
+        assert result.returncode == 0, result.stderr
+        assert "42\n" in result.stdout  # the session is shown, as it goes
+        outputs.append([result.stdout.splitlines()[0], result.stdout.rsplit("shell: ", 1)[1]])
+    # The same refusal of run()'s other options; the session's exit status, no command,
+    # no stderr, and the command typed ran (the session's text differs: stock's sshd
+    # prints its login banner, and stock types a byte per 10 ms, which the echo shows).
+    assert outputs[0] == outputs[1]
+    assert outputs[1][1] == "(3, None, '', True)\n"
+
+
 def test_a_failing_command_exits_as_stock_fabric_does(sshd, runtime_config, tmp_path):
     results = []
     for fast in (False, True):

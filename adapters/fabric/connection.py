@@ -7,8 +7,8 @@ code path (cd, prefix, hide, warn, echo, env, pty, UnexpectedExit, Result)
 with FabricRunner as its runner; sudo() runs in a persistent sudo
 interpreter per user on that host (the password, from sudo.password or
 `fab --prompt-for-sudo-password`, goes to sudo's stdin, never to a command
-line); put()/get() are Fabric's Transfer over TransportSFTP; call() runs a
-Python function on the host.
+line); put()/get() are Fabric's Transfer over TransportSFTP; shell() runs
+the login shell on a pty; call() runs a Python function on the host.
 
 Settings of our own, in the config's `transport` section: `python` (the
 target interpreter, default python3), `backend` ("paramiko", the default,
@@ -31,7 +31,7 @@ from invoke.exceptions import AuthFailure
 
 import transport
 from adapters.fabric.file_transfer import TransportSFTP
-from adapters.fabric.runner import FabricRunner
+from adapters.fabric.runner import FabricRunner, ShellRunner
 from adapters.targets import Targets, login_shell, shared_targets
 from transport.methods.ssh import SshMethod, forwarding_command
 
@@ -188,8 +188,19 @@ class Connection(fabric.Connection):
     def create_session(self) -> Any:
         return self._unavailable("an SSH session channel")
 
-    def shell(self, **kwargs: Any) -> Any:
-        return self._unavailable("an interactive shell")
+    def shell(self, **kwargs: Any) -> Result:
+        """An interactive login shell on a pty, as Fabric's shell(): what you type (or
+        in_stream) goes to it, the session comes back as stdout. It takes Fabric's
+        kwargs for it (encoding, env, in_stream, replace_env, watchers); the rest of
+        run()'s options are Fabric's defaults, not the config's, as stock."""
+        allowed = ("encoding", "env", "in_stream", "replace_env", "watchers")
+        unknown = sorted(set(kwargs) - set(allowed))
+        if unknown:
+            raise TypeError(f"shell() got unexpected keyword arguments: {unknown!r}")
+        options = dict(self.config.global_defaults()["run"])
+        options.update({key: kwargs.get(key, self.config.run[key]) for key in allowed})
+        options["pty"] = True
+        return ShellRunner(context=self, inline_env=self.inline_ssh_env).run(None, **options)
 
     def forward_local(self, *args: Any, **kwargs: Any) -> Any:
         return self._unavailable("port forwarding")

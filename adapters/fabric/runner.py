@@ -4,7 +4,8 @@ Commands run under the login shell of the user Fabric connects as, as sshd
 runs them for stock Fabric (c.sudo's too: stock's sudo command line is read
 by that shell, and the sudo user's may be nologin); a pty has our terminal's
 size (or 80 by 24) and TERM=vt100, as stock Fabric asks sshd for; results
-are fabric.runners.Result (with .connection).
+are fabric.runners.Result (with .connection). ShellRunner runs the login
+shell itself, for Connection.shell().
 """
 
 from __future__ import annotations
@@ -41,3 +42,10 @@ class FabricRunner(TransportRunner):
     def generate_result(self, **kwargs: Any) -> Result:
         kwargs["connection"] = self.context
         return Result(**kwargs)
+
+
+class ShellRunner(FabricRunner):
+    """The runner of Connection.shell(): the login shell itself, interactive on its pty."""
+
+    def shell_argv(self, shell: str, command: str | None) -> list[str]:
+        return [self.context.login_shell(), "-l"]

@@ -6,6 +6,7 @@ import os
 
 import fabric
 from fabric import task
+from invoke.exceptions import UnexpectedExit
 from invoke.watchers import Responder
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -84,3 +85,16 @@ def whoami(c):
 @task
 def piped(c):
     c.run("cat; echo end")
+
+
+@task
+def shell(c):
+    try:
+        c.shell(in_stream=io.StringIO("echo $((6 * 7))\nexit 3\n"), hide=True)
+    except TypeError as e:
+        show("shell takes Fabric's kwargs only", str(e))
+    try:
+        c.shell(in_stream=io.StringIO("echo $((6 * 7))\nexit 3\n"))
+    except UnexpectedExit as e:  # the session's exit status, as for run()
+        session = e.result
+    show("shell", (session.exited, session.command, session.stderr, "42\r\n" in session.stdout))
