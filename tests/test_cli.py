@@ -12,9 +12,9 @@ import pytest
 PY = "/usr/bin/python3"
 
 
-def transport_cli(*args, env=None, timeout=120):
+def transport_cli(*args, env=None, timeout=120, input=""):
     return subprocess.run([sys.executable, "-m", "transport", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+                          timeout=timeout, env={**os.environ, **(env or {})}, input=input)
 
 
 @pytest.fixture
@@ -30,7 +30,23 @@ def test_local_run_prints_the_output_and_passes_the_status():
     ok = transport_cli("run", "--", "echo hello")
     assert ok.returncode == 0 and ok.stdout == "hello\n"
     failed = transport_cli("run", "--", "echo oops >&2; exit 3")
-    assert failed.returncode == 1 and "oops" in failed.stderr
+    assert failed.returncode == 3 and "oops" in failed.stderr  # its status, as ssh passes it
+    killed = transport_cli("run", "--", "kill -TERM $$")
+    assert killed.returncode == 128 + 15  # as a shell reports it
+
+
+def test_one_target_runs_with_our_stdin_and_output_as_it_comes(tmp_path):
+    fed = transport_cli("run", "--", "tr a-z A-Z", input="piped in\n" * 10000)
+    assert (fed.returncode, fed.stdout) == (0, "PIPED IN\n" * 10000)
+    # The output is written as it comes: the command ends only once our stdout (the file
+    # it watches) shows its first word.
+    out_path = tmp_path / "out"
+    with open(out_path, "w") as out:
+        done = subprocess.run([sys.executable, "-m", "transport", "run", "--",
+                               f"printf first; until grep -q first {out_path}; do sleep 0.01; "
+                               "done; echo ' second'"], stdout=out, timeout=60,
+                              stdin=subprocess.DEVNULL)
+    assert (done.returncode, out_path.read_text()) == (0, "first second\n")
 
 
 def test_local_call_with_json_arguments():
@@ -49,7 +65,7 @@ def test_missing_interpreter_fails_with_a_clear_message():
 def test_one_host_prints_the_output_as_the_command_gave_it(ssh_opts):
     out = transport_cli("-H", "tp-plain@127.0.0.1", *ssh_opts, "--python", PY, "run", "--",
                         "echo one; echo two; echo oops >&2; exit 3")
-    assert (out.returncode, out.stdout, out.stderr) == (1, "one\ntwo\n", "oops\n")
+    assert (out.returncode, out.stdout, out.stderr) == (3, "one\ntwo\n", "oops\n")
     out = transport_cli("-H", "tp-plain@127.0.0.1", *ssh_opts, "--python", PY, "call", "os:getcwd")
     assert (out.returncode, out.stdout) == (0, "/home/tp-plain\n")
     out = transport_cli("-H", "tp-plain@127.0.0.9:1", *ssh_opts, "run", "--", "true")

@@ -7,11 +7,13 @@
 
 With no host it targets this machine. HOSTS are comma-separated
 [user@]host[:port]; an INVENTORY file has one host per line (# comments). With
-one target, run and call print what the command or function gave (run's stdout
-and stderr apart, as ssh does). With several hosts a progress bar runs on
-stderr (when it is a terminal), then a table shows each host's status, exit
-code, time and first line of output or error; --json prints one document
-instead. The exit status is 1 when any host failed. -v logs connections, the
+one target, run behaves as ssh host cmd does: our stdin goes to the command,
+its stdout and stderr come back apart as it writes them, and its exit status
+is ours; call prints what the function returned. With several hosts a
+progress bar runs on stderr (when it is a terminal), then a table shows each
+host's status, exit code, time and first line of output or error; --json
+prints one document instead (and the command gets no input). Otherwise the
+exit status is 1 when any host failed. -v logs connections, the
 targets' stderr and their log records with host names.
 """
 
@@ -140,6 +142,8 @@ def _command_task(options: argparse.Namespace, several: bool) -> Callable[[trans
         if not cmd:
             raise SystemExit("transport: run needs a command after --")
         command = cmd[0] if len(cmd) == 1 else cmd
+        if not several and not options.json:
+            return lambda ctx: _run_attached(ctx, command)
         return lambda ctx: ctx.run(command)
     if options.command == "call":
         fn = _resolve(options.function)
@@ -150,6 +154,33 @@ def _command_task(options: argparse.Namespace, several: bool) -> Callable[[trans
     if "{host}" not in options.dst and several:
         raise SystemExit('transport: with several hosts, get needs "{host}" in DST')
     return lambda ctx: ctx.get(options.src, options.dst.format(host=ctx.name))
+
+
+def _run_attached(ctx: transport.Context, command: str | list[str]) -> transport.CommandResult:
+    """Run command with our stdin, stdout and stderr, as ssh host cmd does: the input is
+    copied as it comes (closed at its end), the output written as it arrives."""
+    outputs = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+
+    def write_through(stream: str, chunk: bytes) -> None:
+        outputs[stream].write(chunk)
+        outputs[stream].flush()
+
+    running = ctx.start(command, on_output=write_through)
+    threading.Thread(target=_copy_stdin, args=(running,), name="transport-stdin",
+                     daemon=True).start()  # it may wait on a terminal after the command's end
+    return running.wait()
+
+
+def _copy_stdin(running: Any) -> None:
+    try:
+        while True:
+            data = os.read(sys.stdin.fileno(), 64 * 1024)
+            if not data:
+                break
+            running.write(data)
+    except (OSError, ValueError):
+        return  # no usable stdin, or the command has ended (BrokenPipeError)
+    running.close_input()
 
 
 def _run_local(router: transport.Router, options: argparse.Namespace,
@@ -263,7 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     if options.json:
         print(json.dumps(_document(results), indent=2))
     elif len(results) == 1 and options.command in ("run", "call") and _only(results).error is None:
-        _print_plain(_only(results).value)
+        value = _only(results).value
+        if options.command == "run":
+            # Its output went out as it came; killed by signal N: 128 + N, as a shell says.
+            return value.exit_code if value.exit_code >= 0 else 128 - value.exit_code
+        print(value if isinstance(value, str) else json.dumps(_jsonable(value)))
     else:
         print(_table(results))
     return 0 if all(r.ok for r in results.values()) else 1
@@ -272,15 +307,6 @@ def main(argv: list[str] | None = None) -> int:
 def _only(results: GroupResult) -> HostResult:
     (result,) = results.values()
     return result
-
-
-def _print_plain(value: Any) -> None:
-    """One target: output as the command or function gave it (as ssh host cmd would)."""
-    if isinstance(value, transport.CommandResult):
-        sys.stdout.buffer.write(value.stdout)
-        sys.stderr.buffer.write(value.stderr)
-    else:
-        print(value if isinstance(value, str) else json.dumps(_jsonable(value)))
 
 
 if __name__ == "__main__":
