@@ -5,11 +5,11 @@ back in chunks on a handle of its own while the call runs, and the waiting
 thread hands each chunk to on_output as it arrives, then returns a
 CommandResult holding the output once. run() gives the command its input
 whole (or none); start() returns a RunningCommand whose input is live: the
-caller writes while the command runs, in a window the target acknowledges. The target enforces a timeout (it
-kills the command's process group); the caller gives up too, TIMEOUT_GRACE
-seconds after that, should the target never answer. Its deadline counts from
-the target's word that the command started, as the call may have waited
-behind others there.
+caller writes while the command runs, in a window the target acknowledges.
+The target enforces a timeout (it kills the command's process group); the
+caller gives up too, TIMEOUT_GRACE seconds after that, should the target
+never answer. Its deadline counts from the target's word that the command
+started, as the call may have waited behind others there.
 """
 
 from __future__ import annotations
@@ -197,13 +197,13 @@ class RunningCommand:
         self._check = check
         self._on_output = on_output
         self._outcome: CommandResult | BaseException | None = None
+        options: dict[str, Any] = {"use_pty": True, "pty_size": _size(pty_size)} if pty else {}
         context._push_module(TARGET_MODULE)  # sent ahead of the call (once): no round trip
         core = context.router._core
         self._events: compat.SimpleQueue = compat.SimpleQueue()
         self._output_handle = core.add_stream_handler(self._events.put, context.context_id)
         self._input = _LiveInput(context) if live else None
         self._input_handle = None
-        options: dict[str, Any] = {"use_pty": True, "pty_size": _size(pty_size)} if pty else {}
         if replace_env:
             options["replace_env"] = True
         if self._input is not None:
