@@ -382,3 +382,28 @@ def test_a_pty_has_a_size(target):
     assert target.run("stty size", pty=True, pty_size=(132, 50)).stdout == b"50 132\r\n"
     with pytest.raises(ValueError, match="columns, rows"):
         target.run("true", pty=True, pty_size=(0, 24))
+
+
+def test_a_started_command_runs_alongside_later_calls_and_commands(target, tmp_path):
+    flag = tmp_path / "released"
+    waiting = target.start(f"until [ -e {flag} ]; do sleep 0.01; done; echo released",
+                           timeout=30)
+    # Behind it, these would wait for its end, which waits for them.
+    assert target.call(os.path.exists, str(flag)) is False
+    assert target.run(["touch", str(flag)]).exit_code == 0
+    assert waiting.wait().stdout == b"released\n"
+    # One that cannot start says so at wait(); its input is refused meanwhile, not waited on.
+    failed = target.start("true", cwd=str(tmp_path / "missing"))
+    with pytest.raises(transport.RemoteError, match="missing"):
+        failed.wait()
+    with pytest.raises(BrokenPipeError):
+        failed.write(b"never taken")
+
+
+def test_live_input_goes_on_while_the_command_runs_with_its_output_closed(target, tmp_path):
+    written = tmp_path / "written"
+    command = target.start(f"exec >/dev/null 2>&1; sleep 0.3; cat > {written}", timeout=60)
+    command.write(b"x" * 6000)
+    command.close_input()
+    assert command.wait().exit_code == 0
+    assert written.read_bytes() == b"x" * 6000

@@ -275,6 +275,19 @@ def test_invoke_watchers_and_in_stream_as_with_invokes_own_runner():
         "Name 1? hi ann\nName 2? hi bob\n", "fed é\nend\n")
 
 
+def test_an_asynchronous_invoke_command_runs_alongside_the_next(tmp_path):
+    from invoke import Config, Context
+
+    from adapters.invoke import TransportRunner
+
+    c = Context(Config(overrides={"runners": {"local": TransportRunner}}))
+    flag = tmp_path / "released"
+    promise = c.run(f"until [ -e {flag} ]; do sleep 0.01; done; echo released",
+                    asynchronous=True, hide=True, timeout=30)
+    c.run(f"touch {flag}", hide=True)  # behind the first, it would wait for its end
+    assert promise.join().stdout == "released\n"
+
+
 def test_ctrl_c_stops_an_invoke_task_at_once(sshd, tmp_path):
     import signal
     import uuid

@@ -80,7 +80,10 @@ def test_live_input_words_and_window_match():
     from transport import commands
     from transport.core import commands as target_commands
 
-    assert (commands.INPUT_READY, commands.INPUT_TAKEN) == (0, 1)
-    assert (target_commands.INPUT_READY, target_commands.INPUT_TAKEN) == (0, 1)
-    assert "`(0, handle)`" in DOC and "`(1, bytes taken)`" in DOC
+    words = (commands.INPUT_READY, commands.INPUT_TAKEN, commands.INPUT_ENDED)
+    assert words == (0, 1, 2) == (target_commands.INPUT_READY, target_commands.INPUT_TAKEN,
+                                  target_commands.INPUT_ENDED)
+    assert commands.EXITED == target_commands.EXITED
+    assert "`(0, handle)`" in DOC and "`(1, bytes written)`" in DOC and "`(2, 0)`" in DOC
+    assert f"`({commands.EXITED}, reply)`" in DOC
     assert f"never has more than {commands.INPUT_WINDOW // 1024} KiB" in DOC

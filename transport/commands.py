@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from transport.context import Context
 
 TARGET_MODULE = "transport.core.commands"  # not in the payload: sent before the first command
-STARTED, STDOUT, STDERR = 0, 1, 2
-INPUT_READY, INPUT_TAKEN = 0, 1  # what the target says on a live input's handle
+STARTED, STDOUT, STDERR, EXITED = 0, 1, 2, 3
+INPUT_READY, INPUT_TAKEN, INPUT_ENDED = 0, 1, 2  # what the target says on a live input's handle
 INPUT_WINDOW = 256 * 1024  # bytes of live input in flight, at most
 INPUT_CHUNK = 64 * 1024
 TIMEOUT_GRACE = 30.0
@@ -76,10 +76,10 @@ class CommandFailed(TransportError):
 
 
 def _output_chunk(context: Context, data: bytes) -> tuple[int, bytes]:
-    """An output message decoded: (STARTED, STDOUT or STDERR, bytes)."""
+    """An output message decoded: (STARTED, STDOUT, STDERR or EXITED, bytes)."""
     try:
         which, chunk = codec.decode(data)
-        if which not in (STARTED, STDOUT, STDERR) or not isinstance(chunk, bytes):
+        if which not in (STARTED, STDOUT, STDERR, EXITED) or not isinstance(chunk, bytes):
             raise ValueError(f"stream {which!r}")
     except (codec.CodecError, TypeError, ValueError) as e:
         raise ProtocolError(f"{context.name}: malformed command output: {e!r}") from None
@@ -112,8 +112,10 @@ class _LiveInput:
                 raise
             if kind == INPUT_READY:
                 self._target_handle = value
+            elif kind == INPUT_TAKEN:
+                self._in_flight = max(0, self._in_flight - value)
             else:
-                self._in_flight -= value
+                self._ended = True
 
     def end(self) -> None:
         with self._condition:
@@ -154,6 +156,17 @@ class _LiveInput:
                                                 self._target_handle, chunk))
 
 
+def _started(msg: Message) -> bool:
+    """Whether a reply to a command run alongside says it started (none other has
+    "started" as its value)."""
+    if msg.is_dead:
+        return False
+    try:
+        return codec.decode(msg.data) == ("ok", "started")
+    except codec.CodecError:
+        return False
+
+
 def _size(pty_size: tuple[int, int]) -> tuple[int, int]:
     """A terminal's (columns, rows), checked: each from 1 to 65535."""
     try:
@@ -166,10 +179,12 @@ def _size(pty_size: tuple[int, int]) -> tuple[int, int]:
 
 
 def _input_word(context: Context, data: bytes) -> tuple[int, int]:
-    """A message to the input handle decoded: (INPUT_READY, handle) or (INPUT_TAKEN, bytes)."""
+    """A message to the input handle decoded: (INPUT_READY, handle), (INPUT_TAKEN, bytes)
+    or (INPUT_ENDED, 0)."""
     try:
         kind, value = codec.decode(data)
-        if kind not in (INPUT_READY, INPUT_TAKEN) or type(value) is not int or value < 0:
+        if (kind not in (INPUT_READY, INPUT_TAKEN, INPUT_ENDED) or type(value) is not int
+                or value < 0):
             raise ValueError(f"{kind!r}, {value!r}")
     except (codec.CodecError, TypeError, ValueError) as e:
         raise ProtocolError(f"{context.name}: malformed command input word: {e!r}") from None
@@ -181,7 +196,9 @@ class RunningCommand:
 
     Its stdin stays open until close_input() (or its end): the target's pipe (or
     terminal) takes what write() sends, at most INPUT_WINDOW bytes ahead of the
-    command, so write() waits as a write to a full pipe would.
+    command, so write() waits as a write to a full pipe would. It runs alongside the
+    context's later calls and commands (a thread of its own on the target streams
+    its output and says how it ended).
     """
 
     def __init__(self, context: Context, cmd: str | list[str], *, shell: bool,
@@ -210,6 +227,7 @@ class RunningCommand:
             self._input_handle = core.add_stream_handler(self._input.on_message,
                                                          context.context_id)
             options["input_handle"] = self._input_handle
+            options["alongside"] = True
         self._reply_handle = core.add_reply_handler(self._on_reply, context.context_id)
         call = codec.encode((TARGET_MODULE, "run", (cmd, shell, env, cwd, input, timeout,
                                                     self._output_handle), options))
@@ -217,8 +235,8 @@ class RunningCommand:
                           reply_to=self._reply_handle))
 
     def _on_reply(self, msg: Message) -> None:
-        if self._input is not None:
-            self._input.end()  # writers waiting for room learn at once
+        if self._input is not None and not _started(msg):
+            self._input.end()  # it will never take input: writers waiting learn at once
         self._events.put(msg)
 
     def write(self, data: bytes | str) -> None:
@@ -264,8 +282,13 @@ class RunningCommand:
                     raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
                 if msg.handle != self._output_handle:
                     status = reply_value(context.name, msg.data)  # the exit status, or "timeout"
-                    break
+                    if self._input is None:
+                        break
+                    continue  # "started": it runs alongside, and its end comes as EXITED
                 which, chunk = _output_chunk(context, msg.data)
+                if which == EXITED:
+                    status = reply_value(context.name, chunk)
+                    break
                 if which == STARTED:
                     if timeout is not None and deadline is None:
                         deadline = compat.monotonic() + timeout + TIMEOUT_GRACE

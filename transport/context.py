@@ -439,6 +439,8 @@ class Context:
         once the command has ended), close_input() ends its input, and wait() hands
         its output to on_output on the waiting thread and returns its CommandResult.
         The command may end before its input does (nothing waits for close_input).
+        It runs alongside the context's later calls and commands (these otherwise go
+        one at a time); call wait() to free what it holds.
         """
         from transport import commands
 

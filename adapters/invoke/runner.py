@@ -17,7 +17,9 @@ instead, the command runs in a persistent sudo interpreter on the target,
 which sudo gave the password (sudo.password, or c.sudo's password=) once,
 as Fabric's Connection.sudo does (other watchers stay); a refused password
 raises invoke's AuthFailure, as stock invoke does. Ctrl-C stops the task at
-once and sends the running command SIGINT, as Ctrl-C at a terminal would.
+once and sends the running command SIGINT, as Ctrl-C at a terminal would; on
+a pty it is typed at the command's terminal, as invoke does, and the command
+decides (an interactive shell goes on).
 """
 
 from __future__ import annotations
@@ -138,9 +140,9 @@ class TransportRunner(Runner):
                                   daemon=True)
         worker.start()
 
-    def _sudo_request(self, command: str) -> tuple[str, str | None, str] | None:
-        """invoke_sudo()'s reading of c.sudo; None without watchers."""
-        if not self.watchers:
+    def _sudo_request(self, command: str | None) -> tuple[str, str | None, str] | None:
+        """invoke_sudo()'s reading of c.sudo; None without watchers (or a command)."""
+        if not self.watchers or command is None:
             return None
         return invoke_sudo(self.context, command, self.watchers)
 
@@ -253,6 +255,11 @@ class TransportRunner(Runner):
         self._command.close_input()
 
     def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
+        if self.using_pty and self._command is not None:
+            # Typed at its terminal, as invoke does: the terminal interrupts whatever runs
+            # in its foreground (a shell's job, or the shell itself), which decides.
+            self.write_proc_stdin("\x03")
+            return
         if self.target is not None:
             try:
                 self.target.signal_commands(signal.SIGINT)

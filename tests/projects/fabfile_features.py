@@ -94,7 +94,8 @@ def shell(c):
     except TypeError as e:
         show("shell takes Fabric's kwargs only", str(e))
     try:
-        c.shell(in_stream=io.StringIO("echo $((6 * 7))\nexit 3\n"))
+        c.shell(in_stream=io.StringIO("echo $((6 * 7))\nexit 3\n"),
+                watchers=[Responder(pattern="never printed", response="unused\n")])
     except UnexpectedExit as e:  # the session's exit status, as for run()
         session = e.result
     show("shell", (session.exited, session.command, session.stderr, "42\r\n" in session.stdout))

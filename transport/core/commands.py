@@ -13,13 +13,15 @@ output all comes back as stdout, as from ssh -t); after the input (if any)
 the terminal's end-of-file character is typed, so a command reading to the
 end of its input ends as it does on pipes.
 
-With live input (Context.start) the command's stdin stays open while it runs:
-the caller sends chunks to a handle of the command's own (announced with
-(INPUT_READY, handle) on the caller's input handle), an empty chunk ends the
-input, and each chunk is acknowledged with (INPUT_TAKEN, bytes) once the
-command has taken it (or once its stdin has closed, when it is dropped), so
-the caller never has more than a window in flight. Only the parent side may
-send input. The command's end does not wait for the input's. A target
+With live input (Context.start) the command runs alongside later calls (a
+thread of its own pumps it; its reply comes last on the output handle, as
+EXITED) and its stdin stays open while it runs: the caller sends chunks to a
+handle of the command's own (announced with (INPUT_READY, handle) on the
+caller's input handle), an empty chunk ends the input, and what each write
+to the command takes is acknowledged with (INPUT_TAKEN, bytes) (what it drops
+once the command has closed its stdin too), so the caller never has more
+than a window in flight. Only the parent side may send input. The input ends
+with the command (its exit, once its output is closed), with INPUT_ENDED. A target
 that loses its parent hangs up on the commands still running (SIGHUP to their
 groups), as a closed terminal would, rather than leave them behind.
 """
@@ -32,11 +34,11 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from transport.core import codec, dispatch
 from transport.core.compat import allocate_lock, binary, set_nonblocking
-from transport.core.dispatch import send_to_caller
 from transport.core.framing import Message
 
 CHUNK = 64 * 1024
@@ -47,8 +49,11 @@ running = set()
 _starting = {}
 _lock = allocate_lock()
 STARTED = 0  # the stream number of the chunk that says a timed command has started
-# What the caller's input handle gets: where to send input, and how much was taken.
-INPUT_READY, INPUT_TAKEN = 0, 1
+EXITED = 3  # the stream number of the last message of a command run alongside: its reply
+# What the caller's input handle gets: where to send input, how much was taken, and that
+# the command has ended (nothing more is taken).
+INPUT_READY, INPUT_TAKEN, INPUT_ENDED = 0, 1, 2
+EXIT_POLL = 0.05  # how often a command that closed its output is looked at, while it reads
 PY2 = sys.version_info[0] == 2
 
 
@@ -89,15 +94,31 @@ def _popen_pty(cmd, shell, env, cwd, size):
     return proc, master
 
 
+class _Output(object):
+    """Where a command's output goes: the output handle of the context that started it."""
+
+    def __init__(self, handle):
+        self.router = dispatch.current.router
+        self.caller = dispatch.current.caller
+        self.handle = handle
+
+    def send(self, stream, data):
+        self.router.send(Message(self.caller, self.router.context_id, self.handle,
+                                 codec.encode((stream, binary(data)))))
+
+
 def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
-        replace_env=False, input_handle=None, pty_size=(80, 24)):
+        replace_env=False, input_handle=None, pty_size=(80, 24), alongside=False):
     """Run cmd; stream (1 or 2, bytes) chunks to output_handle; return exit code or 'timeout'.
 
     env changes this process's environment for the command; with replace_env it is the
     command's whole environment. With input_handle (the caller's), the input is live
-    (see the module's docstring) instead of stdin_data."""
+    (see the module's docstring) instead of stdin_data. With alongside, it returns
+    'started' once the command has started, and a thread of its own streams the output
+    and ends it with (EXITED, the reply run() would have given)."""
+    output = _Output(output_handle)
     if timeout is not None:
-        send_to_caller(output_handle, codec.encode((STARTED, b'')))
+        output.send(STARTED, b'')
     environment = None
     if env or replace_env:
         environment = {} if replace_env else dict(os.environ)
@@ -119,11 +140,30 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
     finally:
         _started(token, proc)
     feed = _LiveInput(input_handle) if live else _Input(stdin_data)
+    if not alongside:
+        return _finish(proc, master, pump, feed, timeout, output)
+    thread = threading.Thread(target=_finish_alongside, name='command %d' % proc.pid,
+                              args=(proc, master, pump, feed, timeout, output))
+    thread.daemon = True
+    thread.start()
+    return 'started'
+
+
+def _finish(proc, master, pump, feed, timeout, output):
+    """Pump the command's input and output to its end; its exit status, or 'timeout'."""
     try:
-        return pump(proc, master, feed, timeout, output_handle)
+        return pump(proc, master, feed, timeout, output)
     finally:
         feed.close()
         running.discard(proc.pid)
+
+
+def _finish_alongside(proc, master, pump, feed, timeout, output):
+    try:
+        reply = ('ok', _finish(proc, master, pump, feed, timeout, output))
+    except BaseException:
+        reply = dispatch.error_reply(sys.exc_info())
+    output.send(EXITED, codec.encode(reply))
 
 
 def _start(cmd, shell, environment, cwd, stdin_data, use_pty, live, pty_size):
@@ -234,6 +274,8 @@ class _LiveInput(_Input):
         self.ended = False
         self.gone = False
         self.chunks = collections.deque()
+        self._lock = allocate_lock()  # the wake-up pipe is closed under it
+        self.closed = False
         self.wake_fd, self._wake_w = os.pipe()
         set_nonblocking(self.wake_fd)
         set_nonblocking(self._wake_w)
@@ -246,10 +288,13 @@ class _LiveInput(_Input):
     def _on_chunk(self, msg):
         """Broker thread."""
         self.chunks.append(msg.data)
-        try:
-            os.write(self._wake_w, b'.')
-        except OSError:
-            pass  # full: the pump has wake-ups waiting already
+        with self._lock:
+            if self.closed:
+                return  # its descriptor may be another file's by now
+            try:
+                os.write(self._wake_w, b'.')
+            except OSError:
+                pass  # full: the pump has wake-ups waiting already
 
     def refill(self):
         """The pump, woken: take the chunks that came."""
@@ -281,19 +326,23 @@ class _LiveInput(_Input):
 
     def close(self):
         self.router.remove_handler(self.handle)
-        os.close(self.wake_fd)
-        os.close(self._wake_w)
+        with self._lock:
+            self.closed = True
+            os.close(self.wake_fd)
+            os.close(self._wake_w)
+        self._tell(INPUT_ENDED, 0)
 
 
-def _pump(proc, _master, feed, timeout, output_handle):
-    """Feed the input, stream the output; the exit status, or 'timeout'. A command's end
-    (its output closed) ends a live input too; input given whole is written to its end."""
+def _pump(proc, _master, feed, timeout, output):
+    """Feed the input, stream the output; the exit status, or 'timeout'. Input given
+    whole is written to its end; a live input ends with the command (its process's
+    exit, once its output is closed)."""
     deadline = None if timeout is None else time.time() + timeout
     readers = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
     stdin = proc.stdin
     if stdin is not None:
         set_nonblocking(stdin.fileno())
-    while readers or (stdin is not None and not feed.live):
+    while readers or (stdin is not None and not (feed.live and proc.poll() is not None)):
         if stdin is not None and feed.ended and not feed.pending:
             stdin.close()
             stdin = None
@@ -301,6 +350,8 @@ def _pump(proc, _master, feed, timeout, output_handle):
         wait = None if deadline is None else deadline - time.time()
         if wait is not None and wait <= 0:
             return _kill(proc)
+        if not readers:  # a live input's command with its output closed: look for its exit
+            wait = EXIT_POLL if wait is None else min(wait, EXIT_POLL)
         watched = list(readers)
         if feed.wake_fd is not None and not feed.ended:
             watched.append(feed.wake_fd)
@@ -314,7 +365,7 @@ def _pump(proc, _master, feed, timeout, output_handle):
                 continue
             chunk = os.read(fd, CHUNK)
             if chunk:
-                send_to_caller(output_handle, codec.encode((readers[fd], binary(chunk))))
+                output.send(readers[fd], chunk)
             else:
                 del readers[fd]
     if stdin is not None:
@@ -335,7 +386,7 @@ def _select(readers, writers, wait):
     return readable, writable
 
 
-def _pump_pty(proc, master, feed, timeout, output_handle):
+def _pump_pty(proc, master, feed, timeout, output):
     deadline = None if timeout is None else time.time() + timeout
     input_ended = False
     set_nonblocking(master)  # as for a pipe: a blocking write could wait for ever
@@ -368,7 +419,7 @@ def _pump_pty(proc, master, feed, timeout, output_handle):
                     chunk = b''
                 if not chunk:
                     break
-                send_to_caller(output_handle, codec.encode((1, binary(chunk))))
+                output.send(1, chunk)
     finally:
         os.close(master)
     return _wait(proc, deadline)
