@@ -407,3 +407,14 @@ def test_live_input_goes_on_while_the_command_runs_with_its_output_closed(target
     command.close_input()
     assert command.wait().exit_code == 0
     assert written.read_bytes() == b"x" * 6000
+
+
+def test_a_command_that_ends_before_its_call_returns_leaves_nothing_behind(target, caplog):
+    # Run alongside, `true` may end (and say so) before the call's own reply comes: the
+    # caller waits for both, so nothing arrives at a handle it has let go of.
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    for _ in range(300):
+        assert target.start("true").wait().exit_code == 0
+    assert [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()] == []

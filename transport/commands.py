@@ -270,8 +270,11 @@ class RunningCommand:
         core = context.router._core
         chunks: dict[int, list[bytes]] = {STDOUT: [], STDERR: []}
         deadline = None  # set when the target says the command started (with a timeout only)
+        # Run alongside, it may end before the call's reply ("started") comes: both are awaited.
+        status: Any = None
+        replied = ended = False
         try:
-            while True:
+            while not (replied and ended):
                 try:
                     msg = self._events.get(timeout=None if deadline is None
                                            else max(0.0, deadline - compat.monotonic()))
@@ -281,14 +284,15 @@ class RunningCommand:
                 if msg.is_dead:
                     raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
                 if msg.handle != self._output_handle:
-                    status = reply_value(context.name, msg.data)  # the exit status, or "timeout"
-                    if self._input is None:
-                        break
-                    continue  # "started": it runs alongside, and its end comes as EXITED
+                    value = reply_value(context.name, msg.data)  # the exit status, or "timeout"
+                    replied = True
+                    if self._input is None:  # else "started", and its end comes as EXITED
+                        status, ended = value, True
+                    continue
                 which, chunk = _output_chunk(context, msg.data)
                 if which == EXITED:
-                    status = reply_value(context.name, chunk)
-                    break
+                    status, ended = reply_value(context.name, chunk), True
+                    continue
                 if which == STARTED:
                     if timeout is not None and deadline is None:
                         deadline = compat.monotonic() + timeout + TIMEOUT_GRACE
