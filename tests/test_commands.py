@@ -418,3 +418,27 @@ def test_a_command_that_ends_before_its_call_returns_leaves_nothing_behind(targe
     for _ in range(300):
         assert target.start("true").wait().exit_code == 0
     assert [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()] == []
+
+
+def test_a_started_command_on_a_pty_follows_a_new_size(target):
+    import threading
+
+    seen = []
+    ready = threading.Event()
+
+    def on_output(stream, chunk):
+        seen.append(chunk)
+        if b"ready" in b"".join(seen):
+            ready.set()
+
+    command = target.start("echo ready; read x; stty size", pty=True, pty_size=(90, 30),
+                           on_output=on_output, timeout=60)
+    waiter = threading.Thread(target=lambda: seen.append(command.wait()), daemon=True)
+    waiter.start()
+    assert ready.wait(60)
+    command.resize((120, 50))
+    command.write("\n")  # after the new size: the size reaches the terminal first
+    waiter.join(60)
+    assert seen[-1].stdout.endswith(b"50 120\r\n")
+    with pytest.raises(ValueError, match="on a pty"):
+        target.start("true").resize((80, 24))

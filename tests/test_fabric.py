@@ -288,6 +288,30 @@ def test_an_asynchronous_invoke_command_runs_alongside_the_next(tmp_path):
     assert promise.join().stdout == "released\n"
 
 
+def test_a_pty_follows_our_terminals_size(tmp_path, monkeypatch):
+    import signal
+
+    from invoke import Config, Context
+
+    import adapters.invoke.runner
+    from adapters.invoke import TransportRunner
+
+    c = Context(Config(overrides={"runners": {"local": TransportRunner},
+                                  "run": {"in_stream": False}}))
+    terminal = {"size": (90, 30)}  # ours
+    monkeypatch.setattr(adapters.invoke.runner, "pty_size", lambda: terminal["size"])
+    before = signal.getsignal(signal.SIGWINCH)
+    first, flag = tmp_path / "first", tmp_path / "resized"
+    promise = c.run(f"stty size > {first}; until [ -e {flag} ]; do sleep 0.01; done; stty size",
+                    pty=True, asynchronous=True, hide=True, timeout=30)
+    assert written_text(first) == "30 90\n"
+    terminal["size"] = (120, 50)
+    os.kill(os.getpid(), signal.SIGWINCH)  # our window changed
+    c.run(f"touch {flag}", hide=True)  # after the new size, on the same connection
+    assert promise.join().stdout == "50 120\r\n"
+    assert signal.getsignal(signal.SIGWINCH) == before  # ours is gone with the command
+
+
 def test_ctrl_c_stops_an_invoke_task_at_once(sshd, tmp_path):
     import signal
     import uuid

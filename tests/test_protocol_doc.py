@@ -80,10 +80,11 @@ def test_live_input_words_and_window_match():
     from transport import commands
     from transport.core import commands as target_commands
 
-    words = (commands.INPUT_READY, commands.INPUT_TAKEN, commands.INPUT_ENDED)
-    assert words == (0, 1, 2) == (target_commands.INPUT_READY, target_commands.INPUT_TAKEN,
-                                  target_commands.INPUT_ENDED)
+    words = (commands.INPUT_READY, commands.INPUT_TAKEN, commands.INPUT_ENDED,
+             commands.INPUT_TERMINAL)
+    assert words == (0, 1, 2, 3) == (target_commands.INPUT_READY, target_commands.INPUT_TAKEN,
+                                     target_commands.INPUT_ENDED, target_commands.INPUT_TERMINAL)
     assert commands.EXITED == target_commands.EXITED
     assert "`(0, handle)`" in DOC and "`(1, bytes written)`" in DOC and "`(2, 0)`" in DOC
-    assert f"`({commands.EXITED}, reply)`" in DOC
+    assert f"`({commands.EXITED}, reply)`" in DOC and "`(3, handle)`" in DOC
     assert f"never has more than {commands.INPUT_WINDOW // 1024} KiB" in DOC

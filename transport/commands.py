@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 TARGET_MODULE = "transport.core.commands"  # not in the payload: sent before the first command
 STARTED, STDOUT, STDERR, EXITED = 0, 1, 2, 3
-INPUT_READY, INPUT_TAKEN, INPUT_ENDED = 0, 1, 2  # what the target says on a live input's handle
+# What the target says on a live input's handle.
+INPUT_READY, INPUT_TAKEN, INPUT_ENDED, INPUT_TERMINAL = 0, 1, 2, 3
 INPUT_WINDOW = 256 * 1024  # bytes of live input in flight, at most
 INPUT_CHUNK = 64 * 1024
 TIMEOUT_GRACE = 30.0
@@ -94,6 +95,8 @@ class _LiveInput:
         self._context = context
         self._condition = threading.Condition()
         self._target_handle: int | None = None
+        self._terminal_handle: int | None = None  # a pty's: where a new size goes
+        self._size: tuple[int, int] | None = None  # a size to send once that is known
         self._in_flight = 0
         self._ended = False  # the command has ended (or will never start): nothing more goes
         self._closed = False
@@ -114,6 +117,10 @@ class _LiveInput:
                 self._target_handle = value
             elif kind == INPUT_TAKEN:
                 self._in_flight = max(0, self._in_flight - value)
+            elif kind == INPUT_TERMINAL:
+                self._terminal_handle = value
+                if self._size is not None:
+                    self._send_size()
             else:
                 self._ended = True
 
@@ -150,6 +157,19 @@ class _LiveInput:
             if not self._ended:
                 self._send(b"")
 
+    def resize(self, size: tuple[int, int]) -> None:
+        """Send the terminal's new size now, or once the target has said where to."""
+        with self._condition:
+            self._size = size
+            if self._terminal_handle is not None and not self._ended:
+                self._send_size()
+
+    def _send_size(self) -> None:
+        assert self._terminal_handle is not None
+        self._context.router._core.send(Message(self._context.context_id, CONTROLLER_ID,
+                                                self._terminal_handle, codec.encode(self._size)))
+        self._size = None
+
     def _send(self, chunk: bytes) -> None:
         assert self._target_handle is not None
         self._context.router._core.send(Message(self._context.context_id, CONTROLLER_ID,
@@ -179,11 +199,12 @@ def _size(pty_size: tuple[int, int]) -> tuple[int, int]:
 
 
 def _input_word(context: Context, data: bytes) -> tuple[int, int]:
-    """A message to the input handle decoded: (INPUT_READY, handle), (INPUT_TAKEN, bytes)
-    or (INPUT_ENDED, 0)."""
+    """A message to the input handle decoded: (INPUT_READY, handle), (INPUT_TAKEN, bytes),
+    (INPUT_ENDED, 0) or (INPUT_TERMINAL, handle)."""
     try:
         kind, value = codec.decode(data)
-        if (kind not in (INPUT_READY, INPUT_TAKEN, INPUT_ENDED) or type(value) is not int
+        if (kind not in (INPUT_READY, INPUT_TAKEN, INPUT_ENDED, INPUT_TERMINAL)
+                or type(value) is not int
                 or value < 0):
             raise ValueError(f"{kind!r}, {value!r}")
     except (codec.CodecError, TypeError, ValueError) as e:
@@ -210,6 +231,7 @@ class RunningCommand:
             raise Disconnected(context.name, context.disconnect_reason or "shut down")
         self.context = context
         self.command = cmd
+        self._pty = pty
         self._timeout = timeout
         self._check = check
         self._on_output = on_output
@@ -244,6 +266,13 @@ class RunningCommand:
         if self._input is None:
             raise ValueError(f"{self.context.name}: only a started command takes input")
         self._input.write(data.encode() if isinstance(data, str) else data)
+
+    def resize(self, pty_size: tuple[int, int]) -> None:
+        """Give the command's terminal a new size (columns, rows), as a resized window
+        does: what runs in its foreground gets SIGWINCH. Nothing once it has ended."""
+        if self._input is None or not self._pty:
+            raise ValueError(f"{self.context.name}: only a started command on a pty has a size")
+        self._input.resize(_size(pty_size))
 
     def close_input(self) -> None:
         """End the command's input: its stdin closes (on a terminal, the end-of-file

@@ -440,7 +440,8 @@ class Context:
         its output to on_output on the waiting thread and returns its CommandResult.
         The command may end before its input does (nothing waits for close_input).
         It runs alongside the context's later calls and commands (these otherwise go
-        one at a time); call wait() to free what it holds.
+        one at a time); call wait() to free what it holds. On a pty, resize((columns,
+        rows)) gives its terminal a new size, as a resized window does.
         """
         from transport import commands
 

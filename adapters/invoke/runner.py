@@ -9,7 +9,8 @@ queues, so output shows up as the command produces it, and watchers answer
 prompts on the command's live stdin. The stdin thread copies in_stream
 (default: our stdin) there as it comes, keystrokes from a terminal one by
 one, anything else in chunks (invoke reads a byte per 10 ms), and closes it
-at the stream's end (not on a pty, as invoke). wait(), and the stdin thread
+at the stream's end (not on a pty, as invoke). A pty has our terminal's size,
+and follows it when it changes (SIGWINCH), as Fabric's does. wait(), and the stdin thread
 between reads, block on events instead of invoke's 10 ms polling.
 
 invoke's c.sudo adds a watcher that types the password at sudo's prompt;
@@ -85,6 +86,7 @@ class TransportRunner(Runner):
         self.inline_env = inline_env
         self.target: transport.Context | None = None
         self._command: Any = None  # the RunningCommand
+        self._previous_winch: Any = None  # SIGWINCH's handler before ours, while ours is on
         self._stdin_decoder: Any = None
         self._chunks: dict[str, queue.SimpleQueue] = {"stdout": queue.SimpleQueue(),
                                                       "stderr": queue.SimpleQueue()}
@@ -136,6 +138,9 @@ class TransportRunner(Runner):
                                      timeout=self.opts["timeout"], pty=self.using_pty,
                                      pty_size=pty_size(), on_output=self._on_output,
                                      replace_env=self._replace_env)
+        if self.using_pty and hasattr(signal, "SIGWINCH") and (
+                threading.current_thread() is threading.main_thread()):
+            self._previous_winch = signal.signal(signal.SIGWINCH, self._window_changed)
         worker = threading.Thread(target=self._work, name=f"transport-run {target.name}",
                                   daemon=True)
         worker.start()
@@ -173,6 +178,19 @@ class TransportRunner(Runner):
     def _on_output(self, stream: str, chunk: bytes) -> None:
         if chunk:
             self._chunks[stream].put(chunk)
+
+    def _window_changed(self, signum: int, frame: Any) -> None:
+        """SIGWINCH: our terminal's new size goes to the command's, as Fabric sends it."""
+        try:
+            self._command.resize(pty_size())
+        except transport.TransportError:
+            pass  # the connection is gone, and the command with it
+
+    def stop(self) -> None:
+        super().stop()
+        if self._previous_winch is not None:
+            signal.signal(signal.SIGWINCH, self._previous_winch)
+            self._previous_winch = None
 
     def start_timer(self, timeout: Any) -> None:
         pass  # the target kills the command's process group at the deadline

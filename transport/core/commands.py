@@ -21,7 +21,8 @@ caller's input handle), an empty chunk ends the input, and what each write
 to the command takes is acknowledged with (INPUT_TAKEN, bytes) (what it drops
 once the command has closed its stdin too), so the caller never has more
 than a window in flight. Only the parent side may send input. The input ends
-with the command (its exit, once its output is closed), with INPUT_ENDED. A target
+with the command (its exit, once its output is closed), with INPUT_ENDED. On a
+pty, (INPUT_TERMINAL, handle) says where a new size (columns, rows) goes. A target
 that loses its parent hangs up on the commands still running (SIGHUP to their
 groups), as a closed terminal would, rather than leave them behind.
 """
@@ -50,9 +51,9 @@ _starting = {}
 _lock = allocate_lock()
 STARTED = 0  # the stream number of the chunk that says a timed command has started
 EXITED = 3  # the stream number of the last message of a command run alongside: its reply
-# What the caller's input handle gets: where to send input, how much was taken, and that
-# the command has ended (nothing more is taken).
-INPUT_READY, INPUT_TAKEN, INPUT_ENDED = 0, 1, 2
+# What the caller's input handle gets: where to send input, how much was taken, that the
+# command has ended (nothing more is taken), and where to send a pty's new size.
+INPUT_READY, INPUT_TAKEN, INPUT_ENDED, INPUT_TERMINAL = 0, 1, 2, 3
 EXIT_POLL = 0.05  # how often a command that closed its output is looked at, while it reads
 PY2 = sys.version_info[0] == 2
 
@@ -70,11 +71,9 @@ def _popen(cmd, shell, env, cwd, stdin):
 def _popen_pty(cmd, shell, env, cwd, size):
     """Start cmd on a new pseudo-terminal of size (columns, rows); return (proc, master fd)."""
     import fcntl  # here, not in the child: importing after fork can deadlock
-    import struct
     import termios
     master, slave = os.openpty()
-    columns, rows = size
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', rows, columns, 0, 0))
+    set_terminal_size(slave, size)
 
     def take_terminal():
         os.setsid()
@@ -105,6 +104,15 @@ class _Output(object):
     def send(self, stream, data):
         self.router.send(Message(self.caller, self.router.context_id, self.handle,
                                  codec.encode((stream, binary(data)))))
+
+
+def set_terminal_size(fd, size):
+    """Give the terminal at fd size (columns, rows); its foreground processes get SIGWINCH."""
+    import fcntl
+    import struct
+    import termios
+    columns, rows = size
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', rows, columns, 0, 0))
 
 
 def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
@@ -139,7 +147,7 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
                                     pty_size)
     finally:
         _started(token, proc)
-    feed = _LiveInput(input_handle) if live else _Input(stdin_data)
+    feed = _LiveInput(input_handle, master) if live else _Input(stdin_data)
     if not alongside:
         return _finish(proc, master, pump, feed, timeout, output)
     thread = threading.Thread(target=_finish_alongside, name='command %d' % proc.pid,
@@ -259,6 +267,9 @@ class _Input(object):
     def refill(self):
         pass
 
+    def release_terminal(self):
+        pass
+
     def close(self):
         pass
 
@@ -269,12 +280,12 @@ class _LiveInput(_Input):
 
     live = True
 
-    def __init__(self, reply_handle):
+    def __init__(self, reply_handle, terminal=None):
         _Input.__init__(self, b'')
         self.ended = False
         self.gone = False
         self.chunks = collections.deque()
-        self._lock = allocate_lock()  # the wake-up pipe is closed under it
+        self._lock = allocate_lock()  # the wake-up pipe and the terminal are let go under it
         self.closed = False
         self.wake_fd, self._wake_w = os.pipe()
         set_nonblocking(self.wake_fd)
@@ -284,6 +295,28 @@ class _LiveInput(_Input):
         self.reply_handle = reply_handle
         self.handle = self.router.add_parent_handler(self._on_chunk)
         self._tell(INPUT_READY, self.handle)
+        self.terminal = terminal  # a pty's master: its size may change
+        self.terminal_handle = None
+        if terminal is not None:
+            self.terminal_handle = self.router.add_parent_handler(self._on_resize)
+            self._tell(INPUT_TERMINAL, self.terminal_handle)
+
+    def _on_resize(self, msg):
+        """Broker thread: (columns, rows), the terminal's new size."""
+        size = codec.decode(msg.data)
+        if not (isinstance(size, tuple) and len(size) == 2
+                and all(isinstance(n, int) and 0 < n < 65536 for n in size)):
+            raise ValueError('a terminal size is (columns, rows), not %r' % (size,))
+        with self._lock:
+            if self.terminal is not None:
+                set_terminal_size(self.terminal, size)
+
+    def release_terminal(self):
+        """The pump is about to close the terminal: no size goes to it from now on."""
+        if self.terminal_handle is not None:
+            self.router.remove_handler(self.terminal_handle)
+        with self._lock:
+            self.terminal = None
 
     def _on_chunk(self, msg):
         """Broker thread."""
@@ -389,6 +422,7 @@ def _select(readers, writers, wait):
 def _pump_pty(proc, master, feed, timeout, output):
     deadline = None if timeout is None else time.time() + timeout
     input_ended = False
+    source = feed
     set_nonblocking(master)  # as for a pipe: a blocking write could wait for ever
     try:
         while True:
@@ -421,6 +455,7 @@ def _pump_pty(proc, master, feed, timeout, output):
                     break
                 output.send(1, chunk)
     finally:
+        source.release_terminal()
         os.close(master)
     return _wait(proc, deadline)
 
