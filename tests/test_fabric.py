@@ -334,6 +334,31 @@ def test_ctrl_c_stops_an_invoke_task_at_once(sshd, tmp_path):
         Path("/tmp", marker).unlink(missing_ok=True)
 
 
+def test_ctrl_c_on_a_pty_is_typed_at_the_commands_terminal(sshd, tmp_path):
+    import signal
+    import uuid
+
+    directory = _invoke_project(sshd, tmp_path)
+    marker = uuid.uuid4().hex
+    inv = subprocess.Popen([str(INV), "follow-on-a-pty", "--marker", marker], cwd=directory,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    started = Path("/tmp", f"{marker}.started")
+    try:
+        assert written_text(started) == "started\n"  # the job is in the foreground
+        inv.send_signal(signal.SIGINT)
+        out, err = inv.communicate(timeout=60)
+        # The job in the terminal's foreground got it; the shell went on, and so did inv.
+        assert written_text(Path("/tmp") / marker) == "interrupted\n"
+        assert (inv.returncode, out) == (0, "exited 0: ^Cafter 3\n"), err
+    finally:
+        inv.kill()
+        inv.wait()
+        subprocess.run(["pkill", "-f", marker])
+        Path("/tmp", marker).unlink(missing_ok=True)
+        started.unlink(missing_ok=True)
+
+
 def test_invoke_sudo_runs_in_a_sudo_interpreter_with_the_configured_password(sshd, tmp_path):
     directory = _invoke_project(sshd, tmp_path, user="tp-sudo")
     env = dict(os.environ, INVOKE_SUDO_PASSWORD=SUDO_PASSWORD)  # sudo.password, as invoke reads it

@@ -31,5 +31,15 @@ def follow(c, marker):
     c.run(f"trap 'echo interrupted > /tmp/{marker}' INT; echo started; sleep 600; : {marker}")
 
 
-ns = Collection(who, root, follow)
+@task
+def follow_on_a_pty(c, marker):
+    # The job runs in a process group of its own, in the terminal's foreground (set -m):
+    # only Ctrl-C typed at the terminal reaches it; the shell then goes on.
+    r = c.run(f"set -m; (trap 'echo interrupted > /tmp/{marker}; exit 3' INT; "
+              f"echo started > /tmp/{marker}.started; sleep 600; : {marker}); echo after $?",
+              pty=True, hide=True)
+    print(f"exited {r.exited}: {r.stdout.splitlines()[-1]}")
+
+
+ns = Collection(who, root, follow, follow_on_a_pty)
 ns.configure({"runners": {"local": TransportRunner}, "transport": TARGET})
