@@ -3,8 +3,10 @@ commands as subprocesses against the test sshd, stock Fabric side by side."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -289,8 +291,6 @@ def test_an_asynchronous_invoke_command_runs_alongside_the_next(tmp_path):
 
 
 def test_a_pty_follows_our_terminals_size(tmp_path, monkeypatch):
-    import signal
-
     from invoke import Config, Context
 
     import adapters.invoke.runner
@@ -312,51 +312,43 @@ def test_a_pty_follows_our_terminals_size(tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGWINCH) == before  # ours is gone with the command
 
 
-def test_ctrl_c_stops_an_invoke_task_at_once(sshd, tmp_path):
-    import signal
-    import uuid
-
+@contextlib.contextmanager
+def _inv_task_with_marker(sshd, tmp_path: Path, task: str):
+    """`inv TASK --marker M` running in the background (tasks_remote.py); yields (inv, marker
+    file) and then kills inv and what it started, and removes the marker files."""
     directory = _invoke_project(sshd, tmp_path)
     marker = uuid.uuid4().hex
-    inv = subprocess.Popen([str(INV), "follow", "--marker", marker], cwd=directory,
+    inv = subprocess.Popen([str(INV), task, "--marker", marker], cwd=directory,
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     try:
+        yield inv, Path("/tmp", marker)
+    finally:
+        inv.kill()
+        inv.wait()
+        subprocess.run(["pkill", "-f", marker])
+        for path in Path("/tmp").glob(f"{marker}*"):
+            path.unlink()
+
+
+def test_ctrl_c_stops_an_invoke_task_at_once(sshd, tmp_path):
+    with _inv_task_with_marker(sshd, tmp_path, "follow") as (inv, marker):
         assert inv.stdout.readline() == "started\n"  # the remote command runs
         inv.send_signal(signal.SIGINT)
         assert inv.wait(timeout=60) != 0  # not after the command's 600 s
         # The remote command got the SIGINT.
-        assert written_text(Path("/tmp") / marker) == "interrupted\n"
-    finally:
-        inv.kill()
-        inv.wait()
-        subprocess.run(["pkill", "-f", marker])
-        Path("/tmp", marker).unlink(missing_ok=True)
+        assert written_text(marker) == "interrupted\n"
 
 
 def test_ctrl_c_on_a_pty_is_typed_at_the_commands_terminal(sshd, tmp_path):
-    import signal
-    import uuid
-
-    directory = _invoke_project(sshd, tmp_path)
-    marker = uuid.uuid4().hex
-    inv = subprocess.Popen([str(INV), "follow-on-a-pty", "--marker", marker], cwd=directory,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    started = Path("/tmp", f"{marker}.started")
-    try:
-        assert written_text(started) == "started\n"  # the job is in the foreground
+    with _inv_task_with_marker(sshd, tmp_path, "follow-on-a-pty") as (inv, marker):
+        # The job is in the terminal's foreground.
+        assert written_text(marker.with_name(f"{marker.name}.started")) == "started\n"
         inv.send_signal(signal.SIGINT)
         out, err = inv.communicate(timeout=60)
-        # The job in the terminal's foreground got it; the shell went on, and so did inv.
-        assert written_text(Path("/tmp") / marker) == "interrupted\n"
+        # The job got it; the shell went on, and so did inv.
+        assert written_text(marker) == "interrupted\n"
         assert (inv.returncode, out) == (0, "exited 0: ^Cafter 3\n"), err
-    finally:
-        inv.kill()
-        inv.wait()
-        subprocess.run(["pkill", "-f", marker])
-        Path("/tmp", marker).unlink(missing_ok=True)
-        started.unlink(missing_ok=True)
 
 
 def test_invoke_sudo_runs_in_a_sudo_interpreter_with_the_configured_password(sshd, tmp_path):
