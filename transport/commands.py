@@ -129,6 +129,14 @@ class _LiveInput:
             self._ended = True
             self._condition.notify_all()
 
+    def replied(self) -> None:
+        """Broker thread: the call's reply came. A command that started said where its
+        input goes before that; one that did not start never will."""
+        with self._condition:
+            if self._target_handle is None:
+                self._ended = True
+                self._condition.notify_all()
+
     def write(self, data: bytes) -> None:
         if self._closed:
             raise ValueError(f"{self._context.name}: the command's input is closed")
@@ -174,17 +182,6 @@ class _LiveInput:
         assert self._target_handle is not None
         self._context.router._core.send(Message(self._context.context_id, CONTROLLER_ID,
                                                 self._target_handle, chunk))
-
-
-def _started(msg: Message) -> bool:
-    """Whether a reply to a command run alongside says it started (none other has
-    "started" as its value)."""
-    if msg.is_dead:
-        return False
-    try:
-        return codec.decode(msg.data) == ("ok", "started")
-    except codec.CodecError:
-        return False
 
 
 def _size(pty_size: tuple[int, int]) -> tuple[int, int]:
@@ -249,7 +246,6 @@ class RunningCommand:
             self._input_handle = core.add_stream_handler(self._input.on_message,
                                                          context.context_id)
             options["input_handle"] = self._input_handle
-            options["alongside"] = True
         self._reply_handle = core.add_reply_handler(self._on_reply, context.context_id)
         call = codec.encode((TARGET_MODULE, "run", (cmd, shell, env, cwd, input, timeout,
                                                     self._output_handle), options))
@@ -257,8 +253,8 @@ class RunningCommand:
                           reply_to=self._reply_handle))
 
     def _on_reply(self, msg: Message) -> None:
-        if self._input is not None and not _started(msg):
-            self._input.end()  # it will never take input: writers waiting learn at once
+        if self._input is not None:
+            self._input.replied()
         self._events.put(msg)
 
     def write(self, data: bytes | str) -> None:

@@ -132,12 +132,13 @@ class TransportRunner(Runner):
             target = self._sudo_target(target, user, password, command)
             self.watchers = self.watchers[:-1]  # sudo has its password: no prompt to answer
         self.target = target
+        terminal: dict[str, Any] = {}
         if self.using_pty:
             env = {**self.terminal_env(), **env}
+            terminal = {"pty": True, "pty_size": pty_size()}
         self._command = target.start(self.shell_argv(shell, command), env=env or None,
-                                     timeout=self.opts["timeout"], pty=self.using_pty,
-                                     pty_size=pty_size(), on_output=self._on_output,
-                                     replace_env=self._replace_env)
+                                     timeout=self.opts["timeout"], on_output=self._on_output,
+                                     replace_env=self._replace_env, **terminal)
         if self.using_pty and hasattr(signal, "SIGWINCH") and (
                 threading.current_thread() is threading.main_thread()):
             self._previous_winch = signal.signal(signal.SIGWINCH, self._window_changed)

@@ -93,17 +93,22 @@ def _popen_pty(cmd, shell, env, cwd, size):
     return proc, master
 
 
-class _Output(object):
-    """Where a command's output goes: the output handle of the context that started it."""
+class _CallerHandle(object):
+    """A handle in the context that started a command (taken while the call runs, as
+    the command may outlive it): its output goes to one, its input's words to another."""
 
     def __init__(self, handle):
         self.router = dispatch.current.router
         self.caller = dispatch.current.caller
         self.handle = handle
 
-    def send(self, stream, data):
+    def tell(self, value):
         self.router.send(Message(self.caller, self.router.context_id, self.handle,
-                                 codec.encode((stream, binary(data)))))
+                                 codec.encode(value)))
+
+    def send(self, stream, data):
+        """A chunk of output: (stream, bytes)."""
+        self.tell((stream, binary(data)))
 
 
 def set_terminal_size(fd, size):
@@ -116,15 +121,15 @@ def set_terminal_size(fd, size):
 
 
 def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
-        replace_env=False, input_handle=None, pty_size=(80, 24), alongside=False):
+        replace_env=False, input_handle=None, pty_size=(80, 24)):
     """Run cmd; stream (1 or 2, bytes) chunks to output_handle; return exit code or 'timeout'.
 
     env changes this process's environment for the command; with replace_env it is the
     command's whole environment. With input_handle (the caller's), the input is live
-    (see the module's docstring) instead of stdin_data. With alongside, it returns
-    'started' once the command has started, and a thread of its own streams the output
-    and ends it with (EXITED, the reply run() would have given)."""
-    output = _Output(output_handle)
+    (see the module's docstring) instead of stdin_data, and the command runs alongside
+    later calls: this returns 'started' once it has started, and a thread of its own
+    streams the output and ends it with (EXITED, the reply run() would have given)."""
+    output = _CallerHandle(output_handle)
     if timeout is not None:
         output.send(STARTED, b'')
     environment = None
@@ -147,9 +152,9 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
                                     pty_size)
     finally:
         _started(token, proc)
-    feed = _LiveInput(input_handle, master) if live else _Input(stdin_data)
-    if not alongside:
-        return _finish(proc, master, pump, feed, timeout, output)
+    if not live:
+        return _finish(proc, master, pump, _Input(stdin_data), timeout, output)
+    feed = _LiveInput(input_handle, master)
     thread = threading.Thread(target=_finish_alongside, name='command %d' % proc.pid,
                               args=(proc, master, pump, feed, timeout, output))
     thread.daemon = True
@@ -291,8 +296,7 @@ class _LiveInput(_Input):
         set_nonblocking(self.wake_fd)
         set_nonblocking(self._wake_w)
         self.router = dispatch.current.router
-        self.caller = dispatch.current.caller
-        self.reply_handle = reply_handle
+        self.words = _CallerHandle(reply_handle)
         self.handle = self.router.add_parent_handler(self._on_chunk)
         self._tell(INPUT_READY, self.handle)
         self.terminal = terminal  # a pty's master: its size may change
@@ -354,8 +358,7 @@ class _LiveInput(_Input):
             self._tell(INPUT_TAKEN, count)
 
     def _tell(self, kind, value):
-        self.router.send(Message(self.caller, self.router.context_id, self.reply_handle,
-                                 codec.encode((kind, value))))
+        self.words.tell((kind, value))
 
     def close(self):
         self.router.remove_handler(self.handle)
