@@ -290,3 +290,106 @@ def test_a_put_whose_writes_fail_there_stops_sending(router, tmp_path):
         ctx.put(str(source), str(tmp_path / "copy.bin"))
     assert stream.bytes_sent - before < 32 << 20  # a window or so, not the whole file
     assert os.listdir(tmp_path) == ["big.bin"] and ctx.call(pow, 2, 2) == 4
+
+
+def test_a_file_that_is_more_than_its_name_is_written_in_place(router, tmp_path):
+    import stat
+    import subprocess
+
+    ctx = router.local(python=PY)  # as root, like a sudo context
+    source = tmp_path / "source"
+    source.write_bytes(b"new content")
+    source.chmod(0o640)
+    # Another hard link sees the new content: the inode stays.
+    linked, other_name = tmp_path / "linked", tmp_path / "other-name"
+    linked.write_bytes(b"old")
+    os.link(linked, other_name)
+    inode = linked.stat().st_ino
+    ctx.put(str(source), str(linked))
+    assert other_name.read_bytes() == b"new content" and linked.stat().st_ino == inode
+    assert linked.stat().st_mode & 0o777 == 0o640  # the mode as asked, in place too
+    # A bind-mounted file (as a container's /etc/hosts) cannot be renamed over.
+    backing, mounted = tmp_path / "backing", tmp_path / "mounted"
+    backing.write_bytes(b"old")
+    mounted.write_bytes(b"")
+    mount = subprocess.run(["mount", "--bind", str(backing), str(mounted)],
+                           capture_output=True, text=True)
+    assert mount.returncode == 0, f"this test bind-mounts a file, as root: {mount.stderr}"
+    try:
+        ctx.put(str(source), str(mounted))
+        ctx.get(str(source), str(mounted))  # the controller's side the same
+        assert backing.read_bytes() == b"new content"
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
+    # A device is written to, never replaced by a file, and keeps its mode.
+    null = tmp_path / "null"
+    os.mknod(null, stat.S_IFCHR, os.makedev(1, 3))
+    null.chmod(0o666)
+    ctx.put(str(source), str(null))
+    assert stat.S_ISCHR(null.stat().st_mode) and null.stat().st_mode & 0o777 == 0o666
+    assert sorted(os.listdir(tmp_path)) == ["backing", "linked", "mounted", "null",
+                                            "other-name", "source"]
+
+
+def test_a_replaced_file_keeps_its_extended_attributes_but_not_capabilities(router, tmp_path):
+    ctx = router.local(python=PY)
+    source = tmp_path / "source"
+    source.write_bytes(b"new content")
+    existing = tmp_path / "tool"
+    existing.write_bytes(b"old")
+    os.setxattr(existing, "user.origin", b"ops")
+    # cap_net_raw+ep as `setcap` writes it: revision 2 and the effective flag, then the
+    # permitted and inheritable sets (little-endian, two 32-bit words each)
+    os.setxattr(existing, "security.capability",
+                bytes.fromhex("01000002") + (1 << 13).to_bytes(4, "little") + bytes(12))
+    ctx.put(str(source), str(existing))
+    assert existing.read_bytes() == b"new content"
+    assert os.getxattr(existing, "user.origin") == b"ops"
+    assert "security.capability" not in os.listxattr(existing)
+
+
+def test_a_user_writes_in_place_what_it_may_write_but_not_replace(router, sshd):
+    import pwd
+    import tempfile
+
+    plain = pwd.getpwnam("tp-plain")
+    ctx = _ssh(router, sshd)
+    top = tempfile.mkdtemp(prefix="transport-test-in-place-")
+    try:
+        os.chmod(top, 0o755)
+        closed = os.path.join(top, "closed")  # a directory tp-plain cannot write
+        os.mkdir(closed)
+        mine = os.path.join(closed, "mine.conf")  # ... holding a file it may write
+        with open(mine, "w") as f:
+            f.write("old")
+        os.chown(mine, plain.pw_uid, plain.pw_gid)
+        shared = os.path.join(top, "shared")  # a directory it can write
+        os.mkdir(shared)
+        os.chown(shared, plain.pw_uid, plain.pw_gid)
+        roots = os.path.join(shared, "roots.conf")  # ... holding root's file it may write
+        with open(roots, "w") as f:
+            f.write("old")
+        os.chmod(roots, 0o666)
+        source = os.path.join(top, "source")
+        with open(source, "w") as f:
+            f.write("new content")
+        os.chmod(source, 0o644)
+        ctx.put(source, mine, mode=0o600)
+        ctx.put(source, roots, preserve_mode=False)
+        for path, owner, mode in ((mine, plain.pw_uid, 0o600), (roots, 0, 0o666)):
+            with open(path) as f:
+                assert f.read() == "new content"
+            st = os.stat(path)
+            assert (st.st_uid, st.st_mode & 0o777) == (owner, mode)
+        assert os.listdir(closed) == ["mine.conf"] and os.listdir(shared) == ["roots.conf"]
+        assert not glob.glob("/tmp/.mine.conf.tp-*")  # the temporary file it used instead
+        # Root's file that it may not write stays as it was, with a clear error.
+        os.chmod(roots, 0o644)
+        with pytest.raises(transport.RemoteError, match="Permission denied"):
+            ctx.put(source, roots)
+        with open(roots) as f:
+            assert f.read() == "new content"
+    finally:
+        import shutil
+
+        shutil.rmtree(top)

@@ -500,12 +500,15 @@ class Context:
             preserve_mode: bool = True) -> int:
         """Copy a local file to the context, streamed and uncompressed; return its size.
 
-        Written under a temporary name and renamed, so a failed or interrupted
-        transfer never leaves a partial file at remote_path. The mode is the local
-        file's unless given; with preserve_mode=False an existing remote_path keeps
-        its mode (a new one gets the target's default). An existing file keeps its
-        owner and group where the target user may set them, and a symlink at
-        remote_path is written through, as writing the file in place would.
+        Written to a temporary file first, so a failed or interrupted transfer
+        never leaves a partial file at remote_path. The mode is the local file's
+        unless given; with preserve_mode=False an existing remote_path keeps its
+        mode (a new one gets the target's default). A new file, or an existing one
+        that is only its name, is replaced by renaming (it keeps its owner, group
+        and extended attributes where the target user may set them); one with
+        other hard links, a mount point (a bind-mounted file), a device, one this
+        user cannot give away, or one in a directory this user cannot write is
+        written in place, as scp does. A symlink at remote_path is written through.
         """
         from transport import files
 

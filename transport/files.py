@@ -2,11 +2,13 @@
 
 Both stream the file in chunks with at most WINDOW bytes unacknowledged, so
 neither side holds a whole file, and nothing is compressed. The receiving
-side writes a temporary file beside the destination and renames it into
-place only after the size checks out: an interrupted transfer never leaves
-a partial file at the destination. The file gets the source's mode unless
-a mode is given or preserve_mode is False; then an existing destination keeps
-its own. Symlinks and owners are handled as in transport/core/files.py.
+side writes a temporary file and puts it in place (by renaming it, or by
+writing an existing file that is more than its name in place) only after
+the size checks out: an interrupted transfer never leaves a partial file at
+the destination. The file gets the source's mode unless a mode is given or
+preserve_mode is False; then an existing destination keeps its own.
+Symlinks, owners, links and attributes are handled as transport/core/files.py
+says.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
     events: compat.SimpleQueue = compat.SimpleQueue()
     data_handle = core.add_stream_handler(events.put, context.context_id)
     local_path = files.destination(local_path)
-    fd, temporary = files._temporary_beside(local_path)
+    fd, temporary, beside = files.open_temporary(local_path)
     done = None
     try:
         done = context.call_async(files.send, remote_path, data_handle, WINDOW)
@@ -103,7 +105,7 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
         os.fsync(fd)
         os.close(fd)
         fd = -1
-        files.settle(temporary, local_path, mode)
+        files.settle(temporary, local_path, mode, beside)
         return received
     finally:
         if done is not None and not done.done():

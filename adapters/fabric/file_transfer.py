@@ -3,7 +3,7 @@
 Fabric's own put/get keep their path logic (remote directories, local path
 interpolation, preserve_mode); they reach the host only through the few
 SFTPClient methods implemented here, which use Context.put/get (streamed,
-uncompressed, renamed into place) and calls of os functions on the target.
+uncompressed, put in place only when complete) and calls of os functions on the target.
 """
 
 from __future__ import annotations

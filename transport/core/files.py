@@ -3,21 +3,29 @@
 A put's data travels as raw chunks on a handle of the transfer's own, a
 get's as ('data', chunk) tuples; each chunk is acknowledged, so the sender
 never has more than a window of data in flight and neither side ever holds a
-whole file. A received file is written under a temporary name beside its
-destination and renamed into place only when its size checks out, so a
-failed or interrupted transfer never leaves a partial file at the
-destination; a target that loses its parent removes its unfinished
-temporary files before it exits. Only the parent side may write files here
-(the data handle accepts nothing else).
+whole file. A received file is written to a temporary file first and reaches
+its destination only when its size checks out, so a failed or interrupted
+transfer never leaves a partial file there; a target that loses its parent
+removes its unfinished temporary files before it exits. Only the parent side
+may write files here (the data handle accepts nothing else).
+
+A new file, or an existing one that is nothing more than its name, is
+replaced at once by renaming the temporary file (written beside it) into
+place, after giving it the existing file's owner and group, extended
+attributes (POSIX ACLs among them) and, unless a mode is given, mode. An
+existing file that is more than that (other hard links to it, a mount point
+such as a bind-mounted /etc/hosts, not a regular file, an owner or an
+attribute this user cannot give a new file) or one in a directory this user
+cannot write (the temporary file then goes to the temporary directory) is
+written in place instead, as scp and sftp write every file: its inode and
+all it carries stay, and only that last local copy could be cut short.
+A new file gets the mode new files get here (0666 less the umask).
 
 Like writing the file in place would, a transfer writes through a symlink
 to the file it points at (but, as the kernel's protected_symlinks rule says,
 not through one in a sticky world-writable directory such as /tmp that
 neither this user nor the directory's owner owns: another user may have
-planted it), and an existing file keeps its owner and group
-(where this user may give them) and, unless a mode is given, its mode; a new
-file gets the mode new files get here (0666 less the umask). settle() does
-this for both sides.
+planted it). settle() does all this for both sides.
 """
 from __future__ import absolute_import
 
@@ -45,10 +53,23 @@ def _router():
     return dispatch.current.router
 
 
-def _temporary_beside(path):
+def open_temporary(path):
+    """(fd, name, beside): a new private file to receive path's data, beside path
+    unless path's directory is closed to this user while path itself is a file it
+    may write (then in the temporary directory, and settle() writes path in place)."""
     if path.endswith(os.sep) or os.path.isdir(path):  # refused before any data moves
         raise OSError(errno.EISDIR, 'Is a directory (the destination must name a file)', path)
     directory, name = os.path.split(os.path.abspath(path))
+    try:
+        return _create_in(directory, name) + (True,)
+    except OSError as e:
+        if (e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS)
+                or not (os.path.isfile(path) and os.access(path, os.W_OK))):
+            raise
+    return _create_in(os.environ.get('TMPDIR') or '/tmp', name) + (False,)
+
+
+def _create_in(directory, name):
     temporary = os.path.join(directory, '.%s.tp-%s.tmp' % (  # within NAME_MAX (255)
         name[:200], ''.join('%02x' % b for b in bytearray(os.urandom(4)))))
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -86,23 +107,78 @@ def _new_file_mode():
     return 0o666 & ~umask
 
 
-def settle(temporary, path, mode):
-    """Give the finished temporary file its mode (None: as described above) and an
-    existing file's owner, then rename it to path."""
+def settle(temporary, path, mode, beside=True):
+    """Put the finished temporary file's data at path, by renaming it into place or by
+    writing path in place (see the module's docstring); mode None: a new file gets
+    the default mode, an existing one keeps its own."""
     try:
         existing = os.stat(path)
     except OSError:
         existing = None
-    if existing is not None and (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
+    if existing is None or (beside and _can_stand_in(temporary, path, existing)):
+        if mode is None:
+            mode = stat.S_IMODE(existing.st_mode) if existing is not None else _new_file_mode()
+        os.chmod(temporary, mode)
+        try:
+            os.rename(temporary, path)
+        except OSError as e:
+            if existing is None or e.errno != errno.EBUSY:  # EBUSY: path is a mount point
+                raise
+        else:
+            in_flight.discard(temporary)
+            return
+    _write_in_place(temporary, path, mode)
+    discard(temporary)
+
+
+# What a file's new content must not inherit: the kernel drops file capabilities
+# whenever a file is written, so they go with a replaced file too.
+_NOT_INHERITED = ('security.capability',)
+
+
+def _can_stand_in(temporary, path, existing):
+    """Whether the temporary file, given existing's owner, group and extended
+    attributes, can replace path with nothing lost."""
+    if not stat.S_ISREG(existing.st_mode) or existing.st_nlink > 1:
+        return False
+    if (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
         try:
             os.chown(temporary, existing.st_uid, existing.st_gid)
-        except OSError:
-            pass  # giving a file away needs root (or, for the group, membership)
-    if mode is None:
-        mode = stat.S_IMODE(existing.st_mode) if existing is not None else _new_file_mode()
-    os.chmod(temporary, mode)
-    os.rename(temporary, path)
-    in_flight.discard(temporary)
+        except OSError:  # giving a file away needs root (or, for the group, membership)
+            return False
+    if not hasattr(os, 'listxattr'):  # Python 2, or a system without extended attributes
+        return True
+    try:
+        for name in os.listxattr(path):
+            if name not in _NOT_INHERITED:
+                os.setxattr(temporary, name, os.getxattr(path, name))
+    except OSError as e:
+        return e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP)  # none on that file system
+    return True
+
+
+def _write_in_place(temporary, path, mode):
+    """Copy the temporary file's data into path itself. Nothing changes at path if
+    it cannot be opened for writing or given the mode."""
+    out = os.open(path, os.O_WRONLY | os.O_NOCTTY)
+    try:
+        st = os.fstat(out)
+        regular = stat.S_ISREG(st.st_mode)
+        if regular:  # a device or a pipe keeps its mode and cannot be truncated
+            if mode is not None and stat.S_IMODE(st.st_mode) != mode:
+                os.fchmod(out, mode)
+            os.ftruncate(out, 0)
+        with open(temporary, 'rb') as source:
+            while True:
+                chunk = source.read(CHUNK)
+                if not chunk:
+                    break
+                while chunk:
+                    chunk = chunk[os.write(out, chunk):]
+        if regular:
+            os.fsync(out)
+    finally:
+        os.close(out)
 
 
 def discard(temporary):
@@ -122,7 +198,7 @@ class _Receiver(object):
         self.caller = caller
         self.received = 0
         self.error = None
-        self.fd, self.temporary = _temporary_beside(self.path)
+        self.fd, self.temporary, self.beside = open_temporary(self.path)
 
     def on_chunk(self, msg):
         """Broker thread: write the chunk, acknowledge it."""
@@ -178,7 +254,7 @@ def finish_receive(handle):
         discard(receiver.temporary)
         raise IOError(receiver.error)
     try:
-        settle(receiver.temporary, receiver.path, receiver.mode)
+        settle(receiver.temporary, receiver.path, receiver.mode, receiver.beside)
     except BaseException:
         discard(receiver.temporary)
         raise
