@@ -376,3 +376,57 @@ def limit_file_size(size):
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
     return True
+
+
+def exchange(port, data):
+    """On the target: send data to port on its loopback, half-close, return all it reads
+    back (None if the connection is refused)."""
+    import socket
+    import threading
+    try:
+        s = socket.create_connection(('127.0.0.1', port), 30)
+    except socket.error:
+        return None
+    s.settimeout(60)
+
+    def send():
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    received = []
+    try:
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            received.append(chunk)
+    except socket.error:
+        pass
+    sender.join()
+    s.close()
+    from transport.core.compat import binary  # bytes, not text, from Python 2 too
+    return binary(b''.join(received))
+
+
+def listening_uid(port):
+    """On the target: the uid owning the socket listening on port (from /proc/net/tcp)."""
+    with open('/proc/net/tcp') as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(':')[1], 16) == port and fields[3] == '0A':
+                return int(fields[7])
+    return None
+
+
+def flood_tunnel(handle, total):
+    """A hostile target: send `total` bytes of tunnel data to handle in the caller,
+    ignoring the window."""
+    from transport.core import codec
+    from transport.core.compat import binary
+    from transport.core.dispatch import send_to_caller
+    chunk = codec.encode((0, binary(b'x' * 65536)))
+    for _ in range(total // 65536):
+        send_to_caller(handle, chunk)
+    return True

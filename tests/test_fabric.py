@@ -482,3 +482,15 @@ def test_a_gateway_hop_logs_in_with_its_own_connections_settings(sshd):
         targets.close()
 
 
+
+
+def test_port_forwarding_as_on_stock_fabric(sshd, runtime_config, tmp_path):
+    outputs = {}
+    for fast in (False, True):
+        directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
+        result = fab(directory, runtime_config, "-H", host(sshd, "tp-plain"), "tunnels")
+        assert result.returncode == 0, result.stderr
+        outputs[fast] = result.stdout
+    assert outputs[True] == outputs[False] == (
+        "forward_local: [b'FIRST\\n', b'SECOND\\n']\nforward_remote: 'FROM THE HOST\\n'\n"
+        "closed: True\n")

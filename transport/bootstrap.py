@@ -258,16 +258,16 @@ def _one_space_indents(source: str) -> str:
 
 
 # Core modules only some targets need: intermediaries (spawn, and handshake with it),
-# detached jobs (jobs),
-# file transfer (files), commands and forwarded packages' data files (resources). They are
-# not in the payload; a target that needs one gets it by module forwarding (the controller
-# preloads spawn into a context before asking it to connect a child, and sends the others
-# ahead of the first call into them, in the same write, as it does for any module; the
-# forwarder asks for resources when a package first reads a data file).
+# detached jobs (jobs), file transfer (files), port forwarding (tunnels), commands and
+# forwarded packages' data files (resources). They are not in the payload; a target that
+# needs one gets it by module forwarding (the controller preloads spawn into a context
+# before asking it to connect a child, and sends the others ahead of the first call into
+# them, in the same write, as it does for any module; the forwarder asks for resources
+# when a package first reads a data file).
 ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.handshake",
                        "transport.core.jobs", "transport.core.files",
                        "transport.core.logs", "transport.core.commands",
-                       "transport.core.resources"})
+                       "transport.core.resources", "transport.core.tunnels"})
 
 
 def core_module_names() -> list[str]:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from transport.commands import CommandResult, RunningCommand
     from transport.controller import Router
+    from transport.tunnels import Forward
 
 
 class _Reply:
@@ -520,6 +521,29 @@ class Context:
         from transport import files
 
         return files.get(self, remote_path, local_path, mode, preserve_mode)
+
+    def forward_local(self, local_port: int, remote_port: int | None = None,
+                      remote_host: str = "localhost", local_host: str = "localhost") -> Forward:
+        """Forward local_host:local_port here to remote_host:remote_port as seen from the
+        context (remote_port defaults to local_port), as `ssh -L` does; Fabric's
+        argument names. Each connection accepted here is connected there when it
+        comes. Returns a Forward (a context manager; its `port` is the port listened
+        on, local_port 0 letting the system choose): closing it stops listening and
+        closes the tunnels still open."""
+        from transport.tunnels import LocalForward
+
+        return LocalForward(self, local_host, local_port, remote_host,
+                            local_port if remote_port is None else remote_port)
+
+    def forward_remote(self, remote_port: int, local_port: int | None = None,
+                       remote_host: str = "127.0.0.1", local_host: str = "localhost") -> Forward:
+        """Listen on remote_host:remote_port in the context and forward each connection
+        to local_host:local_port here (local_port defaults to remote_port), as `ssh -R`
+        does; Fabric's argument names. Returns a Forward, as forward_local() does."""
+        from transport.tunnels import RemoteForward
+
+        return RemoteForward(self, remote_host, remote_port, local_host,
+                             remote_port if local_port is None else local_port)
 
     def _push_module(self, module: str) -> None:
         """On the first call into a module, send it and its closure ahead of the call.

@@ -8,7 +8,8 @@ with FabricRunner as its runner; sudo() runs in a persistent sudo
 interpreter per user on that host (the password, from sudo.password or
 `fab --prompt-for-sudo-password`, goes to sudo's stdin, never to a command
 line); put()/get() are Fabric's Transfer over TransportSFTP; shell() runs
-the login shell on a pty; call() runs a Python function on the host.
+the login shell on a pty; forward_local()/forward_remote() carry their tunnels
+over the transport; call() runs a Python function on the host.
 
 Settings of our own, in the config's `transport` section: `python` (the
 target interpreter, default python3), `backend` ("paramiko", the default,
@@ -22,7 +23,9 @@ paramiko one, like stock Fabric, does not) and `ssh_options` (extra `ssh -o` opt
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import fabric
@@ -202,8 +205,18 @@ class Connection(fabric.Connection):
         options["pty"] = True
         return ShellRunner(context=self, inline_env=self.inline_ssh_env).run(None, **options)
 
-    def forward_local(self, *args: Any, **kwargs: Any) -> Any:
-        return self._unavailable("port forwarding")
+    @contextlib.contextmanager
+    def forward_local(self, local_port: int, remote_port: int | None = None,
+                      remote_host: str = "localhost", local_host: str = "localhost") -> Iterator[None]:
+        """Fabric's forward_local (as `ssh -L`), its tunnels carried by the transport."""
+        with self.transport_context().forward_local(local_port, remote_port, remote_host,
+                                                    local_host):
+            yield
 
-    def forward_remote(self, *args: Any, **kwargs: Any) -> Any:
-        return self._unavailable("port forwarding")
+    @contextlib.contextmanager
+    def forward_remote(self, remote_port: int, local_port: int | None = None,
+                       remote_host: str = "127.0.0.1", local_host: str = "localhost") -> Iterator[None]:
+        """Fabric's forward_remote (as `ssh -R`), its tunnels carried by the transport."""
+        with self.transport_context().forward_remote(remote_port, local_port, remote_host,
+                                                     local_host):
+            yield

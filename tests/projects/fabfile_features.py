@@ -99,3 +99,65 @@ def shell(c):
     except UnexpectedExit as e:  # the session's exit status, as for run()
         session = e.result
     show("shell", (session.exited, session.command, session.stderr, "42\r\n" in session.stdout))
+
+
+def _shouting_server():
+    """A server here on 127.0.0.1 that answers each connection's first line in capitals
+    and closes it (stock Fabric's tunnels close at the first end of file, both ways)."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer(conn):
+        with conn:
+            conn.sendall(conn.makefile("rb").readline().upper())
+
+    def serve():
+        while True:
+            threading.Thread(target=answer, args=(server.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1]
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ask(port, text):
+    """Send a line to port on this machine, return the answer; stock Fabric's forward
+    starts listening on a thread of its own, so the first attempts may be refused."""
+    import socket
+    import time
+
+    for _ in range(100):
+        try:
+            s = socket.create_connection(("localhost", port))
+        except ConnectionRefusedError:
+            time.sleep(0.05)
+            continue
+        with s:
+            s.sendall(text + b"\n")
+            return s.makefile("rb").read()
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+ASK_THERE = ("import socket,sys; c=socket.create_connection(('127.0.0.1', int(sys.argv[1]))); "
+             "c.sendall(b'from the host\\n'); print(c.makefile('rb').read().decode().strip())")
+
+
+@task
+def tunnels(c):
+    server = _shouting_server()
+    local = _free_port()
+    with c.forward_local(local, remote_port=server, remote_host="127.0.0.1"):
+        show("forward_local", [_ask(local, b"first"), _ask(local, b"second")])
+    there = _free_port()
+    with c.forward_remote(there, local_port=server, local_host="127.0.0.1"):
+        show("forward_remote", c.run(f"python3 -c \"{ASK_THERE}\" {there}", hide=True).stdout)
+    show("closed", c.run(f"python3 -c \"{ASK_THERE}\" {there}", hide=True, warn=True).failed)

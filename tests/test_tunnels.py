@@ -1,0 +1,167 @@
+"""Port forwarding: Context.forward_local and forward_remote, through chains, with
+flow control, half-closes, and failures that stay with the connection that met them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+import pytest
+
+PY = "/usr/bin/python3"
+
+
+class EchoServer:
+    """A TCP server on 127.0.0.1 that echoes what it reads until end of file, then says
+    which user's socket connected to it (the uid owning the client's end)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.uids: list[int] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, peer = self.sock.accept()
+            except OSError:  # stopped
+                return
+            threading.Thread(target=self._echo, args=(conn, peer), daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop listening (shut down first: a close alone leaves the accept() under way,
+        and the kernel goes on accepting)."""
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+    def _echo(self, conn: socket.socket, peer: tuple[str, int]) -> None:
+        self.uids.append(_socket_owner(peer[1]))
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+            conn.shutdown(socket.SHUT_WR)
+
+
+def _socket_owner(port: int) -> int:
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port:
+                return int(fields[7])
+    raise AssertionError(f"no socket on local port {port}")
+
+
+def _exchange(port: int, data: bytes) -> bytes:
+    """Send data to port here, half-close, and read everything back."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        sender = threading.Thread(target=lambda: (s.sendall(data), s.shutdown(socket.SHUT_WR)))
+        sender.start()
+        received = bytearray()
+        while chunk := s.recv(1 << 20):
+            received += chunk
+        sender.join()
+    return bytes(received)
+
+
+@pytest.fixture
+def echo():
+    return EchoServer()
+
+
+def test_forward_local_connects_from_the_target_through_a_chain(router, sshd, echo):
+    import pwd
+
+    web = router.ssh("127.0.0.1", port=sshd.port, user="tp-nopw", python=PY,
+                     ssh_options=sshd.ssh_options())
+    app = router.sudo(via=web, user="tp-plain", python=PY)
+    data = os.urandom(6 * 1024 * 1024)  # many windows each way, before anyone reads
+    with app.forward_local(0, echo.port, "127.0.0.1", local_host="127.0.0.1") as forward:
+        assert forward.port != 0
+        assert _exchange(forward.port, data) == data
+        assert _exchange(forward.port, b"") == b""  # an end of file alone, too
+    assert echo.uids == [pwd.getpwnam("tp-plain").pw_uid] * 2  # the target connected
+    with pytest.raises(ConnectionRefusedError):  # closed: nothing listens any more
+        socket.create_connection(("127.0.0.1", forward.port))
+    assert app.call(os.getuid) == pwd.getpwnam("tp-plain").pw_uid
+
+
+def test_forward_remote_listens_on_the_target_and_connects_here(router, sshd, echo):
+    from tests import remote_functions as rf
+
+    ctx = router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", python=PY,
+                     ssh_options=sshd.ssh_options())
+    with ctx.forward_remote(0, echo.port, local_host="127.0.0.1") as forward:
+        listening = ctx.call(rf.listening_uid, forward.port)
+        assert listening == ctx.call(os.getuid)  # the target's own socket listens
+        assert ctx.call(rf.exchange, forward.port, b"through" * 100_000) == b"through" * 100_000
+    assert echo.uids == [0]  # the controller connected, as root
+    assert ctx.call(rf.exchange, forward.port, b"x") is None  # refused: stopped listening
+
+
+def test_a_tunnel_that_cannot_be_made_closes_its_connection_and_names_the_host(
+        router, echo, caplog):
+    ctx = router.local(python=PY)
+    closed_port = echo.port
+    echo.stop()  # nothing listens there now
+    with ctx.forward_local(0, closed_port, "127.0.0.1") as forward, \
+            caplog.at_level(logging.WARNING, logger="transport"):
+        with socket.create_connection(("127.0.0.1", forward.port)) as s:
+            s.settimeout(60)
+            assert s.recv(10) == b""  # closed at once, not left hanging
+    assert any(ctx.name in r.getMessage() and "Connection refused" in r.getMessage()
+               for r in caplog.records), caplog.text
+    assert ctx.call(pow, 2, 5) == 32  # the context goes on
+    server = EchoServer()
+    with ctx.forward_remote(0, server.port, local_host="127.0.0.1") as forward:
+        server.stop()
+        from tests import remote_functions as rf
+
+        assert ctx.call(rf.exchange, forward.port, b"lost") == b""
+    assert ctx.call(pow, 2, 5) == 32
+
+
+def test_closing_a_forward_closes_its_open_tunnels(router, echo):
+    ctx = router.local(python=PY)
+    with ctx.forward_local(0, echo.port, "127.0.0.1") as forward:
+        s = socket.create_connection(("127.0.0.1", forward.port))
+        s.sendall(b"ping")
+        assert s.recv(4) == b"ping"
+    s.settimeout(60)
+    with s:
+        assert s.recv(4) == b""
+
+
+def test_tunnels_on_every_target_python(router, echo):
+    from tests import remote_functions as rf
+    from tests.support.interpreters import find_interpreters
+
+    data = os.urandom(300_000)
+    for version, python in sorted(find_interpreters().items()):
+        ctx = router.local(python=python)
+        with ctx.forward_local(0, echo.port, "127.0.0.1") as forward:
+            assert _exchange(forward.port, data) == data, version
+        with ctx.forward_remote(0, echo.port, local_host="127.0.0.1") as forward:
+            assert ctx.call(rf.exchange, forward.port, data) == data, version
+
+
+def test_a_target_that_sends_beyond_the_window_is_cut_off(router, echo):
+    import time
+
+    from tests import remote_functions as rf
+
+    ctx = router.local(python=PY)
+    with ctx.forward_local(0, echo.port, "127.0.0.1") as forward:
+        client = socket.create_connection(("127.0.0.1", forward.port))  # it never reads
+        deadline = time.monotonic() + 60
+        while not any(p.peer_handle for p in forward._pumps) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (pump,) = forward._pumps
+        assert ctx.call(rf.flood_tunnel, pump.handle, 64 << 20)
+        while forward._pumps and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not forward._pumps, "the flooded tunnel is still open"
+        client.close()
+    assert ctx.call(pow, 2, 5) == 32

@@ -1,0 +1,286 @@
+"""TCP tunnels through a context: port forwarding without an SSH channel.
+
+A tunnel joins two connected sockets, one in each of two contexts (the
+controller and a target), by messages: each end is a Pump whose thread
+reads its socket and sends (DATA, bytes) to the other end's handle, never
+more than WINDOW bytes unacknowledged, and whose other thread writes what
+the other end sends to its socket, acknowledging each chunk with (ACK,
+bytes) once written. (EOF, 0) says the sender's socket has reached end of
+file: the receiver shuts down its socket's writing side after the data
+before it (a half-close, as TCP has). (RESET, 0) says the sender's
+connection failed or was closed: the receiver closes its own. An end whose
+both directions are done closes its socket and releases its handle.
+
+connect() opens the target's end of a tunnel to a host and port the caller
+names (a local forward: the caller accepted the connection); listen()
+accepts connections on the target and announces each new end's handle to
+the caller, which connects its own end and names its handle with (PEER,
+handle) (a remote forward). The controller builds its ends from the same
+Pump (transport/tunnels.py). A target's ends take messages from the parent
+side only; the controller's from that context only.
+"""
+from __future__ import absolute_import
+
+import itertools
+import socket
+import threading
+
+from transport.core import codec
+from transport.core.compat import binary, deque
+from transport.core.framing import Message
+
+CHUNK = 128 * 1024
+WINDOW = 1024 * 1024
+CONNECT_TIMEOUT = 30.0
+ACCEPT_POLL = 0.25  # how soon a listener sees that it was stopped
+
+DATA, ACK, EOF, RESET, PEER = 0, 1, 2, 3, 4
+_SOCKET_ERRORS = (socket.error, OSError, IOError)
+
+
+class Pump(object):
+    """One end of a tunnel: a connected socket and the other end's handle.
+
+    The owner registers on_message for this end's handle (self.handle) and
+    calls start() once the other end's handle is known (or, with
+    await_peer, lets the other end name it with PEER); on_done(pump) is
+    called once, when the end is closed. An other end that sends more than
+    its window before our acknowledgements is reset.
+    """
+
+    def __init__(self, router, sock, peer, on_done=None, await_peer=False):
+        self.router = router
+        self.sock = sock
+        self.peer = peer  # the other end's context
+        self.peer_handle = None
+        self.handle = None
+        self.on_done = on_done
+        self._await_peer = await_peer
+        self._cond = threading.Condition()
+        self._unacknowledged = 0
+        self._outgoing = deque()  # chunks for our socket; None: the other end's EOF
+        self._queued = 0  # bytes in _outgoing
+        self._directions_done = 0
+        self._closed = False
+
+    def start(self, peer_handle):
+        with self._cond:
+            if self.peer_handle is not None or self._closed:
+                return
+            self.peer_handle = peer_handle
+        for work in (self._read, self._write):
+            thread = threading.Thread(target=work, name='transport-tunnel')
+            thread.daemon = True
+            thread.start()
+
+    def on_message(self, msg):
+        """Broker thread: take the other end's data, words and acknowledgements."""
+        if msg.is_dead:  # the other end's context is gone
+            self.close()
+            return
+        word = codec.decode(msg.data)
+        if not (isinstance(word, tuple) and len(word) == 2 and isinstance(word[0], int)):
+            raise ValueError('malformed tunnel message %r' % (word,))
+        kind, value = word
+        if kind == PEER and isinstance(value, int) and self._await_peer:
+            self.start(value)
+        elif kind == RESET:
+            self.close()
+        elif kind == DATA and isinstance(value, bytes) and self._queued + len(value) > WINDOW + CHUNK:
+            self.reset()
+            raise ValueError('tunnel data beyond the window')
+        else:
+            with self._cond:
+                if kind == DATA and isinstance(value, bytes):
+                    self._outgoing.append(value)
+                    self._queued += len(value)
+                elif kind == EOF:
+                    self._outgoing.append(None)
+                elif kind == ACK and isinstance(value, int) and value >= 0:
+                    self._unacknowledged = max(0, self._unacknowledged - value)
+                else:
+                    raise ValueError('malformed tunnel message %r' % (word,))
+                self._cond.notify_all()
+
+    def _tell(self, kind, value):
+        self.router.send(Message(self.peer, self.router.context_id, self.peer_handle,
+                                 codec.encode((kind, value))))
+
+    def _read(self):
+        """Our socket to the other end, a window at a time."""
+        try:
+            while True:
+                with self._cond:
+                    while self._unacknowledged >= WINDOW and not self._closed:
+                        self._cond.wait()
+                    if self._closed:
+                        return
+                data = self.sock.recv(CHUNK)
+                with self._cond:
+                    if self._closed:
+                        return
+                    self._unacknowledged += len(data)
+                if not data:
+                    self._tell(EOF, 0)
+                    with self._cond:  # done when all we sent is written (no late ACK)
+                        while self._unacknowledged and not self._closed:
+                            self._cond.wait()
+                    break
+                self._tell(DATA, binary(data))
+        except _SOCKET_ERRORS:
+            self.reset()
+            return
+        self._direction_done()
+
+    def _write(self):
+        """The other end's data to our socket, acknowledged as written."""
+        try:
+            while True:
+                with self._cond:
+                    while not self._outgoing and not self._closed:
+                        self._cond.wait()
+                    if self._closed:
+                        return
+                    data = self._outgoing.popleft()
+                if data is None:
+                    self.sock.shutdown(socket.SHUT_WR)
+                    break
+                self.sock.sendall(data)
+                with self._cond:
+                    self._queued -= len(data)
+                self._tell(ACK, len(data))
+        except _SOCKET_ERRORS:
+            self.reset()
+            return
+        self._direction_done()
+
+    def _direction_done(self):
+        with self._cond:
+            self._directions_done += 1
+            done = self._directions_done == 2
+        if done:
+            self.close()
+
+    def reset(self):
+        """Close this end and tell the other end to close its own."""
+        with self._cond:
+            tell = not self._closed and self.peer_handle is not None
+        if tell:
+            self._tell(RESET, 0)
+        self.close()
+
+    def close(self):
+        """Close this end (at once: data not yet written is dropped)."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes our reader blocked in recv()
+        except _SOCKET_ERRORS:
+            pass
+        self.sock.close()
+        if self.handle is not None:
+            self.router.remove_handler(self.handle)
+        if self.on_done is not None:
+            self.on_done(self)
+
+
+class Listener(object):
+    """A TCP socket listening on (host, port) until stop(); a thread of its own calls
+    on_connection(conn) for each connection it accepts. `port`: the port it got."""
+
+    def __init__(self, host, port, on_connection):
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)[0]
+        self.sock = socket.socket(family, kind, proto)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(address)
+            self.sock.listen(64)
+            self.sock.settimeout(ACCEPT_POLL)
+        except BaseException:
+            self.sock.close()
+            raise
+        self.port = self.sock.getsockname()[1]
+        self.on_connection = on_connection
+        self.stopped = False
+        thread = threading.Thread(target=self._serve, name='transport-tunnel-listener')
+        thread.daemon = True
+        thread.start()
+
+    def _serve(self):
+        while not self.stopped:
+            try:
+                conn = self.sock.accept()[0]
+            except socket.timeout:
+                continue
+            except _SOCKET_ERRORS:
+                if self.stopped:
+                    return
+                raise
+            conn.settimeout(None)
+            self.on_connection(conn)
+
+    def stop(self):
+        """Stop listening now: a connection attempt from here on is refused."""
+        self.stopped = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes accept() where the system can
+        except _SOCKET_ERRORS:
+            pass
+        self.sock.close()
+
+
+# Target side: the calls the controller makes.
+
+def _current():
+    from transport.core import dispatch
+    return dispatch.current.router, dispatch.current.caller
+
+
+def _end(router, caller, sock, await_peer=False):
+    pump = Pump(router, sock, caller, await_peer=await_peer)
+    pump.handle = router.add_parent_handler(pump.on_message)
+    return pump
+
+
+def connect(host, port, peer_handle):
+    """Connect to (host, port) from here as a tunnel's end whose other end is
+    peer_handle in the caller; return this end's handle."""
+    router, caller = _current()
+    sock = socket.create_connection((host, port), CONNECT_TIMEOUT)
+    sock.settimeout(None)
+    pump = _end(router, caller, sock)
+    pump.start(peer_handle)
+    return pump.handle
+
+
+_listeners = {}
+_listener_ids = itertools.count(1)
+
+
+def listen(host, port, accepted_handle):
+    """Listen on (host, port) here until stop_listening(); each accepted connection
+    becomes a tunnel's end whose handle goes to accepted_handle in the caller, which
+    names its own end with PEER. Returns (listener id, the port listened on)."""
+    router, caller = _current()
+
+    def announce(conn):
+        pump = _end(router, caller, conn, await_peer=True)
+        router.send(Message(caller, router.context_id, accepted_handle,
+                            codec.encode(pump.handle)))
+
+    listener = Listener(host, port, announce)
+    listener_id = next(_listener_ids)
+    _listeners[listener_id] = listener
+    return listener_id, listener.port
+
+
+def stop_listening(listener_id):
+    """Stop a listen() at once (the tunnels open go on)."""
+    listener = _listeners.pop(listener_id, None)
+    if listener is not None:
+        listener.stop()
+    return listener is not None

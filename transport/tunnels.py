@@ -1,0 +1,163 @@
+"""Port forwarding for the controller: Context.forward_local() and forward_remote().
+
+A local forward listens here and, for each connection it accepts, asks the
+context to connect to the remote host and port; a remote forward asks the
+context to listen and, for each connection it accepts there, connects here
+to the local host and port. Either way the bytes travel as messages between
+two tunnel ends (transport/core/tunnels.py), through every intermediary on
+the route, with flow control. The controller connects only to the address
+the caller gave: a target can announce connections but never choose where
+they go. A tunnel that cannot be made closes the connection that asked for
+it and is logged as a warning naming the host.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from typing import TYPE_CHECKING, Any
+
+from transport.core import codec, tunnels
+from transport.core.framing import Message
+from transport.errors import TransportError
+
+if TYPE_CHECKING:
+    from transport.context import Context
+
+log = logging.getLogger("transport")
+
+
+class Forward:
+    """A forwarded port, open until close() or the end of a with block.
+
+    `port` is the port listened on (useful when 0 asked the system for one).
+    Closing stops listening and closes the tunnels still open.
+    """
+
+    def __init__(self, context: Context, description: str) -> None:
+        self.context = context
+        self.description = description
+        self.port = 0
+        self._core = context.router._core
+        self._lock = threading.Lock()
+        self._pumps: set[tunnels.Pump] = set()
+        self._closed = False
+
+    def __enter__(self) -> Forward:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Forward {self.description} on {self.context.name}>"
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pumps = list(self._pumps)
+        for pump in pumps:
+            pump.reset()
+
+    def _end(self, sock: socket.socket) -> tunnels.Pump | None:
+        """The controller's end of a new tunnel, or None once closed."""
+        pump = tunnels.Pump(self._core, sock, self.context.context_id, self._forget)
+        with self._lock:
+            if self._closed:
+                sock.close()
+                return None
+            self._pumps.add(pump)
+        pump.handle = self._core.add_stream_handler(pump.on_message, self.context.context_id)
+        return pump
+
+    def _forget(self, pump: tunnels.Pump) -> None:
+        with self._lock:
+            self._pumps.discard(pump)
+
+    def _failed(self, what: str, error: BaseException) -> None:
+        log.warning("%s: %s: %s failed: %s", self.context.name, self.description, what, error)
+
+
+class LocalForward(Forward):
+    def __init__(self, context: Context, local_host: str, local_port: int, remote_host: str,
+                 remote_port: int) -> None:
+        super().__init__(context, f"forward {local_host}:{local_port} to "
+                                  f"{remote_host}:{remote_port} there")
+        self.remote = (remote_host, remote_port)
+        self._listener = tunnels.Listener(local_host, local_port, self._start)
+        self.port = self._listener.port
+
+    def _start(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._tunnel, args=(conn,), daemon=True,
+                         name="transport-tunnel-setup").start()
+
+    def _tunnel(self, conn: socket.socket) -> None:
+        pump = self._end(conn)
+        if pump is None:
+            return
+        try:
+            there = self.context.call(tunnels.connect, *self.remote, pump.handle)
+        except Exception as e:
+            self._failed(f"connecting to {self.remote[0]}:{self.remote[1]} there", e)
+            pump.close()
+            return
+        pump.start(there)
+
+    def close(self) -> None:
+        self._listener.stop()
+        super().close()
+
+
+class RemoteForward(Forward):
+    def __init__(self, context: Context, remote_host: str, remote_port: int, local_host: str,
+                 local_port: int) -> None:
+        super().__init__(context, f"forward {remote_host}:{remote_port} there to "
+                                  f"{local_host}:{local_port}")
+        self.local = (local_host, local_port)
+        self._announced = self._core.add_stream_handler(self._on_accepted, context.context_id)
+        try:
+            self._listener_id, self.port = context.call(tunnels.listen, remote_host, remote_port,
+                                                        self._announced)
+        except BaseException:
+            self._core.remove_handler(self._announced)
+            raise
+
+    def _on_accepted(self, msg: Any) -> None:
+        """Broker thread: the context accepted a connection; its end's handle."""
+        if msg.is_dead:
+            return
+        there = codec.decode(msg.data)
+        if not isinstance(there, int) or isinstance(there, bool):
+            raise TransportError(f"{self.context.name}: malformed tunnel announcement")
+        threading.Thread(target=self._tunnel, args=(there,), daemon=True,
+                         name="transport-tunnel-setup").start()
+
+    def _tunnel(self, there: int) -> None:
+        try:
+            conn = socket.create_connection(self.local, tunnels.CONNECT_TIMEOUT)
+            conn.settimeout(None)
+        except OSError as e:
+            self._failed(f"connecting to {self.local[0]}:{self.local[1]} here", e)
+            _tell(self.context, there, tunnels.RESET)
+            return
+        pump = self._end(conn)
+        if pump is None:
+            _tell(self.context, there, tunnels.RESET)
+            return
+        pump.start(there)
+        _tell(self.context, there, tunnels.PEER, pump.handle)
+
+    def close(self) -> None:
+        if self.context.alive:
+            try:
+                self.context.call(tunnels.stop_listening, self._listener_id)
+            except TransportError:
+                pass  # the context went meanwhile: its listener with it
+        super().close()
+        self._core.remove_handler(self._announced)
+
+
+def _tell(context: Context, handle: int, kind: int, value: int = 0) -> None:
+    core = context.router._core
+    core.send(Message(context.context_id, core.context_id, handle, codec.encode((kind, value))))
