@@ -327,6 +327,13 @@ def test_a_file_that_is_more_than_its_name_is_written_in_place(router, tmp_path)
     null.chmod(0o666)
     ctx.put(str(source), str(null))
     assert stat.S_ISCHR(null.stat().st_mode) and null.stat().st_mode & 0o777 == 0o666
+    # A pipe nobody reads is refused at once, not waited for.
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(transport.RemoteError, match="No such device or address"):
+        ctx.put(str(source), str(pipe))
+    assert ctx.call(pow, 2, 5) == 32
+    pipe.unlink()
     assert sorted(os.listdir(tmp_path)) == ["backing", "linked", "mounted", "null",
                                             "other-name", "source"]
 
@@ -375,7 +382,7 @@ def test_a_user_writes_in_place_what_it_may_write_but_not_replace(router, sshd):
             f.write("new content")
         os.chmod(source, 0o644)
         ctx.put(source, mine, mode=0o600)
-        ctx.put(source, roots, preserve_mode=False)
+        ctx.put(source, roots)  # its owner's mode stays, as with scp
         for path, owner, mode in ((mine, plain.pw_uid, 0o600), (roots, 0, 0o666)):
             with open(path) as f:
                 assert f.read() == "new content"

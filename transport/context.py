@@ -525,15 +525,17 @@ class Context:
     def forward_local(self, local_port: int, remote_port: int | None = None,
                       remote_host: str = "localhost", local_host: str = "localhost") -> Forward:
         """Forward local_host:local_port here to remote_host:remote_port as seen from the
-        context (remote_port defaults to local_port), as `ssh -L` does; Fabric's
-        argument names. Each connection accepted here is connected there when it
-        comes. Returns a Forward (a context manager; its `port` is the port listened
-        on, local_port 0 letting the system choose): closing it stops listening and
-        closes the tunnels still open."""
+        context (remote_port defaults to local_port), as `ssh -L` does; Fabric's argument
+        names. Each connection accepted here is connected there by a call (after the
+        context's call or command under way). Returns a Forward (a context manager; its
+        `port` is the port listened on, local_port 0 letting the system choose): closing it
+        stops listening and closes the tunnels still open."""
         from transport.tunnels import LocalForward
 
-        return LocalForward(self, local_host, local_port, remote_host,
-                            local_port if remote_port is None else remote_port)
+        remote_port = local_port if remote_port is None else remote_port
+        if not remote_port:
+            raise ValueError("forward_local: remote_port must be given (local_port is 0)")
+        return LocalForward(self, local_host, local_port, remote_host, remote_port)
 
     def forward_remote(self, remote_port: int, local_port: int | None = None,
                        remote_host: str = "127.0.0.1", local_host: str = "localhost") -> Forward:
@@ -542,8 +544,10 @@ class Context:
         does; Fabric's argument names. Returns a Forward, as forward_local() does."""
         from transport.tunnels import RemoteForward
 
-        return RemoteForward(self, remote_host, remote_port, local_host,
-                             remote_port if local_port is None else local_port)
+        local_port = remote_port if local_port is None else local_port
+        if not local_port:
+            raise ValueError("forward_remote: local_port must be given (remote_port is 0)")
+        return RemoteForward(self, remote_host, remote_port, local_host, local_port)
 
     def _push_module(self, module: str) -> None:
         """On the first call into a module, send it and its closure ahead of the call.

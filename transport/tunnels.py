@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("transport")
 
 
+# Tunnels open at once through one Forward; connections beyond are closed (a
+# hostile target cannot make the controller open connections without bound).
+MAX_TUNNELS = 256
+
+
 class Forward:
     """A forwarded port, open until close() or the end of a with block.
 
@@ -42,6 +47,7 @@ class Forward:
         self._core = context.router._core
         self._lock = threading.Lock()
         self._pumps: set[tunnels.Pump] = set()
+        self._pending = 0  # tunnels being set up
         self._closed = False
 
     def __enter__(self) -> Forward:
@@ -60,10 +66,19 @@ class Forward:
         for pump in pumps:
             pump.reset()
 
+    def _admit(self) -> bool:
+        """Count a tunnel being set up, unless closed or MAX_TUNNELS are open."""
+        with self._lock:
+            if self._closed or len(self._pumps) + self._pending >= MAX_TUNNELS:
+                return False
+            self._pending += 1
+            return True
+
     def _end(self, sock: socket.socket) -> tunnels.Pump | None:
-        """The controller's end of a new tunnel, or None once closed."""
+        """The controller's end of a tunnel _admit() counted, or None once closed."""
         pump = tunnels.Pump(self._core, sock, self.context.context_id, self._forget)
         with self._lock:
+            self._pending -= 1
             if self._closed:
                 sock.close()
                 return None
@@ -89,6 +104,9 @@ class LocalForward(Forward):
         self.port = self._listener.port
 
     def _start(self, conn: socket.socket) -> None:
+        if not self._admit():
+            conn.close()
+            return
         threading.Thread(target=self._tunnel, args=(conn,), daemon=True,
                          name="transport-tunnel-setup").start()
 
@@ -130,6 +148,9 @@ class RemoteForward(Forward):
         there = codec.decode(msg.data)
         if not isinstance(there, int) or isinstance(there, bool):
             raise TransportError(f"{self.context.name}: malformed tunnel announcement")
+        if not self._admit():
+            _tell(self.context, there, tunnels.RESET)
+            return
         threading.Thread(target=self._tunnel, args=(there,), daemon=True,
                          name="transport-tunnel-setup").start()
 
@@ -138,6 +159,8 @@ class RemoteForward(Forward):
             conn = socket.create_connection(self.local, tunnels.CONNECT_TIMEOUT)
             conn.settimeout(None)
         except OSError as e:
+            with self._lock:
+                self._pending -= 1
             self._failed(f"connecting to {self.local[0]}:{self.local[1]} here", e)
             _tell(self.context, there, tunnels.RESET)
             return

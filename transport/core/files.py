@@ -12,13 +12,16 @@ may write files here (the data handle accepts nothing else).
 A new file, or an existing one that is nothing more than its name, is
 replaced at once by renaming the temporary file (written beside it) into
 place, after giving it the existing file's owner and group, extended
-attributes (POSIX ACLs among them) and, unless a mode is given, mode. An
-existing file that is more than that (other hard links to it, a mount point
-such as a bind-mounted /etc/hosts, not a regular file, an owner or an
-attribute this user cannot give a new file) or one in a directory this user
-cannot write (the temporary file then goes to the temporary directory) is
-written in place instead, as scp and sftp write every file: its inode and
-all it carries stay, and only that last local copy could be cut short.
+attributes (POSIX ACLs among them; where Python can read them: Python 3 on
+Linux) and, unless a mode is given, mode. An existing file that is more than
+that (other hard links to it, a mount point such as a bind-mounted
+/etc/hosts, not a regular file, an owner or an attribute this user cannot
+give a new file) or one in a directory this user cannot write (the temporary
+file then goes to the temporary directory) is written in place instead, as
+scp and sftp write every file: its inode and all it carries stay (its mode
+changes only where this user may change it), and only that last local copy
+could be cut short (the temporary file is then kept, and named in the
+error).
 A new file gets the mode new files get here (0666 less the umask).
 
 Like writing the file in place would, a transfer writes through a symlink
@@ -64,7 +67,7 @@ def open_temporary(path):
         return _create_in(directory, name) + (True,)
     except OSError as e:
         if (e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS)
-                or not (os.path.isfile(path) and os.access(path, os.W_OK))):
+                or not (os.path.exists(path) and os.access(path, os.W_OK))):
             raise
     return _create_in(os.environ.get('TMPDIR') or '/tmp', name) + (False,)
 
@@ -158,30 +161,55 @@ def _can_stand_in(temporary, path, existing):
 
 
 def _write_in_place(temporary, path, mode):
-    """Copy the temporary file's data into path itself. Nothing changes at path if
-    it cannot be opened for writing or given the mode."""
-    out = os.open(path, os.O_WRONLY | os.O_NOCTTY)
+    """Copy the temporary file's data into path itself. Nothing changes at path if it
+    cannot be opened for writing (a pipe without a reader is refused, not waited for)
+    or, for a regular file, made large enough; its mode changes where this user may
+    change it. Should a write fail after all, the temporary file is kept, and named in
+    the error: it holds the only whole copy of the data."""
+    out = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
     try:
+        import fcntl
+        fcntl.fcntl(out, fcntl.F_SETFL, fcntl.fcntl(out, fcntl.F_GETFL) & ~os.O_NONBLOCK)
         st = os.fstat(out)
         regular = stat.S_ISREG(st.st_mode)
+        size = os.path.getsize(temporary)
         if regular:  # a device or a pipe keeps its mode and cannot be truncated
+            if size > st.st_size and hasattr(os, 'posix_fallocate'):
+                try:
+                    os.posix_fallocate(out, 0, size)  # a full disk shows here, not half-way
+                except OSError as e:
+                    os.ftruncate(out, st.st_size)  # as it was (C libraries may emulate it)
+                    if e.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL):
+                        raise
             if mode is not None and stat.S_IMODE(st.st_mode) != mode:
-                os.fchmod(out, mode)
-            os.ftruncate(out, 0)
-        with open(temporary, 'rb') as source:
-            while True:
-                chunk = source.read(CHUNK)
-                if not chunk:
-                    break
-                while chunk:
-                    chunk = chunk[os.write(out, chunk):]
-        if regular:
-            os.fsync(out)
+                try:
+                    os.fchmod(out, mode)
+                except OSError as e:  # another user's file: its owner decides, as with scp
+                    if e.errno != errno.EPERM:
+                        raise
+        try:  # over the old content, then cut what is left of it
+            with open(temporary, 'rb') as source:
+                while True:
+                    chunk = source.read(CHUNK)
+                    if not chunk:
+                        break
+                    while chunk:
+                        chunk = chunk[os.write(out, chunk):]
+            if regular:
+                os.ftruncate(out, size)
+                os.fsync(out)
+        except (IOError, OSError) as e:
+            in_flight.discard(temporary)  # kept: discard() leaves it alone
+            raise IOError('%s: %s (written in part; the whole new content is in %s)'
+                          % (path, e.strerror, temporary))
     finally:
         os.close(out)
 
 
 def discard(temporary):
+    """Remove an unfinished temporary file (not one settled, or kept for an error)."""
+    if temporary not in in_flight:
+        return
     in_flight.discard(temporary)
     try:
         os.unlink(temporary)

@@ -24,6 +24,7 @@ from __future__ import absolute_import
 import itertools
 import socket
 import threading
+import time
 
 from transport.core import codec
 from transport.core.compat import binary, deque
@@ -60,14 +61,19 @@ class Pump(object):
         self._unacknowledged = 0
         self._outgoing = deque()  # chunks for our socket; None: the other end's EOF
         self._queued = 0  # bytes in _outgoing
+        self._ended = False  # the other end sent EOF
         self._directions_done = 0
         self._closed = False
 
     def start(self, peer_handle):
         with self._cond:
-            if self.peer_handle is not None or self._closed:
+            if self.peer_handle is not None:
                 return
             self.peer_handle = peer_handle
+            closed = self._closed
+        if closed:  # closed meanwhile: the other end must not wait for us
+            self._tell(RESET, 0)
+            return
         for work in (self._read, self._write):
             thread = threading.Thread(target=work, name='transport-tunnel')
             thread.daemon = True
@@ -86,21 +92,31 @@ class Pump(object):
             self.start(value)
         elif kind == RESET:
             self.close()
-        elif kind == DATA and isinstance(value, bytes) and self._queued + len(value) > WINDOW + CHUNK:
+        elif not self._word_fits(kind, value):
             self.reset()
-            raise ValueError('tunnel data beyond the window')
+            raise ValueError('tunnel message of kind %r out of turn' % (kind,))
         else:
             with self._cond:
-                if kind == DATA and isinstance(value, bytes):
+                if kind == DATA:
                     self._outgoing.append(value)
                     self._queued += len(value)
                 elif kind == EOF:
                     self._outgoing.append(None)
-                elif kind == ACK and isinstance(value, int) and value >= 0:
-                    self._unacknowledged = max(0, self._unacknowledged - value)
+                    self._ended = True
                 else:
-                    raise ValueError('malformed tunnel message %r' % (word,))
+                    self._unacknowledged -= value
                 self._cond.notify_all()
+
+    def _word_fits(self, kind, value):
+        """DATA within the window and before EOF, one EOF, ACK of what is outstanding."""
+        with self._cond:
+            if kind == DATA:
+                return (isinstance(value, bytes) and not self._ended
+                        and self._queued + len(value) <= WINDOW + CHUNK)
+            if kind == EOF:
+                return not self._ended
+            return (kind == ACK and isinstance(value, int) and not isinstance(value, bool)
+                    and 0 <= value <= self._unacknowledged)
 
     def _tell(self, kind, value):
         self.router.send(Message(self.peer, self.router.context_id, self.peer_handle,
@@ -206,9 +222,9 @@ class Listener(object):
         self.port = self.sock.getsockname()[1]
         self.on_connection = on_connection
         self.stopped = False
-        thread = threading.Thread(target=self._serve, name='transport-tunnel-listener')
-        thread.daemon = True
-        thread.start()
+        self._thread = threading.Thread(target=self._serve, name='transport-tunnel-listener')
+        self._thread.daemon = True
+        self._thread.start()
 
     def _serve(self):
         while not self.stopped:
@@ -216,10 +232,14 @@ class Listener(object):
                 conn = self.sock.accept()[0]
             except socket.timeout:
                 continue
-            except _SOCKET_ERRORS:
+            except _SOCKET_ERRORS:  # out of descriptors, a connection aborted: go on
                 if self.stopped:
                     return
-                raise
+                time.sleep(ACCEPT_POLL)
+                continue
+            if self.stopped:
+                conn.close()
+                return
             conn.settimeout(None)
             self.on_connection(conn)
 
@@ -231,6 +251,8 @@ class Listener(object):
         except _SOCKET_ERRORS:
             pass
         self.sock.close()
+        if self._thread is not threading.current_thread():
+            self._thread.join()  # a connection it accepted is announced (or closed) by now
 
 
 # Target side: the calls the controller makes.
