@@ -127,13 +127,22 @@ def test_example_service_serves_the_new_version_as_soon_as_restart_returns(tmp_p
     assert not (tmp_path / "shared" / "heartbeat").exists()
 
 
-def test_connection_api_matches_stock_fabric(sshd, runtime_config, tmp_path):
+def features_on_stock_and_fast(config: Path, tmp_path: Path, target: str,
+                               task: str) -> dict[bool, str]:
+    """What a task of fabfile_features.py prints on stock Fabric (False) and on the
+    transport (True)."""
     outputs = {}
     for fast in (False, True):
         directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
-        result = fab(directory, runtime_config, "-H", host(sshd, "tp-sudo"), "features")
+        result = fab(directory, config, "-H", target, task)
         assert result.returncode == 0, result.stderr
-        outputs[fast] = result.stdout.splitlines()
+        outputs[fast] = result.stdout
+    return outputs
+
+
+def test_connection_api_matches_stock_fabric(sshd, runtime_config, tmp_path):
+    outputs = {fast: text.splitlines() for fast, text in features_on_stock_and_fast(
+        runtime_config, tmp_path, host(sshd, "tp-sudo"), "features").items()}
     stock, fast = outputs[False], outputs[True]
     assert stock[0] == "connection class: 'fabric.connection'"
     assert fast[0] == "connection class: 'adapters.fabric.connection'"
@@ -485,12 +494,8 @@ def test_a_gateway_hop_logs_in_with_its_own_connections_settings(sshd):
 
 
 def test_port_forwarding_as_on_stock_fabric(sshd, runtime_config, tmp_path):
-    outputs = {}
-    for fast in (False, True):
-        directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
-        result = fab(directory, runtime_config, "-H", host(sshd, "tp-plain"), "tunnels")
-        assert result.returncode == 0, result.stderr
-        outputs[fast] = result.stdout
+    outputs = features_on_stock_and_fast(runtime_config, tmp_path, host(sshd, "tp-plain"),
+                                         "tunnels")
     assert outputs[True] == outputs[False] == (
         "forward_local: [b'FIRST\\n', b'SECOND\\n']\nforward_remote: 'FROM THE HOST\\n'\n"
         "closed: True\n")
