@@ -92,7 +92,7 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
     events: compat.SimpleQueue = compat.SimpleQueue()
     data_handle = core.add_stream_handler(events.put, context.context_id)
     local_path = files.destination(local_path)
-    fd, temporary, beside = files.open_temporary(local_path)
+    fd, temporary = files.open_temporary(local_path)
     done = None
     try:
         done = context.call_async(files.send, remote_path, data_handle, WINDOW)
@@ -105,7 +105,7 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
         os.fsync(fd)
         os.close(fd)
         fd = -1
-        files.settle(temporary, local_path, mode, beside)
+        files.settle(temporary, local_path, mode)
         return received
     finally:
         if done is not None and not done.done():

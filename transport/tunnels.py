@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from transport.core import codec, tunnels
 from transport.core.framing import Message
@@ -66,19 +66,28 @@ class Forward:
         for pump in pumps:
             pump.reset()
 
-    def _admit(self) -> bool:
-        """Count a tunnel being set up, unless closed or MAX_TUNNELS are open."""
+    def _set_up(self, make: Callable[[Any], None], arg: Any) -> bool:
+        """Run make(arg), which makes a tunnel, on a thread of its own; False (and no
+        thread) once closed or while MAX_TUNNELS are open or being made."""
         with self._lock:
             if self._closed or len(self._pumps) + self._pending >= MAX_TUNNELS:
                 return False
             self._pending += 1
-            return True
+        threading.Thread(target=self._setting_up, args=(make, arg), daemon=True,
+                         name="transport-tunnel-setup").start()
+        return True
+
+    def _setting_up(self, make: Callable[[Any], None], arg: Any) -> None:
+        try:
+            make(arg)
+        finally:
+            with self._lock:
+                self._pending -= 1
 
     def _end(self, sock: socket.socket) -> tunnels.Pump | None:
-        """The controller's end of a tunnel _admit() counted, or None once closed."""
+        """The controller's end of a new tunnel, or None once closed."""
         pump = tunnels.Pump(self._core, sock, self.context.context_id, self._forget)
         with self._lock:
-            self._pending -= 1
             if self._closed:
                 sock.close()
                 return None
@@ -104,11 +113,8 @@ class LocalForward(Forward):
         self.port = self._listener.port
 
     def _start(self, conn: socket.socket) -> None:
-        if not self._admit():
+        if not self._set_up(self._tunnel, conn):
             conn.close()
-            return
-        threading.Thread(target=self._tunnel, args=(conn,), daemon=True,
-                         name="transport-tunnel-setup").start()
 
     def _tunnel(self, conn: socket.socket) -> None:
         pump = self._end(conn)
@@ -148,19 +154,14 @@ class RemoteForward(Forward):
         there = codec.decode(msg.data)
         if not isinstance(there, int) or isinstance(there, bool):
             raise TransportError(f"{self.context.name}: malformed tunnel announcement")
-        if not self._admit():
+        if not self._set_up(self._tunnel, there):
             _tell(self.context, there, tunnels.RESET)
-            return
-        threading.Thread(target=self._tunnel, args=(there,), daemon=True,
-                         name="transport-tunnel-setup").start()
 
     def _tunnel(self, there: int) -> None:
         try:
             conn = socket.create_connection(self.local, tunnels.CONNECT_TIMEOUT)
             conn.settimeout(None)
         except OSError as e:
-            with self._lock:
-                self._pending -= 1
             self._failed(f"connecting to {self.local[0]}:{self.local[1]} here", e)
             _tell(self.context, there, tunnels.RESET)
             return

@@ -57,19 +57,19 @@ def _router():
 
 
 def open_temporary(path):
-    """(fd, name, beside): a new private file to receive path's data, beside path
-    unless path's directory is closed to this user while path itself is a file it
-    may write (then in the temporary directory, and settle() writes path in place)."""
+    """(fd, name): a new private file to receive path's data, beside path unless
+    path's directory is closed to this user while path itself is a file it may
+    write (then in the temporary directory, and settle() writes path in place)."""
     if path.endswith(os.sep) or os.path.isdir(path):  # refused before any data moves
         raise OSError(errno.EISDIR, 'Is a directory (the destination must name a file)', path)
     directory, name = os.path.split(os.path.abspath(path))
     try:
-        return _create_in(directory, name) + (True,)
+        return _create_in(directory, name)
     except OSError as e:
         if (e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS)
                 or not (os.path.exists(path) and os.access(path, os.W_OK))):
             raise
-    return _create_in(os.environ.get('TMPDIR') or '/tmp', name) + (False,)
+    return _create_in(os.environ.get('TMPDIR') or '/tmp', name)
 
 
 def _create_in(directory, name):
@@ -110,7 +110,7 @@ def _new_file_mode():
     return 0o666 & ~umask
 
 
-def settle(temporary, path, mode, beside=True):
+def settle(temporary, path, mode):
     """Put the finished temporary file's data at path, by renaming it into place or by
     writing path in place (see the module's docstring); mode None: a new file gets
     the default mode, an existing one keeps its own."""
@@ -118,6 +118,7 @@ def settle(temporary, path, mode, beside=True):
         existing = os.stat(path)
     except OSError:
         existing = None
+    beside = os.path.dirname(temporary) == os.path.dirname(os.path.abspath(path))
     if existing is None or (beside and _can_stand_in(temporary, path, existing)):
         if mode is None:
             mode = stat.S_IMODE(existing.st_mode) if existing is not None else _new_file_mode()
@@ -193,8 +194,7 @@ def _write_in_place(temporary, path, mode):
                     chunk = source.read(CHUNK)
                     if not chunk:
                         break
-                    while chunk:
-                        chunk = chunk[os.write(out, chunk):]
+                    _write_all(out, chunk)
             if regular:
                 os.ftruncate(out, size)
                 os.fsync(out)
@@ -204,6 +204,11 @@ def _write_in_place(temporary, path, mode):
                           % (path, e.strerror, temporary))
     finally:
         os.close(out)
+
+
+def _write_all(fd, data):
+    while data:
+        data = data[os.write(fd, data):]
 
 
 def discard(temporary):
@@ -226,7 +231,7 @@ class _Receiver(object):
         self.caller = caller
         self.received = 0
         self.error = None
-        self.fd, self.temporary, self.beside = open_temporary(self.path)
+        self.fd, self.temporary = open_temporary(self.path)
 
     def on_chunk(self, msg):
         """Broker thread: write the chunk, acknowledge it."""
@@ -236,10 +241,7 @@ class _Receiver(object):
             return
         if self.error is None:
             try:
-                view = msg.data
-                while view:
-                    written = os.write(self.fd, view)
-                    view = view[written:]
+                _write_all(self.fd, msg.data)
                 self.received += len(msg.data)
             except OSError as e:
                 self.error = '%s: %s' % (self.path, e.strerror)
@@ -282,7 +284,7 @@ def finish_receive(handle):
         discard(receiver.temporary)
         raise IOError(receiver.error)
     try:
-        settle(receiver.temporary, receiver.path, receiver.mode, receiver.beside)
+        settle(receiver.temporary, receiver.path, receiver.mode)
     except BaseException:
         discard(receiver.temporary)
         raise

@@ -75,7 +75,7 @@ class Pump(object):
             self._tell(RESET, 0)
             return
         for work in (self._read, self._write):
-            thread = threading.Thread(target=work, name='transport-tunnel')
+            thread = threading.Thread(target=self._pump, args=(work,), name='transport-tunnel')
             thread.daemon = True
             thread.start()
 
@@ -92,90 +92,90 @@ class Pump(object):
             self.start(value)
         elif kind == RESET:
             self.close()
-        elif not self._word_fits(kind, value):
-            self.reset()
-            raise ValueError('tunnel message of kind %r out of turn' % (kind,))
         else:
             with self._cond:
-                if kind == DATA:
-                    self._outgoing.append(value)
-                    self._queued += len(value)
-                elif kind == EOF:
-                    self._outgoing.append(None)
-                    self._ended = True
-                else:
-                    self._unacknowledged -= value
-                self._cond.notify_all()
+                fits = self._word_fits(kind, value)
+                if fits:
+                    if kind == DATA:
+                        self._outgoing.append(value)
+                        self._queued += len(value)
+                    elif kind == EOF:
+                        self._outgoing.append(None)
+                        self._ended = True
+                    else:
+                        self._unacknowledged -= value
+                    self._cond.notify_all()
+            if not fits:
+                self.reset()
+                raise ValueError('tunnel message of kind %r out of turn' % (kind,))
 
     def _word_fits(self, kind, value):
-        """DATA within the window and before EOF, one EOF, ACK of what is outstanding."""
-        with self._cond:
-            if kind == DATA:
-                return (isinstance(value, bytes) and not self._ended
-                        and self._queued + len(value) <= WINDOW + CHUNK)
-            if kind == EOF:
-                return not self._ended
-            return (kind == ACK and isinstance(value, int) and not isinstance(value, bool)
-                    and 0 <= value <= self._unacknowledged)
+        """(Under the lock.) DATA within the window and before EOF, one EOF, an ACK of
+        no more than is outstanding."""
+        if kind == DATA:
+            return (isinstance(value, bytes) and not self._ended
+                    and self._queued + len(value) <= WINDOW + CHUNK)
+        if kind == EOF:
+            return not self._ended
+        return (kind == ACK and isinstance(value, int) and not isinstance(value, bool)
+                and 0 <= value <= self._unacknowledged)
 
     def _tell(self, kind, value):
         self.router.send(Message(self.peer, self.router.context_id, self.peer_handle,
                                  codec.encode((kind, value))))
 
-    def _read(self):
-        """Our socket to the other end, a window at a time."""
+    def _pump(self, work):
+        """Run one direction (work: _read or _write, true when it ended, false when
+        the end was closed); a socket error resets the tunnel; both ended closes it."""
         try:
-            while True:
-                with self._cond:
-                    while self._unacknowledged >= WINDOW and not self._closed:
-                        self._cond.wait()
-                    if self._closed:
-                        return
-                data = self.sock.recv(CHUNK)
-                with self._cond:
-                    if self._closed:
-                        return
-                    self._unacknowledged += len(data)
-                if not data:
-                    self._tell(EOF, 0)
-                    with self._cond:  # done when all we sent is written (no late ACK)
-                        while self._unacknowledged and not self._closed:
-                            self._cond.wait()
-                    break
-                self._tell(DATA, binary(data))
+            if not work():
+                return
         except _SOCKET_ERRORS:
             self.reset()
             return
-        self._direction_done()
-
-    def _write(self):
-        """The other end's data to our socket, acknowledged as written."""
-        try:
-            while True:
-                with self._cond:
-                    while not self._outgoing and not self._closed:
-                        self._cond.wait()
-                    if self._closed:
-                        return
-                    data = self._outgoing.popleft()
-                if data is None:
-                    self.sock.shutdown(socket.SHUT_WR)
-                    break
-                self.sock.sendall(data)
-                with self._cond:
-                    self._queued -= len(data)
-                self._tell(ACK, len(data))
-        except _SOCKET_ERRORS:
-            self.reset()
-            return
-        self._direction_done()
-
-    def _direction_done(self):
         with self._cond:
             self._directions_done += 1
             done = self._directions_done == 2
         if done:
             self.close()
+
+    def _read(self):
+        """Our socket to the other end, a window at a time."""
+        while True:
+            with self._cond:
+                while self._unacknowledged >= WINDOW and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return False
+            data = self.sock.recv(CHUNK)
+            with self._cond:
+                if self._closed:
+                    return False
+                self._unacknowledged += len(data)
+            if not data:
+                self._tell(EOF, 0)
+                with self._cond:  # done when all we sent is written (no late ACK)
+                    while self._unacknowledged and not self._closed:
+                        self._cond.wait()
+                return True
+            self._tell(DATA, binary(data))
+
+    def _write(self):
+        """The other end's data to our socket, acknowledged as written."""
+        while True:
+            with self._cond:
+                while not self._outgoing and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return False
+                data = self._outgoing.popleft()
+            if data is None:
+                self.sock.shutdown(socket.SHUT_WR)
+                return True
+            self.sock.sendall(data)
+            with self._cond:
+                self._queued -= len(data)
+            self._tell(ACK, len(data))
 
     def reset(self):
         """Close this end and tell the other end to close its own."""
