@@ -442,3 +442,24 @@ def test_a_started_command_on_a_pty_follows_a_new_size(target):
     assert seen[-1].stdout.endswith(b"50 120\r\n")
     with pytest.raises(ValueError, match="on a pty"):
         target.start("true").resize((80, 24))
+
+
+@pytest.mark.parametrize("label", ["2.7", "3.6", "3.13"])
+def test_non_ascii_arguments_env_and_cwd_under_the_c_locale(router, label, tmp_path, monkeypatch):
+    # ssh sessions with no locale and cron run under C: there Python 2.7 and 3.6 take
+    # text for the system as ASCII; a command's arguments, environment and directory
+    # reach it as UTF-8 bytes, as on 3.7+ and for every other program.
+    monkeypatch.setenv("LC_ALL", "C")
+    monkeypatch.setenv("LANG", "C")
+    place = tmp_path / "d\u00e9p\u00f4t"
+    place.mkdir()
+    (place / "caf\u00e9").write_bytes(b"")
+    ctx = router.local(python=INTERPRETERS[label])
+    name = "\u00e9t\u00e9"
+    assert ctx.run(["ls", str(place)]).stdout == "caf\u00e9\n".encode()
+    assert ctx.run(f"ls {place}/caf\u00e9").stdout == f"{place}/caf\u00e9\n".encode()
+    result = ctx.run('printf "%s|" "$TP_NAME" "$PWD"', env={"TP_NAME": name}, cwd=str(place))
+    assert result.stdout.decode() == f"{name}|{place}|"
+    # A baseline (what later calls and commands start from) takes such names too.
+    assert ctx.set_baseline(str(place), {"TP_NAME": name}) == str(place)
+    assert ctx.run('printf "%s|" "$TP_NAME" "$PWD"').stdout.decode() == f"{name}|{place}|"

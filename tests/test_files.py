@@ -400,3 +400,26 @@ def test_a_user_writes_in_place_what_it_may_write_but_not_replace(router, sshd):
         import shutil
 
         shutil.rmtree(top)
+
+
+@pytest.mark.parametrize("label", ["2.7", "3.6", "3.13"])
+def test_non_ascii_paths_under_the_c_locale(router, label, tmp_path, monkeypatch):
+    # Python 2.7 and 3.6 under the C locale (ssh with no locale, cron) take text for
+    # the system as ASCII; names reach the disk as UTF-8, as on 3.7+.
+    from tests.support.interpreters import find_interpreters
+    from transport.core import files
+
+    monkeypatch.setenv("LC_ALL", "C")
+    monkeypatch.setenv("LANG", "C")
+    ctx = router.local(python=find_interpreters()[label])
+    (tmp_path / "source").write_bytes(b"data")
+    there = str(tmp_path / "caf\u00e9")
+    assert ctx.put(str(tmp_path / "source"), there) == 4
+    assert (tmp_path / "caf\u00e9").read_bytes() == b"data"
+    ctx.call(files.change_mode, there, 0o600)  # what Fabric's put uses
+    assert ctx.call(files.path_stat, there).st_mode & 0o777 == 0o600
+    assert ctx.get(there, str(tmp_path / "back")) == 4
+    assert (tmp_path / "back").read_bytes() == b"data"
+    with pytest.raises(transport.RemoteError) as failed:
+        ctx.get(str(tmp_path / "\u00e9t\u00e9"), str(tmp_path / "other"))
+    assert failed.value.remote_type.endswith(("FileNotFoundError", "OSError"))

@@ -267,7 +267,8 @@ def _one_space_indents(source: str) -> str:
 ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.handshake",
                        "transport.core.jobs", "transport.core.files",
                        "transport.core.logs", "transport.core.commands",
-                       "transport.core.resources", "transport.core.tunnels"})
+                       "transport.core.resources", "transport.core.tunnels",
+                       "transport.core.os_strings"})
 
 
 def core_module_names() -> list[str]:

@@ -16,6 +16,7 @@ import tempfile
 from typing import IO
 
 import transport
+from transport.core import files
 
 
 def local_os_error(context: transport.Context, error: transport.RemoteError) -> Exception:
@@ -40,13 +41,13 @@ class TransportSFTP:
 
     def stat(self, path: str) -> os.stat_result:
         try:
-            fields = self.context.call(os.stat, path)
+            fields = self.context.call(files.path_stat, path)
         except transport.RemoteError as e:
             raise local_os_error(self.context, e) from None
         return os.stat_result(tuple(fields)[:10])
 
     def chmod(self, path: str, mode: int) -> None:
-        self.context.call(os.chmod, path, mode)
+        self.context.call(files.change_mode, path, mode)
 
     # Like SFTP's open-and-write, a transfer leaves an existing file's mode alone
     # (Fabric's Transfer applies preserve_mode itself, with chmod).

@@ -41,6 +41,7 @@ import time
 from transport.core import codec, dispatch
 from transport.core.compat import allocate_lock, binary, set_nonblocking
 from transport.core.framing import Message
+from transport.core.os_strings import os_string
 
 CHUNK = 64 * 1024
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
@@ -137,11 +138,16 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
         environment = {} if replace_env else dict(os.environ)
         for key, value in (env or {}).items():
             if value is None:
-                environment.pop(key, None)
+                environment.pop(os_string(key), None)
             else:
-                environment[key] = value
+                environment[os_string(key)] = os_string(value)
     if isinstance(cmd, (list, tuple)):
         shell = False
+        cmd = [os_string(arg) for arg in cmd]
+    else:
+        cmd = os_string(cmd)
+    if cwd is not None:
+        cwd = os_string(cwd)
     token = object()
     with _lock:
         _starting[token] = []

@@ -40,6 +40,7 @@ from transport.core import codec
 from transport.core.compat import Empty, SimpleQueue, allocate_lock, binary
 from transport.core.dispatch import send_to_caller
 from transport.core.framing import Message
+from transport.core.os_strings import os_string
 
 CHUNK = 256 * 1024
 ACK_TIMEOUT = 120.0
@@ -260,7 +261,7 @@ def start_receive(path, size, mode, ack_handle):
     mode None: keep an existing file's mode (see settle).
     """
     router = _router()
-    receiver = _Receiver(path, size, mode, ack_handle, _current_caller())
+    receiver = _Receiver(os_string(path), size, mode, ack_handle, _current_caller())
     handle = router.add_parent_handler(receiver.on_chunk)
     _receivers[handle] = receiver
     return handle
@@ -305,9 +306,19 @@ def _current_caller():
     return dispatch.current.caller
 
 
+def path_stat(path):
+    """os.stat(path), for a path given as text in any encoding (see compat.os_string)."""
+    return os.stat(os_string(path))
+
+
+def change_mode(path, mode):
+    """os.chmod(path, mode), for a path given as text in any encoding."""
+    os.chmod(os_string(path), mode)
+
+
 def stat_for_send(path):
     """(size, mode) of a file to send; raises if it is not a regular file."""
-    st = os.stat(path)
+    st = os.stat(os_string(path))
     if not stat.S_ISREG(st.st_mode):
         raise IOError('%s is not a regular file' % path)
     return st.st_size, stat.S_IMODE(st.st_mode)
@@ -322,7 +333,7 @@ def send(path, data_handle, window):
     unacknowledged = 0
     total = 0
     try:
-        with open(path, 'rb') as f:
+        with open(os_string(path), 'rb') as f:
             while True:
                 chunk = f.read(CHUNK)
                 if not chunk:

@@ -98,13 +98,14 @@ current = None
 
 def set_baseline(cwd=None, env=None):
     """Make later calls start in cwd with env applied (a None value unsets a variable)."""
+    from transport.core.os_strings import os_string  # on demand: not in the boot payload
     if cwd is not None:
-        os.chdir(cwd)
+        os.chdir(os_string(cwd))
     for key, value in (env or {}).items():
         if value is None:
-            os.environ.pop(key, None)
+            os.environ.pop(os_string(key), None)
         else:
-            os.environ[key] = value
+            os.environ[os_string(key)] = os_string(value)
     if current is not None:
         current.snapshot()
     return os.getcwd()
