@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ import pytest
 
 from adapters.salt import file_set
 from adapters.versions import version_tuple
+from tests.support.echo import EchoServer
 from tests.support.salt import SALT_SSH, SET_PATH_DIR, SaltSetup
 from tests.support.sshd import SUDO_PASSWORD
 
@@ -356,6 +358,52 @@ def test_a_key_the_adapter_cannot_honour_is_named(salt):
     out, result = salt.json("relenv", "test.ping")
     assert result.returncode != 0
     assert "roster key relenv is not supported" in json.dumps(out), result.stdout + result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+PROBE = """import socket, sys
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30) as s:
+    s.sendall(b"through the tunnel")
+    s.shutdown(socket.SHUT_WR)
+    print("echoed:", s.makefile("rb").read().decode())
+"""
+
+
+def test_remote_port_forwards_listen_on_the_host_as_ssh_R_does_on_stock(salt):
+    echo = EchoServer()
+    probe = Path(f"/tmp/transport-salt-probe-{os.getpid()}.py")
+    probe.write_text(PROBE)
+    probe.chmod(0o644)
+    try:
+        outputs = {}
+        for host in ("stock", "fast"):  # one at a time: both hosts are this machine
+            port = _free_port()
+            out, result = salt.json(host, "--remote-port-forwards",
+                                    f"{port}:127.0.0.1:{echo.port}",
+                                    "cmd.run", f"/usr/bin/python3 {probe} {port}")
+            outputs[host] = out.get(host)
+            assert result.returncode == 0, result.stdout + result.stderr
+        assert outputs == {"stock": "echoed: through the tunnel",
+                           "fast": "echoed: through the tunnel"}
+    finally:
+        echo.stop()
+        probe.unlink()
+    # A port the host cannot listen on is a warning and the run goes on, as with ssh.
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        out, result = salt.json("fast", "--remote-port-forwards", f"{port}:127.0.0.1:1",
+                                "test.ping")
+    assert out == {"fast": True}, result.stdout + result.stderr
+    assert f"remote port forwarding failed for listen port {port}" in result.stderr
+    # A form ssh has but the transport cannot give (a dynamic forward) is named.
+    out, result = salt.json("fast", "--remote-port-forwards", "1080", "test.ping")
+    assert result.returncode != 0
+    assert "remote_port_forwards entry '1080'" in json.dumps(out), result.stdout + result.stderr
 
 
 def test_the_python_api_uses_the_roster_key(salt):

@@ -9,9 +9,11 @@ Its roster keys map onto the transport: user, port, priv (identity file;
 "agent-forwarding" forwards the agent), timeout (connect timeout),
 ssh_options ("Key=Value" strings), identities_only, keepalive settings,
 sudo/sudo_user/passwd (a persistent sudo interpreter; passwd is sudo's
-password, never a command-line argument), set_path, minion_opts, cmd_umask
-and thin_dir (used as by Salt); so do the master's host-key options
-(known_hosts_file, ignore_host_keys, no_host_keys) and --wipe (the thin_dir
+password, never a command-line argument), set_path, minion_opts, cmd_umask,
+thin_dir (used as by Salt) and remote_port_forwards (as ssh -R: the
+roster user's interpreter listens while the host's contexts are open; a
+port it cannot listen on is a warning, as with ssh); so do the master's
+host-key options (known_hosts_file, ignore_host_keys, no_host_keys) and --wipe (the thin_dir
 after each call, the host's file cache at the end of the run). Keys whose
 behaviour the adapter cannot give fail with an error naming the key.
 salt-ssh runs each host in a process of its own; that process holds the
@@ -20,7 +22,9 @@ host's contexts (one Targets) until it ends.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +33,6 @@ from adapters.targets import Targets
 
 REFUSED_KEYS = {
     "priv_passwd": "passphrase-protected keys: load the key into ssh-agent instead",
-    "remote_port_forwards": "port forwarding",
     "winrm": "Windows targets",
     "ssh_pre_flight": "pre-flight scripts",
     "ssh_pre_hook": "pre-hook scripts",
@@ -46,10 +49,28 @@ class RosterError(ValueError):
     """A roster entry selects the transport but asks for something it cannot do."""
 
 
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RemoteForward:
+    """One `-R [bind_address:]port:host:hostport` entry of remote_port_forwards."""
+    bind_address: str
+    port: int
+    host: str
+    host_port: int
+
+
 @dataclass(frozen=True)
 class Settings:
     python: str | list[str]
     backend: str  # openssh or paramiko
+    remote_forwards: tuple[RemoteForward, ...] = ()
+
+
+# The forwards opened on each login context (a context is opened once per process).
+_forwards: dict[transport.Context, list] = {}
+_forwards_lock = threading.Lock()
 
 
 def selects_transport(target: dict[str, Any]) -> bool:
@@ -82,7 +103,72 @@ def settings_for(target: dict[str, Any]) -> Settings | None:
         raise RosterError(f"{host}: roster key transport.backend must be openssh or paramiko, "
                           f"not {backend!r}")
     python = str(value["python"]) if value.get("python") else PYTHON_CANDIDATES
-    return Settings(python=python, backend=backend or "openssh")
+    return Settings(python=python, backend=backend or "openssh",
+                    remote_forwards=remote_forwards_of(target))
+
+
+def remote_forwards_of(target: dict[str, Any]) -> tuple[RemoteForward, ...]:
+    """The roster's (or --remote-port-forwards') comma-separated ssh -R entries."""
+    value = target.get("remote_port_forwards")
+    if not value:
+        return ()
+    forwards = []
+    for entry in str(value).split(","):
+        fields = _forward_fields(entry.strip())
+        if len(fields) == 3:
+            fields.insert(0, "127.0.0.1")  # ssh -R's default: the target's loopback
+        try:
+            if len(fields) != 4 or not fields[2]:
+                raise ValueError
+            bind_address, port, host, host_port = fields
+            if bind_address in ("", "*"):  # ssh's "every interface"
+                bind_address = "0.0.0.0"
+            forward = RemoteForward(bind_address, int(port), host, int(host_port))
+            if not (0 <= forward.port <= 65535 and 0 < forward.host_port <= 65535):
+                raise ValueError
+        except ValueError:
+            raise RosterError(f"{target.get('host')}: roster key remote_port_forwards entry "
+                              f"{entry.strip()!r} is not [bind_address:]port:host:hostport "
+                              "(the forms with sockets and dynamic forwards are not "
+                              "supported with transport: fast)") from None
+        forwards.append(forward)
+    return tuple(forwards)
+
+
+def _forward_fields(entry: str) -> list[str]:
+    """Split an ssh forward spec at colons outside [brackets] (IPv6 addresses)."""
+    fields, current, depth = [], "", 0
+    for char in entry:
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif char == ":" and depth == 0:
+            fields.append(current)
+            current = ""
+            continue
+        current += char
+    fields.append(current)
+    return [field[1:-1] if field.startswith("[") and field.endswith("]") else field
+            for field in fields]
+
+
+def _open_remote_forwards(context: transport.Context, target: dict[str, Any],
+                          forwards: tuple[RemoteForward, ...]) -> None:
+    """Have the login context listen for each forward, once per context, as ssh -R
+    would for the session (a port that cannot be forwarded is a warning, as there)."""
+    with _forwards_lock:
+        if not forwards or context in _forwards:
+            return
+        opened = _forwards[context] = []
+        for forward in forwards:
+            try:
+                opened.append(context.forward_remote(
+                    forward.port, forward.host_port, remote_host=forward.bind_address,
+                    local_host=forward.host))
+            except transport.TransportError as e:
+                log.warning("%s: remote port forwarding failed for listen port %d: %s",
+                            target.get("host"), forward.port, e)
 
 
 def umask_of(value: Any) -> int | None:
@@ -134,12 +220,14 @@ def login_context(targets: Targets, target: dict[str, Any], opts: dict[str, Any]
         ssh_options["ForwardAgent"] = "yes"
     elif priv and os.path.exists(os.path.expanduser(priv)):
         identity_file = os.path.expanduser(priv)
-    return targets.ssh(str(target["host"]), port=int(target["port"]) if target.get("port") else None,
+    context = targets.ssh(str(target["host"]), port=int(target["port"]) if target.get("port") else None,
                        user=target.get("user") or None, python=settings.python,
                        identity_file=identity_file, ssh_options=ssh_options,
                        check_host_keys=check_host_keys, backend=settings.backend,
                        connect_timeout=float(target.get("timeout") or 30),
                        search_path=str(target["set_path"]) if target.get("set_path") else None)
+    _open_remote_forwards(context, target, settings.remote_forwards)
+    return context
 
 
 def open_context(targets: Targets, target: dict[str, Any], opts: dict[str, Any],
