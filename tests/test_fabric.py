@@ -4,6 +4,7 @@ commands as subprocesses against the test sshd, stock Fabric side by side."""
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import signal
@@ -499,3 +500,52 @@ def test_port_forwarding_as_on_stock_fabric(sshd, runtime_config, tmp_path):
     assert outputs[True] == outputs[False] == (
         "forward_local: [b'FIRST\\n', b'SECOND\\n']\nforward_remote: 'FROM THE HOST\\n'\n"
         "closed: True\n")
+
+
+def test_put_from_a_file_object_streams_it_in_pieces(sshd, tmp_path):
+    # Stock Fabric (paramiko's putfo) reads a file object in pieces, so a large stream
+    # is never held whole in memory; so does the transport's.
+    from fabric import Config
+
+    from adapters.fabric.connection import Connection
+    from adapters.targets import Targets
+
+    class Stream(io.RawIOBase):
+        """A stream of 5 MiB that notes the largest read asked of it."""
+
+        def __init__(self) -> None:
+            self.left = 5 * 1024 * 1024
+            self.largest = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def seekable(self) -> bool:  # Fabric rewinds a file object before sending it
+            return True
+
+        def seek(self, offset: int, whence: int = 0) -> int:
+            return 0
+
+        def tell(self) -> int:
+            return 0
+
+        def read(self, size: int = -1) -> bytes:
+            self.largest = max(self.largest, self.left if size < 0 else size)
+            piece = min(self.left, 1 << 20 if size < 0 else size)
+            self.left -= piece
+            return b"x" * piece
+
+    config = Config(overrides={
+        "connect_kwargs": {"key_filename": [str(sshd.client_key)]},
+        "transport": {"python": "/usr/bin/python3",
+                      "ssh_options": {"UserKnownHostsFile": str(sshd.known_hosts)}}})
+    targets = Targets()
+    try:
+        c = Connection(sshd.addresses[0], user="tp-plain", port=sshd.port, config=config,
+                       targets=targets)
+        stream = Stream()
+        c.put(stream, "streamed.bin")
+        assert c.run("wc -c < streamed.bin && rm streamed.bin", hide=True).stdout == "5242880\n"
+        assert 0 < stream.largest <= 1024 * 1024
+    finally:
+        targets.close()

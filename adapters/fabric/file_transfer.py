@@ -18,6 +18,8 @@ from typing import IO
 import transport
 from transport.core import files
 
+SPOOL_CHUNK = 1024 * 1024
+
 
 def local_os_error(context: transport.Context, error: transport.RemoteError) -> Exception:
     """A remote OSError as the same local type (what paramiko's SFTP raises), naming the host."""
@@ -61,8 +63,8 @@ class TransportSFTP:
 
     def putfo(self, fl: IO, remotepath: str) -> os.stat_result:
         with tempfile.NamedTemporaryFile(prefix="transport-put-") as spool:
-            data = fl.read()
-            spool.write(data.encode() if isinstance(data, str) else data)
+            while data := fl.read(SPOOL_CHUNK):  # text is sent as UTF-8, as paramiko does
+                spool.write(data.encode() if isinstance(data, str) else data)
             spool.flush()
             try:
                 self.context.put(spool.name, remotepath, preserve_mode=False)
