@@ -116,7 +116,9 @@ def test_errors_name_the_host_and_leave_no_file(router, tmp_path):
     source.write_bytes(b"data")
     with pytest.raises(transport.RemoteError) as info:
         ctx.put(str(source), "/nonexistent-dir/file")
-    assert "/nonexistent-dir" in str(info.value) and info.value.host == ctx.name
+    # The error names the destination, as scp's does, not a temporary file beside it.
+    assert "'/nonexistent-dir/file'" in str(info.value) and info.value.host == ctx.name
+    assert ".tp-" not in str(info.value)
     assert os.listdir(tmp_path) == ["src"]
 
 

@@ -67,9 +67,10 @@ def open_temporary(path):
     try:
         return _create_in(directory, name)
     except OSError as e:
-        if (e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS)
-                or not (os.path.exists(path) and os.access(path, os.W_OK))):
-            raise
+        failure = e
+    if (failure.errno not in (errno.EACCES, errno.EPERM, errno.EROFS)
+            or not (os.path.exists(path) and os.access(path, os.W_OK))):
+        raise OSError(failure.errno, failure.strerror, path)  # named as scp names it
     return _create_in(os.environ.get('TMPDIR') or '/tmp', name)
 
 
