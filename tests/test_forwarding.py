@@ -74,6 +74,10 @@ PACKAGE = {
     "fwdpy2/__init__.py": "import os\nimport sibling\n\n\ndef value():\n"
                           "    return sibling.Y + len(os.sep)\n",
     "fwdpy2/sibling.py": "Y = 100\n",
+    # Python 2 code raising an error whose text is UTF-8 bytes (a native str).
+    "fwdpy2text.py": "# -*- coding: utf-8 -*-\n\n\ndef fail():\n"
+                     "    raise ValueError('\u00e9chec: d\u00e9p\u00f4t')\n\n\n"
+                     "def fail_with_text():\n    raise ValueError(u'\u00e9t\u00e9')\n",
     # A package with data files beside its modules, read as packages read them.
     "fwdres/__init__.py": textwrap.dedent("""
         import pkgutil
@@ -375,6 +379,21 @@ def test_python_2_modules_keep_their_implicit_relative_imports(router, package_d
     # fwdpy2 tries fwdpy2.os before os, and finds fwdpy2.sibling: the answers came with
     # fwdpy2, so it was the only name asked for.
     assert router._modules.requested.get(ctx.context_id, []) == ["fwdpy2"]
+
+
+def test_a_python_2_error_with_utf8_text_from_a_forwarded_module_is_reported(router,
+                                                                             package_dir):
+    # Its traceback mixes the forwarded source's lines (text) with the error's bytes.
+    ctx = router.local(python=find_interpreters()["2.7"])
+    with pytest.raises(transport.RemoteError) as info:
+        ctx.call(eval, "__import__('fwdpy2text').fail()")
+    assert info.value.remote_message == "\u00e9chec: d\u00e9p\u00f4t"
+    assert "raise ValueError('\u00e9chec" in info.value.remote_traceback
+    assert info.value.remote_traceback.endswith("ValueError: \u00e9chec: d\u00e9p\u00f4t\n")
+    assert ctx.call(eval, "1 + 1") == 2  # and the target goes on
+    with pytest.raises(transport.RemoteError) as info:  # str() of it would fail on 2.7
+        ctx.call(eval, "__import__('fwdpy2text').fail_with_text()")
+    assert info.value.remote_message == "\u00e9t\u00e9"
 
 
 def test_a_third_party_package_over_ssh_arrives_with_the_module_that_uses_it(router, sshd):

@@ -45,11 +45,21 @@ def error_reply(exc_info):
     try:
         message = '%s' % (exc_value,)
     except Exception:
-        message = '<unprintable %s>' % type_name
-    lines = traceback.format_exception(*exc_info)
-    if PY2:
-        lines = fold_repeats(lines)
-    return ('err', type_name, message, ''.join(lines))
+        try:
+            message = unicode(exc_value) if PY2 else repr(exc_value)  # noqa: F821
+        except Exception:
+            message = '<unprintable %s>' % type_name
+    try:
+        lines = traceback.format_exception(*exc_info)
+        if PY2:
+            # Source lines of forwarded modules are text, an error's message may be
+            # UTF-8 bytes: joined as they are, they would fail.
+            lines = fold_repeats([line if isinstance(line, unicode) else  # noqa: F821
+                                  line.decode('utf-8', 'replace') for line in lines])
+        text = ''.join(lines)
+    except Exception:  # never the end of the process that reports it
+        text = '(the traceback could not be formatted)\n'
+    return ('err', type_name, message, text)
 
 
 def fold_repeats(lines):
