@@ -425,3 +425,17 @@ def test_non_ascii_paths_under_the_c_locale(router, label, tmp_path, monkeypatch
     with pytest.raises(transport.RemoteError) as failed:
         ctx.get(str(tmp_path / "\u00e9t\u00e9"), str(tmp_path / "other"))
     assert failed.value.remote_type.endswith(("FileNotFoundError", "OSError"))
+    (tmp_path / "dossier-\u00e9").mkdir()
+    with pytest.raises(transport.RemoteError, match="is not a regular file"):
+        ctx.get(str(tmp_path / "dossier-\u00e9"), str(tmp_path / "other"))
+
+
+def test_a_long_name_of_many_byte_characters_is_received(router, tmp_path):
+    # 120 characters of two bytes each: a legal name (240 bytes) whose temporary file's
+    # name must still fit in 255 bytes.
+    ctx = router.local(python=PY)
+    (tmp_path / "source").write_bytes(b"data")
+    there = tmp_path / ("\u00e9" * 120)
+    assert ctx.put(str(tmp_path / "source"), str(there)) == 4
+    assert there.read_bytes() == b"data"
+    assert ctx.get(str(there), str(tmp_path / ("\u00fc" * 120))) == 4

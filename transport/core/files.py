@@ -37,7 +37,7 @@ import os
 import stat
 
 from transport.core import codec
-from transport.core.compat import Empty, SimpleQueue, allocate_lock, binary
+from transport.core.compat import PY2, Empty, SimpleQueue, allocate_lock, binary
 from transport.core.dispatch import send_to_caller
 from transport.core.framing import Message
 from transport.core.os_strings import os_string
@@ -75,11 +75,18 @@ def open_temporary(path):
 
 
 def _create_in(directory, name):
-    temporary = os.path.join(directory, '.%s.tp-%s.tmp' % (  # within NAME_MAX (255)
-        name[:200], ''.join('%02x' % b for b in bytearray(os.urandom(4)))))
+    temporary = os.path.join(directory, '.%s.tp-%s.tmp' % (  # within NAME_MAX (255 bytes)
+        _first_bytes(name, 200), ''.join('%02x' % b for b in bytearray(os.urandom(4)))))
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     in_flight.add(temporary)
     return fd, temporary
+
+
+def _first_bytes(name, count):
+    """As much of name as fits in count bytes on disk."""
+    if PY2 or isinstance(name, bytes):
+        return name[:count]
+    return os.fsdecode(os.fsencode(name)[:count])  # a character cut in two stays bytes
 
 
 def destination(path):
@@ -319,7 +326,8 @@ def change_mode(path, mode):
 
 def stat_for_send(path):
     """(size, mode) of a file to send; raises if it is not a regular file."""
-    st = os.stat(os_string(path))
+    path = os_string(path)
+    st = os.stat(path)
     if not stat.S_ISREG(st.st_mode):
         raise IOError('%s is not a regular file' % path)
     return st.st_size, stat.S_IMODE(st.st_mode)
