@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from transport.core import fresh
+from transport.core import baseline, fresh
 
 
 def test_directory_changes_do_not_leak_into_the_next_call(ctx):
@@ -15,7 +15,7 @@ def test_directory_changes_do_not_leak_into_the_next_call(ctx):
 
 def test_environment_changes_do_not_leak(ctx):
     assert ctx.call(os.getenv, "TP_FRESH_TEST") is None
-    ctx.call(fresh.set_baseline, None, None)  # no-op baseline refresh is allowed
+    ctx.call(baseline.set_baseline, None, None)  # no-op baseline refresh is allowed
     assert ctx.call(_set_env_and_read, "TP_FRESH_TEST", "1") == "1"
     assert ctx.call(os.getenv, "TP_FRESH_TEST") is None
     assert ctx.call(_unset_env, "HOME") is None

@@ -268,7 +268,8 @@ ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.handshake",
                        "transport.core.jobs", "transport.core.files",
                        "transport.core.logs", "transport.core.commands",
                        "transport.core.resources", "transport.core.tunnels",
-                       "transport.core.os_strings"})
+                       "transport.core.os_strings",
+                       "transport.core.baseline"})
 
 
 def core_module_names() -> list[str]:

@@ -397,9 +397,9 @@ class Context:
         interpreter had when it booted: changes a call makes do not leak into the
         next. Returns the directory calls now start in.
         """
-        from transport.core import fresh
+        from transport.core import baseline
 
-        return self.call(fresh.set_baseline, cwd, env)
+        return self.call(baseline.set_baseline, cwd, env)
 
     # -- modules and detached jobs ---------------------------------------------
 

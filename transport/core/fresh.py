@@ -7,7 +7,7 @@ what a new process would:
   one, res_init() makes libc re-read it (through ctypes, loaded only then).
   A stat() per call is all it costs otherwise.
 - The working directory and the environment: after a call, both go back to
-  the baseline (as at boot, or as set_baseline() last made them), so one
+  the baseline (as at boot, or as baseline.set_baseline() last made them), so one
   call's os.chdir() or os.environ change does not leak into the next.
 """
 from __future__ import absolute_import
@@ -94,21 +94,6 @@ def _find_res_init():
 
 # The baseline of this process (created by the dispatcher).
 current = None
-
-
-def set_baseline(cwd=None, env=None):
-    """Make later calls start in cwd with env applied (a None value unsets a variable)."""
-    from transport.core.os_strings import os_string  # on demand: not in the boot payload
-    if cwd is not None:
-        os.chdir(os_string(cwd))
-    for key, value in (env or {}).items():
-        if value is None:
-            os.environ.pop(os_string(key), None)
-        else:
-            os.environ[os_string(key)] = os_string(value)
-    if current is not None:
-        current.snapshot()
-    return os.getcwd()
 
 
 def resolver_reloads():

@@ -1,0 +1,26 @@
+"""Changing what every later call starts from (Context.set_baseline).
+
+fresh.py restores the working directory and environment after each call;
+this module, sent only when a controller first changes them, moves that
+baseline. Not in the boot payload.
+"""
+from __future__ import absolute_import
+
+import os
+
+from transport.core import fresh
+from transport.core.os_strings import os_string
+
+
+def set_baseline(cwd=None, env=None):
+    """Make later calls start in cwd with env applied (a None value unsets a variable)."""
+    if cwd is not None:
+        os.chdir(os_string(cwd))
+    for key, value in (env or {}).items():
+        if value is None:
+            os.environ.pop(os_string(key), None)
+        else:
+            os.environ[os_string(key)] = os_string(value)
+    if fresh.current is not None:
+        fresh.current.snapshot()
+    return os.getcwd()
