@@ -367,7 +367,12 @@ def _free_port() -> int:
 
 
 PROBE = """import socket, sys
-with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30) as s:
+port = int(sys.argv[1])
+with open("/proc/net/tcp") as f:  # IPv4 sockets listening on the port, by address
+    listening = sorted(fields[1].split(":")[0] for fields in map(str.split, f.readlines()[1:])
+                       if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A")
+print("listening on:", ", ".join(listening))
+with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
     s.sendall(b"through the tunnel")
     s.shutdown(socket.SHUT_WR)
     print("echoed:", s.makefile("rb").read().decode())
@@ -380,16 +385,19 @@ def test_remote_port_forwards_listen_on_the_host_as_ssh_R_does_on_stock(salt):
     probe.write_text(PROBE)
     probe.chmod(0o644)
     try:
-        outputs = {}
-        for host in ("stock", "fast"):  # one at a time: both hosts are this machine
-            port = _free_port()
-            out, result = salt.json(host, "--remote-port-forwards",
-                                    f"{port}:127.0.0.1:{echo.port}",
-                                    "cmd.run", f"/usr/bin/python3 {probe} {port}")
-            outputs[host] = out.get(host)
-            assert result.returncode == 0, result.stdout + result.stderr
-        assert outputs == {"stock": "echoed: through the tunnel",
-                           "fast": "echoed: through the tunnel"}
+        # Without a bind address, and with one for every interface: as sshd does by
+        # default (GatewayPorts no), the host listens on its loopback only.
+        for bind in ("", "0.0.0.0:"):
+            outputs = {}
+            for host in ("stock", "fast"):  # one at a time: both hosts are this machine
+                port = _free_port()
+                out, result = salt.json(host, "--remote-port-forwards",
+                                        f"{bind}{port}:127.0.0.1:{echo.port}",
+                                        "cmd.run", f"/usr/bin/python3 {probe} {port}")
+                outputs[host] = out.get(host)
+                assert result.returncode == 0, result.stdout + result.stderr
+            assert outputs == {"stock": "listening on: 0100007F\nechoed: through the tunnel",
+                               "fast": "listening on: 0100007F\nechoed: through the tunnel"}
     finally:
         echo.stop()
         probe.unlink()
@@ -404,6 +412,21 @@ def test_remote_port_forwards_listen_on_the_host_as_ssh_R_does_on_stock(salt):
     out, result = salt.json("fast", "--remote-port-forwards", "1080", "test.ping")
     assert result.returncode != 0
     assert "remote_port_forwards entry '1080'" in json.dumps(out), result.stdout + result.stderr
+
+
+def test_remote_port_forwards_entries_are_read_as_ssh_reads_them():
+    from adapters.salt.hosts import RemoteForward, RosterError, remote_forwards_of
+
+    def read(value):
+        return remote_forwards_of({"host": "web1", "remote_port_forwards": value})
+
+    assert read("8080:db:5432, [::1]:0:[fe80::1]:80,") == (
+        RemoteForward("", 8080, "db", 5432), RemoteForward("::1", 0, "fe80::1", 80))
+    assert read(" 9000 : localhost : 22 ") == (RemoteForward("", 9000, "localhost", 22),)
+    for refused in ("1080", "8080:/run/app.sock", "8_080:db:1", "80:db:0", "70000:db:1",
+                    "80:db:\u0665"):
+        with pytest.raises(RosterError, match="web1: roster key remote_port_forwards entry"):
+            read(refused)
 
 
 def test_the_python_api_uses_the_roster_key(salt):

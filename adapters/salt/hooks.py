@@ -56,6 +56,7 @@ def _forget_the_parents_hosts() -> None:
     _early.clear()
     _ext_mods.clear()
     _wiped.clear()
+    hosts.forget_remote_forwards()
 
 
 os.register_at_fork(after_in_child=_forget_the_parents_hosts)
@@ -84,6 +85,7 @@ def _close_process_targets() -> None:
         future.cancel()
     _early.clear()
     _ext_mods.clear()
+    hosts.forget_remote_forwards()
     if targets is not None:
         targets.close()
 

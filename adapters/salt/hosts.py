@@ -11,8 +11,9 @@ ssh_options ("Key=Value" strings), identities_only, keepalive settings,
 sudo/sudo_user/passwd (a persistent sudo interpreter; passwd is sudo's
 password, never a command-line argument), set_path, minion_opts, cmd_umask,
 thin_dir (used as by Salt) and remote_port_forwards (as ssh -R: the
-roster user's interpreter listens while the host's contexts are open; a
-port it cannot listen on is a warning, as with ssh); so do the master's
+roster user's interpreter listens on the loopback, as sshd does by default,
+while the host's contexts are open; a port it cannot listen on is a
+warning, as with ssh); so do the master's
 host-key options (known_hosts_file, ignore_host_keys, no_host_keys) and --wipe (the thin_dir
 after each call, the host's file cache at the end of the run). Keys whose
 behaviour the adapter cannot give fail with an error naming the key.
@@ -22,8 +23,10 @@ host's contexts (one Targets) until it ends.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -113,26 +116,22 @@ def remote_forwards_of(target: dict[str, Any]) -> tuple[RemoteForward, ...]:
     if not value:
         return ()
     forwards = []
-    for entry in str(value).split(","):
-        fields = _forward_fields(entry.strip())
+    for entry in filter(None, (item.strip() for item in str(value).split(","))):
+        fields = [field.strip() for field in _forward_fields(entry)]
         if len(fields) == 3:
-            fields.insert(0, "127.0.0.1")  # ssh -R's default: the target's loopback
-        try:
-            if len(fields) != 4 or not fields[2]:
-                raise ValueError
-            bind_address, port, host, host_port = fields
-            if bind_address in ("", "*"):  # ssh's "every interface"
-                bind_address = "0.0.0.0"
-            forward = RemoteForward(bind_address, int(port), host, int(host_port))
-            if not (0 <= forward.port <= 65535 and 0 < forward.host_port <= 65535):
-                raise ValueError
-        except ValueError:
+            fields.insert(0, "")
+        if (len(fields) != 4 or not fields[2]
+                or not all(PORT.fullmatch(port) for port in (fields[1], fields[3]))
+                or int(fields[1]) > 65535 or not 0 < int(fields[3]) <= 65535):
             raise RosterError(f"{target.get('host')}: roster key remote_port_forwards entry "
-                              f"{entry.strip()!r} is not [bind_address:]port:host:hostport "
+                              f"{entry!r} is not [bind_address:]port:host:hostport "
                               "(the forms with sockets and dynamic forwards are not "
-                              "supported with transport: fast)") from None
-        forwards.append(forward)
+                              "supported with transport: fast)")
+        forwards.append(RemoteForward(fields[0], int(fields[1]), fields[2], int(fields[3])))
     return tuple(forwards)
+
+
+PORT = re.compile(r"[0-9]{1,5}")
 
 
 def _forward_fields(entry: str) -> list[str]:
@@ -153,22 +152,53 @@ def _forward_fields(entry: str) -> list[str]:
             for field in fields]
 
 
+def _listen_address(forward: RemoteForward, host: Any) -> str:
+    """Where the target listens: the loopback, as sshd listens for ssh -R unless its
+    GatewayPorts (no by default) allows more; a loopback address given is kept."""
+    address = forward.bind_address
+    if address == "localhost":
+        return address
+    try:
+        if address and ipaddress.ip_address(address).is_loopback:
+            return address
+    except ValueError:
+        pass
+    if address:
+        log.warning("%s: remote forward of port %d listens on the loopback only, as sshd "
+                    "does by default, not on %s", host, forward.port, address)
+    return "127.0.0.1"
+
+
 def _open_remote_forwards(context: transport.Context, target: dict[str, Any],
                           forwards: tuple[RemoteForward, ...]) -> None:
     """Have the login context listen for each forward, once per context, as ssh -R
     would for the session (a port that cannot be forwarded is a warning, as there)."""
-    with _forwards_lock:
+    host = target.get("host")
+    with _forwards_lock:  # held only to claim the context: the calls are made outside it
         if not forwards or context in _forwards:
             return
         opened = _forwards[context] = []
-        for forward in forwards:
-            try:
-                opened.append(context.forward_remote(
-                    forward.port, forward.host_port, remote_host=forward.bind_address,
-                    local_host=forward.host))
-            except transport.TransportError as e:
-                log.warning("%s: remote port forwarding failed for listen port %d: %s",
-                            target.get("host"), forward.port, e)
+    for forward in forwards:
+        try:
+            opened.append(context.forward_remote(
+                forward.port, forward.host_port, remote_host=_listen_address(forward, host),
+                local_host=forward.host))
+        except Exception as e:  # noqa: BLE001 (as ssh: the session goes on without it)
+            log.warning("%s: remote port forwarding failed for listen port %d: %s",
+                        host, forward.port, e)
+            continue
+        if forward.port == 0:  # as ssh says which port it got
+            log.warning("%s: allocated port %d for remote forward to %s:%d", host,
+                        opened[-1].port, forward.host, forward.host_port)
+
+
+def forget_remote_forwards() -> None:
+    """Drop this process's record of forwards: its contexts are closing (the forwards
+    go with them), or it is a forked child, where they are the parent's (and the lock
+    may have been held at the fork)."""
+    global _forwards_lock
+    _forwards_lock = threading.Lock()
+    _forwards.clear()
 
 
 def umask_of(value: Any) -> int | None:
