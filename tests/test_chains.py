@@ -75,3 +75,28 @@ def test_connecting_through_an_intermediary_busy_with_a_long_call(router):
     inter.call_async(time.sleep, 600)  # it has not been sent the spawn module yet
     child = router.local(via=inter, python=PY, connect_timeout=30)
     assert child.call(pow, 2, 3) == 8 and child.name.startswith("busy")
+
+
+@pytest.mark.parametrize("label", ["2.7", "3.6"])
+def test_an_intermediary_under_the_c_locale_starts_a_child_from_a_non_ascii_path(
+        router, label, tmp_path, monkeypatch):
+    # Python 2.7 and 3.6 under the C locale take only ASCII for a program's arguments;
+    # the child's command line (its interpreter here, a key file for ssh) goes as UTF-8.
+    from tests.support.interpreters import find_interpreters
+
+    monkeypatch.setenv("LC_ALL", "C")
+    monkeypatch.setenv("LANG", "C")
+    inter = router.local(python=find_interpreters()[label])
+    python = tmp_path / "d\u00e9p\u00f4t-python3"
+    python.symlink_to(PY)
+    child = router.local(via=inter, python=str(python))
+    assert child.call(os.getpid) != inter.call(os.getpid)
+
+
+def test_a_child_an_intermediary_cannot_start_fails_with_the_cause(router):
+    # Not an OSError from the spawn (a NUL in an argument): the cause comes back at once,
+    # not as "no answer" at the connect timeout.
+    inter = router.local(python=PY)
+    with pytest.raises(transport.ConnectError, match="cannot start the child here: ValueError"):
+        router.local(via=inter, python=PY + "\0", connect_timeout=10)
+    assert inter.call(pow, 2, 3) == 8

@@ -21,6 +21,7 @@ from transport.core.compat import make_pipe, to_text
 from transport.core.framing import Message
 from transport.core.handles import BOOT_CONFIG
 from transport.core.handshake import BootScanner, payload_header
+from transport.core.os_strings import os_string
 from transport.core.stream import Stream
 
 F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031)
@@ -43,17 +44,22 @@ def start_child(router, spec, reply):
     def on_stderr(connection, line):
         sys.stderr.write('[%s] %s\n' % (connection.name, line))
 
-    config = {'context_id': spec['context_id'], 'parent_id': router.context_id,
-              'max_message_size': spec['max_message_size'], 'name': spec['name']}
-    Connection(router, spec['context_id'], spec['argv'], spec['payload'], config,
-               spec['connect_timeout'], spec['name'],
-               lambda conn, info: reply(('ok', info)),
-               lambda conn, reason, details: reply(('fail', reason, details)),
-               on_stderr, spec['options']).start()
+    try:
+        config = {'context_id': spec['context_id'], 'parent_id': router.context_id,
+                  'max_message_size': spec['max_message_size'], 'name': spec['name']}
+        connection = Connection(router, spec['context_id'], spec['argv'], spec['payload'],
+                                config, spec['connect_timeout'], spec['name'],
+                                lambda conn, info: reply(('ok', info)),
+                                lambda conn, reason, details: reply(('fail', reason, details)),
+                                on_stderr, spec['options'])
+        connection.start()
+    except Exception as e:  # told at once, not after the parent's connect timeout
+        reply(('fail', 'cannot start the child here: %s: %s' % (type(e).__name__, e), {}))
 
 
 def _spawn(argv, stdin, stdout, stderr, env):
     """Start argv in a new session with the given fds as 0, 1 and 2; return its pid."""
+    argv = [os_string(arg) for arg in argv]  # a key's or an interpreter's path, say
     if HAVE_POSIX_SPAWN:
         actions = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
                    (os.POSIX_SPAWN_DUP2, stderr, 2)]
