@@ -547,5 +547,8 @@ def test_put_from_a_file_object_streams_it_in_pieces(sshd, tmp_path):
         c.put(stream, "streamed.bin")
         assert c.run("wc -c < streamed.bin && rm streamed.bin", hide=True).stdout == "5242880\n"
         assert 0 < stream.largest <= 1024 * 1024
+        # As paramiko's SFTP client, a refused chmod is the local OSError (naming the host).
+        with pytest.raises(PermissionError, match=sshd.addresses[0]):
+            c.sftp().chmod("/etc/passwd", 0o600)
     finally:
         targets.close()

@@ -49,7 +49,10 @@ class TransportSFTP:
         return os.stat_result(tuple(fields)[:10])
 
     def chmod(self, path: str, mode: int) -> None:
-        self.context.call(files.change_mode, path, mode)
+        try:
+            self.context.call(files.change_mode, path, mode)
+        except transport.RemoteError as e:
+            raise local_os_error(self.context, e) from None
 
     # Like SFTP's open-and-write, a transfer leaves an existing file's mode alone
     # (Fabric's Transfer applies preserve_mode itself, with chmod).
@@ -65,6 +68,8 @@ class TransportSFTP:
         with tempfile.NamedTemporaryFile(prefix="transport-put-") as spool:
             while data := fl.read(SPOOL_CHUNK):  # text is sent as UTF-8, as paramiko does
                 spool.write(data.encode() if isinstance(data, str) else data)
+            if data is None:  # a non-blocking stream with nothing to read yet
+                raise BlockingIOError(f"{remotepath}: the file object to send would block")
             spool.flush()
             try:
                 self.context.put(spool.name, remotepath, preserve_mode=False)
