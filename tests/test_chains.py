@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import signal
@@ -100,3 +101,19 @@ def test_a_child_an_intermediary_cannot_start_fails_with_the_cause(router):
     with pytest.raises(transport.ConnectError, match="cannot start the child here: ValueError"):
         router.local(via=inter, python=PY + "\0", connect_timeout=10)
     assert inter.call(pow, 2, 3) == 8
+
+
+def test_a_python_2_intermediary_relays_a_childs_non_ascii_stderr(router, caplog):
+    from tests.support.interpreters import find_interpreters
+
+    inter = router.local(python=find_interpreters()["2.7"])
+    child = router.local(via=inter, python=PY, name="child")
+    with caplog.at_level(logging.INFO, logger="transport.stderr"):
+        child.call(os.write, 2, "caf\u00e9 on stderr\n".encode())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                "[child] caf\u00e9 on stderr" in r.getMessage() for r in caplog.records):
+            time.sleep(0.05)
+    assert any("[child] caf\u00e9 on stderr" in r.getMessage() for r in caplog.records), \
+        [r.getMessage() for r in caplog.records]
+    assert not any("UnicodeDecodeError" in r.getMessage() for r in caplog.records)

@@ -77,7 +77,10 @@ PACKAGE = {
     # Python 2 code raising an error whose text is UTF-8 bytes (a native str).
     "fwdpy2text.py": "# -*- coding: utf-8 -*-\n\n\ndef fail():\n"
                      "    raise ValueError('\u00e9chec: d\u00e9p\u00f4t')\n\n\n"
-                     "def fail_with_text():\n    raise ValueError(u'\u00e9t\u00e9')\n",
+                     "def fail_with_text():\n    raise ValueError(u'\u00e9t\u00e9')\n\n\n"
+                     "def fail_on_the_broker():\n"
+                     "    from transport.core import dispatch\n"
+                     "    dispatch.current.router.broker.defer(fail)\n",
     # A package with data files beside its modules, read as packages read them.
     "fwdres/__init__.py": textwrap.dedent("""
         import pkgutil
@@ -394,6 +397,10 @@ def test_a_python_2_error_with_utf8_text_from_a_forwarded_module_is_reported(rou
     with pytest.raises(transport.RemoteError) as info:  # str() of it would fail on 2.7
         ctx.call(eval, "__import__('fwdpy2text').fail_with_text()")
     assert info.value.remote_message == "\u00e9t\u00e9"
+    # The same error in a callback of the target's broker thread is reported, and the
+    # loop goes on.
+    ctx.call(eval, "__import__('fwdpy2text').fail_on_the_broker()")
+    assert ctx.call(eval, "2 + 2") == 4
 
 
 def test_a_third_party_package_over_ssh_arrives_with_the_module_that_uses_it(router, sshd):

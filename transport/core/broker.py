@@ -30,8 +30,11 @@ from transport.core.poller import best_poller
 
 def _report_to_stderr(context, exc_info):
     import traceback
-    sys.stderr.write('transport: error in %s:\n%s' % (
-        context, ''.join(traceback.format_exception(*exc_info))))
+    try:
+        sys.stderr.write('transport: error in %s:\n%s' % (
+            context, ''.join(traceback.format_exception(*exc_info))))
+    except Exception:  # 2.7: text and UTF-8 bytes that do not mix; the loop goes on
+        sys.stderr.write('transport: error in %r: %r\n' % (context, exc_info[1]))
 
 
 class Timer(object):

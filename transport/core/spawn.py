@@ -17,7 +17,7 @@ import os
 import sys
 
 from transport.core import codec
-from transport.core.compat import make_pipe, to_text
+from transport.core.compat import PY2, make_pipe, to_text
 from transport.core.framing import Message
 from transport.core.handles import BOOT_CONFIG
 from transport.core.handshake import BootScanner, payload_header
@@ -42,7 +42,10 @@ def start_child(router, spec, reply):
     reply(('ok', hello) or ('fail', reason, details)) once (see docs/protocol.md)."""
 
     def on_stderr(connection, line):
-        sys.stderr.write('[%s] %s\n' % (connection.name, line))
+        name = connection.name
+        if PY2 and not isinstance(name, bytes):  # a text name would decode line as ASCII
+            name = name.encode('utf-8')
+        sys.stderr.write('[%s] %s\n' % (name, line))
 
     try:
         config = {'context_id': spec['context_id'], 'parent_id': router.context_id,
