@@ -430,3 +430,9 @@ def flood_tunnel(handle, total):
     for _ in range(total // 65536):
         send_to_caller(handle, chunk)
     return True
+
+
+def resolver_reloads():
+    """How many times this target made libc re-read /etc/resolv.conf (see core/fresh.py)."""
+    from transport.core import fresh
+    return fresh.current.resolver_reloads

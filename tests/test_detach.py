@@ -195,3 +195,19 @@ def test_preload_of_an_unknown_module_is_an_import_error(router):
     ctx = router.local()
     with pytest.raises(ImportError, match="no_such_module_xyz"):
         ctx.preload(["no_such_module_xyz"])
+
+
+def test_jobs_of_a_python_2_user_whose_home_has_a_non_ascii_name(router, work, tmp_path,
+                                                                 monkeypatch):
+    from tests.support.interpreters import find_interpreters
+
+    home = tmp_path / "ma\u00efson"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    ctx = router.local(python=find_interpreters()["2.7"])
+    job = ctx.detach(work.slow_double, 21, 0)
+    status = _wait_done(ctx, job.id)
+    assert (status.state, status.result) == ("done", 42)
+    assert [j.id for j in ctx.jobs()] == [job.id]
+    ctx.forget(job.id)
+    assert ctx.jobs() == []

@@ -439,3 +439,20 @@ def test_a_long_name_of_many_byte_characters_is_received(router, tmp_path):
     assert ctx.put(str(tmp_path / "source"), str(there)) == 4
     assert there.read_bytes() == b"data"
     assert ctx.get(str(there), str(tmp_path / ("\u00fc" * 120))) == 4
+
+
+@pytest.mark.parametrize("label", ["2.7", "3.6", "3.13"])
+def test_a_name_that_is_not_utf8_goes_back_as_it_came(router, label, tmp_path):
+    # A name in another encoding (Latin-1 here) reads as text with escapes; given back,
+    # it names the same file.
+    from tests.support.interpreters import find_interpreters
+
+    directory = os.fsencode(tmp_path)
+    with open(os.path.join(directory, b"caf\xe9.txt"), "wb") as f:
+        f.write(b"latin")
+    ctx = router.local(python=find_interpreters()[label])
+    names = ctx.call(os.listdir, str(tmp_path))
+    assert names == ["caf\udce9.txt"]
+    there = os.path.join(str(tmp_path), names[0])
+    assert ctx.get(there, str(tmp_path / "back")) == 5
+    assert ctx.run(["cat", there]).stdout == b"latin"

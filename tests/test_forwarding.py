@@ -454,3 +454,38 @@ def test_an_import_whose_request_went_unanswered_asks_again(router):
 
     ctx = router.local(python="/usr/bin/python3")  # which has no invoke of its own
     assert ctx.call(rf.import_after_a_lost_request, "invoke") == ["ImportError", "imported"]
+
+
+ACCENTED = {
+    "accmod/__init__.py": textwrap.dedent("""
+        # -*- coding: utf-8 -*-
+        import pkgutil
+        import traceback
+
+
+        def handled():
+            try:
+                raise ValueError('\u00e9chec')
+            except ValueError:
+                return traceback.format_exc()
+
+
+        def data():
+            return pkgutil.get_data(__name__, 'note.txt').decode('ascii')
+    """),
+    "accmod/note.txt": "hello data\n",
+}
+
+
+@pytest.mark.parametrize("label", ["2.7", "3.6", "3.13"])
+def test_modules_forwarded_from_a_directory_with_a_non_ascii_name(router, tmp_path, label):
+    # The controller's path (its __file__ there) is not ASCII; the traceback a module
+    # formats itself shows its source line; its data files are read as pkgutil reads them.
+    from tests.support.packages import importable_tree
+
+    with importable_tree(tmp_path / "d\u00e9p\u00f4t", ACCENTED, "accmod"):
+        accmod = importlib.import_module("accmod")
+        ctx = router.local(python=find_interpreters()[label])
+        text = ctx.call(accmod.handled)
+        assert "raise ValueError('\u00e9chec')" in text and "d\u00e9p\u00f4t" in text
+        assert ctx.call(accmod.data) == "hello data\n"

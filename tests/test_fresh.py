@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from tests import remote_functions
 from transport.core import baseline, fresh
 
 
@@ -32,12 +33,12 @@ def test_baseline_keeps_what_the_caller_asked_for(ctx):
 
 def test_resolver_reloads_when_resolv_conf_changes(ctx):
     assert os.path.exists(fresh.RESOLV_CONF), "this test needs /etc/resolv.conf"
-    before = ctx.call(fresh.resolver_reloads)
-    assert ctx.call(fresh.resolver_reloads) == before  # unchanged file: no reload
+    before = ctx.call(remote_functions.resolver_reloads)
+    assert ctx.call(remote_functions.resolver_reloads) == before  # unchanged file: no reload
     stat = os.stat(fresh.RESOLV_CONF)
     os.utime(fresh.RESOLV_CONF, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     try:
-        assert ctx.call(fresh.resolver_reloads) == before + 1
+        assert ctx.call(remote_functions.resolver_reloads) == before + 1
     finally:
         os.utime(fresh.RESOLV_CONF, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 

@@ -148,6 +148,20 @@ def test_object_with_evil_reduction_never_runs_on_the_controller(ctx, tmp_path):
     assert ctx.call(pow, 2, 2) == 4
 
 
+def test_a_result_the_codec_cannot_write_is_an_error_and_the_target_goes_on(ctx):
+    # A lone surrogate has no UTF-8; Python 3.11+ refuses to turn an int of more than
+    # 4300 digits into text. Each ended the target before.
+    import json
+
+    with pytest.raises(transport.RemoteError, match="cannot be sent.*surrogates"):
+        ctx.call(json.loads, '"\\ud800"')
+    with pytest.raises(transport.RemoteError, match="cannot be sent.*4300"):
+        ctx.call(pow, 10, 5000)
+    with pytest.raises(TypeError, match="cannot send the arguments"):
+        ctx.call(rf.echo, "\ud800")
+    assert ctx.call(pow, 2, 2) == 4
+
+
 def test_large_values_cross_in_both_directions(ctx):
     size = 8 * 1024 * 1024
     assert ctx.call(rf.length, b"x" * size) == size

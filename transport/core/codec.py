@@ -9,8 +9,8 @@ data, so a message from a compromised target cannot run code on the
 controller. Sizes are bounded by the message, and nesting by MAX_DEPTH.
 
 Strings cross Python 2 and 3: text is tagged 's' and arrives as text
-(unicode on 2.7); a Python 2 native str is tagged 'n' and arrives as the
-receiver's native str.
+(unicode on 2.7, or there a native str when its bytes are not UTF-8); a
+Python 2 native str is tagged 'n' and arrives as the receiver's native str.
 """
 from __future__ import absolute_import
 
@@ -51,7 +51,10 @@ if PY2:
     _NATIVE_TAG = b'n'
 
     def _decode_text(data):
-        return data.decode('utf-8', 'replace')
+        try:
+            return data.decode('utf-8')
+        except UnicodeDecodeError:  # no surrogateescape on 2.7: the bytes, as a native str
+            return data
 
     def _decode_native(data):
         return data
@@ -73,7 +76,10 @@ def _text_bytes(value):
 def encode(value):
     """Return the bytes that encode value; raise CodecError for other types."""
     out = []
-    _encode(value, out.append, 0)
+    try:
+        _encode(value, out.append, 0)
+    except (UnicodeError, ValueError) as e:  # a lone surrogate; an int str() refuses (3.11+)
+        raise CodecError(e)
     return b''.join(out)
 
 

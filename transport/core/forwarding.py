@@ -313,13 +313,15 @@ class ModuleForwarder(object):
     def _run(self, module, entry):
         fullname, kind, origin, source = entry
         filename = origin or '<forwarded %s>' % fullname
+        if PY2:  # 2.7: a native str, as from disk (compile() takes no non-ASCII text)
+            filename = filename.encode('utf-8')
         module.__file__ = filename
         if kind == 'namespace':
             return
         if kind == 'package' and not getattr(module, '__path__', None):
             module.__path__ = []
         import linecache
-        text = source.decode('utf-8', 'replace')
+        text = source if PY2 else source.decode('utf-8', 'replace')  # 2.7: str, as from disk
         linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
         # dont_inherit: the module's own __future__ imports, not this file's (on 2.7,
         # absolute_import here would turn off the module's implicit relative imports).

@@ -94,8 +94,3 @@ def _find_res_init():
 
 # The baseline of this process (created by the dispatcher).
 current = None
-
-
-def resolver_reloads():
-    """How many times this process made libc re-read /etc/resolv.conf."""
-    return current.resolver_reloads if current is not None else 0

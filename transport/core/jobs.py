@@ -53,7 +53,7 @@ def jobs_dir():
 def _job_path(job_id):
     if not isinstance(job_id, (str, text_type)) or not is_job_id(job_id):  # 2.7: unicode
         raise ValueError('not a job id: %r' % (job_id,))
-    return os.path.join(jobs_dir(), job_id)
+    return os.path.join(jobs_dir(), str(job_id))  # 2.7: native, as the directory is
 
 
 def _write(path, name, data):

@@ -62,6 +62,8 @@ def reader(forwarder, fullname):
 def get_data(forwarder, path):
     """pkgutil.get_data's read: path lies in a forwarded package's directory (as the
     controller names it, which is what the package's __file__ says)."""
+    if isinstance(path, bytes) and str is bytes:  # 2.7: __file__ is a native str
+        path = path.decode('utf-8', 'replace')
     package, directory = None, ''
     for name, entry in list(forwarder.entries.items()):
         if entry[1] == 'package' and entry[2]:

@@ -45,7 +45,14 @@ def start_child(router, spec, reply):
         name = connection.name
         if PY2 and not isinstance(name, bytes):  # a text name would decode line as ASCII
             name = name.encode('utf-8')
-        sys.stderr.write('[%s] %s\n' % (name, line))
+        text = '[%s] %s\n' % (name, line)
+        stream = getattr(sys.stderr, 'buffer', None)
+        if stream is None:  # 2.7: text is a native str already
+            sys.stderr.write(text)
+            return
+        sys.stderr.flush()  # 3.6 under C: its text stream would write \xe9 for an e-acute
+        stream.write(text.encode('utf-8', 'surrogateescape'))
+        stream.flush()
 
     try:
         config = {'context_id': spec['context_id'], 'parent_id': router.context_id,
