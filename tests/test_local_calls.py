@@ -162,6 +162,19 @@ def test_a_result_the_codec_cannot_write_is_an_error_and_the_target_goes_on(ctx)
     assert ctx.call(pow, 2, 2) == 4
 
 
+def test_a_result_over_the_message_size_limit_is_an_error_and_the_target_goes_on():
+    # Sent, it would make the controller drop the connection as a protocol error.
+    import sys
+
+    with transport.Router(max_message_size=1024 * 1024) as router:
+        ctx = router.local(python=sys.executable)
+        with pytest.raises(transport.RemoteError, match="over the message size limit"):
+            ctx.call(rf.make_bytes, 2 * 1024 * 1024)
+        with pytest.raises(ValueError, match="over the message size limit"):
+            ctx.call(rf.length, b"x" * 2 * 1024 * 1024)  # the arguments, the other way
+        assert ctx.call(pow, 2, 2) == 4
+
+
 def test_large_values_cross_in_both_directions(ctx):
     size = 8 * 1024 * 1024
     assert ctx.call(rf.length, b"x" * size) == size

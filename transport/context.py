@@ -14,7 +14,7 @@ import _thread
 from transport import log
 from transport.bootstrap import ON_DEMAND
 from transport.core import codec, compat
-from transport.core.forwarding import pack_entries, unavailable
+from transport.core.forwarding import pack_entries
 from transport.core.framing import Message
 from transport.core.handles import (
     CALL_FUNCTION,
@@ -24,6 +24,7 @@ from transport.core.handles import (
     SHUTDOWN,
     SIGNAL_COMMANDS,
 )
+from transport.core.preloading import unavailable
 from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout, TransportError
 from transport.functions import function_reference
 from transport.modules import is_stdlib
@@ -310,6 +311,10 @@ class Context:
                     + (codec.encode(kwargs) if kwargs else _NO_KWARGS))
         except codec.CodecError as e:
             raise TypeError(f"cannot send the arguments of {module}.{qualname}: {e}") from None
+        if len(data) > self.router.max_message_size:  # the target would take it as an attack
+            raise ValueError(f"cannot send the arguments of {module}.{qualname}: {len(data)} "
+                             f"bytes, over the message size limit of "
+                             f"{self.router.max_message_size} (send files with put())")
         if not self.alive:
             future.set_exception(Disconnected(self.name, self.disconnect_reason or "shut down"))
             return future

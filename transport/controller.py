@@ -53,8 +53,9 @@ def _valid_hello(info: Any) -> bool:
 class Router:
     """Starts contexts and routes their messages; use as a context manager.
 
-    max_message_size bounds every message a target may send (bytes); a
-    larger one disconnects that target as a protocol violation.
+    max_message_size bounds every message (bytes): a target that sends a larger
+    one is disconnected as a protocol violation; a call whose arguments or
+    result would be larger fails (ValueError here, RemoteError from there).
     """
 
     def __init__(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:

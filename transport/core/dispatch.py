@@ -172,7 +172,10 @@ class Dispatcher(object):
             result = error_reply(sys.exc_info())
         self.baseline.after_call()
         try:
-            return codec.encode(result)
+            data = codec.encode(result)
+            if len(data) > self.router.parent.decoder.max_message_size:  # it would cut us off
+                raise codec.CodecError('%d bytes, over the message size limit' % len(data))
+            return data
         except codec.CodecError as e:
             return codec.encode(('err', 'transport.core.codec.CodecError',
                                  'the function returned a value that cannot be sent: %s' % (e,),

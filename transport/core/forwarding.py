@@ -365,10 +365,3 @@ class local_imports_only(object):
     def __exit__(self, *exc_info):
         if self.forwarder is not None:
             self.forwarder.paused -= 1
-
-
-def unavailable(names):
-    """Of names (preloaded modules), those not in this process's module cache."""
-    cache = installed.entries if installed is not None else {}
-    return [name for name in names
-            if name not in cache or cache[name][1] == 'missing']
