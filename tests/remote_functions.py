@@ -436,3 +436,31 @@ def resolver_reloads():
     """How many times this target made libc re-read /etc/resolv.conf (see core/fresh.py)."""
     from transport.core import fresh
     return fresh.current.resolver_reloads
+
+
+def raise_from_a_signal_handler_later(seconds):
+    """Arm SIGALRM with a handler that raises: it fires after this call, between calls."""
+    import signal
+
+    def handler(signum, frame):
+        raise RuntimeError("raised between calls")
+
+    signal.signal(signal.SIGALRM, handler)
+    signal.alarm(seconds)
+    return True
+
+
+def empty_sys_path():
+    del sys.path[:]
+    return True
+
+
+class ChangingList(list):
+    """A list whose iteration fails, as a dict changed by another thread does."""
+
+    def __iter__(self):
+        raise RuntimeError("changed size during iteration")
+
+
+def changing_list():
+    return ChangingList([1, 2])

@@ -372,3 +372,34 @@ def test_adapter_targets_open_contexts_of_their_own_in_a_fork():
         assert parents.call(os.getpid) == parents.pid  # the fork left the parent's alone
     finally:
         targets.close()
+
+
+@pytest.mark.parametrize("python", ["/usr/bin/python3", "2.7"])
+def test_what_a_call_leaves_behind_does_not_end_the_target(router, python):
+    # An exception raised between calls (a signal handler a call armed), a call that
+    # forks and returns in the child, an emptied sys.path before an error, a value
+    # whose iteration fails: each is that call's error at most, and the target goes on.
+    from tests.support.interpreters import find_interpreters
+
+    ctx = router.local(python=find_interpreters().get(python, python))
+    assert ctx.call(rf.raise_from_a_signal_handler_later, 1)
+    time.sleep(1.5)
+    assert ctx.call(pow, 2, 3) == 8
+    child = ctx.call(os.fork)
+    if child:  # the parent's answer; the child, back in the call loop, exits at once
+        assert wait_gone(child)
+    assert ctx.call(rf.empty_sys_path)
+    with pytest.raises(transport.RemoteError, match="nested failure"):
+        ctx.call(rf.nested_fail)
+    with pytest.raises(transport.RemoteError, match="cannot be sent.*changed size"):
+        ctx.call(rf.changing_list)
+    assert ctx.call(pow, 2, 4) == 16
+
+
+def test_a_str_enum_travels_as_its_text_both_ways(ctx):
+    import enum
+
+    class Color(str, enum.Enum):
+        RED = "red"
+
+    assert ctx.call(rf.echo, Color.RED, b"x") == [["red", b"x"], {}]

@@ -269,7 +269,8 @@ ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.handshake",
                        "transport.core.logs", "transport.core.commands",
                        "transport.core.resources", "transport.core.tunnels",
                        "transport.core.os_strings",
-                       "transport.core.baseline", "transport.core.preloading"})
+                       "transport.core.baseline", "transport.core.preloading",
+                       "transport.core.asking"})
 
 
 def core_module_names() -> list[str]:

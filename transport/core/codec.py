@@ -78,7 +78,7 @@ def encode(value):
     out = []
     try:
         _encode(value, out.append, 0)
-    except (UnicodeError, ValueError) as e:  # a lone surrogate; an int str() refuses (3.11+)
+    except Exception as e:  # a lone surrogate, an int str() refuses (3.11+), a dict changing
         raise CodecError(e)
     return b''.join(out)
 
@@ -146,8 +146,8 @@ def _encode(value, put, depth):
         # Other subclasses of plain types (OrderedDict, IntEnum members ...) travel as
         # their plain base type.
         for base in _PLAIN_BASES:
-            if isinstance(value, base):
-                _encode(base(value), put, depth)
+            if isinstance(value, base):  # str() of a (str, Enum) member is its name: its text
+                _encode(value[:] if base in (bytes, text_type) else base(value), put, depth)
                 return
         raise CodecError('cannot encode a value of type %s.%s' % (kind.__module__, kind.__name__))
 

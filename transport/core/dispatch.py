@@ -9,10 +9,11 @@ traceback text).
 from __future__ import absolute_import
 
 import itertools
+import os
 import sys
 
 from transport.core import codec, fresh
-from transport.core.compat import PY2, Event, SimpleQueue
+from transport.core.compat import PY2, SimpleQueue
 from transport.core.framing import Message
 
 # How long a reply may wait for the replies after it while calls are queued.
@@ -36,7 +37,6 @@ def resolve(module_name, qualname):
 
 def error_reply(exc_info):
     """Encode an exception as an error reply tuple, traceback included."""
-    import traceback
     exc_type, exc_value = exc_info[0], exc_info[1]
     type_name = exc_type.__name__
     module = getattr(exc_type, '__module__', None)
@@ -50,6 +50,7 @@ def error_reply(exc_info):
         except Exception:
             message = '<unprintable %s>' % type_name
     try:
+        import traceback  # a call may have emptied sys.path
         lines = traceback.format_exception(*exc_info)
         if PY2:
             # Source lines of forwarded modules are text, an error's message may be
@@ -89,35 +90,6 @@ class AskError(Exception):
     """An ask got no answer: the other side refused, went away or did not answer in time."""
 
 
-def ask(router, dst, handle, value, timeout, who):
-    """Send value to `handle` in context dst and wait for its ('ok', answer) reply.
-
-    Returns the answer; raises AskError when the reply refuses (its text), dst is
-    lost, or timeout passes. who names dst in those errors.
-    """
-    if router.forked():
-        raise AskError('%s cannot be asked from a forked process' % (who,))
-    answers = []
-    done = Event()
-
-    def on_answer(msg):
-        answers.append(msg)
-        done.set()
-
-    reply_to = router.add_reply_handler(on_answer, dst)
-    router.send(Message(dst, router.context_id, handle, codec.encode(value), reply_to=reply_to))
-    if not done.wait(timeout):
-        router.remove_handler(reply_to)
-        raise AskError('no answer from %s within %ss' % (who, timeout))
-    msg = answers[0]
-    if msg.is_dead:
-        raise AskError('%s is gone: %s' % (who, msg.data.decode('utf-8', 'replace')))
-    status, answer = codec.decode(msg.data)
-    if status != 'ok':
-        raise AskError(answer)
-    return answer
-
-
 def ask_caller(handle, value, timeout=60.0):
     """From inside a call: ask the service the caller registered at `handle` (Context.serve).
 
@@ -125,6 +97,9 @@ def ask_caller(handle, value, timeout=60.0):
     error text), the caller is lost, or timeout passes.
     """
     dispatcher = current
+    if dispatcher.router.forked():  # before the import, which would ask the parent
+        raise AskError('the caller cannot be asked from a forked process')
+    from transport.core.asking import ask  # on demand: not in the boot payload
     return ask(dispatcher.router, dispatcher.caller, handle, value, timeout, 'the caller')
 
 
@@ -149,11 +124,19 @@ class Dispatcher(object):
         """Run calls until stop(); returns then."""
         get = self.queue.get
         while True:
-            msg = get()
-            if msg is None:
-                return
-            self.caller = msg.src
-            reply = self.run_one(msg.data)
+            msg = None
+            try:
+                msg = get()
+                if msg is None:
+                    return
+                self.caller = msg.src
+                reply = self.run_one(msg.data)
+            except BaseException:  # from a signal handler or another thread: not our end
+                if msg is None:
+                    continue
+                reply = codec.encode(error_reply(sys.exc_info()))
+            if self.router.forked():  # the child of a call's fork() came back here
+                os._exit(0)
             # With more calls waiting, replies wait up to REPLY_LINGER to be
             # written together; the reply that empties the queue goes at once.
             self.router.send(Message(msg.src, self.router.context_id, msg.reply_to, reply),

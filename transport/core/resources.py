@@ -19,7 +19,8 @@ import io
 import os
 import posixpath
 
-from transport.core.dispatch import AskError, ask
+from transport.core.asking import ask
+from transport.core.dispatch import AskError
 from transport.core.handles import CONTROLLER_ID, GET_RESOURCE
 
 TIMEOUT = 60.0
