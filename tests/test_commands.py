@@ -53,6 +53,10 @@ def test_commands_and_pty_on_every_interpreter(router, label):
     assert on_pty.stderr == b"" and on_pty.exit_code == 0
     assert on_pty.stdout.count(b"\r\n") == 4
     assert set(on_pty.stdout.split(b"\r\n")) == {b"tty", b"err", b"fed", b"got fed", b""}
+    # A pipeline's writer ends on SIGPIPE, as under a shell (Python 2 ignores SIGPIPE and
+    # its subprocess passed that on: `yes` reported a broken pipe).
+    piped = target.run(["bash", "-c", "yes | head -1; echo ${PIPESTATUS[@]}"])
+    assert (piped.stdout, piped.stderr) == (b"y\n141 0\n", b"")
     # The command module is not in the payload: it went ahead of the first command, and
     # what the standard library probes for is not asked of the controller.
     assert router._modules.requested.get(target.context_id, []) == []
@@ -170,6 +174,32 @@ def test_signal_commands_reaches_a_running_command_and_what_it_started(target, t
     assert target.run("echo still here").stdout == b"still here\n"
     with pytest.raises(ValueError, match="not a signal number"):
         target.signal_commands(0)
+
+
+def test_signal_settings_a_call_left_do_not_break_later_commands(target, tmp_path):
+    # What CLI modules often set at import: SIGPIPE to default (a command that stops
+    # reading would end the target), SIGCHLD ignored (exit statuses lost), SIGINT ignored
+    # (commands inherit it, and signal_commands cannot stop them).
+    import signal
+    import threading
+
+    from tests import remote_functions as rf
+
+    assert target.call(rf.set_signal, signal.SIGPIPE, "default")
+    assert target.call(rf.set_signal, signal.SIGCHLD, "ignore")
+    assert target.call(rf.set_signal, signal.SIGINT, "ignore")
+    assert target.run("head -c1 >/dev/null", input=b"x" * (1 << 20)).exit_code == 0
+    assert target.run("exit 3").exit_code == 3
+    child = tmp_path / "child.pid"
+    results: list[transport.CommandResult] = []
+    worker = threading.Thread(target=lambda: results.append(target.run(
+        f"sh -c 'echo $$ > {child}; exec sleep 600'", timeout=120)), daemon=True)
+    worker.start()
+    pid = int(written_text(child))
+    target.signal_commands()
+    assert wait_gone(pid), "the command ignored the interrupt"
+    worker.join(60)
+    assert results and results[0].exit_code == -signal.SIGINT
 
 
 def test_a_signal_sent_while_a_command_starts_reaches_it_once_started(target):

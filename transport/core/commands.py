@@ -59,11 +59,41 @@ EXIT_POLL = 0.05  # how often a command that closed its output is looked at, whi
 PY2 = sys.version_info[0] == 2
 
 
+def _default_signals():
+    """In a Python 2 child before exec (Python 3's subprocess does the same): SIGPIPE
+    and SIGXFSZ as a shell leaves them, not ignored as Python leaves them here
+    (`yes | head` would report a broken pipe)."""
+    for name in ('SIGPIPE', 'SIGXFSZ'):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+
+
+def _new_session_py2():
+    os.setsid()
+    _default_signals()
+
+
+def _sane_signals():
+    """Undo what a call may have left that commands rely on (main thread, before a
+    start): SIGPIPE ignored here, so a write to a command that stopped reading fails
+    instead of ending this process; SIGCHLD not ignored, or exit statuses are lost;
+    SIGINT not ignored, or commands inherit that and an interrupt cannot stop them."""
+    try:
+        if signal.getsignal(signal.SIGPIPE) == signal.SIG_DFL:
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        if signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread: nothing a call did there
+        pass
+
+
 def _popen(cmd, shell, env, cwd, stdin):
     kwargs = dict(shell=shell, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE,
                   stderr=subprocess.PIPE, close_fds=True)
     if PY2:
-        kwargs['preexec_fn'] = os.setsid
+        kwargs['preexec_fn'] = _new_session_py2
     else:
         kwargs['start_new_session'] = True  # keeps CPython's fast vfork path
     return subprocess.Popen(cmd, **kwargs)
@@ -78,6 +108,8 @@ def _popen_pty(cmd, shell, env, cwd, size):
 
     def take_terminal():
         os.setsid()
+        if PY2:
+            _default_signals()
         try:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         except (AttributeError, IOError, OSError):
@@ -148,6 +180,7 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
         cmd = os_string(cmd)
     if cwd is not None:
         cwd = os_string(cwd)
+    _sane_signals()
     token = object()
     with _lock:
         _starting[token] = []
