@@ -126,3 +126,36 @@ def test_a_target_that_sends_beyond_the_window_is_cut_off(router, echo):
         assert not forward._pumps, "the flooded tunnel is still open"
         client.close()
     assert ctx.call(pow, 2, 5) == 32
+
+
+def test_a_service_that_closes_at_once_does_not_end_the_target_whatever_sigpipe_is(router):
+    # A call may set SIGPIPE to its default (CLI modules do at import): a write to a
+    # connection whose peer has gone must still be an error, not the target's end.
+    import signal
+
+    from tests import remote_functions as rf
+
+    ctx = router.local(python=PY)
+    assert ctx.call(rf.set_signal, signal.SIGPIPE, "default")
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def close_at_once() -> None:
+        while True:
+            try:
+                server.accept()[0].close()
+            except OSError:
+                return
+
+    threading.Thread(target=close_at_once, daemon=True).start()
+    try:
+        with ctx.forward_local(0, server.getsockname()[1]) as forward:
+            with socket.create_connection(("127.0.0.1", forward.port)) as client:
+                try:
+                    client.sendall(b"x" * (8 << 20))
+                    client.recv(1)
+                except OSError:
+                    pass
+        assert ctx.call(pow, 2, 3) == 8
+    finally:
+        server.shutdown(socket.SHUT_RDWR)
+        server.close()

@@ -34,6 +34,8 @@ CHUNK = 128 * 1024
 WINDOW = 1024 * 1024
 CONNECT_TIMEOUT = 30.0
 ACCEPT_POLL = 0.25  # how soon a listener sees that it was stopped
+# A peer gone is EPIPE, never SIGPIPE, whatever a call has set SIGPIPE to (Linux).
+NO_SIGPIPE = getattr(socket, 'MSG_NOSIGNAL', 0)
 
 DATA, ACK, EOF, RESET, PEER = 0, 1, 2, 3, 4
 _SOCKET_ERRORS = (socket.error, OSError, IOError)
@@ -172,7 +174,7 @@ class Pump(object):
             if data is None:
                 self.sock.shutdown(socket.SHUT_WR)
                 return True
-            self.sock.sendall(data)
+            self.sock.sendall(data, NO_SIGPIPE)
             with self._cond:
                 self._queued -= len(data)
             self._tell(ACK, len(data))
