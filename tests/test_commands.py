@@ -493,3 +493,21 @@ def test_non_ascii_arguments_env_and_cwd_under_the_c_locale(router, label, tmp_p
     # A baseline (what later calls and commands start from) takes such names too.
     assert ctx.set_baseline(str(place), {"TP_NAME": name}) == str(place)
     assert ctx.run('printf "%s|" "$TP_NAME" "$PWD"').stdout.decode() == f"{name}|{place}|"
+
+
+def test_input_larger_than_a_message_streams_to_the_command():
+    # run()'s input travels in the call up to a few MiB; more streams in windows, so the
+    # message size limit (1 MiB here) does not apply to it, nor does it end the target.
+    import hashlib
+
+    with transport.Router(max_message_size=1024 * 1024) as small:
+        target = small.local(python=PY)
+        data = os.urandom(3 * 1024 * 1024)
+        result = target.run("sha256sum", input=data)
+        assert result.stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()
+        assert target.run("head -c 10 >/dev/null", input=data).exit_code == 0  # stops reading
+        chunks: list[bytes] = []
+        result = target.run("cat", input=data, pty=False,
+                            on_output=lambda stream, chunk: chunks.append(chunk))
+        assert b"".join(chunks) == data and result.stdout == data
+        assert target.call(pow, 2, 3) == 8

@@ -35,6 +35,7 @@ STARTED, STDOUT, STDERR, EXITED = 0, 1, 2, 3
 INPUT_READY, INPUT_TAKEN, INPUT_ENDED, INPUT_TERMINAL = 0, 1, 2, 3
 INPUT_WINDOW = 256 * 1024  # bytes of live input in flight, at most
 INPUT_CHUNK = 64 * 1024
+INLINE_INPUT = 4 * 1024 * 1024  # run()'s input up to this travels in the call itself
 TIMEOUT_GRACE = 30.0
 _STREAMS = {STDOUT: "stdout", STDERR: "stderr"}
 
@@ -355,4 +356,28 @@ def start(context: Context, cmd: str | list[str], *, shell: bool = True,
 
 def run(context: Context, cmd: str | list[str], **options: Any) -> CommandResult:
     context._refuse_to_wait_here()
-    return start(context, cmd, live=False, **options).wait()
+    data = options.pop("input", None)
+    if isinstance(data, str):
+        data = data.encode()
+    if data is None or len(data) <= min(INLINE_INPUT, context.router.max_message_size // 2):
+        return start(context, cmd, live=False, input=data, **options).wait()
+    # Large input streams in windows, as a started command's does (whole, in the call,
+    # it would be held twice in memory, and over the message size limit refused).
+    command = start(context, cmd, **options)
+    feeder = threading.Thread(target=_feed, args=(command, data), daemon=True,
+                              name=f"transport-input-{context.name}")
+    feeder.start()
+    try:
+        return command.wait()
+    finally:
+        feeder.join()
+
+
+def _feed(command: RunningCommand, data: bytes) -> None:
+    """Write data to the command's stdin and close it; a command that stops reading
+    takes no more, as with a pipe."""
+    try:
+        command.write(data)
+        command.close_input()
+    except (BrokenPipeError, TransportError):
+        pass  # the command ended first, or the context went: wait() says so

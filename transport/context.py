@@ -418,7 +418,8 @@ class Context:
         A string runs under /bin/sh -c (shell=False splits nothing: pass a list); a
         list runs directly. env adds to the context's environment (None unsets), or
         with replace_env=True is the command's whole environment; cwd sets the
-        directory, input is fed to stdin. on_output(stream, chunk) gets
+        directory, input is fed to stdin (more than a few MiB of it streams in
+        windows, as a started command's input does). on_output(stream, chunk) gets
         "stdout"/"stderr" chunks as they come, on the calling thread. timeout kills
         the command's whole process group and raises Timeout; check=True raises
         CommandFailed for a non-zero exit. pty=True runs it on a new pseudo-terminal
