@@ -511,3 +511,18 @@ def test_input_larger_than_a_message_streams_to_the_command():
                             on_output=lambda stream, chunk: chunks.append(chunk))
         assert b"".join(chunks) == data and result.stdout == data
         assert target.call(pow, 2, 3) == 8
+
+
+def test_a_log_record_longer_than_a_message_is_cut_not_the_connection(caplog):
+    import logging
+
+    from tests import remote_functions as rf
+
+    with transport.Router(max_message_size=1024 * 1024) as router:
+        ctx = router.local(python=PY)
+        caplog.set_level(logging.INFO)
+        ctx.forward_logging(logging.INFO)
+        ctx.call(rf.log_long_message, logging.WARNING, 2 * 1024 * 1024)
+        assert ctx.call(pow, 1, 1) == 1
+    records = [r.getMessage() for r in caplog.records if r.name == "transport.remote.tp.app"]
+    assert len(records) == 1 and records[0].endswith("... [1835008 characters more]")

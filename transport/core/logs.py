@@ -11,6 +11,10 @@ import logging
 
 from transport.core import codec
 
+# A record's text beyond this is cut (with a note of how much), so a record stays far
+# below the message size limit (128 MiB unless a Router is given less than 1 MiB).
+MAX_TEXT = 256 * 1024
+
 
 class ForwardingHandler(logging.Handler):
     """Sends records to one handle of the context that asked for them."""
@@ -24,7 +28,10 @@ class ForwardingHandler(logging.Handler):
     def emit(self, record):
         from transport.core.framing import Message
         try:
-            data = codec.encode((record.levelno, record.name, self.format(record)))
+            text = self.format(record)
+            if len(text) > MAX_TEXT:  # a message over the size limit would cut the connection
+                text = text[:MAX_TEXT] + '... [%d characters more]' % (len(text) - MAX_TEXT)
+            data = codec.encode((record.levelno, record.name, text))
             self.router.send(Message(self.caller, self.router.context_id, self.target_handle, data))
         except Exception:
             self.handleError(record)
