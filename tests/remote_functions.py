@@ -348,7 +348,7 @@ def end_the_loop_while_a_command_runs(pid_file):
     from transport.core import commands
     proc = subprocess.Popen(["sh", "-c", "echo $$ > %s; exec sleep 600" % pid_file],
                             preexec_fn=os.setsid)
-    commands.running.add(proc.pid)
+    commands.running[proc.pid] = None  # no caller waits for its output
     deadline = time.time() + 30
     while time.time() < deadline and not (os.path.exists(pid_file) and open(pid_file).read()):
         time.sleep(0.01)  # the command is under way

@@ -526,3 +526,26 @@ def test_a_log_record_longer_than_a_message_is_cut_not_the_connection(caplog):
         assert ctx.call(pow, 1, 1) == 1
     records = [r.getMessage() for r in caplog.records if r.name == "transport.remote.tp.app"]
     assert len(records) == 1 and records[0].endswith("... [1835008 characters more]")
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_a_command_nobody_waits_for_any_more_is_hung_up_on(target, tmp_path, live, caplog):
+    # An on_output that raises (or an interrupt) ends wait() on our side; the command
+    # is hung up on, as a closed terminal would, instead of holding the context (a
+    # `tail -f` would hold it for ever). Another command running alongside goes on.
+    other = target.start("sleep 1; echo alongside")
+
+    def fail(stream: str, chunk: bytes) -> None:
+        raise RuntimeError("the caller's own error")
+
+    child = tmp_path / "child.pid"
+    command = f"sh -c 'echo $$ > {child}; echo first; exec sleep 600'"
+    with pytest.raises(RuntimeError, match="the caller's own error"):
+        if live:
+            target.start(command, on_output=fail).wait()
+        else:
+            target.run(command, on_output=fail)
+    assert wait_gone(int(written_text(child))), "the command still runs"
+    assert target.call(pow, 2, 3) == 8
+    assert other.wait().stdout == b"alongside\n"
+    assert not [r for r in caplog.records if "dropped" in r.getMessage()]  # its end was taken

@@ -20,7 +20,7 @@ import threading
 from transport.context import reply_value
 from transport.core import codec, compat
 from transport.core.framing import Message
-from transport.core.handles import CALL_FUNCTION, CONTROLLER_ID
+from transport.core.handles import CALL_FUNCTION, CONTROLLER_ID, SIGNAL_COMMANDS
 from transport.errors import Disconnected, ProtocolError, Timeout, TransportError
 
 TYPE_CHECKING = False
@@ -37,6 +37,7 @@ INPUT_WINDOW = 256 * 1024  # bytes of live input in flight, at most
 INPUT_CHUNK = 64 * 1024
 INLINE_INPUT = 4 * 1024 * 1024  # run()'s input up to this travels in the call itself
 TIMEOUT_GRACE = 30.0
+HANG_UP = 1  # SIGHUP, for a command nobody waits for any more
 _STREAMS = {STDOUT: "stdout", STDERR: "stderr"}
 
 
@@ -238,7 +239,9 @@ class RunningCommand:
         context._push_module(TARGET_MODULE)  # sent ahead of the call (once): no round trip
         core = context.router._core
         self._events: compat.SimpleQueue = compat.SimpleQueue()
-        self._output_handle = core.add_stream_handler(self._events.put, context.context_id)
+        self._abandoned = False  # nobody waits for it: its end only releases its handles
+        self._event_lock = threading.Lock()
+        self._output_handle = core.add_stream_handler(self._on_event, context.context_id)
         self._input = _LiveInput(context) if live else None
         self._input_handle = None
         if replace_env:
@@ -256,7 +259,55 @@ class RunningCommand:
     def _on_reply(self, msg: Message) -> None:
         if self._input is not None:
             self._input.replied()
-        self._events.put(msg)
+        self._on_event(msg)
+
+    def _on_event(self, msg: Message) -> None:
+        """Broker thread: a message for wait(), or after it gave up, the end it waits for."""
+        with self._event_lock:
+            if not self._abandoned:
+                self._events.put(msg)
+                return
+        if self._ends(msg):
+            self._release()
+
+    def _ends(self, msg: Message) -> bool:
+        """Whether msg is the command's last (the call's reply, or for one run alongside,
+        its EXITED word or a reply other than "started"), or says its context went."""
+        if msg.is_dead:
+            return True
+        try:
+            if msg.handle == self._output_handle:
+                return _output_chunk(self.context, msg.data)[0] == EXITED
+            return self._input is None or reply_value(self.context.name, msg.data) != "started"
+        except (ProtocolError, TransportError):
+            return True
+
+    def _release(self) -> None:
+        core = self.context.router._core
+        core.remove_handler(self._output_handle)
+        core.remove_handler(self._reply_handle)
+        if self._input is not None:
+            core.remove_handler(self._input_handle)
+            self._input.end()
+
+    def _abandon(self) -> None:
+        """wait() ended before the command did (its on_output raised, an interrupt, the
+        controller's own deadline): hang up on the command, as a closed terminal would,
+        so that it does not hold the context; its handles go when its end comes."""
+        with self._event_lock:
+            self._abandoned = True
+            pending = []
+            while True:
+                try:
+                    pending.append(self._events.get_nowait())
+                except compat.Empty:
+                    break
+        if any(self._ends(msg) for msg in pending):
+            self._release()
+        else:
+            self.context.router._core.send(Message(
+                self.context.context_id, CONTROLLER_ID, SIGNAL_COMMANDS,
+                codec.encode((HANG_UP, self._output_handle))))
 
     def write(self, data: bytes | str) -> None:
         """Send data (str: UTF-8) to the command's stdin; BrokenPipeError once it has ended."""
@@ -293,7 +344,6 @@ class RunningCommand:
 
     def _collect(self) -> CommandResult:
         context, timeout, cmd = self.context, self._timeout, self.command
-        core = context.router._core
         chunks: dict[int, list[bytes]] = {STDOUT: [], STDERR: []}
         deadline = None  # set when the target says the command started (with a timeout only)
         # Run alongside, it may end before the call's reply ("started") comes: both are awaited.
@@ -327,11 +377,10 @@ class RunningCommand:
                 if self._on_output is not None:  # the caller's own code: its errors are its own
                     self._on_output(_STREAMS[which], chunk)
         finally:
-            core.remove_handler(self._output_handle)
-            core.remove_handler(self._reply_handle)
-            if self._input is not None:
-                core.remove_handler(self._input_handle)
-                self._input.end()
+            if (replied and ended) or not context.alive:
+                self._release()
+            else:
+                self._abandon()
         if status == "timeout":
             raise Timeout(f"{context.name}: command timed out after {timeout}s and was killed: {cmd}")
         result = CommandResult(cmd, status, b"".join(chunks[STDOUT]), b"".join(chunks[STDERR]),

@@ -39,14 +39,15 @@ import threading
 import time
 
 from transport.core import codec, dispatch
-from transport.core.compat import allocate_lock, binary, set_nonblocking
+from transport.core.compat import allocate_lock, binary, integer_types, set_nonblocking
 from transport.core.framing import Message
 from transport.core.os_strings import os_string
 
 CHUNK = 64 * 1024
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
-# The process groups of the commands running now (each command leads its own).
-running = set()
+# The process groups of the commands running now (each command leads its own), with
+# the caller's output handle of each (which names one command in signal_running).
+running = {}
 # Commands being started: for each, the signals sent meanwhile (it gets them once started).
 _starting = {}
 _lock = allocate_lock()
@@ -183,7 +184,7 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
     _sane_signals()
     token = object()
     with _lock:
-        _starting[token] = []
+        _starting[token] = (output_handle, [])
     proc = None
     live = input_handle is not None
     try:
@@ -207,7 +208,7 @@ def _finish(proc, master, pump, feed, timeout, output):
         return pump(proc, master, feed, timeout, output)
     finally:
         feed.close()
-        running.discard(proc.pid)
+        running.pop(proc.pid, None)
 
 
 def _finish_alongside(proc, master, pump, feed, timeout, output):
@@ -243,20 +244,25 @@ def _started(token, proc):
     """A command has started (proc None: it failed to): it is running, and gets the
     signals sent while it was starting."""
     with _lock:
-        signals = _starting.pop(token)
+        output_handle, signals = _starting.pop(token)
         if proc is None:
             return
-        running.add(proc.pid)
+        running[proc.pid] = output_handle
     for signum in signals:
         _signal(proc.pid, signum)
 
 
-def signal_running(signum):
-    """Send signum to the process group of every command running now, or starting."""
+def signal_running(value):
+    """Send a signal to the process group of every command running now, or starting:
+    value is its number, or (its number, the caller's output handle of one command)."""
+    signum, only = value if isinstance(value, tuple) and len(value) == 2 else (value, None)
+    if not isinstance(signum, integer_types) or not 0 < signum < 65:
+        return
     with _lock:
-        groups = list(running)
-        for signals in _starting.values():
-            signals.append(signum)
+        groups = [group for group, handle in running.items() if only in (None, handle)]
+        for handle, signals in _starting.values():
+            if only in (None, handle):
+                signals.append(signum)
     for group in groups:
         _signal(group, signum)
 

@@ -14,7 +14,7 @@ import sys
 
 from transport.core import codec
 from transport.core.broker import Broker
-from transport.core.compat import Event, integer_types, monotonic, retry_eintr, set_cloexec
+from transport.core.compat import Event, monotonic, retry_eintr, set_cloexec
 from transport.core.dispatch import Dispatcher
 from transport.core.forwarding import ModuleForwarder
 from transport.core.framing import HEADER, HEADER_SIZE, MAGIC, READY_MARKER, Message
@@ -134,10 +134,9 @@ class Target(object):
 
     def _on_signal_commands(self, msg):
         """Signal the running commands now, not after the call that runs them."""
-        signum = codec.decode(msg.data)
         signal_running = _loaded('commands', 'signal_running')  # none: no command ran yet
-        if signal_running and isinstance(signum, integer_types) and 0 < signum < 65:
-            signal_running(signum)
+        if signal_running:
+            signal_running(codec.decode(msg.data))  # it checks what it was sent
 
     def _on_connect(self, msg):
         """Start a child context here, as an intermediary (see docs/protocol.md, CONNECT)."""
