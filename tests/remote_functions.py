@@ -477,3 +477,27 @@ def log_long_message(level, size):
     import logging
     logging.getLogger("tp.app").log(level, "x" * size)
     return True
+
+
+def fork_and_end_the_child(how):
+    """Fork; the child leaves this function as `how` says and so returns to the call
+    loop; the child's exit status as the parent sees it."""
+    pid = os.fork()
+    if pid == 0:
+        if how == "return":
+            return "the child's value"
+        if how == "raise":
+            raise RuntimeError("in the child")
+        sys.exit(how)
+    return os.waitpid(pid, 0)[1] >> 8
+
+
+def exit_on_sigterm():
+    """Install a SIGTERM handler that ends this process as a Python program's would."""
+    import signal
+
+    def handler(signum, frame):
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, handler)
+    return True

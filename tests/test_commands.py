@@ -549,3 +549,20 @@ def test_a_command_nobody_waits_for_any_more_is_hung_up_on(target, tmp_path, liv
     assert target.call(pow, 2, 3) == 8
     assert other.wait().stdout == b"alongside\n"
     assert not [r for r in caplog.records if "dropped" in r.getMessage()]  # its end was taken
+
+
+def test_streamed_input_stops_when_the_caller_stops_waiting(target, tmp_path):
+    # A command that ignores the hang-up and stops reading: run() still returns (with the
+    # caller's error) instead of waiting for ever to write the rest of its input.
+    import signal
+
+    def fail(stream: str, chunk: bytes) -> None:
+        raise RuntimeError("the caller's own error")
+
+    child = tmp_path / "child.pid"
+    with pytest.raises(RuntimeError, match="the caller's own error"):
+        target.run(f"trap '' HUP; echo $$ > {child}; echo hi; exec sleep 600",
+                   input=b"x" * (6 << 20), on_output=fail)
+    target.signal_commands(signal.SIGKILL)
+    assert wait_gone(int(written_text(child)))
+    assert target.call(pow, 2, 3) == 8

@@ -388,6 +388,9 @@ def test_what_a_call_leaves_behind_does_not_end_the_target(router, python):
     child = ctx.call(os.fork)
     if child:  # the parent's answer; the child, back in the call loop, exits at once
         assert wait_gone(child)
+    # ... with the status Python would have ended it with.
+    assert [ctx.call(rf.fork_and_end_the_child, how) for how in ("return", "raise", 3)] == [
+        0, 1, 3]
     assert ctx.call(rf.empty_sys_path)
     with pytest.raises(transport.RemoteError, match="nested failure"):
         ctx.call(rf.nested_fail)
@@ -403,3 +406,18 @@ def test_a_str_enum_travels_as_its_text_both_ways(ctx):
         RED = "red"
 
     assert ctx.call(rf.echo, Color.RED, b"x") == [["red", b"x"], {}]
+
+    class Markup(str):  # as markupsafe's: its slices are of its own type
+        def __getitem__(self, index):
+            return Markup(str.__getitem__(self, index))
+
+    assert ctx.call(rf.echo, Markup("<b>x</b>")) == [["<b>x</b>"], {}]
+
+
+def test_a_handler_a_call_installed_may_end_the_target_between_calls(router):
+    import signal
+
+    ctx = router.local(python="/usr/bin/python3")
+    assert ctx.call(rf.exit_on_sigterm)
+    os.kill(ctx.pid, signal.SIGTERM)
+    assert wait_gone(ctx.pid), "SystemExit from the handler did not end the target"

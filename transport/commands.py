@@ -240,6 +240,7 @@ class RunningCommand:
         core = context.router._core
         self._events: compat.SimpleQueue = compat.SimpleQueue()
         self._abandoned = False  # nobody waits for it: its end only releases its handles
+        self._exited = False  # a command run alongside said how it ended (EXITED)
         self._event_lock = threading.Lock()
         self._output_handle = core.add_stream_handler(self._on_event, context.context_id)
         self._input = _LiveInput(context) if live else None
@@ -278,7 +279,8 @@ class RunningCommand:
         try:
             if msg.handle == self._output_handle:
                 return _output_chunk(self.context, msg.data)[0] == EXITED
-            return self._input is None or reply_value(self.context.name, msg.data) != "started"
+            return (self._input is None or self._exited
+                    or reply_value(self.context.name, msg.data) != "started")
         except (ProtocolError, TransportError):
             return True
 
@@ -357,7 +359,8 @@ class RunningCommand:
                 except compat.Empty:
                     raise Timeout(f"{context.name}: no answer {TIMEOUT_GRACE:g}s after the "
                                   f"command's timeout of {timeout}s: {cmd}") from None
-                if msg.is_dead:
+                if msg.is_dead:  # nothing more will come: nothing to hang up on
+                    replied = ended = True
                     raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
                 if msg.handle != self._output_handle:
                     value = reply_value(context.name, msg.data)  # the exit status, or "timeout"
@@ -367,6 +370,7 @@ class RunningCommand:
                     continue
                 which, chunk = _output_chunk(context, msg.data)
                 if which == EXITED:
+                    self._exited = True
                     status, ended = reply_value(context.name, chunk), True
                     continue
                 if which == STARTED:
@@ -419,6 +423,7 @@ def run(context: Context, cmd: str | list[str], **options: Any) -> CommandResult
     try:
         return command.wait()
     finally:
+        command._input.end()  # a wait() that ended early: the feeder stops at once
         feeder.join()
 
 

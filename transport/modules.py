@@ -98,10 +98,15 @@ class ModuleFinder:
     """Finds modules and their import closures on the controller's sys.path."""
 
     def __init__(self) -> None:
-        from transport.bootstrap import core_module_names
+        from transport.bootstrap import ON_DEMAND, core_module_names
 
-        # What every target has from its boot payload: never worth sending.
-        self.booted = frozenset(["transport", "transport.core", *core_module_names()])
+        # What every target has from its boot payload: never worth sending. What its
+        # modules import on demand (dispatch.ask_caller needs asking) goes along with
+        # a module that imports them: the target may not be able to ask later (inside
+        # forwarding.local_imports_only, or in a fork).
+        self.booted_modules = frozenset(core_module_names())
+        self.booted = frozenset(["transport", "transport.core", *self.booted_modules])
+        self.on_demand = ON_DEMAND
 
     def entry(self, fullname: str) -> Entry:
         from importlib.machinery import SourceFileLoader
@@ -261,9 +266,14 @@ class ModuleFinder:
                 continue
             name, certain = wanted.pop(0)
             for candidate in _with_parents(name):
-                if candidate in seen or candidate in already_sent or candidate in self.booted:
+                if candidate in seen or candidate in already_sent:
                     continue
                 seen.add(candidate)
+                if candidate in self.booted:
+                    if candidate in self.booted_modules:  # never sent; its on-demand imports are
+                        wanted += [item for item in self.imports_of(self.entry(candidate))
+                                   if item[0] in self.on_demand]
+                    continue
                 if is_stdlib(candidate):
                     continue
                 entry = self.entry(candidate)

@@ -147,7 +147,8 @@ def _encode(value, put, depth):
         # their plain base type.
         for base in _PLAIN_BASES:
             if isinstance(value, base):  # str() of a (str, Enum) member is its name: its text
-                _encode(value[:] if base in (bytes, text_type) else base(value), put, depth)
+                _encode(base.__getitem__(value, slice(None)) if base in (bytes, text_type)
+                        else base(value), put, depth)
                 return
         raise CodecError('cannot encode a value of type %s.%s' % (kind.__module__, kind.__name__))
 

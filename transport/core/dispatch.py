@@ -103,6 +103,23 @@ def ask_caller(handle, value, timeout=60.0):
     return ask(dispatcher.router, dispatcher.caller, handle, value, timeout, 'the caller')
 
 
+def _exit_as_python_would(result):
+    """End a forked child with its status: 0, sys.exit's, or 1 after its traceback."""
+    code = 0
+    if result[0] == 'err':
+        code = 1
+        if result[1] == 'SystemExit':
+            code = int(result[2]) if result[2].isdigit() else result[2] != 'None'
+        else:
+            sys.stderr.write(result[3])
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)
+
+
 class Dispatcher(object):
     """Queue of calls from the broker thread, run on the thread that calls run()."""
 
@@ -131,12 +148,12 @@ class Dispatcher(object):
                     return
                 self.caller = msg.src
                 reply = self.run_one(msg.data)
+            except SystemExit:  # a handler a call installed ends this process
+                raise
             except BaseException:  # from a signal handler or another thread: not our end
                 if msg is None:
                     continue
                 reply = codec.encode(error_reply(sys.exc_info()))
-            if self.router.forked():  # the child of a call's fork() came back here
-                os._exit(0)
             # With more calls waiting, replies wait up to REPLY_LINGER to be
             # written together; the reply that empties the queue goes at once.
             self.router.send(Message(msg.src, self.router.context_id, msg.reply_to, reply),
@@ -153,6 +170,8 @@ class Dispatcher(object):
             result = ('ok', fn(*args, **kwargs))
         except BaseException:
             result = error_reply(sys.exc_info())
+        if self.router.forked():  # the child of a call's fork() came back here: it ends
+            _exit_as_python_would(result)
         self.baseline.after_call()
         try:
             data = codec.encode(result)

@@ -245,8 +245,12 @@ class ModuleForwarder(object):
 
     # -- the import protocols -------------------------------------------------------
 
+    def _held(self, fullname):
+        """Inside local_imports_only(): not for the transport's own modules."""
+        return self.paused and not fullname.startswith('transport.core.')
+
     def find_spec(self, fullname, path=None, target=None):
-        if self.paused:
+        if self._held(fullname):
             return None
         if fullname not in self.entries:
             spec = self._ask_later_finders('find_spec', fullname, path, target)
@@ -268,7 +272,7 @@ class ModuleForwarder(object):
         self._run(module, self.entries[module.__name__])
 
     def find_module(self, fullname, path=None):
-        if self.paused or _on_disk_py2(fullname, path):
+        if self._held(fullname) or _on_disk_py2(fullname, path):
             return None
         if fullname not in self.entries:
             loader = self._ask_later_finders('find_module', fullname, path)
@@ -353,7 +357,8 @@ class local_imports_only(object):
     """Within the block, imports come from the target's own disk only.
 
     For code that must see the host as it is (an application probing for optional
-    modules should not be handed the controller's): nothing is asked of the parent.
+    modules should not be handed the controller's): nothing is asked of the parent
+    but the transport's own on-demand modules (transport.core.*).
     A class, not a contextlib generator: contextlib would be one more import at boot.
     """
 
