@@ -143,6 +143,16 @@ def retry_eintr(fn, *args):
                 raise
 
 
+def exit_now(status=0):
+    """Leave at once (stdout and stderr flushed), without waiting for threads still running."""
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except Exception:
+            pass
+    os._exit(status)
+
+
 def to_text(value):
     """Decode bytes as UTF-8 for messages and names; text passes through."""
     if isinstance(value, bytes) and not PY2:

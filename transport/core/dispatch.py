@@ -9,11 +9,10 @@ traceback text).
 from __future__ import absolute_import
 
 import itertools
-import os
 import sys
 
 from transport.core import codec, fresh
-from transport.core.compat import PY2, SimpleQueue
+from transport.core.compat import PY2, SimpleQueue, exit_now
 from transport.core.framing import Message
 
 # How long a reply may wait for the replies after it while calls are queued.
@@ -112,12 +111,7 @@ def _exit_as_python_would(result):
             code = int(result[2]) if result[2].isdigit() else result[2] != 'None'
         else:
             sys.stderr.write(result[3])
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-    os._exit(code)
+    exit_now(code)
 
 
 class Dispatcher(object):

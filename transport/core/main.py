@@ -14,7 +14,7 @@ import sys
 
 from transport.core import codec
 from transport.core.broker import Broker
-from transport.core.compat import Event, monotonic, retry_eintr, set_cloexec
+from transport.core.compat import Event, exit_now, monotonic, retry_eintr, set_cloexec
 from transport.core.dispatch import Dispatcher
 from transport.core.forwarding import ModuleForwarder
 from transport.core.framing import HEADER, HEADER_SIZE, MAGIC, READY_MARKER, Message
@@ -79,16 +79,6 @@ def take_over_stdio():
     os.dup2(2, 1)
     os.close(null)
     return rfd, wfd
-
-
-def exit_now(status=0):
-    """Leave at once, without waiting for the calls still running."""
-    for f in (sys.stdout, sys.stderr):
-        try:
-            f.flush()
-        except Exception:
-            pass
-    os._exit(status)
 
 
 def _loaded(module, name):
