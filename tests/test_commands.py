@@ -566,3 +566,11 @@ def test_streamed_input_stops_when_the_caller_stops_waiting(target, tmp_path):
     target.signal_commands(signal.SIGKILL)
     assert wait_gone(int(written_text(child)))
     assert target.call(pow, 2, 3) == 8
+
+
+def test_a_command_over_the_message_size_limit_is_refused_here():
+    with transport.Router(max_message_size=1024 * 1024) as small:
+        target = small.local(python=PY)
+        with pytest.raises(ValueError, match="over the message size limit"):
+            target.run("true", env={"HUGE": "x" * (2 * 1024 * 1024)})
+        assert target.run("echo still here").stdout == b"still here\n"
