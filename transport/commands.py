@@ -254,11 +254,11 @@ class RunningCommand:
         self._reply_handle = core.add_reply_handler(self._on_reply, context.context_id)
         call = codec.encode((TARGET_MODULE, "run", (cmd, shell, env, cwd, input, timeout,
                                                     self._output_handle), options))
-        if len(call) > context.router.max_message_size:  # the target would take it as an attack
+        try:
+            context._refuse_oversized(call, "the command with its environment and input")
+        except ValueError:
             self._release()
-            raise ValueError(f"{context.name}: the command, its environment and input are "
-                             f"{len(call)} bytes, over the message size limit of "
-                             f"{context.router.max_message_size}")
+            raise
         core.send(Message(context.context_id, CONTROLLER_ID, CALL_FUNCTION, call,
                           reply_to=self._reply_handle))
 

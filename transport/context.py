@@ -311,10 +311,7 @@ class Context:
                     + (codec.encode(kwargs) if kwargs else _NO_KWARGS))
         except codec.CodecError as e:
             raise TypeError(f"cannot send the arguments of {module}.{qualname}: {e}") from None
-        if len(data) > self.router.max_message_size:  # the target would take it as an attack
-            raise ValueError(f"cannot send the arguments of {module}.{qualname}: {len(data)} "
-                             f"bytes, over the message size limit of "
-                             f"{self.router.max_message_size} (send files with put())")
+        self._refuse_oversized(data, f"the arguments of {module}.{qualname}")
         if not self.alive:
             future.set_exception(Disconnected(self.name, self.disconnect_reason or "shut down"))
             return future
@@ -554,6 +551,14 @@ class Context:
         if not local_port:
             raise ValueError("forward_remote: local_port must be given (remote_port is 0)")
         return RemoteForward(self, remote_host, remote_port, local_host, local_port)
+
+    def _refuse_oversized(self, call: bytes, what: str) -> None:
+        """A call over the message size limit fails here: the target would take it as a
+        protocol violation and leave."""
+        if len(call) > self.router.max_message_size:
+            raise ValueError(f"{self.name}: cannot send {what}: {len(call)} bytes, over the "
+                             f"message size limit of {self.router.max_message_size} (send "
+                             "files with put())")
 
     def _push_module(self, module: str) -> None:
         """On the first call into a module, send it and its closure ahead of the call.

@@ -107,6 +107,7 @@ class ModuleFinder:
         self.booted_modules = frozenset(core_module_names())
         self.booted = frozenset(["transport", "transport.core", *self.booted_modules])
         self.on_demand = ON_DEMAND
+        self._on_demand_imports: dict[str, list[tuple[str, bool]]] = {}
 
     def entry(self, fullname: str) -> Entry:
         from importlib.machinery import SourceFileLoader
@@ -249,6 +250,14 @@ class ModuleFinder:
             SCANS.put(key, cached)
         return cached
 
+    def _on_demand_imports_of(self, booted: str) -> list[tuple[str, bool]]:
+        """What a boot-payload module imports from the on-demand core (read once)."""
+        found = self._on_demand_imports.get(booted)
+        if found is None:
+            found = self._on_demand_imports[booted] = [
+                item for item in self.imports_of(self.entry(booted)) if item[0] in self.on_demand]
+        return found
+
     def closure(self, fullname: str, already_sent: set[str]) -> list[Entry]:
         """The entry for fullname, then everything it needs that the context lacks.
 
@@ -271,8 +280,7 @@ class ModuleFinder:
                 seen.add(candidate)
                 if candidate in self.booted:
                     if candidate in self.booted_modules:  # never sent; its on-demand imports are
-                        wanted += [item for item in self.imports_of(self.entry(candidate))
-                                   if item[0] in self.on_demand]
+                        wanted += self._on_demand_imports_of(candidate)
                     continue
                 if is_stdlib(candidate):
                     continue

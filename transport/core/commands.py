@@ -39,7 +39,7 @@ import threading
 import time
 
 from transport.core import codec, dispatch
-from transport.core.compat import allocate_lock, binary, integer_types, set_nonblocking
+from transport.core.compat import PY2, allocate_lock, binary, integer_types, set_nonblocking
 from transport.core.framing import Message
 from transport.core.os_strings import os_string
 
@@ -57,7 +57,6 @@ EXITED = 3  # the stream number of the last message of a command run alongside: 
 # command has ended (nothing more is taken), and where to send a pty's new size.
 INPUT_READY, INPUT_TAKEN, INPUT_ENDED, INPUT_TERMINAL = 0, 1, 2, 3
 EXIT_POLL = 0.05  # how often a command that closed its output is looked at, while it reads
-PY2 = sys.version_info[0] == 2
 
 
 def _default_signals():
