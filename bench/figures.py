@@ -241,7 +241,9 @@ def salt_ssh(target, rounds: int) -> list[Figure]:
                     result = setup.run(host, "-l", "info", *args)
                     elapsed = time.perf_counter() - started
                     if result.returncode != 0:
-                        raise RuntimeError(f"salt-ssh {host} {args} failed: {result.stderr[-2000:]}")
+                        raise RuntimeError(f"salt-ssh {host} {args} failed (status "
+                                           f"{result.returncode}):\n{result.stdout[-3000:]}\n"
+                                           f"{result.stderr[-2000:]}")
                     if system == "transport":
                         found = sent.findall(result.stdout + result.stderr)
                         cache_bytes.append(sum(int(a or b) for a, b in found))
