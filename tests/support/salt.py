@@ -32,10 +32,13 @@ cachedir: {data}/cache
 sock_dir: {data}/sock
 log_file: {data}/master.log
 ssh_log_file: {data}/ssh.log
+known_hosts_file: {sshd.known_hosts}
 file_roots:
   base:
     - {STATES}
 """)
+        # known_hosts_file: the test sshd's own keys. Without it stock salt-ssh reads root's
+        # ~/.ssh/known_hosts, where an earlier run's sshd on the same port left another key.
         # A fresh thin_dir per host and run: master and targets share this machine, and
         # salt-ssh's master caches files under the targets' thin_dir paths as root.
         run_id = uuid.uuid4().hex[:8]
