@@ -501,3 +501,20 @@ def exit_on_sigterm():
 
     signal.signal(signal.SIGTERM, handler)
     return True
+
+
+def write_at_exit(path, text):
+    """Register exit handlers: one that writes text to path, then one that fails (run
+    first: handlers run last-in, first-out)."""
+    import atexit
+
+    def write():
+        with open(path, "w") as f:
+            f.write(text)
+
+    def fail():
+        raise RuntimeError("an exit handler failed")
+
+    atexit.register(write)
+    atexit.register(fail)
+    return True

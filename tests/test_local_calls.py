@@ -215,6 +215,20 @@ def test_shutdown_ends_the_process(router):
     assert wait_gone(pid)
 
 
+@pytest.mark.parametrize("python", ["/usr/bin/python3", "2.7", "3.6"])
+def test_shutdown_runs_exit_handlers_as_a_program_end_would(router, tmp_path, python):
+    # atexit handlers (a TemporaryDirectory's clean-up, logging.shutdown, a user's own)
+    # run on an orderly shutdown, a failing one does not stop the rest.
+    from tests.support.interpreters import find_interpreters
+
+    ctx = router.local(python=find_interpreters().get(python, python))
+    written = tmp_path / "at-exit"
+    assert ctx.call(rf.write_at_exit, str(written), "ran")
+    pid = ctx.pid
+    ctx.shutdown()
+    assert wait_gone(pid)
+    assert written.read_text() == "ran"
+
 
 def test_messages_to_a_context_that_went_away_are_not_warned_about(router, caplog):
     from transport.core.framing import Message

@@ -658,7 +658,8 @@ class Context:
     # -- ending ----------------------------------------------------------------
 
     def shutdown(self, wait: bool = True, timeout: float = 5.0) -> None:
-        """Ask the interpreter to exit after its current call; wait for it if wait is true
+        """Ask the interpreter to exit after its current call (its atexit handlers run, as
+        at a program's end); wait for it if wait is true
         (for timeout seconds; then its connection is closed, so it hangs up on its
         running commands and leaves)."""
         if self.router._core.forked():

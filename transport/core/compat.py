@@ -153,13 +153,6 @@ def exit_now(status=0):
     os._exit(status)
 
 
-def to_text(value):
-    """Decode bytes as UTF-8 for messages and names; text passes through."""
-    if isinstance(value, bytes) and not PY2:
-        return value.decode('utf-8', 'replace')
-    return value
-
-
 def binary(data):
     """Mark data read from a file or pipe as binary for the codec.
 

@@ -160,7 +160,12 @@ class Target(object):
         self.finish()
 
     def finish(self):
-        """Flush what is queued for the parent, then exit."""
+        """Run the exit handlers, as at a program's end; flush what is queued for the
+        parent; exit."""
+        try:  # 2.7 runs sys.exitfunc (atexit's, if it was imported); Python 3 atexit's
+            (getattr(sys, 'exitfunc', 0) or sys.modules['atexit']._run_exitfuncs)()
+        except BaseException:  # reported on stderr, as Python does
+            pass
         done = Event()
         self.stream.on_disconnect = lambda stream, reason: done.set()
         self.broker.defer(self.stream.close_when_flushed)

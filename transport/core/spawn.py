@@ -17,7 +17,7 @@ import os
 import sys
 
 from transport.core import codec
-from transport.core.compat import PY2, make_pipe, to_text
+from transport.core.compat import PY2, make_pipe
 from transport.core.framing import Message
 from transport.core.handles import BOOT_CONFIG
 from transport.core.handshake import BootScanner, payload_header
@@ -35,6 +35,13 @@ SIGKILL = 9
 
 
 HAVE_POSIX_SPAWN = sys.version_info >= (3, 8) and hasattr(os, 'posix_spawnp')
+
+
+def to_text(value):
+    """Decode bytes as UTF-8 for messages and names; text passes through."""
+    if isinstance(value, bytes) and not PY2:
+        return value.decode('utf-8', 'replace')
+    return value
 
 
 def start_child(router, spec, reply):
