@@ -21,6 +21,11 @@ from typing import Any
 import transport
 from transport.group import parse_host
 
+# What a sudo refusal says when the password given was wrong (the sudo method's words,
+# and sudo's own).
+PASSWORD_REFUSED = ("the password was refused", "incorrect password attempt", "Sorry, try again",
+                    "Authentication failure")
+
 
 class Targets:
     """Lazily opened transport contexts, keyed by how each was reached."""
@@ -30,6 +35,7 @@ class Targets:
         self._router: transport.Router | None = None
         self._contexts: dict[tuple, transport.Context] = {}
         self._opening: dict[tuple, threading.Lock] = {}
+        self._sudo_refused: set[tuple[int, str]] = set()  # (via's context id, user)
         self._pid = os.getpid()
 
     @property
@@ -48,6 +54,7 @@ class Targets:
             self._router = None
             self._contexts.clear()
             self._opening.clear()
+            self._sudo_refused.clear()
 
     def _get(self, key: tuple, open_context: Any) -> transport.Context:
         with self._lock:
@@ -94,6 +101,30 @@ class Targets:
         return self._get(("sudo", via.context_id, user),
                          lambda: self.router.sudo(via=via, user=user, password=password))
 
+    def sudo_if_allowed(self, via: transport.Context, user: str = "root",
+                        password: str | None = None) -> transport.Context | None:
+        """As sudo(), or None where sudo will not start an interpreter as user: a rule
+        for some commands only, a user not in sudoers, a password wanted and none given,
+        or requiretty. The adapter then runs each command under sudo as stock Fabric and
+        invoke do, and sudo judges it as it would there. A refused password is still the
+        AuthError (trying it again would count twice against the account). Once refused,
+        a host and user are not asked again in this run."""
+        key = (via.context_id, user)
+        with self._lock:
+            self._start_over_in_a_fork()
+            if key in self._sudo_refused:
+                return None
+        try:
+            return self.sudo(via, user, password)
+        except transport.ConnectError as e:
+            if not (isinstance(e, transport.AuthError) or "requiretty" in e.reason):
+                raise
+            if any(text in e.reason for text in PASSWORD_REFUSED):
+                raise
+        with self._lock:
+            self._sudo_refused.add(key)
+        return None
+
     def for_spec(self, spec: str, python: str | None = None, **options: Any) -> transport.Context:
         """'local' or '[user@]host[:port]' -> its context."""
         if spec == "local":
@@ -108,6 +139,7 @@ class Targets:
             router, self._router = self._router, None
             self._contexts.clear()
             self._opening.clear()
+            self._sudo_refused.clear()
         if router is not None:
             router.close()
 

@@ -18,7 +18,7 @@ import pytest
 
 import transport
 from tests.support.processes import alive, written_text
-from tests.support.sshd import SUDO_PASSWORD, free_port
+from tests.support.sshd import APP_PASSWORD, SUDO_PASSWORD, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -192,6 +192,25 @@ def test_a_failing_command_exits_as_stock_fabric_does(sshd, runtime_config, tmp_
     assert fast.stderr == stock.stderr == "bad thing\n"
 
 
+def test_sudo_allows_and_refuses_what_it_would_for_stock_fabric(sshd, runtime_config, tmp_path):
+    # sudoers lets tp-limited run `id` only, on a terminal only: no interpreter as root,
+    # so each command goes to sudo, which asks this user's password for others.
+    config = tmp_path / "limited.yaml"
+    config.write_text(runtime_config.read_text().replace(SUDO_PASSWORD, APP_PASSWORD))
+    outputs = []
+    for fast in (False, True):
+        directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
+        result = fab(directory, config, "-H", host(sshd, "tp-limited"), "limited-sudo")
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    assert outputs[0] == outputs[1]
+    assert outputs[1].splitlines() == [
+        "allowed: 'root\\r\\n'",
+        "allowed, no terminal: (1, '', 'sudo: sorry, you must have a tty to run sudo')",
+        "not allowed: (1, True)",
+        "allowed again: '0\\r\\n'"]
+
+
 def test_sudo_without_the_password_fails_clearly(sshd, tmp_path):
     config = tmp_path / "nopassword.yaml"
     config.write_text(f"connect_kwargs:\n  key_filename: {sshd.client_key}\n"
@@ -201,7 +220,7 @@ def test_sudo_without_the_password_fails_clearly(sshd, tmp_path):
         "from fabric import task\n\n@task\ndef root(c):\n    c.sudo('id -un')\n")
     result = fab(directory, config, "-H", host(sshd, "tp-sudo"), "root")
     assert result.returncode != 0
-    assert "sudo on 127.0.0.1 refused" in result.stderr
+    assert "sudo on 127.0.0.1: a password is needed and none was given" in result.stderr
     assert "sudo.password" in result.stderr and SUDO_PASSWORD not in result.stderr
 
 
@@ -374,6 +393,15 @@ def test_invoke_sudo_runs_in_a_sudo_interpreter_with_the_configured_password(ssh
     assert refused.returncode != 0 and refused.stdout == ""
     assert "The password submitted to prompt '[sudo] password: ' was rejected" in refused.stderr
     assert "not-the-password" not in refused.stderr + refused.stdout
+
+
+def test_invoke_sudo_runs_commands_under_sudo_where_it_starts_no_interpreter(sshd, tmp_path):
+    directory = _invoke_project(sshd, tmp_path, user="tp-limited")
+    env = dict(os.environ, INVOKE_SUDO_PASSWORD=APP_PASSWORD)
+    result = subprocess.run([str(INV), "limited"], cwd=directory, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "root\n1\n"
 
 
 @pytest.mark.timeout(900)  # a virtualenv and invoke 3 from the package index come first

@@ -94,15 +94,14 @@ def _gateway_command(c: fabric.Connection) -> str | None:
 
 
 class SudoAuthFailure(AuthFailure):
-    """sudo refused: no password configured where one is needed, or a wrong one."""
+    """sudo refused: a wrong password, or none configured where one is needed."""
 
     def __init__(self, result: Result, prompt: str, reason: str) -> None:
         super().__init__(result, prompt)
         self.reason = reason
 
     def __str__(self) -> str:
-        return (f"sudo on {self.result.connection.host} refused: {self.reason}. "
-                "Set sudo.password in the Fabric config or run fab --prompt-for-sudo-password.")
+        return f"sudo on {self.result.connection.host}: {self.reason}"
 
 
 class Connection(fabric.Connection):
@@ -158,15 +157,29 @@ class Connection(fabric.Connection):
         self._set(_context=None)
 
     def sudo(self, command: str, **kwargs: Any) -> Result:
-        user = kwargs.pop("user", None) or self.config.sudo.user or "root"
-        password = kwargs.pop("password", None) or self.config.sudo.password
+        """The command in a persistent interpreter as the sudo user, given the password
+        once; where sudo will not start one (Targets.sudo_if_allowed), under sudo as
+        stock Fabric runs it, so what sudo allows there works here too."""
+        user = kwargs.get("user") or self.config.sudo.user or "root"
+        password = kwargs.get("password") or self.config.sudo.password
         login = self.transport_context()  # an AuthError here is ssh's, not sudo's
         try:
-            context = self._targets.sudo(login, user, password)
-        except transport.AuthError as e:
+            context = self._targets.sudo_if_allowed(login, user, password)
+        except transport.AuthError as e:  # the password was refused
             result = Result(connection=self, command=command, exited=-1, stdout="",
                             stderr=str(e), hide=("stdout", "stderr"))
-            raise SudoAuthFailure(result, self.config.sudo.prompt, str(e)) from None
+            raise SudoAuthFailure(result, self.config.sudo.prompt,
+                                  "the password was refused") from None
+        if context is None:
+            try:
+                return super().sudo(command, **kwargs)
+            except AuthFailure as e:
+                reason = ("the password was refused" if password is not None else
+                          "a password is needed and none was given: set sudo.password in "
+                          "the Fabric config or run fab --prompt-for-sudo-password")
+                raise SudoAuthFailure(e.result, e.prompt, reason) from None
+        kwargs.pop("user", None)
+        kwargs.pop("password", None)
         runner = self._remote_runner()
         runner.target = context
         return self._run(runner, command, **kwargs)

@@ -31,6 +31,10 @@ class FabricRunner(TransportRunner):
     def resolve_target(self) -> transport.Context:
         return self.context.transport_context()
 
+    def _sudo_request(self, command: str | None) -> None:
+        # Connection.sudo chose already: a sudo command line here is to run as it is.
+        return None
+
     def terminal_env(self) -> dict[str, str]:
         # Stock Fabric's pty request (paramiko's get_pty) names the terminal type vt100,
         # and sshd gives it to the command as TERM.

@@ -16,8 +16,10 @@ between reads, block on events instead of invoke's 10 ms polling.
 invoke's c.sudo adds a watcher that types the password at sudo's prompt;
 instead, the command runs in a persistent sudo interpreter on the target,
 which sudo gave the password (sudo.password, or c.sudo's password=) once,
-as Fabric's Connection.sudo does (other watchers stay); a refused password
-raises invoke's AuthFailure, as stock invoke does. Ctrl-C stops the task at
+as Fabric's Connection.sudo does (other watchers stay). Where sudo will not
+start one (a rule for some commands only, requiretty, a refused password:
+Targets.sudo_if_allowed), the sudo command line runs as stock invoke runs
+it, watcher included, so sudo allows and refuses what it would there. Ctrl-C stops the task at
 once and sends the running command SIGINT, as Ctrl-C at a terminal would; on
 a pty it is typed at the command's terminal, as invoke does, and the command
 decides (an interactive shell goes on).
@@ -128,9 +130,11 @@ class TransportRunner(Runner):
         sudo = self._sudo_request(command)
         target = self.target if self.target is not None else self.resolve_target()
         if sudo is not None:
-            user, password, command = sudo
-            target = self._sudo_target(target, user, password, command)
-            self.watchers = self.watchers[:-1]  # sudo has its password: no prompt to answer
+            user, password, sudo_command = sudo
+            as_user = self._sudo_target(target, user, password, sudo_command)
+            if as_user is not None:  # else sudo runs the command line, as stock's
+                target, command = as_user, sudo_command
+                self.watchers = self.watchers[:-1]  # sudo has its password: no prompt to answer
         self.target = target
         terminal: dict[str, Any] = {}
         if self.using_pty:
@@ -153,13 +157,14 @@ class TransportRunner(Runner):
         return invoke_sudo(self.context, command, self.watchers)
 
     def _sudo_target(self, via: transport.Context, user: str, password: str | None,
-                     command: str) -> transport.Context:
-        """A persistent sudo interpreter as user on via's host (one per host and user)."""
+                     command: str) -> transport.Context | None:
+        """A persistent sudo interpreter as user on via's host (one per host and user), or
+        None where sudo will not start one (Targets.sudo_if_allowed)."""
         from adapters.targets import shared_targets
 
         try:
-            return shared_targets().sudo(via, user, password)
-        except transport.AuthError as e:
+            return shared_targets().sudo_if_allowed(via, user, password)
+        except transport.AuthError as e:  # the password was refused
             result = Result(command=command, exited=-1, stderr=str(e), hide=("stdout", "stderr"))
             raise AuthFailure(result, self.context.config.sudo.prompt) from e
 

@@ -161,3 +161,15 @@ def tunnels(c):
     with c.forward_remote(there, local_port=server, local_host="127.0.0.1"):
         show("forward_remote", c.run(f"python3 -c \"{ASK_THERE}\" {there}", hide=True).stdout)
     show("closed", c.run(f"python3 -c \"{ASK_THERE}\" {there}", hide=True, warn=True).failed)
+
+
+@task
+def limited_sudo(c):
+    # A user sudoers allows one command only, password-less, and only on a terminal
+    # (requiretty): sudo will not start an interpreter for it.
+    show("allowed", c.sudo("id -un", pty=True, hide=True).stdout)
+    no_tty = c.sudo("id -un", warn=True, hide=True)
+    show("allowed, no terminal", (no_tty.exited, no_tty.stdout, no_tty.stderr.strip()))
+    refused = c.sudo("cat /etc/shadow", pty=True, warn=True, hide=True)
+    show("not allowed", (refused.exited, "is not allowed to execute" in refused.stdout))
+    show("allowed again", c.sudo("id -u", pty=True, hide=True).stdout)

@@ -26,6 +26,13 @@ def root(c):
 
 
 @task
+def limited(c):
+    # sudoers allows this user `id` alone, on a terminal: sudo runs each command.
+    print(c.sudo("id -un", pty=True, hide=True).stdout.strip())
+    print(c.sudo("cat /etc/shadow", pty=True, warn=True, hide=True).exited)
+
+
+@task
 def follow(c, marker):
     # A command that notes the SIGINT Ctrl-C sends it (a hang-up would not run the trap).
     c.run(f"trap 'echo interrupted > /tmp/{marker}' INT; echo started; sleep 600; : {marker}")
@@ -41,5 +48,5 @@ def follow_on_a_pty(c, marker):
     print(f"exited {r.exited}: {r.stdout.splitlines()[-1]}")
 
 
-ns = Collection(who, root, follow, follow_on_a_pty)
+ns = Collection(who, root, limited, follow, follow_on_a_pty)
 ns.configure({"runners": {"local": TransportRunner}, "transport": TARGET})

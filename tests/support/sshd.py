@@ -13,6 +13,8 @@ TestUsers creates, when missing, users whose homes hold no shell rc files:
   tp-nopw    password-less sudo
   tp-nosudo  not in sudoers
   tp-app     a target for su, with a password (APP_PASSWORD)
+  tp-limited password-less sudo for `id` only, and only on a terminal (requiretty);
+             a password (APP_PASSWORD)
 pyenv's interpreters live under /root, which other users cannot enter; tests
 that log in as these users use /usr/bin/python3.
 """
@@ -29,7 +31,7 @@ from pathlib import Path
 SSHD = "/usr/sbin/sshd"
 SUDO_PASSWORD = "sudo-Pa55-word"
 APP_PASSWORD = "app-Pa55-word"
-USERS = ("tp-plain", "tp-sudo", "tp-nopw", "tp-nosudo", "tp-app")
+USERS = ("tp-plain", "tp-sudo", "tp-nopw", "tp-nosudo", "tp-app", "tp-limited")
 SUDOERS_FILE = "/etc/sudoers.d/transport-tests"
 INSTALL_HINT = "run .ci/setup-system as root (apt-get install openssh-server sudo)"
 MAX_LISTEN = 15
@@ -59,11 +61,13 @@ def ensure_users() -> None:
         for rc in (".bashrc", ".profile", ".bash_logout"):
             (home / rc).unlink(missing_ok=True)
     passwords = (f"tp-sudo:{SUDO_PASSWORD}\ntp-app:{APP_PASSWORD}\ntp-plain:{APP_PASSWORD}\n"
-                 f"tp-nosudo:{APP_PASSWORD}\n")
+                 f"tp-nosudo:{APP_PASSWORD}\ntp-limited:{APP_PASSWORD}\n")
     subprocess.run(["chpasswd"], input=passwords, text=True, check=True)
     rules = ("Defaults:tp-sudo !lecture, timestamp_timeout=0\n"
              "tp-sudo ALL=(ALL:ALL) ALL\n"
-             "tp-nopw ALL=(ALL:ALL) NOPASSWD: ALL\n")
+             "tp-nopw ALL=(ALL:ALL) NOPASSWD: ALL\n"
+             "Defaults:tp-limited requiretty\n"
+             "tp-limited ALL=(root) NOPASSWD: /usr/bin/id\n")
     staged = Path(SUDOERS_FILE + ".new")
     staged.write_text(rules)
     staged.chmod(0o440)
