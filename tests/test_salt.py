@@ -444,6 +444,11 @@ def test_custom_modules_from_the_state_tree(salt):
     out, result = salt.json("stock,fast", "tpcustom.hello", "salt")
     assert out == {"stock": "hello salt from a custom module",
                    "fast": "hello salt from a custom module"}, result.stderr
+    # saltutil.sync_all empties the host's custom module cache; the next call brings it back.
+    salt.run("stock,fast", "saltutil.sync_all")
+    out, result = salt.json("stock,fast", "tpcustom.hello", "again")
+    assert out == {"stock": "hello again from a custom module",
+                   "fast": "hello again from a custom module"}, result.stdout + result.stderr
 
 
 def test_cmd_umask_and_wipe_as_the_shim_applies_them(salt):

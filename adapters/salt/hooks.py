@@ -41,7 +41,6 @@ _targets: Targets | None = None
 _trees: dict[int, tuple[str, int]] = {}  # context id -> (tree there, file service handle)
 _hosts: dict[tuple, transport.Context] = {}
 _early: dict[tuple, Future] = {}  # host key -> its context, opened while salt-ssh sets up
-_ext_mods: dict[tuple[int, str], str] = {}  # (context id, thin_dir) -> custom modules' version
 WIPE_TIMEOUT = 60.0  # for removing a host's file cache at the end of a --wipe run
 _wiped: set[transport.Context] = set()  # hosts run with --wipe: their file cache goes at the end
 
@@ -54,7 +53,6 @@ def _forget_the_parents_hosts() -> None:
     _trees.clear()
     _hosts.clear()
     _early.clear()
-    _ext_mods.clear()
     _wiped.clear()
     hosts.forget_remote_forwards()
 
@@ -84,7 +82,6 @@ def _close_process_targets() -> None:
     for future in _early.values():  # one still opening closes what it opens
         future.cancel()
     _early.clear()
-    _ext_mods.clear()
     hosts.forget_remote_forwards()
     if targets is not None:
         targets.close()
@@ -175,23 +172,30 @@ def _report_served(host: str) -> None:
 
 
 def _deploy_ext_mods(single: Any, context: transport.Context) -> None:
-    """Custom modules (file_roots' _modules, _states ...): sent when their version changes."""
+    """Custom modules (file_roots' _modules, _states ...): sent unless the host has this
+    version's files in place (checked at each command: salt-call itself may remove them)."""
     from salt.client.ssh import mod_data
 
     single.mods = mod_data(single.fsclient)
     version = single.mods.get("version")
     if not single.mods.get("file"):
         return
-    key = (context.context_id, single.thin_dir)
-    if key not in _ext_mods:
-        _ext_mods[key] = context.call(salt_call.ext_mods_version, single.thin_dir) or ""
-    if _ext_mods[key] == version:
+    if context.call(salt_call.ext_mods_in_place, single.thin_dir, version,
+                    _ext_mods_files(single.mods["file"])):
         return
     tarball = posixpath.join(single.thin_dir, "salt-ext_mods.tgz")
     context.call(os.makedirs, single.thin_dir, 0o700, True)
     context.put(single.mods["file"], tarball, mode=0o600)
     context.call(salt_call.unpack_ext_mods, single.thin_dir, tarball)
-    _ext_mods[key] = version
+
+
+@functools.lru_cache(maxsize=8)
+def _ext_mods_files(tarball: str) -> list[str]:
+    """The files of a custom modules' tarball (named by its version), but its version file."""
+    import tarfile
+
+    with tarfile.open(tarball, "r:gz") as tar:
+        return [m.name for m in tar.getmembers() if m.isfile() and m.name != "ext_version"]
 
 
 def fast_cmd_block(single: Any) -> tuple[str, str, int]:
@@ -211,8 +215,7 @@ def fast_cmd_block(single: Any) -> tuple[str, str, int]:
                                                single.minion_config, single.argv,
                                                single.set_path or "", file_service,
                                                hosts.umask_of(single.cmd_umask), single.wipe)
-        if single.wipe:  # the thin_dir is gone: custom modules go again on the next call
-            _ext_mods.pop((context.context_id, single.thin_dir), None)
+        if single.wipe:
             _wiped.add(context)
     except transport.TransportError as e:
         return "", str(e), 255

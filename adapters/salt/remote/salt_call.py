@@ -131,13 +131,22 @@ def _run(tree, config_dir, minion_config, argv, set_path, file_service):
     return out.getvalue(), err.getvalue(), status
 
 
-def ext_mods_version(config_dir):
-    """The version of the custom modules (a file_roots' _modules, _states ...) unpacked here."""
+def _modcache(config_dir):
+    return os.path.join(config_dir, "running_data", "var", "cache", "salt", "minion", "extmods")
+
+
+def ext_mods_in_place(config_dir, version, files):
+    """Whether the custom modules (a file_roots' _modules, _states ...) of this version are
+    unpacked here, each of their files (paths in the tarball) still there: a
+    saltutil.sync_all, or a clean-up of the cache, may have removed them."""
     try:
         with open(os.path.join(config_dir, "ext_version")) as f:
-            return f.read().strip()
+            if f.read().strip() != version:
+                return False
     except OSError:
-        return None
+        return False
+    modcache = _modcache(config_dir)
+    return all(os.path.isfile(os.path.join(modcache, name)) for name in files)
 
 
 def unpack_ext_mods(config_dir, tarball):
@@ -145,7 +154,7 @@ def unpack_ext_mods(config_dir, tarball):
     import shutil
     import tarfile
 
-    modcache = os.path.join(config_dir, "running_data", "var", "cache", "salt", "minion", "extmods")
+    modcache = _modcache(config_dir)
     old_umask = os.umask(0o077)
     try:
         with tarfile.open(tarball, "r:gz") as tar:
