@@ -444,6 +444,9 @@ def test_custom_modules_from_the_state_tree(salt):
     out, result = salt.json("stock,fast", "tpcustom.hello", "salt")
     assert out == {"stock": "hello salt from a custom module",
                    "fast": "hello salt from a custom module"}, result.stderr
+    # thin_extra_mods (iniconfig, which the targets' Python lacks) travels as with stock.
+    out, result = salt.json("stock,fast", "tpcustom.extra_module")
+    assert out == {"stock": "iniconfig", "fast": "iniconfig"}, result.stdout + result.stderr
     # saltutil.sync_all empties the host's custom module cache; the next call brings it back.
     salt.run("stock,fast", "saltutil.sync_all")
     out, result = salt.json("stock,fast", "tpcustom.hello", "again")

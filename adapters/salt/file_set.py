@@ -1,7 +1,7 @@
 """The Salt file set a fast target imports Salt from, and its sync into the target's cache.
 
 The set is what salt-ssh's thin tarball holds (salt.utils.thin.get_tops: Salt
-and the pure-Python packages it needs), less what is the controller's own
+and the pure-Python packages it needs, and the master config's thin_extra_mods), less what is the controller's own
 standard library (the target has its own). Its manifest lists each file's
 relative path, SHA-256 and mode; the manifest's hash names the tree on the
 target. sync() sends the non-Python files the target's cache lacks
@@ -74,6 +74,11 @@ class DigestCache:
         disk_cache.write(self.path, json.dumps(self.used).encode("utf-8"))
 
 
+# The master config's thin_extra_mods ("name,name"), which salt-ssh adds to its thin
+# tarball: set from the options before the manifest is first read.
+extra_mods = ""
+
+
 @functools.lru_cache(maxsize=1)
 def manifest() -> tuple[str, tuple[tuple[str, str, int], ...], dict[str, str]]:
     """(tree id, ((relative path, sha256, mode), ...), {sha256: local path})."""
@@ -82,7 +87,7 @@ def manifest() -> tuple[str, tuple[tuple[str, str, int], ...], dict[str, str]]:
     stdlib = os.path.realpath(sysconfig.get_paths()["stdlib"])
     # 3008 lists (path, module) pairs, 3006 plain paths.
     tops = [os.path.realpath(listed[0] if isinstance(listed, (tuple, list)) else listed)
-            for listed in salt.utils.thin.get_tops()]
+            for listed in salt.utils.thin.get_tops(extra_mods=extra_mods)]
     # The target's own standard library serves what lives in the controller's.
     tops = [top for top in tops if not top.startswith(stdlib + os.sep)]
     digests = DigestCache(tops)

@@ -33,6 +33,7 @@ sock_dir: {data}/sock
 log_file: {data}/master.log
 ssh_log_file: {data}/ssh.log
 known_hosts_file: {sshd.known_hosts}
+thin_extra_mods: iniconfig
 file_roots:
   base:
     - {STATES}

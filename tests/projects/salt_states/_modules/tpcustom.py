@@ -3,3 +3,10 @@
 
 def hello(name="world"):
     return f"hello {name} from a custom module"
+
+
+def extra_module():
+    """A module the master config's thin_extra_mods ships (the targets do not have it)."""
+    import iniconfig
+
+    return iniconfig.__name__
