@@ -1,8 +1,9 @@
 """The Salt file set a fast target imports Salt from, and its sync into the target's cache.
 
 The set is what salt-ssh's thin tarball holds (salt.utils.thin.get_tops: Salt
-and the pure-Python packages it needs, and the master config's thin_extra_mods), less what is the controller's own
-standard library (the target has its own). Its manifest lists each file's
+and the pure-Python packages it needs, and the master config's thin_extra_mods),
+less what is the controller's own standard library (the target has its own).
+Its manifest lists each file's
 relative path, SHA-256 and mode; the manifest's hash names the tree on the
 target. sync() sends the non-Python files the target's cache lacks
 (compressed, in batches) and has the target build the tree, where Python
