@@ -1,8 +1,5 @@
-"""Shared fixtures: a Router per test, run from the repository root.
-
-Local targets inherit the working directory, which is how they import
-tests.remote_functions until module forwarding arrives.
-"""
+"""Shared fixtures: a Router per test, run from the repository root (where the
+controller imports tests.remote_functions from; targets get it by module forwarding)."""
 
 from __future__ import annotations
 

@@ -518,3 +518,13 @@ def write_at_exit(path, text):
     atexit.register(write)
     atexit.register(fail)
     return True
+
+
+def import_in(directory, name):
+    """Import module `name` with `directory` as the current directory; where it came from."""
+    previous = os.getcwd()
+    os.chdir(directory)
+    try:
+        return __import__(name).__file__
+    finally:
+        os.chdir(previous)

@@ -230,6 +230,18 @@ def test_shutdown_runs_exit_handlers_as_a_program_end_would(router, tmp_path, py
     assert written.read_text() == "ran"
 
 
+@pytest.mark.parametrize("python", ["/usr/bin/python3", "2.7"])
+def test_files_in_the_current_directory_do_not_shadow_modules(router, tmp_path, python):
+    # python -c puts the current directory first on sys.path; the target takes it off, so
+    # a colorsys.py there (in a login user's home, say) is not what a call imports.
+    from tests.support.interpreters import find_interpreters
+
+    (tmp_path / "colorsys.py").write_text("raise ImportError('the current directory won')\n")
+    ctx = router.local(python=find_interpreters().get(python, python))
+    origin = ctx.call(rf.import_in, str(tmp_path), "colorsys")
+    assert not origin.startswith(str(tmp_path)) and "colorsys" in origin
+
+
 def test_messages_to_a_context_that_went_away_are_not_warned_about(router, caplog):
     from transport.core.framing import Message
     from transport.core.handles import CONTROLLER_ID, SHUTDOWN

@@ -273,12 +273,26 @@ ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.handshake",
                        "transport.core.asking"})
 
 
+# The payload's modules after the importer, in this order: deflate looks back only 32 KiB
+# (the payload's source is ~57 KiB), so modules that share words compress best side by
+# side. This order, found by trying orders, makes the payload ~200 bytes smaller than
+# alphabetical; a module not listed goes last.
+PAYLOAD_ORDER = ("router", "handles", "forwarding", "framing", "dispatch", "main", "stream",
+                 "fresh", "codec", "poller", "broker", "compat", "poller_kqueue",
+                 "poller_epoll", "poller_poll", "poller_select")
+
+
 def core_module_names() -> list[str]:
     """Every module of the shipped core in the payload, the importer first."""
-    names = sorted(f"transport.core.{name[:-3]}" for name in os.listdir(CORE_DIR)
-                   if name.endswith(".py") and name != "__init__.py")
+    names = [f"transport.core.{name[:-3]}" for name in os.listdir(CORE_DIR)
+             if name.endswith(".py") and name != "__init__.py"]
     names.remove(IMPORTER)
-    return [IMPORTER, *(name for name in names if name not in ON_DEMAND)]
+
+    def place(name: str) -> tuple[int, str]:
+        short = name.rpartition(".")[2]
+        return (PAYLOAD_ORDER.index(short) if short in PAYLOAD_ORDER else len(PAYLOAD_ORDER), name)
+
+    return [IMPORTER, *sorted((name for name in names if name not in ON_DEMAND), key=place)]
 
 
 def _module_path(name: str) -> str:
