@@ -269,3 +269,14 @@ def test_paramiko_backend_refuses_what_it_cannot_honour(router):
         router.ssh("web1", ssh_options={"ProxyJump": "bastion"}, backend="paramiko")
     with pytest.raises(ValueError, match="controller only"):
         router.ssh("web1", backend="paramiko", via=router.local())
+
+
+def test_commands_get_the_locale_settings_sshd_gave(router, sshd, backend):
+    # Python 3.7+ started without a locale sets LC_CTYPE=C.UTF-8 for itself (PEP 538);
+    # the commands it runs must see what a command run by sshd sees.
+    probe = "echo LANG=${LANG-unset} LC_ALL=${LC_ALL-unset} LC_CTYPE=${LC_CTYPE-unset}"
+    plain = subprocess.run(["ssh", *sshd.ssh_args("tp-plain"), probe], capture_output=True,
+                           text=True, timeout=60, env={"PATH": os.environ["PATH"]})
+    assert plain.returncode == 0, plain.stderr
+    ctx = _ssh(router, sshd, backend)
+    assert ctx.run(probe).stdout.decode() == plain.stdout

@@ -182,7 +182,17 @@ def _discard_transfers():
             discard(temporary)
 
 
+def undo_locale_coercion():
+    """Python 3.7+ started under the C locale sets LC_CTYPE (PEP 538) in its environment;
+    commands and children here get the environment the login gave, as over ssh."""
+    env = os.environ
+    if (getattr(sys.flags, 'utf8_mode', 0) and 'PYTHONUTF8' not in env
+            and 'utf8' not in sys._xoptions and env.get('LC_CTYPE') in ('C.UTF-8', 'C.utf8', 'UTF-8')):
+        del env['LC_CTYPE']
+
+
 def main():
+    undo_locale_coercion()
     rfd, wfd = take_over_stdio()
     try:
         config = read_boot_config(rfd)
