@@ -46,6 +46,9 @@ def test_test_ping_and_cmd_run_match_stock(salt):
     assert out == {"stock": True, "fast": True}, result.stderr
     out, _ = salt.json("stock,fast", "cmd.run", "echo hello; id -un")
     assert out == {"stock": "hello\ntp-plain", "fast": "hello\ntp-app"}
+    # The locale settings a command gets (Salt sets LC_CTYPE itself), as on stock.
+    out, _ = salt.json("stock,fast", "cmd.run", "echo LANG=${LANG-unset} LC_CTYPE=${LC_CTYPE-unset}")
+    assert out["fast"] == out["stock"], out
 
 
 def test_grains_match_stock(salt):
@@ -191,9 +194,11 @@ def test_raw_commands_reach_the_login_shell_as_on_stock(salt):
                  if not line.startswith("Warning: Permanently added")]
         return (out[host]["stdout"].replace(user, "USER"), "\n".join(lines), out[host]["retcode"])
 
-    # One argument with spaces and shell syntax (how -r is mostly used), and words apart.
+    # One argument with spaces and shell syntax (how -r is mostly used), and words apart;
+    # the locale settings sshd gave (no LC_CTYPE of the target's Python).
+    locale = "echo LANG=${LANG-unset} LC_CTYPE=${LC_CTYPE-unset}"
     for command, status in ((["echo hi; echo err >&2; exit 4"], 4),
-                            (["echo", "a", "'b  c'", "$HOME"], 0)):
+                            (["echo", "a", "'b  c'", "$HOME"], 0), ([locale], 0)):
         out, result = salt.json("stock,fast", "-r", *command)
         assert seen(out, "stock", "tp-plain")[2] == status, result.stdout
         assert seen(out, "fast", "tp-app") == seen(out, "stock", "tp-plain")
