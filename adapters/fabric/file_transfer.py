@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 from typing import IO
@@ -22,11 +23,15 @@ SPOOL_CHUNK = 1024 * 1024
 
 
 def local_os_error(context: transport.Context, error: transport.RemoteError) -> Exception:
-    """A remote OSError as the same local type (what paramiko's SFTP raises), naming the host."""
+    """A remote OSError as the same local type with its errno (what paramiko's SFTP
+    raises: `e.errno == errno.ENOENT` checks work), naming the host."""
     kind = getattr(builtins, error.remote_type.rpartition(".")[2], None)
     if not (isinstance(kind, type) and issubclass(kind, OSError)):
         return error
-    return kind(f"{context.name}: {error.remote_message}")
+    coded = re.match(r"\[Errno (\d+)\] (.*)\Z", error.remote_message, re.S)
+    if coded is None:
+        return kind(f"{context.name}: {error.remote_message}")
+    return kind(int(coded.group(1)), f"{context.name}: {coded.group(2)}")
 
 
 class TransportSFTP:

@@ -62,7 +62,7 @@ def features(c):
     try:
         c.get("fabtest/missing.txt", os.path.join(HERE, "missing.txt"))
     except OSError as e:
-        show("get a missing file", type(e).__name__)
+        show("get a missing file", (type(e).__name__, e.errno))
     show("local", c.local("echo from the controller", hide=True).stdout)
     beside = fabric.Connection(c.host, user=c.user, port=c.port, config=c.config)
     show("a stock Connection on the same config", beside.run("echo stock", hide=True).stdout)
