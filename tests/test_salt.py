@@ -215,7 +215,7 @@ def test_a_host_is_connected_once_for_a_whole_run(salt):
     assert SUDO_PASSWORD not in result.stdout + result.stderr
 
 
-def test_an_unreachable_fast_host_is_tried_once_and_named(salt):
+def test_an_unreachable_fast_host_is_tried_once_and_reported_as_on_stock(salt):
     import socket
 
     with socket.socket() as probe:  # a port nothing listens on
@@ -223,17 +223,35 @@ def test_an_unreachable_fast_host_is_tried_once_and_named(salt):
         port = probe.getsockname()[1]
     roster = salt.conf / "roster"
     original = roster.read_text()
-    roster.write_text(original + f"fastdown:\n  host: 127.0.0.1\n  port: {port}\n"
-                      "  user: tp-app\n  transport: fast\n")
+    down = f"  host: 127.0.0.1\n  port: {port}\n  user: tp-app\n"
+    roster.write_text(original + f"fastdown:\n{down}  transport: fast\nstockdown:\n{down}")
     try:
-        out, result = salt.json("fastdown,fast", "-l", "info", "test.ping")
+        out, result = salt.json("fastdown,stockdown,fast", "-l", "info", "test.ping")
     finally:
         roster.write_text(original)
     assert out["fast"] is True, result.stderr
-    assert out["fastdown"]["retcode"] == 255, out
-    assert f"tp-app@127.0.0.1:{port}: ssh: connect to host 127.0.0.1 port {port}: " \
-           "Connection refused" in out["fastdown"]["stderr"], out
+    # ssh's own words, which salt-ssh shows as the host's result.
+    assert out["fastdown"] == out["stockdown"] == (
+        f"ssh: connect to host 127.0.0.1 port {port}: Connection refused"), out
     assert result.stderr.count("Connection refused") == 1, result.stderr  # no second attempt
+
+
+def test_a_host_without_python_ends_salt_ssh_with_stocks_status(salt):
+    roster = salt.conf / "roster"
+    original = roster.read_text()
+    entries = {}  # the stock and fast hosts' entries, renamed, with a PATH that has no python
+    for line in original.splitlines(keepends=True):
+        if not line.startswith(" "):
+            name = line.rstrip(":\n")
+        elif name in ("stock", "fast"):
+            entries.setdefault(name, [f"{name}nopython:\n", "  set_path: /nonexistent\n"]).append(line)
+    roster.write_text(original + "".join(entries["stock"] + entries["fast"]))
+    try:
+        results = {host: salt.run(host, "test.ping") for host in ("stocknopython", "fastnopython")}
+    finally:
+        roster.write_text(original)
+    assert results["fastnopython"].returncode == results["stocknopython"].returncode == 10
+    assert "no usable Python interpreter" in results["fastnopython"].stdout
 
 
 def test_a_sudo_user_without_a_writable_home_keeps_the_cache_in_a_private_directory(salt):

@@ -219,13 +219,28 @@ def fast_cmd_block(single: Any) -> tuple[str, str, int]:
         if single.wipe:
             _wiped.add(context)
     except transport.TransportError as e:
-        return "", str(e), 255
+        return _as_stock_reports(e)
     except Exception as e:  # reported for this host like any failure there; the others go on
         log.exception("transport: salt on %s failed", host)
         return "", f"ERROR: transport: {type(e).__name__}: {e}", 1
     finally:
         _report_served(host)
     return stdout.strip(), stderr.strip(), retcode
+
+
+def _as_stock_reports(error: transport.TransportError) -> tuple[str, str, int]:
+    """A host the transport could not reach or start on, as stock's Single reports it
+    (stdout, stderr, status): ssh's own words alone, which salt-ssh prints as the host's
+    result; the shim's status where no Python interpreter was found, which salt-ssh exits
+    with (EX_THIN_PYTHON_INVALID); otherwise the error, naming the host, with ssh's 255."""
+    import salt.defaults.exitcodes
+
+    if isinstance(error, transport.ConnectError):
+        if error.reason.startswith("ssh:"):
+            return "", error.reason, 255
+        if error.reason.startswith("no usable Python interpreter"):
+            return "", f"ERROR: {error}", salt.defaults.exitcodes.EX_THIN_PYTHON_INVALID
+    return "", str(error), 255
 
 
 def _refuse_fast_hosts(ssh: Any, reason: str) -> None:
