@@ -271,11 +271,19 @@ def test_a_shutdown_during_a_put_leaves_no_temporary_file(tmp_path):
     assert os.listdir(destination) == [], "temporary file left behind"
 
 
-def test_a_get_stops_as_soon_as_more_arrives_than_the_file_had(router, tmp_path):
-    ctx = router.local(python=PY)  # /proc/version: stat says 0 bytes, and it reads as more
-    with pytest.raises(transport.TransportError, match="more than the 0 bytes it had"):
-        ctx.get("/proc/version", str(tmp_path / "dest"))
-    assert os.listdir(tmp_path) == []
+def test_a_get_reads_the_file_to_its_end_as_sftp_does(router, tmp_path):
+    # /proc/version: stat says 0 bytes, and it reads as more; /dev/null: a device.
+    ctx = router.local(python=PY)
+    with open("/proc/version", "rb") as f:
+        version = f.read()
+    assert ctx.get("/proc/version", str(tmp_path / "version")) == len(version)
+    assert (tmp_path / "version").read_bytes() == version
+    assert ctx.get("/dev/null", str(tmp_path / "null")) == 0
+    assert (tmp_path / "null").read_bytes() == b""
+    os.mkfifo(tmp_path / "fifo")  # opening it would wait for a writer
+    with pytest.raises(transport.RemoteError, match="pipe or socket"):
+        ctx.get(str(tmp_path / "fifo"), str(tmp_path / "from-fifo"))
+    assert sorted(os.listdir(tmp_path)) == ["fifo", "null", "version"]
 
 
 def test_a_put_whose_writes_fail_there_stops_sending(router, tmp_path):
@@ -426,7 +434,7 @@ def test_non_ascii_paths_under_the_c_locale(router, label, tmp_path, monkeypatch
         ctx.get(str(tmp_path / "\u00e9t\u00e9"), str(tmp_path / "other"))
     assert failed.value.remote_type.endswith(("FileNotFoundError", "OSError"))
     (tmp_path / "dossier-\u00e9").mkdir()
-    with pytest.raises(transport.RemoteError, match="is not a regular file"):
+    with pytest.raises(transport.RemoteError, match="Is a directory"):
         ctx.get(str(tmp_path / "dossier-\u00e9"), str(tmp_path / "other"))
 
 

@@ -85,7 +85,7 @@ def _acknowledged(context: Context, acks: compat.SimpleQueue) -> int:
 def get(context: Context, remote_path: str, local_path: str, mode: int | None = None,
         preserve_mode: bool = True) -> int:
     """Copy remote_path on the context to local_path; return the bytes written."""
-    size, remote_mode = context.call(files.stat_for_send, remote_path)
+    remote_mode = context.call(files.mode_for_send, remote_path)
     if mode is None and preserve_mode:
         mode = remote_mode
     core = context.router._core
@@ -97,11 +97,11 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
     try:
         done = context.call_async(files.send, remote_path, data_handle, WINDOW)
         done.add_done_callback(lambda future: events.put(None))
-        received = _receive_chunks(context, fd, events, size, remote_path)
+        received = _receive_chunks(context, fd, events)
         sent = done.result()
-        if received != sent or received != size:
+        if received != sent:
             raise TransportError(f"{context.name}: {remote_path}: received {received} bytes, "
-                                 f"expected {size}")
+                                 f"sent {sent}")
         os.fsync(fd)
         os.close(fd)
         fd = -1
@@ -119,8 +119,7 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
             files.discard(temporary)
 
 
-def _receive_chunks(context: Context, fd: int, events: compat.SimpleQueue, size: int,
-                    remote_path: str) -> int:
+def _receive_chunks(context: Context, fd: int, events: compat.SimpleQueue) -> int:
     core = context.router._core
     ack_to = None
     received = 0
@@ -143,9 +142,6 @@ def _receive_chunks(context: Context, fd: int, events: compat.SimpleQueue, size:
             except (codec.CodecError, TypeError, ValueError) as e:
                 raise ProtocolError(f"{context.name}: malformed file data: {e!r}") from None
             received += len(value)
-            if received > size:  # a file still growing, or a sender that lies
-                raise TransportError(f"{context.name}: {remote_path}: more than the "
-                                     f"{size} bytes it had when the transfer began")
             while view:
                 view = view[os.write(fd, view):]
             if ack_to is not None:

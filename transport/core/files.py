@@ -324,13 +324,17 @@ def change_mode(path, mode):
     os.chmod(os_string(path), mode)
 
 
-def stat_for_send(path):
-    """(size, mode) of a file to send; raises if it is not a regular file."""
+def mode_for_send(path):
+    """The permission bits of a file to send, which send() reads to its end, as an SFTP
+    get reads it: a file still growing, one of /proc's (whose size says 0), a device.
+    Raises for a directory, and for a pipe or socket (opening one could wait for ever)."""
     path = os_string(path)
     st = os.stat(path)
-    if not stat.S_ISREG(st.st_mode):
-        raise IOError('%s is not a regular file' % path)
-    return st.st_size, stat.S_IMODE(st.st_mode)
+    if stat.S_ISDIR(st.st_mode):
+        raise IOError(errno.EISDIR, 'Is a directory', path)
+    if stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+        raise IOError(errno.EINVAL, 'Is a pipe or socket, not a file to read', path)
+    return stat.S_IMODE(st.st_mode)
 
 
 def send(path, data_handle, window):
