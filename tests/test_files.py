@@ -318,6 +318,13 @@ def test_a_file_that_is_more_than_its_name_is_written_in_place(router, tmp_path)
     ctx.put(str(source), str(linked))
     assert other_name.read_bytes() == b"new content" and linked.stat().st_ino == inode
     assert linked.stat().st_mode & 0o777 == 0o640  # the mode as asked, in place too
+    # in_place (SFTP's way, which Fabric's put takes): a plain file keeps its inode too.
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"old")
+    inode = plain.stat().st_ino
+    ctx.put(str(source), str(plain), in_place=True)
+    assert plain.read_bytes() == b"new content" and plain.stat().st_ino == inode
+    plain.unlink()
     # A bind-mounted file (as a container's /etc/hosts) cannot be renamed over.
     backing, mounted = tmp_path / "backing", tmp_path / "mounted"
     backing.write_bytes(b"old")
@@ -400,12 +407,22 @@ def test_a_user_writes_in_place_what_it_may_write_but_not_replace(router, sshd):
             assert (st.st_uid, st.st_mode & 0o777) == (owner, mode)
         assert os.listdir(closed) == ["mine.conf"] and os.listdir(shared) == ["roots.conf"]
         assert not glob.glob("/tmp/.mine.conf.tp-*")  # the temporary file it used instead
-        # Root's file that it may not write stays as it was, with a clear error.
+        # Root's file that it may not write stays as it was, with a clear error; so does
+        # its own read-only file, which renaming could replace (scp refuses it too).
         os.chmod(roots, 0o644)
-        with pytest.raises(transport.RemoteError, match="Permission denied"):
-            ctx.put(source, roots)
+        read_only = os.path.join(shared, "read-only.conf")
+        with open(read_only, "w") as f:
+            f.write("kept")
+        os.chown(read_only, plain.pw_uid, plain.pw_gid)
+        os.chmod(read_only, 0o444)
+        for path in (roots, read_only):
+            with pytest.raises(transport.RemoteError, match="Permission denied"):
+                ctx.put(source, path)
         with open(roots) as f:
             assert f.read() == "new content"
+        with open(read_only) as f:
+            assert f.read() == "kept"
+        assert sorted(os.listdir(shared)) == ["read-only.conf", "roots.conf"]
     finally:
         import shutil
 

@@ -501,7 +501,7 @@ class Context:
         self.call(logs.forward, handle, level)
 
     def put(self, local_path: str, remote_path: str, mode: int | None = None,
-            preserve_mode: bool = True) -> int:
+            preserve_mode: bool = True, in_place: bool = False) -> int:
         """Copy a local file to the context, streamed and uncompressed; return its size.
 
         Written to a temporary file first, so a failed or interrupted transfer
@@ -512,11 +512,14 @@ class Context:
         and extended attributes where the target user may set them); one with
         other hard links, a mount point (a bind-mounted file), a device, one this
         user cannot give away, or one in a directory this user cannot write is
-        written in place, as scp does. A symlink at remote_path is written through.
+        written in place, as scp does; with in_place=True every existing file is
+        (as SFTP writes it: a file bind-mounted into a container stays the
+        container's file). An existing file the user may not write is refused
+        before any data moves. A symlink at remote_path is written through.
         """
         from transport import files
 
-        return files.put(self, local_path, remote_path, mode, preserve_mode)
+        return files.put(self, local_path, remote_path, mode, preserve_mode, in_place)
 
     def get(self, remote_path: str, local_path: str, mode: int | None = None,
             preserve_mode: bool = True) -> int:

@@ -32,8 +32,12 @@ ACK_TIMEOUT = 120.0
 
 
 def put(context: Context, local_path: str, remote_path: str, mode: int | None = None,
-        preserve_mode: bool = True) -> int:
-    """Copy local_path to remote_path on the context; return the bytes written."""
+        preserve_mode: bool = True, in_place: bool = False) -> int:
+    """Copy local_path to remote_path on the context; return the bytes written.
+
+    An existing file is replaced by renaming unless that would lose something (see
+    transport/core/files.py); in_place=True writes it in place always, as SFTP does.
+    """
     st = os.stat(local_path)
     if not stat.S_ISREG(st.st_mode):
         raise IsADirectoryError(f"{local_path} is not a regular file")
@@ -43,7 +47,8 @@ def put(context: Context, local_path: str, remote_path: str, mode: int | None = 
     acks: compat.SimpleQueue = compat.SimpleQueue()
     ack_handle = core.add_stream_handler(acks.put, context.context_id)
     try:
-        data_handle = context.call(files.start_receive, remote_path, st.st_size, mode, ack_handle)
+        data_handle = context.call(files.start_receive, remote_path, st.st_size, mode, ack_handle,
+                                   in_place)
         try:
             _send_chunks(context, local_path, data_handle, acks)
             return context.call(files.finish_receive, data_handle)

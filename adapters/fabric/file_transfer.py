@@ -59,12 +59,13 @@ class TransportSFTP:
         except transport.RemoteError as e:
             raise local_os_error(self.context, e) from None
 
-    # Like SFTP's open-and-write, a transfer leaves an existing file's mode alone
-    # (Fabric's Transfer applies preserve_mode itself, with chmod).
+    # Like SFTP's open-and-write, a transfer writes an existing file in place (its inode
+    # stays: a file bind-mounted into a container is still the container's) and leaves
+    # its mode alone (Fabric's Transfer applies preserve_mode itself, with chmod).
 
     def put(self, localpath: str, remotepath: str) -> os.stat_result:
         try:
-            self.context.put(localpath, remotepath, preserve_mode=False)
+            self.context.put(localpath, remotepath, preserve_mode=False, in_place=True)
         except transport.RemoteError as e:
             raise local_os_error(self.context, e) from None
         return self.stat(remotepath)
@@ -77,7 +78,7 @@ class TransportSFTP:
                 raise BlockingIOError(f"{remotepath}: the file object to send would block")
             spool.flush()
             try:
-                self.context.put(spool.name, remotepath, preserve_mode=False)
+                self.context.put(spool.name, remotepath, preserve_mode=False, in_place=True)
             except transport.RemoteError as e:
                 raise local_os_error(self.context, e) from None
         return self.stat(remotepath)

@@ -53,6 +53,16 @@ def features(c):
     show("put over a private file, through a symlink",
          c.run("stat -c '%a %F' fabtest/secret.env fabtest/link.env; cat fabtest/secret.env",
                hide=True).stdout)
+    inode = c.run("stat -c %i fabtest/fo.txt", hide=True).stdout
+    c.put(io.StringIO("replaced\n"), "fabtest/fo.txt")
+    show("put over a file keeps its inode (a container's bind mount stays its file)",
+         c.run("stat -c %i fabtest/fo.txt", hide=True).stdout == inode)
+    c.run("echo kept > fabtest/read-only.txt && chmod 444 fabtest/read-only.txt", hide=True)
+    try:
+        c.put(io.StringIO("replaced\n"), "fabtest/read-only.txt")
+    except OSError as e:
+        show("put over a read-only file", (type(e).__name__, e.errno))
+    show("read-only file", c.run("cat fabtest/read-only.txt", hide=True).stdout)
     r = c.get("fabtest/fo.txt", os.path.join(HERE, "got-{host}.txt"))
     with open(r.local) as f:
         show("get", (os.path.basename(r.local), f.read()))

@@ -22,7 +22,12 @@ scp and sftp write every file: its inode and all it carries stay (its mode
 changes only where this user may change it), and only that last local copy
 could be cut short (the temporary file is then kept, and named in the
 error).
-A new file gets the mode new files get here (0666 less the umask).
+A new file gets the mode new files get here (0666 less the umask). A put
+with in_place (Fabric's, which stands for SFTP) writes every existing file in
+place, as SFTP does: a file bind-mounted into a container's own mount
+namespace, which this one cannot see as a mount point, stays the file the
+container sees. An existing file this user may not write is refused before
+any data moves, as scp refuses it.
 
 Like writing the file in place would, a transfer writes through a symlink
 to the file it points at (but, as the kernel's protected_symlinks rule says,
@@ -119,16 +124,17 @@ def _new_file_mode():
     return 0o666 & ~umask
 
 
-def settle(temporary, path, mode):
+def settle(temporary, path, mode, in_place=False):
     """Put the finished temporary file's data at path, by renaming it into place or by
-    writing path in place (see the module's docstring); mode None: a new file gets
-    the default mode, an existing one keeps its own."""
+    writing path in place (see the module's docstring; in_place: an existing file
+    always, as SFTP writes it); mode None: a new file gets the default mode, an
+    existing one keeps its own."""
     try:
         existing = os.stat(path)
     except OSError:
         existing = None
     beside = os.path.dirname(temporary) == os.path.dirname(os.path.abspath(path))
-    if existing is None or (beside and _can_stand_in(temporary, path, existing)):
+    if existing is None or (beside and not in_place and _can_stand_in(temporary, path, existing)):
         if mode is None:
             mode = stat.S_IMODE(existing.st_mode) if existing is not None else _new_file_mode()
         os.chmod(temporary, mode)
@@ -232,10 +238,14 @@ def discard(temporary):
 
 
 class _Receiver(object):
-    def __init__(self, path, size, mode, ack_handle, caller):
+    def __init__(self, path, size, mode, ack_handle, caller, in_place):
         self.path = destination(path)
+        if os.path.exists(self.path) and not os.access(self.path, os.W_OK):
+            # A file this user may not write (mode 0444, say) is not replaced either.
+            raise IOError(errno.EACCES, 'Permission denied', self.path)
         self.size = size
         self.mode = mode
+        self.in_place = in_place
         self.ack_handle = ack_handle
         self.caller = caller
         self.received = 0
@@ -263,13 +273,14 @@ class _Receiver(object):
 _receivers = {}
 
 
-def start_receive(path, size, mode, ack_handle):
+def start_receive(path, size, mode, ack_handle, in_place=False):
     """Open a temporary file beside path for `size` bytes; return the data handle to send to.
 
-    mode None: keep an existing file's mode (see settle).
+    mode None: keep an existing file's mode; in_place: write an existing file in place
+    (see settle).
     """
     router = _router()
-    receiver = _Receiver(os_string(path), size, mode, ack_handle, _current_caller())
+    receiver = _Receiver(os_string(path), size, mode, ack_handle, _current_caller(), in_place)
     handle = router.add_parent_handler(receiver.on_chunk)
     _receivers[handle] = receiver
     return handle
@@ -293,7 +304,7 @@ def finish_receive(handle):
         discard(receiver.temporary)
         raise IOError(receiver.error)
     try:
-        settle(receiver.temporary, receiver.path, receiver.mode)
+        settle(receiver.temporary, receiver.path, receiver.mode, receiver.in_place)
     except BaseException:
         discard(receiver.temporary)
         raise
