@@ -153,6 +153,7 @@ def test_connection_api_matches_stock_fabric(sshd, runtime_config, tmp_path):
     assert "pty: 'on a tty\\r\\n'" in fast and "get a missing file: ('FileNotFoundError', 2)" in fast
     assert "put over a file keeps its inode (a container's bind mount stays its file): True" in fast
     assert "put over a read-only file: ('PermissionError', 13)" in fast
+    assert "a command its signal ended: -1" in fast
 
 
 def test_fabs_own_stdin_reaches_the_command_as_on_stock_fabric(sshd, runtime_config, tmp_path):

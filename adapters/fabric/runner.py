@@ -43,6 +43,12 @@ class FabricRunner(TransportRunner):
     def shell_argv(self, shell: str, command: str) -> list[str]:
         return [self.context.login_shell(), "-c", command]
 
+    def returncode(self) -> int | None:
+        # A command ended by a signal: stock Fabric's channel has no exit status, only
+        # the signal's name, and reports -1 (as ssh itself exits 255).
+        code = super().returncode()
+        return -1 if code is not None and code < 0 else code
+
     def generate_result(self, **kwargs: Any) -> Result:
         kwargs["connection"] = self.context
         return Result(**kwargs)

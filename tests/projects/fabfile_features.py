@@ -53,6 +53,7 @@ def features(c):
     show("put over a private file, through a symlink",
          c.run("stat -c '%a %F' fabtest/secret.env fabtest/link.env; cat fabtest/secret.env",
                hide=True).stdout)
+    show("a command its signal ended", c.run("kill -TERM $$", warn=True, hide=True).exited)
     inode = c.run("stat -c %i fabtest/fo.txt", hide=True).stdout
     c.put(io.StringIO("replaced\n"), "fabtest/fo.txt")
     show("put over a file keeps its inode (a container's bind mount stays its file)",
