@@ -154,6 +154,8 @@ def test_connection_api_matches_stock_fabric(sshd, runtime_config, tmp_path):
     assert "put over a file keeps its inode (a container's bind mount stays its file): True" in fast
     assert "put over a read-only file: ('PermissionError', 13)" in fast
     assert "a command its signal ended: -1" in fast
+    assert "sftp open and read: ('line 1\\n', b'line 2\\nline 3\\n')" in fast
+    assert "sftp stat of a removed directory: ('FileNotFoundError', 2)" in fast
 
 
 def test_fabs_own_stdin_reaches_the_command_as_on_stock_fabric(sshd, runtime_config, tmp_path):

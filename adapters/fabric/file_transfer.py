@@ -1,20 +1,30 @@
-"""TransportSFTP: the file-transfer object Fabric's Transfer expects, backed by the transport.
+"""TransportSFTP: paramiko's SFTPClient as Fabric users reach it, backed by the transport.
 
 Fabric's own put/get keep their path logic (remote directories, local path
-interpolation, preserve_mode); they reach the host only through the few
-SFTPClient methods implemented here, which use Context.put/get (streamed,
-uncompressed, put in place only when complete) and calls of os functions on the target.
+interpolation, preserve_mode); they reach the host only through SFTPClient
+methods, implemented here with Context.put/get (streamed, uncompressed, put in
+place only when complete) and calls of os functions on the target. c.sftp()
+gives the same object, with the rest of SFTPClient's everyday methods (listdir,
+listdir_attr, lstat, mkdir, rmdir, remove, rename, symlink, readlink, chown,
+utime, truncate, chdir, open), errors as the OSError (errno included) paramiko
+raises. open() reads the whole file when opened for reading, and writes it when
+closed; it takes paramiko's modes but '+'.
 """
 
 from __future__ import annotations
 
 import builtins
+import errno
+import io
 import os
 import posixpath
 import re
 import shutil
+import stat
 import tempfile
-from typing import IO
+from typing import IO, Any, Callable
+
+import paramiko
 
 import transport
 from transport.core import files
@@ -35,29 +45,97 @@ def local_os_error(context: transport.Context, error: transport.RemoteError) -> 
 
 
 class TransportSFTP:
-    """The subset of paramiko's SFTPClient that fabric.transfer.Transfer uses."""
+    """paramiko's SFTPClient over the transport: what fabric.transfer.Transfer uses, and
+    the everyday rest of it for c.sftp()."""
 
     def __init__(self, context: transport.Context) -> None:
         self.context = context
+        self._cwd: str | None = None
 
-    def getcwd(self) -> None:
-        return None  # like a fresh SFTP session: paths are relative to normalize(".")
+    def __enter__(self) -> TransportSFTP:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return self.context.call(fn, *args)
+        except transport.RemoteError as e:
+            raise local_os_error(self.context, e) from None
+
+    def _path(self, path: str) -> str:
+        """path as the host sees it: relative to chdir()'s directory, as paramiko's are."""
+        if self._cwd is None or posixpath.isabs(path):
+            return path
+        return posixpath.join(self._cwd, path)
+
+    def getcwd(self) -> str | None:
+        return self._cwd  # None, as a fresh SFTP session's: paths are relative to normalize(".")
+
+    def chdir(self, path: str | None = None) -> None:
+        if path is None:
+            self._cwd = None
+            return
+        path = self.normalize(path)
+        if not stat.S_ISDIR(self.stat(path).st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, f"{self.context.name}: {path}: Not a directory")
+        self._cwd = path
 
     def normalize(self, path: str) -> str:
-        return self.context.call(posixpath.abspath, path)
+        return self._call(posixpath.realpath, self._path(path))
 
     def stat(self, path: str) -> os.stat_result:
-        try:
-            fields = self.context.call(files.path_stat, path)
-        except transport.RemoteError as e:
-            raise local_os_error(self.context, e) from None
-        return os.stat_result(tuple(fields)[:10])
+        return os.stat_result(tuple(self._call(files.path_stat, self._path(path)))[:10])
+
+    def lstat(self, path: str) -> os.stat_result:
+        return os.stat_result(tuple(self._call(files.path_call, "lstat", self._path(path)))[:10])
+
+    def listdir(self, path: str = ".") -> list[str]:
+        return [name for name, _ in self._call(files.list_with_attributes, self._path(path))]
+
+    def listdir_attr(self, path: str = ".") -> list[paramiko.SFTPAttributes]:
+        return [paramiko.SFTPAttributes.from_stat(os.stat_result(fields), name)
+                for name, fields in self._call(files.list_with_attributes, self._path(path))]
 
     def chmod(self, path: str, mode: int) -> None:
-        try:
-            self.context.call(files.change_mode, path, mode)
-        except transport.RemoteError as e:
-            raise local_os_error(self.context, e) from None
+        self._call(files.change_mode, self._path(path), mode)
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        self._call(files.path_call, "chown", self._path(path), uid, gid)
+
+    def utime(self, path: str, times: tuple[float, float] | None) -> None:
+        self._call(files.path_call, "utime", self._path(path), times)
+
+    def truncate(self, path: str, size: int) -> None:
+        self._call(files.path_call, "truncate", self._path(path), size)
+
+    def mkdir(self, path: str, mode: int = 0o777) -> None:
+        self._call(files.path_call, "mkdir", self._path(path), mode)
+
+    def rmdir(self, path: str) -> None:
+        self._call(files.path_call, "rmdir", self._path(path))
+
+    def remove(self, path: str) -> None:
+        self._call(files.path_call, "unlink", self._path(path))
+
+    unlink = remove
+
+    def rename(self, oldpath: str, newpath: str) -> None:
+        self._call(files.rename, self._path(oldpath), self._path(newpath))
+
+    posix_rename = rename
+
+    def symlink(self, source: str, dest: str) -> None:
+        self._call(files.symlink, source, self._path(dest))
+
+    def readlink(self, path: str) -> str:
+        return self._call(files.path_call, "readlink", self._path(path))
+
+    def open(self, filename: str, mode: str = "r", bufsize: int = -1) -> RemoteFile:
+        return RemoteFile(self, filename, mode)
+
+    file = open
 
     # Like SFTP's open-and-write, a transfer writes an existing file in place (its inode
     # stays: a file bind-mounted into a container is still the container's) and leaves
@@ -65,7 +143,8 @@ class TransportSFTP:
 
     def put(self, localpath: str, remotepath: str) -> os.stat_result:
         try:
-            self.context.put(localpath, remotepath, preserve_mode=False, in_place=True)
+            self.context.put(localpath, self._path(remotepath), preserve_mode=False,
+                             in_place=True)
         except transport.RemoteError as e:
             raise local_os_error(self.context, e) from None
         return self.stat(remotepath)
@@ -78,14 +157,15 @@ class TransportSFTP:
                 raise BlockingIOError(f"{remotepath}: the file object to send would block")
             spool.flush()
             try:
-                self.context.put(spool.name, remotepath, preserve_mode=False, in_place=True)
+                self.context.put(spool.name, self._path(remotepath), preserve_mode=False,
+                                 in_place=True)
             except transport.RemoteError as e:
                 raise local_os_error(self.context, e) from None
         return self.stat(remotepath)
 
     def get(self, remotepath: str, localpath: str) -> None:
         try:
-            self.context.get(remotepath, localpath, preserve_mode=False)
+            self.context.get(self._path(remotepath), localpath, preserve_mode=False)
         except transport.RemoteError as e:
             raise local_os_error(self.context, e) from None
 
@@ -93,7 +173,7 @@ class TransportSFTP:
         with tempfile.TemporaryDirectory(prefix="transport-get-") as spool_dir:
             spool = os.path.join(spool_dir, "file")
             try:
-                size = self.context.get(remotepath, spool)
+                size = self.context.get(self._path(remotepath), spool)
             except transport.RemoteError as e:
                 raise local_os_error(self.context, e) from None
             with open(spool, "rb") as f:
@@ -102,3 +182,68 @@ class TransportSFTP:
 
     def close(self) -> None:
         pass  # the context outlives transfers
+
+
+class RemoteFile(io.BufferedIOBase):
+    """A file on the host as paramiko's SFTPFile is used: read() gives bytes, lines and
+    iteration give text unless the mode has 'b'. For reading, its content is fetched
+    when opened; for writing ('w', 'a', 'x'), it is put in place when closed."""
+
+    def __init__(self, sftp: TransportSFTP, filename: str, mode: str) -> None:
+        super().__init__()
+        kind = mode.replace("b", "")
+        if kind not in ("r", "w", "a", "x"):
+            raise ValueError(f"mode {mode!r}: transport files are opened for reading or for "
+                             "writing ('+' needs a stock fabric.Connection)")
+        self.sftp, self.filename, self.mode = sftp, filename, mode
+        self._text = "b" not in mode
+        self._buffer = tempfile.SpooledTemporaryFile(max_size=SPOOL_CHUNK)
+        if kind == "x" and self._exists():
+            raise FileExistsError(f"{sftp.context.name}: {filename}: file exists")
+        if kind == "r" or (kind == "a" and self._exists()):
+            sftp.getfo(filename, self._buffer)
+            self._buffer.seek(0 if kind == "r" else self._buffer.tell())
+        if kind == "w":  # created (or emptied) at once, as opening it there would
+            sftp.putfo(io.BytesIO(), filename)
+
+    def _exists(self) -> bool:
+        try:
+            self.sftp.stat(self.filename)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def readable(self) -> bool:
+        return "r" in self.mode
+
+    def writable(self) -> bool:
+        return "r" not in self.mode
+
+    def read(self, size: int | None = -1) -> bytes:
+        if not self.readable():
+            raise io.UnsupportedOperation("not open for reading")
+        return self._buffer.read(-1 if size is None else size)
+
+    def readline(self, size: int | None = -1) -> Any:
+        line = self._buffer.readline(-1 if size is None else size)
+        return line.decode("utf-8") if self._text else line
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, "" if self._text else b"")
+
+    def write(self, data: Any) -> int:
+        if not self.writable():
+            raise io.UnsupportedOperation("not open for writing")
+        self._buffer.write(data.encode("utf-8") if isinstance(data, str) else data)
+        return len(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self.writable():
+                self._buffer.seek(0)
+                self.sftp.putfo(self._buffer, self.filename)
+        finally:
+            self._buffer.close()
+            super().close()

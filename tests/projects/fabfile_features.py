@@ -3,6 +3,7 @@ on the transport and compare what it prints."""
 
 import io
 import os
+import stat
 
 import fabric
 from fabric import task
@@ -74,6 +75,31 @@ def features(c):
         c.get("fabtest/missing.txt", os.path.join(HERE, "missing.txt"))
     except OSError as e:
         show("get a missing file", (type(e).__name__, e.errno))
+    with c.sftp() as sftp:  # the raw SFTP client (closed at the end: no transfer after it)
+        sftp.mkdir("fabtest/dir")
+        with sftp.open("fabtest/dir/a.txt", "w") as f:
+            f.write("line 1\nline 2\n")
+        with sftp.open("fabtest/dir/a.txt", "a") as f:
+            f.write(b"line 3\n")
+        with sftp.open("fabtest/dir/a.txt") as f:
+            show("sftp open and read", (f.readline(), f.read()))
+        sftp.symlink("a.txt", "fabtest/dir/link")
+        show("sftp listdir", sorted(sftp.listdir("fabtest/dir")))
+        show("sftp listdir_attr", sorted((a.filename, a.st_size, stat.S_ISLNK(a.st_mode))
+                                         for a in sftp.listdir_attr("fabtest/dir")))
+        show("sftp readlink and lstat", (sftp.readlink("fabtest/dir/link"),
+                                         stat.S_ISLNK(sftp.lstat("fabtest/dir/link").st_mode)))
+        sftp.rename("fabtest/dir/a.txt", "fabtest/dir/b.txt")
+        sftp.chdir("fabtest/dir")
+        show("sftp chdir", (sftp.getcwd().endswith("/fabtest/dir"), sftp.stat("b.txt").st_size))
+        sftp.remove("b.txt")
+        sftp.unlink("link")
+        sftp.chdir("..")
+        sftp.rmdir("dir")
+        try:
+            sftp.stat("dir")
+        except OSError as e:
+            show("sftp stat of a removed directory", (type(e).__name__, e.errno))
     show("local", c.local("echo from the controller", hide=True).stdout)
     beside = fabric.Connection(c.host, user=c.user, port=c.port, config=c.config)
     show("a stock Connection on the same config", beside.run("echo stock", hide=True).stdout)

@@ -335,6 +335,34 @@ def change_mode(path, mode):
     os.chmod(os_string(path), mode)
 
 
+def path_call(name, path, *args):
+    """os.<name>(path, *args) (lstat, mkdir, unlink ...), for a path given as text in
+    any encoding: what the Fabric adapter's SFTP client asks for."""
+    return getattr(os, name)(os_string(path), *args)
+
+
+def rename(old, new):
+    os.rename(os_string(old), os_string(new))
+
+
+def symlink(source, dest):
+    os.symlink(os_string(source), os_string(dest))
+
+
+def list_with_attributes(path):
+    """[(name, lstat fields), ...] of a directory's entries, as SFTP's READDIR gives
+    them (entries gone while listing are left out)."""
+    path = os_string(path)
+    entries = []
+    for name in os.listdir(path):
+        try:
+            st = os.lstat(os.path.join(path, name))
+        except OSError:
+            continue
+        entries.append((name, tuple(st)[:10]))
+    return entries
+
+
 def mode_for_send(path):
     """The permission bits of a file to send, which send() reads to its end, as an SFTP
     get reads it: a file still growing, one of /proc's (whose size says 0), a device.
