@@ -7,7 +7,9 @@ code path (cd, prefix, hide, warn, echo, env, pty, UnexpectedExit, Result)
 with FabricRunner as its runner; sudo() runs in a persistent sudo
 interpreter per user on that host (the password, from sudo.password or
 `fab --prompt-for-sudo-password`, goes to sudo's stdin, never to a command
-line); put()/get() are Fabric's Transfer over TransportSFTP; shell() runs
+line), or where sudo starts none, under sudo as stock Fabric runs it;
+put()/get() are Fabric's Transfer over TransportSFTP, which sftp() also
+gives; shell() runs
 the login shell on a pty; forward_local()/forward_remote() carry their tunnels
 over the transport; call() runs a Python function on the host.
 
