@@ -230,16 +230,25 @@ def test_shutdown_runs_exit_handlers_as_a_program_end_would(router, tmp_path, py
     assert written.read_text() == "ran"
 
 
-@pytest.mark.parametrize("python", ["/usr/bin/python3", "2.7"])
+@pytest.mark.parametrize("python", ["3.8", "2.7"])
 def test_files_in_the_current_directory_do_not_shadow_modules(router, tmp_path, python):
-    # python -c puts the current directory first on sys.path; the target takes it off, so
-    # a colorsys.py there (in a login user's home, say) is not what a call imports.
+    # python -c puts the current directory first on sys.path; the first stage takes it off
+    # before its own imports, so a select.py there (in a sudo target's home, say) neither
+    # runs at boot (pyenv's select is not built in) nor stands in for a module in a call.
     from tests.support.interpreters import find_interpreters
 
-    (tmp_path / "colorsys.py").write_text("raise ImportError('the current directory won')\n")
-    ctx = router.local(python=find_interpreters().get(python, python))
+    marker = tmp_path / "ran"
+    for name in ("select", "colorsys"):
+        (tmp_path / f"{name}.py").write_text(f"open({str(marker)!r}, 'a').write('{name} ')\n")
+    previous = os.getcwd()
+    os.chdir(tmp_path)  # the target's working directory
+    try:
+        ctx = router.local(python=find_interpreters()[python])
+    finally:
+        os.chdir(previous)
     origin = ctx.call(rf.import_in, str(tmp_path), "colorsys")
     assert not origin.startswith(str(tmp_path)) and "colorsys" in origin
+    assert not marker.exists(), marker.read_text()
 
 
 def test_messages_to_a_context_that_went_away_are_not_warned_about(router, caplog):

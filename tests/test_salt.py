@@ -250,8 +250,10 @@ def test_a_host_without_python_ends_salt_ssh_with_stocks_status(salt):
         results = {host: salt.run(host, "test.ping") for host in ("stocknopython", "fastnopython")}
     finally:
         roster.write_text(original)
-    assert results["fastnopython"].returncode == results["stocknopython"].returncode == 10
-    assert "no usable Python interpreter" in results["fastnopython"].stdout
+    fast = json.loads(results["fastnopython"].stdout)["fastnopython"]
+    assert fast["retcode"] == 10 and "no usable Python interpreter" in fast["stderr"], fast
+    if SALT_VERSION >= (3008,):  # which exits with a host's shim status (3006 with 20)
+        assert results["fastnopython"].returncode == results["stocknopython"].returncode == 10
 
 
 def test_a_sudo_user_without_a_writable_home_keeps_the_cache_in_a_private_directory(salt):
@@ -470,11 +472,11 @@ def test_custom_modules_from_the_state_tree(salt):
     # thin_extra_mods (iniconfig, which the targets' Python lacks) travels as with stock.
     out, result = salt.json("stock,fast", "tpcustom.extra_module")
     assert out == {"stock": "iniconfig", "fast": "iniconfig"}, result.stdout + result.stderr
-    # saltutil.sync_all empties the host's custom module cache; the next call brings it back.
-    salt.run("stock,fast", "saltutil.sync_all")
-    out, result = salt.json("stock,fast", "tpcustom.hello", "again")
-    assert out == {"stock": "hello again from a custom module",
-                   "fast": "hello again from a custom module"}, result.stdout + result.stderr
+    # saltutil.sync_all empties the host's custom module cache; the next call brings it
+    # back (as stock 3008 does; stock 3006 does not).
+    salt.run("fast", "saltutil.sync_all")
+    out, result = salt.json("fast", "tpcustom.hello", "again")
+    assert out == {"fast": "hello again from a custom module"}, result.stdout + result.stderr
 
 
 def test_cmd_umask_and_wipe_as_the_shim_applies_them(salt):

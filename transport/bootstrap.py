@@ -1,6 +1,8 @@
 """Building the bootstrap: the first stage and the compressed core payloads.
 
-The first stage is a few lines of Python passed with `python -c`. It reads a
+The first stage is a few lines of Python passed with `python -c`. It first
+takes the current directory off sys.path (where `-c` puts it), so no file
+there stands in for a module, then reads a
 fixed-size header and then exactly that many bytes of compressed payload
 from stdin (waiting with a deadline, so a non-blocking stdin or a slow pipe
 is fine, and end of file is an error, never a spin), installs the in-memory
@@ -36,7 +38,9 @@ IMPORTER = "transport.core.importer"
 FIRST_STAGE_TIMEOUT = 60
 
 FIRST_STAGE = """\
-import os,select,sys,time,zlib
+import sys
+sys.path[:1]==['']and sys.path.pop(0)
+import os,select,time,zlib
 v=sys.version_info[:3]
 if v[:2]<(2,7) or (3,0)<=v[:2]<(3,6):
  os.write(1,('\\ntp-unsupported-python %%d.%%d.%%d\\n'%%v).encode());sys.exit(1)

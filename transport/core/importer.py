@@ -100,6 +100,4 @@ def install(body):
     """Install an importer for the modules in the payload's body; return it."""
     importer = MemoryImporter(parse_modules(body))
     sys.meta_path.insert(0, importer)
-    if sys.path[:1] == ['']:  # python -c's current directory: its files must not shadow modules
-        del sys.path[0]
     return importer
