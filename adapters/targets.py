@@ -19,6 +19,7 @@ import weakref
 from typing import Any
 
 import transport
+from transport import log
 from transport.group import parse_host
 
 # What a sudo refusal says when the password given was wrong (the sudo method's words,
@@ -36,6 +37,7 @@ class Targets:
         self._contexts: dict[tuple, transport.Context] = {}
         self._opening: dict[tuple, threading.Lock] = {}
         self._sudo_refused: set[tuple[int, str]] = set()  # (via's context id, user)
+        self._sudo_deciding: dict[tuple[int, str], threading.Lock] = {}
         self._pid = os.getpid()
 
     @property
@@ -55,6 +57,7 @@ class Targets:
             self._contexts.clear()
             self._opening.clear()
             self._sudo_refused.clear()
+            self._sudo_deciding.clear()
 
     def _get(self, key: tuple, open_context: Any) -> transport.Context:
         with self._lock:
@@ -106,23 +109,30 @@ class Targets:
         """As sudo(), or None where sudo will not start an interpreter as user: a rule
         for some commands only, a user not in sudoers, a password wanted and none given,
         or requiretty. The adapter then runs each command under sudo as stock Fabric and
-        invoke do, and sudo judges it as it would there. A refused password is still the
-        AuthError (trying it again would count twice against the account). Once refused,
-        a host and user are not asked again in this run."""
+        invoke do, and sudo judges it as it would there (a warning says so once, since
+        only the first command of `cd x && y` then runs as user, as with stock). A
+        refused password is still the AuthError (trying it again would count twice
+        against the account). Once refused, a host and user are not asked again in
+        this run, even by threads asking at the same time."""
         key = (via.context_id, user)
         with self._lock:
             self._start_over_in_a_fork()
+            deciding = self._sudo_deciding.setdefault(key, threading.Lock())
+        with deciding:
             if key in self._sudo_refused:
                 return None
-        try:
-            return self.sudo(via, user, password)
-        except transport.ConnectError as e:
-            if not (isinstance(e, transport.AuthError) or "requiretty" in e.reason):
-                raise
-            if any(text in e.reason for text in PASSWORD_REFUSED):
-                raise
-        with self._lock:
+            try:
+                return self.sudo(via, user, password)
+            except transport.ConnectError as e:
+                if not (isinstance(e, transport.AuthError) or "requiretty" in e.reason):
+                    raise
+                if any(text in e.reason for text in PASSWORD_REFUSED):
+                    raise
+                reason = e.reason
             self._sudo_refused.add(key)
+        log.warning("transport", "%s: sudo will not start an interpreter as %s (%s): each "
+                    "command runs under sudo, as stock Fabric and invoke run it", via.name,
+                    user, reason)
         return None
 
     def for_spec(self, spec: str, python: str | None = None, **options: Any) -> transport.Context:
@@ -140,6 +150,7 @@ class Targets:
             self._contexts.clear()
             self._opening.clear()
             self._sudo_refused.clear()
+            self._sudo_deciding.clear()
         if router is not None:
             router.close()
 

@@ -226,6 +226,9 @@ def test_sudo_without_the_password_fails_clearly(sshd, tmp_path):
     result = fab(directory, config, "-H", host(sshd, "tp-sudo"), "root")
     assert result.returncode != 0
     assert "sudo on 127.0.0.1: a password is needed and none was given" in result.stderr
+    # sudo -n said so; no password ("None", as stock types) was tried, no login failed.
+    assert "sudo: a password is required" in result.stderr
+    assert "[sudo] password" not in result.stderr and "Sorry, try again" not in result.stderr
     assert "sudo.password" in result.stderr and SUDO_PASSWORD not in result.stderr
 
 
@@ -407,6 +410,11 @@ def test_invoke_sudo_runs_commands_under_sudo_where_it_starts_no_interpreter(ssh
                             stdin=subprocess.DEVNULL, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "root\n1\n"
+    # With no password: sudo -n, so the command that needs one fails without a login tried.
+    del env["INVOKE_SUDO_PASSWORD"]
+    result = subprocess.run([str(INV), "limited"], cwd=directory, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=60, env=env)
+    assert (result.returncode, result.stdout) == (0, "root\n1\n"), result.stderr
 
 
 @pytest.mark.timeout(900)  # a virtualenv and invoke 3 from the package index come first

@@ -17,9 +17,10 @@ invoke's c.sudo adds a watcher that types the password at sudo's prompt;
 instead, the command runs in a persistent sudo interpreter on the target,
 which sudo gave the password (sudo.password, or c.sudo's password=) once,
 as Fabric's Connection.sudo does (other watchers stay). Where sudo will not
-start one (a rule for some commands only, requiretty, a refused password:
-Targets.sudo_if_allowed), the sudo command line runs as stock invoke runs
-it, watcher included, so sudo allows and refuses what it would there. Ctrl-C stops the task at
+start one (a rule for some commands only, requiretty, no password where one
+is needed: Targets.sudo_if_allowed), the sudo command line runs as stock invoke runs
+it, watcher included, so sudo allows and refuses what it would there; with no
+password configured it runs with -n instead of typing "None" at the prompt. Ctrl-C stops the task at
 once and sends the running command SIGINT, as Ctrl-C at a terminal would; on
 a pty it is typed at the command's terminal, as invoke does, and the command
 decides (an interactive shell goes on).
@@ -48,11 +49,16 @@ SUDO_RETRY = "Sorry, try again.\n"
 STDIN_CHUNK = 64 * 1024
 
 
+def sudo_head(context: Any) -> str:
+    """How invoke's Context.sudo starts its command line."""
+    return f"sudo -S -p '{context.config.sudo.prompt}' "
+
+
 def invoke_sudo(context: Any, command: str, watchers: list[Any]) -> tuple[str, str | None, str] | None:
     """(user, password, command) when command and the last watcher are what invoke's
     Context.sudo makes of c.sudo(command): `sudo -S -p '<prompt>' [--preserve-env='...']
     [-H -u user] <command>` and a FailingResponder that answers the prompt; None otherwise."""
-    head = f"sudo -S -p '{context.config.sudo.prompt}' "
+    head = sudo_head(context)
     if not command.startswith(head) or not watchers:
         return None
     responder = watchers[-1]  # invoke appends its own to any the caller gave
@@ -135,6 +141,9 @@ class TransportRunner(Runner):
             if as_user is not None:  # else sudo runs the command line, as stock's
                 target, command = as_user, sudo_command
                 self.watchers = self.watchers[:-1]  # sudo has its password: no prompt to answer
+            elif password is None:  # not typed as "None" (a failed login): sudo -n
+                command = "sudo -n " + command[len(sudo_head(self.context)):]
+                self.watchers = self.watchers[:-1]
         self.target = target
         terminal: dict[str, Any] = {}
         if self.using_pty:
