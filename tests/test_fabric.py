@@ -409,12 +409,13 @@ def test_invoke_sudo_runs_commands_under_sudo_where_it_starts_no_interpreter(ssh
     result = subprocess.run([str(INV), "limited"], cwd=directory, capture_output=True, text=True,
                             stdin=subprocess.DEVNULL, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "root\n1\n"
+    assert result.stdout == "root\n1 ['is not allowed']\n"
     # With no password: sudo -n, so the command that needs one fails without a login tried.
     del env["INVOKE_SUDO_PASSWORD"]
     result = subprocess.run([str(INV), "limited"], cwd=directory, capture_output=True, text=True,
                             stdin=subprocess.DEVNULL, timeout=60, env=env)
-    assert (result.returncode, result.stdout) == (0, "root\n1\n"), result.stderr
+    assert (result.returncode, result.stdout) == (0, "root\n1 ['a password is required']\n"), \
+        result.stderr
 
 
 @pytest.mark.timeout(900)  # a virtualenv and invoke 3 from the package index come first

@@ -29,7 +29,10 @@ def root(c):
 def limited(c):
     # sudoers allows this user `id` alone, on a terminal: sudo runs each command.
     print(c.sudo("id -un", pty=True, hide=True).stdout.strip())
-    print(c.sudo("cat /etc/shadow", pty=True, warn=True, hide=True).exited)
+    refused = c.sudo("cat /etc/shadow", pty=True, warn=True, hide=True)
+    said = [words for words in ("is not allowed", "a password is required", "incorrect password")
+            if words in refused.stdout]
+    print(refused.exited, said)
 
 
 @task
