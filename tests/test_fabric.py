@@ -156,6 +156,8 @@ def test_connection_api_matches_stock_fabric(sshd, runtime_config, tmp_path):
     assert "a command its signal ended: -1" in fast
     assert "sftp open and read: ('line 1\\n', b'line 2\\nline 3\\n')" in fast
     assert "sftp stat of a removed directory: ('FileNotFoundError', 2)" in fast
+    assert fast.count("sftp refuses to replace a file: True") == 2
+    assert "sftp truncate and posix_rename: 3" in fast
 
 
 def test_fabs_own_stdin_reaches_the_command_as_on_stock_fabric(sshd, runtime_config, tmp_path):

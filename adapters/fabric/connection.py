@@ -112,7 +112,7 @@ class Connection(fabric.Connection):
     def __init__(self, *args: Any, targets: Targets | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # _set: a Connection is a config proxy, so plain attribute sets would land in the config.
-        self._set(_targets=targets or shared_targets(), _context=None)
+        self._set(_targets=targets or shared_targets(), _context=None, _transport_sftp=None)
 
     # -- the transport context -------------------------------------------------
 
@@ -156,7 +156,7 @@ class Connection(fabric.Connection):
 
     def close(self) -> None:
         """Let go of the context; the run's Executor shuts it down when the run ends."""
-        self._set(_context=None)
+        self._set(_context=None, _transport_sftp=None)
 
     def sudo(self, command: str, **kwargs: Any) -> Result:
         """The command in a persistent interpreter as the sudo user, given the password
@@ -211,8 +211,14 @@ class Connection(fabric.Connection):
         return FabricRunner(context=self, inline_env=self.inline_ssh_env)
 
     def sftp(self) -> TransportSFTP:
-        """The file-transfer object Fabric's put() and get() use."""
-        return TransportSFTP(self.transport_context())
+        """The SFTP client Fabric's put() and get() use: one per Connection until it
+        closes, as stock's, so chdir() holds for later transfers."""
+        context = self.transport_context()
+        client = self._transport_sftp
+        if client is None or client.context is not context:
+            client = TransportSFTP(context)
+            self._set(_transport_sftp=client)
+        return client
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run fn(*args, **kwargs) on the host (modules it needs are forwarded); return its value."""

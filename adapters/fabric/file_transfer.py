@@ -7,8 +7,8 @@ place only when complete) and calls of os functions on the target. c.sftp()
 gives the same object, with the rest of SFTPClient's everyday methods (listdir,
 listdir_attr, lstat, mkdir, rmdir, remove, rename, symlink, readlink, chown,
 utime, truncate, chdir, open), errors as the OSError (errno included) paramiko
-raises. open() reads the whole file when opened for reading, and writes it when
-closed; it takes paramiko's modes but '+'.
+raises. open() reads the whole file when opened for reading, and writes (or
+appends) what was written when closed; it takes paramiko's modes but '+'.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class TransportSFTP:
         self._call(files.path_call, "utime", self._path(path), times)
 
     def truncate(self, path: str, size: int) -> None:
-        self._call(files.path_call, "truncate", self._path(path), size)
+        self._call(files.truncate, self._path(path), size)
 
     def mkdir(self, path: str, mode: int = 0o777) -> None:
         self._call(files.path_call, "mkdir", self._path(path), mode)
@@ -122,9 +122,11 @@ class TransportSFTP:
     unlink = remove
 
     def rename(self, oldpath: str, newpath: str) -> None:
-        self._call(files.rename, self._path(oldpath), self._path(newpath))
+        """As SFTP's RENAME: an existing newpath is refused (posix_rename replaces it)."""
+        self._call(files.rename, self._path(oldpath), self._path(newpath), False)
 
-    posix_rename = rename
+    def posix_rename(self, oldpath: str, newpath: str) -> None:
+        self._call(files.rename, self._path(oldpath), self._path(newpath))
 
     def symlink(self, source: str, dest: str) -> None:
         self._call(files.symlink, source, self._path(dest))
@@ -187,7 +189,8 @@ class TransportSFTP:
 class RemoteFile(io.BufferedIOBase):
     """A file on the host as paramiko's SFTPFile is used: read() gives bytes, lines and
     iteration give text unless the mode has 'b'. For reading, its content is fetched
-    when opened; for writing ('w', 'a', 'x'), it is put in place when closed."""
+    when opened; what is written goes to the host when it is closed: 'w' and 'x' write
+    the file (created when opened; 'x' refuses an existing one), 'a' appends to it."""
 
     def __init__(self, sftp: TransportSFTP, filename: str, mode: str) -> None:
         super().__init__()
@@ -196,28 +199,40 @@ class RemoteFile(io.BufferedIOBase):
             raise ValueError(f"mode {mode!r}: transport files are opened for reading or for "
                              "writing ('+' needs a stock fabric.Connection)")
         self.sftp, self.filename, self.mode = sftp, filename, mode
+        self._kind = kind
         self._text = "b" not in mode
         self._buffer = tempfile.SpooledTemporaryFile(max_size=SPOOL_CHUNK)
-        if kind == "x" and self._exists():
-            raise FileExistsError(f"{sftp.context.name}: {filename}: file exists")
-        if kind == "r" or (kind == "a" and self._exists()):
+        if kind == "r":
             sftp.getfo(filename, self._buffer)
-            self._buffer.seek(0 if kind == "r" else self._buffer.tell())
-        if kind == "w":  # created (or emptied) at once, as opening it there would
+            self._buffer.seek(0)
+        elif kind == "w":  # created, or emptied, when opened, as there
             sftp.putfo(io.BytesIO(), filename)
-
-    def _exists(self) -> bool:
-        try:
-            self.sftp.stat(self.filename)
-        except FileNotFoundError:
-            return False
-        return True
+        elif kind == "x":
+            sftp._call(files.create_exclusive, sftp._path(filename))
 
     def readable(self) -> bool:
-        return "r" in self.mode
+        return self._kind == "r"
 
     def writable(self) -> bool:
-        return "r" not in self.mode
+        return self._kind != "r"
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._buffer.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._buffer.tell()
+
+    def prefetch(self, file_size: int | None = None) -> None:
+        pass  # the content is here already
+
+    def set_pipelined(self, pipelined: bool = True) -> None:
+        pass  # writes travel together, when the file is closed
+
+    def stat(self) -> os.stat_result:
+        return self.sftp.stat(self.filename)
 
     def read(self, size: int | None = -1) -> bytes:
         if not self.readable():
@@ -241,7 +256,10 @@ class RemoteFile(io.BufferedIOBase):
         if self.closed:
             return
         try:
-            if self.writable():
+            if self._kind == "a":
+                self._buffer.seek(0)
+                self.sftp._call(files.append, self.sftp._path(self.filename), self._buffer.read())
+            elif self._kind != "r":
                 self._buffer.seek(0)
                 self.sftp.putfo(self._buffer, self.filename)
         finally:

@@ -82,7 +82,22 @@ def features(c):
         with sftp.open("fabtest/dir/a.txt", "a") as f:
             f.write(b"line 3\n")
         with sftp.open("fabtest/dir/a.txt") as f:
+            f.prefetch()
             show("sftp open and read", (f.readline(), f.read()))
+            f.seek(0)
+            show("sftp seek", f.read(4))
+        with sftp.open("fabtest/dir/c.txt", "wb") as f:
+            f.write(b"0123456789")
+        for operation in (lambda: sftp.rename("fabtest/dir/a.txt", "fabtest/dir/c.txt"),
+                          lambda: sftp.open("fabtest/dir/c.txt", "x")):
+            try:
+                operation()
+            except OSError:
+                show("sftp refuses to replace a file", True)
+        sftp.truncate("fabtest/dir/c.txt", 3)
+        sftp.posix_rename("fabtest/dir/c.txt", "fabtest/dir/d.txt")
+        show("sftp truncate and posix_rename", sftp.stat("fabtest/dir/d.txt").st_size)
+        sftp.remove("fabtest/dir/d.txt")
         sftp.symlink("a.txt", "fabtest/dir/link")
         show("sftp listdir", sorted(sftp.listdir("fabtest/dir")))
         show("sftp listdir_attr", sorted((a.filename, a.st_size, stat.S_ISLNK(a.st_mode))

@@ -341,8 +341,36 @@ def path_call(name, path, *args):
     return getattr(os, name)(os_string(path), *args)
 
 
-def rename(old, new):
-    os.rename(os_string(old), os_string(new))
+def rename(old, new, replace=True):
+    """os.rename; with replace=False an existing new is refused (EEXIST), as SFTP's RENAME
+    refuses it."""
+    old, new = os_string(old), os_string(new)
+    if not replace and os.path.lexists(new):
+        raise OSError(errno.EEXIST, 'File exists', new)
+    os.rename(old, new)
+
+
+def truncate(path, size):
+    """os.truncate, which Python 2.7 lacks."""
+    fd = os.open(os_string(path), os.O_WRONLY)
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+
+
+def append(path, data):
+    """Append data (bytes) to path, created if missing: a file opened for 'a' over SFTP."""
+    fd = os.open(os_string(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        _write_all(fd, bytes(data))
+    finally:
+        os.close(fd)
+
+
+def create_exclusive(path):
+    """Create path, refusing an existing one (EEXIST): a file opened for 'x' over SFTP."""
+    os.close(os.open(os_string(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
 
 
 def symlink(source, dest):
@@ -376,6 +404,22 @@ def mode_for_send(path):
     return stat.S_IMODE(st.st_mode)
 
 
+def _open_to_send(path):
+    """path opened for reading without waiting (a pipe swapped in since mode_for_send
+    checked it would wait for a writer), and refused if it is no file to read."""
+    fd = os.open(os_string(path), os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode) or stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+            raise IOError(errno.EINVAL, 'Is a directory, pipe or socket, not a file to read', path)
+        import fcntl
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return os.fdopen(fd, 'rb')
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def send(path, data_handle, window):
     """Send path's content as chunks to data_handle, at most `window` bytes unacknowledged."""
     router = _router()
@@ -385,7 +429,7 @@ def send(path, data_handle, window):
     unacknowledged = 0
     total = 0
     try:
-        with open(os_string(path), 'rb') as f:
+        with _open_to_send(path) as f:
             while True:
                 chunk = f.read(CHUNK)
                 if not chunk:
