@@ -90,9 +90,6 @@ def _acknowledged(context: Context, acks: compat.SimpleQueue) -> int:
 def get(context: Context, remote_path: str, local_path: str, mode: int | None = None,
         preserve_mode: bool = True) -> int:
     """Copy remote_path on the context to local_path; return the bytes written."""
-    remote_mode = context.call(files.mode_for_send, remote_path)
-    if mode is None and preserve_mode:
-        mode = remote_mode
     core = context.router._core
     events: compat.SimpleQueue = compat.SimpleQueue()
     data_handle = core.add_stream_handler(events.put, context.context_id)
@@ -103,13 +100,15 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
         done = context.call_async(files.send, remote_path, data_handle, WINDOW)
         done.add_done_callback(lambda future: events.put(None))
         received = _receive_chunks(context, fd, events)
-        sent = done.result()
+        sent, remote_mode = done.result()  # the sender's error, if any, is raised here
         if received != sent:
             raise TransportError(f"{context.name}: {remote_path}: received {received} bytes, "
                                  f"sent {sent}")
         os.fsync(fd)
         os.close(fd)
         fd = -1
+        if mode is None and preserve_mode:
+            mode = remote_mode
         files.settle(temporary, local_path, mode)
         return received
     finally:

@@ -172,38 +172,24 @@ class Connection(fabric.Connection):
                             stderr=str(e), hide=("stdout", "stderr"))
             raise SudoAuthFailure(result, self.config.sudo.prompt,
                                   "the password was refused") from None
-        if context is None:
-            if password is None:
-                return self._sudo_without_password(command, **kwargs)
+        if context is None:  # FabricRunner runs the command line (sudo -n without a password)
             try:
                 return super().sudo(command, **kwargs)
             except AuthFailure as e:
                 raise SudoAuthFailure(e.result, e.prompt, "the password was refused") from None
+            except UnexpectedExit as e:
+                if password is not None or "a password is required" not in (
+                        e.result.stdout + e.result.stderr):
+                    raise
+                raise SudoAuthFailure(e.result, self.config.sudo.prompt,
+                                      "a password is needed and none was given: set "
+                                      "sudo.password in the Fabric config or run fab "
+                                      "--prompt-for-sudo-password") from None
         kwargs.pop("user", None)
         kwargs.pop("password", None)
         runner = self._remote_runner()
         runner.target = context
         return self._run(runner, command, **kwargs)
-
-    def _sudo_without_password(self, command: str, **kwargs: Any) -> Result:
-        """Stock's sudo command line with -n for its -S and prompt, and no watcher: a
-        command that needs a password fails at once, where stock types "None" at the
-        prompt (a failed login, counted against the account)."""
-        kwargs.pop("password", None)
-        user = kwargs.pop("user", None) or self.config.sudo.user
-        env = kwargs.get("env") or {}
-        flags = "-n " + (f"--preserve-env='{','.join(env)}' " if env else "") + (
-            f"-H -u {user} " if user else "")
-        try:
-            return self._run(self._remote_runner(), f"sudo {flags}{self._prefix_commands(command)}",
-                             **kwargs)
-        except UnexpectedExit as e:
-            if "a password is required" not in e.result.stdout + e.result.stderr:
-                raise
-            raise SudoAuthFailure(e.result, self.config.sudo.prompt,
-                                  "a password is needed and none was given: set sudo.password "
-                                  "in the Fabric config or run fab --prompt-for-sudo-password"
-                                  ) from None
 
     def _remote_runner(self) -> FabricRunner:
         # Not through config.runners.remote: fab shares one config object with every

@@ -205,10 +205,8 @@ class RemoteFile(io.BufferedIOBase):
         if kind == "r":
             sftp.getfo(filename, self._buffer)
             self._buffer.seek(0)
-        elif kind == "w":  # created, or emptied, when opened, as there
-            sftp.putfo(io.BytesIO(), filename)
-        elif kind == "x":
-            sftp._call(files.create_exclusive, sftp._path(filename))
+        elif kind in ("w", "x"):  # created (or emptied) when opened, as there
+            sftp._call(files.create, sftp._path(filename), kind == "x")
 
     def readable(self) -> bool:
         return self._kind == "r"

@@ -31,8 +31,10 @@ class FabricRunner(TransportRunner):
     def resolve_target(self) -> transport.Context:
         return self.context.transport_context()
 
-    def _sudo_request(self, command: str | None) -> None:
-        # Connection.sudo chose already: a sudo command line here is to run as it is.
+    def _sudo_target(self, via: transport.Context, user: str, password: str | None,
+                     command: str) -> None:
+        # Connection.sudo chose already: a sudo command line here runs under sudo (with
+        # -n when no password was given).
         return None
 
     def terminal_env(self) -> dict[str, str]:

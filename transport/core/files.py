@@ -368,9 +368,11 @@ def append(path, data):
         os.close(fd)
 
 
-def create_exclusive(path):
-    """Create path, refusing an existing one (EEXIST): a file opened for 'x' over SFTP."""
-    os.close(os.open(os_string(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+def create(path, exclusive=False):
+    """Create path, or empty an existing one: a file opened for 'w' over SFTP; with
+    exclusive, refuse an existing one (EEXIST), as 'x' does."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    os.close(os.open(os_string(path), flags, 0o666))
 
 
 def symlink(source, dest):
@@ -391,37 +393,29 @@ def list_with_attributes(path):
     return entries
 
 
-def mode_for_send(path):
-    """The permission bits of a file to send, which send() reads to its end, as an SFTP
-    get reads it: a file still growing, one of /proc's (whose size says 0), a device.
-    Raises for a directory, and for a pipe or socket (opening one could wait for ever)."""
-    path = os_string(path)
-    st = os.stat(path)
-    if stat.S_ISDIR(st.st_mode):
-        raise IOError(errno.EISDIR, 'Is a directory', path)
-    if stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
-        raise IOError(errno.EINVAL, 'Is a pipe or socket, not a file to read', path)
-    return stat.S_IMODE(st.st_mode)
-
-
 def _open_to_send(path):
-    """path opened for reading without waiting (a pipe swapped in since mode_for_send
-    checked it would wait for a writer), and refused if it is no file to read."""
+    """(file, permission bits) of a file to send, which send() reads to its end, as an
+    SFTP get reads it: a file still growing, one of /proc's (whose size says 0), a
+    device. Opened without waiting, and refused for a directory, pipe or socket (a pipe
+    would wait for a writer)."""
     fd = os.open(os_string(path), os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     try:
         st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode) or stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
-            raise IOError(errno.EINVAL, 'Is a directory, pipe or socket, not a file to read', path)
+        if stat.S_ISDIR(st.st_mode):
+            raise IOError(errno.EISDIR, 'Is a directory', path)
+        if stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+            raise IOError(errno.EINVAL, 'Is a pipe or socket, not a file to read', path)
         import fcntl
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
-        return os.fdopen(fd, 'rb')
+        return os.fdopen(fd, 'rb'), stat.S_IMODE(st.st_mode)
     except BaseException:
         os.close(fd)
         raise
 
 
 def send(path, data_handle, window):
-    """Send path's content as chunks to data_handle, at most `window` bytes unacknowledged."""
+    """Send path's content as chunks to data_handle, at most `window` bytes
+    unacknowledged; return (bytes sent, the file's permission bits)."""
     router = _router()
     acks = SimpleQueue()
     ack_handle = router.add_parent_handler(acks.put)
@@ -429,7 +423,8 @@ def send(path, data_handle, window):
     unacknowledged = 0
     total = 0
     try:
-        with _open_to_send(path) as f:
+        f, mode = _open_to_send(path)
+        with f:
             while True:
                 chunk = f.read(CHUNK)
                 if not chunk:
@@ -450,4 +445,4 @@ def send(path, data_handle, window):
                 total += len(chunk)
     finally:
         router.remove_handler(ack_handle)
-    return total
+    return total, mode
