@@ -528,3 +528,17 @@ def import_in(directory, name):
         return __import__(name).__file__
     finally:
         os.chdir(previous)
+
+
+def report_file_modes_as(mode):
+    """From now on, files.send here claims every file has `mode` (a target lying to a get)."""
+    from transport.core import files
+
+    honest_send = files.send
+
+    def send(path, data_handle, window):
+        sent, _ = honest_send(path, data_handle, window)
+        return sent, mode
+
+    files.send = send
+    return True

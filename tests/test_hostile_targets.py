@@ -129,3 +129,20 @@ def test_an_intermediary_does_not_keep_names_its_children_make_up(router):
     inter, evil, _victim = _siblings(router)
     assert evil.call(hostile.ask_parent_for_a_huge_module_name, 1_000_000)
     assert inter.call(hostile.longest_cached_module_name) < 1000
+
+
+@pytest.mark.parametrize("claimed", [0o6777, "0o6777"])
+def test_a_get_never_takes_special_bits_or_odd_modes_from_the_target(router, tmp_path, claimed):
+    ctx = router.local(python=sys.executable, name="liar")
+    source = tmp_path / "source"
+    source.write_bytes(b"the target chose this")
+    assert ctx.call(hostile.report_file_modes_as, claimed)
+    local = tmp_path / "got"
+    if isinstance(claimed, int):
+        ctx.get(str(source), str(local))
+        assert oct(os.stat(local).st_mode & 0o7777) == oct(0o777)  # permission bits only
+    else:
+        with pytest.raises(transport.TransportError, match="liar: .*not a number"):
+            ctx.get(str(source), str(local))
+        assert not local.exists()
+    assert ctx.call(os.getpid) > 0

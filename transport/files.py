@@ -6,7 +6,9 @@ side writes a temporary file and puts it in place (by renaming it, or by
 writing an existing file that is more than its name in place) only after
 the size checks out: an interrupted transfer never leaves a partial file at
 the destination. The file gets the source's mode unless a mode is given or
-preserve_mode is False; then an existing destination keeps its own.
+preserve_mode is False; then an existing destination keeps its own. A get
+keeps only the permission bits (0o777, as OpenSSH's sftp does): a target
+never makes a setuid, setgid or sticky file on the controller.
 Symlinks, owners, links and attributes are handled as transport/core/files.py
 says.
 """
@@ -101,6 +103,9 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
         done.add_done_callback(lambda future: events.put(None))
         received = _receive_chunks(context, fd, events)
         sent, remote_mode = done.result()  # the sender's error, if any, is raised here
+        if type(remote_mode) is not int:
+            raise TransportError(f"{context.name}: {remote_path}: the target sent a mode that "
+                                 f"is not a number: {remote_mode!r}")
         if received != sent:
             raise TransportError(f"{context.name}: {remote_path}: received {received} bytes, "
                                  f"sent {sent}")
@@ -108,7 +113,9 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
         os.close(fd)
         fd = -1
         if mode is None and preserve_mode:
-            mode = remote_mode
+            # The permission bits only, as OpenSSH's sftp keeps them: a target never makes
+            # a setuid, setgid or sticky file here.
+            mode = remote_mode & 0o777
         files.settle(temporary, local_path, mode)
         return received
     finally:
