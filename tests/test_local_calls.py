@@ -289,6 +289,34 @@ def test_router_close_ends_every_context():
         router.local()
 
 
+def _zombie_children() -> set[int]:
+    zombies = set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] == "Z" and int(fields[1]) == os.getpid():
+            zombies.add(int(entry))
+    return zombies
+
+
+def test_a_closed_router_leaves_no_zombie_and_no_open_pipe():
+    before_zombies, before_fds = _zombie_children(), set(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with transport.Router() as router:
+            for _ in range(3):
+                router.local().call(os.getpid)
+            with pytest.raises(transport.ConnectError):
+                router.local(python="/bin/false")  # its process is reaped too
+    assert set(os.listdir("/proc/self/fd")) - before_fds == set()
+    deadline = time.monotonic() + 10  # reaped on a thread of their own, as they end
+    while _zombie_children() - before_zombies and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _zombie_children() - before_zombies == set()
+
+
 def test_code_in_a_call_can_ask_a_service_the_caller_serves(ctx):
     asked = []
 

@@ -23,7 +23,7 @@ from transport.core.framing import DEFAULT_MAX_MESSAGE_SIZE, Message
 from transport.core.handles import ADD_ROUTE, CONNECT, CONTROLLER_ID, SHUTDOWN
 from transport.core.router import NO_ROUTE
 from transport.core.router import Router as CoreRouter
-from transport.core.spawn import REAP_INTERVAL, REAP_PATIENCE, Connection
+from transport.core.spawn import REAP_INTERVAL, REAP_PATIENCE, Connection, reap_remaining
 from transport.errors import ConnectError
 from transport.known_targets import remember_tag, remembered_tag
 from transport.modules import ModuleServer
@@ -322,6 +322,7 @@ class Router:
         for connection in connections:
             connection.abort("the router is closed")  # those still booting
         self._core.disconnect_children("the router is closed")
+        reap_remaining(self._broker, REAP_PATIENCE)  # the loop's timers no longer run
 
     def _hang_up(self, context: Context) -> Any:
         """Close the connection of a context that did not exit when asked to. At end of

@@ -17,7 +17,7 @@ import os
 import sys
 
 from transport.core import codec
-from transport.core.compat import PY2, make_pipe
+from transport.core.compat import PY2, make_pipe, monotonic, start_daemon_thread
 from transport.core.framing import Message
 from transport.core.handles import BOOT_CONFIG
 from transport.core.handshake import BootScanner, payload_header
@@ -30,6 +30,10 @@ STDERR_TAIL = 8192
 STDERR_LINE_LIMIT = 8192
 REAP_INTERVAL = 0.02
 REAP_PATIENCE = 2.0
+
+# Per broker, its connections whose process is not reaped or whose stderr is still open:
+# the broker's timers finish them; reap_remaining() those left when its loop has ended.
+_unreaped = {}
 # POSIX fixes SIGKILL at 9 everywhere; the signal module would import enum with it.
 SIGKILL = 9
 
@@ -215,6 +219,7 @@ class Connection(object):
                         'auth': False})
             return
         self.state = 'booting'
+        _unreaped.setdefault(self.broker, set()).add(self)
         self.stream = Stream(self.broker, self.process.stdout, self.process.stdin, self.name,
                              self.router.on_message, self._on_disconnect,
                              self.config.get('max_message_size'), BootScanner(), self._on_boot_event)
@@ -345,6 +350,8 @@ class Connection(object):
             self.broker.stop_reading(self.process.stderr)
             os.close(self.process.stderr)
             self._check_failure_complete()
+        if self.process.poll() is not None:
+            _unreaped.get(self.broker, set()).discard(self)
 
     # -- ending ----------------------------------------------------------------
 
@@ -409,3 +416,35 @@ class Connection(object):
             self._check_failure_complete()
         else:
             self._close_stderr()
+
+
+def reap_remaining(broker, patience):
+    """Once broker's loop has ended (its timers no longer run): close the stderr of its
+    connections not finished yet and reap their processes, those still running on a
+    daemon thread that kills them after patience seconds, so a closed router leaves
+    no zombie and no open pipe (and close() waits for none of them)."""
+    running = []
+    for connection in _unreaped.pop(broker, ()):
+        if connection._stderr_open:
+            connection._stderr_open = False
+            os.close(connection.process.stderr)
+        if connection.process.poll() is None:
+            running.append(connection.process)
+    if running:
+        start_daemon_thread(lambda: _reap(running, patience), 'transport-reaper')
+
+
+def _reap(processes, patience):
+    import time
+
+    kill_at = monotonic() + patience
+    give_up_at = kill_at + 5.0  # a killed process that still does not end is left to init
+    pause = 0.001
+    while processes and monotonic() < give_up_at:
+        time.sleep(pause)
+        pause = min(pause * 2, REAP_INTERVAL)
+        processes = [p for p in processes if p.poll() is None]
+        if kill_at is not None and monotonic() > kill_at:
+            kill_at = None
+            for process in processes:
+                process.kill()
