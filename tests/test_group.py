@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -91,3 +92,51 @@ def test_fan_out_through_a_bastion(router, sshd, hosts):
     ssh_children = subprocess.run(["pgrep", "-P", str(bastion.pid), "ssh"], capture_output=True,
                                   text=True).stdout.split()
     assert len(ssh_children) == len(good)
+
+
+def test_a_host_whose_context_was_lost_is_connected_again(router, sshd, hosts):
+    good, _, _ = hosts
+    group = transport.Group(router, good[:2], python=PY, ssh_options=sshd.ssh_options())
+    first = group.call(os.getpid)
+    lost = group.contexts[good[0]]
+    os.kill(lost.pid, 9)
+    lost._gone.wait(10)
+    assert not lost.alive
+    again = group.call(os.getpid)
+    assert all(r.ok for r in again.values()), again
+    assert again[good[0]].value != first[good[0]].value
+    assert again[good[1]].value == first[good[1]].value  # the other one kept its context
+
+
+def test_any_error_a_task_raises_fails_only_that_host(router, sshd, hosts):
+    good, _, _ = hosts
+
+    def task(ctx):
+        if ctx.name == good[0]:
+            raise RuntimeError("unexpected output on this host")
+        return ctx.call(os.getuid)
+
+    results = transport.Group(router, good, python=PY, ssh_options=sshd.ssh_options()).each(task)
+    assert isinstance(results[good[0]].error, RuntimeError)
+    assert all(results[spec].ok for spec in good[1:])
+
+
+def test_a_refused_sudo_leaves_no_login_behind(router, sshd):
+    group = transport.Group(router, [f"tp-sudo@127.0.0.1:{sshd.port}"], python=PY, sudo=True,
+                            sudo_password="wrong", ssh_options=sshd.ssh_options())
+    for _ in range(3):
+        results = group.call(os.getpid)
+        assert isinstance(next(iter(results.values())).error, transport.AuthError)
+    deadline = time.monotonic() + 10
+    while router.contexts() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert router.contexts() == []
+
+
+def test_get_names_files_by_host_and_leaves_other_braces_alone(router, sshd, hosts, tmp_path):
+    good, _, _ = hosts
+    group = transport.Group(router, good[:2], python=PY, ssh_options=sshd.ssh_options())
+    fetched = group.get("/etc/hostname", str(tmp_path / "{host}-{date}.txt"))
+    assert all(r.ok for r in fetched.values()), fetched
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{spec}-{{date}}.txt" for spec in good[:2])

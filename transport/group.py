@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 
 from transport.commands import CommandResult
-from transport.errors import TransportError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -100,6 +99,7 @@ class Group:
         self.ssh_kwargs = ssh_kwargs  # more Router.ssh keywords: ssh_options, backend ...
         self.contexts: dict[str, Context] = {}
         self.errors: dict[str, BaseException] = {}
+        self._logins: dict[str, Context] = {}  # with sudo: the ssh context under each host's
         # Called with each HostResult as it completes (from worker threads): progress display.
         self.on_result: Callable[[HostResult], Any] | None = None
 
@@ -112,14 +112,24 @@ class Group:
                               python=self.python, connect_timeout=self.connect_timeout,
                               name=spec, via=self.via, **self.ssh_kwargs)
         if self.sudo:
-            ctx = self.router.sudo(via=ctx, user=self.sudo_user, password=self._sudo_password,
-                                   python=self.python, connect_timeout=self.connect_timeout,
-                                   name=f"{spec}/sudo:{self.sudo_user}")
+            login = self._logins.pop(spec, None)
+            if login is not None and login.alive:  # under a sudo context that was lost
+                login.shutdown(wait=False)
+            try:
+                ctx = self.router.sudo(via=ctx, user=self.sudo_user,
+                                       password=self._sudo_password, python=self.python,
+                                       connect_timeout=self.connect_timeout,
+                                       name=f"{spec}/sudo:{self.sudo_user}")
+            except BaseException:
+                ctx.shutdown(wait=False)  # the next attempt logs in again
+                raise
+            self._logins[spec] = ctx.via
         return ctx
 
     def connect(self) -> GroupResult:
-        """Connect every host not connected yet; returns host -> HostResult(value=Context)."""
-        missing = [h for h in self.hosts if h not in self.contexts]
+        """Connect every host not connected yet, or whose context was lost (its host
+        rebooted, its interpreter was killed); returns host -> HostResult(value=Context)."""
+        missing = [h for h in self.hosts if h not in self.contexts or not self.contexts[h].alive]
         results = self._each(missing, self._connect_one, connecting=True)
         for host, result in results.items():
             if result.error is None:
@@ -136,7 +146,7 @@ class Group:
             started = time.monotonic()
             try:
                 value = task(host)
-            except (TransportError, OSError, ValueError, ImportError, TypeError) as e:
+            except Exception as e:  # this host's failure, whatever it is: the others go on
                 result = HostResult(host, error=e, seconds=time.monotonic() - started)
             else:
                 result = HostResult(host, value, seconds=time.monotonic() - started)
@@ -184,7 +194,7 @@ class Group:
         if "{host}" not in local_path and len(self.hosts) > 1:
             raise ValueError('local_path must contain "{host}" to keep the hosts\' files apart')
         return self.each(
-            lambda ctx: ctx.get(remote_path, local_path.format(host=_safe(ctx.name))))
+            lambda ctx: ctx.get(remote_path, local_path.replace("{host}", _safe(ctx.name))))
 
 
 def _safe(name: str) -> str:
