@@ -128,6 +128,16 @@ def test_a_failing_job_records_its_traceback(router, sshd, work):
     ctx.forget(status.id)
 
 
+def test_a_standard_library_function_can_be_detached(router, sshd):
+    ctx = _ssh(router, sshd)
+    listing = _wait_done(ctx, ctx.detach(os.listdir, "/").id)  # os.listdir is posix's
+    assert listing.state == "done" and "etc" in listing.result
+    ctx.forget(listing.id)
+    slept = _wait_done(ctx, ctx.detach(time.sleep, 0).id)
+    assert slept.state == "done" and slept.result is None
+    ctx.forget(slept.id)
+
+
 def test_jobs_directory_is_private(router, sshd, work):
     ctx = _ssh(router, sshd)
     job = ctx.detach(work.slow_double, 1, 0)

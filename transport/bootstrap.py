@@ -262,8 +262,10 @@ def _one_space_indents(source: str) -> str:
 
 
 # Core modules only some targets need: intermediaries (spawn, and handshake with it),
-# detached jobs (jobs), file transfer (files), port forwarding (tunnels), commands and
-# forwarded packages' data files (resources). They are not in the payload; a target that
+# detached jobs (jobs), file transfer (files), port forwarding (tunnels), commands,
+# forwarded packages' data files (resources), log forwarding (logs), non-ASCII OS text on
+# old Pythons (os_strings), set_baseline (baseline), preload checks (preloading) and
+# asking the caller (asking). They are not in the payload; a target that
 # needs one gets it by module forwarding (the controller preloads spawn into a context
 # before asking it to connect a child, and sends the others ahead of the first call into
 # them, in the same write, as it does for any module; the forwarder asks for resources

@@ -594,8 +594,9 @@ class Context:
         """Send modules (and what they import) to the context before they are needed.
 
         whole_packages also sends every module inside each named package, for code
-        that imports dynamically. Through intermediaries, each one on the way caches
-        them (FORWARD_MODULE). Raises ImportError naming what could not be sent.
+        that imports dynamically. Reached through intermediaries, the context's own
+        (the last hop) caches them too (FORWARD_MODULE); the hops above it only relay.
+        Raises ImportError naming what could not be sent.
         """
         sent = self._send_modules_ahead(names, whole_packages)
         sendable = [e[0] for e in sent if e[1] != "missing"]
@@ -628,7 +629,8 @@ class Context:
         and user.
         """
         module, qualname = function_reference(fn)
-        if module.partition(".")[0] != "transport":
+        # The target's own standard library (and the core, already there) serves the rest.
+        if module.partition(".")[0] != "transport" and not is_stdlib(module):
             self.preload([module])
             data_files = self.router._modules.finder.data_files(module)
             if data_files:

@@ -1,6 +1,6 @@
 """The hooks that route selected salt-ssh hosts through the transport.
 
-install() wraps five salt-ssh methods; each is a no-op for hosts whose roster
+install() wraps six salt-ssh methods; each is a no-op for hosts whose roster
 entry does not select the transport (the master loop's, for runs without one):
 - Single.__init__: notes the host's settings and gives it a FastShell;
 - Single.run: refuses a host whose roster entry asks what the transport cannot
@@ -14,7 +14,9 @@ entry does not select the transport (the master loop's, for runs without one):
   context before Salt sets the host up (open_early), and shuts the host's
   contexts down when the host's work is done;
 - SSH.handle_ssh (the master loop): in runs with a fast host, looks at a host
-  process as soon as it ends instead of at its next 0.1 s poll (master_loop).
+  process as soon as it ends instead of at its next 0.1 s poll (master_loop);
+- SSH.key_deploy: a fast host's refused login stands as it is, without stock's
+  offer to install salt-ssh's key with the ssh password.
 """
 
 from __future__ import annotations

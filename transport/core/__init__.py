@@ -26,4 +26,9 @@ On demand (sent when first needed, not in the boot payload):
 - jobs: detached calls.
 - logs: forwarding log records to the controller.
 - resources: forwarded packages' data files (GET_RESOURCE).
+- tunnels: port forwarding (TCP tunnels joined by messages).
+- os_strings: text for the operating system on any target Python (paths, arguments).
+- baseline: moving the working directory and environment each call starts from.
+- preloading: checking which preloaded modules a context does not have.
+- asking: asking another context a question from inside a call.
 """
