@@ -39,6 +39,15 @@ def test_call_over_ssh_runs_as_the_login_user(router, sshd, backend):
     assert ctx.name == f"tp-plain@127.0.0.1:{sshd.port}"
 
 
+def test_the_hosts_own_user_and_port_win_over_ssh_options(router, sshd, backend):
+    import pwd
+
+    ctx = router.ssh("127.0.0.1", port=sshd.port, user="tp-nopw", python="/usr/bin/python3",
+                     backend=backend,
+                     ssh_options={**sshd.ssh_options(), "User": "tp-plain", "Port": "1"})
+    assert ctx.call(os.getuid) == pwd.getpwnam("tp-nopw").pw_uid
+
+
 def test_second_loopback_address(router, sshd, backend):
     ctx = _ssh(router, sshd, backend, address="127.0.0.2")
     assert ctx.call(pow, 2, 8) == 256

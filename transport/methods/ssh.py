@@ -91,13 +91,15 @@ class SshMethod:
                 self.host]
 
     def _client_args(self, options: dict[str, str]) -> list[str]:
+        # ssh keeps the first value it is given: the host's own port and user come first,
+        # so they win over a Port or User in ssh_options, as with the paramiko backend.
         argv = []
-        for key, value in options.items():
-            argv += ["-o", f"{key}={value}"]
         if self.port:
             argv += ["-p", str(self.port)]
         if self.user:
             argv += ["-l", self.user]
+        for key, value in options.items():
+            argv += ["-o", f"{key}={value}"]
         for identity_file in self.identity_files:
             argv += ["-i", identity_file]
         return argv
