@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -68,8 +70,14 @@ def test_one_host_prints_the_output_as_the_command_gave_it(ssh_opts):
     assert (out.returncode, out.stdout, out.stderr) == (3, "one\ntwo\n", "oops\n")
     out = transport_cli("-H", "tp-plain@127.0.0.1", *ssh_opts, "--python", PY, "call", "os:getcwd")
     assert (out.returncode, out.stdout) == (0, "/home/tp-plain\n")
+    # ssh's own failure: its status, and the reason on stderr (stdout is the command's).
     out = transport_cli("-H", "tp-plain@127.0.0.9:1", *ssh_opts, "run", "--", "true")
-    assert out.returncode == 1 and "Connection refused" in out.stdout  # an error: the table
+    assert (out.returncode, out.stdout) == (255, "") and "Connection refused" in out.stderr
+    out = transport_cli("-H", "tp-plain@127.0.0.1", *ssh_opts, "--python", PY, "run", "--",
+                        "no-such-command", "arg")  # words run without a shell: a shell's 127
+    assert (out.returncode, out.stdout) == (127, "")
+    assert out.stderr == ("transport: tp-plain@127.0.0.1: [Errno 2] No such file or directory: "
+                          "'no-such-command'\n")
 
 
 def test_the_table_shows_an_error_whole(ssh_opts):
@@ -126,3 +134,66 @@ def test_verbose_forwards_remote_log_records():
     out = transport_cli("-v", "call", "tests.remote_functions:log_message", "30", "from the target")
     assert out.returncode == 0, out.stderr
     assert "transport.remote.tp.app: localhost: from the target" in out.stderr
+
+
+def _remote_sleeps(marker):
+    return subprocess.run(["pgrep", "-u", "tp-plain", "-f", f"^sleep {marker}$"], capture_output=True,
+                          text=True).stdout.split()
+
+
+@pytest.mark.parametrize("hosts", ["tp-plain@127.0.0.1", "tp-plain@127.0.0.1,tp-plain@127.0.0.2"])
+def test_ctrl_c_interrupts_the_remote_commands_and_ends_at_once(ssh_opts, hosts):
+    marker = f"31.{len(hosts)}"
+    cli = subprocess.Popen([sys.executable, "-m", "transport", "-H", hosts, *ssh_opts,
+                            "--python", PY, "run", "--", f"sleep {marker}; echo never"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(_remote_sleeps(marker)) < hosts.count(",") + 1:
+            assert time.monotonic() < deadline and cli.poll() is None, cli.communicate()
+            time.sleep(0.05)
+        cli.send_signal(signal.SIGINT)  # as Ctrl-C at a terminal
+        out, err = cli.communicate(timeout=15)
+    finally:
+        cli.kill()
+    assert cli.returncode == 130, err
+    assert "never" not in out and "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while _remote_sleeps(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _remote_sleeps(marker) == []
+
+
+def test_a_reader_that_goes_away_ends_the_run_quietly(ssh_opts):
+    for where in ([], ["-H", "tp-plain@127.0.0.1", *ssh_opts, "--python", PY]):
+        cli = subprocess.Popen([sys.executable, "-m", "transport", *where, "run", "--",
+                                "seq 1 10000000"], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert cli.stdout.readline() == b"1\n"
+        cli.stdout.close()  # as `| head -1` does
+        err = cli.stderr.read()
+        assert (cli.wait(timeout=60), err) == (141, b"")  # 128 + SIGPIPE, as ssh gives
+
+
+def test_get_with_sudo_names_each_hosts_file(ssh_opts, tmp_path):
+    hosts = "tp-nopw@127.0.0.1,tp-nopw@127.0.0.2"
+    out = transport_cli("-H", hosts, *ssh_opts, "--python", PY, "--sudo", "get", "/etc/shadow",
+                        str(tmp_path / "{host}-{date}.txt"))
+    assert out.returncode == 0, out.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "tp-nopw@127.0.0.1_sudo:root-{date}.txt", "tp-nopw@127.0.0.2_sudo:root-{date}.txt"]
+
+
+def test_bad_hosts_and_inventories_are_named_before_anything_starts(tmp_path):
+    inventory = tmp_path / "hosts"
+    inventory.write_text("web1\n# a comment\nweb2:abc\n")
+    out = transport_cli("-i", str(inventory), "ping")
+    assert out.returncode == 1
+    assert out.stderr == (f"transport: {inventory} line 3: 'web2:abc': the port must be a "
+                          "number from 1 to 65535\n")
+    out = transport_cli("-i", str(tmp_path / "missing"), "ping")
+    assert out.stderr == (f"transport: cannot read the inventory {tmp_path / 'missing'}: "
+                          "No such file or directory\n")
+    out = transport_cli("-H", "web1,@web2", "ping")
+    assert out.stderr == "transport: -H: '@web2': the user before @ is empty\n"

@@ -14,7 +14,8 @@ progress bar runs on stderr (when it is a terminal), then a table shows each
 host's status, exit code, time and first line of output or error; --json
 prints one document instead (and the command gets no input). Otherwise the
 exit status is 1 when any host failed. -v logs connections, the
-targets' stderr and their log records with host names.
+targets' stderr and their log records with host names. Ctrl-C interrupts
+the commands running on every host and ends with status 130.
 """
 
 from __future__ import annotations
@@ -27,13 +28,19 @@ import sys
 import threading
 
 import transport
-from transport.group import Group, GroupResult, HostResult
+from transport.group import Group, GroupResult, HostResult, local_path_for, parse_host
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
 LOCAL = "localhost"
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command ended by Ctrl-C
+BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away
+SSH_FAILED = 255  # ssh's status when it cannot run the command at all
+# A command that could not be started, with a shell's status for it.
+NOT_STARTED = {"FileNotFoundError": 127, "PermissionError": 126, "NotADirectoryError": 126,
+               "IsADirectoryError": 126}
 OUTPUT_WIDTH = 100  # of a first line of output in the table
 
 
@@ -58,6 +65,8 @@ def _resolve(spec: str) -> Any:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+        return str(value)  # JSON has no NaN or infinity
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -103,23 +112,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _ssh_options(pairs: list[str]) -> dict[str, str]:
+    """-o values, as ssh takes them: KEY=VALUE or KEY VALUE."""
+    import re
+
     options = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
+        match = re.fullmatch(r"\s*(\w+)\s*(?:=|\s)\s*(.+?)\s*", pair)
+        if match is None:
             raise SystemExit(f"transport: -o takes KEY=VALUE, got {pair!r}")
-        options[key.strip()] = value.strip()
+        options[match.group(1)] = match.group(2)
     return options
 
 
 def _hosts(options: argparse.Namespace) -> list[str]:
+    """The hosts named, each checked: a bad one ends the run before anything starts."""
     if options.inventory:
-        with open(options.inventory, encoding="utf-8") as f:
-            lines = [line.split("#", 1)[0].strip() for line in f]
-        return [line for line in lines if line]
-    if options.hosts:
-        return [h.strip() for h in options.hosts.split(",") if h.strip()]
-    return []
+        try:
+            with open(options.inventory, encoding="utf-8") as f:
+                lines = [line.split("#", 1)[0].strip() for line in f]
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"transport: cannot read the inventory {options.inventory}: "
+                             f"{getattr(e, 'strerror', None) or e}") from None
+        where = [(f"{options.inventory} line {number}", line)
+                 for number, line in enumerate(lines, 1) if line]
+    elif options.hosts:
+        where = [("-H", h.strip()) for h in options.hosts.split(",") if h.strip()]
+    else:
+        return []
+    for place, host in where:
+        try:
+            parse_host(host)
+        except ValueError as e:
+            raise SystemExit(f"transport: {place}: {e}") from None
+    return [host for _, host in where]
 
 
 def _task(options: argparse.Namespace, several: bool) -> Callable[[transport.Context], Any]:
@@ -153,7 +178,7 @@ def _command_task(options: argparse.Namespace, several: bool) -> Callable[[trans
         return lambda ctx: ctx.put(options.src, options.dst)
     if "{host}" not in options.dst and several:
         raise SystemExit('transport: with several hosts, get needs "{host}" in DST')
-    return lambda ctx: ctx.get(options.src, options.dst.format(host=ctx.name))
+    return lambda ctx: ctx.get(options.src, local_path_for(options.dst, ctx.name))
 
 
 def _run_attached(ctx: transport.Context, command: str | list[str]) -> transport.CommandResult:
@@ -279,22 +304,62 @@ def main(argv: list[str] | None = None) -> int:
                             format="%(name)s: %(message)s")
     hosts = _hosts(options)
     task = _task(options, len(hosts) > 1)
-    with transport.Router() as router:
-        if not hosts:
-            results = _run_local(router, options, task)
-        else:
-            group = Group(router, hosts, user=options.user, python=options.python or "python3",
-                          sudo=options.sudo, concurrency=options.jobs,
-                          connect_timeout=options.timeout,
-                          ssh_options=_ssh_options(options.ssh_options), backend=options.backend)
-            progress = Progress(len(hosts))
-            group.on_result = progress
-            results = group.each(task)
-            progress.finish()
+    try:
+        with transport.Router() as router:
+            try:
+                results = _results(router, options, hosts, task)
+            except KeyboardInterrupt:
+                _interrupt(router)
+                return INTERRUPTED  # leaving the with closes the router: it hangs up on the rest
+        return _report(options, results)
+    except KeyboardInterrupt:  # again, while the router closes
+        return INTERRUPTED
+    except BrokenPipeError:  # our stdout's reader is gone (| head): end quietly, as ssh does
+        _quiet_stdout()
+        return BROKEN_PIPE
+
+
+def _results(router: transport.Router, options: argparse.Namespace, hosts: list[str],
+             task: Callable[[transport.Context], Any]) -> GroupResult:
+    if not hosts:
+        return _run_local(router, options, task)
+    group = Group(router, hosts, user=options.user, python=options.python or "python3",
+                  sudo=options.sudo, concurrency=options.jobs, connect_timeout=options.timeout,
+                  ssh_options=_ssh_options(options.ssh_options), backend=options.backend)
+    progress = Progress(len(hosts))
+    group.on_result = progress
+    results = group.each(task)
+    progress.finish()
+    return results
+
+
+def _interrupt(router: transport.Router) -> None:
+    """Ctrl-C: interrupt the commands running on every host, as it would a local one."""
+    for ctx in router.contexts():
+        try:
+            ctx.signal_commands()
+        except transport.TransportError:
+            pass  # that connection is gone, and its commands with it
+
+
+def _report(options: argparse.Namespace, results: GroupResult) -> int:
+    """Print the results; return the exit status."""
     if options.json:
         print(json.dumps(_document(results), indent=2))
-    elif len(results) == 1 and options.command in ("run", "call") and _only(results).error is None:
-        value = _only(results).value
+    elif len(results) == 1 and options.command in ("run", "call"):
+        result = _only(results)
+        if result.error is not None:
+            if _our_output_closed(result.error):
+                return BROKEN_PIPE
+            error = result.error
+            if (options.command == "run" and isinstance(error, transport.RemoteError)
+                    and error.remote_type in NOT_STARTED):  # a command given as its words
+                print(f"transport: {error.host}: {error.remote_message}", file=sys.stderr)
+                return NOT_STARTED[error.remote_type]
+            # On stderr, as ssh reports its own failures: stdout is the command's alone.
+            print(f"transport: {result.error}", file=sys.stderr)
+            return SSH_FAILED if options.command == "run" else 1
+        value = result.value
         if options.command == "run":
             # Its output went out as it came; killed by signal N: 128 + N, as a shell says.
             return value.exit_code if value.exit_code >= 0 else 128 - value.exit_code
@@ -302,6 +367,25 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(_table(results))
     return 0 if all(r.ok for r in results.values()) else 1
+
+
+def _our_output_closed(error: BaseException | None) -> bool:
+    """Whether error, or an error it came from, is a write to our closed stdout/stderr."""
+    while error is not None:
+        if isinstance(error, BrokenPipeError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit raises nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _only(results: GroupResult) -> HostResult:

@@ -60,20 +60,32 @@ class GroupResult(dict):
 
 
 def parse_host(spec: str) -> tuple[str | None, str, int | None]:
-    """'[user@]host[:port]' (IPv6 as [addr]:port) -> (user, host, port)."""
-    user, _, rest = spec.rpartition("@")
-    port: int | None = None
+    """'[user@]host[:port]' (IPv6 as [addr]:port) -> (user, host, port); a ValueError
+    says what is wrong with any other text."""
+    if not spec or any(c.isspace() for c in spec):
+        raise ValueError(f"{spec!r} is not [user@]host[:port]: it has a space in it"
+                         if spec else "an empty host")
+    user, at, rest = spec.rpartition("@")
+    if at and not user:
+        raise ValueError(f"{spec!r}: the user before @ is empty")
+    port_text = None
     if rest.startswith("["):
         host, _, tail = rest[1:].partition("]")
-        if tail.startswith(":"):
-            port = int(tail[1:])
+        if tail:
+            if not tail.startswith(":"):
+                raise ValueError(f"{spec!r} is not [user@]host[:port]")
+            port_text = tail[1:]
     elif rest.count(":") == 1:
         host, _, port_text = rest.partition(":")
-        port = int(port_text)
     else:
         host = rest
     if not host:
         raise ValueError(f"no host in {spec!r}")
+    port: int | None = None
+    if port_text is not None:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"{spec!r}: the port must be a number from 1 to 65535")
+        port = int(port_text)
     return user or None, host, port
 
 
@@ -158,9 +170,14 @@ class Group:
             return GroupResult()
         from concurrent.futures import ThreadPoolExecutor  # a few ms to import: only when used
 
-        with ThreadPoolExecutor(min(self.concurrency, len(hosts)),
-                                thread_name_prefix="transport-group") as pool:
+        pool = ThreadPoolExecutor(min(self.concurrency, len(hosts)),
+                                  thread_name_prefix="transport-group")
+        try:
             return GroupResult(zip(hosts, pool.map(one, hosts)))
+        finally:
+            # Interrupted (Ctrl-C), the caller must not wait here for the tasks still
+            # running: it stops them (signal_commands, closing the router).
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def each(self, task: Callable[[Context], Any]) -> GroupResult:
         """task(context) on every host, in parallel; hosts that did not connect carry that error."""
@@ -193,9 +210,11 @@ class Group:
         """remote_path from every host to local_path, which must contain "{host}"."""
         if "{host}" not in local_path and len(self.hosts) > 1:
             raise ValueError('local_path must contain "{host}" to keep the hosts\' files apart')
-        return self.each(
-            lambda ctx: ctx.get(remote_path, local_path.replace("{host}", _safe(ctx.name))))
+        return self.each(lambda ctx: ctx.get(remote_path, local_path_for(local_path, ctx.name)))
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.@:" else "_" for c in name)
+def local_path_for(path: str, host: str) -> str:
+    """path with each {host} replaced by the host's name as a file name ("/" and other
+    characters file names should not have become "_"); other braces stay as they are."""
+    return path.replace("{host}", "".join(c if c.isalnum() or c in "-_.@:" else "_"
+                                          for c in host))
