@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+import transport
 from tests.support.echo import EchoServer
 
 PY = "/usr/bin/python3"
@@ -159,3 +160,28 @@ def test_a_service_that_closes_at_once_does_not_end_the_target_whatever_sigpipe_
     finally:
         server.shutdown(socket.SHUT_RDWR)
         server.close()
+
+
+def test_a_forward_stops_listening_when_its_context_or_router_goes(echo):
+    import time
+
+    def refused(port):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            except ConnectionRefusedError:
+                return True
+            time.sleep(0.05)
+        return False
+
+    with transport.Router() as router:
+        ctx = router.local(python=PY)
+        lost = ctx.forward_local(0, echo.port, "127.0.0.1")  # never closed by the caller
+        ctx.shutdown()
+        assert refused(lost.port)
+        kept = router.local(python=PY).forward_local(0, echo.port, "127.0.0.1")
+        assert _exchange(kept.port, b"still") == b"still"
+    assert refused(kept.port)  # the router closed: the port is free again
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", kept.port))

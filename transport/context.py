@@ -262,6 +262,8 @@ class Context:
         self.python_version: str = info.get("version", "")
         self.disconnect_reason: str | None = None
         self._gone = compat.Event()
+        self._lost_callbacks: list[Callable[[], Any]] = []  # run once it is gone (_call_when_lost)
+        self._lost_callbacks_lock = compat.allocate_lock()
         self._modules_pushed: set[str] = set()
         # Module pushes are decided and sent under one lock, so a message another thread
         # sends after a push can never overtake it on the stream.
@@ -679,4 +681,18 @@ class Context:
     def _lost(self, reason: str) -> None:
         if self.disconnect_reason is None:
             self.disconnect_reason = reason
-        self._gone.set()
+        with self._lost_callbacks_lock:
+            self._gone.set()
+            callbacks, self._lost_callbacks = self._lost_callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def _call_when_lost(self, callback: Callable[[], Any]) -> None:
+        """Call callback() once the context is gone (at once if it is): shut down,
+        disconnected, or its router closed. It runs on the broker's thread, so it must
+        not wait (hand longer work to a thread of its own)."""
+        with self._lost_callbacks_lock:
+            if not self._gone.is_set():
+                self._lost_callbacks.append(callback)
+                return
+        callback()

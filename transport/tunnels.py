@@ -49,6 +49,15 @@ class Forward:
         self._pumps: set[tunnels.Pump] = set()
         self._pending = 0  # tunnels being set up
         self._closed = False
+        context._call_when_lost(self._context_lost)
+
+    def _context_lost(self) -> None:
+        """The context is gone (or its router closed): nothing can be forwarded any more,
+        so stop listening here too and free the port (on a thread: it waits for the
+        listener's thread)."""
+        if not self._closed:
+            threading.Thread(target=self.close, daemon=True,
+                             name="transport-tunnel-close").start()
 
     def __enter__(self) -> Forward:
         return self
