@@ -7,6 +7,7 @@ import concurrent.futures
 import logging
 import os
 import signal
+import sys
 import time
 
 import pytest
@@ -484,3 +485,40 @@ def test_a_handler_a_call_installed_may_end_the_target_between_calls(router):
     assert ctx.call(rf.exit_on_sigterm)
     os.kill(ctx.pid, signal.SIGTERM)
     assert wait_gone(ctx.pid), "SystemExit from the handler did not end the target"
+
+
+def _living_children() -> set[int]:
+    children = set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[1]) == os.getpid():
+            children.add(int(entry))
+    return children
+
+
+def test_an_interrupted_connect_leaves_no_interpreter_behind(router, tmp_path):
+    slow = tmp_path / "slow-python"
+    slow.write_text(f"#!/bin/sh\nsleep 1\nexec {sys.executable} \"$@\"\n")
+    slow.chmod(0o755)
+    before = _living_children()
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            router.local(python=str(slow))  # Ctrl-C while it boots
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    deadline = time.monotonic() + 10
+    while _living_children() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _living_children() - before == set()
+    assert router.contexts() == []

@@ -183,12 +183,16 @@ class Router:
             options["pipe_size"] = pipe_size
         if hasattr(method, "start_process"):  # connects in-process (paramiko), here and now
             options["process"] = method.start_process(bootstrap, name)
-        if via is None:
-            outcome = self._connect_here(context_id, method.argv(bootstrap), payload,
-                                         name, connect_timeout, options)
-        else:
-            outcome = self._connect_via(via, context_id, method.argv(bootstrap), payload,
-                                        name, connect_timeout, options)
+        try:
+            if via is None:
+                outcome = self._connect_here(context_id, method.argv(bootstrap), payload,
+                                             name, connect_timeout, options)
+            else:
+                outcome = self._connect_via(via, context_id, method.argv(bootstrap), payload,
+                                            name, connect_timeout, options)
+        except BaseException:  # interrupted (Ctrl-C) while connecting: nobody will use it
+            self._abandon(context_id)
+            raise
         if "error" in outcome:
             with self._lock:
                 self._connections.pop(context_id, None)
