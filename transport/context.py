@@ -67,10 +67,15 @@ class _Reply:
 
     def result(self, timeout: float | None = None) -> Any:
         if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
-            raise Timeout(f"no reply within {timeout}s")
+            raise Timeout(_no_reply(self.context, timeout))
         if self.error is not None:
             raise self.error
         return self.value
+
+
+def _no_reply(context: Context | None, timeout: float | None) -> str:
+    where = f"{context.name}: " if context is not None else ""
+    return f"{where}no reply within {timeout}s"
 
 
 # A call's payload encodes (module, qualname, args, kwargs); the part before args is
@@ -175,7 +180,15 @@ def _new_future() -> Future:
                 except concurrent.futures.TimeoutError as e:
                     if isinstance(e, Timeout):
                         raise
-                    raise Timeout(f"no reply within {timeout}s") from None
+                    raise Timeout(_no_reply(self.context, timeout)) from None
+
+            def exception(self, timeout: float | None = None) -> BaseException | None:
+                try:
+                    return super().exception(timeout)
+                except concurrent.futures.TimeoutError as e:
+                    if isinstance(e, Timeout):
+                        raise
+                    raise Timeout(_no_reply(self.context, timeout)) from None
 
         _future_class = CallFuture
     return _future_class()

@@ -6,7 +6,7 @@ answer a prompt on, so a missing key fails at once instead of hanging),
 ConnectTimeout from connect_timeout, Compression=no unless the caller
 asks for compression (ssh's compression caps incompressible data at about
 30 MiB/s), and ServerAliveInterval=15 with ServerAliveCountMax=3 (a host that
-stops answering, powered off or cut off, fails its calls after ~45 s instead
+stops answering, powered off or cut off, fails its calls within 45-60 s instead
 of the two hours TCP would take). Host-key checking follows the user's ssh
 config unless check_host_keys says otherwise.
 """
