@@ -151,6 +151,37 @@ def test_a_get_the_controller_gives_up_on_stops_the_target(tmp_path):
     assert not list(tmp_path.glob("*copy.bin*"))  # and no partial file
 
 
+PUT_INTERRUPTED = """
+import signal, sys, transport
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+router = transport.Router()
+ctx = router.local(python="/usr/bin/python3")
+signal.signal(signal.SIGALRM, interrupt)
+signal.setitimer(signal.ITIMER_REAL, 0.15)
+try:
+    ctx.put(sys.argv[1], sys.argv[2])
+except KeyboardInterrupt:
+    print("interrupted")
+print(ctx.call_async(pow, 2, 2).result(timeout=60))
+router.close()
+"""
+
+
+def test_a_put_interrupted_by_ctrl_c_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    source = tmp_path / "big.bin"
+    _random_file(source, 256 * 1024 * 1024)
+    result = subprocess.run([sys.executable, "-c", PUT_INTERRUPTED, str(source),
+                             str(tmp_path / "copy.bin")], capture_output=True, text=True,
+                            timeout=200)
+    assert result.stdout == "interrupted\n4\n", result.stderr
+    assert "dropped" not in result.stderr  # the acknowledgements on the way go quietly
+    assert not list(tmp_path.glob("*copy.bin*"))
+
+
 def test_an_interrupted_put_leaves_no_partial_file(sshd, tmp_path):
     source = tmp_path / "big.bin"
     _random_file(source, 64 * 1024 * 1024)

@@ -48,6 +48,7 @@ def put(context: Context, local_path: str, remote_path: str, mode: int | None = 
     core = context.router._core
     acks: compat.SimpleQueue = compat.SimpleQueue()
     ack_handle = core.add_stream_handler(acks.put, context.context_id)
+    aborting = None
     try:
         data_handle = context.call(files.start_receive, remote_path, st.st_size, mode, ack_handle,
                                    in_place)
@@ -56,10 +57,13 @@ def put(context: Context, local_path: str, remote_path: str, mode: int | None = 
             return context.call(files.finish_receive, data_handle)
         except BaseException:
             if context.alive:
-                context.call_async(files.abort_receive, data_handle)
+                aborting = context.call_async(files.abort_receive, data_handle)
             raise
     finally:
-        core.remove_handler(ack_handle)
+        if aborting is None:
+            core.remove_handler(ack_handle)
+        else:  # the chunks on the way are still acknowledged: taken quietly until it ends
+            aborting.add_done_callback(lambda future: core.remove_handler(ack_handle))
 
 
 def _send_chunks(context: Context, local_path: str, data_handle: int, acks: compat.SimpleQueue) -> None:
