@@ -137,18 +137,25 @@ router.close()
 """
 
 
-def test_a_get_the_controller_gives_up_on_stops_the_target(tmp_path):
+def _transfer_in_a_script(script, tmp_path, size):
+    """Run script (a controller of its own) on a random file of size; its output, and
+    whether it left no copy behind."""
     import subprocess
     import sys
 
     source = tmp_path / "big.bin"
-    _random_file(source, 32 * 1024 * 1024)
-    result = subprocess.run([sys.executable, "-c", GET_ONTO_A_FULL_DISK, str(source),
+    _random_file(source, size)
+    result = subprocess.run([sys.executable, "-c", script, str(source),
                              str(tmp_path / "copy.bin")], capture_output=True, text=True,
                             timeout=200)
+    return result, not list(tmp_path.glob("*copy.bin*"))
+
+
+def test_a_get_the_controller_gives_up_on_stops_the_target(tmp_path):
+    result, no_copy = _transfer_in_a_script(GET_ONTO_A_FULL_DISK, tmp_path, 32 * 1024 * 1024)
     assert result.stdout == "local write failed: File too large\n4\n", result.stderr
     assert "dropped" not in result.stderr  # the chunks that were on the way go quietly
-    assert not list(tmp_path.glob("*copy.bin*"))  # and no partial file
+    assert no_copy  # and no partial file
 
 
 PUT_INTERRUPTED = """
@@ -169,17 +176,10 @@ router.close()
 
 
 def test_a_put_interrupted_by_ctrl_c_ends_quietly(tmp_path):
-    import subprocess
-    import sys
-
-    source = tmp_path / "big.bin"
-    _random_file(source, 256 * 1024 * 1024)
-    result = subprocess.run([sys.executable, "-c", PUT_INTERRUPTED, str(source),
-                             str(tmp_path / "copy.bin")], capture_output=True, text=True,
-                            timeout=200)
+    result, no_copy = _transfer_in_a_script(PUT_INTERRUPTED, tmp_path, 256 * 1024 * 1024)
     assert result.stdout == "interrupted\n4\n", result.stderr
     assert "dropped" not in result.stderr  # the acknowledgements on the way go quietly
-    assert not list(tmp_path.glob("*copy.bin*"))
+    assert no_copy
 
 
 def test_an_interrupted_put_leaves_no_partial_file(sshd, tmp_path):

@@ -293,17 +293,22 @@ def test_router_close_ends_every_context():
         router.local()
 
 
-def _zombie_children() -> set[int]:
-    zombies = set()
+def _children() -> dict[int, str]:
+    """This process's children: pid -> state (Z for a zombie)."""
+    children = {}
     for entry in os.listdir("/proc"):
         try:
             with open(f"/proc/{entry}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if fields[0] == "Z" and int(fields[1]) == os.getpid():
-            zombies.add(int(entry))
-    return zombies
+        if int(fields[1]) == os.getpid():
+            children[int(entry)] = fields[0]
+    return children
+
+
+def _zombie_children() -> set[int]:
+    return {pid for pid, state in _children().items() if state == "Z"}
 
 
 def test_a_closed_router_leaves_no_zombie_and_no_open_pipe():
@@ -491,16 +496,7 @@ def test_a_handler_a_call_installed_may_end_the_target_between_calls(router):
 
 
 def _living_children() -> set[int]:
-    children = set()
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[1]) == os.getpid():
-            children.add(int(entry))
-    return children
+    return {pid for pid, state in _children().items() if state != "Z"}
 
 
 def test_an_interrupted_connect_leaves_no_interpreter_behind(router, tmp_path):

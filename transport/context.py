@@ -78,6 +78,11 @@ def _no_reply(context: Context | None, timeout: float | None) -> str:
     return f"{where}no reply within {timeout}s"
 
 
+def _as_timeout(error: BaseException, context: Context | None, timeout: float | None) -> Timeout:
+    """A future's wait that ran out, as a Timeout naming the host."""
+    return error if isinstance(error, Timeout) else Timeout(_no_reply(context, timeout))
+
+
 # A call's payload encodes (module, qualname, args, kwargs); the part before args is
 # the same for every call of a function, and is encoded once.
 _call_heads: dict[tuple[str, str], bytes] = {}
@@ -178,17 +183,13 @@ def _new_future() -> Future:
                 try:
                     return super().result(timeout)
                 except concurrent.futures.TimeoutError as e:
-                    if isinstance(e, Timeout):
-                        raise
-                    raise Timeout(_no_reply(self.context, timeout)) from None
+                    raise _as_timeout(e, self.context, timeout) from None
 
             def exception(self, timeout: float | None = None) -> BaseException | None:
                 try:
                     return super().exception(timeout)
                 except concurrent.futures.TimeoutError as e:
-                    if isinstance(e, Timeout):
-                        raise
-                    raise Timeout(_no_reply(self.context, timeout)) from None
+                    raise _as_timeout(e, self.context, timeout) from None
 
         _future_class = CallFuture
     return _future_class()
