@@ -7,6 +7,7 @@ import concurrent.futures
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -521,3 +522,32 @@ def test_an_interrupted_connect_leaves_no_interpreter_behind(router, tmp_path):
         time.sleep(0.05)
     assert _living_children() - before == set()
     assert router.contexts() == []
+
+
+def test_an_interrupted_connect_through_an_intermediary_leaves_nothing_there(router, tmp_path):
+    slow = tmp_path / "slow-python"
+    slow.write_text(f"#!/bin/sh\nsleep 1\nexec {sys.executable} \"$@\"\n")
+    slow.chmod(0o755)
+    inter = router.local(name="intermediary")
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            router.local(python=str(slow), via=inter)  # Ctrl-C while it boots there
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    def children_there():
+        return subprocess.run(["pgrep", "-P", str(inter.pid)], capture_output=True,
+                              text=True).stdout.split()
+
+    deadline = time.monotonic() + 15
+    while children_there() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert children_there() == []  # it booted after all, and was shut down
+    assert [c.name for c in router.contexts()] == ["intermediary"]
