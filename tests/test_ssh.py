@@ -157,6 +157,15 @@ def test_missing_python_names_the_path(router, sshd, backend):
     assert "127.0.0.1" in str(info.value)
 
 
+def test_a_program_that_is_not_python_is_named_as_such(router, sshd, backend):
+    with pytest.raises(transport.ConnectError, match="'/bin/true' exited at once .status 0. "
+                                                     "without running the bootstrap: is it a "
+                                                     "Python interpreter"):
+        _ssh(router, sshd, backend, python="/bin/true")
+    with pytest.raises(transport.ConnectError, match="'/bin/true' exited at once"):
+        router.local(python="/bin/true")
+
+
 def test_the_first_python_found_of_a_list_runs(router, sshd, backend):
     ctx = _ssh(router, sshd, backend, python=["/nowhere/python3", "no-such-python", "python3"])
     assert ctx.python.endswith("python3") and ctx.call(os.path.exists, ctx.python)

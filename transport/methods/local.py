@@ -54,6 +54,10 @@ def python_start_error(name: str, python: str | list[str], reason: str,
         where = f"{python!r}" if isinstance(python, str) else f"any of {', '.join(python)}"
         return ConnectError(name, f"no usable Python interpreter at {where}"
                             + (f": {output}" if output else ""))
+    if status == 0 and not output:  # the first stage always says something, or fails
+        what = f"{python!r}" if isinstance(python, str) else "the interpreter found"
+        return ConnectError(name, f"{what} exited at once (status 0) without running the "
+                                  "bootstrap: is it a Python interpreter?")
     if output:
         reason = f"{reason}:\n{output}"
     return ConnectError(name, reason)
