@@ -551,3 +551,18 @@ def test_an_interrupted_connect_through_an_intermediary_leaves_nothing_there(rou
         time.sleep(0.05)
     assert children_there() == []  # it booted after all, and was shut down
     assert [c.name for c in router.contexts()] == ["intermediary"]
+
+
+def test_failed_connections_are_forgotten_once_reaped(router, tmp_path):
+    from transport.core import spawn
+
+    lingering = tmp_path / "closes-stdout-and-lingers"
+    lingering.write_text("#!/bin/sh\nexec 1>&-\nsleep 1.5\n")  # outlives the failure's timer
+    lingering.chmod(0o755)
+    for _ in range(3):
+        with pytest.raises(transport.ConnectError):
+            router.local(python=str(lingering))
+    deadline = time.monotonic() + 15
+    while spawn._unreaped.get(router._broker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not spawn._unreaped.get(router._broker)  # a long-running controller keeps none

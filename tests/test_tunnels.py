@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -185,3 +186,24 @@ def test_a_forward_stops_listening_when_its_context_or_router_goes(echo):
     assert refused(kept.port)  # the router closed: the port is free again
     with socket.socket() as again:
         again.bind(("127.0.0.1", kept.port))
+
+
+def test_a_forward_on_a_lost_context_is_refused_and_never_listens(router, echo):
+    ctx = router.local(python=PY)
+    kept = ctx.forward_local(0, echo.port, "127.0.0.1")
+    for _ in range(5):  # each closed forward lets go of its context
+        ctx.forward_local(0, echo.port, "127.0.0.1").close()
+    assert ctx._lost_callbacks == [kept._context_lost]
+    ctx.shutdown()
+    with pytest.raises(transport.Disconnected, match=f"^{ctx.name}: disconnected"):
+        ctx.forward_local(0, echo.port, "127.0.0.1")
+    # One whose context is lost while it is made closes once it listens (the callback
+    # then runs at once).
+    from transport.tunnels import LocalForward
+
+    late = LocalForward(ctx, "127.0.0.1", 0, "127.0.0.1", echo.port)
+    deadline = time.monotonic() + 10
+    while not late._closed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", late.port), timeout=5).close()

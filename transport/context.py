@@ -73,6 +73,14 @@ class _Reply:
         return self.value
 
 
+def _run_lost_callback(context: Context, callback: Callable[[], Any]) -> None:
+    try:
+        callback()
+    except Exception:  # the other callbacks, and the loss's other work, go on
+        log.error("transport", "%s: a callback on losing it failed", context.name,
+                  exc_info=True)
+
+
 def _no_reply(context: Context | None, timeout: float | None) -> str:
     where = f"{context.name}: " if context is not None else ""
     return f"{where}no reply within {timeout}s"
@@ -186,6 +194,8 @@ def _new_future() -> Future:
                     raise _as_timeout(e, self.context, timeout) from None
 
             def exception(self, timeout: float | None = None) -> BaseException | None:
+                if self._state != FINISHED and self.context is not None and timeout != 0:
+                    self.context._refuse_to_wait_here()
                 try:
                     return super().exception(timeout)
                 except concurrent.futures.TimeoutError as e:
@@ -557,6 +567,8 @@ class Context:
         remote_port = local_port if remote_port is None else remote_port
         if not remote_port:
             raise ValueError("forward_local: remote_port must be given (local_port is 0)")
+        if not self.alive:
+            raise Disconnected(self.name, self.disconnect_reason or "shut down")
         return LocalForward(self, local_host, local_port, remote_host, remote_port)
 
     def forward_remote(self, remote_port: int, local_port: int | None = None,
@@ -699,14 +711,21 @@ class Context:
             self._gone.set()
             callbacks, self._lost_callbacks = self._lost_callbacks, []
         for callback in callbacks:
-            callback()
+            _run_lost_callback(self, callback)
 
     def _call_when_lost(self, callback: Callable[[], Any]) -> None:
         """Call callback() once the context is gone (at once if it is): shut down,
-        disconnected, or its router closed. It runs on the broker's thread, so it must
-        not wait (hand longer work to a thread of its own)."""
+        disconnected, or its router closed. It runs on the thread that learns of the
+        loss, usually the broker's, so it must not wait (hand longer work to a thread
+        of its own); an exception it raises is logged."""
         with self._lost_callbacks_lock:
             if not self._gone.is_set():
                 self._lost_callbacks.append(callback)
                 return
-        callback()
+        _run_lost_callback(self, callback)
+
+    def _forget_when_lost(self, callback: Callable[[], Any]) -> None:
+        """Take back a callback given to _call_when_lost (its owner closed first)."""
+        with self._lost_callbacks_lock:
+            if callback in self._lost_callbacks:
+                self._lost_callbacks.remove(callback)

@@ -49,7 +49,10 @@ class Forward:
         self._pumps: set[tunnels.Pump] = set()
         self._pending = 0  # tunnels being set up
         self._closed = False
-        context._call_when_lost(self._context_lost)
+
+    def _watch_context(self) -> None:
+        """Once listening: close when the context goes (at once if it is gone already)."""
+        self.context._call_when_lost(self._context_lost)
 
     def _context_lost(self) -> None:
         """The context is gone (or its router closed): nothing can be forwarded any more,
@@ -69,6 +72,7 @@ class Forward:
         return f"<Forward {self.description} on {self.context.name}>"
 
     def close(self) -> None:
+        self.context._forget_when_lost(self._context_lost)
         with self._lock:
             self._closed = True
             pumps = list(self._pumps)
@@ -120,6 +124,7 @@ class LocalForward(Forward):
         self.remote = (remote_host, remote_port)
         self._listener = tunnels.Listener(local_host, local_port, self._start)
         self.port = self._listener.port
+        self._watch_context()
 
     def _start(self, conn: socket.socket) -> None:
         if not self._set_up(self._tunnel, conn):
@@ -155,6 +160,7 @@ class RemoteForward(Forward):
         except BaseException:
             self._core.remove_handler(self._announced)
             raise
+        self._watch_context()
 
     def _on_accepted(self, msg: Any) -> None:
         """Broker thread: the context accepted a connection; its end's handle."""

@@ -350,7 +350,12 @@ class Connection(object):
             self.broker.stop_reading(self.process.stderr)
             os.close(self.process.stderr)
             self._check_failure_complete()
-        if self.process.poll() is not None:
+        self._forget_if_finished()
+
+    def _forget_if_finished(self):
+        """Leave the broker's registry of unfinished connections once stderr is closed
+        and the process reaped (whichever comes last)."""
+        if not self._stderr_open and self.process.poll() is not None:
             _unreaped.get(self.broker, set()).discard(self)
 
     # -- ending ----------------------------------------------------------------
@@ -416,6 +421,7 @@ class Connection(object):
             self._check_failure_complete()
         else:
             self._close_stderr()
+        self._forget_if_finished()  # stderr may have closed first (a failure's timer)
 
 
 def reap_remaining(broker, patience):
@@ -438,7 +444,7 @@ def _reap(processes, patience):
     import time
 
     kill_at = monotonic() + patience
-    give_up_at = kill_at + 5.0  # a killed process that still does not end is left to init
+    give_up_at = kill_at + 5.0  # then stop looking (a process stuck in the kernel)
     pause = 0.001
     while processes and monotonic() < give_up_at:
         time.sleep(pause)
