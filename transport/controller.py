@@ -314,8 +314,8 @@ class Router:
         self._core.send(Message(context_id, CONTROLLER_ID, SHUTDOWN))
         with self._lock:
             connection = self._connections.pop(context_id, None)
-        if connection is not None and connection.process is not None:
-            self._broker.defer(connection.process.kill)
+        if connection is not None:  # its process, once the broker has started it
+            self._broker.defer(_kill_process_of, connection)
         self._broker.defer(self._core.remove_route, context_id)
 
     def _on_broker_end(self) -> None:
@@ -367,6 +367,12 @@ class Router:
         _wait_exited([p for p in map(self._hang_up, stuck) if p is not None],
                      REAP_PATIENCE + 1.0)
         self._broker.shutdown()
+
+
+def _kill_process_of(connection: Connection) -> None:
+    """Broker thread: kill a connection's process, if it has one by now."""
+    if connection.process is not None:
+        connection.process.kill()
 
 
 def _wait_exited(processes: list[Any], timeout: float) -> None:

@@ -25,6 +25,7 @@ from transport.errors import Disconnected, ProtocolError, TransportError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from concurrent.futures import Future
 
     from transport.context import Context
 
@@ -50,8 +51,14 @@ def put(context: Context, local_path: str, remote_path: str, mode: int | None = 
     ack_handle = core.add_stream_handler(acks.put, context.context_id)
     aborting = None
     try:
-        data_handle = context.call(files.start_receive, remote_path, st.st_size, mode, ack_handle,
-                                   in_place)
+        starting = context.call_async(files.start_receive, remote_path, st.st_size, mode,
+                                      ack_handle, in_place)
+        try:
+            data_handle = starting.result()
+        except BaseException:
+            if not starting.done():  # interrupted (Ctrl-C): give up there once it has begun
+                starting.add_done_callback(lambda started: _abort_receive(context, started))
+            raise
         try:
             _send_chunks(context, local_path, data_handle, acks)
             return context.call(files.finish_receive, data_handle)
@@ -64,6 +71,13 @@ def put(context: Context, local_path: str, remote_path: str, mode: int | None = 
             core.remove_handler(ack_handle)
         else:  # the chunks on the way are still acknowledged: taken quietly until it ends
             aborting.add_done_callback(lambda future: core.remove_handler(ack_handle))
+
+
+def _abort_receive(context: Context, started: Future) -> None:
+    """Broker thread: a put was given up on while its start_receive was under way; once
+    that has answered, have the context discard what it began."""
+    if started.exception() is None and context.alive:
+        context.call_async(files.abort_receive, started.result())
 
 
 def _send_chunks(context: Context, local_path: str, data_handle: int, acks: compat.SimpleQueue) -> None:

@@ -296,6 +296,9 @@ class ParamikoSshMethod(SshMethod):
             if "banner" in text.lower() or "no existing session" in text.lower():
                 text = f"connect to host {self.host} port {port}: timed out waiting for its SSH banner"
             raise ConnectError(name, f"ssh failed: {text}") from None
+        except BaseException:  # interrupted (Ctrl-C) while connecting: leave nothing open
+            client.close()
+            raise
         # Watched from here on: until now each step had a deadline of its own.
         keep_alive = KeepAlive(client, alive_interval, alive_count) if alive_interval > 0 else None
         return ParamikoChild(client, channel, keep_alive)
