@@ -143,7 +143,7 @@ def _remote_sleeps(marker):
 
 @pytest.mark.parametrize("hosts", ["tp-plain@127.0.0.1", "tp-plain@127.0.0.1,tp-plain@127.0.0.2"])
 def test_ctrl_c_interrupts_the_remote_commands_and_ends_at_once(ssh_opts, hosts):
-    marker = f"31.{len(hosts)}"
+    marker = f"31.{os.getpid()}{len(hosts)}"  # this run's own
     cli = subprocess.Popen([sys.executable, "-m", "transport", "-H", hosts, *ssh_opts,
                             "--python", PY, "run", "--", f"sleep {marker}; echo never"],
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -197,3 +197,28 @@ def test_bad_hosts_and_inventories_are_named_before_anything_starts(tmp_path):
                           "No such file or directory\n")
     out = transport_cli("-H", "web1,@web2", "ping")
     assert out.stderr == "transport: -H: '@web2': the user before @ is empty\n"
+
+
+def test_a_second_ctrl_c_leaves_at_once(ssh_opts):
+    # A Python call (not a command) ends only when it returns: after the first Ctrl-C
+    # the router waits for it (5 s, then it hangs up); a second Ctrl-C leaves at once.
+    marker = f"32.{os.getpid()}"  # this run's own
+    cli = subprocess.Popen([sys.executable, "-m", "transport", "-H", "tp-plain@127.0.0.1",
+                            *ssh_opts, "--python", PY, "call", "subprocess:call",
+                            json.dumps(["sleep", marker])],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not _remote_sleeps(marker):
+            assert time.monotonic() < deadline and cli.poll() is None, cli.communicate()
+            time.sleep(0.05)
+        cli.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+        assert cli.poll() is None, cli.communicate()  # closing: the call goes on
+        cli.send_signal(signal.SIGINT)
+        out, err = cli.communicate(timeout=15)  # not after the call (32 s), nor a hang
+    finally:
+        cli.kill()
+        subprocess.run(["pkill", "-u", "tp-plain", "-f", f"^sleep {marker}$"])
+    assert (cli.returncode, err) == (130, "")

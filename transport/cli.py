@@ -64,15 +64,17 @@ def _resolve(spec: str) -> Any:
     return obj
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
-        return str(value)  # JSON has no NaN or infinity
+def _jsonable(value: Any, strict: bool = False) -> Any:
+    """value as JSON can show it; strict: NaN and infinities as text (a JSON document
+    cannot hold them)."""
+    if strict and isinstance(value, float) and (value != value or abs(value) == float("inf")):
+        return str(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, strict) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v, strict) for k, v in value.items()}
     return value
 
 
@@ -290,7 +292,7 @@ def _document(results: GroupResult) -> dict[str, Any]:
             entry.update(exit_code=result.value.exit_code, stdout=result.value.text(),
                          stderr=result.value.text("stderr"))
         else:
-            entry["result"] = _jsonable(result.value)
+            entry["result"] = _jsonable(result.value, strict=True)
         hosts[host] = entry
     return {"ok": all(r.ok for r in results.values()), "hosts": hosts}
 
@@ -312,8 +314,11 @@ def main(argv: list[str] | None = None) -> int:
                 _interrupt(router)
                 return INTERRUPTED  # leaving the with closes the router: it hangs up on the rest
         return _report(options, results)
-    except KeyboardInterrupt:  # again, while the router closes
-        return INTERRUPTED
+    except KeyboardInterrupt:  # again, while the router closes: leave now
+        # The targets see their connection end and hang up on their commands; the
+        # threads still waiting on them would hold up a normal exit.
+        sys.stdout.flush()
+        os._exit(INTERRUPTED)
     except BrokenPipeError:  # our stdout's reader is gone (| head): end quietly, as ssh does
         _quiet_stdout()
         return BROKEN_PIPE
@@ -328,9 +333,10 @@ def _results(router: transport.Router, options: argparse.Namespace, hosts: list[
                   ssh_options=_ssh_options(options.ssh_options), backend=options.backend)
     progress = Progress(len(hosts))
     group.on_result = progress
-    results = group.each(task)
-    progress.finish()
-    return results
+    try:
+        return group.each(task)
+    finally:
+        progress.finish()
 
 
 def _interrupt(router: transport.Router) -> None:

@@ -180,7 +180,11 @@ class Group:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def each(self, task: Callable[[Context], Any]) -> GroupResult:
-        """task(context) on every host, in parallel; hosts that did not connect carry that error."""
+        """task(context) on every host, in parallel; hosts that did not connect carry that error.
+
+        Interrupted (KeyboardInterrupt), it returns at once: tasks under way go on until
+        the caller stops them (Context.signal_commands, or closing the router).
+        """
         connected = self.connect()
 
         def run(host: str) -> Any:
