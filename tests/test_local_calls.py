@@ -522,6 +522,7 @@ def test_an_interrupted_connect_leaves_no_interpreter_behind(router, tmp_path):
         time.sleep(0.05)
     assert _living_children() - before == set()
     assert router.contexts() == []
+    assert not router._lost_early  # nothing kept of it either
 
 
 def test_an_interrupted_connect_through_an_intermediary_leaves_nothing_there(router, tmp_path):
@@ -551,6 +552,7 @@ def test_an_interrupted_connect_through_an_intermediary_leaves_nothing_there(rou
         time.sleep(0.05)
     assert children_there() == []  # it booted after all, and was shut down
     assert [c.name for c in router.contexts()] == ["intermediary"]
+    assert not router._lost_early  # nothing kept of it either
 
 
 def test_failed_connections_are_forgotten_once_reaped(router, tmp_path):
