@@ -500,11 +500,11 @@ def _living_children() -> set[int]:
     return {pid for pid, state in _children().items() if state != "Z"}
 
 
-def test_an_interrupted_connect_leaves_no_interpreter_behind(router, tmp_path):
+def _interrupt_a_slow_connect(router, tmp_path, via=None):
+    """Connect to an interpreter that takes a second to start, with Ctrl-C after 0.3 s."""
     slow = tmp_path / "slow-python"
     slow.write_text(f"#!/bin/sh\nsleep 1\nexec {sys.executable} \"$@\"\n")
     slow.chmod(0o755)
-    before = _living_children()
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
@@ -513,10 +513,15 @@ def test_an_interrupted_connect_leaves_no_interpreter_behind(router, tmp_path):
     try:
         signal.setitimer(signal.ITIMER_REAL, 0.3)
         with pytest.raises(KeyboardInterrupt):
-            router.local(python=str(slow))  # Ctrl-C while it boots
+            router.local(python=str(slow), via=via)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_an_interrupted_connect_leaves_no_interpreter_behind(router, tmp_path):
+    before = _living_children()
+    _interrupt_a_slow_connect(router, tmp_path)
     deadline = time.monotonic() + 10
     while _living_children() - before and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -526,22 +531,8 @@ def test_an_interrupted_connect_leaves_no_interpreter_behind(router, tmp_path):
 
 
 def test_an_interrupted_connect_through_an_intermediary_leaves_nothing_there(router, tmp_path):
-    slow = tmp_path / "slow-python"
-    slow.write_text(f"#!/bin/sh\nsleep 1\nexec {sys.executable} \"$@\"\n")
-    slow.chmod(0o755)
     inter = router.local(name="intermediary")
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.3)
-        with pytest.raises(KeyboardInterrupt):
-            router.local(python=str(slow), via=inter)  # Ctrl-C while it boots there
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    _interrupt_a_slow_connect(router, tmp_path, via=inter)  # while it boots there
 
     def children_there():
         return subprocess.run(["pgrep", "-P", str(inter.pid)], capture_output=True,

@@ -185,17 +185,19 @@ def _new_future() -> Future:
             def on_reply(self, msg: Message) -> None:
                 _settle(self.context, self, msg)
 
-            def result(self, timeout: float | None = None) -> Any:
+            def _may_wait(self, timeout: float | None) -> None:
                 if self._state != FINISHED and self.context is not None and timeout != 0:
                     self.context._refuse_to_wait_here()
+
+            def result(self, timeout: float | None = None) -> Any:
+                self._may_wait(timeout)
                 try:
                     return super().result(timeout)
                 except concurrent.futures.TimeoutError as e:
                     raise _as_timeout(e, self.context, timeout) from None
 
             def exception(self, timeout: float | None = None) -> BaseException | None:
-                if self._state != FINISHED and self.context is not None and timeout != 0:
-                    self.context._refuse_to_wait_here()
+                self._may_wait(timeout)
                 try:
                     return super().exception(timeout)
                 except concurrent.futures.TimeoutError as e:
