@@ -53,11 +53,15 @@ class Targets:
         are the parent's: forget them, and open new ones from here."""
         if self._pid != os.getpid():
             self._pid = os.getpid()
-            self._router = None
-            self._contexts.clear()
-            self._opening.clear()
-            self._sudo_refused.clear()
-            self._sudo_deciding.clear()
+            self._forget_contexts()
+
+    def _forget_contexts(self) -> None:
+        """Forget the router and what was opened with it (lock held)."""
+        self._router = None
+        self._contexts.clear()
+        self._opening.clear()
+        self._sudo_refused.clear()
+        self._sudo_deciding.clear()
 
     def _get(self, key: tuple, open_context: Any) -> transport.Context:
         with self._lock:
@@ -146,11 +150,8 @@ class Targets:
         """Shut every context down and close the router; later use opens new ones."""
         with self._lock:
             self._start_over_in_a_fork()
-            router, self._router = self._router, None
-            self._contexts.clear()
-            self._opening.clear()
-            self._sudo_refused.clear()
-            self._sudo_deciding.clear()
+            router = self._router
+            self._forget_contexts()
         if router is not None:
             router.close()
 

@@ -140,3 +140,21 @@ def test_get_names_files_by_host_and_leaves_other_braces_alone(router, sshd, hos
     assert all(r.ok for r in fetched.values()), fetched
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         f"{spec}-{{date}}.txt" for spec in good[:2])
+
+
+def test_a_lost_sudo_context_is_reopened_with_a_new_login_and_the_old_one_goes(router, sshd):
+    spec = f"tp-nopw@127.0.0.1:{sshd.port}"
+    group = transport.Group(router, [spec], python=PY, sudo=True,
+                            ssh_options=sshd.ssh_options())
+    first = group.call(os.getuid)[spec]
+    assert first.ok and first.value == 0
+    lost = group.contexts[spec]
+    os.kill(lost.pid, 9)
+    lost._gone.wait(10)
+    again = group.call(os.getuid)[spec]
+    assert again.ok and again.value == 0
+    deadline = time.monotonic() + 10
+    while len(router.contexts()) > 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(c.name for c in router.contexts()) == [spec, f"{spec}/sudo:root"]
+    assert lost.via not in router.contexts()

@@ -227,7 +227,7 @@ class RunningCommand:
                  on_output: Callable[[str, bytes], Any] | None, pty: bool,
                  pty_size: tuple[int, int], replace_env: bool, live: bool) -> None:
         if not context.alive:
-            raise Disconnected(context.name, context.disconnect_reason or "shut down")
+            raise context._gone_error()
         self.context = context
         self.command = cmd
         self._pty = pty

@@ -341,7 +341,7 @@ class Context:
             raise TypeError(f"cannot send the arguments of {module}.{qualname}: {e}") from None
         self._refuse_oversized(data, f"the arguments of {module}.{qualname}")
         if not self.alive:
-            future.set_exception(Disconnected(self.name, self.disconnect_reason or "shut down"))
+            future.set_exception(self._gone_error())
             return future
         self._refuse_in_fork()
         future.context = self
@@ -570,7 +570,7 @@ class Context:
         if not remote_port:
             raise ValueError("forward_local: remote_port must be given (local_port is 0)")
         if not self.alive:
-            raise Disconnected(self.name, self.disconnect_reason or "shut down")
+            raise self._gone_error()
         return LocalForward(self, local_host, local_port, remote_host, remote_port)
 
     def forward_remote(self, remote_port: int, local_port: int | None = None,
@@ -705,6 +705,10 @@ class Context:
             if not self._gone.wait(timeout):
                 self.router._hang_up(self)
                 self._gone.wait(timeout)
+
+    def _gone_error(self) -> Disconnected:
+        """What a use of the context raises once it is gone, naming it and why."""
+        return Disconnected(self.name, self.disconnect_reason or "shut down")
 
     def _lost(self, reason: str) -> None:
         if self.disconnect_reason is None:

@@ -111,7 +111,6 @@ class Group:
         self.ssh_kwargs = ssh_kwargs  # more Router.ssh keywords: ssh_options, backend ...
         self.contexts: dict[str, Context] = {}
         self.errors: dict[str, BaseException] = {}
-        self._logins: dict[str, Context] = {}  # with sudo: the ssh context under each host's
         # Called with each HostResult as it completes (from worker threads): progress display.
         self.on_result: Callable[[HostResult], Any] | None = None
 
@@ -124,9 +123,9 @@ class Group:
                               python=self.python, connect_timeout=self.connect_timeout,
                               name=spec, via=self.via, **self.ssh_kwargs)
         if self.sudo:
-            login = self._logins.pop(spec, None)
-            if login is not None and login.alive:  # under a sudo context that was lost
-                login.shutdown(wait=False)
+            lost = self.contexts.get(spec)  # a sudo context lost: the login under it goes too
+            if lost is not None and lost.via is not None and lost.via.alive:
+                lost.via.shutdown(wait=False)
             try:
                 ctx = self.router.sudo(via=ctx, user=self.sudo_user,
                                        password=self._sudo_password, python=self.python,
@@ -135,7 +134,6 @@ class Group:
             except BaseException:
                 ctx.shutdown(wait=False)  # the next attempt logs in again
                 raise
-            self._logins[spec] = ctx.via
         return ctx
 
     def connect(self) -> GroupResult:
