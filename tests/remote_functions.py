@@ -74,7 +74,9 @@ def return_evil(marker):
     return Evil(marker)
 
 
-def exit_hard(status):
+def exit_hard(status, last_words=None):
+    if last_words is not None:
+        os.write(2, last_words.encode("utf-8"))
     os._exit(status)
 
 

@@ -47,8 +47,10 @@ def test_killing_an_intermediary_fails_everything_behind_it(router, sshd):
     web, root, db = _chain(router, sshd)
     pending = db.call_async(time.sleep, 60)
     os.kill(root.pid, signal.SIGKILL)  # we are root: the sudo context's interpreter
-    with pytest.raises(transport.Disconnected):  # not Timeout: the loss is reported
+    with pytest.raises(transport.Disconnected) as info:  # not Timeout: the loss is reported
         pending.result(timeout=30)
+    # Explained by the intermediary that saw it (its sudo process took its child's end).
+    assert str(info.value) == f"{db.name}: disconnected: sudo killed by signal 9 (SIGKILL)"
     deadline = time.monotonic() + 30
     while (root.alive or db.alive) and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -192,11 +192,21 @@ def test_stdout_noise_in_the_target_does_not_corrupt_the_stream(ctx):
     assert ctx.call(pow, 2, 5) == 32
 
 
-def test_a_context_that_exits_mid_call_fails_the_call(router):
+def test_a_context_that_exits_mid_call_fails_the_call_saying_why(router):
+    # Its exit status and what it last said on stderr (the first line of it, control
+    # characters made harmless) explain the loss, not "end of file".
     ctx = router.local()
-    with pytest.raises(transport.Disconnected):
+    ctx.call(os.write, 2, b"a warning long before: not why it ended\n")
+    time.sleep(1.5)
+    with pytest.raises(transport.Disconnected) as info:
         ctx.call(rf.exit_hard, 3)
-    with pytest.raises(transport.Disconnected):
+    assert str(info.value) == f"{ctx.name}: disconnected: python exited with status 3"
+    ctx = router.local()
+    with pytest.raises(transport.Disconnected) as info:
+        ctx.call(rf.exit_hard, 3, "fatal: the disk\x1b[2J is on fire\nand more\n")
+    assert str(info.value) == (f"{ctx.name}: disconnected: python exited with status 3: "
+                               "fatal: the disk?[2J is on fire")
+    with pytest.raises(transport.Disconnected, match="exited with status 3"):
         ctx.call(pow, 1, 1)
 
 
@@ -206,10 +216,11 @@ def test_a_killed_context_fails_pending_and_later_calls(router):
     os.kill(ctx.pid, signal.SIGKILL)
     with pytest.raises(transport.Disconnected) as info:
         pending.result(timeout=10)
-    assert ctx.name in str(info.value)
-    with pytest.raises(transport.Disconnected):
+    assert str(info.value) == f"{ctx.name}: disconnected: python killed by signal 9 (SIGKILL)"
+    with pytest.raises(transport.Disconnected, match="SIGKILL"):
         ctx.call(pow, 1, 1)
     assert not ctx.alive
+    assert ctx.disconnect_reason == "python killed by signal 9 (SIGKILL)"
 
 
 def test_shutdown_ends_the_process(router):
@@ -218,6 +229,9 @@ def test_shutdown_ends_the_process(router):
     ctx.shutdown()
     assert not ctx.alive
     assert wait_gone(pid)
+    with pytest.raises(transport.Disconnected) as info:
+        ctx.call(pow, 1, 1)
+    assert str(info.value) == f"{ctx.name}: disconnected: shut down"
 
 
 @pytest.mark.parametrize("python", ["/usr/bin/python3", "2.7", "3.6"])

@@ -123,8 +123,14 @@ def test_a_host_that_stops_answering_fails_its_calls(router, sshd, backend):
     assert session not in {p.pid for p in sshd.processes}, "that is the listening sshd"
     os.kill(session, signal.SIGSTOP)
     try:
-        with pytest.raises(transport.Disconnected):
+        with pytest.raises(transport.Disconnected) as info:
             ctx.call_async(pow, 2, 2).result(timeout=60)
+        # Why, in ssh's words (stock ssh's status and message; paramiko's alike).
+        assert str(info.value) == {
+            "openssh": f"{ctx.name}: disconnected: ssh exited with status 255: "
+                       "Timeout, server 127.0.0.1 not responding.",
+            "paramiko": f"{ctx.name}: disconnected: the ssh session exited with status 255: "
+                        "Timeout, server 127.0.0.1 not responding."}[backend]
     finally:
         os.kill(session, signal.SIGKILL)
         os.kill(session, signal.SIGCONT)

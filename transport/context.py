@@ -21,7 +21,6 @@ from transport.core.handles import (
     CONTROLLER_ID,
     FORWARD_MODULE,
     LOAD_MODULE,
-    SHUTDOWN,
     SIGNAL_COMMANDS,
 )
 from transport.core.preloading import unavailable
@@ -287,6 +286,7 @@ class Context:
         self.python: str = info.get("python", "")
         self.python_version: str = info.get("version", "")
         self.disconnect_reason: str | None = None
+        self._shut_down = False  # shutdown() asked it to exit: that is why it is gone
         self._gone = compat.Event()
         self._lost_callbacks: list[Callable[[], Any]] = []  # run once it is gone (_call_when_lost)
         self._lost_callbacks_lock = compat.allocate_lock()
@@ -700,7 +700,8 @@ class Context:
         if self.router._core.forked():
             return  # the parent process's context: not this process's to end
         if self.alive:
-            self.router._core.send(Message(self.context_id, CONTROLLER_ID, SHUTDOWN))
+            self._shut_down = True
+            self.router._send_shutdown(self.context_id)
         if wait and not self.router._broker.in_broker_thread():  # only the loop ends it
             if not self._gone.wait(timeout):
                 self.router._hang_up(self)
@@ -708,7 +709,9 @@ class Context:
 
     def _gone_error(self) -> Disconnected:
         """What a use of the context raises once it is gone, naming it and why."""
-        return Disconnected(self.name, self.disconnect_reason or "shut down")
+        if self._shut_down or self.disconnect_reason is None:
+            return Disconnected(self.name, "shut down")
+        return Disconnected(self.name, self.disconnect_reason)
 
     def _lost(self, reason: str) -> None:
         if self.disconnect_reason is None:

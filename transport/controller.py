@@ -311,12 +311,17 @@ class Router:
 
     def _abandon(self, context_id: int) -> None:
         """Drop a context that booted but must not be used: shut it down, forget its route."""
-        self._core.send(Message(context_id, CONTROLLER_ID, SHUTDOWN))
+        self._send_shutdown(context_id)
         with self._lock:
             connection = self._connections.pop(context_id, None)
         if connection is not None:  # its process, once the broker has started it
             self._broker.defer(_kill_process_of, connection)
         self._broker.defer(self._core.remove_route, context_id)
+
+    def _send_shutdown(self, context_id: int) -> None:
+        """Ask a context to exit after its current call; its end is then no loss to explain."""
+        self._core.exiting.add(context_id)
+        self._core.send(Message(context_id, CONTROLLER_ID, SHUTDOWN))
 
     def _on_broker_end(self) -> None:
         """The broker's loop has ended (closed, or failed): fail everything still waiting."""

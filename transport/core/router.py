@@ -36,7 +36,7 @@ import sys
 from transport.core import codec
 from transport.core.compat import allocate_lock, integer_types, text_type
 from transport.core.framing import NO_REPLY, Message
-from transport.core.handles import ADD_ROUTE, DEL_ROUTE, FIRST_DYNAMIC_HANDLE, FLAG_DEAD
+from transport.core.handles import ADD_ROUTE, DEL_ROUTE, FIRST_DYNAMIC_HANDLE, FLAG_DEAD, SHUTDOWN
 
 # The reason given for a message whose destination has no route (is gone or never was).
 NO_ROUTE = 'no route to context'
@@ -104,6 +104,9 @@ class Router(object):
         self._routes = {}
         self._children = {}  # stream -> the id of the child at its other end
         self._hops = {}  # context id -> ids of the intermediaries on the way to it
+        # The contexts a SHUTDOWN went down to (through here, or from here: the sender
+        # adds them), until they are lost: their end needs no explaining.
+        self.exiting = set()
         self._handlers = {}
         self._watching = {}
         self._lock = allocate_lock()
@@ -217,6 +220,7 @@ class Router(object):
         for cid in context_ids:
             self._routes.pop(cid, None)
             self._hops.pop(cid, None)
+            self.exiting.discard(cid)
         if self.parent is not None:
             self.send(Message(self.parent_id, self.context_id, DEL_ROUTE,
                               codec.encode((context_ids, reason))))
@@ -268,6 +272,8 @@ class Router(object):
                 self._deliver(msg)
                 return
             child = self._routes.get(msg.dst)
+            if msg.handle == SHUTDOWN:
+                self.exiting.add(msg.dst)
             if child is None or not child.send(msg, False):
                 self._unroutable(msg, NO_ROUTE + ' %d' % msg.dst)
             return

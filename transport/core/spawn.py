@@ -30,12 +30,19 @@ STDERR_TAIL = 8192
 STDERR_LINE_LIMIT = 8192
 REAP_INTERVAL = 0.02
 REAP_PATIENCE = 2.0
+# At a booted child's end of file, how long to wait for its exit status and last stderr
+# to explain the loss (they follow within milliseconds unless something holds them).
+LOSS_PATIENCE = 0.5
+# stderr that came within this many seconds of the end of file may explain it.
+RECENT_STDERR = 1.0
 
 # Per broker, its connections whose process is not reaped or whose stderr is still open:
 # the broker's timers finish them; reap_remaining() those left when its loop has ended.
 _unreaped = {}
-# POSIX fixes SIGKILL at 9 everywhere; the signal module would import enum with it.
+# POSIX fixes these numbers everywhere; the signal module would import enum with it.
 SIGKILL = 9
+SIGNAL_NAMES = {1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 6: 'SIGABRT', 9: 'SIGKILL',
+                11: 'SIGSEGV', 13: 'SIGPIPE', 14: 'SIGALRM', 15: 'SIGTERM'}
 
 
 HAVE_POSIX_SPAWN = sys.version_info >= (3, 8) and hasattr(os, 'posix_spawnp')
@@ -46,6 +53,16 @@ def to_text(value):
     if isinstance(value, bytes) and not PY2:
         return value.decode('utf-8', 'replace')
     return value
+
+
+def last_words(stderr):
+    """The first line of stderr with text in it, at most 300 characters and with
+    control characters made '?': what a process that ended said about it."""
+    for line in to_text(stderr).splitlines():
+        line = line.strip()
+        if line:
+            return ''.join('?' if c < ' ' or '\x7f' <= c <= '\x9f' else c for c in line[:300])
+    return ''
 
 
 def start_child(router, spec, reply):
@@ -147,7 +164,8 @@ def describe_status(status):
     if status is None:
         return 'still running'
     if status < 0:
-        return 'killed by signal %d' % -status
+        name = SIGNAL_NAMES.get(-status)
+        return 'killed by signal %d%s' % (-status, ' (%s)' % name if name else '')
     return 'exited with status %d' % status
 
 
@@ -198,6 +216,9 @@ class Connection(object):
         self._stderr_unscanned = b''
         self._stderr_partial = b''
         self._stderr_open = False
+        self._recent_stderr = b''  # since a pause in stderr: what may explain a loss
+        self._recent_stderr_at = 0.0
+        self._loss = None  # (stream, reason, end of file time) until the loss is reported
         self._prompts = 0
         self._payload_sent = False
         self._boot_message = None
@@ -301,6 +322,11 @@ class Connection(object):
             self._close_stderr()
             return
         self.stderr_tail = (self.stderr_tail + data)[-STDERR_TAIL:]
+        now = monotonic()
+        if now - self._recent_stderr_at > RECENT_STDERR:
+            self._recent_stderr = b''
+        self._recent_stderr = (self._recent_stderr + data)[-STDERR_LINE_LIMIT:]
+        self._recent_stderr_at = now
         if self.state == 'booting' and not self._payload_sent:
             self._scan_dialogue(data)
         if self.on_stderr is not None:
@@ -350,6 +376,7 @@ class Connection(object):
             self.broker.stop_reading(self.process.stderr)
             os.close(self.process.stderr)
             self._check_failure_complete()
+            self._report_loss_if_explained()
         self._forget_if_finished()
 
     def _forget_if_finished(self):
@@ -386,13 +413,50 @@ class Connection(object):
         self.on_failed(self, reason, details)
 
     def _on_disconnect(self, stream, reason):
-        self.router.stream_disconnected(stream, reason)
+        if (self.state == 'ready' and self.context_id not in self.router.exiting
+                and (reason == 'end of file' or reason.startswith('read failed'))):
+            # The child went unasked (or its connection broke): its exit status and its
+            # last words on stderr, which follow within milliseconds, say why.
+            self._loss = (stream, reason, monotonic())
+            self._await_loss_explanation(0.001)
+        else:
+            self.router.stream_disconnected(stream, reason)
         if self.state == 'booting':
             # Wait briefly for stderr and the exit status: they explain the failure.
             self._failure = (reason, stream)
             self.broker.call_later(1.0, self._finish_failure)
             self._check_failure_complete()
         self._reap(REAP_PATIENCE)
+
+    def _await_loss_explanation(self, pause):
+        if self._loss is None or self._report_loss_if_explained():
+            return
+        if monotonic() - self._loss[2] >= LOSS_PATIENCE:
+            self.report_loss()
+        else:
+            self.broker.call_later(pause, self._await_loss_explanation, min(pause * 2, REAP_INTERVAL))
+
+    def _report_loss_if_explained(self):
+        """Report the loss once stderr is closed and the process has exited."""
+        if self._loss is not None and not self._stderr_open and self.process.poll() is not None:
+            self.report_loss()
+        return self._loss is None
+
+    def report_loss(self):
+        """Tell the router the child is lost, with what explains it so far (at once
+        when the broker's loop has ended)."""
+        if self._loss is None:
+            return
+        stream, reason, at = self._loss
+        self._loss = None
+        status = self.process.poll()
+        if status is not None:
+            program = getattr(self.process, 'program', None) or os.path.basename(self.argv[0])
+            ended = '%s %s' % (program, describe_status(status))
+            reason = ended if reason == 'end of file' else '%s; %s' % (reason, ended)
+        if self._recent_stderr_at >= at - RECENT_STDERR and last_words(self._recent_stderr):
+            reason = '%s: %s' % (reason, last_words(self._recent_stderr))
+        self.router.stream_disconnected(stream, reason)
 
     def _check_failure_complete(self):
         if self._failure is not None and not self._stderr_open and self.process.poll() is not None:
@@ -431,6 +495,7 @@ def reap_remaining(broker, patience):
     no zombie and no open pipe (and close() waits for none of them)."""
     running = []
     for connection in _unreaped.pop(broker, ()):
+        connection.report_loss()
         if connection._stderr_open:
             connection._stderr_open = False
             os.close(connection.process.stderr)

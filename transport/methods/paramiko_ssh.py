@@ -39,7 +39,7 @@ from transport.methods.ssh import SshMethod
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
     from transport.bootstrap import Bootstrap
 
@@ -72,7 +72,10 @@ class ParamikoChild:
         err_ours, self._err_theirs = socket.socketpair()
         self.stdin = self.stdout = ours.detach()
         self.stderr = err_ours.detach()
+        if keep_alive is not None:
+            keep_alive.on_timeout = self._say
         self.pid = -1
+        self.program = "the ssh session"  # how a lost context's message names it
         self.status: int | None = None
         self._thread = threading.Thread(target=self._pump, name="transport-paramiko", daemon=True)
         self._thread.start()
@@ -111,12 +114,22 @@ class ParamikoChild:
                 pass
             # The exit status may follow the end of the output: give it a moment.
             self.channel.status_event.wait(EXIT_STATUS_WAIT)
-            self.status = self.channel.exit_status if self.channel.status_event.is_set() else -1
+            # No status (or paramiko's -1, for a signal): the connection was lost, for
+            # which OpenSSH's client exits with 255.
+            status = self.channel.exit_status if self.channel.status_event.is_set() else -1
+            self.status = status if status >= 0 else 255
             for sock in (theirs, self._err_theirs):
                 sock.close()
             if self._keep_alive is not None:
                 self._keep_alive.stop()
             self.client.close()
+
+    def _say(self, text: str) -> None:
+        """Write text on the child's stderr, as ssh writes its own messages."""
+        try:
+            self._err_theirs.sendall(text.encode())
+        except OSError:
+            pass  # closed: the session has ended already
 
     def poll(self) -> int | None:
         return self.status
@@ -144,8 +157,11 @@ class KeepAlive:
 
     REQUEST = "keepalive@openssh.com"
 
-    def __init__(self, client: Any, interval: float, count: int) -> None:
+    def __init__(self, client: Any, interval: float, count: int, host: str) -> None:
         self._client = client
+        self._host = host
+        # Told what OpenSSH's client says on giving up (ParamikoChild relays it as stderr).
+        self.on_timeout: Callable[[str], None] | None = None
         self._transport = client.get_transport()
         self._interval = interval
         self._patience = interval * max(1, count)
@@ -169,6 +185,8 @@ class KeepAlive:
                 asked_at = None
             silence = now - self._heard
             if asked_at is not None and silence >= self._patience and now - asked_at >= self._interval:
+                if self.on_timeout is not None:
+                    self.on_timeout(f"Timeout, server {self._host} not responding.\n")
                 _hang_up(self._client)
                 return
             if silence >= self._interval and (asking is None or not asking.is_alive()):
@@ -300,5 +318,6 @@ class ParamikoSshMethod(SshMethod):
             client.close()
             raise
         # Watched from here on: until now each step had a deadline of its own.
-        keep_alive = KeepAlive(client, alive_interval, alive_count) if alive_interval > 0 else None
+        keep_alive = (KeepAlive(client, alive_interval, alive_count, self.host)
+                      if alive_interval > 0 else None)
         return ParamikoChild(client, channel, keep_alive)
