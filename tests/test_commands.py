@@ -64,8 +64,9 @@ def test_commands_and_pty_on_every_interpreter(router, label):
 
 def test_pty_commands_time_out_and_report_their_status(target):
     assert target.run("exit 4", pty=True).exit_code == 4
-    with pytest.raises(transport.Timeout):
+    with pytest.raises(transport.Timeout) as info:
         target.run("sleep 30", pty=True, timeout=0.3)
+    assert info.value.host == target.name
 
 
 def test_a_pty_command_reading_to_the_end_of_its_input_ends(target):
@@ -250,6 +251,7 @@ def test_check_raises_command_failed_with_the_result(target):
         target.run("echo nope >&2; exit 4", check=True)
     assert info.value.result.exit_code == 4
     assert "nope" in str(info.value) and target.name in str(info.value)
+    assert info.value.host == target.name
 
 
 def test_commands_run_as_the_context_user(router, sshd):

@@ -77,6 +77,7 @@ def test_timeout_raises_transport_timeout(ctx):
     assert isinstance(info.value, TimeoutError)
     assert isinstance(info.value, concurrent.futures.TimeoutError)
     assert str(info.value) == f"{ctx.name}: no reply within 0.05s"  # it names the host
+    assert info.value.host == ctx.name
     with pytest.raises(transport.Timeout, match=f"^{ctx.name}: no reply within 0.05s$"):
         future.exception(timeout=0.05)
     assert future.result(timeout=10) == "late"

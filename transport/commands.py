@@ -66,7 +66,8 @@ class CommandResult:
 
 
 class CommandFailed(TransportError):
-    """check=True and the command exited non-zero; .result is its CommandResult."""
+    """check=True and the command exited non-zero; .result is its CommandResult and
+    .host its host."""
 
     def __init__(self, result: CommandResult) -> None:
         from transport.bootstrap import shell_join
@@ -76,6 +77,7 @@ class CommandFailed(TransportError):
         super().__init__(f"{result.host}: command exited with status {result.exit_code}: "
                          f"{command}" + (f": {tail[0]}" if tail[0] else ""))
         self.result = result
+        self.host = result.host
 
 
 def _output_chunk(context: Context, data: bytes) -> tuple[int, bytes]:
@@ -363,7 +365,7 @@ class RunningCommand:
                                            else max(0.0, deadline - compat.monotonic()))
                 except compat.Empty:
                     raise Timeout(f"{context.name}: no answer {TIMEOUT_GRACE:g}s after the "
-                                  f"command's timeout of {timeout}s: {cmd}") from None
+                                  f"command's timeout of {timeout}s: {cmd}", context.name) from None
                 if msg.is_dead:  # nothing more will come: nothing to hang up on
                     replied = ended = True
                     raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
@@ -391,7 +393,8 @@ class RunningCommand:
             else:
                 self._abandon()
         if status == "timeout":
-            raise Timeout(f"{context.name}: command timed out after {timeout}s and was killed: {cmd}")
+            raise Timeout(f"{context.name}: command timed out after {timeout}s and was killed: {cmd}",
+                          context.name)
         result = CommandResult(cmd, status, b"".join(chunks[STDOUT]), b"".join(chunks[STDERR]),
                                context.name)
         if self._check and not result.ok:

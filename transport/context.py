@@ -66,7 +66,7 @@ class _Reply:
 
     def result(self, timeout: float | None = None) -> Any:
         if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
-            raise Timeout(_no_reply(self.context, timeout))
+            raise _as_timeout(None, self.context, timeout)
         if self.error is not None:
             raise self.error
         return self.value
@@ -80,14 +80,14 @@ def _run_lost_callback(context: Context, callback: Callable[[], Any]) -> None:
                   exc_info=True)
 
 
-def _no_reply(context: Context | None, timeout: float | None) -> str:
-    where = f"{context.name}: " if context is not None else ""
-    return f"{where}no reply within {timeout}s"
-
-
-def _as_timeout(error: BaseException, context: Context | None, timeout: float | None) -> Timeout:
+def _as_timeout(error: BaseException | None, context: Context | None,
+                timeout: float | None) -> Timeout:
     """A future's wait that ran out, as a Timeout naming the host."""
-    return error if isinstance(error, Timeout) else Timeout(_no_reply(context, timeout))
+    if isinstance(error, Timeout):
+        return error
+    if context is None:
+        return Timeout(f"no reply within {timeout}s")
+    return Timeout(f"{context.name}: no reply within {timeout}s", context.name)
 
 
 # A call's payload encodes (module, qualname, args, kwargs); the part before args is

@@ -62,7 +62,12 @@ class Disconnected(TransportError):
 
 
 class Timeout(TransportError, *_TIMEOUT_BASES):
-    """A wait ran past its deadline. Also a TimeoutError and a concurrent.futures.TimeoutError."""
+    """A wait ran past its deadline; .host names the host it waited on. Also a
+    TimeoutError and a concurrent.futures.TimeoutError."""
+
+    def __init__(self, message: str, host: str | None = None) -> None:
+        super().__init__(message)
+        self.host = host
 
 
 class ProtocolError(TransportError):
