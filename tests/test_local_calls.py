@@ -211,6 +211,15 @@ def test_a_context_that_exits_mid_call_fails_the_call_saying_why(router):
         ctx.call(pow, 1, 1)
 
 
+def test_a_last_stderr_line_without_a_newline_is_logged(router, caplog):
+    ctx = router.local()
+    with caplog.at_level(logging.INFO, logger="transport.stderr"):
+        with pytest.raises(transport.Disconnected, match="status 3: no newline at the end$"):
+            ctx.call(rf.exit_hard, 3, "no newline at the end")
+    assert [r.getMessage() for r in caplog.records if r.name == "transport.stderr"] == [
+        f"{ctx.name}: no newline at the end"]
+
+
 def test_a_killed_context_fails_pending_and_later_calls(router):
     ctx = router.local()
     pending = ctx.call_async(rf.sleep_then_return, 30, "never")

@@ -17,7 +17,7 @@ import os
 import sys
 
 from transport.core import codec
-from transport.core.compat import PY2, make_pipe, monotonic, start_daemon_thread
+from transport.core.compat import PY2, make_pipe, monotonic, set_nonblocking, start_daemon_thread
 from transport.core.framing import Message
 from transport.core.handles import BOOT_CONFIG
 from transport.core.handshake import BootScanner, payload_header
@@ -247,6 +247,7 @@ class Connection(object):
         self.router.add_child(self.context_id, self.stream)
         self.stream.start()
         self._stderr_open = True
+        set_nonblocking(self.process.stderr)
         self.broker.start_reading(self.process.stderr, self._on_stderr_readable)
         if self.prompt is None:
             self._send_payload()
@@ -312,15 +313,24 @@ class Connection(object):
     # -- stderr: the password dialogue, then log lines -------------------------
 
     def _on_stderr_readable(self, fd):
-        try:
-            data = os.read(fd, 65536)
-        except OSError as e:
-            if e.errno in (errno.EAGAIN, errno.EINTR):
-                return
-            data = b''
+        data = self._read_stderr()
+        if data is None:
+            return
         if not data:
             self._close_stderr()
             return
+        self._take_stderr(data)
+
+    def _read_stderr(self):
+        """What stderr holds now: bytes, b'' at its end (or an error), None for nothing yet."""
+        try:
+            return os.read(self.process.stderr, 65536)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EINTR):
+                return None
+            return b''
+
+    def _take_stderr(self, data):
         self.stderr_tail = (self.stderr_tail + data)[-STDERR_TAIL:]
         now = monotonic()
         if now - self._recent_stderr_at > RECENT_STDERR:
@@ -335,9 +345,12 @@ class Connection(object):
             if len(self._stderr_partial) > STDERR_LINE_LIMIT:  # reported in pieces
                 lines.append(self._stderr_partial)
                 self._stderr_partial = b''
-            for line in lines:
-                if self.prompt is None or self.prompt not in line:
-                    self.on_stderr(self, to_text(line))
+            self._log_stderr_lines(lines)
+
+    def _log_stderr_lines(self, lines):
+        for line in lines:
+            if self.on_stderr is not None and (self.prompt is None or self.prompt not in line):
+                self.on_stderr(self, to_text(line))
 
     def _scan_dialogue(self, data):
         self._stderr_unscanned += data
@@ -373,6 +386,16 @@ class Connection(object):
     def _close_stderr(self):
         if self._stderr_open:
             self._stderr_open = False
+            # What it wrote before it exited may still wait in the pipe (its exit, seen
+            # first, closes stderr whether or not a grandchild holds it open).
+            for _ in range(16):
+                data = self._read_stderr()
+                if not data:
+                    break
+                self._take_stderr(data)
+            if self._stderr_partial:  # a last line without a newline
+                self._log_stderr_lines([self._stderr_partial])
+                self._stderr_partial = b''
             self.broker.stop_reading(self.process.stderr)
             os.close(self.process.stderr)
             self._check_failure_complete()
