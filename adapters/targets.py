@@ -11,6 +11,8 @@ opens contexts of its own.
 from __future__ import annotations
 
 import atexit
+import hashlib
+import hmac
 import os
 import pwd
 import sys
@@ -104,15 +106,17 @@ class Targets:
 
     def sudo(self, via: transport.Context, user: str = "root",
              password: str | None = None) -> transport.Context:
-        """A context running as user with sudo on via's host (the password is not part of the key)."""
-        return self._get(("sudo", via.context_id, user),
+        """A context running as user with sudo on via's host: one per host, user and
+        password, so sudo judges each password given, as it would each stock command."""
+        return self._get(("sudo", via.context_id, user, _fingerprint(password)),
                          lambda: self.router.sudo(via=via, user=user, password=password))
 
     def sudo_if_allowed(self, via: transport.Context, user: str = "root",
                         password: str | None = None) -> transport.Context | None:
         """As sudo(), or None where sudo will not start an interpreter as user: a rule
         for some commands only, a user not in sudoers, a password wanted and none given,
-        or requiretty. The adapter then runs each command under sudo as stock Fabric and
+        requiretty, or any other cause (an unknown user, no Python for that user, a
+        timeout). The adapter then runs each command under sudo as stock Fabric and
         invoke do, and sudo judges it as it would there (a warning says so once, since
         only the first command of `cd x && y` then runs as user, as with stock). A
         refused password is still the AuthError (trying it again would count twice
@@ -128,8 +132,6 @@ class Targets:
             try:
                 return self.sudo(via, user, password)
             except transport.ConnectError as e:
-                if not (isinstance(e, transport.AuthError) or "requiretty" in e.reason):
-                    raise
                 if any(text in e.reason for text in PASSWORD_REFUSED):
                     raise
                 reason = e.reason
@@ -154,6 +156,19 @@ class Targets:
             self._forget_contexts()
         if router is not None:
             router.close()
+
+
+_FINGERPRINT_KEY = os.urandom(32)
+
+
+def _fingerprint(password: str | bytes | None) -> bytes | None:
+    """What tells passwords apart in a key without keeping them there (a keyed hash,
+    its key this process's own)."""
+    if password is None:
+        return None
+    if isinstance(password, str):
+        password = password.encode("utf-8", "surrogateescape")
+    return hmac.new(_FINGERPRINT_KEY, password, hashlib.sha256).digest()
 
 
 _shared: Targets | None = None

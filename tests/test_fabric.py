@@ -218,6 +218,47 @@ def test_sudo_allows_and_refuses_what_it_would_for_stock_fabric(sshd, runtime_co
         "allowed again: '0\\r\\n'"]
 
 
+def test_sudo_answers_as_for_stock_fabric(sshd, runtime_config, tmp_path):
+    outputs = []
+    for fast in (False, True):
+        directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
+        result = fab(directory, runtime_config, "-H", host(sshd, "tp-sudo"), "sudo-edges")
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    assert outputs[0] == outputs[1]
+    assert outputs[1].splitlines() == [
+        "unknown user: (1, True)", "right password: 'root\\n'", "wrong password: 'refused'",
+        "right password again: 'root\\n'"]
+
+
+def test_a_dry_run_shows_sudo_commands_and_runs_nothing(sshd, runtime_config, tmp_path):
+    results = []
+    for fast in (False, True):
+        directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
+        results.append(fab(directory, runtime_config, "--dry", "-H", host(sshd, "tp-plain"),
+                           "dry-sudo"))
+    stock, fast = results
+    assert fast.returncode == stock.returncode == 0, fast.stderr
+    assert fast.stdout == stock.stdout and "id -un" in stock.stdout
+    assert fast.stderr == stock.stderr == ""  # tp-plain may not sudo: nothing was tried
+
+
+def test_a_connection_lost_mid_command_fails_it_as_on_stock_fabric(sshd, runtime_config,
+                                                                   tmp_path):
+    results = []
+    for fast in (False, True):
+        directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
+        results.append(fab(directory, runtime_config, "-H", host(sshd, "tp-plain"), "lost"))
+    stock, fast = results
+    assert fast.stdout == stock.stdout
+    assert stock.stdout.splitlines() == ["lost: (-1, False)", "again: 'again\\n'"]
+    assert fast.returncode == stock.returncode == 255  # UnexpectedExit, exit status -1
+    assert stock.stderr == ""
+    # The reasons, which stock does not give: one line each.
+    assert [line.split(": ", 1)[1] for line in fast.stderr.splitlines()] == [
+        "disconnected: the ssh session exited with status 137: Killed"] * 2, fast.stderr
+
+
 def test_sudo_without_the_password_fails_clearly(sshd, tmp_path):
     config = tmp_path / "nopassword.yaml"
     config.write_text(f"connect_kwargs:\n  key_filename: {sshd.client_key}\n"

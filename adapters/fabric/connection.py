@@ -162,6 +162,8 @@ class Connection(fabric.Connection):
         """The command in a persistent interpreter as the sudo user, given the password
         once; where sudo will not start one (Targets.sudo_if_allowed), under sudo as
         stock Fabric runs it, so what sudo allows there works here too."""
+        if kwargs.get("dry", self.config.run.dry):
+            return super().sudo(command, **kwargs)  # shown, not run (nor sudo started)
         user = kwargs.get("user") or self.config.sudo.user or "root"
         password = kwargs.get("password") or self.config.sudo.password
         login = self.transport_context()  # an AuthError here is ssh's, not sudo's

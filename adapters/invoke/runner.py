@@ -42,6 +42,7 @@ from invoke.terminals import character_buffered, isatty, pty_size, ready_for_rea
 from invoke.watchers import FailingResponder
 
 import transport
+from transport import log
 
 # What the watcher invoke's Context.sudo adds waits for after a refused password.
 SUDO_RETRY = "Sorry, try again.\n"
@@ -86,6 +87,7 @@ class TransportRunner(Runner):
 
     # A command past its timeout: its process group was sent SIGKILL (invoke's own -9).
     TIMED_OUT_EXIT = -9
+    LOST_EXIT = -1
 
     def __init__(self, context: Any, inline_env: bool | None = None) -> None:
         super().__init__(context)
@@ -183,6 +185,12 @@ class TransportRunner(Runner):
         except transport.Timeout:
             self._timed_out = True
             self._exit_code = self.TIMED_OUT_EXIT
+        except transport.Disconnected as e:
+            # The connection was lost mid-command: as stock Fabric's channel, which then
+            # has no exit status, -1 (a Result with warn=True, else UnexpectedExit), and
+            # the reason on stderr.
+            log.warning("transport", "%s", e)
+            self._exit_code = self.LOST_EXIT
         except BaseException as e:  # handed to the caller's thread by wait()
             self._error = e
         finally:

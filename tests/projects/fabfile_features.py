@@ -7,7 +7,7 @@ import stat
 
 import fabric
 from fabric import task
-from invoke.exceptions import UnexpectedExit
+from invoke.exceptions import AuthFailure, UnexpectedExit
 from invoke.watchers import Responder
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -225,3 +225,34 @@ def limited_sudo(c):
     refused = c.sudo("cat /etc/shadow", pty=True, warn=True, hide=True)
     show("not allowed", (refused.exited, "is not allowed to execute" in refused.stdout))
     show("allowed again", c.sudo("id -u", pty=True, hide=True).stdout)
+
+
+@task
+def sudo_edges(c):
+    # sudo's own answers, as stock gets them: an unknown user, and a wrong password after
+    # a right one (sudo asks again each time: timestamp_timeout=0 for tp-sudo).
+    unknown = c.sudo("id -un", user="nosuchuser", warn=True, hide=True)
+    show("unknown user", (unknown.exited, "unknown user" in unknown.stderr))
+    show("right password", c.sudo("id -un", hide=True).stdout)
+    try:
+        c.sudo("id -un", password="not-the-password", hide=True)
+        show("wrong password", "accepted")
+    except AuthFailure:
+        show("wrong password", "refused")
+    show("right password again", c.sudo("id -un", hide=True).stdout)
+
+
+@task
+def dry_sudo(c):
+    c.sudo("id -un")
+    c.run("id -un")
+
+
+@task
+def lost(c):
+    # The connection goes mid-command: the command's parent is what holds it (sshd's
+    # session on stock, the interpreter on the transport).
+    lost = c.run("kill -9 $PPID; sleep 30", warn=True, hide=True)
+    show("lost", (lost.exited, lost.ok))
+    show("again", c.run("echo again", hide=True).stdout)
+    c.run("kill -9 $PPID; sleep 30")
