@@ -21,7 +21,7 @@ import pytest
 from adapters.salt import file_set
 from adapters.versions import version_tuple
 from tests.support.echo import EchoServer
-from tests.support.salt import SALT_SSH, SET_PATH_DIR, SaltSetup
+from tests.support.salt import SALT_SSH, SET_PATH_DIR, SLOW_PYTHON_DIR, SaltSetup
 from tests.support.sshd import SUDO_PASSWORD
 
 SALT_VERSION = version_tuple(importlib.metadata.version("salt"))
@@ -294,8 +294,25 @@ def test_set_path_picks_the_interpreter_as_the_shim_does(salt):
             assert out == {host: f"{directory}/python3"}, result.stdout + result.stderr
             out, result = salt.json(host, "cmd.run", "command -v python3")
             assert out == {host: f"{directory}/python3"}, result.stdout + result.stderr
+            out, result = salt.json(host, "cmd.run", "echo $PATH")  # once, as the shim's
+            assert out[host].split(":").count(directory) == 1, result.stdout + result.stderr
         finally:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_the_roster_timeout_is_for_the_login_as_on_stock(salt):
+    # timeout: 1 is ssh's ConnectTimeout, as stock's; a Python that takes 2 s to start
+    # (as on a loaded host) still runs, as stock's shim would wait for it.
+    shutil.rmtree(SLOW_PYTHON_DIR, ignore_errors=True)
+    Path(SLOW_PYTHON_DIR).mkdir(mode=0o755)
+    try:
+        slow = Path(SLOW_PYTHON_DIR) / "python3"
+        slow.write_text('#!/bin/sh\nsleep 2\nexec /usr/bin/python3 "$@"\n')
+        slow.chmod(0o755)
+        out, result = salt.json("fastslow", "test.ping")
+        assert out == {"fastslow": True}, result.stdout + result.stderr
+    finally:
+        shutil.rmtree(SLOW_PYTHON_DIR, ignore_errors=True)
 
 
 def test_the_master_loop_notices_a_host_process_that_ended_at_once():
@@ -454,6 +471,17 @@ def test_remote_port_forwards_entries_are_read_as_ssh_reads_them():
             read(refused)
 
 
+def test_a_transport_table_without_its_kind_is_shown_as_written():
+    from collections import OrderedDict
+
+    from adapters.salt.hosts import RosterError, settings_for
+
+    with pytest.raises(RosterError) as info:  # Salt reads the roster's tables as OrderedDicts
+        settings_for({"host": "web1", "transport": OrderedDict(python="/usr/bin/python3")})
+    assert str(info.value) == ("web1: roster key transport must be 'fast' or {kind: fast, "
+                               "python: ...}, not {'python': '/usr/bin/python3'}")
+
+
 def test_the_python_api_uses_the_roster_key(salt):
     code = ("import json, salt.client.ssh.client as c;"
             f"print(json.dumps(c.SSHClient(c_path={str(salt.conf / 'master')!r})"
@@ -593,3 +621,20 @@ def test_trees_and_blobs_no_run_used_for_a_month_go_when_a_new_tree_is_built(tmp
     assert tree("newer", b"newer = 1\n").is_dir()
     assert (blobs / digest[b"asked = 1\n"]).exists()
     assert file_cache.tree_ready("old") is None and (used / "m1.py").read_text() == "only_used = 1\n"
+
+
+def test_an_unknown_host_key_is_refused_as_on_stock(salt, tmp_path):
+    # The master knows no host keys, and salt-ssh runs without -i: stock answers ssh's
+    # question with no, and so does a fast host (its ssh asks none: BatchMode).
+    conf = tmp_path / "conf"
+    shutil.copytree(salt.conf, conf)
+    (tmp_path / "no_known_hosts").write_text("")
+    master = conf / "master"
+    master.write_text(re.sub(r"(?m)^known_hosts_file: .*$",
+                             f"known_hosts_file: {tmp_path / 'no_known_hosts'}", master.read_text()))
+    out, result = salt.json("stock,fast", "test.ping", conf=conf, accept_keys=False)
+    refusal = "The host key needs to be accepted, to auto accept run salt-ssh with the -i flag:\n"
+    for host in ("stock", "fast"):
+        assert out[host]["retcode"] == 254, out
+        assert out[host]["stdout"].startswith(refusal), out
+    assert "its host key is unknown" in out["fast"]["stdout"]

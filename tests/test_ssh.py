@@ -108,6 +108,32 @@ def test_unreachable_host_times_out_within_connect_timeout(router, sshd, backend
         silent.close()
 
 
+def test_an_unknown_or_changed_host_key_is_a_host_key_error(router, sshd, backend, tmp_path):
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    options = {**sshd.ssh_options(), "UserKnownHostsFile": str(known_hosts)}
+    with pytest.raises(transport.HostKeyError) as info:
+        router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
+                   backend=backend)
+    assert not info.value.changed and isinstance(info.value, transport.ConnectError)
+    assert str(info.value).startswith(f"tp-plain@127.0.0.1:{sshd.port}: its host key is unknown: ")
+    assert str(info.value).endswith("Add it to known_hosts (ssh-keyscan shows it), or accept "
+                                    "new keys (StrictHostKeyChecking=accept-new).")
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    key_type, key = (tmp_path / "other_key.pub").read_text().split()[:2]
+    known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {key_type} {key}\n")
+    with pytest.raises(transport.HostKeyError) as info:
+        router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
+                   backend=backend)
+    assert info.value.changed
+    assert "its host key has changed (a reinstalled host, or someone in the middle): " in str(
+        info.value)
+    # Where the old key is (ssh's words), or both keys' fingerprints (paramiko's).
+    assert (f"Offending ED25519 key in {known_hosts}:1." in str(info.value)
+            if backend == "openssh" else "known as SHA256:" in str(info.value))
+
+
 def test_a_host_that_stops_answering_fails_its_calls(router, sshd, backend):
     # The sshd process serving the connection is stopped: the kernel still acknowledges
     # TCP, but nothing answers any more, as from a host whose sshd hangs. The keepalives

@@ -34,6 +34,16 @@ class AuthError(ConnectError):
     """Authentication was refused (ssh key or password, sudo or su password)."""
 
 
+class HostKeyError(ConnectError):
+    """The host's key is not the one known for it (.changed: a known key differs, which
+    may mean a reinstalled host or someone in the middle) or none is known (.changed is
+    False); nothing was sent to it."""
+
+    def __init__(self, host: str, reason: str, changed: bool) -> None:
+        super().__init__(host, reason)
+        self.changed = changed
+
+
 class RemoteError(TransportError):
     """The remote function raised. str() shows the remote traceback."""
 

@@ -215,8 +215,7 @@ def fast_cmd_block(single: Any) -> tuple[str, str, int]:
         tree, file_service = _tree_on(context, host)
         _deploy_ext_mods(single, context)
         stdout, stderr, retcode = context.call(salt_call.run, tree, single.thin_dir,
-                                               single.minion_config, single.argv,
-                                               single.set_path or "", file_service,
+                                               single.minion_config, single.argv, file_service,
                                                hosts.umask_of(single.cmd_umask), single.wipe)
         if single.wipe:
             _wiped.add(context)
@@ -234,9 +233,14 @@ def _as_stock_reports(error: transport.TransportError) -> tuple[str, str, int]:
     """A host the transport could not reach or start on, as stock's Single reports it
     (stdout, stderr, status): ssh's own words alone, which salt-ssh prints as the host's
     result; the shim's status where no Python interpreter was found, which salt-ssh exits
-    with (EX_THIN_PYTHON_INVALID); otherwise the error, naming the host, with ssh's 255."""
+    with (EX_THIN_PYTHON_INVALID); an unknown host key as stock refuses it (254); otherwise
+    the error, naming the host, with ssh's 255."""
     import salt.defaults.exitcodes
 
+    if isinstance(error, transport.HostKeyError) and not error.changed:
+        # Stock answers ssh's question "continue connecting?" with no, and says so.
+        return (f"The host key needs to be accepted, to auto accept run salt-ssh with the -i "
+                f"flag:\n{error.reason}", "", 254)
     if isinstance(error, transport.ConnectError):
         if error.reason.startswith("ssh:"):
             return "", error.reason, 255

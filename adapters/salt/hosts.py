@@ -6,7 +6,7 @@ defaults to the OpenSSH client, as stock salt-ssh uses, so ~/.ssh/config
 applies alike; python defaults to the first of PYTHON_CANDIDATES found, looked
 up on the roster's set_path when it has one, as the shim sets PATH to it first).
 Its roster keys map onto the transport: user, port, priv (identity file;
-"agent-forwarding" forwards the agent), timeout (connect timeout),
+"agent-forwarding" forwards the agent), timeout (ssh's ConnectTimeout, as stock's),
 ssh_options ("Key=Value" strings), identities_only, keepalive settings,
 sudo/sudo_user/passwd (a persistent sudo interpreter; passwd is sudo's
 password, never a command-line argument), set_path, minion_opts, cmd_umask,
@@ -53,6 +53,7 @@ class RosterError(ValueError):
 
 
 log = logging.getLogger(__name__)
+DEFAULT_CONNECT_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,10 @@ def settings_for(target: dict[str, Any]) -> Settings | None:
     if isinstance(value, str):
         value = {"kind": value}
     if not isinstance(value, dict) or value.get("kind") != "fast":
+        given = target.get("transport")
+        given = dict(given) if isinstance(given, dict) else given  # Salt's OrderedDict, plainly
         raise RosterError(f"{host}: roster key transport must be 'fast' or "
-                          f"{{kind: fast, python: ...}}, not {target.get('transport')!r}")
+                          f"{{kind: fast, python: ...}}, not {given!r}")
     unknown = sorted(set(value) - TABLE_KEYS)
     if unknown:
         raise RosterError(f"{host}: roster key transport.{unknown[0]} is not supported "
@@ -244,17 +247,24 @@ def login_context(targets: Targets, target: dict[str, Any], opts: dict[str, Any]
                   settings: Settings) -> transport.Context:
     """The host's context as the roster user (what salt-ssh's raw commands run as)."""
     ssh_options, check_host_keys = _ssh_options(target, opts)
+    # The roster's timeout is ssh's connect timeout, as stock's; the interpreter's start
+    # after the login has the usual time (at least), as stock's shim has no limit at all.
+    timeout = float(target.get("timeout") or DEFAULT_CONNECT_TIMEOUT)
+    ssh_options.setdefault("ConnectTimeout", str(max(1, int(timeout))))
     priv = target.get("priv")
     identity_file = None
     if priv == "agent-forwarding":
         ssh_options["ForwardAgent"] = "yes"
     elif priv and os.path.exists(os.path.expanduser(priv)):
         identity_file = os.path.expanduser(priv)
+    elif priv:  # stock's ssh says so too, and goes on with the keys it has
+        log.warning("transport: %s: the roster's priv key %s is not there: logging in without it",
+                    target.get("host"), priv)
     context = targets.ssh(str(target["host"]), port=int(target["port"]) if target.get("port") else None,
                        user=target.get("user") or None, python=settings.python,
                        identity_file=identity_file, ssh_options=ssh_options,
                        check_host_keys=check_host_keys, backend=settings.backend,
-                       connect_timeout=float(target.get("timeout") or 30),
+                       connect_timeout=max(timeout, DEFAULT_CONNECT_TIMEOUT),
                        search_path=str(target["set_path"]) if target.get("set_path") else None)
     _open_remote_forwards(context, target, settings.remote_forwards)
     return context

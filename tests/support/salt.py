@@ -16,6 +16,7 @@ from pathlib import Path
 SALT_SSH = Path(sys.executable).parent / "salt-ssh"
 STATES = Path(__file__).resolve().parent.parent / "projects" / "salt_states"
 SET_PATH_DIR = "/tmp/transport-salt-set-path"  # the fastsetpath host's set_path puts it first
+SLOW_PYTHON_DIR = "/tmp/transport-salt-slow-python"  # the fastslow host's, with timeout: 1
 
 
 class SaltSetup:
@@ -63,6 +64,8 @@ file_roots:
                     "  transport: fast\n")
             + entry("fastsetpath", sshd.addresses[1], "tp-app",
                     f"  transport: fast\n  set_path: {SET_PATH_DIR}:$PATH\n")
+            + entry("fastslow", sshd.addresses[1], "tp-app",
+                    f"  transport: fast\n  set_path: {SLOW_PYTHON_DIR}:$PATH\n  timeout: 1\n")
             + entry("fasthomepath", sshd.addresses[1], "tp-app",
                     "  transport: fast\n  set_path: $HOME/transport-set-path:$PATH\n")
             + entry("refused", sshd.addresses[1], "tp-app",
@@ -74,14 +77,17 @@ file_roots:
             .replace(str(sshd.client_key), str(refused_key)))
         self.thin_dirs = f"/var/tmp/tp-salt-{run_id}-*"
 
-    def run(self, target: str, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(SALT_SSH), "-c", str(self.conf), "-i", "--out", "json",
-                               "--static", *(["-L"] if "," in target else []), target, *args],
+    def run(self, target: str, *args: str, conf: Path | None = None,
+            accept_keys: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([str(SALT_SSH), "-c", str(conf or self.conf),
+                               *(["-i"] if accept_keys else []), "--out", "json", "--static",
+                               *(["-L"] if "," in target else []), target, *args],
                               capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=300, cwd=self.root)
 
-    def json(self, target: str, *args: str) -> tuple[dict, subprocess.CompletedProcess]:
-        result = self.run(target, *args)
+    def json(self, target: str, *args: str, conf: Path | None = None,
+             accept_keys: bool = True) -> tuple[dict, subprocess.CompletedProcess]:
+        result = self.run(target, *args, conf=conf, accept_keys=accept_keys)
         try:
             return json.loads(result.stdout), result
         except ValueError:

@@ -34,8 +34,8 @@ import socket
 import threading
 import time
 
-from transport.errors import AuthError, ConnectError
-from transport.methods.ssh import SshMethod
+from transport.errors import AuthError, ConnectError, HostKeyError
+from transport.methods.ssh import HOST_KEY_HINT, SshMethod
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -206,6 +206,15 @@ class KeepAlive:
             self.heard()
 
 
+def _fingerprint(key: Any) -> str:
+    """A host key's SHA256 fingerprint, as OpenSSH shows it."""
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
 def _hang_up(client: Any) -> None:
     """Close client's connection, even while a thread is stuck writing to it (a peer that
     stopped reading): shutting the socket down wakes that thread, which holds the
@@ -292,6 +301,12 @@ class ParamikoSshMethod(SshMethod):
                 raise
             finally:
                 watchdog.cancel()
+        except paramiko.BadHostKeyException as e:
+            client.close()
+            raise HostKeyError(name, "its host key has changed (a reinstalled host, or someone "
+                               f"in the middle): {e.key.get_name()} key "
+                               f"{_fingerprint(e.key)}, known as {_fingerprint(e.expected_key)}",
+                               changed=True) from None
         except paramiko.AuthenticationException as e:
             client.close()
             raise AuthError(name, f"authentication refused: Permission denied ({e})") from None
@@ -311,6 +326,9 @@ class ParamikoSshMethod(SshMethod):
         except paramiko.SSHException as e:
             client.close()
             text = str(e)
+            if "not found in known_hosts" in text:  # RejectPolicy's refusal
+                raise HostKeyError(name, f"its host key is unknown: {text}. {HOST_KEY_HINT}",
+                                   changed=False) from None
             if "banner" in text.lower() or "no existing session" in text.lower():
                 text = f"connect to host {self.host} port {port}: timed out waiting for its SSH banner"
             raise ConnectError(name, f"ssh failed: {text}") from None

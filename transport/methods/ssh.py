@@ -14,7 +14,7 @@ config unless check_host_keys says otherwise.
 from __future__ import annotations
 
 from transport.bootstrap import shell_join
-from transport.errors import AuthError, ConnectError
+from transport.errors import AuthError, ConnectError, HostKeyError
 from transport.methods.local import python_start_error
 
 TYPE_CHECKING = False
@@ -31,9 +31,16 @@ HOST_KEY_POLICIES = {
 AUTH_REFUSED = ("Permission denied", "Too many authentication failures",
                 "no supported authentication methods")
 UNREACHABLE = ("Connection refused", "Could not resolve hostname", "No route to host",
-               "Connection timed out", "Network is unreachable", "Host key verification failed",
+               "Connection timed out", "Network is unreachable",
                "Connection closed by", "Connection reset by", "kex_exchange_identification",
                "Operation timed out", "Name or service not known")
+HOST_KEY_FAILED = "Host key verification failed"
+# What ssh says of a known key that differs: its warning, the known_hosts line, the rule.
+HOST_KEY_CHANGED = ("REMOTE HOST IDENTIFICATION HAS CHANGED", "Offending ",
+                    "has changed and you have requested strict checking")
+HOST_KEY_UNKNOWN = ("host key is known for", HOST_KEY_FAILED)
+HOST_KEY_HINT = ("Add it to known_hosts (ssh-keyscan shows it), or accept new keys "
+                 "(StrictHostKeyChecking=accept-new).")
 
 
 class SshMethod:
@@ -113,6 +120,8 @@ class SshMethod:
         if details.get("exit_status") == 255:  # ssh's own failure, not the remote command's
             if any(text in stderr for text in AUTH_REFUSED):
                 return AuthError(name, "authentication refused: " + _last(ssh_lines, AUTH_REFUSED))
+            if HOST_KEY_FAILED in stderr:
+                return host_key_error(name, ssh_lines)
             if any(text in stderr for text in UNREACHABLE):
                 return ConnectError(name, _every(ssh_lines, UNREACHABLE))
             if ssh_lines:
@@ -143,6 +152,23 @@ def forwarding_command(hops: list[SshMethod], host: str, port: int | None,
                              f"be passed through a ProxyCommand: {backslashed[0]!r}")
         proxy = shell_join(argv).replace("%", "%%")  # ssh expands % tokens in a ProxyCommand
     return proxy
+
+
+def host_key_error(name: str, ssh_lines: list[str]) -> HostKeyError:
+    """ssh refused the host's key: changed (its warning and the known_hosts line named)
+    or unknown (with how to accept it)."""
+    if any(text in line for line in ssh_lines for text in HOST_KEY_CHANGED):
+        said = _sentences(ssh_lines, HOST_KEY_CHANGED[1:] + (HOST_KEY_FAILED,))
+        return HostKeyError(name, f"its host key has changed (a reinstalled host, or someone "
+                                  f"in the middle): {said}", changed=True)
+    return HostKeyError(name, f"its host key is unknown: {_sentences(ssh_lines, HOST_KEY_UNKNOWN)} "
+                              f"{HOST_KEY_HINT}", changed=False)
+
+
+def _sentences(lines: list[str], patterns: tuple[str, ...]) -> str:
+    """The matching lines, each a sentence ending in a full stop, joined by spaces."""
+    return " ".join(line.strip().rstrip(".") + "." for line in lines
+                    if any(p in line for p in patterns))
 
 
 def _every(lines: list[str], patterns: tuple[str, ...]) -> str:

@@ -71,15 +71,16 @@ def _salt_call_module():
     return importlib.import_module("salt.cli.call")
 
 
-def run(tree, config_dir, minion_config, argv, set_path="", file_service=None, umask=None,
-        wipe=False):
+def run(tree, config_dir, minion_config, argv, file_service=None, umask=None, wipe=False):
     """Run one salt-call; return (stdout, stderr, exit status).
 
-    file_service: the controller's handle that serves files not received yet.
+    file_service: the controller's handle that serves files not received yet. The
+    roster's set_path is this interpreter's PATH already (the bootstrap set it, as the
+    shim does before it looks for Python).
     """
     old_umask = os.umask(umask) if umask is not None else None
     try:
-        return _run(tree, config_dir, minion_config, argv, set_path, file_service)
+        return _run(tree, config_dir, minion_config, argv, file_service)
     finally:
         lazy_files.current_tree = None  # forks outside a salt-call fill nothing
         if old_umask is not None:
@@ -99,14 +100,12 @@ def wipe_cache():
     shutil.rmtree(file_cache.base_dir(), ignore_errors=True)
 
 
-def _run(tree, config_dir, minion_config, argv, set_path, file_service):
+def _run(tree, config_dir, minion_config, argv, file_service):
     lazy_files.service_handle = file_service
     lazy_files.current_tree = tree  # only during the call (see the finally below)
     _fill_before_forking()
     _use_tree(tree)
     _write_config(config_dir, minion_config)
-    if set_path:
-        os.environ["PATH"] = os.path.expandvars(set_path)
     sys.argv = ["salt-call", "--retcode-passthrough", "--local", "--metadata", "--out", "json",
                 "-l", "quiet", "-c", config_dir] + shim_arguments(argv)
     out, err = io.StringIO(), io.StringIO()
