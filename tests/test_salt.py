@@ -632,9 +632,11 @@ def test_an_unknown_host_key_is_refused_as_on_stock(salt, tmp_path):
     master = conf / "master"
     master.write_text(re.sub(r"(?m)^known_hosts_file: .*$",
                              f"known_hosts_file: {tmp_path / 'no_known_hosts'}", master.read_text()))
-    out, result = salt.json("stock,fast", "test.ping", conf=conf, accept_keys=False)
+    # Salt 3006's stock hosts wait for an answer no one gives: 3008 shows stock's reply.
+    hosts = ("stock", "fast") if SALT_VERSION >= (3008,) else ("fast",)
+    out, result = salt.json(",".join(hosts), "test.ping", conf=conf, accept_keys=False)
     refusal = "The host key needs to be accepted, to auto accept run salt-ssh with the -i flag:\n"
-    for host in ("stock", "fast"):
+    for host in hosts:
         assert out[host]["retcode"] == 254, out
         assert out[host]["stdout"].startswith(refusal), out
     assert "its host key is unknown" in out["fast"]["stdout"]
