@@ -220,6 +220,23 @@ def test_a_last_stderr_line_without_a_newline_is_logged(router, caplog):
         f"{ctx.name}: no newline at the end"]
 
 
+def test_a_script_ends_after_a_warning_logged_on_one_of_our_threads(tmp_path):
+    # The script imports neither logging nor threading: the warning (as the module server
+    # logs one) imports them on that thread, which Python must not take for the main one
+    # (it would wait for it at exit, for ever).
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import time\nimport transport\nfrom transport import log\n"
+        "from transport.core import compat\n"
+        "router = transport.Router()\n"
+        "compat.start_daemon_thread(lambda: (log.warning('transport', 'warned'),\n"
+        "                                   time.sleep(600)), 'ours')\n"
+        "time.sleep(0.2)\nrouter.close()\nprint('closed')\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=30)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "closed\n", "warned\n")
+
+
 def test_a_killed_context_fails_pending_and_later_calls(router):
     ctx = router.local()
     pending = ctx.call_async(rf.sleep_then_return, 30, "never")

@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import itertools
 import sys
+
+# Loaded here, on the thread that imports transport (the main one, as a rule): first
+# loaded by a thread of ours (a warning logged there imports logging, which loads it),
+# Python would take that thread for the main one and wait for it at exit, for ever.
+import threading  # noqa: F401
 import time
 
 from transport import log
