@@ -449,6 +449,21 @@ def test_namespace_packages_nested_in_namespace_packages(router, tmp_path):
         assert router.local(python="/usr/bin/python3").call(user.value) == "leaf"
 
 
+def test_a_namespace_package_imported_by_name_or_preloaded(router, tmp_path):
+    # importlib.import_module("nsbyname") asks for the namespace package itself first
+    # (a static import asks for its module): it was a 60 s wait, then ModuleNotFoundError.
+    files = {"nsbyname/leaf.py": "VALUE = 'leaf'\n",
+             "nsimporter.py": "import importlib\n\n"
+                              "def imported(name):\n"
+                              "    return importlib.import_module(name).__name__\n"}
+    with importable_tree(tmp_path, files, "nsname"):
+        importer = importlib.import_module("nsimporter")
+        ctx = router.local(python="/usr/bin/python3")
+        assert ctx.call(importer.imported, "nsbyname") == "nsbyname"
+        assert ctx.call(importer.imported, "nsbyname.leaf") == "nsbyname.leaf"
+        router.local(python="/usr/bin/python3").preload(["nsbyname"])
+
+
 def test_an_import_whose_request_went_unanswered_asks_again(router):
     from tests import remote_functions as rf
 

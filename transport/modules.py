@@ -267,7 +267,7 @@ class ModuleFinder:
         first = self.entry(fullname)
         entries = [first]
         seen = {fullname}
-        pending = [] if first[1] == "missing" else [first]
+        pending = [first] if first[1] in ("module", "package") else []
         wanted = [(parent, True) for parent in _with_parents(fullname)[:-1]]
         while wanted or pending:
             if not wanted:
