@@ -96,6 +96,27 @@ def test_an_intermediary_under_the_c_locale_starts_a_child_from_a_non_ascii_path
     assert child.call(os.getpid) != inter.call(os.getpid)
 
 
+def test_a_python_3_child_imports_what_a_2_7_intermediary_holds(router, tmp_path):
+    # The 2.7 intermediary caches the module's source as its native str, which reaches
+    # a Python 3 child as text: it is compiled all the same (it was a failed decode()).
+    import importlib
+
+    from tests.support.interpreters import find_interpreters
+    from tests.support.packages import importable_tree
+
+    files = {"chained/__init__.py": "",
+             "chained/first.py": "# -*- coding: utf-8 -*-\nNAME = u'caf\u00e9'\n",
+             "chainuser.py": "import importlib\n\n"
+                             "def name(module):\n"
+                             "    return importlib.import_module(module).NAME\n"}
+    with importable_tree(tmp_path, files, "chain"):
+        user = importlib.import_module("chainuser")
+        inter = router.local(python=find_interpreters()["2.7"])
+        child = router.local(via=inter, python=PY)
+        assert inter.call(user.name, "chained.first") == "caf\u00e9"  # now held there
+        assert child.call(user.name, "chained.first") == "caf\u00e9"
+
+
 def test_a_child_an_intermediary_cannot_start_fails_with_the_cause(router):
     # Not an OSError from the spawn (a NUL in an argument): the cause comes back at once,
     # not as "no answer" at the connect timeout.

@@ -325,7 +325,8 @@ class ModuleForwarder(object):
         if kind == 'package' and not getattr(module, '__path__', None):
             module.__path__ = []
         import linecache
-        text = source if PY2 else source.decode('utf-8', 'replace')  # 2.7: str, as from disk
+        # 2.7: a str, as from disk; 3: bytes, or text from a 2.7 parent (its native str).
+        text = source if isinstance(source, str) else source.decode('utf-8', 'replace')
         linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
         # dont_inherit: the module's own __future__ imports, not this file's (on 2.7,
         # absolute_import here would turn off the module's implicit relative imports).
