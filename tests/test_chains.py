@@ -117,6 +117,26 @@ def test_a_python_3_child_imports_what_a_2_7_intermediary_holds(router, tmp_path
         assert child.call(user.name, "chained.first") == "caf\u00e9"
 
 
+def test_closing_the_router_lets_a_command_behind_an_intermediary_finish(tmp_path):
+    # As for a context reached directly: the command has the close's timeout to end, and
+    # only then is the intermediary told to exit (which would cut it off at once).
+    import threading
+
+    from tests.support.processes import written_text
+
+    started, finished = tmp_path / "started", tmp_path / "finished"
+    router = transport.Router()
+    child = router.local(via=router.local(python=PY), python=PY)
+    results = []
+    running = threading.Thread(target=lambda: results.append(child.run(
+        f"echo yes > {started}; sleep 1; echo yes > {finished}").exit_code))
+    running.start()
+    assert written_text(started) == "yes\n"
+    router.close(timeout=30)
+    running.join(30)
+    assert results == [0] and finished.read_text() == "yes\n"
+
+
 def test_a_child_an_intermediary_cannot_start_fails_with_the_cause(router):
     # Not an OSError from the spawn (a NUL in an argument): the cause comes back at once,
     # not as "no answer" at the connect timeout.

@@ -360,20 +360,27 @@ class Router:
     def close(self, timeout: float = 5.0) -> None:
         """Shut every context down, then stop the broker.
 
-        Contexts get timeout seconds in all to exit; those still there (a command
-        still running, say) are hung up on together, and their processes are killed
-        if they are still there REAP_PATIENCE (2 s) later; then every connection is
-        closed.
+        Contexts get timeout seconds in all to exit, each before the one it is reached
+        through; those still there (a command still running, say) are hung up on
+        together, and their processes are killed if they are still there REAP_PATIENCE
+        (2 s) later; then every connection is closed.
         """
         if self._closed:
             return
         self._closed = True
         if self._core.forked():
             return  # the contexts and the broker are the parent process's to close
-        contexts = self.contexts()
-        for context in contexts:
-            context.shutdown(wait=False)
-        stuck = _wait_gone(contexts, timeout)
+        # Contexts first, then the intermediaries they are reached through: one told to
+        # exit takes the contexts behind it along at once, cutting their calls short.
+        deadline = compat.monotonic() + timeout
+        remaining, stuck = self.contexts(), []
+        while remaining:
+            intermediaries = {context.via for context in remaining}
+            last = [context for context in remaining if context not in intermediaries]
+            for context in last:
+                context.shutdown(wait=False)
+            stuck += _wait_gone(last, max(0.0, deadline - compat.monotonic()))
+            remaining = [context for context in remaining if context in intermediaries]
         _wait_exited([p for p in map(self._hang_up, stuck) if p is not None],
                      REAP_PATIENCE + 1.0)
         self._broker.shutdown()
