@@ -366,6 +366,47 @@ def test_functions_from_the_callers_main_script(tmp_path):
     assert out.stdout.strip() == "hello target from __transport_main__"
 
 
+def test_functions_from_a_main_run_with_dash_m_or_without_dot_py(tmp_path):
+    # python -m app.deploy: the target imports app.deploy itself, so its relative
+    # imports work; a script named without .py (/usr/local/bin/deploy) is sent as one.
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("")
+    (tmp_path / "app" / "helpers.py").write_text("GREETING = 'hello'\n")
+    body = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(1, {os.getcwd()!r})
+        import transport
+
+        def hello(name):
+            from {{helpers}} import GREETING
+            return GREETING + " " + name + " from " + __name__
+
+        if __name__ == "__main__":
+            with transport.Router() as router:
+                print(router.local().call(hello, "target"))
+    """)
+    (tmp_path / "app" / "deploy.py").write_text(body.format(helpers=".helpers"))
+    (tmp_path / "deploy").write_text(body.format(helpers="app.helpers"))
+    for argv, expected in ((["-m", "app.deploy"], "app.deploy"),
+                           ([str(tmp_path / "deploy")], "__transport_main__")):
+        out = subprocess.run([sys.executable, *argv], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == f"hello target from {expected}"
+
+
+def test_a_function_from_python_dash_c_is_refused_here():
+    code = ("import transport, os\n"
+            "def f():\n    return 1\n"
+            "with transport.Router() as router:\n"
+            "    try:\n        router.local().call(f)\n"
+            "    except TypeError as e:\n        print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == (
+        "__main__.f comes from a program with no source file (python -c, standard input, a "
+        "REPL or a notebook), which a target cannot import; define it in a module"), out.stderr
+
+
 def test_forwarding_to_python_2(router, helpers):
     ctx = router.local(python=find_interpreters()["2.7"])
     assert ctx.call(helpers.use_dep, 4) == 8

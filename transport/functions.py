@@ -71,11 +71,28 @@ def _reference(fn: Callable[..., Any]) -> tuple[str, str]:
         raise TypeError(f"{module}.{qualname} does not name the function given (is it "
                         "decorated without functools.wraps, or replaced at run time?)")
     if module == "__main__":
-        # The target's own __main__ is not ours: our script travels under another name.
-        from transport.modules import MAIN_ALIAS
-
-        module = MAIN_ALIAS
+        module = _main_module_name(qualname)
     return module, qualname
+
+
+def _main_module_name(qualname: str) -> str:
+    """The name under which a target imports our __main__: the target's own __main__
+    is not ours. Run with -m, its module's own name (its relative imports then work, as
+    for multiprocessing); a script, under MAIN_ALIAS; no source file, refused."""
+    main = sys.modules["__main__"]
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":
+        return spec.name
+    import os
+
+    path = getattr(main, "__file__", None)
+    if not path or not os.path.isfile(path):
+        raise TypeError(f"__main__.{qualname} comes from a program with no source file "
+                        "(python -c, standard input, a REPL or a notebook), which a target "
+                        "cannot import; define it in a module")
+    from transport.modules import MAIN_ALIAS
+
+    return MAIN_ALIAS
 
 
 def _name(obj: Any) -> str:

@@ -234,8 +234,8 @@ class ModuleFinder:
 
     def _main_entry(self) -> Entry:
         main = sys.modules.get("__main__")
-        path = getattr(main, "__file__", None)
-        if not path or not path.endswith(".py"):
+        path = getattr(main, "__file__", None)  # a script without .py too (/usr/local/bin/x)
+        if not path or not os.path.isfile(path):
             return (MAIN_ALIAS, "missing", None, None)
         with open(path, "rb") as f:
             return (MAIN_ALIAS, "module", path, f.read())
