@@ -194,19 +194,23 @@ def test_stdout_noise_in_the_target_does_not_corrupt_the_stream(ctx):
 
 
 def test_a_context_that_exits_mid_call_fails_the_call_saying_why(router):
-    # Its exit status and what it last said on stderr (the first line of it, control
-    # characters made harmless) explain the loss, not "end of file".
+    # Its exit status and what it last said on stderr (its last line, or the last that
+    # speaks of an error; control characters made harmless) explain the loss, not "end
+    # of file"; what it said long before does not.
     ctx = router.local()
     ctx.call(os.write, 2, b"a warning long before: not why it ended\n")
     time.sleep(1.5)
     with pytest.raises(transport.Disconnected) as info:
         ctx.call(rf.exit_hard, 3)
     assert str(info.value) == f"{ctx.name}: disconnected: python exited with status 3"
-    ctx = router.local()
-    with pytest.raises(transport.Disconnected) as info:
-        ctx.call(rf.exit_hard, 3, "fatal: the disk\x1b[2J is on fire\nand more\n")
-    assert str(info.value) == (f"{ctx.name}: disconnected: python exited with status 3: "
-                               "fatal: the disk?[2J is on fire")
+    for last_words, said in (
+            ("progress 1\nprogress 2\nfatal: the disk\x1b[2J is on fire\n\nExtension "
+             "modules: zlib (total: 1)\n", "fatal: the disk?[2J is on fire"),
+            ("progress 1\nsh: line 1:   7 Killed\n", "sh: line 1:   7 Killed")):
+        ctx = router.local()
+        with pytest.raises(transport.Disconnected) as info:
+            ctx.call(rf.exit_hard, 3, last_words)
+        assert str(info.value) == f"{ctx.name}: disconnected: python exited with status 3: {said}"
     with pytest.raises(transport.Disconnected, match="exited with status 3"):
         ctx.call(pow, 1, 1)
 

@@ -33,8 +33,8 @@ REAP_PATIENCE = 2.0
 # At a booted child's end of file, how long to wait for its exit status and last stderr
 # to explain the loss (they follow within milliseconds unless something holds them).
 LOSS_PATIENCE = 0.5
-# stderr that came within this many seconds of the end of file may explain it.
-RECENT_STDERR = 1.0
+# stderr that came within this many seconds before the end of file may explain it.
+RECENT_STDERR = 0.5
 
 # Per broker, its connections whose process is not reaped or whose stderr is still open:
 # the broker's timers finish them; reap_remaining() those left when its loop has ended.
@@ -55,14 +55,15 @@ def to_text(value):
     return value
 
 
-def last_words(stderr):
-    """The first line of stderr with text in it, at most 300 characters and with
-    control characters made '?': what a process that ended said about it."""
-    for line in to_text(stderr).splitlines():
-        line = line.strip()
-        if line:
-            return ''.join('?' if c < ' ' or '\x7f' <= c <= '\x9f' else c for c in line[:300])
-    return ''
+def last_words(chunks, since):
+    """What a process that ended said about it: of the stderr chunks ((time, bytes))
+    that came since then, the last line that speaks of an error ('Fatal Python error:
+    ...'), else the last line; at most 300 characters, control characters made '?'."""
+    lines = [line.strip() for line in to_text(b''.join(
+        data for at, data in chunks if at >= since)).splitlines() if line.strip()]
+    errors = [line for line in lines if 'error' in line.lower() or 'fatal' in line.lower()]
+    said = (errors or lines or [''])[-1]
+    return ''.join('?' if c < ' ' or '\x7f' <= c <= '\x9f' else c for c in said[:300])
 
 
 def start_child(router, spec, reply):
@@ -216,8 +217,7 @@ class Connection(object):
         self._stderr_unscanned = b''
         self._stderr_partial = b''
         self._stderr_open = False
-        self._recent_stderr = b''  # since a pause in stderr: what may explain a loss
-        self._recent_stderr_at = 0.0
+        self._recent_stderr = []  # (time, bytes) of the last RECENT_STDERR seconds
         self._loss = None  # (stream, reason, end of file time) until the loss is reported
         self._prompts = 0
         self._payload_sent = False
@@ -333,10 +333,10 @@ class Connection(object):
     def _take_stderr(self, data):
         self.stderr_tail = (self.stderr_tail + data)[-STDERR_TAIL:]
         now = monotonic()
-        if now - self._recent_stderr_at > RECENT_STDERR:
-            self._recent_stderr = b''
-        self._recent_stderr = (self._recent_stderr + data)[-STDERR_LINE_LIMIT:]
-        self._recent_stderr_at = now
+        recent = self._recent_stderr
+        recent.append((now, data[-STDERR_LINE_LIMIT:]))
+        while recent[0][0] < now - RECENT_STDERR or len(recent) > 64:
+            recent.pop(0)
         if self.state == 'booting' and not self._payload_sent:
             self._scan_dialogue(data)
         if self.on_stderr is not None:
@@ -477,8 +477,9 @@ class Connection(object):
             program = getattr(self.process, 'program', None) or os.path.basename(self.argv[0])
             ended = '%s %s' % (program, describe_status(status))
             reason = ended if reason == 'end of file' else '%s; %s' % (reason, ended)
-        if self._recent_stderr_at >= at - RECENT_STDERR and last_words(self._recent_stderr):
-            reason = '%s: %s' % (reason, last_words(self._recent_stderr))
+        said = last_words(self._recent_stderr, at - RECENT_STDERR)
+        if said:
+            reason = '%s: %s' % (reason, said)
         self.router.stream_disconnected(stream, reason)
 
     def _check_failure_complete(self):
