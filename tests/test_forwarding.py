@@ -407,6 +407,35 @@ def test_a_function_from_python_dash_c_is_refused_here():
         "REPL or a notebook), which a target cannot import; define it in a module"), out.stderr
 
 
+def test_what_is_larger_than_a_message_may_be_is_refused_or_split(tmp_path):
+    # With a 1 MiB limit: a 3 MB data file is refused (the target would drop its
+    # connection at a larger message), and 1.6 MB of modules preloaded go in pieces.
+    files = {"bigpkg/__init__.py": "import pkgutil\n\n"
+                                   "def read(name):\n"
+                                   "    return len(pkgutil.get_data(__name__, name))\n\n"
+                                   "def total():\n"
+                                   "    from bigpkg import " + ", ".join(f"m{i}" for i in range(8))
+                                   + "\n    return sum(len(m.DATA) for m in (" +
+                                   ", ".join(f"m{i}" for i in range(8)) + "))\n"}
+    for i in range(8):
+        files[f"bigpkg/m{i}.py"] = f"DATA = {os.urandom(200_000).hex()!r}\n"
+    (tmp_path / "bigpkg").mkdir()
+    (tmp_path / "bigpkg" / "blob.bin").write_bytes(os.urandom(3_000_000))
+    (tmp_path / "bigpkg" / "small.bin").write_bytes(b"x" * 1000)
+    with importable_tree(tmp_path, files, "bigpkg"), \
+            transport.Router(max_message_size=1 << 20) as router:
+        bigpkg = importlib.import_module("bigpkg")
+        ctx = router.local(python="/usr/bin/python3")
+        with pytest.raises(transport.RemoteError) as info:
+            ctx.call(bigpkg.read, "blob.bin")
+        assert "more than a message may carry (max_message_size, 1048576)" in str(info.value)
+        assert ctx.call(bigpkg.read, "small.bin") == 1000  # the context went on
+        ctx.preload(["bigpkg"], whole_packages=True)
+        assert ctx.call(bigpkg.total) == 8 * 400_000
+        asked = router._modules.requested.get(ctx.context_id, [])
+        assert not [name for name in asked if name.startswith("bigpkg.m")]  # all preloaded
+
+
 def test_forwarding_to_python_2(router, helpers):
     ctx = router.local(python=find_interpreters()["2.7"])
     assert ctx.call(helpers.use_dep, 4) == 8

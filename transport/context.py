@@ -613,6 +613,11 @@ class Context:
 
     def _send_modules(self, entries: list[tuple]) -> None:
         data = pack_entries(entries)
+        if len(data) > self.router.max_message_size - 64 and len(entries) > 1:
+            half = len(entries) // 2  # in messages the context accepts, in order
+            self._send_modules(entries[:half])
+            self._send_modules(entries[half:])
+            return
         if self.via is None:
             msg = Message(self.context_id, CONTROLLER_ID, LOAD_MODULE, data)
         else:

@@ -68,7 +68,7 @@ class Router:
         self._broker = Broker(name="transport-broker", on_error=self._on_broker_error)
         self._core = CoreRouter(self._broker, CONTROLLER_ID, on_drop=self._on_drop)
         self._core.on_context_lost.append(self._on_context_lost)
-        self._modules = ModuleServer(self._core)
+        self._modules = ModuleServer(self._core, max_message_size)
         self._ids = itertools.count(1)
         self._lock = compat.allocate_lock()
         self._contexts: dict[int, Context] = {}

@@ -397,8 +397,10 @@ STDLIB_PROBES = ("org", "_xmlplus", "ElementC14N", "_hashlib")
 class ModuleServer:
     """Answers GET_MODULE from every context, on a worker thread."""
 
-    def __init__(self, core: CoreRouter) -> None:
+    def __init__(self, core: CoreRouter, max_message_size: int) -> None:
         self.core = core
+        # No answer may be larger: the target would drop its connection.
+        self.max_message_size = max_message_size
         self.finder = ModuleFinder()
         self._absent_probes: list[Entry] | None = None
         self.python2: set[int] = set()  # contexts running Python 2.7 (the Router says which)
@@ -521,7 +523,11 @@ class ModuleServer:
         answer = self.finder.resource(package, name)
         log.debug("transport", "context %d asked for data file %r of %s: %s", msg.src, name,
                   package, answer[0])
-        self.core.send(Message(msg.src, CONTROLLER_ID, msg.reply_to, codec.encode(answer)))
+        data = codec.encode(answer)
+        if len(data) > self.max_message_size:
+            data = codec.encode(("refused", f"it is {len(data)} bytes, more than a message may "
+                                 f"carry (max_message_size, {self.max_message_size})"))
+        self.core.send(Message(msg.src, CONTROLLER_ID, msg.reply_to, data))
 
     def _serve(self, msg: Message) -> None:
         try:
@@ -538,4 +544,11 @@ class ModuleServer:
             entries = self._completed(msg.src, entries, sent)  # adds what it appends to sent
         log.debug("transport", "context %d asked for %s: sending %d modules", msg.src,
                   fullname, sum(1 for e in entries if e[1] != "missing"))
-        self.core.send(Message(msg.src, CONTROLLER_ID, msg.reply_to, pack_entries(entries)))
+        data = pack_entries(entries)
+        if len(data) > self.max_message_size:
+            log.warning("transport", "context %d asked for %s: its modules are %d bytes "
+                        "compressed, more than max_message_size (%d): not sent", msg.src,
+                        fullname, len(data), self.max_message_size)
+            sent.difference_update(entry[0] for entry in entries)
+            data = pack_entries([(fullname, "missing", None, None)])
+        self.core.send(Message(msg.src, CONTROLLER_ID, msg.reply_to, data))
