@@ -117,6 +117,20 @@ def test_a_python_3_child_imports_what_a_2_7_intermediary_holds(router, tmp_path
         assert child.call(user.name, "chained.first") == "caf\u00e9"
 
 
+@pytest.mark.parametrize("label", ["2.7", "3.6"])
+def test_an_intermediary_explains_a_childs_end_in_its_non_ascii_words(router, label):
+    from tests import remote_functions as rf
+    from tests.support.interpreters import find_interpreters
+
+    inter = router.local(python=find_interpreters()[label])
+    child = router.local(via=inter, python=PY)
+    with pytest.raises(transport.Disconnected) as info:
+        child.call(rf.exit_hard, 3, "ValueError: caf\u00e9 \x1b[31m\n")
+    assert str(info.value) == (f"{child.name}: disconnected: python3 exited with status 3: "
+                               "ValueError: caf\u00e9 ?[31m")
+    assert inter.call(pow, 2, 3) == 8
+
+
 def test_closing_the_router_lets_a_command_behind_an_intermediary_finish(tmp_path):
     # As for a context reached directly: the command has the close's timeout to end, and
     # only then is the intermediary told to exit (which would cut it off at once).

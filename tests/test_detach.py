@@ -157,6 +157,19 @@ def test_preload_whole_packages_makes_dynamic_imports_work_detached(router, sshd
     ctx.forget(job.id)
 
 
+def test_preload_whole_packages_of_a_package_already_imported_there(router, work):
+    # The package went with a call first: its modules still go with whole_packages
+    # (none did: the package was in the sent set, and its modules were not looked at).
+    ctx = router.local(python="/usr/bin/python3")
+    assert ctx.call(work.import_late, "jobwhole") == "jobwhole"
+    ctx.preload(["jobwhole"], whole_packages=True)
+    job = ctx.detach(work.import_late, "jobwhole.plugin_b")
+    status = _wait_done(ctx, job.id)
+    assert status.state == "done", status.error
+    assert status.result == "jobwhole.plugin_b"
+    ctx.forget(job.id)
+
+
 @pytest.mark.parametrize("label", sorted(find_interpreters()))
 def test_detached_jobs_on_every_interpreter(router, work, label):
     ctx = router.local(python=find_interpreters()[label])

@@ -409,7 +409,8 @@ def test_a_function_from_python_dash_c_is_refused_here():
 
 def test_what_is_larger_than_a_message_may_be_is_refused_or_split(tmp_path):
     # With a 1 MiB limit: a 3 MB data file is refused (the target would drop its
-    # connection at a larger message), and 1.6 MB of modules preloaded go in pieces.
+    # connection at a larger message), 1.6 MB of modules preloaded go in pieces, and a
+    # module larger than a message is not sent.
     files = {"bigpkg/__init__.py": "import pkgutil\n\n"
                                    "def read(name):\n"
                                    "    return len(pkgutil.get_data(__name__, name))\n\n"
@@ -419,6 +420,7 @@ def test_what_is_larger_than_a_message_may_be_is_refused_or_split(tmp_path):
                                    ", ".join(f"m{i}" for i in range(8)) + "))\n"}
     for i in range(8):
         files[f"bigpkg/m{i}.py"] = f"DATA = {os.urandom(200_000).hex()!r}\n"
+    files["bigpkg/huge.py"] = f"DATA = {os.urandom(1_300_000).hex()!r}\n"  # > 1 MiB compressed
     (tmp_path / "bigpkg").mkdir()
     (tmp_path / "bigpkg" / "blob.bin").write_bytes(os.urandom(3_000_000))
     (tmp_path / "bigpkg" / "small.bin").write_bytes(b"x" * 1000)
@@ -430,7 +432,8 @@ def test_what_is_larger_than_a_message_may_be_is_refused_or_split(tmp_path):
             ctx.call(bigpkg.read, "blob.bin")
         assert "more than a message may carry (max_message_size, 1048576)" in str(info.value)
         assert ctx.call(bigpkg.read, "small.bin") == 1000  # the context went on
-        ctx.preload(["bigpkg"], whole_packages=True)
+        with pytest.raises(ImportError, match="cannot preload bigpkg.huge"):
+            ctx.preload(["bigpkg"], whole_packages=True)  # that one alone cannot go
         assert ctx.call(bigpkg.total) == 8 * 400_000
         asked = router._modules.requested.get(ctx.context_id, [])
         assert not [name for name in asked if name.startswith("bigpkg.m")]  # all preloaded

@@ -29,6 +29,17 @@ def test_a_context_cannot_report_its_intermediary_or_siblings_lost(router):
     assert victim.call(os.getpid) != inter.call(os.getpid)
 
 
+def test_an_intermediarys_word_on_its_childs_loss_is_made_printable_and_short(router):
+    # A child is the intermediary's to report lost, but not with terminal escapes or a
+    # 100 MB reason in the caller's exception.
+    inter = router.local(python=sys.executable, name="intermediary")
+    child = router.local(via=inter, name="child")
+    assert inter.call(hostile.forge_del_route, [child.context_id], "gone\x1b]0;pwned\x07" + "x" * 1000)
+    with pytest.raises(transport.Disconnected) as info:
+        child.call(os.getpid)
+    assert str(info.value) == "child: disconnected: gone?]0;pwned?" + "x" * 486
+
+
 def test_forged_dead_notices_do_not_fail_a_siblings_calls(router):
     inter, evil, victim = _siblings(router)
     direct = router.local(python=sys.executable, name="direct")

@@ -215,6 +215,24 @@ def test_a_context_that_exits_mid_call_fails_the_call_saying_why(router):
         ctx.call(pow, 1, 1)
 
 
+def test_a_call_made_while_the_loss_waits_for_its_reason_gets_that_reason(router, tmp_path):
+    # The interpreter's wrapper lingers after it, its stdout closed, so the loss waits
+    # (0.5 s) for an exit status that does not come; a call made meanwhile meets the
+    # closed connection: it waits for the loss too, and gets its reason (it got "no
+    # route to context N").
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\n{sys.executable} "$@"\nexec >&-\nsleep 5\n')
+    wrapper.chmod(0o755)
+    ctx = router.local(python=str(wrapper))
+    ending = ctx.call_async(rf.exit_hard, 3)
+    time.sleep(0.1)
+    with pytest.raises(transport.Disconnected) as info:
+        ctx.call(pow, 1, 1)
+    assert str(info.value) == f"{ctx.name}: disconnected: end of file"
+    with pytest.raises(transport.Disconnected, match="end of file$"):
+        ending.result(timeout=30)
+
+
 def test_a_last_stderr_line_without_a_newline_is_logged(router, caplog):
     ctx = router.local()
     with caplog.at_level(logging.INFO, logger="transport.stderr"):
@@ -226,8 +244,8 @@ def test_a_last_stderr_line_without_a_newline_is_logged(router, caplog):
 
 def test_a_script_ends_after_a_warning_logged_on_one_of_our_threads(tmp_path):
     # The script imports neither logging nor threading: the warning (as the module server
-    # logs one) imports them on that thread, which Python must not take for the main one
-    # (it would wait for it at exit, for ever).
+    # logs one) must not import them on that thread, which Python would then take for the
+    # main one (and wait for it at exit, for ever); it is printed as logging would.
     script = tmp_path / "script.py"
     script.write_text(
         "import time\nimport transport\nfrom transport import log\n"

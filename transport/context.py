@@ -24,6 +24,7 @@ from transport.core.handles import (
     SIGNAL_COMMANDS,
 )
 from transport.core.preloading import unavailable
+from transport.core.router import NO_ROUTE
 from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout, TransportError
 from transport.functions import function_reference
 from transport.modules import is_stdlib
@@ -231,7 +232,12 @@ def reply_value(host: str, data: bytes) -> Any:
 def _settle(context: Context, future: Any, msg: Message) -> None:
     """Complete future with the call reply msg from context: its value or error."""
     if msg.is_dead:
-        future.set_exception(Disconnected(context.name, msg.data.decode("utf-8", "replace")))
+        reason = msg.data.decode("utf-8", "replace")
+        if reason.startswith(NO_ROUTE) and context.alive:
+            # Sent as its connection ended: the loss, which waits to say why, follows.
+            context._call_when_lost(lambda: future.set_exception(context._gone_error()))
+            return
+        future.set_exception(Disconnected(context.name, reason))
         return
     try:
         value = reply_value(context.name, msg.data)
@@ -613,10 +619,15 @@ class Context:
 
     def _send_modules(self, entries: list[tuple]) -> None:
         data = pack_entries(entries)
-        if len(data) > self.router.max_message_size - 64 and len(entries) > 1:
-            half = len(entries) // 2  # in messages the context accepts, in order
-            self._send_modules(entries[:half])
-            self._send_modules(entries[half:])
+        if len(data) > self.router.max_message_size - 64:  # the context would hang up
+            if len(entries) > 1:
+                half = len(entries) // 2  # in messages it accepts, in order
+                self._send_modules(entries[:half])
+                self._send_modules(entries[half:])
+            else:
+                log.warning("transport", "%s: module %s is %d bytes compressed, more than "
+                            "max_message_size: not sent", self.name, entries[0][0], len(data))
+                self.router._modules.unsend(self.context_id, entries[0][0])
             return
         if self.via is None:
             msg = Message(self.context_id, CONTROLLER_ID, LOAD_MODULE, data)

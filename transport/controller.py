@@ -12,11 +12,6 @@ from __future__ import annotations
 
 import itertools
 import sys
-
-# Loaded here, on the thread that imports transport (the main one, as a rule): first
-# loaded by a thread of ours (a warning logged there imports logging, which loads it),
-# Python would take that thread for the main one and wait for it at exit, for ever.
-import threading  # noqa: F401
 import time
 
 from transport import log
@@ -28,7 +23,13 @@ from transport.core.framing import DEFAULT_MAX_MESSAGE_SIZE, Message
 from transport.core.handles import ADD_ROUTE, CONNECT, CONTROLLER_ID, SHUTDOWN
 from transport.core.router import NO_ROUTE
 from transport.core.router import Router as CoreRouter
-from transport.core.spawn import REAP_INTERVAL, REAP_PATIENCE, Connection, reap_remaining
+from transport.core.spawn import (
+    REAP_INTERVAL,
+    REAP_PATIENCE,
+    Connection,
+    printable,
+    reap_remaining,
+)
 from transport.errors import ConnectError
 from transport.known_targets import remember_tag, remembered_tag
 from transport.modules import ModuleServer
@@ -282,6 +283,8 @@ class Router:
     # -- events from the broker thread ---------------------------------------------
 
     def _on_context_lost(self, context_id: int, reason: str) -> None:
+        # Shown in exceptions and logs: an intermediary (maybe compromised) wrote it.
+        reason = printable(reason, 500)
         self._drops.pop(context_id, None)
         with self._lock:
             context = self._contexts.pop(context_id, None)

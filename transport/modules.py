@@ -417,6 +417,10 @@ class ModuleServer:
         self.requested.pop(context_id, None)
         self.python2.discard(context_id)
 
+    def unsend(self, context_id: int, name: str) -> None:
+        """name did not go to context_id after all: it may ask for it."""
+        self._sent.get(context_id, set()).discard(name)
+
     def preload_entries(self, context_id: int, names: list[str], whole_packages: bool) -> list[Entry]:
         """Entries for names and their closures that context_id has not been sent yet."""
         sent = self._sent.setdefault(context_id, set())
@@ -424,12 +428,14 @@ class ModuleServer:
         wanted = list(names)
         while wanted:
             name = wanted.pop(0)
-            if name in sent:
-                continue
-            closure = self.finder.closure(name, sent)
-            sent.update(entry[0] for entry in closure)
-            entries += closure
-            if whole_packages and closure[0][1] in ("package", "namespace"):
+            if name in sent:  # its modules may not be, for whole_packages
+                kind = self.finder.entry(name)[1] if whole_packages else None
+            else:
+                closure = self.finder.closure(name, sent)
+                sent.update(entry[0] for entry in closure)
+                entries += closure
+                kind = closure[0][1]
+            if whole_packages and kind in ("package", "namespace"):
                 wanted += self.finder.submodules(name)
         return self._completed(context_id, entries, sent)
 

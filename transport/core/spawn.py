@@ -55,15 +55,22 @@ def to_text(value):
     return value
 
 
+def printable(text, limit):
+    """text (bytes are read as UTF-8) cut to limit characters, control characters made
+    '?': safe to show on a terminal, whoever wrote it."""
+    if isinstance(text, bytes):
+        text = text.decode('utf-8', 'replace')
+    return u''.join(u'?' if c < u' ' or u'\x7f' <= c <= u'\x9f' else c for c in text[:limit])
+
+
 def last_words(chunks, since):
     """What a process that ended said about it: of the stderr chunks ((time, bytes))
     that came since then, the last line that speaks of an error ('Fatal Python error:
-    ...'), else the last line; at most 300 characters, control characters made '?'."""
-    lines = [line.strip() for line in to_text(b''.join(
-        data for at, data in chunks if at >= since)).splitlines() if line.strip()]
+    ...'), else the last line; as text, printable, at most 300 characters."""
+    text = b''.join(data for at, data in chunks if at >= since).decode('utf-8', 'replace')
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if 'error' in line.lower() or 'fatal' in line.lower()]
-    said = (errors or lines or [''])[-1]
-    return ''.join('?' if c < ' ' or '\x7f' <= c <= '\x9f' else c for c in said[:300])
+    return printable((errors or lines or [u''])[-1], 300)
 
 
 def start_child(router, spec, reply):
@@ -335,7 +342,7 @@ class Connection(object):
         now = monotonic()
         recent = self._recent_stderr
         recent.append((now, data[-STDERR_LINE_LIMIT:]))
-        while recent[0][0] < now - RECENT_STDERR or len(recent) > 64:
+        while recent[0][0] < now - 2 * RECENT_STDERR or len(recent) > 64:  # some after EOF
             recent.pop(0)
         if self.state == 'booting' and not self._payload_sent:
             self._scan_dialogue(data)
@@ -403,9 +410,9 @@ class Connection(object):
         self._forget_if_finished()
 
     def _forget_if_finished(self):
-        """Leave the broker's registry of unfinished connections once stderr is closed
-        and the process reaped (whichever comes last)."""
-        if not self._stderr_open and self.process.poll() is not None:
+        """Leave the broker's registry of unfinished connections once stderr is closed,
+        the process reaped and its loss reported (whichever comes last)."""
+        if not self._stderr_open and self.process.poll() is not None and self._loss is None:
             _unreaped.get(self.broker, set()).discard(self)
 
     # -- ending ----------------------------------------------------------------
@@ -472,15 +479,22 @@ class Connection(object):
             return
         stream, reason, at = self._loss
         self._loss = None
+        try:
+            reason = self._explained(reason, at)
+        finally:  # reported whatever happens: contexts behind it must not wait for ever
+            self.router.stream_disconnected(stream, reason)
+            self._forget_if_finished()
+
+    def _explained(self, reason, at):
+        """reason, with the process's exit status and its last words (as text)."""
+        reason = printable(reason, 300)
         status = self.process.poll()
         if status is not None:
             program = getattr(self.process, 'program', None) or os.path.basename(self.argv[0])
-            ended = '%s %s' % (program, describe_status(status))
-            reason = ended if reason == 'end of file' else '%s; %s' % (reason, ended)
+            ended = u'%s %s' % (printable(program, 100), describe_status(status))
+            reason = ended if reason == u'end of file' else u'%s; %s' % (reason, ended)
         said = last_words(self._recent_stderr, at - RECENT_STDERR)
-        if said:
-            reason = '%s: %s' % (reason, said)
-        self.router.stream_disconnected(stream, reason)
+        return u'%s: %s' % (reason, said) if said else reason
 
     def _check_failure_complete(self):
         if self._failure is not None and not self._stderr_open and self.process.poll() is not None:
@@ -509,6 +523,7 @@ class Connection(object):
             self._check_failure_complete()
         else:
             self._close_stderr()
+        self._report_loss_if_explained()  # stderr may have closed first
         self._forget_if_finished()  # stderr may have closed first (a failure's timer)
 
 
