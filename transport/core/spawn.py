@@ -444,7 +444,7 @@ class Connection(object):
 
     def _on_disconnect(self, stream, reason):
         if (self.state == 'ready' and self.context_id not in self.router.exiting
-                and (reason == 'end of file' or reason.startswith('read failed'))):
+                and (reason == 'end of file' or reason.startswith(('read failed', 'write failed')))):
             # The child went unasked (or its connection broke): its exit status and its
             # last words on stderr, which follow within milliseconds, say why.
             self._loss = (stream, reason, monotonic())
