@@ -147,21 +147,14 @@ def test_jobs_directory_is_private(router, sshd, work):
     ctx.forget(job.id)
 
 
-def test_preload_whole_packages_makes_dynamic_imports_work_detached(router, sshd, work):
+@pytest.mark.parametrize("imported_first", [False, True])
+def test_preload_whole_packages_makes_dynamic_imports_work_detached(router, sshd, work,
+                                                                    imported_first):
+    # imported_first: the package went with a call before; its modules still go with
+    # whole_packages (none did: the package was sent, and its modules were not looked at).
     ctx = _ssh(router, sshd)
-    ctx.preload(["jobwhole"], whole_packages=True)
-    job = ctx.detach(work.import_late, "jobwhole.plugin_b")
-    status = _wait_done(ctx, job.id)
-    assert status.state == "done", status.error
-    assert status.result == "jobwhole.plugin_b"
-    ctx.forget(job.id)
-
-
-def test_preload_whole_packages_of_a_package_already_imported_there(router, work):
-    # The package went with a call first: its modules still go with whole_packages
-    # (none did: the package was in the sent set, and its modules were not looked at).
-    ctx = router.local(python="/usr/bin/python3")
-    assert ctx.call(work.import_late, "jobwhole") == "jobwhole"
+    if imported_first:
+        assert ctx.call(work.import_late, "jobwhole") == "jobwhole"
     ctx.preload(["jobwhole"], whole_packages=True)
     job = ctx.detach(work.import_late, "jobwhole.plugin_b")
     status = _wait_done(ctx, job.id)

@@ -128,14 +128,23 @@ def test_example_service_serves_the_new_version_as_soon_as_restart_returns(tmp_p
     assert not (tmp_path / "shared" / "heartbeat").exists()
 
 
+def features_run_on_stock_and_fast(config: Path, tmp_path: Path,
+                                   *args: str) -> list[subprocess.CompletedProcess]:
+    """fab with args, for fabfile_features.py, on stock Fabric and on the transport."""
+    results = []
+    for fast in (False, True):
+        directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
+        results.append(fab(directory, config, *args))
+    return results
+
+
 def features_on_stock_and_fast(config: Path, tmp_path: Path, target: str,
                                task: str) -> dict[bool, str]:
     """What a task of fabfile_features.py prints on stock Fabric (False) and on the
     transport (True)."""
     outputs = {}
-    for fast in (False, True):
-        directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
-        result = fab(directory, config, "-H", target, task)
+    for fast, result in zip((False, True), features_run_on_stock_and_fast(
+            config, tmp_path, "-H", target, task)):
         assert result.returncode == 0, result.stderr
         outputs[fast] = result.stdout
     return outputs
@@ -189,11 +198,8 @@ def test_an_interactive_shell_as_on_stock_fabric(sshd, runtime_config, tmp_path)
 
 
 def test_a_failing_command_exits_as_stock_fabric_does(sshd, runtime_config, tmp_path):
-    results = []
-    for fast in (False, True):
-        directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
-        results.append(fab(directory, runtime_config, "-H", host(sshd, "tp-plain"), "fail"))
-    stock, fast = results
+    stock, fast = features_run_on_stock_and_fast(runtime_config, tmp_path, "-H",
+                                                 host(sshd, "tp-plain"), "fail")
     assert fast.returncode == stock.returncode == 7  # fab exits with the command's status
     assert fast.stdout == stock.stdout == "about to fail\n"
     assert fast.stderr == stock.stderr == "bad thing\n"
@@ -204,14 +210,10 @@ def test_sudo_allows_and_refuses_what_it_would_for_stock_fabric(sshd, runtime_co
     # so each command goes to sudo, which asks this user's password for others.
     config = tmp_path / "limited.yaml"
     config.write_text(runtime_config.read_text().replace(SUDO_PASSWORD, APP_PASSWORD))
-    outputs = []
-    for fast in (False, True):
-        directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
-        result = fab(directory, config, "-H", host(sshd, "tp-limited"), "limited-sudo")
-        assert result.returncode == 0, result.stderr
-        outputs.append(result.stdout)
-    assert outputs[0] == outputs[1]
-    assert outputs[1].splitlines() == [
+    outputs = features_on_stock_and_fast(config, tmp_path, host(sshd, "tp-limited"),
+                                         "limited-sudo")
+    assert outputs[False] == outputs[True]
+    assert outputs[True].splitlines() == [
         "allowed: 'root\\r\\n'",
         "allowed, no terminal: (1, '', 'sudo: sorry, you must have a tty to run sudo')",
         "not allowed: (1, True)",
@@ -219,25 +221,17 @@ def test_sudo_allows_and_refuses_what_it_would_for_stock_fabric(sshd, runtime_co
 
 
 def test_sudo_answers_as_for_stock_fabric(sshd, runtime_config, tmp_path):
-    outputs = []
-    for fast in (False, True):
-        directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
-        result = fab(directory, runtime_config, "-H", host(sshd, "tp-sudo"), "sudo-edges")
-        assert result.returncode == 0, result.stderr
-        outputs.append(result.stdout)
-    assert outputs[0] == outputs[1]
-    assert outputs[1].splitlines() == [
+    outputs = features_on_stock_and_fast(runtime_config, tmp_path, host(sshd, "tp-sudo"),
+                                         "sudo-edges")
+    assert outputs[False] == outputs[True]
+    assert outputs[True].splitlines() == [
         "unknown user: (1, True)", "right password: 'root\\n'", "wrong password: 'refused'",
         "right password again: 'root\\n'"]
 
 
 def test_a_dry_run_shows_sudo_commands_and_runs_nothing(sshd, runtime_config, tmp_path):
-    results = []
-    for fast in (False, True):
-        directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
-        results.append(fab(directory, runtime_config, "--dry", "-H", host(sshd, "tp-plain"),
-                           "dry-sudo"))
-    stock, fast = results
+    stock, fast = features_run_on_stock_and_fast(runtime_config, tmp_path, "--dry", "-H",
+                                                 host(sshd, "tp-plain"), "dry-sudo")
     assert fast.returncode == stock.returncode == 0, fast.stderr
     assert fast.stdout == stock.stdout and "id -un" in stock.stdout
     assert fast.stderr == stock.stderr == ""  # tp-plain may not sudo: nothing was tried
@@ -245,11 +239,8 @@ def test_a_dry_run_shows_sudo_commands_and_runs_nothing(sshd, runtime_config, tm
 
 def test_a_connection_lost_mid_command_fails_it_as_on_stock_fabric(sshd, runtime_config,
                                                                    tmp_path):
-    results = []
-    for fast in (False, True):
-        directory = project(tmp_path, f"fast-{fast}", PROJECTS / "fabfile_features.py", fast)
-        results.append(fab(directory, runtime_config, "-H", host(sshd, "tp-plain"), "lost"))
-    stock, fast = results
+    stock, fast = features_run_on_stock_and_fast(runtime_config, tmp_path, "-H",
+                                                 host(sshd, "tp-plain"), "lost")
     assert fast.stdout == stock.stdout
     assert stock.stdout.splitlines() == ["lost: (-1, False)", "again: 'again\\n'"]
     assert fast.returncode == stock.returncode == 255  # UnexpectedExit, exit status -1
