@@ -17,6 +17,9 @@ import transport
 from tests import remote_functions as rf
 from tests.support.processes import wait_gone
 
+# What a local context started with this interpreter is called in its loss reasons.
+PROGRAM = os.path.basename(sys.executable)
+
 
 def test_call_returns_the_remote_value(ctx):
     pid, ppid = ctx.call(rf.pid_and_ppid)
@@ -202,7 +205,7 @@ def test_a_context_that_exits_mid_call_fails_the_call_saying_why(router):
     time.sleep(1.5)
     with pytest.raises(transport.Disconnected) as info:
         ctx.call(rf.exit_hard, 3)
-    assert str(info.value) == f"{ctx.name}: disconnected: python exited with status 3"
+    assert str(info.value) == f"{ctx.name}: disconnected: {PROGRAM} exited with status 3"
     for last_words, said in (
             ("progress 1\nprogress 2\nfatal: the disk\x1b[2J is on fire\n\nExtension "
              "modules: zlib (total: 1)\n", "fatal: the disk?[2J is on fire"),
@@ -210,7 +213,7 @@ def test_a_context_that_exits_mid_call_fails_the_call_saying_why(router):
         ctx = router.local()
         with pytest.raises(transport.Disconnected) as info:
             ctx.call(rf.exit_hard, 3, last_words)
-        assert str(info.value) == f"{ctx.name}: disconnected: python exited with status 3: {said}"
+        assert str(info.value) == f"{ctx.name}: disconnected: {PROGRAM} exited with status 3: {said}"
     with pytest.raises(transport.Disconnected, match="exited with status 3"):
         ctx.call(pow, 1, 1)
 
@@ -265,11 +268,11 @@ def test_a_killed_context_fails_pending_and_later_calls(router):
     os.kill(ctx.pid, signal.SIGKILL)
     with pytest.raises(transport.Disconnected) as info:
         pending.result(timeout=10)
-    assert str(info.value) == f"{ctx.name}: disconnected: python killed by signal 9 (SIGKILL)"
+    assert str(info.value) == f"{ctx.name}: disconnected: {PROGRAM} killed by signal 9 (SIGKILL)"
     with pytest.raises(transport.Disconnected, match="SIGKILL"):
         ctx.call(pow, 1, 1)
     assert not ctx.alive
-    assert ctx.disconnect_reason == "python killed by signal 9 (SIGKILL)"
+    assert ctx.disconnect_reason == f"{PROGRAM} killed by signal 9 (SIGKILL)"
 
 
 def test_shutdown_ends_the_process(router):
