@@ -364,8 +364,8 @@ class RunningCommand:
                     msg = self._events.get(timeout=None if deadline is None
                                            else max(0.0, deadline - compat.monotonic()))
                 except compat.Empty:
-                    raise Timeout(f"{context.name}: no answer {TIMEOUT_GRACE:g}s after the "
-                                  f"command's timeout of {timeout}s: {cmd}", context.name) from None
+                    raise Timeout(f"no answer {TIMEOUT_GRACE:g}s after the command's timeout "
+                                  f"of {timeout}s: {cmd}", context.name) from None
                 if msg.is_dead:  # nothing more will come: nothing to hang up on
                     replied = ended = True
                     raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
@@ -393,8 +393,7 @@ class RunningCommand:
             else:
                 self._abandon()
         if status == "timeout":
-            raise Timeout(f"{context.name}: command timed out after {timeout}s and was killed: {cmd}",
-                          context.name)
+            raise Timeout(f"command timed out after {timeout}s and was killed: {cmd}", context.name)
         result = CommandResult(cmd, status, b"".join(chunks[STDOUT]), b"".join(chunks[STDERR]),
                                context.name)
         if self._check and not result.ok:

@@ -86,9 +86,7 @@ def _as_timeout(error: BaseException | None, context: Context | None,
     """A future's wait that ran out, as a Timeout naming the host."""
     if isinstance(error, Timeout):
         return error
-    if context is None:
-        return Timeout(f"no reply within {timeout}s")
-    return Timeout(f"{context.name}: no reply within {timeout}s", context.name)
+    return Timeout(f"no reply within {timeout}s", context.name if context is not None else None)
 
 
 # A call's payload encodes (module, qualname, args, kwargs); the part before args is

@@ -72,11 +72,11 @@ class Disconnected(TransportError):
 
 
 class Timeout(TransportError, *_TIMEOUT_BASES):
-    """A wait ran past its deadline; .host names the host it waited on. Also a
-    TimeoutError and a concurrent.futures.TimeoutError."""
+    """A wait ran past its deadline; .host names the host it waited on (and starts the
+    message). Also a TimeoutError and a concurrent.futures.TimeoutError."""
 
     def __init__(self, message: str, host: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message if host is None else f"{host}: {message}")
         self.host = host
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import transport
 from adapters.targets import Targets
+from transport.controller import DEFAULT_CONNECT_TIMEOUT
 
 REFUSED_KEYS = {
     "priv_passwd": "passphrase-protected keys: load the key into ssh-agent instead",
@@ -53,7 +54,6 @@ class RosterError(ValueError):
 
 
 log = logging.getLogger(__name__)
-DEFAULT_CONNECT_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ import socket
 import threading
 import time
 
-from transport.errors import AuthError, ConnectError, HostKeyError
-from transport.methods.ssh import HOST_KEY_HINT, SshMethod
+from transport.errors import AuthError, ConnectError
+from transport.methods.ssh import SshMethod, host_key_changed, host_key_unknown
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -303,10 +303,8 @@ class ParamikoSshMethod(SshMethod):
                 watchdog.cancel()
         except paramiko.BadHostKeyException as e:
             client.close()
-            raise HostKeyError(name, "its host key has changed (a reinstalled host, or someone "
-                               f"in the middle): {e.key.get_name()} key "
-                               f"{_fingerprint(e.key)}, known as {_fingerprint(e.expected_key)}",
-                               changed=True) from None
+            raise host_key_changed(name, f"{e.key.get_name()} key {_fingerprint(e.key)}, "
+                                         f"known as {_fingerprint(e.expected_key)}") from None
         except paramiko.AuthenticationException as e:
             client.close()
             raise AuthError(name, f"authentication refused: Permission denied ({e})") from None
@@ -327,8 +325,7 @@ class ParamikoSshMethod(SshMethod):
             client.close()
             text = str(e)
             if "not found in known_hosts" in text:  # RejectPolicy's refusal
-                raise HostKeyError(name, f"its host key is unknown: {text}. {HOST_KEY_HINT}",
-                                   changed=False) from None
+                raise host_key_unknown(name, f"{text}.") from None
             if "banner" in text.lower() or "no existing session" in text.lower():
                 text = f"connect to host {self.host} port {port}: timed out waiting for its SSH banner"
             raise ConnectError(name, f"ssh failed: {text}") from None

@@ -39,8 +39,6 @@ HOST_KEY_FAILED = "Host key verification failed"
 HOST_KEY_CHANGED = ("REMOTE HOST IDENTIFICATION HAS CHANGED", "Offending ",
                     "has changed and you have requested strict checking")
 HOST_KEY_UNKNOWN = ("host key is known for", HOST_KEY_FAILED)
-HOST_KEY_HINT = ("Add it to known_hosts (ssh-keyscan shows it), or accept new keys "
-                 "(StrictHostKeyChecking=accept-new).")
 
 
 class SshMethod:
@@ -156,13 +154,24 @@ def forwarding_command(hops: list[SshMethod], host: str, port: int | None,
 
 def host_key_error(name: str, ssh_lines: list[str]) -> HostKeyError:
     """ssh refused the host's key: changed (its warning and the known_hosts line named)
-    or unknown (with how to accept it)."""
+    or unknown."""
     if any(text in line for line in ssh_lines for text in HOST_KEY_CHANGED):
-        said = _sentences(ssh_lines, HOST_KEY_CHANGED[1:] + (HOST_KEY_FAILED,))
-        return HostKeyError(name, f"its host key has changed (a reinstalled host, or someone "
-                                  f"in the middle): {said}", changed=True)
-    return HostKeyError(name, f"its host key is unknown: {_sentences(ssh_lines, HOST_KEY_UNKNOWN)} "
-                              f"{HOST_KEY_HINT}", changed=False)
+        return host_key_changed(name, _sentences(ssh_lines,
+                                                 HOST_KEY_CHANGED[1:] + (HOST_KEY_FAILED,)))
+    return host_key_unknown(name, _sentences(ssh_lines, HOST_KEY_UNKNOWN))
+
+
+def host_key_changed(name: str, said: str) -> HostKeyError:
+    """A HostKeyError for a known key that differs; said: what the client said of it."""
+    return HostKeyError(name, f"its host key has changed (a reinstalled host, or someone in "
+                              f"the middle): {said}", changed=True)
+
+
+def host_key_unknown(name: str, said: str) -> HostKeyError:
+    """A HostKeyError for a host with no known key (with how to accept it)."""
+    return HostKeyError(name, f"its host key is unknown: {said} Add it to known_hosts "
+                              "(ssh-keyscan shows it), or accept new keys "
+                              "(StrictHostKeyChecking=accept-new).", changed=False)
 
 
 def _sentences(lines: list[str], patterns: tuple[str, ...]) -> str:
