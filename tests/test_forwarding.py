@@ -409,9 +409,12 @@ def test_a_function_from_python_dash_c_is_refused_here():
 
 def test_what_is_larger_than_a_message_may_be_is_refused_or_split(tmp_path):
     # With a 1 MiB limit: a 3 MB data file is refused (the target would drop its
-    # connection at a larger message), 1.6 MB of modules preloaded go in pieces, and a
-    # module larger than a message is not sent.
-    files = {"bigpkg/__init__.py": "import pkgutil\n\n"
+    # connection at a larger message), 1.6 MB of modules preloaded go in pieces, a
+    # module larger than a message is not sent, and one asked for whose closure is
+    # larger than a message is sent alone.
+    files = {"bigpkg/__init__.py": "import importlib\nimport pkgutil\n\n"
+                                   "def seven_from(name):\n"
+                                   "    return importlib.import_module(name).seven()\n\n"
                                    "def read(name):\n"
                                    "    return len(pkgutil.get_data(__name__, name))\n\n"
                                    "def total():\n"
@@ -421,13 +424,20 @@ def test_what_is_larger_than_a_message_may_be_is_refused_or_split(tmp_path):
     for i in range(8):
         files[f"bigpkg/m{i}.py"] = f"DATA = {os.urandom(200_000).hex()!r}\n"
     files["bigpkg/huge.py"] = f"DATA = {os.urandom(1_300_000).hex()!r}\n"  # > 1 MiB compressed
+    files["bigpkg/lazy.py"] = ("def seven():\n    return 7\n\n"
+                               "def huge():\n    from bigpkg import huge\n    return len(huge.DATA)\n")
     (tmp_path / "bigpkg").mkdir()
     (tmp_path / "bigpkg" / "blob.bin").write_bytes(os.urandom(3_000_000))
     (tmp_path / "bigpkg" / "small.bin").write_bytes(b"x" * 1000)
     with importable_tree(tmp_path, files, "bigpkg"), \
             transport.Router(max_message_size=1 << 20) as router:
         bigpkg = importlib.import_module("bigpkg")
+        lazy = importlib.import_module("bigpkg.lazy")
         ctx = router.local(python="/usr/bin/python3")
+        # Asked for by the target, bigpkg.lazy is sent without its closure, too large.
+        assert ctx.call(bigpkg.seven_from, "bigpkg.lazy") == 7
+        with pytest.raises(transport.RemoteError, match="cannot import name 'huge'"):
+            ctx.call(lazy.huge)
         with pytest.raises(transport.RemoteError) as info:
             ctx.call(bigpkg.read, "blob.bin")
         assert "more than a message may carry (max_message_size, 1048576)" in str(info.value)

@@ -551,10 +551,15 @@ class ModuleServer:
         log.debug("transport", "context %d asked for %s: sending %d modules", msg.src,
                   fullname, sum(1 for e in entries if e[1] != "missing"))
         data = pack_entries(entries)
+        if len(data) > self.max_message_size and len(entries) > 1:
+            # The modules it will need next are asked for when it needs them.
+            sent.difference_update(entry[0] for entry in entries[1:])
+            entries = entries[:1]
+            data = pack_entries(entries)
         if len(data) > self.max_message_size:
-            log.warning("transport", "context %d asked for %s: its modules are %d bytes "
-                        "compressed, more than max_message_size (%d): not sent", msg.src,
-                        fullname, len(data), self.max_message_size)
+            log.warning("transport", "context %d asked for %s: it is %d bytes compressed, "
+                        "more than max_message_size (%d): not sent", msg.src, fullname,
+                        len(data), self.max_message_size)
             sent.difference_update(entry[0] for entry in entries)
             data = pack_entries([(fullname, "missing", None, None)])
         self.core.send(Message(msg.src, CONTROLLER_ID, msg.reply_to, data))
