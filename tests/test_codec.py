@@ -115,6 +115,27 @@ def test_deeply_nested_input_is_refused():
         codec.decode(data)
 
 
+@pytest.mark.parametrize("kind", ["set", "frozenset", "dict keys", "tuples in a set"])
+def test_keys_made_to_share_one_hash_are_refused(kind):
+    # Integers k * (2**61 - 1) + c share a hash, and tuples of them too: a set of n of
+    # them takes n*n/2 comparisons to build (minutes for a few MB, with the GIL held).
+    prime = 2 ** 61 - 1
+    colliding = [k * prime + 7 for k in range(2000)]
+    assert len({hash(n) for n in colliding}) == 1
+    value = {"set": set(colliding), "frozenset": frozenset(colliding),
+             "dict keys": dict.fromkeys(colliding, 0),
+             "tuples in a set": {(n, "x") for n in colliding}}[kind]
+    data = codec.encode(value)
+    with pytest.raises(codec.CodecError, match="keys of one hash"):
+        codec.decode(data)
+
+
+def test_many_keys_of_distinct_hashes_still_decode():
+    value = {"ints": set(range(100_000)), "texts": {str(n): n for n in range(100_000)},
+             "few alike": {-1, -2, 2 ** 61 - 1 + 7, 7}, "equal values": dict.fromkeys(range(500), 1)}
+    assert codec.decode(codec.encode(value)) == value
+
+
 def test_pickle_payload_never_runs(tmp_path):
     marker = tmp_path / "ran"
 

@@ -23,8 +23,6 @@ MAX_DEPTH = 100
 _I64 = struct.Struct('>q')
 _F64 = struct.Struct('>d')
 _U32 = struct.Struct('>I')
-_I64_MIN = -(1 << 63)
-_I64_MAX = (1 << 63) - 1
 
 
 class CodecError(Exception):
@@ -102,9 +100,9 @@ def _encode(value, put, depth):
         put(b's')
         put(_U32.pack(len(data)))
         put(data)
-    elif kind in integer_types or (isinstance(value, integer_types) and not isinstance(value, bool)):
+    elif isinstance(value, integer_types):  # (bools are True or False, above)
         value = int(value)
-        if _I64_MIN <= value <= _I64_MAX:
+        if -1 << 63 <= value < 1 << 63:
             put(b'i')
             put(_I64.pack(value))
         else:
@@ -185,9 +183,7 @@ def decode(data, start=0):
         data = bytes(data)
     try:
         value, pos = _decode(data, start, 0)
-    except CodecError:
-        raise
-    except (struct.error, IndexError, KeyError, TypeError, ValueError, UnicodeError) as e:
+    except (struct.error, LookupError, TypeError, ValueError) as e:  # (UnicodeError too)
         raise CodecError('malformed payload: %s' % (e,))
     if pos != len(data):
         raise CodecError('malformed payload: %d trailing bytes' % (len(data) - pos))
@@ -213,25 +209,25 @@ def _decode(data, pos, depth):
     if tag == b's':
         raw, pos = _sized(data, pos)
         return _decode_text(raw), pos
-    if tag == b't' or tag == b'l' or tag == b'e' or tag == b'z' or tag == b'd':
+    if tag in b'tlezd':  # (an empty tag, at the end, fails to read its count)
         count = _U32.unpack_from(data, pos)[0]
         pos += 4
         if count > len(data) - pos:
             raise CodecError('malformed payload: count larger than the payload')
-        if tag == b'd':
-            result = {}
-            for _ in range(count):
-                key, pos = _decode(data, pos, depth + 1)
-                result[key], pos = _decode(data, pos, depth + 1)
-            return result, pos
         items = []
-        for _ in range(count):
+        for _ in range(count * 2 if tag == b'd' else count):
             item, pos = _decode(data, pos, depth + 1)
             items.append(item)
         if tag == b't':
             return tuple(items), pos
         if tag == b'l':
             return items, pos
+        keys = items[::2] if tag == b'd' else items
+        # Many keys of one hash would take the sum of their squares to insert.
+        if len(keys) - len(set(map(hash, keys))) > 64:
+            raise CodecError('malformed payload: keys of one hash')
+        if tag == b'd':
+            return dict(zip(keys, items[1::2])), pos
         if tag == b'e':
             return set(items), pos
         return frozenset(items), pos
