@@ -268,6 +268,20 @@ def ask_for_a_huge_module_name(size):
     return True
 
 
+def acknowledge_the_next_put_at_once(count):
+    """Make this target acknowledge count bytes of its next put before any arrive."""
+    from transport.core import codec, files
+    from transport.core.dispatch import send_to_caller
+    original = files.start_receive
+
+    def start_receive(path, size, mode, ack_handle, in_place=False):
+        files.start_receive = original
+        send_to_caller(ack_handle, codec.encode(count))
+        return original(path, size, mode, ack_handle, in_place)
+    files.start_receive = start_receive
+    return True
+
+
 def make_commands_hang():
     """Make this target's command runner say a command started, then never answer."""
     import transport.core.commands as commands

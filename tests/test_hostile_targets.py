@@ -157,3 +157,16 @@ def test_a_get_never_takes_special_bits_or_odd_modes_from_the_target(router, tmp
             ctx.get(str(source), str(local))
         assert not local.exists()
     assert ctx.call(os.getpid) > 0
+
+
+@pytest.mark.parametrize("claimed", [2 ** 62, -5, "many"])
+def test_a_put_believes_no_acknowledgement_of_more_than_was_sent(router, tmp_path, claimed):
+    # Believed, 2**62 would open the window: the controller would queue the whole file.
+    ctx = router.local(python=sys.executable, name="liar")
+    source = tmp_path / "source"
+    source.write_bytes(os.urandom(12 * 1024 * 1024))  # more than the 8 MiB window
+    assert ctx.call(hostile.acknowledge_the_next_put_at_once, claimed)
+    with pytest.raises(transport.ProtocolError, match=r"liar: acknowledged .* bytes of the \d+ sent"):
+        ctx.put(str(source), str(tmp_path / "copy"))
+    assert not (tmp_path / "copy").exists()
+    assert ctx.call(os.getpid) > 0

@@ -92,6 +92,10 @@ def _send_chunks(context: Context, local_path: str, data_handle: int, acks: comp
                 acknowledged = _acknowledged(context, acks)
                 if acknowledged == files.GAVE_UP:
                     return  # a write failed there: finish_receive says why
+                if type(acknowledged) is not int or not 0 < acknowledged <= unacknowledged:
+                    # More would open the window: this process would hold the whole file.
+                    raise ProtocolError(f"{context.name}: acknowledged {acknowledged!r} bytes "
+                                        f"of the {unacknowledged} sent")
                 unacknowledged -= acknowledged
             core.send(Message(context.context_id, CONTROLLER_ID, data_handle, chunk))
             unacknowledged += len(chunk)
