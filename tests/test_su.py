@@ -57,3 +57,16 @@ def test_su_password_not_in_arguments_or_repr(router, sshd):
                 pass
     assert APP_PASSWORD not in repr(app)
     assert APP_PASSWORD not in repr(SuMethod("tp-app", password=APP_PASSWORD))
+
+
+def test_an_interpreter_the_user_may_not_run_is_no_auth_error(router, test_users, tmp_path):
+    # The shell's "Permission denied" is not su's: the password was not the problem.
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    unreadable = private / "python3"
+    os.symlink(PY, unreadable)
+    with pytest.raises(transport.ConnectError) as info:
+        router.su(user="tp-app", python=str(unreadable))
+    assert not isinstance(info.value, transport.AuthError)
+    assert str(info.value).startswith(f"su:tp-app: no usable Python interpreter at '{unreadable}'")
+    assert "Permission denied" in str(info.value)

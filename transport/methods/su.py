@@ -27,7 +27,7 @@ class SuMethod(BecomeMethod):
 
     tool = "su"
     prompt = PROMPT
-    auth_refused = ("Authentication failure", "incorrect password", "Permission denied",
+    auth_refused = ("Authentication failure", "incorrect password", "su: Permission denied",
                     "does not exist", "must be run from a terminal")
 
     def argv(self, bootstrap: Bootstrap) -> list[str]:
