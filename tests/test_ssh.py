@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -106,6 +107,31 @@ def test_unreachable_host_times_out_within_connect_timeout(router, sshd, backend
         assert "timed out" in str(info.value).lower() or "banner" in str(info.value)
     finally:
         silent.close()
+
+
+def test_a_server_that_hangs_up_at_once_is_said_to_have_closed(sshd, backend):
+    # Not "timed out" (the paramiko backend said so), and with no traceback from paramiko
+    # printed by logging's last resort in a program that set up no logging.
+    code = f"""
+import socket, threading, transport
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(8)
+def hang_up():
+    while True:
+        server.accept()[0].close()
+threading.Thread(target=hang_up, daemon=True).start()
+with transport.Router() as router:
+    try:
+        router.ssh("127.0.0.1", port=server.getsockname()[1], user="tp-plain",
+                   ssh_options={sshd.ssh_options()!r}, connect_timeout=10, backend={backend!r})
+    except transport.ConnectError as e:
+        print(e)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert re.search("Connection (closed|reset)", out.stdout) and "timed out" not in out.stdout, \
+        out.stdout
+    assert out.stderr == ""
 
 
 def test_an_unknown_or_changed_host_key_is_a_host_key_error(router, sshd, backend, tmp_path):

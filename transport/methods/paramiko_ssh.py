@@ -228,6 +228,16 @@ def _hang_up(client: Any) -> None:
     client.close()
 
 
+def _quiet_unless_logging_is_set_up() -> None:
+    """paramiko logs each failed connection with its traceback, which logging's last
+    resort prints when the application has set up no logging: the ConnectError says it."""
+    import logging
+
+    logger = logging.getLogger("paramiko")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
 class ParamikoSshMethod(SshMethod):
     """SshMethod over paramiko instead of the OpenSSH client."""
 
@@ -245,6 +255,7 @@ class ParamikoSshMethod(SshMethod):
         except ImportError:
             raise ConnectError(name, "the paramiko backend needs paramiko: "
                                "pip install 'transport[fabric]' (or paramiko)") from None
+        _quiet_unless_logging_is_set_up()
         options = self.client_options()
         client = paramiko.SSHClient()
         policy = options.get("StrictHostKeyChecking", "yes")
@@ -327,7 +338,10 @@ class ParamikoSshMethod(SshMethod):
             if "not found in known_hosts" in text:  # RejectPolicy's refusal
                 raise host_key_unknown(name, f"{text}.") from None
             if "banner" in text.lower() or "no existing session" in text.lower():
-                text = f"connect to host {self.host} port {port}: timed out waiting for its SSH banner"
+                # paramiko says so whether the server hung up or said nothing in time.
+                ended = isinstance(e.__context__, (EOFError, ConnectionError))
+                text = f"connect to host {self.host} port {port}: " + (
+                    "Connection closed by remote host" if ended else "timed out waiting for its SSH banner")
             raise ConnectError(name, f"ssh failed: {text}") from None
         except BaseException:  # interrupted (Ctrl-C) while connecting: leave nothing open
             client.close()
