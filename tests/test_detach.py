@@ -38,6 +38,19 @@ JOB_PACKAGE = {
 
         def fail():
             raise KeyError("job failure")
+
+
+        def say(text):
+            print(text)  # not flushed: the interpreter's stdout is a pipe
+            return text
+
+
+        def fork_and_fail_in_child():
+            import os
+            pid = os.fork()
+            if pid == 0:
+                raise RuntimeError("failed in the child")
+            return os.waitpid(pid, 0)[1] >> 8
     """),
     "jobdep.py": "def double(x):\n    return 2 * x\n",
     "jobdata/__init__.py": textwrap.dedent("""
@@ -99,6 +112,42 @@ def test_detached_job_survives_a_killed_connection(sshd, work):
         assert job.id in [j.id for j in again.jobs()]
         again.forget(job.id)
         assert job.id not in [j.id for j in again.jobs()]
+
+
+def test_a_jobs_output_holds_what_the_job_printed_only(router, sshd, work):
+    ctx = _ssh(router, sshd)
+    assert ctx.call(work.say, "printed by an earlier call") == "printed by an earlier call"
+    job = ctx.detach(work.say, "printed by the job")
+    assert _wait_done(ctx, job.id).state == "done"
+    with open(f"/home/tp-plain/.transport/jobs/{job.id}/output") as f:
+        assert f.read() == "printed by the job\n"
+    ctx.forget(job.id)
+
+
+def test_a_process_a_job_forks_that_returns_is_not_the_job(router, work):
+    # The child raises and ends as Python would (status 1, its traceback in the job's
+    # output); only the job itself records the result.
+    ctx = router.local()
+    job = ctx.detach(work.fork_and_fail_in_child)
+    _wait_done(ctx, job.id)
+    time.sleep(0.5)  # a child that wrongly wrote a result would have by now
+    status = ctx.job(job.id)
+    assert (status.state, status.result) == ("done", 1), status.error
+    ctx.forget(job.id)
+
+
+def test_a_record_without_its_meta_does_not_hide_the_other_jobs(router, work):
+    # As a detach on a full disk leaves it, or one forgotten while the list is read.
+    ctx = router.local()
+    job = ctx.detach(work.slow_double, 1, 0)
+    _wait_done(ctx, job.id)
+    broken = os.path.expanduser("~/.transport/jobs/1-00000000000a")
+    os.mkdir(broken)
+    try:
+        assert [j.id for j in ctx.jobs() if j.id in (job.id, "1-00000000000a")] == [job.id]
+    finally:
+        os.rmdir(broken)
+        ctx.forget(job.id)
 
 
 def test_a_late_import_in_a_detached_job_fails_without_asking_a_parent(router, sshd, work):

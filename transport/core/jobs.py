@@ -17,8 +17,8 @@ import sys
 import time
 
 from transport.core import codec
-from transport.core.compat import text_type
-from transport.core.dispatch import error_reply, resolve
+from transport.core.compat import exit_now, text_type
+from transport.core.dispatch import _exit_as_python_would, error_reply, resolve
 
 DIGITS = frozenset('0123456789')
 HEX_DIGITS = frozenset('0123456789abcdef')
@@ -79,10 +79,24 @@ def detach(module_name, qualname, args, kwargs):
     job_id = '%d-%s' % (int(time.time()), ''.join('%02x' % b for b in bytearray(os.urandom(6))))
     path = os.path.join(jobs_dir(), job_id)
     os.mkdir(path, 0o700)
-    _write(path, 'meta', codec.encode({'function': '%s.%s' % (module_name, qualname),
-                                       'started': time.time()}))
-    r, w = os.pipe()
-    pid = os.fork()
+    try:
+        _write(path, 'meta', codec.encode({'function': '%s.%s' % (module_name, qualname),
+                                           'started': time.time()}))
+        for f in (sys.stdout, sys.stderr):  # what earlier calls printed is theirs, not the job's
+            try:
+                f.flush()
+            except Exception:
+                pass
+        r, w = os.pipe()
+        try:
+            pid = os.fork()
+        except BaseException:
+            os.close(r)
+            os.close(w)
+            raise
+    except BaseException:
+        _remove(path)  # no record of a job that never started
+        raise
     if pid == 0:
         try:
             os.close(r)
@@ -98,36 +112,46 @@ def detach(module_name, qualname, args, kwargs):
     os.waitpid(pid, 0)
     grandchild = os.read(r, 32)
     os.close(r)
-    return {'id': job_id, 'pid': int(grandchild or 0)}
+    if not grandchild:  # its second fork failed
+        _remove(path)
+        raise OSError(errno.EAGAIN, 'the job process could not be started')
+    return {'id': job_id, 'pid': int(grandchild)}
+
+
+def _remove(path):
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _run(path, module_name, qualname, args, kwargs):
-    """In the detached process: run the call, record its outcome, exit."""
+    """In the detached process: run the call, record its outcome, exit.
+
+    A process the call forks that returns here instead of exiting is not the
+    job: it ends as Python would end it, and writes no result.
+    """
     null = os.open(os.devnull, os.O_RDONLY)
     output = os.open(os.path.join(path, 'output'), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(null, 0)
     os.dup2(output, 1)
     os.dup2(output, 2)
     os.closerange(3, MAX_FD)
-    _write(path, 'pid', codec.encode(os.getpid()))
+    job_pid = os.getpid()
+    _write(path, 'pid', codec.encode(job_pid))
     try:
         if sys.version_info[0] == 2 and kwargs:
             kwargs = dict((str(k), v) for k, v in kwargs.items())
         result = ('ok', resolve(module_name, qualname)(*args, **kwargs))
     except BaseException:
         result = error_reply(sys.exc_info())
+    if os.getpid() != job_pid:
+        _exit_as_python_would(result)
     try:
         data = codec.encode(result)
     except codec.CodecError as e:
         data = codec.encode(('err', 'transport.core.codec.CodecError',
                              'the job returned a value that cannot be sent: %s' % (e,), ''))
     _write(path, 'result', data)
-    for f in (sys.stdout, sys.stderr):
-        try:
-            f.flush()
-        except Exception:
-            pass
-    os._exit(0)
+    exit_now(0)
 
 
 def _alive(pid):
@@ -166,8 +190,13 @@ def status(job_id):
 
 def list_jobs():
     """status() of every job of this user, oldest first."""
-    base = jobs_dir()
-    return [status(name) for name in sorted(os.listdir(base)) if is_job_id(name)]
+    found = []
+    for name in sorted(os.listdir(jobs_dir())):
+        try:
+            found.append(status(name))
+        except (KeyError, ValueError):  # not a job's, or forgotten meanwhile
+            pass
+    return found
 
 
 def forget(job_id):
