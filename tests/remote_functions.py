@@ -282,6 +282,18 @@ def acknowledge_the_next_put_at_once(count):
     return True
 
 
+def ask_for_made_up_modules(count):
+    """Ask the controller for count modules no one has, all at once."""
+    from transport.core import codec
+    from transport.core.framing import Message
+    from transport.core.handles import GET_MODULE
+    router = _own_router()
+    for number in range(count):
+        router.send(Message(0, router.context_id, GET_MODULE, codec.encode('made_up_%d' % number)))
+    time.sleep(0.5)
+    return True
+
+
 def make_commands_hang():
     """Make this target's command runner say a command started, then never answer."""
     import transport.core.commands as commands

@@ -75,6 +75,22 @@ def test_module_names_a_target_makes_up_are_not_kept(router):
     assert not any(len(name) > 1000 for name in router._modules.requested.get(ctx.context_id, []))
 
 
+def test_a_flood_of_module_requests_is_cut_short_and_not_kept(router, caplog):
+    # Queued without end, 1M requests took 660 MiB here and delayed every other
+    # context's imports by minutes.
+    import transport.modules
+
+    ctx = router.local(python=sys.executable, name="flooder")
+    with caplog.at_level("WARNING", logger="transport"):
+        assert ctx.call(hostile.ask_for_made_up_modules, 20_000)
+    assert (f"context {ctx.context_id} asks for more than {transport.modules.MAX_WAITING} "
+            "modules at once: requests dropped") in caplog.text
+    modules = router._modules
+    assert not [name for name in modules._sent.get(ctx.context_id, ()) if "made_up" in name]
+    assert len(modules.requested[ctx.context_id]) <= transport.modules.MAX_REQUESTED_KEPT
+    assert ctx.call(os.getpid) == ctx.pid
+
+
 def test_a_command_timeout_holds_even_if_the_target_never_answers(router, monkeypatch):
     import transport.commands
 
@@ -117,9 +133,10 @@ def test_refused_messages_and_forwarded_log_names_cannot_flood_the_controller(ro
 
 
 def test_a_target_that_asks_without_reading_cannot_make_the_controller_queue_without_end(
-        router):
+        router, monkeypatch):
     import transport.modules
 
+    monkeypatch.setattr(transport.modules, "MAX_WAITING", 100_000)  # the answers are held
     limit = transport.modules.BACKLOG_LIMIT
     ctx = router.local(python=sys.executable)
     # Each answer carries paramiko.transport's source (~35 kB compressed): 4000 would be 140 MB.

@@ -44,9 +44,14 @@ DETACHED_DATA_BUDGET = 32 * 1024 * 1024
 # A request is held while more than this waits to be written to its asker (a context that
 # asks but does not read cannot make us queue replies without end), and retried every
 # HOLD_RETRY seconds; beyond MAX_HELD held requests from one context, more are dropped.
+# Beyond MAX_WAITING requests from one context not yet served, more are dropped as they
+# arrive (a flood of requests would otherwise grow without end and delay the others').
 BACKLOG_LIMIT = ANSWER_BACKLOG
 HOLD_RETRY = 0.05
 MAX_HELD = 256
+MAX_WAITING = 256
+# ModuleServer.requested keeps what each context asked for (its round trips), up to this.
+MAX_REQUESTED_KEPT = 1000
 Entry = tuple  # (fullname, kind, origin, source bytes)
 
 _STDLIB_NAMES = frozenset(getattr(sys, "stdlib_module_names", ())) | frozenset(sys.builtin_module_names)
@@ -407,6 +412,9 @@ class ModuleServer:
         self._sent: dict[int, set[str]] = {}
         self.requested: dict[int, list[str]] = {}
         self._work: compat.SimpleQueue = compat.SimpleQueue()
+        self._waiting: dict[int, int] = {}  # requests queued per context, under _waiting_lock
+        self._waiting_lock = compat.allocate_lock()
+        self._flooding: set[int] = set()  # contexts warned of (broker thread)
         self._started = False
         core.add_handler(GET_MODULE, self._on_request, accept=accept_from_anyone)
         core.add_handler(GET_RESOURCE, self._on_request, accept=accept_from_anyone)
@@ -416,6 +424,7 @@ class ModuleServer:
         self._sent.pop(context_id, None)
         self.requested.pop(context_id, None)
         self.python2.discard(context_id)
+        self._flooding.discard(context_id)
 
     def unsend(self, context_id: int, name: str) -> None:
         """name did not go to context_id after all: it may ask for it."""
@@ -486,7 +495,24 @@ class ModuleServer:
         if not self._started:  # requests arrive on the broker thread only: no race
             self._started = True
             compat.start_daemon_thread(self._serve_forever, "transport-modules")
-        self._work.put(msg)
+        with self._waiting_lock:
+            waiting = self._waiting.get(msg.src, 0)
+            if waiting < MAX_WAITING:
+                self._waiting[msg.src] = waiting + 1
+        if waiting < MAX_WAITING:
+            self._work.put(msg)
+        elif msg.src not in self._flooding:
+            self._flooding.add(msg.src)
+            log.warning("transport", "context %d asks for more than %d modules at once: "
+                        "requests dropped", msg.src, MAX_WAITING)
+
+    def _taken(self, msg: Message) -> None:
+        with self._waiting_lock:
+            left = self._waiting.get(msg.src, 1) - 1
+            if left:
+                self._waiting[msg.src] = left
+            else:
+                del self._waiting[msg.src]
 
     def _serve_forever(self) -> None:
         held: list[Message] = []
@@ -496,6 +522,7 @@ class ModuleServer:
             except compat.Empty:
                 msg = None
             if msg is not None:
+                self._taken(msg)
                 if sum(1 for other in held if other.src == msg.src) >= MAX_HELD:
                     log.warning("transport", "context %d asks for modules without reading the "
                                 "answers: request dropped", msg.src)
@@ -544,10 +571,13 @@ class ModuleServer:
         if not valid_module_name(fullname):
             entries: list[Entry] = [(str(fullname)[:200], "missing", None, None)]
         else:
-            self.requested.setdefault(msg.src, []).append(fullname)
+            requested = self.requested.setdefault(msg.src, [])
+            if len(requested) < MAX_REQUESTED_KEPT:
+                requested.append(fullname)
             entries = self.finder.closure(fullname, sent)
-            sent.update(entry[0] for entry in entries)
-            entries = self._completed(msg.src, entries, sent)  # adds what it appends to sent
+            if entries[0][1] != "missing":  # names made up are not kept
+                sent.update(entry[0] for entry in entries)
+                entries = self._completed(msg.src, entries, sent)  # adds what it appends to sent
         log.debug("transport", "context %d asked for %s: sending %d modules", msg.src,
                   fullname, sum(1 for e in entries if e[1] != "missing"))
         data = pack_entries(entries)
