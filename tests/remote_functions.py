@@ -294,6 +294,23 @@ def ask_for_made_up_modules(count):
     return True
 
 
+def answer_the_next_call_as_gone(reason):
+    """Answer the call after this one with a dead reply (a 'context gone' notice) giving reason."""
+    from transport.core.framing import Message
+    from transport.core.handles import FLAG_DEAD
+    router = _own_router()
+    replies = []
+
+    def send(msg, *args, **kwargs):
+        replies.append(msg)
+        if len(replies) == 2:  # the first is this call's own reply
+            del router.send
+            msg = Message(msg.dst, msg.src, msg.handle, reason.encode(), flags=FLAG_DEAD)
+        return type(router).send(router, msg, *args, **kwargs)
+    router.send = send
+    return True
+
+
 def make_commands_hang():
     """Make this target's command runner say a command started, then never answer."""
     import transport.core.commands as commands

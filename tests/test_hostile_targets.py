@@ -91,6 +91,19 @@ def test_a_flood_of_module_requests_is_cut_short_and_not_kept(router, caplog):
     assert ctx.call(os.getpid) == ctx.pid
 
 
+def test_what_a_target_writes_in_errors_cannot_drive_the_terminal(router):
+    ctx = router.local(python=sys.executable, name="evil")
+    assert ctx.call(hostile.answer_the_next_call_as_gone, "gone\x1b]0;owned\x07\x1b[2J" + "x" * 10_000)
+    with pytest.raises(transport.Disconnected) as info:
+        ctx.call(os.getpid)
+    assert str(info.value) == "evil: disconnected: gone?]0;owned??[2J" + "x" * 482  # 500 in all
+    with pytest.raises(transport.RemoteError) as raised:
+        ctx.call(hostile.fail, "one\x1b[2J\n\ttwo\x9b")
+    assert "one?[2J\n\ttwo?" in str(raised.value)
+    assert "\x1b" not in str(raised.value) and "\x9b" not in str(raised.value)
+    assert raised.value.remote_message == "one\x1b[2J\n\ttwo\x9b"  # kept as it came
+
+
 def test_a_command_timeout_holds_even_if_the_target_never_answers(router, monkeypatch):
     import transport.commands
 

@@ -17,6 +17,17 @@ else:
     _TIMEOUT_BASES = (TimeoutError, _FuturesTimeout)
 
 
+# What a target wrote is shown on the operator's terminal: its control characters (an
+# escape sequence could retitle or clear it) are shown as '?', but for line ends and tabs.
+_CONTROLS = {code: "?" for code in [*range(0x20), *range(0x7f, 0xa0)] if chr(code) not in "\n\t"}
+MAX_REASON = 500
+
+
+def shown(text: str) -> str:
+    """text a target wrote, safe to show on a terminal (lines and tabs kept)."""
+    return text.translate(_CONTROLS)
+
+
 class TransportError(Exception):
     """Base class of every error raised by transport."""
 
@@ -56,9 +67,10 @@ class RemoteError(TransportError):
         self.remote_traceback = remote_traceback
 
     def __str__(self) -> str:
-        text = f"{self.remote_type}: {self.remote_message} (on {self.host})"
+        text = f"{shown(self.remote_type)}: {shown(self.remote_message)} (on {self.host})"
         if self.remote_traceback:
-            text += f"\n\nRemote traceback from {self.host}:\n{self.remote_traceback.rstrip()}"
+            text += (f"\n\nRemote traceback from {self.host}:\n"
+                     f"{shown(self.remote_traceback.rstrip())}")
         return text
 
 
@@ -66,6 +78,9 @@ class Disconnected(TransportError):
     """The context went away (exited, or its connection or an intermediary died)."""
 
     def __init__(self, host: str, reason: str) -> None:
+        # A reason may come from a target (an intermediary's word, a dead reply's): one
+        # line, at most MAX_REASON characters.
+        reason = shown(reason[:MAX_REASON]).replace("\n", "?").replace("\t", "?")
         super().__init__(f"{host}: disconnected: {reason}")
         self.host = host
         self.reason = reason
