@@ -73,6 +73,7 @@ def test_codec_tags_are_documented():
         documented.update(re.findall(r"`(\w)`", row[0]))
     source = (Path(handles.__file__).parent / "codec.py").read_text()
     used = set(re.findall(r"tag == b'(\w)'", source))
+    used.update(*re.findall(r"tag in b'(\w+)'", source))
     assert used == documented
 
 
