@@ -423,13 +423,13 @@ def limit_file_size(size):
     return True
 
 
-def exchange(port, data):
+def exchange(port, data, address='127.0.0.1'):
     """On the target: send data to port on its loopback, half-close, return all it reads
     back (None if the connection is refused)."""
     import socket
     import threading
     try:
-        s = socket.create_connection(('127.0.0.1', port), 30)
+        s = socket.create_connection((address, port), 30)
     except socket.error:
         return None
     s.settimeout(60)

@@ -97,6 +97,32 @@ def test_closing_a_forward_closes_its_open_tunnels(router, echo):
         assert s.recv(4) == b""
 
 
+@pytest.mark.parametrize("where", ["here", "there"])
+def test_a_forward_listens_on_every_address_of_its_host(router, echo, where):
+    # '' is every interface, IPv4 and IPv6, as for bind() and Fabric; a name such as
+    # localhost is every address it has (127.0.0.1 and ::1 on many systems), as ssh -L.
+    from tests import remote_functions as rf
+
+    ctx = router.local(python=PY)
+    families = {info[0] for info in socket.getaddrinfo(None, 0, 0, socket.SOCK_STREAM, 0,
+                                                       socket.AI_PASSIVE)}
+    loopbacks = [a for f, a in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1"))
+                 if f in families]
+    if where == "here":
+        forward = ctx.forward_local(0, echo.port, "127.0.0.1", local_host="")
+    else:
+        forward = ctx.forward_remote(0, echo.port, local_host="127.0.0.1", remote_host="")
+    with forward:
+        for address in loopbacks:
+            if where == "here":
+                with socket.create_connection((address, forward.port)) as s:
+                    s.sendall(b"ping")
+                    assert s.recv(4) == b"ping", address
+            else:
+                assert ctx.call(rf.exchange, forward.port, b"ping", address) == b"ping", address
+    assert len(loopbacks) == 2  # this machine has both: the test shows both were bound
+
+
 def test_tunnels_on_every_target_python(router, echo):
     from tests import remote_functions as rf
     from tests.support.interpreters import find_interpreters

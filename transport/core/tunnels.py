@@ -21,6 +21,7 @@ side only; the controller's from that context only.
 """
 from __future__ import absolute_import
 
+import errno
 import itertools
 import socket
 import threading
@@ -206,32 +207,49 @@ class Pump(object):
 
 
 class Listener(object):
-    """A TCP socket listening on (host, port) until stop(); a thread of its own calls
-    on_connection(conn) for each connection it accepts. `port`: the port it got."""
+    """TCP sockets listening on (host, port) until stop(), on every address the host
+    has (localhost is 127.0.0.1 and ::1, as ssh -L binds it; '' is every interface);
+    a thread per socket calls on_connection(conn) for each connection it accepts.
+    `port`: the port it got."""
 
     def __init__(self, host, port, on_connection):
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)[0]
-        self.sock = socket.socket(family, kind, proto)
+        found = socket.getaddrinfo(host or None, port, 0, socket.SOCK_STREAM, 0,
+                                   socket.AI_PASSIVE)
+        self.socks = []
+        self.port = port
         try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.sock.bind(address)
-            self.sock.listen(64)
-            self.sock.settimeout(ACCEPT_POLL)
+            for family, kind, proto, _, address in found:
+                if self.socks:  # the others take the port the first got
+                    address = (address[0], self.port) + tuple(address[2:])
+                try:
+                    self.socks.append(_listening(family, kind, proto, address))
+                except _SOCKET_ERRORS as e:
+                    if getattr(e, 'errno', None) in _NO_SUCH_ADDRESS:
+                        continue  # (an IPv6 address where IPv6 is turned off)
+                    raise socket.error(e.errno, 'cannot listen on %s port %s: %s'
+                                       % (address[0], address[1], e.strerror or e))
+                self.port = self.socks[0].getsockname()[1]
+            if not self.socks:
+                raise socket.error(errno.EADDRNOTAVAIL, 'cannot listen on %s: no address of '
+                                   'it is usable here' % (host,))
         except BaseException:
-            self.sock.close()
+            for sock in self.socks:
+                sock.close()
             raise
-        self.port = self.sock.getsockname()[1]
         self.on_connection = on_connection
         self.stopped = False
-        self._thread = threading.Thread(target=self._serve, name='transport-tunnel-listener')
-        self._thread.daemon = True
-        self._thread.start()
+        self._threads = []
+        for sock in self.socks:
+            thread = threading.Thread(target=self._serve, args=(sock,),
+                                      name='transport-tunnel-listener')
+            thread.daemon = True
+            thread.start()
+            self._threads.append(thread)
 
-    def _serve(self):
+    def _serve(self, sock):
         while not self.stopped:
             try:
-                conn = self.sock.accept()[0]
+                conn = sock.accept()[0]
             except socket.timeout:
                 continue
             except _SOCKET_ERRORS:  # out of descriptors, a connection aborted: go on
@@ -248,13 +266,33 @@ class Listener(object):
     def stop(self):
         """Stop listening now: a connection attempt from here on is refused."""
         self.stopped = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes accept() where the system can
-        except _SOCKET_ERRORS:
-            pass
-        self.sock.close()
-        if self._thread is not threading.current_thread():
-            self._thread.join()  # a connection it accepted is announced (or closed) by now
+        for sock in self.socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes accept() where the system can
+            except _SOCKET_ERRORS:
+                pass
+            sock.close()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join()  # a connection it accepted is announced (or closed) by now
+
+
+_NO_SUCH_ADDRESS = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
+
+
+def _listening(family, kind, proto, address):
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == getattr(socket, 'AF_INET6', None):  # its own: the IPv4 one may follow
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(64)
+        sock.settimeout(ACCEPT_POLL)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 # Target side: the calls the controller makes.
