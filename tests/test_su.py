@@ -70,3 +70,28 @@ def test_an_interpreter_the_user_may_not_run_is_no_auth_error(router, test_users
     assert not isinstance(info.value, transport.AuthError)
     assert str(info.value).startswith(f"su:tp-app: no usable Python interpreter at '{unreadable}'")
     assert "Permission denied" in str(info.value)
+
+
+def test_an_attempt_that_times_out_leaves_nothing_running(router, test_users):
+    # su starts its command in a session of its own: only a signal su passes on reaches
+    # it, and only if the shell became the interpreter (a hung sitecustomize, say).
+    import subprocess
+    import tempfile
+    import time
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as where:  # one tp-app may enter
+        os.chmod(where, 0o755)
+        hung = Path(where) / "hung-python"
+        hung.write_text("#!/bin/sh\nexec sleep 3607\n")
+        hung.chmod(0o755)
+        with pytest.raises(transport.ConnectError, match="timed out after 1s"):
+            router.su(user="tp-app", python=str(hung), connect_timeout=1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = subprocess.run(["pgrep", "-u", "tp-app", "-f", "sleep 3607"],
+                              capture_output=True, text=True).stdout.split()
+        if not left:
+            break
+        time.sleep(0.1)
+    assert not left

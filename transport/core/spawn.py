@@ -41,6 +41,7 @@ RECENT_STDERR = 0.5
 _unreaped = {}
 # POSIX fixes these numbers everywhere; the signal module would import enum with it.
 SIGKILL = 9
+SIGTERM = 15
 SIGNAL_NAMES = {1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 6: 'SIGABRT', 9: 'SIGKILL',
                 11: 'SIGSEGV', 13: 'SIGPIPE', 14: 'SIGALRM', 15: 'SIGTERM'}
 
@@ -159,8 +160,15 @@ class ChildProcess(object):
 
     def kill(self):
         """Kill the child's whole process group (it leads its own session)."""
-        for target in (lambda: os.killpg(self.pid, SIGKILL),
-                       lambda: os.kill(self.pid, SIGKILL)):
+        self._signal(SIGKILL)
+
+    def terminate(self):
+        """Ask the child's process group to end. su and sudo pass SIGTERM on to the
+        command they started (in a session of its own, which SIGKILL would leave running)."""
+        self._signal(SIGTERM)
+
+    def _signal(self, signum):
+        for target in (lambda: os.killpg(self.pid, signum), lambda: os.kill(self.pid, signum)):
             try:
                 target()
                 return
@@ -385,9 +393,10 @@ class Connection(object):
         self._give_up(reason, details)
 
     def _give_up(self, reason, details, disconnect_reason=None):
-        """Fail the connection, kill its process and close its stream."""
+        """Fail the connection, end its process and close its stream (the reaper kills
+        the process if it is still there REAP_PATIENCE later)."""
         self._fail(reason, details)
-        self.process.kill()
+        self.process.terminate()
         self.stream.disconnect(disconnect_reason or reason)
 
     def _close_stderr(self):
