@@ -235,7 +235,7 @@ def test_a_file_whose_size_is_not_what_it_announced_is_refused(router, tmp_path)
     assert os.stat("/proc/version").st_size == 0 < length
     with pytest.raises(transport.RemoteError) as info:
         ctx.put("/proc/version", str(tmp_path / "dest"))
-    assert f"received {length} bytes of 0" in str(info.value)
+    assert f"received {length} bytes of 0: the file changed size while it was sent" in str(info.value)
     assert info.value.host == ctx.name
     assert not (tmp_path / "dest").exists()
 

@@ -299,7 +299,8 @@ def finish_receive(handle):
         discard(receiver.temporary)
         raise IOError('%s: %s' % (receiver.path, e.strerror))
     if receiver.error is None and receiver.received != receiver.size:
-        receiver.error = 'received %d bytes of %d' % (receiver.received, receiver.size)
+        receiver.error = ('received %d bytes of %d: the file changed size while it was sent'
+                          % (receiver.received, receiver.size))
     if receiver.error is not None:
         discard(receiver.temporary)
         raise IOError(receiver.error)
