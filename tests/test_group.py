@@ -158,3 +158,35 @@ def test_a_lost_sudo_context_is_reopened_with_a_new_login_and_the_old_one_goes(r
         time.sleep(0.05)
     assert sorted(c.name for c in router.contexts()) == [spec, f"{spec}/sudo:root"]
     assert lost.via not in router.contexts()
+
+
+def test_ctrl_c_while_a_paramiko_connect_waits_ends_the_program_at_once():
+    # The connect runs on a Group thread, which the interpreter waits for at exit: closing
+    # the router abandons it instead of leaving it to its 120 s timeout.
+    import signal
+    import socket
+    import sys
+
+    with socket.socket() as silent:  # accepts, never speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        code = (
+            "import sys, transport\n"
+            "with transport.Router() as router:\n"
+            f"    group = transport.Group(router, ['127.0.0.1'], port={silent.getsockname()[1]},\n"
+            "                            user='tp-plain', backend='paramiko', connect_timeout=120)\n"
+            "    print('connecting', flush=True)\n"
+            "    try:\n"
+            "        group.call(pow, 2, 2)\n"
+            "    except KeyboardInterrupt:\n"
+            "        print('interrupted', flush=True)\n")
+        program = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        assert program.stdout.readline() == "connecting\n"
+        time.sleep(1)  # in paramiko's wait for the server's banner
+        program.send_signal(signal.SIGINT)
+        try:
+            out, err = program.communicate(timeout=60)
+        finally:
+            program.kill()
+    assert (program.returncode, out) == (0, "interrupted\n"), err

@@ -76,6 +76,7 @@ class Router:
         self._connections: dict[int, Connection] = {}
         self._lost_early: dict[int, str] = {}
         self._drops: dict[int | None, int] = {}  # refused messages per child stream
+        self._starting: set[Any] = set()  # methods connecting on a caller's thread (paramiko)
         self._closed = False
         self._broker.add_shutdown_hook(self._on_broker_end)
         self._broker.start()
@@ -188,7 +189,15 @@ class Router:
         if pipe_size:
             options["pipe_size"] = pipe_size
         if hasattr(method, "start_process"):  # connects in-process (paramiko), here and now
-            options["process"] = method.start_process(bootstrap, name)
+            with self._lock:
+                self._starting.add(method)
+            try:
+                if self._closed:
+                    method.abandon()
+                options["process"] = method.start_process(bootstrap, name)
+            finally:
+                with self._lock:
+                    self._starting.discard(method)
         try:
             if via is None:
                 outcome = self._connect_here(context_id, method.argv(bootstrap), payload,
@@ -373,6 +382,10 @@ class Router:
         self._closed = True
         if self._core.forked():
             return  # the contexts and the broker are the parent process's to close
+        with self._lock:
+            starting = list(self._starting)
+        for method in starting:  # (a Group's threads, say, which the interpreter waits for)
+            method.abandon()
         # Contexts first, then the intermediaries they are reached through: one told to
         # exit takes the contexts behind it along at once, cutting their calls short.
         deadline = compat.monotonic() + timeout

@@ -248,6 +248,19 @@ class ParamikoSshMethod(SshMethod):
             raise ValueError(f"ssh_options {', '.join(unknown)} need the OpenSSH backend "
                              "(backend='openssh'); the paramiko backend does not honour them")
 
+    _abandoned = False
+    _socket: socket.socket | None = None
+
+    def abandon(self) -> None:
+        """Any thread: end a start_process under way on another thread (its router is
+        closing): waits for the server end at once, and no new connection is made."""
+        self._abandoned = True
+        if self._socket is not None:
+            try:
+                self._socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def start_process(self, bootstrap: Bootstrap, name: str) -> ParamikoChild:
         """Connect, authenticate and start the first stage; raise ConnectError/AuthError."""
         try:
@@ -281,6 +294,9 @@ class ParamikoSshMethod(SshMethod):
         port = int(self.port or options.get("Port", 22))
         user = self.user or options.get("User") or getpass.getuser()
         try:
+            if self._abandoned:
+                raise ConnectError(name, "abandoned: its router closed")
+            sock = self._socket = _open_socket(self.host, port, timeout)
             client.connect(self.host, port=port, username=user,
                            key_filename=keys or None,
                            # As OpenSSH: default key files only when none is given; the
@@ -291,7 +307,7 @@ class ParamikoSshMethod(SshMethod):
                                         and options.get("IdentitiesOnly") != "yes"),
                            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
                            compress=options.get("Compression") == "yes",
-                           sock=_open_socket(self.host, port, timeout))
+                           sock=sock)
             channel = client.get_transport().open_session(timeout=timeout)
             # paramiko waits for the answer to the command request without a deadline.
             fired = threading.Event()
