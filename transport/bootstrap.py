@@ -113,15 +113,13 @@ class Bootstrap:
         says so on stderr and exits 127. search_path: the PATH to look on instead of the
         login shell's (see path_assignment); the interpreter starts with it too.
         """
-        # exec: the shell becomes the interpreter, so a signal su or sudo passes on to
-        # their child (ending an attempt that timed out) reaches it.
         if isinstance(python, str) and search_path is None:
-            return "exec " + shell_join(self.python_argv(python))
+            return shell_join(self.python_argv(python))
         # The candidates travel as arguments ($1 ...), never inside the script; a path is
         # taken only if it is an executable file, a name only if the PATH has it.
         script = PYTHON_SEARCH if search_path is None else path_assignment(search_path) + PYTHON_SEARCH
         candidates = [python] if isinstance(python, str) else python
-        return "exec " + shell_join(["/bin/sh", "-c", script, self.first_stage, *candidates])
+        return shell_join(["/bin/sh", "-c", script, self.first_stage, *candidates])
 
 
 # sh -c PYTHON_SEARCH <first stage> <candidate> ...: run the first candidate found.

@@ -213,8 +213,11 @@ class Listener(object):
     `port`: the port it got."""
 
     def __init__(self, host, port, on_connection):
-        found = socket.getaddrinfo(host or None, port, 0, socket.SOCK_STREAM, 0,
-                                   socket.AI_PASSIVE)
+        found = []  # each address once: a hosts file may name one twice
+        for info in socket.getaddrinfo(host or None, port, 0, socket.SOCK_STREAM, 0,
+                                       socket.AI_PASSIVE):
+            if info[4][0] not in [other[4][0] for other in found]:
+                found.append(info)
         self.socks = []
         self.port = port
         try:

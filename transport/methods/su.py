@@ -31,7 +31,9 @@ class SuMethod(BecomeMethod):
                     "does not exist", "must be run from a terminal")
 
     def argv(self, bootstrap: Bootstrap) -> list[str]:
-        command = bootstrap.shell_command(self.python)
+        # exec: su passes a signal on to its child only (in a session of its own), so the
+        # shell becomes the interpreter that an attempt given up on must end.
+        command = "exec " + bootstrap.shell_command(self.python)
         return ["env", "LC_ALL=C", self.path, self.user, "-c", command]
 
     def options(self) -> dict[str, Any]:
