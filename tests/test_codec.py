@@ -126,7 +126,7 @@ def test_keys_made_to_share_one_hash_are_refused(kind):
              "dict keys": dict.fromkeys(colliding, 0),
              "tuples in a set": {(n, "x") for n in colliding}}[kind]
     data = codec.encode(value)
-    with pytest.raises(codec.CodecError, match="keys of one hash"):
+    with pytest.raises(codec.CodecError, match="^malformed payload$"):
         codec.decode(data)
 
 

@@ -209,7 +209,7 @@ def _decode(data, pos, depth):
     if tag == b's':
         raw, pos = _sized(data, pos)
         return _decode_text(raw), pos
-    if tag in b'tlezd':  # (an empty tag, at the end, fails to read its count)
+    if tag == b't' or tag == b'l' or tag == b'e' or tag == b'z' or tag == b'd':
         count = _U32.unpack_from(data, pos)[0]
         pos += 4
         if count > len(data) - pos:
@@ -224,8 +224,8 @@ def _decode(data, pos, depth):
             return items, pos
         keys = items[::2] if tag == b'd' else items
         # Many keys of one hash would take the sum of their squares to insert.
-        if len(keys) - len(set(map(hash, keys))) > 64:
-            raise CodecError('malformed payload: keys of one hash')
+        if count > 64 and count - len(set(map(hash, keys))) > 64:
+            raise CodecError('malformed payload')  # keys of one hash
         if tag == b'd':
             return dict(zip(keys, items[1::2])), pos
         if tag == b'e':
