@@ -30,7 +30,7 @@ from transport.core.spawn import (
     printable,
     reap_remaining,
 )
-from transport.errors import ConnectError
+from transport.errors import MAX_REASON, ConnectError
 from transport.known_targets import remember_tag, remembered_tag
 from transport.modules import ModuleServer
 
@@ -293,7 +293,7 @@ class Router:
 
     def _on_context_lost(self, context_id: int, reason: str) -> None:
         # Shown in exceptions and logs: an intermediary (maybe compromised) wrote it.
-        reason = printable(reason, 500)
+        reason = printable(reason, MAX_REASON)
         self._drops.pop(context_id, None)
         with self._lock:
             context = self._contexts.pop(context_id, None)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from transport.core.spawn import printable
+
 if sys.version_info >= (3, 11):
     # concurrent.futures.TimeoutError is the builtin TimeoutError.
     _TIMEOUT_BASES: tuple[type, ...] = (TimeoutError,)
@@ -80,7 +82,7 @@ class Disconnected(TransportError):
     def __init__(self, host: str, reason: str) -> None:
         # A reason may come from a target (an intermediary's word, a dead reply's): one
         # line, at most MAX_REASON characters.
-        reason = shown(reason[:MAX_REASON]).replace("\n", "?").replace("\t", "?")
+        reason = printable(reason, MAX_REASON)
         super().__init__(f"{host}: disconnected: {reason}")
         self.host = host
         self.reason = reason
