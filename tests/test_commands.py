@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
 import transport
 from tests.support.interpreters import find_interpreters
 from tests.support.processes import wait_gone, written_text
+from transport.core import codec
 
 PY = "/usr/bin/python3"
 INTERPRETERS = find_interpreters()
@@ -576,3 +578,61 @@ def test_a_command_over_the_message_size_limit_is_refused_here():
         with pytest.raises(ValueError, match="over the message size limit"):
             target.run("true", env={"HUGE": "x" * (2 * 1024 * 1024)})
         assert target.run("echo still here").stdout == b"still here\n"
+
+
+def _acknowledgements_held(monkeypatch) -> dict:
+    """Make the controller record what output comes without acknowledging it: the test
+    acknowledges by hand (the target is untouched)."""
+    from transport import commands
+
+    seen = {"bytes": 0, "handle": None}
+
+    def record(command, size, event):
+        seen["bytes"] += size
+        if event[0] == commands.ACKS:
+            seen["handle"] = event[1]
+
+    monkeypatch.setattr(commands.RunningCommand, "_acknowledge", record)
+    return seen
+
+
+def _when(condition, what):
+    for _ in range(600):
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"30 s without {what}")
+
+
+@pytest.mark.parametrize("label", sorted(INTERPRETERS))
+@pytest.mark.parametrize("pty", [False, True], ids=["pipes", "pty"])
+def test_output_waits_for_the_callers_acknowledgements(router, label, pty, monkeypatch, tmp_path):
+    """A command whose output is not acknowledged is not read beyond the window (it
+    waits, as on a full pipe, instead of the target holding its output), and goes on
+    as acknowledgements come, losing nothing."""
+    from transport.core.commands import CHUNK, OUTPUT_WINDOW
+    from transport.core.framing import Message
+    from transport.core.handles import CONTROLLER_ID
+
+    seen = _acknowledgements_held(monkeypatch)
+    target = router.local(python=INTERPRETERS[label])
+    done = tmp_path / "done"
+    size = 3 * OUTPUT_WINDOW
+    command = target.start(f"head -c {size} /dev/zero | tr '\\0' x; touch {done}", pty=pty)
+    _when(lambda: seen["bytes"] >= OUTPUT_WINDOW, "a window of output")
+    time.sleep(0.5)  # time to read far more, were the window not kept
+    assert OUTPUT_WINDOW <= seen["bytes"] <= OUTPUT_WINDOW + CHUNK + 64
+    assert seen["handle"] is not None and not done.exists()
+    core, acknowledged = router._core, 0
+
+    def acknowledge():
+        nonlocal acknowledged
+        if seen["bytes"] > acknowledged:
+            acknowledged = seen["bytes"]
+            core.send(Message(target.context_id, CONTROLLER_ID, seen["handle"],
+                              codec.encode(acknowledged)))
+        return done.exists()
+
+    _when(acknowledge, "the command's end")
+    result = command.wait()
+    assert result.exit_code == 0 and result.stdout.replace(b"\r\n", b"\n") == b"x" * size

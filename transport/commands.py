@@ -9,7 +9,10 @@ caller writes while the command runs, in a window the target acknowledges.
 The target enforces a timeout (it kills the command's process group); the
 caller gives up too, TIMEOUT_GRACE seconds after that, should the target
 never answer. Its deadline counts from the target's word that the command
-started, as the call may have waited behind others there.
+started, as the call may have waited behind others there. Once the target
+asks for them (after a megabyte), the broker thread acknowledges the output
+it receives, so a command's output never piles up on the target or an
+intermediary beyond the target's window.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ if TYPE_CHECKING:
     from transport.context import Context
 
 TARGET_MODULE = "transport.core.commands"  # not in the payload: sent before the first command
-STARTED, STDOUT, STDERR, EXITED = 0, 1, 2, 3
+STARTED, STDOUT, STDERR, EXITED, ACKS = 0, 1, 2, 3, 4
+ACK_EVERY = 1024 * 1024  # bytes of output received between acknowledgements
 # What the target says on a live input's handle.
 INPUT_READY, INPUT_TAKEN, INPUT_ENDED, INPUT_TERMINAL = 0, 1, 2, 3
 INPUT_WINDOW = 256 * 1024  # bytes of live input in flight, at most
@@ -80,11 +84,15 @@ class CommandFailed(TransportError):
         self.host = result.host
 
 
-def _output_chunk(context: Context, data: bytes) -> tuple[int, bytes]:
-    """An output message decoded: (STARTED, STDOUT, STDERR or EXITED, bytes)."""
+def _output_chunk(context: Context, data: bytes) -> tuple[int, Any]:
+    """An output message decoded: (STARTED, STDOUT, STDERR or EXITED, bytes), or
+    (ACKS, the handle where acknowledgements go)."""
     try:
         which, chunk = codec.decode(data)
-        if which not in (STARTED, STDOUT, STDERR, EXITED) or not isinstance(chunk, bytes):
+        if which == ACKS:
+            if type(chunk) is not int or chunk <= 0:
+                raise ValueError(f"acknowledgements to handle {chunk!r}")
+        elif which not in (STARTED, STDOUT, STDERR, EXITED) or not isinstance(chunk, bytes):
             raise ValueError(f"stream {which!r}")
     except (codec.CodecError, TypeError, ValueError) as e:
         raise ProtocolError(f"{context.name}: malformed command output: {e!r}") from None
@@ -243,6 +251,8 @@ class RunningCommand:
         self._events: compat.SimpleQueue = compat.SimpleQueue()
         self._abandoned = False  # nobody waits for it: its end only releases its handles
         self._exited = False  # a command run alongside said how it ended (EXITED)
+        self._received = self._acknowledged = 0  # bytes of output messages
+        self._ack_handle: int | None = None  # the target's, once it asks for acknowledgements
         self._event_lock = threading.Lock()
         self._output_handle = core.add_stream_handler(self._on_event, context.context_id)
         self._input = _LiveInput(context) if live else None
@@ -270,24 +280,49 @@ class RunningCommand:
         self._on_event(msg)
 
     def _on_event(self, msg: Message) -> None:
-        """Broker thread: a message for wait(), or after it gave up, the end it waits for."""
+        """Broker thread: an event for wait() (the reply or the context's loss as a
+        Message, output decoded as (stream, value), or the ProtocolError it is), or
+        after wait() gave up, the end it waits for. Output is acknowledged as it comes."""
+        event: Message | tuple[int, Any] | ProtocolError = msg
+        if msg.handle == self._output_handle and not msg.is_dead:
+            try:
+                event = _output_chunk(self.context, msg.data)
+            except ProtocolError as e:
+                event = e
+            else:
+                self._acknowledge(len(msg.data), event)
         with self._event_lock:
             if not self._abandoned:
-                self._events.put(msg)
+                self._events.put(event)
                 return
-        if self._ends(msg):
+        if self._ends(event):
             self._release()
 
-    def _ends(self, msg: Message) -> bool:
-        """Whether msg is the command's last (the call's reply, or for one run alongside,
-        its EXITED word or a reply other than "started"), or says its context went."""
-        if msg.is_dead:
+    def _acknowledge(self, size: int, event: tuple[int, Any]) -> None:
+        """Broker thread: an output message of size bytes came; acknowledge what came
+        once the target has asked, and then every ACK_EVERY bytes."""
+        self._received += size
+        if event[0] == ACKS:
+            self._ack_handle = event[1]
+        elif self._ack_handle is None or self._received - self._acknowledged < ACK_EVERY:
+            return
+        self._acknowledged = self._received
+        self.context.router._core.send(Message(self.context.context_id, CONTROLLER_ID,
+                                               self._ack_handle, codec.encode(self._received)))
+
+    def _ends(self, event: Message | tuple[int, Any] | ProtocolError) -> bool:
+        """Whether event is the command's last (the call's reply, or for one run
+        alongside, its EXITED word or a reply other than "started"), or says its
+        context went, or is malformed."""
+        if isinstance(event, ProtocolError):
+            return True
+        if isinstance(event, tuple):
+            return event[0] == EXITED
+        if event.is_dead:
             return True
         try:
-            if msg.handle == self._output_handle:
-                return _output_chunk(self.context, msg.data)[0] == EXITED
             return (self._input is None or self._exited
-                    or reply_value(self.context.name, msg.data) != "started")
+                    or reply_value(self.context.name, event.data) != "started")
         except (ProtocolError, TransportError):
             return True
 
@@ -311,7 +346,7 @@ class RunningCommand:
                     pending.append(self._events.get_nowait())
                 except compat.Empty:
                     break
-        if any(self._ends(msg) for msg in pending):
+        if any(self._ends(event) for event in pending):
             self._release()
         else:
             self.context.router._core.send(Message(
@@ -361,21 +396,25 @@ class RunningCommand:
         try:
             while not (replied and ended):
                 try:
-                    msg = self._events.get(timeout=None if deadline is None
-                                           else max(0.0, deadline - compat.monotonic()))
+                    event = self._events.get(timeout=None if deadline is None
+                                             else max(0.0, deadline - compat.monotonic()))
                 except compat.Empty:
                     raise Timeout(f"no answer {TIMEOUT_GRACE:g}s after the command's timeout "
                                   f"of {timeout}s: {cmd}", context.name) from None
-                if msg.is_dead:  # nothing more will come: nothing to hang up on
-                    replied = ended = True
-                    raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
-                if msg.handle != self._output_handle:
-                    value = reply_value(context.name, msg.data)  # the exit status, or "timeout"
+                if isinstance(event, ProtocolError):
+                    raise event
+                if isinstance(event, Message):
+                    if event.is_dead:  # nothing more will come: nothing to hang up on
+                        replied = ended = True
+                        raise Disconnected(context.name, event.data.decode("utf-8", "replace"))
+                    value = reply_value(context.name, event.data)  # the exit status, or "timeout"
                     replied = True
                     if self._input is None:  # else "started", and its end comes as EXITED
                         status, ended = value, True
                     continue
-                which, chunk = _output_chunk(context, msg.data)
+                which, chunk = event
+                if which == ACKS:
+                    continue
                 if which == EXITED:
                     self._exited = True
                     status, ended = reply_value(context.name, chunk), True

@@ -13,6 +13,13 @@ output all comes back as stdout, as from ssh -t); after the input (if any)
 the terminal's end-of-file character is typed, so a command reading to the
 end of its input ends as it does on pipes.
 
+Output has a window: once WINDOW_OPENS bytes of output messages have gone,
+(ACKS, handle) tells the caller where to acknowledge what it has received
+(the bytes of the messages on its output handle, counted from the first),
+and while OUTPUT_WINDOW bytes are unacknowledged the command's output is not
+read (it waits, as on a pipe nobody reads), so a command faster than the way
+back is never held in this process's memory, nor an intermediary's.
+
 With live input (Context.start) the command runs alongside later calls (a
 thread of its own pumps it; its reply comes last on the output handle, as
 EXITED) and its stdin stays open while it runs: the caller sends chunks to a
@@ -53,6 +60,9 @@ _starting = {}
 _lock = allocate_lock()
 STARTED = 0  # the stream number of the chunk that says a timed command has started
 EXITED = 3  # the stream number of the last message of a command run alongside: its reply
+ACKS = 4  # the stream number of the word that says where acknowledgements of output go
+OUTPUT_WINDOW = 4 * 1024 * 1024  # bytes of output sent and not acknowledged, at most
+WINDOW_OPENS = OUTPUT_WINDOW // 4  # bytes sent before acknowledgements are asked for
 # What the caller's input handle gets: where to send input, how much was taken, that the
 # command has ended (nothing more is taken), and where to send a pty's new size.
 INPUT_READY, INPUT_TAKEN, INPUT_ENDED, INPUT_TERMINAL = 0, 1, 2, 3
@@ -139,9 +149,68 @@ class _CallerHandle(object):
         self.router.send(Message(self.caller, self.router.context_id, self.handle,
                                  codec.encode(value)))
 
+
+class _Output(_CallerHandle):
+    """The caller's output handle, with the window the module's docstring describes.
+    full() says the pump must not read output; wake_fd (once the window exists)
+    becomes readable when an acknowledgement comes."""
+
+    def __init__(self, handle):
+        _CallerHandle.__init__(self, handle)
+        self.sent = 0
+        self.acknowledged = 0
+        self.ack_handle = None
+        self.wake_fd = self._wake_w = None
+        self._lock = allocate_lock()  # the wake-up pipe is let go under it
+        self.closed = False
+
     def send(self, stream, data):
         """A chunk of output: (stream, bytes)."""
         self.tell((stream, binary(data)))
+
+    def tell(self, value):
+        data = codec.encode(value)
+        self.sent += len(data)
+        self.router.send(Message(self.caller, self.router.context_id, self.handle, data))
+        if self.ack_handle is None and self.sent >= WINDOW_OPENS and not self.closed:
+            self.wake_fd, self._wake_w = os.pipe()
+            set_nonblocking(self.wake_fd)
+            set_nonblocking(self._wake_w)
+            self.ack_handle = self.router.add_parent_handler(self._on_ack)
+            self.tell((ACKS, self.ack_handle))
+
+    def full(self):
+        return self.sent - self.acknowledged >= OUTPUT_WINDOW
+
+    def _on_ack(self, msg):
+        """Broker thread: the bytes the caller has received, in all."""
+        count = codec.decode(msg.data)
+        if not (isinstance(count, integer_types) and not isinstance(count, bool)
+                and self.acknowledged <= count <= self.sent):
+            raise ValueError('an acknowledgement of %r bytes of output, of %d sent'
+                             % (count, self.sent))
+        self.acknowledged = count
+        with self._lock:
+            if not self.closed:
+                try:
+                    os.write(self._wake_w, b'.')
+                except OSError:
+                    pass  # full: the pump has wake-ups waiting already
+
+    def woken(self):
+        try:
+            os.read(self.wake_fd, 4096)
+        except OSError:
+            pass
+
+    def close(self):
+        """The command has ended: no more acknowledgements are taken."""
+        with self._lock:
+            self.closed = True
+            if self.ack_handle is not None:
+                self.router.remove_handler(self.ack_handle)
+                os.close(self.wake_fd)
+                os.close(self._wake_w)
 
 
 def set_terminal_size(fd, size):
@@ -162,7 +231,7 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
     (see the module's docstring) instead of stdin_data, and the command runs alongside
     later calls: this returns 'started' once it has started, and a thread of its own
     streams the output and ends it with (EXITED, the reply run() would have given)."""
-    output = _CallerHandle(output_handle)
+    output = _Output(output_handle)
     if timeout is not None:
         output.send(STARTED, b'')
     environment = None
@@ -207,6 +276,7 @@ def _finish(proc, master, pump, feed, timeout, output):
         return pump(proc, master, feed, timeout, output)
     finally:
         feed.close()
+        output.close()
         running.pop(proc.pid, None)
 
 
@@ -432,7 +502,7 @@ def _pump(proc, _master, feed, timeout, output):
             return _kill(proc)
         if not readers:  # a live input's command with its output closed: look for its exit
             wait = EXIT_POLL if wait is None else min(wait, EXIT_POLL)
-        watched = list(readers)
+        watched = [output.wake_fd] if output.full() else list(readers)
         if feed.wake_fd is not None and not feed.ended:
             watched.append(feed.wake_fd)
         writers = [stdin.fileno()] if stdin is not None and feed.pending else []
@@ -442,6 +512,9 @@ def _pump(proc, _master, feed, timeout, output):
         for fd in readable:
             if fd == feed.wake_fd:
                 feed.refill()
+                continue
+            if fd == output.wake_fd:
+                output.woken()
                 continue
             chunk = os.read(fd, CHUNK)
             if chunk:
@@ -481,7 +554,7 @@ def _pump_pty(proc, master, feed, timeout, output):
                 end = _end_of_input(master, feed.unfinished_line)
                 if end:
                     feed = _Input(end)  # typed like the rest, not acknowledged
-            watched = [master]
+            watched = [output.wake_fd] if output.full() else [master]
             if feed.wake_fd is not None and not feed.ended:
                 watched.append(feed.wake_fd)
             readable, writable = _select(watched, [master] if feed.pending else [], wait)
@@ -489,6 +562,8 @@ def _pump_pty(proc, master, feed, timeout, output):
                 feed.write_to(master)
             if feed.wake_fd in readable:
                 feed.refill()
+            if output.wake_fd in readable:
+                output.woken()
             if master in readable:
                 try:
                     chunk = os.read(master, CHUNK)
