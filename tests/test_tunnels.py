@@ -137,7 +137,6 @@ def test_tunnels_on_every_target_python(router, echo):
 
 
 def test_a_target_that_sends_beyond_the_window_is_cut_off(router, echo):
-    import time
 
     from tests import remote_functions as rf
 
@@ -190,7 +189,6 @@ def test_a_service_that_closes_at_once_does_not_end_the_target_whatever_sigpipe_
 
 
 def test_a_forward_stops_listening_when_its_context_or_router_goes(echo):
-    import time
 
     def refused(port):
         deadline = time.monotonic() + 10
@@ -223,13 +221,29 @@ def test_a_forward_on_a_lost_context_is_refused_and_never_listens(router, echo):
     ctx.shutdown()
     with pytest.raises(transport.Disconnected, match=f"^{ctx.name}: disconnected"):
         ctx.forward_local(0, echo.port, "127.0.0.1")
-    # One whose context is lost while it is made closes once it listens (the callback
-    # then runs at once).
-    from transport.tunnels import LocalForward
+    # Made without that check, a forward asks the context first, and so never listens.
+    from transport.tunnels import LocalForward, RemoteForward
 
-    late = LocalForward(ctx, "127.0.0.1", 0, "127.0.0.1", echo.port)
-    deadline = time.monotonic() + 10
-    while not late._closed and time.monotonic() < deadline:
-        time.sleep(0.05)
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", late.port), timeout=5).close()
+    for kind in (LocalForward, RemoteForward):
+        with pytest.raises(transport.Disconnected, match=f"^{ctx.name}: disconnected"):
+            kind(ctx, "127.0.0.1", 0, "127.0.0.1", echo.port)
+
+
+def test_a_local_forward_connects_while_a_call_runs_there(router, echo, tmp_path):
+    """The target connects a tunnel on a thread of its own: a call that has not
+    returned yet does not hold the forward's connections (nor they the calls)."""
+    from tests import remote_functions as rf
+
+    ctx = router.local(python=PY)
+    release = tmp_path / "release"
+    with ctx.forward_local(0, echo.port, "127.0.0.1", local_host="127.0.0.1") as forward:
+        running = ctx.call_async(rf.wait_for_path, str(release), "returned")
+        try:
+            with socket.create_connection(("127.0.0.1", forward.port)) as s:
+                s.settimeout(30)
+                s.sendall(b"while a call runs")
+                assert s.recv(100) == b"while a call runs"
+            assert not running.done()
+        finally:
+            release.touch()
+        assert running.result(30) == "returned"

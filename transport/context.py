@@ -564,17 +564,15 @@ class Context:
                       remote_host: str = "localhost", local_host: str = "localhost") -> Forward:
         """Forward local_host:local_port here to remote_host:remote_port as seen from the
         context (remote_port defaults to local_port), as `ssh -L` does; Fabric's argument
-        names. Each connection accepted here is connected there by a call (after the
-        context's call or command under way). Returns a Forward (a context manager; its
-        `port` is the port listened on, local_port 0 letting the system choose): closing it
-        stops listening and closes the tunnels still open."""
+        names. Each connection accepted here is connected there on a thread of its own
+        (neither waiting for the context's calls and commands nor holding them). Returns a
+        Forward (a context manager; its `port` is the port listened on, local_port 0 letting
+        the system choose): closing it stops listening and closes the tunnels still open."""
         from transport.tunnels import LocalForward
 
         remote_port = local_port if remote_port is None else remote_port
         if not remote_port:
             raise ValueError("forward_local: remote_port must be given (local_port is 0)")
-        if not self.alive:
-            raise self._gone_error()
         return LocalForward(self, local_host, local_port, remote_host, remote_port)
 
     def forward_remote(self, remote_port: int, local_port: int | None = None,

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from transport.core import codec, tunnels
 from transport.core.framing import Message
-from transport.errors import TransportError
+from transport.core.spawn import printable
+from transport.errors import MAX_REASON, TransportError
 
 if TYPE_CHECKING:
     from transport.context import Context
@@ -31,6 +32,7 @@ log = logging.getLogger("transport")
 # Tunnels open at once through one Forward; connections beyond are closed (a
 # hostile target cannot make the controller open connections without bound).
 MAX_TUNNELS = 256
+CONNECT_GRACE = 10.0  # how much longer than its own connect timeout the target may take
 
 
 class Forward:
@@ -112,7 +114,7 @@ class Forward:
         with self._lock:
             self._pumps.discard(pump)
 
-    def _failed(self, what: str, error: BaseException) -> None:
+    def _failed(self, what: str, error: BaseException | str) -> None:
         log.warning("%s: %s: %s failed: %s", self.context.name, self.description, what, error)
 
 
@@ -122,6 +124,7 @@ class LocalForward(Forward):
         super().__init__(context, f"forward {local_host}:{local_port} to "
                                   f"{remote_host}:{remote_port} there")
         self.remote = (remote_host, remote_port)
+        self._connector = context.call(tunnels.connector)
         self._listener = tunnels.Listener(local_host, local_port, self._start)
         self.port = self._listener.port
         self._watch_context()
@@ -134,10 +137,11 @@ class LocalForward(Forward):
         pump = self._end(conn)
         if pump is None:
             return
-        try:
-            there = self.context.call(tunnels.connect, *self.remote, pump.handle)
-        except Exception as e:
-            self._failed(f"connecting to {self.remote[0]}:{self.remote[1]} there", e)
+        status, there = self.context._request(self._connector, (*self.remote, pump.handle),
+                                              tunnels.CONNECT_TIMEOUT + CONNECT_GRACE)
+        if status != "ok" or type(there) is not int:
+            self._failed(f"connecting to {self.remote[0]}:{self.remote[1]} there",
+                         printable(str(there), MAX_REASON))
             pump.close()
             return
         pump.start(there)

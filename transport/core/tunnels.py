@@ -11,8 +11,10 @@ before it (a half-close, as TCP has). (RESET, 0) says the sender's
 connection failed or was closed: the receiver closes its own. An end whose
 both directions are done closes its socket and releases its handle.
 
-connect() opens the target's end of a tunnel to a host and port the caller
-names (a local forward: the caller accepted the connection); listen()
+connector() gives the handle where the caller asks the target to open its
+end of a tunnel to a host and port (a local forward: the caller accepted the
+connection); each connects on a thread of its own, so a slow or silent
+address holds neither the context's calls nor is held by them; listen()
 accepts connections on the target and announces each new end's handle to
 the caller, which connects its own end and names its handle with (PEER,
 handle) (a remote forward). The controller builds its ends from the same
@@ -311,15 +313,42 @@ def _end(router, caller, sock, await_peer=False):
     return pump
 
 
-def connect(host, port, peer_handle):
-    """Connect to (host, port) from here as a tunnel's end whose other end is
-    peer_handle in the caller; return this end's handle."""
-    router, caller = _current()
-    sock = socket.create_connection((host, port), CONNECT_TIMEOUT)
-    sock.settimeout(None)
-    pump = _end(router, caller, sock)
-    pump.start(peer_handle)
-    return pump.handle
+_connector = []  # the connect service's handle, once made
+
+
+def connector():
+    """The handle (parent side only) of this context's connect service: each message
+    (host, port, the other end's handle) connects to (host, port) from here, on a
+    thread of its own, as a tunnel's end; the reply is ('ok', this end's handle) or
+    ('error', why not)."""
+    if not _connector:
+        router = _current()[0]
+
+        def on_request(msg):
+            if not msg.is_dead:
+                thread = threading.Thread(target=_connect, args=(router, msg),
+                                          name='transport-tunnel-connect')
+                thread.daemon = True
+                thread.start()
+
+        _connector.append(router.add_parent_handler(on_request))
+    return _connector[0]
+
+
+def _connect(router, msg):
+    try:
+        host, port, peer_handle = codec.decode(msg.data)
+        if not isinstance(peer_handle, int):
+            raise ValueError('a tunnel end is an int handle, not %r' % (peer_handle,))
+        sock = socket.create_connection((host, port), CONNECT_TIMEOUT)
+        sock.settimeout(None)
+        pump = _end(router, msg.src, sock)
+        pump.start(peer_handle)
+        reply = ('ok', pump.handle)
+    except Exception as e:  # the caller says why, naming the host
+        reply = ('error', str(e) or type(e).__name__)
+    if msg.reply_to:
+        router.send(Message(msg.src, router.context_id, msg.reply_to, codec.encode(reply)))
 
 
 _listeners = {}
