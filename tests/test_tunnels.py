@@ -3,6 +3,7 @@ flow control, half-closes, and failures that stay with the connection that met t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -247,3 +248,46 @@ def test_a_local_forward_connects_while_a_call_runs_there(router, echo, tmp_path
         finally:
             release.touch()
         assert running.result(30) == "returned"
+
+
+def _firehose() -> int:
+    """A server here that sends to each connection until it closes; its port."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def pour(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            while True:
+                conn.sendall(b"z" * 65536)
+
+    def serve() -> None:
+        while True:
+            conn = server.accept()[0]
+            threading.Thread(target=pour, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1]
+
+
+def test_closing_a_forward_while_data_flows_warns_of_nothing(router, caplog):
+    """The data on its way when a forward closes is dropped quietly (it is late, not
+    refused): warnings stay for messages a target should not have sent."""
+    ctx = router.local(python=PY)
+    forward = ctx.forward_local(0, _firehose(), "127.0.0.1", local_host="127.0.0.1")
+    received = [0] * 5
+
+    def drain(sock: socket.socket, index: int) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(1 << 20):
+                received[index] += len(chunk)
+
+    socks = [socket.create_connection(("127.0.0.1", forward.port)) for _ in received]
+    for index, sock in enumerate(socks):
+        threading.Thread(target=drain, args=(sock, index), daemon=True).start()
+    with caplog.at_level(logging.WARNING, logger="transport"):
+        while min(received) < 4 << 20:  # every tunnel is busy
+            time.sleep(0.01)
+        forward.close()
+        for sock in socks:
+            sock.close()
+        assert ctx.call(pow, 2, 5) == 32  # what was on its way has come by now
+    assert not [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]

@@ -20,8 +20,8 @@ from transport.context import Context
 from transport.core import codec, compat
 from transport.core.broker import Broker
 from transport.core.framing import DEFAULT_MAX_MESSAGE_SIZE, Message
-from transport.core.handles import ADD_ROUTE, CONNECT, CONTROLLER_ID, SHUTDOWN
-from transport.core.router import NO_ROUTE
+from transport.core.handles import ADD_ROUTE, CONNECT, CONTROLLER_ID, FIRST_DYNAMIC_HANDLE, SHUTDOWN
+from transport.core.router import NO_HANDLER, NO_ROUTE
 from transport.core.router import Router as CoreRouter
 from transport.core.spawn import (
     REAP_INTERVAL,
@@ -308,9 +308,11 @@ class Router:
         log.info("transport.stderr", "%s: %s", connection.name, line)
 
     def _on_drop(self, msg: Message, reason: str) -> None:
-        if reason.startswith(NO_ROUTE):
+        if reason.startswith(NO_ROUTE) or (reason.startswith(NO_HANDLER)
+                                           and msg.handle >= FIRST_DYNAMIC_HANDLE):
             # Its context went away first (a shutdown, a module pushed unasked, a late
-            # reply); a call's own loss reaches its caller as Disconnected.
+            # reply), or its handle did (a tunnel's data after it closed, a reply after
+            # a timeout); a call's own loss reaches its caller as Disconnected.
             log.debug("transport", "dropped %r: %s", msg, reason)
             return
         child = self._core.child_on(msg.stream)  # broker thread only: no lock

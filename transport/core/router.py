@@ -40,6 +40,7 @@ from transport.core.handles import ADD_ROUTE, DEL_ROUTE, FIRST_DYNAMIC_HANDLE, F
 
 # The reason given for a message whose destination has no route (is gone or never was).
 NO_ROUTE = 'no route to context'
+NO_HANDLER = 'no handler'  # and for one whose handle has no handler here (any more)
 
 
 def accept_from_parent(router, handler, msg):
@@ -292,7 +293,7 @@ class Router(object):
         handler = self._handlers.get(msg.handle)
         if handler is None:
             if not msg.is_dead:
-                self._unroutable(msg, 'no handler %d in context %d' % (msg.handle, self.context_id))
+                self._unroutable(msg, NO_HANDLER + ' %d' % msg.handle)
             return
         if not handler.accept(self, handler, msg):
             self._drop(msg, 'handler %d refuses it' % msg.handle)
