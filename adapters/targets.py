@@ -141,6 +141,19 @@ class Targets:
                     user, reason)
         return None
 
+    def retire(self, context: transport.Context) -> None:
+        """Shut context down, with the sudo interpreters opened through it; the next
+        use of its host logs in again (as a closed connection's next command does: a
+        group the user was added to, or a new login shell, then shows)."""
+        with self._lock:
+            retired = [key for key, ctx in self._contexts.items()
+                       if ctx is context or (key[0] == "sudo" and key[1] == context.context_id)]
+            contexts = [self._contexts.pop(key) for key in retired]
+            for key in [key for key in self._sudo_refused if key[0] == context.context_id]:
+                self._sudo_refused.discard(key)
+        for ctx in sorted(contexts, key=lambda c: c is context):  # sudo's first
+            ctx.shutdown(wait=False)
+
     def for_spec(self, spec: str, python: str | None = None, **options: Any) -> transport.Context:
         """'local' or '[user@]host[:port]' -> its context."""
         if spec == "local":

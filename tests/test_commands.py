@@ -636,3 +636,16 @@ def test_output_waits_for_the_callers_acknowledgements(router, label, pty, monke
     _when(acknowledge, "the command's end")
     result = command.wait()
     assert result.exit_code == 0 and result.stdout.replace(b"\r\n", b"\n") == b"x" * size
+
+
+def test_a_program_named_otherwise_and_a_command_hung_up_on(target, tmp_path):
+    """executable= runs a program under another argv[0] (a shell named as sshd names
+    it); hang_up() ends a started command as a closed terminal would."""
+    assert target.run(["sh", "-c", "echo $0"], executable="/bin/sh").stdout == b"sh\n"
+    with pytest.raises(ValueError, match="executable= goes with a command given as a list"):
+        target.run("echo $0", executable="/bin/sh")
+    started = tmp_path / "started"
+    command = target.start(f"touch {started}; exec sleep 60")
+    _when(started.exists, "the command's start")
+    command.hang_up()
+    assert command.wait().exit_code == -1  # SIGHUP

@@ -628,3 +628,13 @@ def test_put_from_a_file_object_streams_it_in_pieces(sshd, tmp_path):
             c.sftp().chmod("/etc/passwd", 0o600)
     finally:
         targets.close()
+
+
+def test_a_command_left_running_at_the_end_is_no_lost_connection(sshd, runtime_config, tmp_path):
+    """A disowned command still running when the run ends: the run closed the
+    connection, which is not lost, so nothing says it was (stock says nothing)."""
+    stock, fast = features_run_on_stock_and_fast(runtime_config, tmp_path, "-H",
+                                                  host(sshd, "tp-plain"), "disowned")
+    for result in (stock, fast):
+        assert (result.returncode, result.stdout) == (0, "left running\n"), result.stderr
+    assert "disconnected" not in fast.stderr and fast.stderr == stock.stderr

@@ -235,7 +235,8 @@ class RunningCommand:
                  env: dict[str, str | None] | None, cwd: str | None, input: bytes | None,
                  timeout: float | None, check: bool,
                  on_output: Callable[[str, bytes], Any] | None, pty: bool,
-                 pty_size: tuple[int, int], replace_env: bool, live: bool) -> None:
+                 pty_size: tuple[int, int], replace_env: bool, live: bool,
+                 executable: str | None = None) -> None:
         if not context.alive:
             raise context._gone_error()
         self.context = context
@@ -259,6 +260,8 @@ class RunningCommand:
         self._input_handle = None
         if replace_env:
             options["replace_env"] = True
+        if executable is not None:
+            options["executable"] = executable
         if self._input is not None:
             self._input_handle = core.add_stream_handler(self._input.on_message,
                                                          context.context_id)
@@ -349,9 +352,7 @@ class RunningCommand:
         if any(self._ends(event) for event in pending):
             self._release()
         else:
-            self.context.router._core.send(Message(
-                self.context.context_id, CONTROLLER_ID, SIGNAL_COMMANDS,
-                codec.encode((HANG_UP, self._output_handle))))
+            self.hang_up()
 
     def write(self, data: bytes | str) -> None:
         """Send data (str: UTF-8) to the command's stdin; BrokenPipeError once it has ended."""
@@ -365,6 +366,15 @@ class RunningCommand:
         if self._input is None or not self._pty:
             raise ValueError(f"{self.context.name}: only a started command on a pty has a size")
         self._input.resize(_size(pty_size))
+
+    def hang_up(self) -> None:
+        """Hang up on the command, as a closed terminal or ssh channel would: SIGHUP to
+        its process group (nothing once it has ended); wait() returns at its end."""
+        if not self.context.alive:
+            return
+        self.context.router._core.send(Message(
+            self.context.context_id, CONTROLLER_ID, SIGNAL_COMMANDS,
+            codec.encode((HANG_UP, self._output_handle))))
 
     def close_input(self) -> None:
         """End the command's input: its stdin closes (on a terminal, the end-of-file
@@ -445,12 +455,16 @@ def start(context: Context, cmd: str | list[str], *, shell: bool = True,
           input: bytes | str | None = None, timeout: float | None = None, check: bool = False,
           on_output: Callable[[str, bytes], Any] | None = None, pty: bool = False,
           pty_size: tuple[int, int] = (80, 24), replace_env: bool = False,
+          executable: str | None = None,
           live: bool = True) -> RunningCommand:
     if isinstance(input, str):
         input = input.encode()
+    if executable is not None and not isinstance(cmd, (list, tuple)):
+        raise ValueError("executable= goes with a command given as a list")
     return RunningCommand(context, cmd, shell=shell, env=env, cwd=cwd, input=input,
                           timeout=timeout, check=check, on_output=on_output, pty=pty,
-                          pty_size=pty_size, replace_env=replace_env, live=live)
+                          pty_size=pty_size, replace_env=replace_env, live=live,
+                          executable=executable)
 
 
 def run(context: Context, cmd: str | list[str], **options: Any) -> CommandResult:

@@ -441,7 +441,8 @@ class Context:
             env: dict[str, str | None] | None = None, cwd: str | None = None,
             input: bytes | str | None = None, timeout: float | None = None, check: bool = False,
             on_output: Callable[[str, bytes], Any] | None = None, pty: bool = False,
-            pty_size: tuple[int, int] = (80, 24), replace_env: bool = False) -> CommandResult:
+            pty_size: tuple[int, int] = (80, 24), replace_env: bool = False,
+            executable: str | None = None) -> CommandResult:
         """Run a command in the context and return its CommandResult.
 
         A string runs under /bin/sh -c (shell=False splits nothing: pass a list); a
@@ -454,20 +455,23 @@ class Context:
         CommandFailed for a non-zero exit. pty=True runs it on a new pseudo-terminal
         of pty_size (columns, rows) (its stdout and stderr then both arrive as stdout,
         with terminal line endings; after the input, the terminal's end-of-file
-        character ends its input, as the end of a pipe does).
+        character ends its input, as the end of a pipe does). executable, with a list,
+        is the program to run, the list's first item then being only its argv[0]
+        (["bash", "-c", line] with executable="/bin/bash" runs a shell named as sshd
+        names it).
         """
         from transport import commands
 
         return commands.run(self, cmd, shell=shell, env=env, cwd=cwd, input=input,
                             timeout=timeout, check=check, on_output=on_output, pty=pty,
-                            pty_size=pty_size, replace_env=replace_env)
+                            pty_size=pty_size, replace_env=replace_env, executable=executable)
 
     def start(self, cmd: str | list[str], *, shell: bool = True,
               env: dict[str, str | None] | None = None, cwd: str | None = None,
               timeout: float | None = None, check: bool = False,
               on_output: Callable[[str, bytes], Any] | None = None, pty: bool = False,
               pty_size: tuple[int, int] = (80, 24),
-              replace_env: bool = False) -> RunningCommand:
+              replace_env: bool = False, executable: str | None = None) -> RunningCommand:
         """Start a command whose stdin stays open while it runs; return its RunningCommand.
 
         As run(), but without waiting: write(data) feeds its stdin as it runs (and
@@ -483,7 +487,7 @@ class Context:
 
         return commands.start(self, cmd, shell=shell, env=env, cwd=cwd, timeout=timeout,
                               check=check, on_output=on_output, pty=pty, pty_size=pty_size,
-                              replace_env=replace_env)
+                              replace_env=replace_env, executable=executable)
 
     def signal_commands(self, signum: int = 2) -> None:
         """Send signal signum (default SIGINT, as Ctrl-C at a terminal) to every command

@@ -87,6 +87,12 @@ class Router:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called (or the router's thread ended): its contexts are
+        gone, or going, by our own doing."""
+        return self._closed
+
     # -- connection methods ------------------------------------------------------
 
     def local(self, *, python: str | None = None, name: str | None = None,

@@ -155,8 +155,14 @@ class Connection(fabric.Connection):
         self.transport_context()
 
     def close(self) -> None:
-        """Let go of the context; the run's Executor shuts it down when the run ends."""
+        """Shut the host's interpreter down (and its sudo interpreters): as after stock
+        Fabric's close(), the next command logs in again. (Without close(), the
+        interpreter serves every task of the run, and the Executor shuts it down at
+        the end.)"""
+        context = self._context
         self._set(_context=None, _transport_sftp=None)
+        if context is not None:
+            self._targets.retire(context)
 
     def sudo(self, command: str, **kwargs: Any) -> Result:
         """The command in a persistent interpreter as the sudo user, given the password

@@ -10,6 +10,7 @@ shell itself, for Connection.shell().
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fabric.runners import Result
@@ -28,6 +29,18 @@ class FabricRunner(TransportRunner):
         # the host's own is kept, as sshd's is for stock Fabric.
         return super().generate_env(env, False)
 
+    def place_env(self, command: str, env: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        # As stock Fabric 3 with inline_ssh_env (its default): `export K=V && ` before
+        # the command line, unquoted, so that values are text and the shell expands them
+        # (env={"PATH": "/opt/bin:$PATH"}). Without it, stock asks sshd to set them;
+        # here they travel as data, as text.
+        if not env:
+            return command, env
+        if self.inline_env:
+            parameters = " ".join(f"{key}={value}" for key, value in sorted(env.items()))
+            return f"export {parameters} && {command}", {}
+        return command, {key: str(value) for key, value in env.items()}
+
     def resolve_target(self) -> transport.Context:
         return self.context.transport_context()
 
@@ -42,8 +55,11 @@ class FabricRunner(TransportRunner):
         # and sshd gives it to the command as TERM.
         return {"TERM": "vt100"}
 
-    def shell_argv(self, shell: str, command: str) -> list[str]:
-        return [self.context.login_shell(), "-c", command]
+    def shell_argv(self, shell: str, command: str) -> tuple[list[str], str | None]:
+        # As sshd runs a command line: the login shell, named without its path ($0 is
+        # "bash", and so are its error messages' prefixes).
+        login_shell = self.context.login_shell()
+        return [os.path.basename(login_shell), "-c", command], login_shell
 
     def returncode(self) -> int | None:
         # A command ended by a signal: stock Fabric's channel has no exit status, only
@@ -59,5 +75,7 @@ class FabricRunner(TransportRunner):
 class ShellRunner(FabricRunner):
     """The runner of Connection.shell(): the login shell itself, interactive on its pty."""
 
-    def shell_argv(self, shell: str, command: str | None) -> list[str]:
-        return [self.context.login_shell(), "-l"]
+    def shell_argv(self, shell: str, command: str | None) -> tuple[list[str], str | None]:
+        # A login shell, as sshd starts one: its name with a leading "-".
+        login_shell = self.context.login_shell()
+        return ["-" + os.path.basename(login_shell)], login_shell

@@ -92,8 +92,7 @@ class TransportRunner(Runner):
     def __init__(self, context: Any, inline_env: bool | None = None) -> None:
         super().__init__(context)
         self._replace_env = False
-        # Fabric's Connection passes inline_env; env travels as data, never inlined.
-        self.inline_env = inline_env
+        self.inline_env = inline_env  # Fabric's Connection passes it (see place_env)
         self.target: transport.Context | None = None
         self._command: Any = None  # the RunningCommand
         self._previous_winch: Any = None  # SIGWINCH's handler before ours, while ours is on
@@ -116,9 +115,10 @@ class TransportRunner(Runner):
         python = settings.pop("python", None)
         return shared_targets().for_spec(spec, python, **settings)
 
-    def shell_argv(self, shell: str, command: str) -> list[str]:
-        """The argv that runs command: invoke's configured shell (run.shell)."""
-        return [shell, "-c", command]
+    def shell_argv(self, shell: str, command: str) -> tuple[list[str], str | None]:
+        """The argv that runs command, and the program it runs when argv[0] is only its
+        name: invoke's configured shell (run.shell), as invoke runs it."""
+        return [shell, "-c", command], None
 
     def terminal_env(self) -> dict[str, str]:
         """What a command on a pty adds to its environment (env= may override it):
@@ -131,6 +131,11 @@ class TransportRunner(Runner):
         # makes env the command's whole environment, as invoke's does.
         self._replace_env = replace_env
         return dict(env)
+
+    def place_env(self, command: str, env: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Where env goes: (the command line, the environment given as data). invoke
+        gives it to the process as data."""
+        return command, env
 
     # -- the Runner interface ---------------------------------------------------
 
@@ -147,11 +152,13 @@ class TransportRunner(Runner):
                 command = "sudo -n " + command[len(sudo_head(self.context)):]
                 self.watchers = self.watchers[:-1]
         self.target = target
+        command, env = self.place_env(command, env)
         terminal: dict[str, Any] = {}
         if self.using_pty:
             env = {**self.terminal_env(), **env}
             terminal = {"pty": True, "pty_size": pty_size()}
-        self._command = target.start(self.shell_argv(shell, command), env=env or None,
+        argv, program = self.shell_argv(shell, command)
+        self._command = target.start(argv, executable=program, env=env or None,
                                      timeout=self.opts["timeout"], on_output=self._on_output,
                                      replace_env=self._replace_env, **terminal)
         if self.using_pty and hasattr(signal, "SIGWINCH") and (
@@ -188,8 +195,10 @@ class TransportRunner(Runner):
         except transport.Disconnected as e:
             # The connection was lost mid-command: as stock Fabric's channel, which then
             # has no exit status, -1 (a Result with warn=True, else UnexpectedExit), and
-            # the reason on stderr.
-            log.warning("transport", "%s", e)
+            # the reason on stderr; not when the run closed it (a command disowned, or
+            # never joined, still running at the end).
+            if not (self.target is not None and self.target.router.closed):
+                log.warning("transport", "%s", e)
             self._exit_code = self.LOST_EXIT
         except BaseException as e:  # handed to the caller's thread by wait()
             self._error = e
@@ -210,7 +219,14 @@ class TransportRunner(Runner):
             pass  # the connection is gone, and the command with it
 
     def stop(self) -> None:
+        """After the run (invoke's finally): a command still running (a watcher's
+        Failure, an interrupt) is hung up on, as stock Fabric's closed channel does."""
         super().stop()
+        if self._command is not None and not self._finished.is_set():
+            try:
+                self._command.hang_up()
+            except transport.TransportError:
+                pass  # the connection is gone, and the command with it
         if self._previous_winch is not None:
             signal.signal(signal.SIGWINCH, self._previous_winch)
             self._previous_winch = None

@@ -7,8 +7,8 @@ import stat
 
 import fabric
 from fabric import task
-from invoke.exceptions import AuthFailure, UnexpectedExit
-from invoke.watchers import Responder
+from invoke.exceptions import AuthFailure, Failure, UnexpectedExit
+from invoke.watchers import FailingResponder, Responder
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -27,6 +27,22 @@ def features(c):
     with c.cd("/tmp"), c.prefix("export PREFIXED=yes"):
         show("cd and prefix", c.run("pwd; echo $PREFIXED", hide=True).stdout)
     show("env", c.run("echo $GREETING", env={"GREETING": "hi"}, hide=True).stdout)
+    show("env values as text, expanded there", c.run(
+        "echo $PORT $UNSET; echo $PATH | cut -d: -f1",
+        env={"PORT": 8080, "UNSET": None, "PATH": "/opt/tool/bin:$PATH"}, hide=True).stdout)
+    show("the shell's name", c.run("echo $0; cd /nowhere", warn=True, hide=True).stdout)
+    show("the shell's complaint", c.run("cd /nowhere", warn=True, hide=True).stderr)
+    try:
+        c.run("printf 'Password: '; read p; echo wrong; printf 'Password: '; read p; : LEFT", hide=True,
+              watchers=[FailingResponder(pattern="Password: ", response="pw\n", sentinel="wrong")])
+    except Failure as e:
+        show("a watcher's failure", type(e).__name__)
+    show("what it left running", c.run(
+        "for i in 1 2 3 4 5 6 7 8 9 10; do ps -u $(id -u) -o args | grep -q '[:] LEFT' || break;"
+        " sleep 0.2; done; ps -u $(id -u) -o args | grep -c '[:] LEFT'", hide=True, warn=True).stdout)
+    before = c.run("echo $PPID", hide=True).stdout
+    c.close()
+    show("a new login after close()", c.run("echo $PPID", hide=True).stdout != before)
     show("pty", c.run("test -t 0 && test -t 1 && echo on a tty", pty=True, hide=True).stdout)
     show("pty size and terminal type", c.run("stty size; echo $TERM", pty=True, hide=True).stdout)
     show("hide stdout only", c.run("echo shown; echo hidden-err >&2", hide="stderr").stdout)
@@ -121,6 +137,12 @@ def features(c):
     beside.close()
     if hasattr(c, "call"):
         show("call", c.call(os.getuid) == int(c.run("id -u", hide=True).stdout))
+
+
+@task
+def disowned(c):
+    c.run("sleep 3", disown=True)
+    print("left running")
 
 
 @task

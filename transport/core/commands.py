@@ -99,9 +99,9 @@ def _sane_signals():
         pass
 
 
-def _popen(cmd, shell, env, cwd, stdin):
+def _popen(cmd, shell, env, cwd, stdin, executable):
     kwargs = dict(shell=shell, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE,
-                  stderr=subprocess.PIPE, close_fds=True)
+                  stderr=subprocess.PIPE, close_fds=True, executable=executable)
     if PY2:
         kwargs['preexec_fn'] = _new_session_py2
     else:
@@ -109,7 +109,7 @@ def _popen(cmd, shell, env, cwd, stdin):
     return subprocess.Popen(cmd, **kwargs)
 
 
-def _popen_pty(cmd, shell, env, cwd, size):
+def _popen_pty(cmd, shell, env, cwd, size, executable):
     """Start cmd on a new pseudo-terminal of size (columns, rows); return (proc, master fd)."""
     import fcntl  # here, not in the child: importing after fork can deadlock
     import termios
@@ -127,7 +127,8 @@ def _popen_pty(cmd, shell, env, cwd, size):
 
     try:
         proc = subprocess.Popen(cmd, shell=shell, cwd=cwd, env=env, stdin=slave, stdout=slave,
-                                stderr=slave, close_fds=True, preexec_fn=take_terminal)
+                                stderr=slave, close_fds=True, preexec_fn=take_terminal,
+                                executable=executable)
     except BaseException:
         os.close(master)
         raise
@@ -223,11 +224,13 @@ def set_terminal_size(fd, size):
 
 
 def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
-        replace_env=False, input_handle=None, pty_size=(80, 24)):
+        replace_env=False, input_handle=None, pty_size=(80, 24), executable=None):
     """Run cmd; stream (1 or 2, bytes) chunks to output_handle; return exit code or 'timeout'.
 
     env changes this process's environment for the command; with replace_env it is the
-    command's whole environment. With input_handle (the caller's), the input is live
+    command's whole environment. executable, given with a list, is the program run (the
+    list's first item its argv[0], as sshd names a shell without its path). With
+    input_handle (the caller's), the input is live
     (see the module's docstring) instead of stdin_data, and the command runs alongside
     later calls: this returns 'started' once it has started, and a thread of its own
     streams the output and ends it with (EXITED, the reply run() would have given)."""
@@ -249,6 +252,8 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
         cmd = os_string(cmd)
     if cwd is not None:
         cwd = os_string(cwd)
+    if executable is not None:
+        executable = os_string(executable)
     _sane_signals()
     token = object()
     with _lock:
@@ -257,7 +262,7 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
     live = input_handle is not None
     try:
         proc, master, pump = _start(cmd, shell, environment, cwd, stdin_data, use_pty, live,
-                                    pty_size)
+                                    pty_size, executable)
     finally:
         _started(token, proc)
     if not live:
@@ -288,9 +293,9 @@ def _finish_alongside(proc, master, pump, feed, timeout, output):
     output.send(EXITED, codec.encode(reply))
 
 
-def _start(cmd, shell, environment, cwd, stdin_data, use_pty, live, pty_size):
+def _start(cmd, shell, environment, cwd, stdin_data, use_pty, live, pty_size, executable):
     if use_pty:
-        proc, master = _popen_pty(cmd, shell, environment, cwd, pty_size)
+        proc, master = _popen_pty(cmd, shell, environment, cwd, pty_size, executable)
         pump = _pump_pty
     else:
         devnull = None
@@ -300,7 +305,7 @@ def _start(cmd, shell, environment, cwd, stdin_data, use_pty, live, pty_size):
         else:
             stdin = subprocess.PIPE
         try:
-            proc = _popen(cmd, shell, environment, cwd, stdin)
+            proc = _popen(cmd, shell, environment, cwd, stdin, executable)
         finally:
             if devnull is not None:
                 devnull.close()
