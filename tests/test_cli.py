@@ -197,6 +197,11 @@ def test_bad_hosts_and_inventories_are_named_before_anything_starts(tmp_path):
                           "No such file or directory\n")
     out = transport_cli("-H", "web1,@web2", "ping")
     assert out.stderr == "transport: -H: '@web2': the user before @ is empty\n"
+    for option, value, why in (("--timeout", "-1", "must be above zero, not -1"),
+                               ("--timeout", "soon", "not a number: 'soon'"),
+                               ("-j", "0", "must be above zero, not 0")):
+        out = transport_cli(option, value, "-H", "web1", "ping")
+        assert out.returncode == 2 and out.stderr.endswith(f"{why}\n"), out.stderr
 
 
 def test_a_second_ctrl_c_leaves_at_once(ssh_opts):

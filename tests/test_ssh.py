@@ -75,6 +75,17 @@ def test_several_key_files_are_tried_in_order(router, sshd, backend, tmp_path):
     assert ctx.call(pow, 2, 5) == 32
 
 
+def test_a_missing_key_file_is_named(router, sshd, tmp_path):
+    """paramiko reads the key files itself: one that is missing is named as such, not
+    taken for a network failure (ssh warns of it and tries the others)."""
+    options = {k: v for k, v in sshd.ssh_options().items() if k != "IdentityFile"}
+    missing = tmp_path / "no-such-key"
+    with pytest.raises(transport.ConnectError,
+                       match=f"identity file {missing}: No such file or directory"):
+        router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
+                   identity_file=str(missing), python="/usr/bin/python3", backend="paramiko")
+
+
 def test_connection_refused_is_a_connect_error_with_sshs_message(router, sshd, backend):
     port = free_port()
     with pytest.raises(transport.ConnectError) as info:

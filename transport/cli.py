@@ -78,6 +78,21 @@ def _jsonable(value: Any, strict: bool = False) -> Any:
     return value
 
 
+def _positive(kind: type) -> Callable[[str], Any]:
+    """An argparse type: a number of that kind above zero."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above zero, not {text}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transport", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -93,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sudo", action="store_true", help="become root with sudo (no password)")
     parser.add_argument("--python", help="target interpreter (default: python3; locally this one)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument("-j", "--jobs", type=int, default=32, help="hosts at once (default 32)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="connect timeout, seconds")
+    parser.add_argument("-j", "--jobs", type=_positive(int), default=32,
+                        help="hosts at once (default 32)")
+    parser.add_argument("--timeout", type=_positive(float), default=30.0,
+                        help="connect timeout, seconds")
     parser.add_argument("-v", "--verbose", action="store_true", help="log connections and stderr")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("ping", help="start the interpreter and report it")

@@ -15,6 +15,7 @@ says.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -43,7 +44,7 @@ def put(context: Context, local_path: str, remote_path: str, mode: int | None = 
     """
     st = os.stat(local_path)
     if not stat.S_ISREG(st.st_mode):
-        raise IsADirectoryError(f"{local_path} is not a regular file")
+        raise IsADirectoryError(errno.EISDIR, "not a regular file", local_path)
     if mode is None and preserve_mode:
         mode = stat.S_IMODE(st.st_mode)
     core = context.router._core

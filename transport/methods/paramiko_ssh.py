@@ -344,6 +344,8 @@ class ParamikoSshMethod(SshMethod):
                                "Connection timed out") from None
         except OSError as e:
             client.close()
+            if e.filename is not None:  # a key file that is missing or unreadable
+                raise ConnectError(name, f"identity file {e.filename}: {e.strerror}") from None
             # paramiko wraps per-address failures (Connection refused ...) in .errors.
             cause = next(iter(getattr(e, "errors", {}).values()), e)
             raise ConnectError(name, f"connect to host {self.host} port {port}: "
