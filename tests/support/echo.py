@@ -31,17 +31,20 @@ class EchoServer:
         self.sock.close()
 
     def _echo(self, conn: socket.socket, peer: tuple[str, int]) -> None:
-        self.uids.append(_socket_owner(peer[1]))
+        self.uids.append(_socket_owner(peer[1], self.port))
         with conn:
             while data := conn.recv(65536):
                 conn.sendall(data)
             conn.shutdown(socket.SHUT_WR)
 
 
-def _socket_owner(port: int) -> int:
+def _socket_owner(port: int, server_port: int) -> int:
+    """The uid owning the client's end: the socket from port to server_port (not one
+    an earlier connection left on that port, in TIME_WAIT and owned by no one)."""
     with open("/proc/net/tcp") as f:
         for line in f.readlines()[1:]:
             fields = line.split()
-            if int(fields[1].split(":")[1], 16) == port:
+            if (int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)) == (
+                    port, server_port) and fields[3] != "06":  # 06: TIME_WAIT
                 return int(fields[7])
-    raise AssertionError(f"no socket on local port {port}")
+    raise AssertionError(f"no socket from local port {port} to {server_port}")
