@@ -640,3 +640,22 @@ def test_an_unknown_host_key_is_refused_as_on_stock(salt, tmp_path):
         assert out[host]["retcode"] == 254, out
         assert out[host]["stdout"].startswith(refusal), out
     assert "its host key is unknown" in out["fast"]["stdout"]
+
+
+def test_salt_extensions_installed_here_reach_fast_hosts(salt, tmp_path):
+    """An extension installed on the master (an entry point in salt.loader) travels as in
+    stock's thin tarball: its modules, and its entry points for the target's loader."""
+    site = tmp_path / "site"
+    package = site / "saltext_tp" / "modules"
+    package.mkdir(parents=True)
+    (site / "saltext_tp" / "__init__.py").write_text("")
+    (package / "tpext.py").write_text("def hi():\n    return 'hi from a salt extension'\n")
+    info = site / "saltext_tp-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: saltext-tp\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[salt.loader]\ntp_ext = saltext_tp\n")
+    env = dict(os.environ, PYTHONPATH=str(site))
+    # -t: stock's thin tarball is made again, with the extension (as after installing it).
+    out, result = salt.json("stock,fast", "tpext.hi", "-t", env=env)
+    assert out == {"stock": "hi from a salt extension", "fast": "hi from a salt extension"}, \
+        result.stderr

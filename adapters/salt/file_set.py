@@ -1,8 +1,11 @@
 """The Salt file set a fast target imports Salt from, and its sync into the target's cache.
 
 The set is what salt-ssh's thin tarball holds (salt.utils.thin.get_tops: Salt
-and the pure-Python packages it needs, and the master config's thin_extra_mods),
-less what is the controller's own standard library (the target has its own).
+and the pure-Python packages it needs, and the master config's thin_extra_mods;
+the Salt extensions installed here, with their entry points, as the master
+config's thin_exclude_saltexts and thin_saltext_allowlist/blocklist say),
+less what is the controller's own standard library (the target has its own)
+and this adapter's own extension (no use there).
 Its manifest lists each file's
 relative path, SHA-256 and mode; the manifest's hash names the tree on the
 target. sync() sends the non-Python files the target's cache lacks
@@ -75,26 +78,76 @@ class DigestCache:
         disk_cache.write(self.path, json.dumps(self.used).encode("utf-8"))
 
 
-# The master config's thin_extra_mods ("name,name"), which salt-ssh adds to its thin
-# tarball: set from the options before the manifest is first read.
-extra_mods = ""
+# What the master config says the thin tarball holds (thin_extra_mods and the Salt
+# extensions' settings): configure() sets them before the manifest is first read.
+THIN_OPTIONS = ("thin_extra_mods", "thin_exclude_saltexts", "thin_saltext_allowlist",
+                "thin_saltext_blocklist")
+thin_options: dict[str, Any] = {}
+OUR_DISTRIBUTION = "transport"  # its Salt extension only installs this adapter's hooks
+
+
+def configure(opts: dict[str, Any]) -> None:
+    thin_options.update((key, opts.get(key)) for key in THIN_OPTIONS)
+
+
+def _tops() -> list[tuple[str, int]]:
+    """(path, depth) of each top of the set: a package directory or a module file, named
+    on the target by its last `depth` path components and what is below (a namespace
+    package's portion has its namespace's names too)."""
+    import salt.utils.thin
+
+    listed: list[Any] = list(salt.utils.thin.get_tops(
+        extra_mods=thin_options.get("thin_extra_mods") or ""))
+    discover = getattr(salt.utils.thin, "_discover_saltexts", None)  # Salt 3007 and later
+    if discover is not None and not thin_options.get("thin_exclude_saltexts"):
+        blocklist = list(thin_options.get("thin_saltext_blocklist") or []) + [OUR_DISTRIBUTION]
+        modules, distributions = discover(allowlist=thin_options.get("thin_saltext_allowlist"),
+                                          blocklist=blocklist)
+        listed += [module for module in modules if module not in listed]
+        listed += [(path, None) for path in _entry_point_files(distributions)]
+    tops: list[tuple[str, int]] = []
+    for entry in listed:  # 3006 lists paths; 3008 (path, namespace) pairs
+        path, namespace = entry if isinstance(entry, (tuple, list)) else (entry, None)
+        top = (os.path.realpath(path), 1 + len(namespace or ()))
+        if top not in tops:
+            tops.append(top)
+    return tops
+
+
+def _entry_point_files(distributions: dict[str, Any]) -> list[str]:
+    """The Salt extensions' entry points, as the thin tarball carries them (a dist-info
+    directory holding only entry_points.txt, under either spelling of the name), written
+    to the cache here, so that the target's loader finds the extensions too."""
+    directories = []
+    for _, found in sorted(distributions.items()):
+        if not found["entrypoints"]:
+            continue
+        text = "[salt.loader]\n" + "".join(f"{entry} = {value}\n" for entry, value
+                                           in found["entrypoints"].items())
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        for spelling in sorted({found["name"], found["name"].replace("-", "_")}):
+            directory = os.path.join(disk_cache.cache_dir(), "salt-entry-points", digest,
+                                     f"{spelling}.dist-info")
+            path = os.path.join(directory, "entry_points.txt")
+            if disk_cache.read(path) != text.encode("utf-8"):
+                disk_cache.write(path, text.encode("utf-8"))
+            directories.append(directory)
+    return directories
 
 
 @functools.lru_cache(maxsize=1)
 def manifest() -> tuple[str, tuple[tuple[str, str, int], ...], dict[str, str]]:
     """(tree id, ((relative path, sha256, mode), ...), {sha256: local path})."""
-    import salt.utils.thin
-
     stdlib = os.path.realpath(sysconfig.get_paths()["stdlib"])
-    # 3008 lists (path, module) pairs, 3006 plain paths.
-    tops = [os.path.realpath(listed[0] if isinstance(listed, (tuple, list)) else listed)
-            for listed in salt.utils.thin.get_tops(extra_mods=extra_mods)]
     # The target's own standard library serves what lives in the controller's.
-    tops = [top for top in tops if not top.startswith(stdlib + os.sep)]
-    digests = DigestCache(tops)
+    tops = [(top, depth) for top, depth in _tops() if not top.startswith(stdlib + os.sep)]
+    digests = DigestCache([top for top, _ in tops])
     entries: dict[str, tuple[str, int, str]] = {}
-    for top in tops:
-        prefix = len(os.path.dirname(top)) + 1  # paths below are named relative to top's parent
+    for top, depth in tops:
+        base = top
+        for _ in range(depth):
+            base = os.path.dirname(base)
+        prefix = len(base) + 1  # the paths below are named relative to base
         if os.path.isfile(top):
             entries[top[prefix:]] = digests.describe(top)
             continue

@@ -209,7 +209,7 @@ def fast_cmd_block(single: Any) -> tuple[str, str, int]:
     single.argv = _convert_args(single.argv)
     host = single.target.get("host")
     try:
-        file_set.extra_mods = single.opts.get("thin_extra_mods") or ""
+        file_set.configure(single.opts)
         file_set.manifest()  # read while the connection open_early started is made
         context = context_of(single)
         tree, file_service = _tree_on(context, host)

@@ -78,16 +78,18 @@ file_roots:
         self.thin_dirs = f"/var/tmp/tp-salt-{run_id}-*"
 
     def run(self, target: str, *args: str, conf: Path | None = None,
-            accept_keys: bool = True) -> subprocess.CompletedProcess:
+            accept_keys: bool = True, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess:
         return subprocess.run([str(SALT_SSH), "-c", str(conf or self.conf),
                                *(["-i"] if accept_keys else []), "--out", "json", "--static",
                                *(["-L"] if "," in target else []), target, *args],
-                              capture_output=True, text=True,
+                              capture_output=True, text=True, env=env,
                               stdin=subprocess.DEVNULL, timeout=300, cwd=self.root)
 
     def json(self, target: str, *args: str, conf: Path | None = None,
-             accept_keys: bool = True) -> tuple[dict, subprocess.CompletedProcess]:
-        result = self.run(target, *args, conf=conf, accept_keys=accept_keys)
+             accept_keys: bool = True, env: dict[str, str] | None = None
+             ) -> tuple[dict, subprocess.CompletedProcess]:
+        result = self.run(target, *args, conf=conf, accept_keys=accept_keys, env=env)
         try:
             return json.loads(result.stdout), result
         except ValueError:
