@@ -177,6 +177,24 @@ def test_cp_get_file_makes_directories_and_keeps_modes_as_stock_does(salt):
     assert modes["fast"][-1] == "0o600"  # an existing file keeps its mode, as scp leaves it
 
 
+def test_a_file_send_as_stock_does_it_on_sudo_hosts_and_when_refused(salt):
+    """Files go as the roster user (stock's scp), also on a sudo host; one refused is
+    said in one line, as scp says it."""
+    destination = Path("/tmp/transport-cp-sudo.txt")
+    destination.unlink(missing_ok=True)
+    out, result = salt.json("fastsudo", "cp.get_file", "salt://data.txt", str(destination))
+    assert destination.read_text() == "file data\n", result.stdout + result.stderr
+    assert destination.owner() == "tp-sudo"
+    destination.unlink()
+    refused = {}
+    for host in ("stock", "fast"):
+        out, result = salt.json(host, "cp.get_file", "salt://data.txt", "/root/transport-cp.txt")
+        refused[host] = out[host]
+        assert "Permission denied" in result.stderr and "Traceback" not in result.stderr, \
+            result.stderr
+    assert refused["fast"] == refused["stock"] and not Path("/root/transport-cp.txt").exists()
+
+
 def test_sudo_and_a_table_roster_entry(salt):
     out, result = salt.json("fastsudo", "cmd.run", "id -un")
     assert out == {"fastsudo": "root"}, result.stderr
@@ -198,7 +216,8 @@ def test_raw_commands_reach_the_login_shell_as_on_stock(salt):
     # the locale settings sshd gave (no LC_CTYPE of the target's Python).
     locale = "echo LANG=${LANG-unset} LC_CTYPE=${LC_CTYPE-unset}"
     for command, status in ((["echo hi; echo err >&2; exit 4"], 4),
-                            (["echo", "a", "'b  c'", "$HOME"], 0), ([locale], 0)):
+                            (["echo", "a", "'b  c'", "$HOME"], 0), ([locale], 0),
+                            (["echo $0; no_such_command_tp"], 127)):  # sh, as sshd names it
         out, result = salt.json("stock,fast", "-r", *command)
         assert seen(out, "stock", "tp-plain")[2] == status, result.stdout
         assert seen(out, "fast", "tp-app") == seen(out, "stock", "tp-plain")

@@ -300,7 +300,7 @@ def install() -> None:
         if self.transport_settings is not None:
             self.shell = FastShell(functools.partial(context_of, self),
                                    functools.partial(login_context_of, self),
-                                   self.target.get("host"))
+                                   self.target.get("host"), self.thin_dir)
 
     @functools.wraps(original_run)
     def run(self: Any, *args: Any, **kwargs: Any) -> tuple[str, str, int]:

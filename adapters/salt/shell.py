@@ -2,9 +2,11 @@
 
 Salt's master-side wrappers use a Single's shell for raw commands and to send
 files (state tarballs, files for cp.*); for a fast host those go through the
-host's contexts: commands as the roster user, by their login shell, as stock
-runs them over ssh (without sudo), files by Context.put (streamed, renamed
-into place) where salt-call runs.
+host's contexts: commands as the roster user, by their login shell named as
+sshd names it, as stock runs them over ssh (without sudo); files by
+Context.put (streamed, renamed into place) as the roster user too, as stock's
+scp writes them, but for those in the thin_dir, which go where salt-call
+runs (the sudo user's, on a sudo host).
 
 A command reaches the login shell as it does through stock's Shell: that puts
 it on an ssh command line, which it splits as a shell would (shlex; from a
@@ -23,16 +25,19 @@ from typing import Callable
 
 import transport
 from adapters.targets import login_shell
+from transport.errors import shown
 
 
 class FastShell:
     """The subset of salt.client.ssh.shell.Shell that Single and the wrappers use."""
 
     def __init__(self, context: Callable[[], transport.Context],
-                 login_context: Callable[[], transport.Context], host: str) -> None:
+                 login_context: Callable[[], transport.Context], host: str,
+                 thin_dir: str) -> None:
         self._context = context
         self._login_context = login_context
         self.host = host
+        self.thin_dir = thin_dir
 
     def exec_cmd(self, cmd: str) -> tuple[str, str, int]:
         try:
@@ -41,7 +46,8 @@ class FastShell:
             return "", f"{self.host}: cannot run {cmd!r}: {e}", 255
         try:
             context = self._login_context()
-            result = context.run([login_shell(context), "-c", command])
+            shell = login_shell(context)
+            result = context.run([posixpath.basename(shell), "-c", command], executable=shell)
         except transport.TransportError as e:
             return "", str(e), 255
         return result.text("stdout"), result.text("stderr"), result.exit_code
@@ -52,12 +58,15 @@ class FastShell:
                     "transport: fast; give the roster entry a priv key the host accepts"), 1
 
     def send(self, local: str, remote: str, makedirs: bool = False) -> tuple[str, str, int]:
+        inside = posixpath.normpath(remote).startswith(posixpath.normpath(self.thin_dir) + "/")
         try:
-            context = self._context()
+            context = self._context() if inside else self._login_context()
             if makedirs:  # as stock's mkdir -p: the umask decides the directories' mode
                 context.call(os.makedirs, posixpath.dirname(remote), 0o777, True)
             # As scp: an existing file keeps its mode, a new one gets the source's.
             context.put(local, remote, preserve_mode=not context.call(os.path.lexists, remote))
+        except transport.RemoteError as e:  # as scp's: why (naming the path), no traceback
+            return "", shown(e.remote_message), 1
         except transport.TransportError as e:
             return "", str(e), 1
         return "", "", 0
