@@ -678,3 +678,11 @@ def test_salt_extensions_installed_here_reach_fast_hosts(salt, tmp_path):
     out, result = salt.json("stock,fast", "tpext.hi", "-t", env=env)
     assert out == {"stock": "hi from a salt extension", "fast": "hi from a salt extension"}, \
         result.stderr
+
+
+def test_ssh_options_as_ssh_takes_them_and_a_malformed_one_named(salt):
+    out, result = salt.json("fastspacedoption", "test.ping")
+    assert out == {"fastspacedoption": True}, result.stderr  # Key Value, as ssh -o takes it
+    out, result = salt.json("fastbadoption", "test.ping")
+    assert "ssh_options entry 'ConnectTimeout' is not Key=Value" in json.dumps(out), out
+    assert "Traceback" not in result.stderr, result.stderr

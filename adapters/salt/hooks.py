@@ -221,6 +221,8 @@ def fast_cmd_block(single: Any) -> tuple[str, str, int]:
             _wiped.add(context)
     except transport.TransportError as e:
         return _as_stock_reports(e)
+    except hosts.RosterError as e:  # found only when connecting (the master's options too)
+        return "", f"ERROR: {e}", 1
     except Exception as e:  # reported for this host like any failure there; the others go on
         log.exception("transport: salt on %s failed", host)
         return "", f"ERROR: transport: {type(e).__name__}: {e}", 1

@@ -220,10 +220,12 @@ def umask_of(value: Any) -> int | None:
 def _ssh_options(target: dict[str, Any], opts: dict[str, Any]) -> tuple[dict[str, str], str | None]:
     options: dict[str, str] = {}
     for item in list(opts.get("ssh_options") or []) + list(target.get("ssh_options") or []):
-        key, sep, value = str(item).partition("=")
-        if not sep:
-            raise RosterError(f"{target.get('host')}: ssh_options entry {item!r} is not Key=Value")
-        options[key.strip()] = value.strip()
+        # As ssh -o takes them: Key=Value, or Key Value.
+        key, value = (re.split(r"\s*=\s*|\s+", str(item).strip(), maxsplit=1) + [""])[:2]
+        if not (key and value):
+            raise RosterError(f"{target.get('host')}: ssh_options entry {item!r} is not "
+                              "Key=Value (nor Key Value)")
+        options[key] = value
     if target.get("identities_only") or opts.get("ssh_identities_only"):
         options["IdentitiesOnly"] = "yes"
     if target.get("keepalive", opts.get("ssh_keepalive", True)):

@@ -73,6 +73,10 @@ file_roots:
             + entry("relenv", sshd.addresses[1], "tp-app", "  transport: fast\n  relenv: true\n")
             + entry("fastumask", sshd.addresses[1], "tp-app",
                     "  transport: fast\n  cmd_umask: \"027\"\n")
+            + entry("fastbadoption", sshd.addresses[1], "tp-app",
+                    "  transport: fast\n  ssh_options: [ConnectTimeout]\n")
+            + entry("fastspacedoption", sshd.addresses[1], "tp-app",
+                    "  transport: fast\n  ssh_options: ['ConnectTimeout 20']\n")
             + entry("fastbadkey", sshd.addresses[1], "tp-app", "  transport: fast\n")
             .replace(str(sshd.client_key), str(refused_key)))
         self.thin_dirs = f"/var/tmp/tp-salt-{run_id}-*"
