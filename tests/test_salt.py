@@ -255,6 +255,27 @@ def test_an_unreachable_fast_host_is_tried_once_and_reported_as_on_stock(salt):
     assert result.stderr.count("Connection refused") == 1, result.stderr  # no second attempt
 
 
+def test_a_server_that_never_answers_is_reported_in_ssh_words_as_on_stock(salt):
+    """ssh's messages reach the host's result as it printed them, all of them."""
+    import socket
+
+    with socket.socket() as silent:  # accepts, and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        roster = salt.conf / "roster"
+        original = roster.read_text()
+        silent_host = f"  host: 127.0.0.1\n  port: {port}\n  user: tp-app\n  timeout: 2\n"
+        roster.write_text(original + f"fastsilent:\n{silent_host}  transport: fast\n"
+                          f"stocksilent:\n{silent_host}")
+        try:
+            out, result = salt.json("fastsilent,stocksilent", "test.ping")
+        finally:
+            roster.write_text(original)
+    assert out["fastsilent"] == out["stocksilent"], out
+    assert "banner exchange" in out["fastsilent"]["stderr"], out
+
+
 def test_a_host_without_python_ends_salt_ssh_with_stocks_status(salt):
     roster = salt.conf / "roster"
     original = roster.read_text()
@@ -270,7 +291,10 @@ def test_a_host_without_python_ends_salt_ssh_with_stocks_status(salt):
     finally:
         roster.write_text(original)
     fast = json.loads(results["fastnopython"].stdout)["fastnopython"]
+    stock = json.loads(results["stocknopython"].stdout)["stocknopython"]
     assert fast["retcode"] == 10 and "no usable Python interpreter" in fast["stderr"], fast
+    assert fast["stdout"] == stock["stdout"]  # Salt's advice: install Python 3
+    assert fast["stdout"].startswith("ERROR: Python version error."), fast
     if SALT_VERSION >= (3008,):  # which exits with a host's shim status (3006 with 20)
         assert results["fastnopython"].returncode == results["stocknopython"].returncode == 10
 

@@ -35,12 +35,14 @@ class TransportError(Exception):
 
 
 class ConnectError(TransportError):
-    """A context could not be started; .host names it and .reason says why."""
+    """A context could not be started; .host names it and .reason says why. Where the
+    ssh client itself failed, .ssh_messages holds what it printed, as it printed it."""
 
     def __init__(self, host: str, reason: str) -> None:
         super().__init__(f"{host}: {reason}")
         self.host = host
         self.reason = reason
+        self.ssh_messages = ""
 
 
 class AuthError(ConnectError):

@@ -220,7 +220,7 @@ def fast_cmd_block(single: Any) -> tuple[str, str, int]:
         if single.wipe:
             _wiped.add(context)
     except transport.TransportError as e:
-        return _as_stock_reports(e)
+        return _as_stock_reports(single, e)
     except hosts.RosterError as e:  # found only when connecting (the master's options too)
         return "", f"ERROR: {e}", 1
     except Exception as e:  # reported for this host like any failure there; the others go on
@@ -231,12 +231,13 @@ def fast_cmd_block(single: Any) -> tuple[str, str, int]:
     return stdout.strip(), stderr.strip(), retcode
 
 
-def _as_stock_reports(error: transport.TransportError) -> tuple[str, str, int]:
+def _as_stock_reports(single: Any, error: transport.TransportError) -> tuple[str, str, int]:
     """A host the transport could not reach or start on, as stock's Single reports it
-    (stdout, stderr, status): ssh's own words alone, which salt-ssh prints as the host's
-    result; the shim's status where no Python interpreter was found, which salt-ssh exits
-    with (EX_THIN_PYTHON_INVALID); an unknown host key as stock refuses it (254); otherwise
-    the error, naming the host, with ssh's 255."""
+    (stdout, stderr, status): ssh's own messages, as it printed them, which salt-ssh
+    shows as the host's result; where no Python interpreter was found, the shim's status
+    (EX_THIN_PYTHON_INVALID), which salt-ssh exits with, and Salt's advice for it; an
+    unknown host key as stock refuses it (254); otherwise the error, naming the host,
+    with ssh's 255."""
     import salt.defaults.exitcodes
 
     if isinstance(error, transport.HostKeyError) and not error.changed:
@@ -244,10 +245,13 @@ def _as_stock_reports(error: transport.TransportError) -> tuple[str, str, int]:
         return (f"The host key needs to be accepted, to auto accept run salt-ssh with the -i "
                 f"flag:\n{error.reason}", "", 254)
     if isinstance(error, transport.ConnectError):
-        if error.reason.startswith("ssh:"):
-            return "", error.reason, 255
         if error.reason.startswith("no usable Python interpreter"):
-            return "", f"ERROR: {error}", salt.defaults.exitcodes.EX_THIN_PYTHON_INVALID
+            status = salt.defaults.exitcodes.EX_THIN_PYTHON_INVALID
+            stderr = f"ERROR: {error}"
+            advice = single.categorize_shim_errors("", stderr, status)
+            return (f"ERROR: {advice}" if advice else ""), stderr, status
+        if error.ssh_messages and not isinstance(error, transport.AuthError):
+            return "", error.ssh_messages, 255
     return "", str(error), 255
 
 

@@ -115,16 +115,20 @@ class SshMethod:
     def connect_error(self, name: str, reason: str, details: dict[str, Any]) -> ConnectError:
         stderr = details.get("stderr") or ""
         ssh_lines = [line for line in stderr.splitlines() if line.strip()]
-        if details.get("exit_status") == 255:  # ssh's own failure, not the remote command's
-            if any(text in stderr for text in AUTH_REFUSED):
-                return AuthError(name, "authentication refused: " + _last(ssh_lines, AUTH_REFUSED))
-            if HOST_KEY_FAILED in stderr:
-                return host_key_error(name, ssh_lines)
-            if any(text in stderr for text in UNREACHABLE):
-                return ConnectError(name, _every(ssh_lines, UNREACHABLE))
-            if ssh_lines:
-                return ConnectError(name, "ssh failed: " + ssh_lines[-1])
+        if details.get("exit_status") == 255 and ssh_lines:  # ssh's own failure
+            error = self._ssh_failure(name, stderr, ssh_lines)
+            error.ssh_messages = "\n".join(ssh_lines)
+            return error
         return python_start_error(name, self.python, reason, details)
+
+    def _ssh_failure(self, name: str, stderr: str, ssh_lines: list[str]) -> ConnectError:
+        if any(text in stderr for text in AUTH_REFUSED):
+            return AuthError(name, "authentication refused: " + _last(ssh_lines, AUTH_REFUSED))
+        if HOST_KEY_FAILED in stderr:
+            return host_key_error(name, ssh_lines)
+        if any(text in stderr for text in UNREACHABLE):
+            return ConnectError(name, _every(ssh_lines, UNREACHABLE))
+        return ConnectError(name, "ssh failed: " + ssh_lines[-1])
 
 
 def forwarding_command(hops: list[SshMethod], host: str, port: int | None,
