@@ -40,6 +40,9 @@ class Targets:
         self._opening: dict[tuple, threading.Lock] = {}
         self._sudo_refused: set[tuple[int, str]] = set()  # (via's context id, user)
         self._sudo_deciding: dict[tuple[int, str], threading.Lock] = {}
+        # The objects (Fabric Connections) using each context, by its id (see retire()),
+        # each by its own id: Connections to one host compare equal.
+        self._holders: dict[int, weakref.WeakValueDictionary] = {}
         self._pid = os.getpid()
 
     @property
@@ -64,6 +67,7 @@ class Targets:
         self._opening.clear()
         self._sudo_refused.clear()
         self._sudo_deciding.clear()
+        self._holders.clear()
 
     def _get(self, key: tuple, open_context: Any) -> transport.Context:
         with self._lock:
@@ -141,17 +145,32 @@ class Targets:
                     user, reason)
         return None
 
-    def retire(self, context: transport.Context) -> None:
-        """Shut context down, with the sudo interpreters opened through it; the next
-        use of its host logs in again (as a closed connection's next command does: a
-        group the user was added to, or a new login shell, then shows)."""
+    def hold(self, context: transport.Context, holder: Any) -> None:
+        """holder (a Connection) uses context until it retires it."""
         with self._lock:
-            retired = [key for key, ctx in self._contexts.items()
-                       if ctx is context or (key[0] == "sudo" and key[1] == context.context_id)]
-            contexts = [self._contexts.pop(key) for key in retired]
+            self._holders.setdefault(context.context_id,
+                                     weakref.WeakValueDictionary())[id(holder)] = holder
+
+    def retire(self, context: transport.Context, holder: Any) -> None:
+        """holder is done with context: the next use of its host logs in again (as a
+        closed connection's next command does: a group the user was added to, or a new
+        login shell, then shows). The context, with the sudo interpreters opened
+        through it, is shut down now if nothing else holds it, else when the run ends."""
+        with self._lock:
+            holders = self._holders.get(context.context_id)
+            if holders is not None:
+                holders.pop(id(holder), None)
+            for key in [key for key, ctx in self._contexts.items() if ctx is context]:
+                del self._contexts[key]
+            if holders:
+                return
+            self._holders.pop(context.context_id, None)
+            retired = [key for key in self._contexts
+                       if key[0] == "sudo" and key[1] == context.context_id]
+            contexts = [self._contexts.pop(key) for key in retired] + [context]
             for key in [key for key in self._sudo_refused if key[0] == context.context_id]:
                 self._sudo_refused.discard(key)
-        for ctx in sorted(contexts, key=lambda c: c is context):  # sudo's first
+        for ctx in contexts:  # sudo's first
             ctx.shutdown(wait=False)
 
     def for_spec(self, spec: str, python: str | None = None, **options: Any) -> transport.Context:

@@ -587,3 +587,31 @@ def report_file_modes_as(mode):
 
     files.send = send
     return True
+
+
+def answer_tunnel_connects_with(reply):
+    """Make this target's connect service answer every request with reply (as a hostile
+    target would), connecting nothing."""
+    from transport.core import codec, tunnels
+    from transport.core.framing import Message
+
+    def answer(router, msg):
+        router.send(Message(msg.src, router.context_id, msg.reply_to, codec.encode(reply)))
+
+    tunnels._connect = answer
+    return True
+
+
+def name_output_acknowledgements(handle):
+    """Make this target's commands ask for their output's acknowledgements at handle."""
+    from transport.core import commands
+
+    tell = commands._Output.tell
+
+    def telling(self, value):
+        if value[0] == commands.ACKS:
+            value = (commands.ACKS, handle)
+        tell(self, value)
+
+    commands._Output.tell = telling
+    return True

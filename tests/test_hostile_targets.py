@@ -200,3 +200,31 @@ def test_a_put_believes_no_acknowledgement_of_more_than_was_sent(router, tmp_pat
         ctx.put(str(source), str(tmp_path / "copy"))
     assert not (tmp_path / "copy").exists()
     assert ctx.call(os.getpid) > 0
+
+
+@pytest.mark.parametrize("reply", [("ok", 1500, "extra"), 5, ("ok", 2 ** 40), ("ok", True)])
+def test_a_malformed_answer_to_a_tunnel_connect_closes_that_connection(router, reply):
+    """The connection is closed at once and its slot freed; nothing else is held."""
+    import socket
+
+    ctx = router.local(python=sys.executable)
+    assert ctx.call(hostile.answer_tunnel_connects_with, reply)
+    with ctx.forward_local(0, 9, "127.0.0.1", local_host="127.0.0.1") as forward:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", forward.port)) as s:
+                s.settimeout(30)
+                assert s.recv(10) == b""  # closed, not left waiting
+        deadline = time.monotonic() + 10
+        while (forward._pumps or forward._pending) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not forward._pumps and not forward._pending
+    assert ctx.call(pow, 2, 5) == 32
+
+
+def test_acknowledgements_asked_for_at_an_impossible_handle_are_refused(router):
+    ctx = router.local(python=sys.executable)
+    ctx.run("true")  # the commands module is there
+    assert ctx.call(hostile.name_output_acknowledgements, 2 ** 40)
+    with pytest.raises(transport.ProtocolError, match="malformed command output"):
+        ctx.run("head -c 3000000 /dev/zero")
+    assert ctx.call(pow, 2, 5) == 32

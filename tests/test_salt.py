@@ -190,8 +190,9 @@ def test_a_file_send_as_stock_does_it_on_sudo_hosts_and_when_refused(salt):
     for host in ("stock", "fast"):
         out, result = salt.json(host, "cp.get_file", "salt://data.txt", "/root/transport-cp.txt")
         refused[host] = out[host]
-        assert "Permission denied" in result.stderr and "Traceback" not in result.stderr, \
-            result.stderr
+        assert "Traceback" not in result.stderr, result.stderr
+        if SALT_VERSION >= (3008,):  # 3006 says nothing
+            assert "Permission denied" in result.stderr, result.stderr
     assert refused["fast"] == refused["stock"] and not Path("/root/transport-cp.txt").exists()
 
 
@@ -272,8 +273,9 @@ def test_a_server_that_never_answers_is_reported_in_ssh_words_as_on_stock(salt):
             out, result = salt.json("fastsilent,stocksilent", "test.ping")
         finally:
             roster.write_text(original)
-    assert out["fastsilent"] == out["stocksilent"], out
-    assert "banner exchange" in out["fastsilent"]["stderr"], out
+    fast, stock = out["fastsilent"], out["stocksilent"]
+    assert (fast["stderr"], fast["retcode"]) == (stock["stderr"].rstrip("\n"), stock["retcode"])
+    assert "banner exchange" in fast["stderr"], out  # (3006 keeps ssh's last newline)
 
 
 def test_a_host_without_python_ends_salt_ssh_with_stocks_status(salt):
@@ -685,7 +687,7 @@ def test_an_unknown_host_key_is_refused_as_on_stock(salt, tmp_path):
     assert "its host key is unknown" in out["fast"]["stdout"]
 
 
-def test_salt_extensions_installed_here_reach_fast_hosts(salt, tmp_path):
+def test_salt_extensions_installed_here_reach_fast_hosts(sshd, tmp_path):
     """An extension installed on the master (an entry point in salt.loader) travels as in
     stock's thin tarball: its modules, and its entry points for the target's loader."""
     site = tmp_path / "site"
@@ -698,8 +700,12 @@ def test_salt_extensions_installed_here_reach_fast_hosts(salt, tmp_path):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: saltext-tp\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text("[salt.loader]\ntp_ext = saltext_tp\n")
     env = dict(os.environ, PYTHONPATH=str(site))
-    # -t: stock's thin tarball is made again, with the extension (as after installing it).
-    out, result = salt.json("stock,fast", "tpext.hi", "-t", env=env)
+    (tmp_path / "salt").mkdir()
+    salt = SaltSetup(tmp_path / "salt", sshd, SUDO_PASSWORD)  # stock's thin made anew
+    try:
+        out, result = salt.json("stock,fast", "tpext.hi", env=env)
+    finally:
+        salt.remove_thin_dirs()
     assert out == {"stock": "hi from a salt extension", "fast": "hi from a salt extension"}, \
         result.stderr
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import errno
 import threading
 
-from transport.context import reply_value
+from transport.context import is_handle, reply_value
 from transport.core import codec, compat
 from transport.core.framing import Message
 from transport.core.handles import CALL_FUNCTION, CONTROLLER_ID, SIGNAL_COMMANDS
@@ -90,7 +90,7 @@ def _output_chunk(context: Context, data: bytes) -> tuple[int, Any]:
     try:
         which, chunk = codec.decode(data)
         if which == ACKS:
-            if type(chunk) is not int or chunk <= 0:
+            if not is_handle(chunk):
                 raise ValueError(f"acknowledgements to handle {chunk!r}")
         elif which not in (STARTED, STDOUT, STDERR, EXITED) or not isinstance(chunk, bytes):
             raise ValueError(f"stream {which!r}")
@@ -287,25 +287,27 @@ class RunningCommand:
         Message, output decoded as (stream, value), or the ProtocolError it is), or
         after wait() gave up, the end it waits for. Output is acknowledged as it comes."""
         event: Message | tuple[int, Any] | ProtocolError = msg
-        if msg.handle == self._output_handle and not msg.is_dead:
+        output = msg.handle == self._output_handle and not msg.is_dead
+        if output:
             try:
                 event = _output_chunk(self.context, msg.data)
             except ProtocolError as e:
                 event = e
-            else:
-                self._acknowledge(len(msg.data), event)
         with self._event_lock:
-            if not self._abandoned:
+            abandoned = self._abandoned
+            if not abandoned:
                 self._events.put(event)
-                return
-        if self._ends(event):
+        if output:
+            self._acknowledge(len(msg.data), event)
+        if abandoned and self._ends(event):
             self._release()
 
-    def _acknowledge(self, size: int, event: tuple[int, Any]) -> None:
-        """Broker thread: an output message of size bytes came; acknowledge what came
-        once the target has asked, and then every ACK_EVERY bytes."""
+    def _acknowledge(self, size: int, event: tuple[int, Any] | ProtocolError) -> None:
+        """Broker thread: an output message of size bytes came (each counts, the
+        malformed too); acknowledge what came once the target has asked, and then every
+        ACK_EVERY bytes."""
         self._received += size
-        if event[0] == ACKS:
+        if isinstance(event, tuple) and event[0] == ACKS:
             self._ack_handle = event[1]
         elif self._ack_handle is None or self._received - self._acknowledged < ACK_EVERY:
             return

@@ -19,6 +19,7 @@ from transport.core.framing import Message
 from transport.core.handles import (
     CALL_FUNCTION,
     CONTROLLER_ID,
+    FIRST_DYNAMIC_HANDLE,
     FORWARD_MODULE,
     LOAD_MODULE,
     SIGNAL_COMMANDS,
@@ -212,6 +213,12 @@ MAX_REMOTE_LOGGERS = 1000
 _OK_HEAD = codec.encode(("ok", None))[:-1]
 
 
+def is_handle(value: Any) -> bool:
+    """Whether value can be a handle a target names for us to send to: a dynamic one,
+    within the 32 bits of a message header."""
+    return type(value) is int and FIRST_DYNAMIC_HANDLE <= value <= 0xFFFFFFFF
+
+
 def reply_value(host: str, data: bytes) -> Any:
     """The value of the call reply data from host: ('ok', value) gives value, an
     ('err', ...) reply raises RemoteError, and anything else ProtocolError."""
@@ -382,7 +389,7 @@ class Context:
             else:
                 try:
                     reply.set_result(tuple(codec.decode(msg.data)))
-                except codec.CodecError as e:
+                except (codec.CodecError, TypeError, ValueError) as e:
                     reply.set_result(("lost", f"malformed reply: {e}"))
 
         core = self.router._core
@@ -577,6 +584,8 @@ class Context:
         remote_port = local_port if remote_port is None else remote_port
         if not remote_port:
             raise ValueError("forward_local: remote_port must be given (local_port is 0)")
+        if not self.alive:
+            raise self._gone_error()
         return LocalForward(self, local_host, local_port, remote_host, remote_port)
 
     def forward_remote(self, remote_port: int, local_port: int | None = None,

@@ -36,7 +36,8 @@ class TransportError(Exception):
 
 class ConnectError(TransportError):
     """A context could not be started; .host names it and .reason says why. Where the
-    ssh client itself failed, .ssh_messages holds what it printed, as it printed it."""
+    ssh client itself failed, .ssh_messages holds the lines it printed (blank ones left
+    out), as it printed them."""
 
     def __init__(self, host: str, reason: str) -> None:
         super().__init__(f"{host}: {reason}")

@@ -16,14 +16,18 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
+from transport.context import is_handle
 from transport.core import codec, tunnels
 from transport.core.framing import Message
 from transport.core.spawn import printable
 from transport.errors import MAX_REASON, TransportError
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from transport.context import Context
 
 log = logging.getLogger("transport")
@@ -33,6 +37,19 @@ log = logging.getLogger("transport")
 # hostile target cannot make the controller open connections without bound).
 MAX_TUNNELS = 256
 CONNECT_GRACE = 10.0  # how much longer than its own connect timeout the target may take
+
+# Each context's connect service, asked for by its first local forward without waiting
+# (a forward listens at once; only connections made before the answer wait for it).
+_connectors: weakref.WeakKeyDictionary[Context, Future] = weakref.WeakKeyDictionary()
+_connectors_lock = threading.Lock()
+
+
+def _connector_of(context: Context) -> Future:
+    with _connectors_lock:
+        future = _connectors.get(context)
+        if future is None:
+            future = _connectors[context] = context.call_async(tunnels.connector)
+        return future
 
 
 class Forward:
@@ -124,7 +141,7 @@ class LocalForward(Forward):
         super().__init__(context, f"forward {local_host}:{local_port} to "
                                   f"{remote_host}:{remote_port} there")
         self.remote = (remote_host, remote_port)
-        self._connector = context.call(tunnels.connector)
+        self._connector = _connector_of(context)
         self._listener = tunnels.Listener(local_host, local_port, self._start)
         self.port = self._listener.port
         self._watch_context()
@@ -137,14 +154,31 @@ class LocalForward(Forward):
         pump = self._end(conn)
         if pump is None:
             return
-        status, there = self.context._request(self._connector, (*self.remote, pump.handle),
-                                              tunnels.CONNECT_TIMEOUT + CONNECT_GRACE)
-        if status != "ok" or type(there) is not int:
-            self._failed(f"connecting to {self.remote[0]}:{self.remote[1]} there",
-                         printable(str(there), MAX_REASON))
-            pump.close()
-            return
-        pump.start(there)
+        there = None
+        try:
+            there = self._connect_there(pump)
+        finally:
+            if there is None:  # (whatever went wrong) the connection and its slot go
+                pump.close()
+        if there is not None:
+            pump.start(there)
+
+    def _connect_there(self, pump: tunnels.Pump) -> int | None:
+        """Have the context connect its end to pump's; its handle, or None (logged)."""
+        what = f"connecting to {self.remote[0]}:{self.remote[1]} there"
+        wait = tunnels.CONNECT_TIMEOUT + CONNECT_GRACE
+        try:
+            connector = self._connector.result(wait)
+        except Exception as e:
+            self._failed(what, e)
+            return None
+        reply = self.context._request(connector, (*self.remote, pump.handle), wait)
+        if len(reply) == 2 and reply[0] == "ok" and is_handle(reply[1]):
+            return reply[1]
+        known = len(reply) == 2 and reply[0] in ("error", "lost")
+        self._failed(what, printable(str(reply[1]) if known else f"malformed answer {reply!r}",
+                                     MAX_REASON))
+        return None
 
     def close(self) -> None:
         self._listener.stop()

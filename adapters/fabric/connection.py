@@ -123,6 +123,7 @@ class Connection(fabric.Connection):
             context = self._targets.ssh(self.host, port=self.port, user=self.user,
                                         python=_transport_setting(self, "python", "python3"),
                                         **self._ssh_options())
+            self._targets.hold(context, self)
             self._set(_context=context)
         return context
 
@@ -155,14 +156,15 @@ class Connection(fabric.Connection):
         self.transport_context()
 
     def close(self) -> None:
-        """Shut the host's interpreter down (and its sudo interpreters): as after stock
-        Fabric's close(), the next command logs in again. (Without close(), the
-        interpreter serves every task of the run, and the Executor shuts it down at
-        the end.)"""
+        """As after stock Fabric's close(), the next command logs in again (a new
+        interpreter); the old one (and its sudo interpreters) is shut down at once
+        unless another Connection to the host still uses it. (Without close(), one
+        interpreter per host serves every task of the run, and the Executor shuts it
+        down at the end.)"""
         context = self._context
         self._set(_context=None, _transport_sftp=None)
         if context is not None:
-            self._targets.retire(context)
+            self._targets.retire(context, self)
 
     def sudo(self, command: str, **kwargs: Any) -> Result:
         """The command in a persistent interpreter as the sudo user, given the password

@@ -75,6 +75,10 @@ class FabricRunner(TransportRunner):
 class ShellRunner(FabricRunner):
     """The runner of Connection.shell(): the login shell itself, interactive on its pty."""
 
+    def place_env(self, command: str, env: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        # No command line to put it on: as data, as stock's shell() sends it.
+        return command, {key: str(value) for key, value in env.items()}
+
     def shell_argv(self, shell: str, command: str | None) -> tuple[list[str], str | None]:
         # A login shell, as sshd starts one: its name with a leading "-".
         login_shell = self.context.login_shell()

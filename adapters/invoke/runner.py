@@ -103,6 +103,7 @@ class TransportRunner(Runner):
         self._exit_code: int | None = None
         self._error: BaseException | None = None
         self._timed_out = False
+        self._interrupted = False  # Ctrl-C was passed on: the command decides
 
     # -- choosing where and how the command runs --------------------------------
 
@@ -220,9 +221,10 @@ class TransportRunner(Runner):
 
     def stop(self) -> None:
         """After the run (invoke's finally): a command still running (a watcher's
-        Failure, an interrupt) is hung up on, as stock Fabric's closed channel does."""
+        Failure) is hung up on, as stock Fabric's closed channel does; after Ctrl-C, which
+        it was given, it decides (it may be a shell that goes on) until the run ends."""
         super().stop()
-        if self._command is not None and not self._finished.is_set():
+        if self._command is not None and not self._finished.is_set() and not self._interrupted:
             try:
                 self._command.hang_up()
             except transport.TransportError:
@@ -312,6 +314,7 @@ class TransportRunner(Runner):
         self._command.close_input()
 
     def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
+        self._interrupted = True
         if self.using_pty and self._command is not None:
             # Typed at its terminal, as invoke does: the terminal interrupts whatever runs
             # in its foreground (a shell's job, or the shell itself), which decides.

@@ -43,6 +43,12 @@ def features(c):
     before = c.run("echo $PPID", hide=True).stdout
     c.close()
     show("a new login after close()", c.run("echo $PPID", hide=True).stdout != before)
+    other = type(c)(c.host, user=c.user, port=c.port, config=c.config)
+    first = other.run("echo $PPID", hide=True).stdout
+    c.close()
+    show("a connection goes on when another to its host closes",
+         other.run("echo $PPID", hide=True).stdout == first)
+    other.close()
     show("pty", c.run("test -t 0 && test -t 1 && echo on a tty", pty=True, hide=True).stdout)
     show("pty size and terminal type", c.run("stty size; echo $TERM", pty=True, hide=True).stdout)
     show("hide stdout only", c.run("echo shown; echo hidden-err >&2", hide="stderr").stdout)

@@ -46,7 +46,14 @@ import threading
 import time
 
 from transport.core import codec, dispatch
-from transport.core.compat import PY2, allocate_lock, binary, integer_types, set_nonblocking
+from transport.core.compat import (
+    PY2,
+    allocate_lock,
+    binary,
+    integer_types,
+    make_pipe,
+    set_nonblocking,
+)
 from transport.core.framing import Message
 from transport.core.os_strings import os_string
 
@@ -174,7 +181,7 @@ class _Output(_CallerHandle):
         self.sent += len(data)
         self.router.send(Message(self.caller, self.router.context_id, self.handle, data))
         if self.ack_handle is None and self.sent >= WINDOW_OPENS and not self.closed:
-            self.wake_fd, self._wake_w = os.pipe()
+            self.wake_fd, self._wake_w = make_pipe()
             set_nonblocking(self.wake_fd)
             set_nonblocking(self._wake_w)
             self.ack_handle = self.router.add_parent_handler(self._on_ack)
@@ -411,7 +418,7 @@ class _LiveInput(_Input):
         self.chunks = collections.deque()
         self._lock = allocate_lock()  # the wake-up pipe and the terminal are let go under it
         self.closed = False
-        self.wake_fd, self._wake_w = os.pipe()
+        self.wake_fd, self._wake_w = make_pipe()
         set_nonblocking(self.wake_fd)
         set_nonblocking(self._wake_w)
         self.router = dispatch.current.router

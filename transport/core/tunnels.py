@@ -30,7 +30,7 @@ import threading
 import time
 
 from transport.core import codec
-from transport.core.compat import binary, deque
+from transport.core.compat import binary, deque, start_daemon_thread
 from transport.core.framing import Message
 
 CHUNK = 128 * 1024
@@ -324,12 +324,9 @@ def connector():
     if not _connector:
         router = _current()[0]
 
-        def on_request(msg):
+        def on_request(msg):  # broker thread
             if not msg.is_dead:
-                thread = threading.Thread(target=_connect, args=(router, msg),
-                                          name='transport-tunnel-connect')
-                thread.daemon = True
-                thread.start()
+                start_daemon_thread(lambda: _connect(router, msg), 'transport-tunnel-connect')
 
         _connector.append(router.add_parent_handler(on_request))
     return _connector[0]
