@@ -158,18 +158,50 @@ class _CallerHandle(object):
                                  codec.encode(value)))
 
 
+class _Wakeup(object):
+    """A pipe the pump waits on (fd) and the broker thread writes to (wake()), closed
+    under a lock, so that a late wake-up never writes to a descriptor reused since."""
+
+    def __init__(self):
+        self.fd, self._write_fd = make_pipe()
+        set_nonblocking(self.fd)
+        set_nonblocking(self._write_fd)
+        self._lock = allocate_lock()
+        self._closed = False
+
+    def wake(self):
+        with self._lock:
+            if not self._closed:
+                try:
+                    os.write(self._write_fd, b'.')
+                except OSError:
+                    pass  # full: the pump has wake-ups waiting already
+
+    def drain(self):
+        try:
+            os.read(self.fd, 4096)
+        except OSError:
+            pass
+
+    def close(self):
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                os.close(self.fd)
+                os.close(self._write_fd)
+
+
 class _Output(_CallerHandle):
     """The caller's output handle, with the window the module's docstring describes.
     full() says the pump must not read output; wake_fd (once the window exists)
-    becomes readable when an acknowledgement comes."""
+    becomes readable when an acknowledgement comes (woken() takes that in)."""
 
     def __init__(self, handle):
         _CallerHandle.__init__(self, handle)
         self.sent = 0
         self.acknowledged = 0
         self.ack_handle = None
-        self.wake_fd = self._wake_w = None
-        self._lock = allocate_lock()  # the wake-up pipe is let go under it
+        self.wake_fd = self._wakeup = None
         self.closed = False
 
     def send(self, stream, data):
@@ -181,9 +213,8 @@ class _Output(_CallerHandle):
         self.sent += len(data)
         self.router.send(Message(self.caller, self.router.context_id, self.handle, data))
         if self.ack_handle is None and self.sent >= WINDOW_OPENS and not self.closed:
-            self.wake_fd, self._wake_w = make_pipe()
-            set_nonblocking(self.wake_fd)
-            set_nonblocking(self._wake_w)
+            self._wakeup = _Wakeup()
+            self.wake_fd = self._wakeup.fd
             self.ack_handle = self.router.add_parent_handler(self._on_ack)
             self.tell((ACKS, self.ack_handle))
 
@@ -198,27 +229,17 @@ class _Output(_CallerHandle):
             raise ValueError('an acknowledgement of %r bytes of output, of %d sent'
                              % (count, self.sent))
         self.acknowledged = count
-        with self._lock:
-            if not self.closed:
-                try:
-                    os.write(self._wake_w, b'.')
-                except OSError:
-                    pass  # full: the pump has wake-ups waiting already
+        self._wakeup.wake()
 
     def woken(self):
-        try:
-            os.read(self.wake_fd, 4096)
-        except OSError:
-            pass
+        self._wakeup.drain()
 
     def close(self):
-        """The command has ended: no more acknowledgements are taken."""
-        with self._lock:
-            self.closed = True
-            if self.ack_handle is not None:
-                self.router.remove_handler(self.ack_handle)
-                os.close(self.wake_fd)
-                os.close(self._wake_w)
+        """The pump, as the command has ended: no more acknowledgements are taken."""
+        self.closed = True
+        if self.ack_handle is not None:
+            self.router.remove_handler(self.ack_handle)
+            self._wakeup.close()
 
 
 def set_terminal_size(fd, size):
@@ -416,11 +437,9 @@ class _LiveInput(_Input):
         self.ended = False
         self.gone = False
         self.chunks = collections.deque()
-        self._lock = allocate_lock()  # the wake-up pipe and the terminal are let go under it
-        self.closed = False
-        self.wake_fd, self._wake_w = make_pipe()
-        set_nonblocking(self.wake_fd)
-        set_nonblocking(self._wake_w)
+        self._lock = allocate_lock()  # the terminal is let go under it
+        self._wakeup = _Wakeup()
+        self.wake_fd = self._wakeup.fd
         self.router = dispatch.current.router
         self.words = _CallerHandle(reply_handle)
         self.handle = self.router.add_parent_handler(self._on_chunk)
@@ -451,20 +470,11 @@ class _LiveInput(_Input):
     def _on_chunk(self, msg):
         """Broker thread."""
         self.chunks.append(msg.data)
-        with self._lock:
-            if self.closed:
-                return  # its descriptor may be another file's by now
-            try:
-                os.write(self._wake_w, b'.')
-            except OSError:
-                pass  # full: the pump has wake-ups waiting already
+        self._wakeup.wake()
 
     def refill(self):
         """The pump, woken: take the chunks that came."""
-        try:
-            os.read(self.wake_fd, 4096)
-        except OSError:
-            pass
+        self._wakeup.drain()
         while self.chunks and not self.ended:
             chunk = self.chunks.popleft()
             if not chunk:
@@ -488,10 +498,7 @@ class _LiveInput(_Input):
 
     def close(self):
         self.router.remove_handler(self.handle)
-        with self._lock:
-            self.closed = True
-            os.close(self.wake_fd)
-            os.close(self._wake_w)
+        self._wakeup.close()
         self._tell(INPUT_ENDED, 0)
 
 
