@@ -576,7 +576,9 @@ class Context:
         """Forward local_host:local_port here to remote_host:remote_port as seen from the
         context (remote_port defaults to local_port), as `ssh -L` does; Fabric's argument
         names. Each connection accepted here is connected there on a thread of its own
-        (neither waiting for the context's calls and commands nor holding them). Returns a
+        (neither waiting for the context's calls and commands nor holding them; only the
+        connections before a context's first answer about its connect service wait for
+        that). Returns a
         Forward (a context manager; its `port` is the port listened on, local_port 0 letting
         the system choose): closing it stops listening and closes the tunnels still open."""
         from transport.tunnels import LocalForward
