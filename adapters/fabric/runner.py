@@ -29,14 +29,15 @@ class FabricRunner(TransportRunner):
         # the host's own is kept, as sshd's is for stock Fabric.
         return super().generate_env(env, False)
 
-    def place_env(self, command: str, env: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def place_env(self, command: str | None,
+                  env: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         # As stock Fabric 3 with inline_ssh_env (its default): `export K=V && ` before
         # the command line, unquoted, so that values are text and the shell expands them
-        # (env={"PATH": "/opt/bin:$PATH"}). Without it, stock asks sshd to set them;
-        # here they travel as data, as text.
+        # (env={"PATH": "/opt/bin:$PATH"}). Without it, or without a command line
+        # (shell()), stock asks sshd to set them; here they travel as data, as text.
         if not env:
             return command, env
-        if self.inline_env:
+        if self.inline_env and command is not None:
             parameters = " ".join(f"{key}={value}" for key, value in sorted(env.items()))
             return f"export {parameters} && {command}", {}
         return command, {key: str(value) for key, value in env.items()}
@@ -74,10 +75,6 @@ class FabricRunner(TransportRunner):
 
 class ShellRunner(FabricRunner):
     """The runner of Connection.shell(): the login shell itself, interactive on its pty."""
-
-    def place_env(self, command: str, env: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        # No command line to put it on: as data, as stock's shell() sends it.
-        return command, {key: str(value) for key, value in env.items()}
 
     def shell_argv(self, shell: str, command: str | None) -> tuple[list[str], str | None]:
         # A login shell, as sshd starts one: its name with a leading "-".
