@@ -52,6 +52,12 @@ def print_noise(text):
     return "after noise"
 
 
+def print_unflushed(out, err):
+    print(out)
+    sys.stderr.write(err + "\n")
+    return "printed"
+
+
 def make_bytes(size):
     return b"\xab" * size
 

@@ -14,7 +14,7 @@ import transport
 from tests import remote_functions as rf
 from tests.support.interpreters import find_interpreters, install_hint, missing_required
 from tests.support.processes import alive, wait_gone, written_text
-from transport.bootstrap import build, byte_code_tag
+from transport.bootstrap import build, byte_code_tag, strip_source
 from transport.controller import _target_key
 from transport.known_targets import remember_tag, remembered_tag
 from transport.methods.local import LocalMethod
@@ -33,6 +33,34 @@ def _wrapper(tmp_path, name, body):
 
 def test_payload_is_small():
     assert len(build().payload) <= 16 * 1024
+
+
+def test_stripped_source_keeps_every_line_and_every_body():
+    source = textwrap.dedent('''\
+        """The module's docstring."""
+        from __future__ import absolute_import
+        # a comment
+        def only_a_docstring():
+            """Its whole body."""
+
+        def docstring_then_code():
+            """Not needed for the body."""
+            # why
+            return 2
+
+        class Empty(Exception):
+            """Its whole body."""
+        def last(): return 3
+    ''')
+    stripped = strip_source(source).split("\n")
+    assert len(stripped) == len(source.split("\n"))  # remote tracebacks stay true
+    assert not any('"' in line or "#" in line for line in stripped)
+    assert stripped[4].strip() == "0" and stripped[12].strip() == "0"  # bodies kept
+    assert stripped[7] == "" and stripped[9].strip() == "return 2"
+    namespace: dict = {}
+    exec(compile("\n".join(stripped), "<stripped>", "exec"), namespace)
+    assert namespace["only_a_docstring"]() is None
+    assert namespace["docstring_then_code"]() == 2 and namespace["last"]() == 3
 
 
 def test_boot_through_4_kib_pipes(router, tmp_path):

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+import time
+
+import pytest
 
 from tests import remote_functions
+from tests.support.interpreters import find_interpreters
 from transport.core import baseline, fresh
 
 
@@ -41,6 +47,26 @@ def test_resolver_reloads_when_resolv_conf_changes(ctx):
         assert ctx.call(remote_functions.resolver_reloads) == before + 1
     finally:
         os.utime(fresh.RESOLV_CONF, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+@pytest.mark.parametrize("python", [sys.executable, "/usr/bin/python3", "3.8", "3.6", "2.7"])
+def test_what_a_call_prints_is_logged_when_it_returns(router, caplog, monkeypatch, python):
+    # Both are pipes in a target, which Python buffers (stdout always, stderr before
+    # 3.9): as a process's at its end, a call's buffers are flushed when it returns,
+    # not when they fill or the interpreter ends (in either order, as in a process).
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)  # as over ssh
+    ctx = router.local(python=find_interpreters().get(python, python))
+    with caplog.at_level(logging.INFO, logger="transport.stderr"):
+        assert ctx.call(remote_functions.print_unflushed, "on stdout", "on stderr") == "printed"
+        wanted = [f"{ctx.name}: on stderr", f"{ctx.name}: on stdout"]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            said = sorted(r.getMessage() for r in caplog.records if r.name == "transport.stderr")
+            if said == wanted:
+                break
+            time.sleep(0.05)
+        assert said == wanted
+    assert ctx.call(os.getpid) == ctx.pid  # still running: nothing waited for its end
 
 
 def _set_env_and_read(key, value):

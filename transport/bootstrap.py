@@ -201,18 +201,22 @@ def strip_source(source: str) -> str:
     lines = source.splitlines(keepends=True)
     edits: list[tuple[int, int, int, int, str]] = []
     previous = tokenize.NEWLINE
-    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
     module_start = True
-    for tok in tokens:
+    index = 0
+    while index < len(tokens):
+        tok = tokens[index]
+        index += 1
         kind = tok.type
         if kind == tokenize.COMMENT:
             edits.append((*tok.start, *tok.end, ""))
         elif kind == tokenize.STRING and previous in (tokenize.NEWLINE, tokenize.INDENT, tokenize.NL):
-            following = next(tokens)
+            following = tokens[index]
+            index += 1
             if following.type in (tokenize.NEWLINE, tokenize.ENDMARKER):
-                # A docstring: the module's goes entirely (a __future__ import may
-                # follow it); a function's or class's becomes a no-op constant.
-                replacement = "" if module_start else "0"
+                # A docstring goes; one that is all of a function's or class's body
+                # becomes a no-op constant, so the body is still there.
+                replacement = "" if module_start or _body_goes_on(tokens, index) else "0"
                 edits.append((*tok.start, *tok.end, replacement + "\n" * (tok.end[0] - tok.start[0])))
             kind = following.type
         if kind not in (tokenize.NL, tokenize.COMMENT, tokenize.ENCODING):
@@ -228,6 +232,17 @@ def strip_source(source: str) -> str:
             lines[start_row - 1:start_row] = lines[start_row - 1].splitlines(keepends=True)
     stripped = "".join(lines)
     return _one_space_indents("\n".join(line.rstrip() for line in stripped.split("\n")))
+
+
+def _body_goes_on(tokens: list, index: int) -> bool:
+    """Whether a statement of the same block follows tokens[index:] (comments and blank
+    lines aside)."""
+    import tokenize
+
+    for tok in tokens[index:]:
+        if tok.type not in (tokenize.NL, tokenize.COMMENT):
+            return tok.type not in (tokenize.DEDENT, tokenize.ENDMARKER)
+    return False
 
 
 def _one_space_indents(source: str) -> str:

@@ -9,10 +9,14 @@ what a new process would:
 - The working directory and the environment: after a call, both go back to
   the baseline (as at boot, or as baseline.set_baseline() last made them), so one
   call's os.chdir() or os.environ change does not leak into the next.
+- Output: after a call, sys.stdout and sys.stderr are flushed, as a process's
+  are when it ends, so what the call printed reaches the controller's log now
+  (both are pipes here, which Python buffers), not when a buffer fills.
 """
 from __future__ import absolute_import
 
 import os
+import sys
 
 RESOLV_CONF = '/etc/resolv.conf'
 
@@ -61,6 +65,11 @@ class Baseline(object):
         self.resolver_reloads += 1
 
     def after_call(self):
+        for f in sys.stdout, sys.stderr:
+            try:
+                f.flush()
+            except Exception:  # whatever the call replaced them with, even closed
+                pass
         try:
             cwd = os.getcwd()
         except OSError:
