@@ -595,6 +595,21 @@ def report_file_modes_as(mode):
     return True
 
 
+def name_get_acknowledgements(handle):
+    """From now on, files.send here asks for acknowledgements at `handle`, then sends one
+    byte (a target steering a get's acknowledgements elsewhere)."""
+    from transport.core import codec, files
+    from transport.core.dispatch import send_to_caller
+
+    def send(path, data_handle, window):
+        send_to_caller(data_handle, codec.encode(("ack", handle)))
+        send_to_caller(data_handle, codec.encode(("data", b"x")))
+        return 1, 0o644
+
+    files.send = send
+    return True
+
+
 def answer_tunnel_connects_with(reply):
     """Make this target's connect service answer every request with reply (as a hostile
     target would), connecting nothing."""

@@ -12,6 +12,7 @@ import pytest
 
 import transport
 from tests import remote_functions as hostile
+from transport.core.handles import CALL_FUNCTION
 
 
 def _siblings(router):
@@ -199,6 +200,22 @@ def test_a_put_believes_no_acknowledgement_of_more_than_was_sent(router, tmp_pat
     with pytest.raises(transport.ProtocolError, match=r"liar: acknowledged .* bytes of the \d+ sent"):
         ctx.put(str(source), str(tmp_path / "copy"))
     assert not (tmp_path / "copy").exists()
+    assert ctx.call(os.getpid) > 0
+
+
+@pytest.mark.parametrize("handle", [2 ** 40, CALL_FUNCTION, True, "many"])
+def test_a_get_sends_no_acknowledgement_to_a_handle_the_target_may_not_name(router, tmp_path,
+                                                                               handle):
+    # 2**40 fits no message header; at CALL_FUNCTION the controller would be made to send
+    # the target a call of its choosing.
+    ctx = router.local(python=sys.executable, name="liar")
+    source = tmp_path / "source"
+    source.write_bytes(b"some data")
+    assert ctx.call(hostile.name_get_acknowledgements, handle)
+    with pytest.raises(transport.ProtocolError, match="liar: malformed file data: "
+                                                      "acknowledgements asked for at"):
+        ctx.get(str(source), str(tmp_path / "got"))
+    assert not (tmp_path / "got").exists()
     assert ctx.call(os.getpid) > 0
 
 

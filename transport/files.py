@@ -19,6 +19,7 @@ import errno
 import os
 import stat
 
+from transport.context import is_handle
 from transport.core import codec, compat, files
 from transport.core.framing import Message
 from transport.core.handles import CONTROLLER_ID
@@ -170,11 +171,13 @@ def _receive_chunks(context: Context, fd: int, events: compat.SimpleQueue) -> in
             try:
                 kind, value = codec.decode(msg.data)
                 if kind == "ack":
-                    ack_to = int(value)
+                    if not is_handle(value):
+                        raise ValueError(f"acknowledgements asked for at {value!r}, not a handle")
+                    ack_to = value
                     continue
                 view = memoryview(value)
             except (codec.CodecError, TypeError, ValueError) as e:
-                raise ProtocolError(f"{context.name}: malformed file data: {e!r}") from None
+                raise ProtocolError(f"{context.name}: malformed file data: {e}") from None
             received += len(value)
             while view:
                 view = view[os.write(fd, view):]
