@@ -203,6 +203,18 @@ def test_a_put_believes_no_acknowledgement_of_more_than_was_sent(router, tmp_pat
     assert ctx.call(os.getpid) > 0
 
 
+@pytest.mark.parametrize("handle", [2 ** 40, CALL_FUNCTION, None])
+def test_a_put_sends_no_data_to_a_handle_the_target_may_not_name(router, tmp_path, handle):
+    ctx = router.local(python=sys.executable, name="liar")
+    source = tmp_path / "source"
+    source.write_bytes(b"some data")
+    assert ctx.call(hostile.name_put_data_handle, handle)
+    with pytest.raises(transport.ProtocolError, match=f"liar: .*copy: the target asked for the "
+                                                      f"data at {handle!r}, not a handle"):
+        ctx.put(str(source), str(tmp_path / "copy"))
+    assert ctx.call(os.getpid) > 0
+
+
 @pytest.mark.parametrize("handle", [2 ** 40, CALL_FUNCTION, True, "many"])
 def test_a_get_sends_no_acknowledgement_to_a_handle_the_target_may_not_name(router, tmp_path,
                                                                                handle):

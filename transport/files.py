@@ -61,6 +61,9 @@ def put(context: Context, local_path: str, remote_path: str, mode: int | None = 
             if not starting.done():  # interrupted (Ctrl-C): give up there once it has begun
                 starting.add_done_callback(lambda started: _abort_receive(context, started))
             raise
+        if not is_handle(data_handle):
+            raise ProtocolError(f"{context.name}: {remote_path}: the target asked for the data "
+                                f"at {data_handle!r}, not a handle")
         try:
             _send_chunks(context, local_path, data_handle, acks)
             return context.call(files.finish_receive, data_handle)
