@@ -632,6 +632,21 @@ def answer_tunnel_connects_with(reply):
     return True
 
 
+def name_input_handles(handle):
+    """Make this target's started commands say their input and terminal sizes go to handle."""
+    from transport.core import commands
+
+    tell = commands._LiveInput._tell
+
+    def telling(self, kind, value):
+        if kind in (commands.INPUT_READY, commands.INPUT_TERMINAL):
+            value = handle
+        tell(self, kind, value)
+
+    commands._LiveInput._tell = telling
+    return True
+
+
 def name_output_acknowledgements(handle):
     """Make this target's commands ask for their output's acknowledgements at handle."""
     from transport.core import commands

@@ -4,7 +4,9 @@ its siblings, hang its caller, or make the controller keep what it sends."""
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import os
+import signal
 import sys
 import time
 
@@ -247,6 +249,23 @@ def test_a_malformed_answer_to_a_tunnel_connect_closes_that_connection(router, r
         while (forward._pumps or forward._pending) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not forward._pumps and not forward._pending
+    assert ctx.call(pow, 2, 5) == 32
+
+
+@pytest.mark.parametrize("handle", [2 ** 40, CALL_FUNCTION])
+def test_a_started_commands_input_goes_to_no_handle_the_target_may_not_name(router, caplog,
+                                                                              handle):
+    ctx = router.local(python=sys.executable, name="liar")
+    ctx.run("true")  # the commands module is there
+    assert ctx.call(hostile.name_input_handles, handle)
+    command = ctx.start(["cat"])
+    with caplog.at_level(logging.ERROR):
+        with pytest.raises(BrokenPipeError, match="liar: the command has ended"):
+            command.write(b"to a handle of its choosing")
+        command.hang_up()
+        assert command.wait().exit_code == -signal.SIGHUP
+    # Logged by the router's thread before it took the command's end.
+    assert "liar: malformed command input word" in caplog.text
     assert ctx.call(pow, 2, 5) == 32
 
 

@@ -214,7 +214,8 @@ def _input_word(context: Context, data: bytes) -> tuple[int, int]:
         kind, value = codec.decode(data)
         if (kind not in (INPUT_READY, INPUT_TAKEN, INPUT_ENDED, INPUT_TERMINAL)
                 or type(value) is not int
-                or value < 0):
+                or value < 0
+                or (kind in (INPUT_READY, INPUT_TERMINAL) and not is_handle(value))):
             raise ValueError(f"{kind!r}, {value!r}")
     except (codec.CodecError, TypeError, ValueError) as e:
         raise ProtocolError(f"{context.name}: malformed command input word: {e!r}") from None
