@@ -619,6 +619,20 @@ def name_get_acknowledgements(handle):
     return True
 
 
+def announce_accepted_tunnels_as(handle):
+    """Make this target's forward_remote listeners announce each connection they accept
+    as `handle` (closing it), as a hostile target would."""
+    from transport.core import tunnels
+
+    class Announced:
+        def __init__(self, conn):
+            self.handle = handle
+            conn.close()
+
+    tunnels._end = lambda router, caller, conn, await_peer=False: Announced(conn)
+    return True
+
+
 def answer_tunnel_connects_with(reply):
     """Make this target's connect service answer every request with reply (as a hostile
     target would), connecting nothing."""

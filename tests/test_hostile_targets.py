@@ -233,6 +233,29 @@ def test_a_get_sends_no_acknowledgement_to_a_handle_the_target_may_not_name(rout
     assert ctx.call(os.getpid) > 0
 
 
+@pytest.mark.parametrize("handle", [2 ** 40, CALL_FUNCTION])
+def test_a_remote_forward_connects_nothing_for_a_handle_the_target_may_not_name(router, caplog,
+                                                                                handle):
+    import socket
+
+    ctx = router.local(python=sys.executable, name="liar")
+    with socket.create_server(("127.0.0.1", 0)) as local_end:
+        local_end.setblocking(False)
+        assert ctx.call(hostile.announce_accepted_tunnels_as, handle)
+        with caplog.at_level(logging.ERROR):
+            with ctx.forward_remote(0, local_end.getsockname()[1], local_host="127.0.0.1",
+                                    remote_host="127.0.0.1") as forward:
+                socket.create_connection(("127.0.0.1", forward.port)).close()
+                deadline = time.monotonic() + 10
+                while "malformed tunnel announcement" not in caplog.text:
+                    assert time.monotonic() < deadline, caplog.text
+                    time.sleep(0.05)
+        assert f"liar: malformed tunnel announcement: {handle!r}" in caplog.text
+        with pytest.raises(BlockingIOError):  # the controller connected nothing here
+            local_end.accept()
+    assert ctx.call(pow, 2, 5) == 32
+
+
 @pytest.mark.parametrize("reply", [("ok", 1500, "extra"), 5, ("ok", 2 ** 40), ("ok", True)])
 def test_a_malformed_answer_to_a_tunnel_connect_closes_that_connection(router, reply):
     """The connection is closed at once and its slot freed; nothing else is held."""

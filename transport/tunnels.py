@@ -23,7 +23,7 @@ from transport.context import is_handle
 from transport.core import codec, tunnels
 from transport.core.framing import Message
 from transport.core.spawn import printable
-from transport.errors import MAX_REASON, TransportError
+from transport.errors import MAX_REASON, ProtocolError, TransportError
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -205,8 +205,8 @@ class RemoteForward(Forward):
         if msg.is_dead:
             return
         there = codec.decode(msg.data)
-        if not isinstance(there, int) or isinstance(there, bool):
-            raise TransportError(f"{self.context.name}: malformed tunnel announcement")
+        if not is_handle(there):
+            raise ProtocolError(f"{self.context.name}: malformed tunnel announcement: {there!r}")
         if not self._set_up(self._tunnel, there):
             _tell(self.context, there, tunnels.RESET)
 
