@@ -106,6 +106,30 @@ def test_large_output_streams_in_chunks(target):
     assert b"".join(c for _, c in chunks) == result.stdout
 
 
+def test_the_controller_holds_a_commands_output_once(tmp_path):
+    # In a process of its own, for a peak of its own: 200 MB of output, joined from its
+    # chunks at the end, peaked at twice that.
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import resource, sys, transport\n"
+        "with transport.Router() as router:\n"
+        "    ctx = router.local(python=sys.executable)\n"
+        "    ctx.run('true')\n"
+        "    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "    size = len(ctx.run('head -c 200000000 /dev/zero').stdout)\n"
+        "    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "print(size, grown * 1024)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    size, grown = map(int, done.stdout.split())
+    assert size == 200_000_000
+    assert grown < size * 1.3
+
+
 def test_output_arrives_while_the_command_runs(target, tmp_path):
     # The command ends only once the caller has seen its first line.
     seen = tmp_path / "seen"

@@ -18,6 +18,7 @@ intermediary beyond the target's window.
 from __future__ import annotations
 
 import errno
+import io
 import threading
 
 from transport.context import is_handle, reply_value
@@ -401,7 +402,9 @@ class RunningCommand:
 
     def _collect(self) -> CommandResult:
         context, timeout, cmd = self.context, self._timeout, self.command
-        chunks: dict[int, list[bytes]] = {STDOUT: [], STDERR: []}
+        # Each chunk is copied in as it comes and the whole taken out without a copy
+        # (BytesIO hands over its buffer): the peak is the output once, not twice.
+        output = {STDOUT: io.BytesIO(), STDERR: io.BytesIO()}
         deadline = None  # set when the target says the command started (with a timeout only)
         # Run alongside, it may end before the call's reply ("started") comes: both are awaited.
         status: Any = None
@@ -436,7 +439,7 @@ class RunningCommand:
                     if timeout is not None and deadline is None:
                         deadline = compat.monotonic() + timeout + TIMEOUT_GRACE
                     continue
-                chunks[which].append(chunk)
+                output[which].write(chunk)
                 if self._on_output is not None:  # the caller's own code: its errors are its own
                     self._on_output(_STREAMS[which], chunk)
         finally:
@@ -446,7 +449,7 @@ class RunningCommand:
                 self._abandon()
         if status == "timeout":
             raise Timeout(f"command timed out after {timeout}s and was killed: {cmd}", context.name)
-        result = CommandResult(cmd, status, b"".join(chunks[STDOUT]), b"".join(chunks[STDERR]),
+        result = CommandResult(cmd, status, output[STDOUT].getvalue(), output[STDERR].getvalue(),
                                context.name)
         if self._check and not result.ok:
             raise CommandFailed(result)
