@@ -633,6 +633,22 @@ def announce_accepted_tunnels_as(handle):
     return True
 
 
+def send_tunnel_words_of(data):
+    """Make this target's connect service accept every request, then send the caller's
+    end `data` as the first word, raw (a hostile target), connecting nothing."""
+    from transport.core import codec, tunnels
+    from transport.core.framing import Message
+
+    def answer(router, msg):
+        _host, _port, peer = codec.decode(msg.data)
+        own = router.add_parent_handler(lambda msg: None)
+        router.send(Message(msg.src, router.context_id, msg.reply_to, codec.encode(("ok", own))))
+        router.send(Message(msg.src, router.context_id, peer, data))
+
+    tunnels._connect = answer
+    return True
+
+
 def answer_tunnel_connects_with(reply):
     """Make this target's connect service answer every request with reply (as a hostile
     target would), connecting nothing."""

@@ -14,6 +14,7 @@ import pytest
 
 import transport
 from tests import remote_functions as hostile
+from transport.core import codec
 from transport.core.handles import CALL_FUNCTION
 
 
@@ -231,6 +232,27 @@ def test_a_get_sends_no_acknowledgement_to_a_handle_the_target_may_not_name(rout
         ctx.get(str(source), str(tmp_path / "got"))
     assert not (tmp_path / "got").exists()
     assert ctx.call(os.getpid) > 0
+
+
+@pytest.mark.parametrize("data", [codec.encode("not a word"), codec.encode((1,)), b"\xff"])
+def test_a_malformed_tunnel_word_resets_that_tunnel(router, caplog, data):
+    import socket
+
+    ctx = router.local(python=sys.executable, name="liar")
+    assert ctx.call(hostile.send_tunnel_words_of, data)
+    with caplog.at_level(logging.ERROR):
+        with ctx.forward_local(0, 9, "127.0.0.1", local_host="127.0.0.1") as forward:
+            with socket.create_connection(("127.0.0.1", forward.port)) as s:
+                s.settimeout(30)
+                try:
+                    assert s.recv(10) == b""  # closed, not left open
+                except ConnectionResetError:
+                    pass
+            deadline = time.monotonic() + 10  # reported once the tunnel is reset
+            while "malformed" not in caplog.text:
+                assert time.monotonic() < deadline, caplog.text
+                time.sleep(0.05)
+    assert ctx.call(pow, 2, 5) == 32
 
 
 @pytest.mark.parametrize("handle", [2 ** 40, CALL_FUNCTION])

@@ -89,9 +89,13 @@ class Pump(object):
         if msg.is_dead:  # the other end's context is gone
             self.close()
             return
-        word = codec.decode(msg.data)
-        if not (isinstance(word, tuple) and len(word) == 2 and isinstance(word[0], int)):
-            raise ValueError('malformed tunnel message %r' % (word,))
+        try:
+            word = codec.decode(msg.data)
+            if not (isinstance(word, tuple) and len(word) == 2 and isinstance(word[0], int)):
+                raise ValueError('malformed tunnel message %r' % (word,))
+        except Exception:  # as any word out of turn: the tunnel is reset, then it is reported
+            self.reset()
+            raise
         kind, value = word
         if kind == PEER and isinstance(value, int) and self._await_peer:
             self.start(value)
