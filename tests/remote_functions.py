@@ -173,6 +173,39 @@ def import_after_a_lost_request(name):
     return outcomes
 
 
+def lose_the_next_module_request(patience):
+    """Drop this context's next request for a module to its parent (as if the parent had
+    dropped it), and wait `patience` seconds for answers from now on."""
+    from transport.core import forwarding
+    from transport.core.handles import GET_MODULE
+    forwarder = forwarding.installed
+    router = forwarder.router
+    real_send = router.send
+
+    def send(msg, *args, **kwargs):
+        if msg.handle == GET_MODULE:
+            router.send = real_send
+            return None
+        return real_send(msg, *args, **kwargs)
+
+    router.send, forwarder.timeout = send, patience
+    return True
+
+
+def import_with_patience(name, patience):
+    """Import name, waiting at most `patience` seconds for the parent; what it did."""
+    from transport.core import forwarding
+    forwarder = forwarding.installed
+    real_timeout, forwarder.timeout = forwarder.timeout, patience
+    try:
+        __import__(name)
+        return "imported"
+    except ImportError:
+        return "ImportError"
+    finally:
+        forwarder.timeout = real_timeout
+
+
 def import_by_name(name):
     import importlib
     return importlib.import_module(name).__name__

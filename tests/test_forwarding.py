@@ -554,6 +554,18 @@ def test_an_import_whose_request_went_unanswered_asks_again(router):
     assert ctx.call(rf.import_after_a_lost_request, "invoke") == ["ImportError", "imported"]
 
 
+def test_an_intermediary_asks_again_for_a_child_once_its_request_went_unanswered(router):
+    # Its children's requests joined the lost one for ever: the child's every later
+    # import of the name waited its whole timeout and failed.
+    from tests import remote_functions as rf
+
+    middle = router.local(python="/usr/bin/python3")  # neither has invoke of its own
+    child = router.local(python="/usr/bin/python3", via=middle)
+    assert middle.call(rf.lose_the_next_module_request, 0.5)
+    assert child.call(rf.import_with_patience, "invoke", 1.0) == "ImportError"
+    assert child.call(rf.import_with_patience, "invoke", 60) == "imported"
+
+
 ACCENTED = {
     "accmod/__init__.py": textwrap.dedent("""
         # -*- coding: utf-8 -*-

@@ -23,7 +23,7 @@ import sys
 import zlib
 
 from transport.core import codec
-from transport.core.compat import PY2, Event, allocate_lock, text_type
+from transport.core.compat import PY2, Event, allocate_lock, monotonic, text_type
 from transport.core.framing import Message
 from transport.core.handles import FORWARD_MODULE, GET_MODULE, LOAD_MODULE
 from transport.core.importer import load_legacy, module_spec
@@ -77,11 +77,14 @@ def unpack_entries(data):
 
 
 class _Wait(object):
-    """A request for one module name, answered once for every waiter."""
+    """A request for one module name, answered once for every waiter. A request
+    after its timeout asks again, for its children still waiting too (the parent
+    may have dropped it)."""
 
-    def __init__(self):
+    def __init__(self, timeout, old=None):
         self.done = Event()
-        self.child_replies = []
+        self.child_replies = old.child_replies if old else []
+        self.deadline = monotonic() + timeout
 
 
 class ModuleForwarder(object):
@@ -130,24 +133,17 @@ class ModuleForwarder(object):
     # -- asking the parent -----------------------------------------------------
 
     def _request(self, fullname):
-        """Ask the parent for fullname unless already asked; return the _Wait."""
+        """Ask the parent for fullname unless asked within the timeout; return the _Wait."""
         with self._lock:
             wait = self._waits.get(fullname)
-            if wait is not None:
+            if wait is not None and monotonic() < wait.deadline:
                 return wait
-            wait = self._waits[fullname] = _Wait()
+            wait = self._waits[fullname] = _Wait(self.timeout, wait)
         handle = self.router.add_reply_handler(
             lambda msg: self._on_reply(fullname, msg), self.router.parent_id)
         self.router.send(Message(self.router.parent_id, self.router.context_id, GET_MODULE,
                                  codec.encode(fullname), reply_to=handle))
         return wait
-
-    def _give_up(self, fullname, wait):
-        """A request went unanswered in time: forget it, so a later import asks again
-        (a late answer is still cached when it comes)."""
-        with self._lock:
-            if self._waits.get(fullname) is wait:
-                del self._waits[fullname]
 
     def _on_reply(self, fullname, msg):
         if msg.is_dead:
@@ -214,8 +210,7 @@ class ModuleForwarder(object):
                 return None
             wait = self._request(fullname)
             if not wait.done.wait(self.timeout):
-                self._give_up(fullname, wait)
-                return None
+                return None  # the next import asks again (a late answer is still cached)
             entry = self.entries.get(fullname)
         if entry is None or entry[1] == 'missing':
             return None
