@@ -79,6 +79,19 @@ def test_boot_through_4_kib_pipes(router, tmp_path):
     assert len(ctx.call(rf.make_bytes, 1_000_000)) == 1_000_000
 
 
+@pytest.mark.parametrize("eaten", [7, 41, 5000, "all"])
+def test_a_target_that_reads_its_stdin_first_is_named_as_the_cause(router, tmp_path, eaten):
+    # As a ~/.bashrc running a command that reads input does, on the way to Python.
+    eat = ("os.close(0); os.open(os.devnull, os.O_RDONLY)" if eaten == "all"
+           else f"os.read(0, {eaten})")
+    python = _wrapper(tmp_path, "eats-stdin", f"import os\n{eat}\n")
+    with pytest.raises(transport.ConnectError) as info:
+        router.local(python=python)
+    assert "The bootstrap reached Python garbled or cut short: something on the target " \
+           "read from its stdin first" in str(info.value)
+    assert "before the interpreter started" in str(info.value)
+
+
 def _connect_local(router, python, pipe_size=None):
     method = LocalMethod(python)
     return router._connect(method, method.default_name(), 30.0, pipe_size=pipe_size)

@@ -60,4 +60,16 @@ def python_start_error(name: str, python: str | list[str], reason: str,
                                   "bootstrap: is it a Python interpreter?")
     if output:
         reason = f"{reason}:\n{output}"
+        if _garbled_bootstrap(output):
+            reason += ("\nThe bootstrap reached Python garbled or cut short: something on the "
+                       "target read from its stdin first (a shell startup file, such as a "
+                       "~/.bashrc running a command that reads input: give it </dev/null).")
     return ConnectError(name, reason)
+
+
+def _garbled_bootstrap(output: str) -> bool:
+    """Whether the first stage failed reading what it was sent: a traceback of its own
+    (`python -c` code is "<string>"; the core's modules have names of their own), or
+    the end of its input before the bootstrap's."""
+    first_stage_traceback = 'File "<string>"' in output and 'File "<transport.' not in output
+    return first_stage_traceback or "transport: bootstrap cut short" in output
