@@ -40,6 +40,10 @@ JOB_PACKAGE = {
             raise KeyError("job failure")
 
 
+        def sized(size):
+            return b"x" * size
+
+
         def say(text):
             print(text)  # not flushed: the interpreter's stdout is a pipe
             return text
@@ -185,6 +189,18 @@ def test_a_standard_library_function_can_be_detached(router, sshd):
     slept = _wait_done(ctx, ctx.detach(time.sleep, 0).id)
     assert slept.state == "done" and slept.result is None
     ctx.forget(slept.id)
+
+
+def test_jobs_lists_results_that_together_exceed_a_message(work, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with transport.Router(max_message_size=1024 * 1024) as router:
+        ctx = router.local(python="/usr/bin/python3")
+        started = [ctx.detach(work.sized, 700_000) for _ in range(2)]
+        for job in started:
+            assert _wait_done(ctx, job.id).state == "done"
+        listed = ctx.jobs()
+        assert [j.id for j in listed] == sorted(j.id for j in started)
+        assert [len(j.result) for j in listed] == [700_000, 700_000]
 
 
 def test_jobs_directory_is_private(router, sshd, work):

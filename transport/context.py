@@ -706,10 +706,14 @@ class Context:
         return JobStatus(self.name, self.call(jobs.status, job_id))
 
     def jobs(self) -> list[JobStatus]:
-        """Every detached job recorded for this user on this host."""
+        """Every detached job recorded for this user on this host, oldest first."""
         from transport.core import jobs
 
-        return [JobStatus(self.name, info) for info in self.call(jobs.list_jobs)]
+        # A reply each (asked for together): results that together exceed what one
+        # message may carry are still listed.
+        asked = [self.call_async(jobs.status_if_any, job_id) for job_id in self.call(jobs.job_ids)]
+        infos = [future.result() for future in asked]
+        return [JobStatus(self.name, info) for info in infos if info is not None]
 
     def forget(self, job_id: str) -> None:
         """Remove a job's record (a job still running goes on)."""

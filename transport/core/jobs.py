@@ -188,15 +188,18 @@ def status(job_id):
     return info
 
 
-def list_jobs():
-    """status() of every job of this user, oldest first."""
-    found = []
-    for name in sorted(os.listdir(jobs_dir())):
-        try:
-            found.append(status(name))
-        except (KeyError, ValueError):  # not a job's, or forgotten meanwhile
-            pass
-    return found
+def job_ids():
+    """The names in this user's jobs directory, oldest first (see status_if_any)."""
+    return sorted(os.listdir(jobs_dir()))
+
+
+def status_if_any(job_id):
+    """status(job_id), or None where there is no job record (not a job's, or
+    forgotten meanwhile)."""
+    try:
+        return status(job_id)
+    except (KeyError, ValueError):
+        return None
 
 
 def forget(job_id):
