@@ -130,6 +130,40 @@ def test_the_controller_holds_a_commands_output_once(tmp_path):
     assert grown < size * 1.3
 
 
+def test_threads_waiting_for_one_started_command_get_its_whole_result(target):
+    # Both collected from the same events: one got part of the output as a success,
+    # the other waited for ever.
+    import threading
+
+    command = target.start("for i in $(seq 200); do echo line$i; done; sleep 0.2")
+    command.close_input()
+    results = {}
+    threads = [threading.Thread(target=lambda n=n: results.__setitem__(n, command.wait()),
+                                daemon=True) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(results) == [0, 1, 2]
+    assert results[0] is results[1] is results[2]
+    assert results[0].stdout.count(b"\n") == 200 and results[0].exit_code == 0
+
+
+def test_writing_to_a_command_whose_context_was_lost_says_why(router):
+    import signal
+
+    ctx = router.local()
+    command = ctx.start(["cat"])
+    command.write(b"taken\n")
+    os.kill(ctx.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while ctx.alive:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with pytest.raises(transport.Disconnected, match="killed by signal 9"):
+        command.write(b"not taken\n")
+
+
 def test_output_arrives_while_the_command_runs(target, tmp_path):
     # The command ends only once the caller has seen its first line.
     seen = tmp_path / "seen"

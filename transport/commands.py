@@ -162,6 +162,8 @@ class _LiveInput:
                         or (self._in_flight and self._in_flight + len(chunk) > INPUT_WINDOW)):
                     self._condition.wait()
                 if self._ended:
+                    if not self._context.alive:  # not the command's end: its context's
+                        raise self._context._gone_error()
                     raise BrokenPipeError(errno.EPIPE, f"{self._context.name}: the command has "
                                           "ended, and its input with it")
                 self._in_flight += len(chunk)
@@ -248,6 +250,7 @@ class RunningCommand:
         self._check = check
         self._on_output = on_output
         self._outcome: CommandResult | BaseException | None = None
+        self._collecting = threading.Lock()  # one waiting thread collects; the others get that
         options: dict[str, Any] = {"use_pty": True, "pty_size": _size(pty_size)} if pty else {}
         context._push_module(TARGET_MODULE)  # sent ahead of the call (once): no round trip
         core = context.router._core
@@ -390,12 +393,13 @@ class RunningCommand:
         """Wait for the command's end, handing its output to on_output on this thread
         as it comes; return its CommandResult (or raise Timeout, CommandFailed,
         Disconnected as run() does)."""
-        if self._outcome is None:
-            self.context._refuse_to_wait_here()
-            try:
-                self._outcome = self._collect()
-            except BaseException as e:  # its handlers are gone: a second wait() says the same
-                self._outcome = e
+        self.context._refuse_to_wait_here()
+        with self._collecting:
+            if self._outcome is None:
+                try:
+                    self._outcome = self._collect()
+                except BaseException as e:  # its handlers are gone: a second wait() says the same
+                    self._outcome = e
         if isinstance(self._outcome, BaseException):
             raise self._outcome
         return self._outcome
