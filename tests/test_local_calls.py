@@ -236,6 +236,39 @@ def test_a_call_made_while_the_loss_waits_for_its_reason_gets_that_reason(router
         ending.result(timeout=30)
 
 
+def test_a_connect_the_router_closes_under_fails_at_once():
+    # Closed after the connect looked, by another thread: the connection was left to a
+    # broker that had ended, and failed as timed out, connect_timeout + 5 s later.
+    from transport.methods.local import LocalMethod
+
+    router = transport.Router()
+
+    class ClosedMeanwhile(LocalMethod):
+        def argv(self, bootstrap):
+            router.close()
+            return super().argv(bootstrap)
+
+    with pytest.raises(transport.ConnectError, match="the router is closed$"):
+        router._connect(ClosedMeanwhile(sys.executable), None, 5.0)
+
+
+def test_a_second_close_returns_once_the_router_is_closed():
+    import threading
+
+    router = transport.Router()
+    ctx = router.local()
+    ctx.call_async(time.sleep, 2)
+    first = threading.Thread(target=router.close)
+    first.start()
+    deadline = time.monotonic() + 30
+    while not router.closed:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    router.close()
+    assert not ctx.alive
+    first.join(30)
+
+
 def test_a_last_stderr_line_without_a_newline_is_logged(router, caplog):
     ctx = router.local()
     with caplog.at_level(logging.INFO, logger="transport.stderr"):

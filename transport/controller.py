@@ -78,6 +78,8 @@ class Router:
         self._drops: dict[int | None, int] = {}  # refused messages per child stream
         self._starting: set[Any] = set()  # methods connecting on a caller's thread (paramiko)
         self._closed = False
+        self._closing = False  # close() was called
+        self._close_done = compat.Event()
         self._broker.add_shutdown_hook(self._on_broker_end)
         self._broker.start()
 
@@ -256,7 +258,16 @@ class Router:
         connection = Connection(self._core, context_id, argv, payload, config, connect_timeout,
                                 name, on_ready, on_failed, self._on_stderr, options)
         with self._lock:
-            self._connections[context_id] = connection
+            # Closed since _connect looked: its broker may have ended, and with it the
+            # aborting of connections (_on_broker_end), which this one would have missed.
+            closed = self._closed
+            if not closed:
+                self._connections[context_id] = connection
+        if closed:
+            process = options.get("process")  # a paramiko session, logged in already
+            if process is not None:
+                process.kill()
+            return {"error": ("the router is closed", {})}
         self._broker.defer(connection.start)
         # The connection enforces connect_timeout itself; the margin covers a stuck broker.
         if not done.wait(connect_timeout + 5.0):
@@ -383,13 +394,27 @@ class Router:
         Contexts get timeout seconds in all to exit, each before the one it is reached
         through; those still there (a command still running, say) are hung up on
         together, and their processes are killed if they are still there REAP_PATIENCE
-        (2 s) later; then every connection is closed.
+        (2 s) later; then every connection is closed. A close() while another thread's
+        is under way returns when that one does.
         """
-        if self._closed:
-            return
-        self._closed = True
         if self._core.forked():
+            self._closed = True
             return  # the contexts and the broker are the parent process's to close
+        with self._lock:
+            closing, self._closing = self._closing, True
+        if closing:
+            if not self._broker.in_broker_thread():
+                self._close_done.wait()
+            return
+        try:
+            self._close(timeout)
+        finally:
+            self._close_done.set()
+
+    def _close(self, timeout: float) -> None:
+        if self._closed:
+            return  # the broker's thread ended (failed): it failed everything then
+        self._closed = True
         with self._lock:
             starting = list(self._starting)
         for method in starting:  # (a Group's threads, say, which the interpreter waits for)
