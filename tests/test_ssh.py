@@ -351,6 +351,22 @@ def test_every_interpreter_over_ssh_as_root(router, sshd, backend, label):
         assert ctx.python_version.startswith(label + ".")
 
 
+def test_paramiko_sessions_leave_no_descriptor_open_once_ended(router, sshd):
+    # select() on a channel makes it a pipe, which only the channel's close() closed:
+    # two descriptors per context stayed until the garbage collector found them.
+    def open_fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    _ssh(router, sshd, "paramiko").shutdown()  # paramiko's own first-use descriptors
+    before = open_fds()
+    for _ in range(5):
+        _ssh(router, sshd, "paramiko").shutdown()
+    deadline = time.monotonic() + 30
+    while open_fds() > before:
+        assert time.monotonic() < deadline, f"{open_fds() - before} descriptors more"
+        time.sleep(0.1)
+
+
 def test_paramiko_backend_refuses_what_it_cannot_honour(router):
     with pytest.raises(ValueError, match="ProxyJump"):
         router.ssh("web1", ssh_options={"ProxyJump": "bastion"}, backend="paramiko")

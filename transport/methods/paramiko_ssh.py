@@ -122,6 +122,7 @@ class ParamikoChild:
                 sock.close()
             if self._keep_alive is not None:
                 self._keep_alive.stop()
+            channel.close()  # select() made it a pipe, which only its own close() closes
             self.client.close()
 
     def _say(self, text: str) -> None:
@@ -263,6 +264,16 @@ class ParamikoSshMethod(SshMethod):
 
     def start_process(self, bootstrap: Bootstrap, name: str) -> ParamikoChild:
         """Connect, authenticate and start the first stage; raise ConnectError/AuthError."""
+        try:
+            return self._start_process(bootstrap, name)
+        except Exception:
+            # Abandoned under way, whatever broke (an EOFError, a refusal read as an
+            # authentication failure) broke because its router closed, not the host.
+            if self._abandoned:
+                raise ConnectError(name, "abandoned: its router closed") from None
+            raise
+
+    def _start_process(self, bootstrap: Bootstrap, name: str) -> ParamikoChild:
         try:
             import paramiko
         except ImportError:
