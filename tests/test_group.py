@@ -35,6 +35,19 @@ def hosts(sshd):
     return good, "tp-plain@127.0.0.9:1", f"tp-nosuchuser@127.0.0.1:{sshd.port}"
 
 
+def test_one_group_used_from_several_threads_connects_each_host_once(router, sshd, hosts):
+    import threading
+
+    good, _, _ = hosts
+    group = transport.Group(router, good, python=PY, ssh_options=sshd.ssh_options())
+    threads = [threading.Thread(target=group.call, args=(os.getpid,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(router.contexts()) == len(good) == len(group.contexts)
+
+
 def test_fan_out_with_failing_hosts(router, sshd, hosts, tmp_path):
     good, unreachable, refused = hosts
     group = transport.Group(router, [*good, unreachable, refused], python=PY,

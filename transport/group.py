@@ -11,6 +11,7 @@ controller holds one connection and the bastion the rest.
 
 from __future__ import annotations
 
+import threading
 import time
 
 from transport.commands import CommandResult
@@ -111,6 +112,7 @@ class Group:
         self.ssh_kwargs = ssh_kwargs  # more Router.ssh keywords: ssh_options, backend ...
         self.contexts: dict[str, Context] = {}
         self.errors: dict[str, BaseException] = {}
+        self._connecting = threading.Lock()  # one connect() at a time: each host once
         # Called with each HostResult as it completes (from worker threads): progress display.
         self.on_result: Callable[[HostResult], Any] | None = None
 
@@ -139,14 +141,16 @@ class Group:
     def connect(self) -> GroupResult:
         """Connect every host not connected yet, or whose context was lost (its host
         rebooted, its interpreter was killed); returns host -> HostResult(value=Context)."""
-        missing = [h for h in self.hosts if h not in self.contexts or not self.contexts[h].alive]
-        results = self._each(missing, self._connect_one, connecting=True)
-        for host, result in results.items():
-            if result.error is None:
-                self.contexts[host] = result.value
-                self.errors.pop(host, None)
-            else:
-                self.errors[host] = result.error
+        with self._connecting:
+            missing = [h for h in self.hosts
+                       if h not in self.contexts or not self.contexts[h].alive]
+            results = self._each(missing, self._connect_one, connecting=True)
+            for host, result in results.items():
+                if result.error is None:
+                    self.contexts[host] = result.value
+                    self.errors.pop(host, None)
+                else:
+                    self.errors[host] = result.error
         return GroupResult((h, results.get(h) or HostResult(h, self.contexts[h]))
                            for h in self.hosts)
 
