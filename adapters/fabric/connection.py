@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterator
 from typing import Any, Callable
 
 import fabric
+import fabric.transfer
 from fabric.runners import Result
 from invoke.exceptions import AuthFailure, UnexpectedExit
 
@@ -104,6 +106,14 @@ class SudoAuthFailure(AuthFailure):
 
     def __str__(self) -> str:
         return f"sudo on {self.result.connection.host}: {self.reason}"
+
+
+class _PermissionBitsOnly(fabric.transfer.Transfer):
+    def get(self, remote: str, local: Any = None, preserve_mode: bool = True) -> Any:
+        result = super().get(remote, local, preserve_mode=False)
+        if preserve_mode and isinstance(result.local, str):
+            os.chmod(result.local, stat.S_IMODE(self.sftp.stat(result.remote).st_mode) & 0o777)
+        return result
 
 
 class Connection(fabric.Connection):
@@ -215,6 +225,12 @@ class Connection(fabric.Connection):
             client = TransportSFTP(context)
             self._set(_transport_sftp=client)
         return client
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        """Fabric's get(), the local file taking the remote one's permission bits only (as
+        transport's own get: a host never makes a setuid, setgid or sticky file here;
+        stock Fabric copies them too)."""
+        return _PermissionBitsOnly(self).get(*args, **kwargs)
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run fn(*args, **kwargs) on the host (modules it needs are forwarded); return its value."""

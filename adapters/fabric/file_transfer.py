@@ -28,6 +28,7 @@ import paramiko
 
 import transport
 from transport.core import files
+from transport.errors import shown_value
 
 SPOOL_CHUNK = 1024 * 1024
 
@@ -86,16 +87,28 @@ class TransportSFTP:
         return self._call(posixpath.realpath, self._path(path))
 
     def stat(self, path: str) -> os.stat_result:
-        return os.stat_result(tuple(self._call(files.path_stat, self._path(path)))[:10])
+        return self._stat_result(self._call(files.path_stat, self._path(path)))
 
     def lstat(self, path: str) -> os.stat_result:
-        return os.stat_result(tuple(self._call(files.path_call, "lstat", self._path(path)))[:10])
+        return self._stat_result(self._call(files.path_call, "lstat", self._path(path)))
+
+    def _stat_result(self, fields: Any) -> os.stat_result:
+        """A host's os.stat() answer, checked: ten numbers (whole but for the times)."""
+        try:
+            fields = tuple(fields)[:10]
+            if len(fields) < 10 or not all(type(n) is int for n in fields[:7]) or not all(
+                    type(n) in (int, float) for n in fields[7:]):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise transport.ProtocolError(f"{self.context.name}: malformed file status: "
+                                          f"{shown_value(fields)}") from None
+        return os.stat_result(fields)
 
     def listdir(self, path: str = ".") -> list[str]:
         return [name for name, _ in self._call(files.list_with_attributes, self._path(path))]
 
     def listdir_attr(self, path: str = ".") -> list[paramiko.SFTPAttributes]:
-        return [paramiko.SFTPAttributes.from_stat(os.stat_result(fields), name)
+        return [paramiko.SFTPAttributes.from_stat(self._stat_result(fields), name)
                 for name, fields in self._call(files.list_with_attributes, self._path(path))]
 
     def chmod(self, path: str, mode: int) -> None:
