@@ -23,7 +23,7 @@ from transport.context import is_handle
 from transport.core import codec, compat, files
 from transport.core.framing import Message
 from transport.core.handles import CONTROLLER_ID
-from transport.errors import Disconnected, ProtocolError, TransportError
+from transport.errors import Disconnected, ProtocolError, TransportError, shown_value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,6 +34,51 @@ if TYPE_CHECKING:
 CHUNK = 256 * 1024
 WINDOW = 8 * 1024 * 1024
 ACK_TIMEOUT = 120.0
+# What a transfer's handle may hold unread: acknowledgements (a number each, one per chunk
+# in flight) for a put, a window's data and a chunk for a get, with room to spare.
+ACKS_WAITING = 64 * 1024
+DATA_WAITING = 2 * WINDOW
+
+
+class _Inbox:
+    """A transfer handle's messages, queued by the broker thread for the caller's.
+
+    At most `limit` bytes wait: a target that sends more (floods, or ignores the
+    window) would fill this process, so the caller gets a ProtocolError instead, and
+    later messages are dropped. None (the end) is queued as it is."""
+
+    def __init__(self, context: Context, limit: int) -> None:
+        self._context = context
+        self._limit = limit
+        self._queue: compat.SimpleQueue = compat.SimpleQueue()
+        self._waiting = 0
+        self._refused = False
+        self._lock = compat.allocate_lock()
+
+    def put(self, msg: Message | None) -> None:
+        """Broker thread (or a done-callback, with None)."""
+        if msg is None:
+            self._queue.put(None)
+            return
+        with self._lock:
+            if self._refused:
+                return
+            self._waiting += len(msg.data)
+            self._refused = self._waiting > self._limit
+        if self._refused:
+            msg = ProtocolError(f"{self._context.name}: sent more than a transfer waits for "
+                                f"({self._limit} bytes unread)")
+        self._queue.put(msg)
+
+    def get(self, timeout: float) -> Message | None:
+        """The next message (compat.Empty after timeout); raises the refusal."""
+        msg = self._queue.get(timeout=timeout)
+        if isinstance(msg, ProtocolError):
+            raise msg
+        if msg is not None:
+            with self._lock:
+                self._waiting -= len(msg.data)
+        return msg
 
 
 def put(context: Context, local_path: str, remote_path: str, mode: int | None = None,
@@ -49,7 +94,7 @@ def put(context: Context, local_path: str, remote_path: str, mode: int | None = 
     if mode is None and preserve_mode:
         mode = stat.S_IMODE(st.st_mode)
     core = context.router._core
-    acks: compat.SimpleQueue = compat.SimpleQueue()
+    acks = _Inbox(context, ACKS_WAITING)
     ack_handle = core.add_stream_handler(acks.put, context.context_id)
     aborting = None
     try:
@@ -63,7 +108,7 @@ def put(context: Context, local_path: str, remote_path: str, mode: int | None = 
             raise
         if not is_handle(data_handle):
             raise ProtocolError(f"{context.name}: {remote_path}: the target asked for the data "
-                                f"at {data_handle!r}, not a handle")
+                                f"at {shown_value(data_handle)}, not a handle")
         try:
             _send_chunks(context, local_path, data_handle, acks)
             return context.call(files.finish_receive, data_handle)
@@ -85,7 +130,7 @@ def _abort_receive(context: Context, started: Future) -> None:
         context.call_async(files.abort_receive, started.result())
 
 
-def _send_chunks(context: Context, local_path: str, data_handle: int, acks: compat.SimpleQueue) -> None:
+def _send_chunks(context: Context, local_path: str, data_handle: int, acks: _Inbox) -> None:
     core = context.router._core
     unacknowledged = 0
     with open(local_path, "rb") as f:
@@ -99,28 +144,31 @@ def _send_chunks(context: Context, local_path: str, data_handle: int, acks: comp
                     return  # a write failed there: finish_receive says why
                 if type(acknowledged) is not int or not 0 < acknowledged <= unacknowledged:
                     # More would open the window: this process would hold the whole file.
-                    raise ProtocolError(f"{context.name}: acknowledged {acknowledged!r} bytes "
+                    raise ProtocolError(f"{context.name}: acknowledged {shown_value(acknowledged)} bytes "
                                         f"of the {unacknowledged} sent")
                 unacknowledged -= acknowledged
             core.send(Message(context.context_id, CONTROLLER_ID, data_handle, chunk))
             unacknowledged += len(chunk)
 
 
-def _acknowledged(context: Context, acks: compat.SimpleQueue) -> int:
+def _acknowledged(context: Context, acks: _Inbox) -> int:
     try:
         msg = acks.get(timeout=ACK_TIMEOUT)
     except compat.Empty:
         raise TransportError(f"{context.name}: no acknowledgement for {ACK_TIMEOUT}s") from None
     if msg.is_dead:
         raise Disconnected(context.name, msg.data.decode("utf-8", "replace"))
-    return codec.decode(msg.data)
+    try:
+        return codec.decode(msg.data)
+    except codec.CodecError as e:
+        raise ProtocolError(f"{context.name}: malformed acknowledgement: {shown_value(e)}") from None
 
 
 def get(context: Context, remote_path: str, local_path: str, mode: int | None = None,
         preserve_mode: bool = True) -> int:
     """Copy remote_path on the context to local_path; return the bytes written."""
     core = context.router._core
-    events: compat.SimpleQueue = compat.SimpleQueue()
+    events = _Inbox(context, DATA_WAITING)
     data_handle = core.add_stream_handler(events.put, context.context_id)
     local_path = files.destination(local_path)
     fd, temporary = files.open_temporary(local_path)
@@ -129,10 +177,14 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
         done = context.call_async(files.send, remote_path, data_handle, WINDOW)
         done.add_done_callback(lambda future: events.put(None))
         received = _receive_chunks(context, fd, events)
-        sent, remote_mode = done.result()  # the sender's error, if any, is raised here
+        answer = done.result()  # the sender's error, if any, is raised here
+        if not (isinstance(answer, tuple) and len(answer) == 2 and type(answer[0]) is int):
+            raise ProtocolError(f"{context.name}: {remote_path}: malformed answer to a get: "
+                                f"{shown_value(answer)}")
+        sent, remote_mode = answer
         if type(remote_mode) is not int:
             raise TransportError(f"{context.name}: {remote_path}: the target sent a mode that "
-                                 f"is not a number: {remote_mode!r}")
+                                 f"is not a number: {shown_value(remote_mode)}")
         if received != sent:
             raise TransportError(f"{context.name}: {remote_path}: received {received} bytes, "
                                  f"sent {sent}")
@@ -157,7 +209,7 @@ def get(context: Context, remote_path: str, local_path: str, mode: int | None = 
             files.discard(temporary)
 
 
-def _receive_chunks(context: Context, fd: int, events: compat.SimpleQueue) -> int:
+def _receive_chunks(context: Context, fd: int, events: _Inbox) -> int:
     core = context.router._core
     ack_to = None
     received = 0
@@ -175,7 +227,7 @@ def _receive_chunks(context: Context, fd: int, events: compat.SimpleQueue) -> in
                 kind, value = codec.decode(msg.data)
                 if kind == "ack":
                     if not is_handle(value):
-                        raise ValueError(f"acknowledgements asked for at {value!r}, not a handle")
+                        raise ValueError(f"acknowledgements asked for at {shown_value(value)}, not a handle")
                     ack_to = value
                     continue
                 view = memoryview(value)
