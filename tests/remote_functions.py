@@ -614,6 +614,61 @@ def import_in(directory, name):
         os.chdir(previous)
 
 
+def answer_next_call_with(reply):
+    """Make this target's next reply `reply`, whatever the call (a hostile target)."""
+    from transport.core import codec, dispatch
+    dispatcher = dispatch.current
+    original = dispatcher.run_one
+
+    def run_one(data):
+        dispatcher.run_one = original
+        return codec.encode(reply)
+    dispatcher.run_one = run_one
+    return True
+
+
+def report_exit_statuses_as(status):
+    """From now on, every command here reports `status` as its exit status."""
+    from transport.core import commands
+
+    honest_run = commands.run
+
+    def run(*args, **kwargs):
+        honest_run(*args, **kwargs)
+        return status
+
+    commands.run = run
+    return True
+
+
+def flood_put_acknowledgements(count, size):
+    """Make this target's next put send `count` messages of `size` bytes to its
+    acknowledgement handle before it answers (a target filling the controller)."""
+    from transport.core import files
+    from transport.core.dispatch import send_to_caller
+
+    honest_start = files.start_receive
+
+    def start_receive(path, size_, mode, ack_handle, in_place=False):
+        files.start_receive = honest_start
+        for _ in range(count):
+            send_to_caller(ack_handle, b"\0" * size)
+        return honest_start(path, size_, mode, ack_handle, in_place)
+
+    files.start_receive = start_receive
+    return True
+
+
+def report_stat_modes_as(mode):
+    """From now on, files.path_stat here claims every file has `mode`."""
+    import os
+
+    from transport.core import files
+
+    files.path_stat = lambda path: (mode,) + tuple(os.stat(path))[1:10]
+    return True
+
+
 def report_file_modes_as(mode):
     """From now on, files.send here claims every file has `mode` (a target lying to a get)."""
     from transport.core import files
@@ -679,6 +734,14 @@ def send_tunnel_words_of(data):
         router.send(Message(msg.src, router.context_id, peer, data))
 
     tunnels._connect = answer
+    return True
+
+
+def name_the_connect_service(handle):
+    """Make this target's connect service answer `handle` as its own (a hostile target)."""
+    from transport.core import tunnels
+
+    tunnels.connector = lambda: handle
     return True
 
 

@@ -193,6 +193,40 @@ def test_a_get_never_takes_special_bits_or_odd_modes_from_the_target(router, tmp
     assert ctx.call(os.getpid) > 0
 
 
+def test_a_flood_at_a_puts_acknowledgement_handle_is_refused(router, tmp_path):
+    # Queued by the router's thread, 30 messages of 64 MiB took the controller to 2 GB.
+    ctx = router.local(python=sys.executable, name="liar")
+    source = tmp_path / "source"
+    source.write_bytes(os.urandom(12 * 1024 * 1024))  # acknowledgements are waited for
+    assert ctx.call(hostile.flood_put_acknowledgements, 4, 1024 * 1024)
+    with pytest.raises(transport.ProtocolError, match="liar: sent more than a transfer waits "
+                                                      "for"):
+        ctx.put(str(source), str(tmp_path / "copy"))
+    assert ctx.call(os.getpid) > 0
+
+
+@pytest.mark.parametrize("reply", [("err", 1, [2], {3: 4}), ("err", "x" * 600, "m", "t"),
+                                   ("err", "T", "m"), ("nope", 1)])
+def test_a_malformed_error_reply_is_a_protocol_error(router, reply):
+    ctx = router.local(python=sys.executable, name="liar")
+    assert ctx.call(hostile.answer_next_call_with, reply)
+    with pytest.raises(transport.ProtocolError, match="liar: malformed") as info:
+        ctx.call(pow, 2, 5)
+    assert len(str(info.value)) < 400
+    assert ctx.call(pow, 2, 5) == 32
+
+
+@pytest.mark.parametrize("status", ["oops\x1b[2J", [1], None, 2.5])
+def test_a_command_status_that_is_not_a_number_is_a_protocol_error(router, status):
+    ctx = router.local(python=sys.executable, name="liar")
+    ctx.run("true")  # the commands module is there
+    assert ctx.call(hostile.report_exit_statuses_as, status)
+    with pytest.raises(transport.ProtocolError, match="liar: malformed exit status") as info:
+        ctx.run("true")
+    assert "\x1b" not in str(info.value)
+    assert ctx.call(pow, 2, 5) == 32
+
+
 @pytest.mark.parametrize("claimed", [2 ** 62, -5, "many"])
 def test_a_put_believes_no_acknowledgement_of_more_than_was_sent(router, tmp_path, claimed):
     # Believed, 2**62 would open the window: the controller would queue the whole file.
@@ -232,6 +266,23 @@ def test_a_get_sends_no_acknowledgement_to_a_handle_the_target_may_not_name(rout
         ctx.get(str(source), str(tmp_path / "got"))
     assert not (tmp_path / "got").exists()
     assert ctx.call(os.getpid) > 0
+
+
+@pytest.mark.parametrize("handle", [2 ** 40, "x", None])
+def test_a_connect_service_at_a_handle_the_target_may_not_name_is_refused(router, caplog,
+                                                                          handle):
+    import socket
+
+    ctx = router.local(python=sys.executable, name="liar")
+    assert ctx.call(hostile.name_the_connect_service, handle)
+    with caplog.at_level(logging.WARNING):
+        with ctx.forward_local(0, 9, "127.0.0.1", local_host="127.0.0.1") as forward:
+            with socket.create_connection(("127.0.0.1", forward.port)) as s:
+                s.settimeout(30)
+                assert s.recv(10) == b""  # closed, not left waiting
+    assert f"malformed connect service {handle!r}" in caplog.text
+    assert "struct.error" not in caplog.text
+    assert ctx.call(pow, 2, 5) == 32
 
 
 @pytest.mark.parametrize("data", [codec.encode("not a word"), codec.encode((1,)), b"\xff"])

@@ -25,7 +25,15 @@ from transport.context import is_handle, reply_value
 from transport.core import codec, compat
 from transport.core.framing import Message
 from transport.core.handles import CALL_FUNCTION, CONTROLLER_ID, SIGNAL_COMMANDS
-from transport.errors import Disconnected, ProtocolError, Timeout, TransportError
+from transport.errors import (
+    MAX_REASON,
+    Disconnected,
+    ProtocolError,
+    Timeout,
+    TransportError,
+    shown,
+    shown_value,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -79,8 +87,9 @@ class CommandFailed(TransportError):
 
         command = result.command if isinstance(result.command, str) else shell_join(result.command)
         tail = result.text("stderr").strip().splitlines()[-1:] or [""]
+        said = shown(tail[0] if len(tail[0]) <= MAX_REASON else tail[0][:MAX_REASON] + "...")
         super().__init__(f"{result.host}: command exited with status {result.exit_code}: "
-                         f"{command}" + (f": {tail[0]}" if tail[0] else ""))
+                         f"{command}" + (f": {said}" if said else ""))
         self.result = result
         self.host = result.host
 
@@ -92,11 +101,11 @@ def _output_chunk(context: Context, data: bytes) -> tuple[int, Any]:
         which, chunk = codec.decode(data)
         if which == ACKS:
             if not is_handle(chunk):
-                raise ValueError(f"acknowledgements to handle {chunk!r}")
+                raise ValueError(f"acknowledgements to handle {shown_value(chunk)}")
         elif which not in (STARTED, STDOUT, STDERR, EXITED) or not isinstance(chunk, bytes):
-            raise ValueError(f"stream {which!r}")
+            raise ValueError(f"stream {shown_value(which)}")
     except (codec.CodecError, TypeError, ValueError) as e:
-        raise ProtocolError(f"{context.name}: malformed command output: {e!r}") from None
+        raise ProtocolError(f"{context.name}: malformed command output: {shown_value(e)}") from None
     return which, chunk
 
 
@@ -219,9 +228,9 @@ def _input_word(context: Context, data: bytes) -> tuple[int, int]:
                 or type(value) is not int
                 or value < 0
                 or (kind in (INPUT_READY, INPUT_TERMINAL) and not is_handle(value))):
-            raise ValueError(f"{kind!r}, {value!r}")
+            raise ValueError(f"{shown_value(kind)}, {shown_value(value)}")
     except (codec.CodecError, TypeError, ValueError) as e:
-        raise ProtocolError(f"{context.name}: malformed command input word: {e!r}") from None
+        raise ProtocolError(f"{context.name}: malformed command input word: {shown_value(e)}") from None
     return kind, value
 
 
@@ -453,6 +462,8 @@ class RunningCommand:
                 self._abandon()
         if status == "timeout":
             raise Timeout(f"command timed out after {timeout}s and was killed: {cmd}", context.name)
+        if type(status) is not int:
+            raise ProtocolError(f"{context.name}: malformed exit status: {shown_value(status)}")
         result = CommandResult(cmd, status, output[STDOUT].getvalue(), output[STDERR].getvalue(),
                                context.name)
         if self._check and not result.ok:

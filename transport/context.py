@@ -26,7 +26,7 @@ from transport.core.handles import (
 )
 from transport.core.preloading import unavailable
 from transport.core.router import NO_ROUTE
-from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout, TransportError
+from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout, TransportError, shown_value
 from transport.functions import function_reference
 from transport.modules import is_stdlib
 
@@ -209,6 +209,9 @@ def _new_future() -> Future:
 # How many remote logger names forward_logging maps to loggers of their own, per context.
 MAX_REMOTE_LOGGERS = 1000
 
+# The longest exception type name (module and name) an error reply may carry.
+MAX_TYPE_NAME = 500
+
 # A successful call's reply is codec.encode(("ok", value)): this prefix, then the value.
 _OK_HEAD = codec.encode(("ok", None))[:-1]
 
@@ -228,10 +231,20 @@ def reply_value(host: str, data: bytes) -> Any:
         reply = codec.decode(data)
         if reply[0] == "ok":
             return reply[1]
-        _, remote_type, remote_message, remote_traceback = reply
+        if reply[0] != "err":
+            raise ValueError(f"a reply of kind {shown_value(reply[0])}")
     except Exception as e:  # any shape a target may send: the caller must not wait forever
-        raise ProtocolError(f"{host}: malformed reply: {e!r}") from None
-    raise RemoteError(host, remote_type, remote_message, remote_traceback)
+        raise ProtocolError(f"{host}: malformed reply: {shown_value(e)}") from None
+    raise remote_error(host, reply[1:])
+
+
+def remote_error(host: str, fields: Any) -> RemoteError:
+    """The RemoteError a target described as (type name, message, traceback text);
+    ProtocolError if that is not what it sent."""
+    if not (isinstance(fields, (tuple, list)) and len(fields) == 3
+            and all(type(field) is str for field in fields) and len(fields[0]) <= MAX_TYPE_NAME):
+        raise ProtocolError(f"{host}: malformed error reply: {shown_value(fields)}")
+    return RemoteError(host, *fields)
 
 
 def _settle(context: Context, future: Any, msg: Message) -> None:
@@ -277,7 +290,7 @@ class JobStatus:
         self.pid: int | None = info["pid"]
         self.function: str = info["function"]
         self.started: float = info["started"]
-        self.error: RemoteError | None = RemoteError(host, *info["error"]) if info["error"] else None
+        self.error: RemoteError | None = remote_error(host, info["error"]) if info["error"] else None
 
     def __repr__(self) -> str:
         return f"<JobStatus {self.id} {self.state}>"

@@ -30,6 +30,13 @@ def shown(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
+def shown_value(value: object, limit: int = 200) -> str:
+    """A value a target sent, as an error shows it: its repr, cut to limit characters
+    and safe to show on a terminal."""
+    text = repr(value)
+    return shown(text if len(text) <= limit else text[:limit] + "...")
+
+
 class TransportError(Exception):
     """Base class of every error raised by transport."""
 

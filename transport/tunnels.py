@@ -23,7 +23,7 @@ from transport.context import is_handle
 from transport.core import codec, tunnels
 from transport.core.framing import Message
 from transport.core.spawn import printable
-from transport.errors import MAX_REASON, ProtocolError, TransportError
+from transport.errors import MAX_REASON, ProtocolError, TransportError, shown_value
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -172,11 +172,14 @@ class LocalForward(Forward):
         except Exception as e:
             self._failed(what, e)
             return None
+        if not is_handle(connector):
+            self._failed(what, f"malformed connect service {shown_value(connector)}")
+            return None
         reply = self.context._request(connector, (*self.remote, pump.handle), wait)
         if len(reply) == 2 and reply[0] == "ok" and is_handle(reply[1]):
             return reply[1]
         known = len(reply) == 2 and reply[0] in ("error", "lost")
-        self._failed(what, printable(str(reply[1]) if known else f"malformed answer {reply!r}",
+        self._failed(what, printable(str(reply[1]) if known else f"malformed answer {shown_value(reply)}",
                                      MAX_REASON))
         return None
 
@@ -206,7 +209,7 @@ class RemoteForward(Forward):
             return
         there = codec.decode(msg.data)
         if not is_handle(there):
-            raise ProtocolError(f"{self.context.name}: malformed tunnel announcement: {there!r}")
+            raise ProtocolError(f"{self.context.name}: malformed tunnel announcement: {shown_value(there)}")
         if not self._set_up(self._tunnel, there):
             _tell(self.context, there, tunnels.RESET)
 
