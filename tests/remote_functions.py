@@ -307,6 +307,24 @@ def ask_for_a_huge_module_name(size):
     return True
 
 
+def ask_the_controller(handle, value):
+    """Send value to the controller's well-known handle (GET_MODULE, GET_RESOURCE) as
+    this target's own request, and return the answer's kinds: for a module list, each
+    entry's kind; for a resource, its first item."""
+    from transport.core import codec, forwarding
+    from transport.core.compat import SimpleQueue
+    from transport.core.framing import Message
+    from transport.core.handles import GET_RESOURCE
+    router = _own_router()
+    answers = SimpleQueue()
+    reply_to = router.add_reply_handler(answers.put, 0)
+    router.send(Message(0, router.context_id, handle, codec.encode(value), reply_to=reply_to))
+    data = answers.get(timeout=30).data
+    if handle == GET_RESOURCE:
+        return codec.decode(data)[0]
+    return [entry[1] for entry in forwarding.unpack_entries(data)]
+
+
 def acknowledge_the_next_put_at_once(count):
     """Make this target acknowledge count bytes of its next put before any arrive."""
     from transport.core import codec, files

@@ -193,6 +193,31 @@ def test_a_get_never_takes_special_bits_or_odd_modes_from_the_target(router, tmp
     assert ctx.call(os.getpid) > 0
 
 
+def test_a_target_reads_neither_the_controllers_script_nor_packages_it_was_not_sent(
+        router, tmp_path):
+    # Any target could read the script the controller runs (passwords in it, say) and the
+    # data files of any package on its sys.path, by asking.
+    import importlib
+
+    from tests.support.packages import importable_tree
+    from transport.core.handles import GET_MODULE, GET_RESOURCE
+
+    files = {"vaultpkg/__init__.py": "def opened():\n    return True\n",
+             "vaultpkg/vault.yml": "password: s3cret\n"}
+    with importable_tree(tmp_path, files, "vaultpkg"):
+        vaultpkg = importlib.import_module("vaultpkg")
+        snooper = router.local(python=sys.executable, name="snooper")
+        assert snooper.call(hostile.ask_the_controller, GET_MODULE,
+                            "__transport_main__") == ["missing"]
+        assert snooper.call(hostile.ask_the_controller, GET_RESOURCE,
+                            ("vaultpkg", "vault.yml")) == "refused"
+        # A context that was sent the package reads its data, as any forwarded package's.
+        user = router.local(python=sys.executable, name="user")
+        assert user.call(vaultpkg.opened)
+        assert user.call(hostile.ask_the_controller, GET_RESOURCE,
+                         ("vaultpkg", "vault.yml")) == "ok"
+
+
 def test_a_flood_at_a_puts_acknowledgement_handle_is_refused(router, tmp_path):
     # Queued by the router's thread, 30 messages of 64 MiB took the controller to 2 GB.
     ctx = router.local(python=sys.executable, name="liar")

@@ -426,6 +426,17 @@ class ModuleServer:
         self.python2.discard(context_id)
         self._flooding.discard(context_id)
 
+    def _went_near(self, context_id: int, name: str) -> bool:
+        """Whether module name was sent to context_id, to an intermediary on its way
+        (which answers it from its cache), or to a context reached through it (for
+        which it asks in its own name)."""
+        if name in self._sent.get(context_id, ()):
+            return True
+        if any(name in self._sent.get(hop, ()) for hop in self.core.hops_to(context_id)):
+            return True
+        return any(name in names for other, names in list(self._sent.items())
+                   if context_id in self.core.hops_to(other))
+
     def unsend(self, context_id: int, name: str) -> None:
         """name did not go to context_id after all: it may ask for it."""
         self._sent.get(context_id, set()).discard(name)
@@ -553,7 +564,11 @@ class ModuleServer:
             package, name = codec.decode(msg.data)
         except (codec.CodecError, TypeError, ValueError):
             package = name = None
-        answer = self.finder.resource(package, name)
+        if isinstance(package, str) and not self._went_near(msg.src, package):
+            # A package's data is its own business: only a context that has it may read it.
+            answer: tuple = ("refused", f"package {package[:200]} was not sent to this context")
+        else:
+            answer = self.finder.resource(package, name)
         log.debug("transport", "context %d asked for data file %r of %s: %s", msg.src, name,
                   package, answer[0])
         data = codec.encode(answer)
@@ -570,6 +585,10 @@ class ModuleServer:
         sent = self._sent.setdefault(msg.src, set())
         if not valid_module_name(fullname):
             entries: list[Entry] = [(str(fullname)[:200], "missing", None, None)]
+        elif fullname == MAIN_ALIAS and not self._went_near(msg.src, MAIN_ALIAS):
+            # The controller's own script (and what it holds: passwords, say) goes only
+            # where a function of it was called.
+            entries = [(MAIN_ALIAS, "missing", None, None)]
         else:
             requested = self.requested.setdefault(msg.src, [])
             if len(requested) < MAX_REQUESTED_KEPT:
