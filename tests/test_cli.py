@@ -102,6 +102,21 @@ def test_several_hosts_table_and_exit_status(ssh_opts):
     assert out.stderr == ""  # no progress bar when stderr is not a terminal
 
 
+def test_the_table_shows_any_value_and_no_control_characters(ssh_opts):
+    # A dict with a "version" was taken for ping's answer (KeyError: no host was shown);
+    # a host's escape sequence could move the cursor over the other rows.
+    hosts = "tp-plain@127.0.0.1,tp-plain@127.0.0.2"
+    out = transport_cli("-H", hosts, *ssh_opts, "--python", PY, "call", "builtins:dict",
+                        '[["version", "1.2"]]')
+    assert out.returncode == 0, out.stderr
+    assert [line.split()[-1] for line in out.stdout.splitlines()[1:]] == ['"1.2"}'] * 2
+    out = transport_cli("-H", hosts, *ssh_opts, "--python", PY, "run", "--",
+                        r"printf 'up\033[2Aover'")
+    assert out.returncode == 0, out.stderr
+    assert "\x1b" not in out.stdout
+    assert [line.split()[-1] for line in out.stdout.splitlines()[1:]] == ["up?[2Aover"] * 2
+
+
 def test_several_hosts_json_and_inventory(ssh_opts, tmp_path):
     inventory = tmp_path / "hosts"
     inventory.write_text("# web servers\n127.0.0.1\n127.0.0.3   # the third\n\n")

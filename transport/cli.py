@@ -28,6 +28,7 @@ import sys
 import threading
 
 import transport
+from transport.errors import shown
 from transport.group import Group, GroupResult, HostResult, local_path_for, parse_host
 
 TYPE_CHECKING = False
@@ -178,9 +179,13 @@ def _task(options: argparse.Namespace, several: bool) -> Callable[[transport.Con
     return verbose
 
 
+class _Pinged(dict):
+    """What ping says of a host (the table shows it as a line of its own)."""
+
+
 def _command_task(options: argparse.Namespace, several: bool) -> Callable[[transport.Context], Any]:
     if options.command == "ping":
-        return lambda ctx: {"python": ctx.python, "version": ctx.python_version, "pid": ctx.pid}
+        return lambda ctx: _Pinged(python=ctx.python, version=ctx.python_version, pid=ctx.pid)
     if options.command == "run":
         cmd = options.cmd[1:] if options.cmd[:1] == ["--"] else options.cmd
         if not cmd:
@@ -280,7 +285,7 @@ def _summary(host: str, result: HostResult) -> tuple[str, str, str]:
     if isinstance(value, transport.CommandResult):
         output = (value.stdout or value.stderr).decode("utf-8", "replace").strip().splitlines()
         return ("ok" if value.ok else "failed"), str(value.exit_code), output[0] if output else ""
-    if isinstance(value, dict) and "version" in value:
+    if isinstance(value, _Pinged):
         return "ok", "", f"Python {value['version']} at {value['python']}"
     text = value if isinstance(value, str) else json.dumps(_jsonable(value))
     return "ok", "", text.splitlines()[0] if text else ""
@@ -290,6 +295,7 @@ def _table(results: GroupResult) -> str:
     rows = [("HOST", "STATUS", "EXIT", "TIME", "OUTPUT")]
     for host, result in results.items():
         status, code, first = _summary(host, result)
+        first = shown(first)  # what a host wrote: it must not move the cursor over other rows
         if result.error is None and len(first) > OUTPUT_WIDTH:
             first = first[:OUTPUT_WIDTH - 3] + "..."
         rows.append((host, status, code, f"{result.seconds:.2f}s", first))  # an error whole
