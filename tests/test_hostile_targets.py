@@ -193,6 +193,32 @@ def test_a_get_never_takes_special_bits_or_odd_modes_from_the_target(router, tmp
     assert ctx.call(os.getpid) > 0
 
 
+@pytest.mark.parametrize("reply", [
+    (), ("fail",), ("zzz",), ("fail", "r", [1]), ("fail", 5, {}),
+    ("fail", "boom\x1b]0;pwned\x07", {"stderr": "e\x1b[31m" + "y" * 100_000, "auth": "yes"}),
+    ("ok", {"pid": 1, "python": "p", "version": "3.11.7", "byte_code_tag": 5}),
+    ("ok", {"pid": 1, "python": "p\x1b[2J", "version": "3.11.7", "byte_code_tag": None}),
+])
+def test_a_malformed_connect_answer_is_a_connect_error(router, reply):
+    inter = router.local(python=sys.executable, name="liar")
+    inter.call(hostile.answer_connects_with, reply)
+    with pytest.raises(transport.ConnectError) as info:
+        router.local(python=sys.executable, via=inter)
+    assert type(info.value) is transport.ConnectError  # not AuthError on the liar's word
+    assert "\x1b" not in str(info.value) and len(str(info.value)) < 6000
+    assert isinstance(info.value.reason, str)
+    assert inter.call(pow, 2, 5) == 32
+
+
+def test_a_failed_start_shows_no_escape_sequence_the_target_wrote(router, tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nprintf 'banner\\033]0;pwned\\007\\033[2J\\n' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    with pytest.raises(transport.ConnectError) as info:
+        router.local(python=str(fake))
+    assert str(info.value).endswith("banner?]0;pwned??[2J")
+
+
 def test_a_target_reads_neither_the_controllers_script_nor_packages_it_was_not_sent(
         router, tmp_path):
     # Any target could read the script the controller runs (passwords in it, say) and the

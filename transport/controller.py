@@ -30,7 +30,7 @@ from transport.core.spawn import (
     printable,
     reap_remaining,
 )
-from transport.errors import MAX_REASON, ConnectError
+from transport.errors import MAX_REASON, ConnectError, shown, shown_value
 from transport.known_targets import remember_tag, remembered_tag
 from transport.modules import ModuleServer
 
@@ -51,9 +51,31 @@ def _target_key(method: Any, via: Context | None) -> str:
 
 
 def _valid_hello(info: Any) -> bool:
-    """The hello of a booted core: pid, python and version, of the right types."""
-    return (isinstance(info, dict) and isinstance(info.get("pid"), int)
-            and isinstance(info.get("python"), str) and isinstance(info.get("version"), str))
+    """The hello of a booted core: pid, python and version, of the right types, text
+    that is short and printable, and a byte-code tag that is none or a short word."""
+    if not (isinstance(info, dict) and isinstance(info.get("pid"), int)
+            and isinstance(info.get("python"), str) and isinstance(info.get("version"), str)):
+        return False
+    tag = info.get("byte_code_tag")
+    return (len(info["python"]) <= 4096 and len(info["version"]) <= 64
+            and shown(info["python"] + info["version"]) == info["python"] + info["version"]
+            and (tag is None or (isinstance(tag, str) and tag.isalnum() and len(tag) <= 64)))
+
+
+def _connect_answer(via: Context, reply: tuple) -> dict[str, Any]:
+    """An intermediary's answer to CONNECT as _connect_via returns it: checked, its
+    text made printable and short (it may be hostile)."""
+    if len(reply) == 2 and reply[0] == "ok":
+        return {"info": reply[1]}
+    if len(reply) == 3 and reply[0] == "fail" and isinstance(reply[2], dict):
+        details = {key: value for key, value in reply[2].items()
+                   if (key in ("stderr", "preamble") and isinstance(value, str))
+                   or (key in ("exit_status", "errno") and type(value) is int)
+                   or (key == "auth" and isinstance(value, bool))}
+        return {"error": (printable(str(reply[1]), MAX_REASON), details)}
+    if len(reply) == 2 and reply[0] == "lost":
+        return {"error": (f"failed on {via.name}: {printable(str(reply[1]), MAX_REASON)}", {})}
+    return {"error": (f"failed on {via.name}: malformed answer {shown_value(reply)}", {})}
 
 
 class Router:
@@ -299,12 +321,7 @@ class Router:
         spec = {"context_id": context_id, "argv": argv, "payload": payload, "name": name,
                 "connect_timeout": connect_timeout, "options": options,
                 "max_message_size": self.max_message_size}
-        reply = via._request(CONNECT, spec, timeout=connect_timeout + 5.0)
-        if reply[0] == "ok":
-            return {"info": reply[1]}
-        if reply[0] == "fail":
-            return {"error": (reply[1], reply[2])}
-        return {"error": (f"failed on {via.name}: {reply[1]}", {})}
+        return _connect_answer(via, via._request(CONNECT, spec, timeout=connect_timeout + 5.0))
 
     # -- events from the broker thread ---------------------------------------------
 

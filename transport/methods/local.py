@@ -5,7 +5,10 @@ from __future__ import annotations
 import errno
 import sys
 
-from transport.errors import ConnectError
+from transport.errors import ConnectError, shown
+
+# How much of what a failed start wrote an error shows (its end).
+MAX_OUTPUT = 4000
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,6 +52,9 @@ def python_start_error(name: str, python: str | list[str], reason: str,
     """Explain a failed interpreter start: a missing path, or what the child said."""
     status = details.get("exit_status")
     output = "\n".join(t for t in (details.get("preamble"), details.get("stderr")) if t)
+    if len(output) > MAX_OUTPUT:  # its end says why
+        output = "..." + output[-MAX_OUTPUT:]
+    output = shown(output)  # what the target wrote: no escape sequence reaches a terminal
     if details.get("errno") in (errno.ENOENT, errno.EACCES) or status in (126, 127) or (
             status is not None and "No such file" in output):
         where = f"{python!r}" if isinstance(python, str) else f"any of {', '.join(python)}"
