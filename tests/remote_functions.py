@@ -402,6 +402,20 @@ def send_refused_messages(count):
     return True
 
 
+def send_raw_log_record(levelno, name, text):
+    """Send (levelno, name, text) to the caller's log forwarding handle, as is."""
+    import logging
+
+    from transport.core import codec, logs
+    from transport.core.framing import Message
+    handler = next(h for h in logging.getLogger().handlers
+                   if isinstance(h, logs.ForwardingHandler))
+    handler.router.send(Message(handler.caller, handler.router.context_id,
+                                handler.target_handle, codec.encode((levelno, name, text))))
+    time.sleep(0.2)
+    return True
+
+
 def log_under_many_names(count):
     import logging
     for i in range(count):

@@ -149,6 +149,19 @@ def test_refused_messages_and_forwarded_log_names_cannot_flood_the_controller(ro
     assert len(made) == 1001 and "transport.remote.other" in made  # 1000 names, then "other"
 
 
+def test_forwarded_log_records_are_taken_as_the_targets_logs_module_sends_them(router,
+                                                                               caplog):
+    ctx = router.local(python=sys.executable, name="liar")
+    ctx.forward_logging()
+    with caplog.at_level(logging.DEBUG):
+        assert ctx.call(hostile.send_raw_log_record, 10 ** 30, "app\x1b[2J\nfake.logger",
+                        "x" * 3_000_000)
+    (record,) = [r for r in caplog.records if r.name.startswith("transport.remote.")]
+    assert record.name == "transport.remote.app?[2J?fake.logger"
+    assert record.levelno == logging.CRITICAL
+    assert len(record.getMessage()) < 300 * 1024
+
+
 def test_a_target_that_asks_without_reading_cannot_make_the_controller_queue_without_end(
         router, monkeypatch):
     import transport.modules

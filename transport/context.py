@@ -26,6 +26,7 @@ from transport.core.handles import (
 )
 from transport.core.preloading import unavailable
 from transport.core.router import NO_ROUTE
+from transport.core.spawn import printable
 from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout, TransportError, shown_value
 from transport.functions import function_reference
 from transport.modules import is_stdlib
@@ -542,12 +543,19 @@ class Context:
                 return
             try:
                 levelno, name, text = codec.decode(msg.data)
-                name = str(name)[:200]
+                if type(levelno) is not int or not isinstance(text, str):
+                    raise TypeError
+                # As the target's logs module sends them: a name of one printable line, a
+                # level logging knows, the text cut (a hostile target may send anything).
+                name = printable(str(name), 200)
+                levelno = min(max(levelno, logging.DEBUG), logging.CRITICAL)
+                if len(text) > logs.MAX_TEXT + 100:
+                    text = text[:logs.MAX_TEXT] + " [cut]"
                 if name not in names:
                     if len(names) >= MAX_REMOTE_LOGGERS:
                         name = "other"
                     names.add(name)
-                logging.getLogger(f"transport.remote.{name}").log(int(levelno), "%s: %s",
+                logging.getLogger(f"transport.remote.{name}").log(levelno, "%s: %s",
                                                                   self.name, text)
             except (codec.CodecError, ValueError, TypeError):
                 log.warning("transport", "%s: malformed log record", self.name)
