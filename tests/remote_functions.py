@@ -402,6 +402,14 @@ def send_refused_messages(count):
     return True
 
 
+def report_job_statuses_as(status):
+    """From now on, every job status this target reports is `status`."""
+    from transport.core import jobs
+
+    jobs.status = lambda job_id: status
+    return True
+
+
 def send_raw_log_record(levelno, name, text):
     """Send (levelno, name, text) to the caller's log forwarding handle, as is."""
     import logging

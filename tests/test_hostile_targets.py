@@ -149,6 +149,16 @@ def test_refused_messages_and_forwarded_log_names_cannot_flood_the_controller(ro
     assert len(made) == 1001 and "transport.remote.other" in made  # 1000 names, then "other"
 
 
+@pytest.mark.parametrize("status", [5, {"id": 1}, {"id": "1", "state": "done", "result": 1,
+                                                  "pid": 2, "function": "f", "started": 0.0,
+                                                  "error": 5}])
+def test_a_malformed_job_status_is_a_protocol_error(router, status):
+    ctx = router.local(python=sys.executable, name="liar")
+    assert ctx.call(hostile.report_job_statuses_as, status)
+    with pytest.raises(transport.ProtocolError, match="liar: malformed"):
+        ctx.job("1-000000000000")
+
+
 def test_forwarded_log_records_are_taken_as_the_targets_logs_module_sends_them(router,
                                                                                caplog):
     ctx = router.local(python=sys.executable, name="liar")

@@ -285,12 +285,18 @@ class JobStatus:
     """What a detached job's record says: state, result or error, pid, function, started."""
 
     def __init__(self, host: str, info: dict[str, Any]) -> None:
-        self.id: str = info["id"]
-        self.state: str = info["state"]
-        self.result: Any = info["result"]
-        self.pid: int | None = info["pid"]
-        self.function: str = info["function"]
-        self.started: float = info["started"]
+        try:
+            self.id: str = info["id"]
+            self.state: str = info["state"]
+            self.result: Any = info["result"]
+            self.pid: int | None = info["pid"]
+            self.function: str = info["function"]
+            self.started: float = info["started"]
+            if not (isinstance(self.id, str) and self.state in ("running", "done", "failed")
+                    and (self.pid is None or type(self.pid) is int)):
+                raise ValueError
+        except (KeyError, TypeError, ValueError):
+            raise ProtocolError(f"{host}: malformed job status: {shown_value(info)}") from None
         self.error: RemoteError | None = remote_error(host, info["error"]) if info["error"] else None
 
     def __repr__(self) -> str:
@@ -718,6 +724,9 @@ class Context:
         from transport.core import jobs
 
         info = self.call(jobs.detach, module, qualname, args, kwargs)
+        if not (isinstance(info, dict) and isinstance(info.get("id"), str)
+                and type(info.get("pid")) is int):
+            raise ProtocolError(f"{self.name}: malformed answer to a detach: {shown_value(info)}")
         return Job(self, info["id"], info["pid"])
 
     def job(self, job_id: str) -> JobStatus:
@@ -732,7 +741,10 @@ class Context:
 
         # A reply each (asked for together): results that together exceed what one
         # message may carry are still listed.
-        asked = [self.call_async(jobs.status_if_any, job_id) for job_id in self.call(jobs.job_ids)]
+        job_ids = self.call(jobs.job_ids)
+        if not (isinstance(job_ids, list) and all(isinstance(i, str) for i in job_ids)):
+            raise ProtocolError(f"{self.name}: malformed job list: {shown_value(job_ids)}")
+        asked = [self.call_async(jobs.status_if_any, job_id) for job_id in job_ids]
         infos = [future.result() for future in asked]
         return [JobStatus(self.name, info) for info in infos if info is not None]
 

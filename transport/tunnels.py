@@ -196,8 +196,12 @@ class RemoteForward(Forward):
         self.local = (local_host, local_port)
         self._announced = self._core.add_stream_handler(self._on_accepted, context.context_id)
         try:
-            self._listener_id, self.port = context.call(tunnels.listen, remote_host, remote_port,
-                                                        self._announced)
+            listening = context.call(tunnels.listen, remote_host, remote_port, self._announced)
+            if not (isinstance(listening, tuple) and len(listening) == 2
+                    and all(type(n) is int for n in listening)):
+                raise ProtocolError(f"{context.name}: malformed answer to listen: "
+                                    f"{shown_value(listening)}")
+            self._listener_id, self.port = listening
         except BaseException:
             self._core.remove_handler(self._announced)
             raise
