@@ -36,6 +36,7 @@ from adapters.salt.compat import check_salt_version
 from adapters.salt.remote import salt_call
 from adapters.salt.shell import FastShell
 from adapters.targets import Targets
+from transport.errors import shown_value
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +215,14 @@ def fast_cmd_block(single: Any) -> tuple[str, str, int]:
         context = context_of(single)
         tree, file_service = _tree_on(context, host)
         _deploy_ext_mods(single, context)
-        stdout, stderr, retcode = context.call(salt_call.run, tree, single.thin_dir,
-                                               single.minion_config, single.argv, file_service,
-                                               hosts.umask_of(single.cmd_umask), single.wipe)
+        answer = context.call(salt_call.run, tree, single.thin_dir, single.minion_config,
+                              single.argv, file_service, hosts.umask_of(single.cmd_umask),
+                              single.wipe)
+        if not (isinstance(answer, tuple) and len(answer) == 3 and isinstance(answer[0], str)
+                and isinstance(answer[1], str) and type(answer[2]) is int):
+            raise transport.ProtocolError(f"{context.name}: malformed answer from salt-call: "
+                                          f"{shown_value(answer)}")
+        stdout, stderr, retcode = answer
         if single.wipe:
             _wiped.add(context)
     except transport.TransportError as e:
