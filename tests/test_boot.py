@@ -150,14 +150,25 @@ def test_missing_interpreter_is_a_connect_error_naming_the_path(router):
     assert info.value.host == "local:/nonexistent/python3.99"
 
 
-def test_interpreter_that_exits_at_once_is_a_connect_error(router, tmp_path):
+def _failing_start(router, tmp_path, said, status):
+    """The ConnectError of an 'interpreter' that writes said on stderr and exits."""
     script = tmp_path / "broken-python"
-    script.write_text("#!/bin/sh\necho 'broken: cannot start' >&2\nexit 3\n")
+    script.write_text(f"#!/bin/sh\nprintf '{said}\\n' >&2\nexit {status}\n")
     script.chmod(0o755)
     with pytest.raises(transport.ConnectError) as info:
         router.local(python=str(script))
-    assert "exited with status 3" in str(info.value)
-    assert "broken: cannot start" in str(info.value)
+    return str(info.value)
+
+
+def test_interpreter_that_exits_at_once_is_a_connect_error(router, tmp_path):
+    error = _failing_start(router, tmp_path, "broken: cannot start", 3)
+    assert "exited with status 3" in error
+    assert "broken: cannot start" in error
+
+
+def test_a_failed_start_shows_no_escape_sequence_the_target_wrote(router, tmp_path):
+    error = _failing_start(router, tmp_path, "banner\\033]0;pwned\\007\\033[2J", 1)
+    assert error.endswith("banner?]0;pwned??[2J")
 
 
 def test_interpreter_that_never_boots_times_out(router, tmp_path):

@@ -578,23 +578,29 @@ def test_port_forwarding_as_on_stock_fabric(sshd, runtime_config, tmp_path):
         "closed: True\n")
 
 
-def test_a_get_never_makes_a_special_file_here(sshd, tmp_path):
-    # Fabric's get chmods the local file to the remote one's mode, which a host says:
-    # its permission bits only (as transport's own get), where stock's takes setuid too.
+def _fast_connection(sshd, targets):
+    """A Fabric Connection of the adapter's to the test server as tp-plain."""
     from fabric import Config
 
     from adapters.fabric.connection import Connection
-    from adapters.targets import Targets
-    from tests import remote_functions as rf
 
     config = Config(overrides={
         "connect_kwargs": {"key_filename": [str(sshd.client_key)]},
         "transport": {"python": "/usr/bin/python3",
                       "ssh_options": {"UserKnownHostsFile": str(sshd.known_hosts)}}})
+    return Connection(sshd.addresses[0], user="tp-plain", port=sshd.port, config=config,
+                      targets=targets)
+
+
+def test_a_get_never_makes_a_special_file_here(sshd, tmp_path):
+    # Fabric's get chmods the local file to the remote one's mode, which a host says:
+    # its permission bits only (as transport's own get), where stock's takes setuid too.
+    from adapters.targets import Targets
+    from tests import remote_functions as rf
+
     targets = Targets()
     try:
-        c = Connection(sshd.addresses[0], user="tp-plain", port=sshd.port, config=config,
-                       targets=targets)
+        c = _fast_connection(sshd, targets)
         c.run("echo data > special.txt", hide=True)
         assert c.call(rf.report_stat_modes_as, 0o106755)
         c.get("special.txt", str(tmp_path / "got"))
@@ -610,9 +616,7 @@ def test_a_get_never_makes_a_special_file_here(sshd, tmp_path):
 def test_put_from_a_file_object_streams_it_in_pieces(sshd, tmp_path):
     # Stock Fabric (paramiko's putfo) reads a file object in pieces, so a large stream
     # is never held whole in memory; so does the transport's.
-    from fabric import Config
 
-    from adapters.fabric.connection import Connection
     from adapters.targets import Targets
 
     class Stream(io.RawIOBase):
@@ -640,14 +644,9 @@ def test_put_from_a_file_object_streams_it_in_pieces(sshd, tmp_path):
             self.left -= piece
             return b"x" * piece
 
-    config = Config(overrides={
-        "connect_kwargs": {"key_filename": [str(sshd.client_key)]},
-        "transport": {"python": "/usr/bin/python3",
-                      "ssh_options": {"UserKnownHostsFile": str(sshd.known_hosts)}}})
     targets = Targets()
     try:
-        c = Connection(sshd.addresses[0], user="tp-plain", port=sshd.port, config=config,
-                       targets=targets)
+        c = _fast_connection(sshd, targets)
         stream = Stream()
         c.put(stream, "streamed.bin")
         assert c.run("wc -c < streamed.bin && rm streamed.bin", hide=True).stdout == "5242880\n"
