@@ -87,7 +87,7 @@ class CommandFailed(TransportError):
 
         command = result.command if isinstance(result.command, str) else shell_join(result.command)
         tail = result.text("stderr").strip().splitlines()[-1:] or [""]
-        said = shown(tail[0] if len(tail[0]) <= MAX_REASON else tail[0][:MAX_REASON] + "...")
+        said = shown(tail[0], MAX_REASON)
         super().__init__(f"{result.host}: command exited with status {result.exit_code}: "
                          f"{command}" + (f": {said}" if said else ""))
         self.result = result
@@ -402,7 +402,8 @@ class RunningCommand:
         """Wait for the command's end, handing its output to on_output on this thread
         as it comes; return its CommandResult (or raise Timeout, CommandFailed,
         Disconnected as run() does)."""
-        self.context._refuse_to_wait_here()
+        if self._outcome is None:
+            self.context._refuse_to_wait_here()
         with self._collecting:
             if self._outcome is None:
                 try:

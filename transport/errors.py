@@ -25,16 +25,18 @@ _CONTROLS = {code: "?" for code in [*range(0x20), *range(0x7f, 0xa0)] if chr(cod
 MAX_REASON = 500
 
 
-def shown(text: str) -> str:
-    """text a target wrote, safe to show on a terminal (lines and tabs kept)."""
+def shown(text: str, limit: int | None = None) -> str:
+    """text a target wrote, safe to show on a terminal (lines and tabs kept); with a
+    limit, cut to that many characters (and "...")."""
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "..."
     return text.translate(_CONTROLS)
 
 
 def shown_value(value: object, limit: int = 200) -> str:
     """A value a target sent, as an error shows it: its repr, cut to limit characters
     and safe to show on a terminal."""
-    text = repr(value)
-    return shown(text if len(text) <= limit else text[:limit] + "...")
+    return shown(repr(value), limit)
 
 
 class TransportError(Exception):

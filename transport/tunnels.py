@@ -211,7 +211,10 @@ class RemoteForward(Forward):
         """Broker thread: the context accepted a connection; its end's handle."""
         if msg.is_dead:
             return
-        there = codec.decode(msg.data)
+        try:
+            there = codec.decode(msg.data)
+        except codec.CodecError as e:
+            there = e
         if not is_handle(there):
             raise ProtocolError(f"{self.context.name}: malformed tunnel announcement: {shown_value(there)}")
         if not self._set_up(self._tunnel, there):
