@@ -351,9 +351,19 @@ def test_every_interpreter_over_ssh_as_root(router, sshd, backend, label):
         assert ctx.python_version.startswith(label + ".")
 
 
+def test_a_reply_that_comes_with_stderr_is_never_held_back(router, sshd, backend):
+    # Each call writes a line on stderr and returns: the line and the reply arrive
+    # together. paramiko's channel.fileno() pipe could end up clear with the reply
+    # buffered (within a few hundred calls here), which then waited for the target's
+    # next message: for ever when there was none (a Fabric task's last sudo command).
+    ctx = _ssh(router, sshd, backend)
+    for _ in range(3000):
+        assert ctx.call_async(os.write, 2, b"a line on stderr\n").result(timeout=30) == 17
+
+
 def test_paramiko_sessions_leave_no_descriptor_open_once_ended(router, sshd):
-    # select() on a channel makes it a pipe, which only the channel's close() closed:
-    # two descriptors per context stayed until the garbage collector found them.
+    # The channel is closed when its session ends: two descriptors per context (the
+    # pipe a channel makes once select()ed on) stayed until garbage collection.
     def open_fds():
         return len(os.listdir("/proc/self/fd"))
 

@@ -61,6 +61,46 @@ def _open_socket(host: str, port: int, timeout: float) -> socket.socket:
     return sock
 
 
+class _DataArrived:
+    """The event paramiko's reading thread sets when a channel's stdout or stderr buffer
+    takes data or ends: a byte on a socket pair the pump selects on. Only the pump
+    takes the bytes, before it looks at the buffers, so data that lands after it
+    looked always leaves one behind.
+
+    Not channel.fileno(): its pipe is set by paramiko's thread and cleared by the
+    reader, with nothing ordering the set of one buffer against the clear of the
+    other (paramiko issue #1235). When a stderr line and a reply arrived together,
+    the pipe could end up clear with the reply in the buffer, and the caller waited
+    until the target happened to send something else: for ever, for a last call.
+    """
+
+    def __init__(self) -> None:
+        self.reader, self._writer = socket.socketpair()
+        self.reader.setblocking(False)
+        self._writer.setblocking(False)
+
+    def set(self) -> None:
+        """Any thread (paramiko's, holding a buffer's lock): wake the pump."""
+        try:
+            self._writer.send(b"x")
+        except OSError:
+            pass  # full (the pump has bytes to wake it already) or closed (it has ended)
+
+    def clear(self) -> None:
+        """paramiko's reader found a buffer empty: the pump drains the bytes itself."""
+
+    def drain(self) -> None:
+        try:
+            while self.reader.recv(4096):
+                pass
+        except OSError:
+            pass  # nothing left (EAGAIN)
+
+    def close(self) -> None:
+        self.reader.close()
+        self._writer.close()
+
+
 class ParamikoChild:
     """Looks like a spawned child to the core's Connection: fds, poll() and kill()."""
 
@@ -72,6 +112,10 @@ class ParamikoChild:
         err_ours, self._err_theirs = socket.socketpair()
         self.stdin = self.stdout = ours.detach()
         self.stderr = err_ours.detach()
+        # Not channel.fileno(): see _DataArrived.
+        self._arrived = _DataArrived()
+        channel.in_buffer.set_event(self._arrived)
+        channel.in_stderr_buffer.set_event(self._arrived)
         if keep_alive is not None:
             keep_alive.on_timeout = self._say
         self.pid = -1
@@ -81,10 +125,10 @@ class ParamikoChild:
         self._thread.start()
 
     def _pump(self) -> None:
-        channel, theirs = self.channel, self._theirs
-        watch = [channel, theirs]
+        channel, theirs, arrived = self.channel, self._theirs, self._arrived
+        watch = [arrived.reader, theirs]
         try:
-            while channel in watch:
+            while arrived.reader in watch:
                 readable, _, _ = select.select(watch, [], [], 5.0)
                 if theirs in readable:
                     data = theirs.recv(CHUNK)
@@ -93,15 +137,18 @@ class ParamikoChild:
                     else:
                         channel.shutdown_write()
                         watch.remove(theirs)
-                if channel in readable:
+                if arrived.reader in readable:
+                    arrived.drain()  # before looking: what lands after that wakes us again
                     if self._keep_alive is not None:
                         self._keep_alive.heard()
                     if channel.recv_stderr_ready():
                         self._err_theirs.sendall(channel.recv_stderr(CHUNK))
-                    elif channel.recv_ready():
+                    if channel.recv_ready():
                         theirs.sendall(channel.recv(CHUNK))
+                    if channel.recv_ready() or channel.recv_stderr_ready():
+                        arrived.set()  # more than a chunk: the next round reads on
                     elif channel.eof_received or channel.closed:
-                        watch.remove(channel)
+                        watch.remove(arrived.reader)
         except (OSError, EOFError):
             pass  # closed under a write (a target that exits before reading its payload)
         finally:
@@ -122,8 +169,9 @@ class ParamikoChild:
                 sock.close()
             if self._keep_alive is not None:
                 self._keep_alive.stop()
-            channel.close()  # select() made it a pipe, which only its own close() closes
+            channel.close()
             self.client.close()
+            arrived.close()  # last: paramiko's thread sets it until the channel is closed
 
     def _say(self, text: str) -> None:
         """Write text on the child's stderr, as ssh writes its own messages."""
