@@ -179,3 +179,44 @@ def test_an_intermediary_relays_a_childs_non_ascii_stderr(router, caplog, label,
     assert any("[child] caf\u00e9 on stderr" in r.getMessage() for r in caplog.records), \
         [r.getMessage() for r in caplog.records]
     assert not any("UnicodeDecodeError" in r.getMessage() for r in caplog.records)
+
+
+def _hold_up_the_router_thread(seconds):
+    from transport.core import dispatch
+
+    dispatch.current.router.broker.defer(time.sleep, seconds)
+
+
+def _running_children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    state, parent = f.read().rsplit(")", 1)[1].split()[:2]
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+            if int(parent) == pid and state != "Z":
+                found.append(int(entry))
+    return found
+
+
+def test_a_child_that_starts_after_the_controller_gave_up_is_shut_down(router, tmp_path):
+    # The intermediary answers CONNECT after the controller's wait (its router thread is
+    # held up here; a stalled link did it in CI). The connect has failed for the caller,
+    # so nobody will use that child: it must not run on until the intermediary ends.
+    inter = router.local(python=PY, name="slow")
+    lingering = tmp_path / "python"  # stays a second after the interpreter, to be seen
+    lingering.write_text(f'#!/bin/sh\n{PY} "$@"\nsleep 1\n')
+    lingering.chmod(0o755)
+    inter.call(_hold_up_the_router_thread, 10)
+    with pytest.raises(transport.ConnectError, match="no answer within 8"):
+        router.local(via=inter, python=str(lingering), connect_timeout=3)
+    deadline = time.monotonic() + 60
+    while not _running_children(inter.pid):
+        assert time.monotonic() < deadline, "the intermediary never started the child"
+        time.sleep(0.01)
+    while _running_children(inter.pid):
+        assert time.monotonic() < deadline, "the child started too late is still running"
+        time.sleep(0.05)
+    assert inter.call(pow, 2, 5) == 32  # the intermediary goes on

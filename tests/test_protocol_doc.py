@@ -163,6 +163,12 @@ def test_module_request_limits_match():
         assert f"`{probe}`" in FLAT
 
 
+def test_connect_answer_margin_matches():
+    from transport import controller
+
+    assert f"It waits `connect_timeout` + {controller.ANSWER_MARGIN:g} s" in FLAT
+
+
 def test_log_forwarding_limits_match():
     from transport import context
     from transport.core import logs

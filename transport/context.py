@@ -395,22 +395,32 @@ class Context:
                                  "(in a future's done-callback or a serve() function): use "
                                  "call_async there and do not wait")
 
-    def _request(self, handle: int, value: Any, timeout: float) -> tuple:
+    def _request(self, handle: int, value: Any, timeout: float,
+                 late: Callable[[tuple], Any] | None = None) -> tuple:
         """Send value to a well-known handle here and wait for the raw reply tuple.
 
-        A lost context or a timeout comes back as ('lost', reason).
+        A lost context or a timeout comes back as ('lost', reason). late(reply), if
+        given, gets (on the router's thread) a reply that comes after the timeout.
         """
         self._refuse_to_wait_here()
         reply = _Reply()
+        lock = compat.allocate_lock()
+        gave_up = []
 
         def on_reply(msg: Message) -> None:
             if msg.is_dead:
-                reply.set_result(("lost", msg.data.decode("utf-8", "replace")))
+                value: tuple = ("lost", msg.data.decode("utf-8", "replace"))
             else:
                 try:
-                    reply.set_result(tuple(codec.decode(msg.data)))
+                    value = tuple(codec.decode(msg.data))
                 except (codec.CodecError, TypeError, ValueError) as e:
-                    reply.set_result(("lost", f"malformed reply: {e}"))
+                    value = ("lost", f"malformed reply: {e}")
+            with lock:
+                if not gave_up:
+                    reply.set_result(value)
+                    return
+            if late is not None:
+                late(value)
 
         core = self.router._core
         reply_to = core.add_reply_handler(on_reply, self.context_id)
@@ -419,7 +429,12 @@ class Context:
         try:
             return reply.result(timeout)
         except Timeout:
-            core.remove_handler(reply_to)
+            with lock:
+                if reply.value is not None:  # it came as the wait ended
+                    return reply.value
+                gave_up.append(True)
+            if late is None:
+                core.remove_handler(reply_to)
             return ("lost", f"no answer within {timeout}s")
 
     def serve(self, fn: Callable[[Any], Any]) -> int:

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
+# How much longer than connect_timeout the controller waits for a connect's outcome
+# (the child's start enforces connect_timeout itself; this covers a stuck or distant loop).
+ANSWER_MARGIN = 5.0
 # Refused messages logged as warnings per stream; the rest go to debug (no log floods).
 DROP_WARNINGS = 20
 
@@ -291,8 +294,7 @@ class Router:
                 process.kill()
             return {"error": ("the router is closed", {})}
         self._broker.defer(connection.start)
-        # The connection enforces connect_timeout itself; the margin covers a stuck broker.
-        if not done.wait(connect_timeout + 5.0):
+        if not done.wait(connect_timeout + ANSWER_MARGIN):
             if connection.process is not None:
                 self._broker.defer(connection.process.kill)
             outcome["error"] = (f"timed out after {connect_timeout}s", {})
@@ -321,7 +323,17 @@ class Router:
         spec = {"context_id": context_id, "argv": argv, "payload": payload, "name": name,
                 "connect_timeout": connect_timeout, "options": options,
                 "max_message_size": self.max_message_size}
-        return _connect_answer(via, via._request(CONNECT, spec, timeout=connect_timeout + 5.0))
+
+        def started_too_late(reply: tuple) -> None:
+            # We said the connect failed, so nobody will use this child: it must not run on
+            # (as root, say) until its intermediary ends. It has booted, so it reads messages.
+            if reply and reply[0] == "ok":
+                self._core.add_route(context_id, first_hop)  # removed when we gave up
+                self._send_shutdown(context_id)
+
+        answer = via._request(CONNECT, spec, timeout=connect_timeout + ANSWER_MARGIN,
+                              late=started_too_late)
+        return _connect_answer(via, answer)
 
     # -- events from the broker thread ---------------------------------------------
 
