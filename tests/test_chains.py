@@ -12,6 +12,7 @@ import time
 import pytest
 
 import transport
+from tests.support.processes import children
 
 PY = "/usr/bin/python3"
 
@@ -188,17 +189,7 @@ def _hold_up_the_router_thread(seconds):
 
 
 def _running_children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    state, parent = f.read().rsplit(")", 1)[1].split()[:2]
-            except (OSError, ValueError):
-                continue  # gone meanwhile
-            if int(parent) == pid and state != "Z":
-                found.append(int(entry))
-    return found
+    return [child for child, state in children(pid).items() if state != "Z"]
 
 
 def test_a_child_that_starts_after_the_controller_gave_up_is_shut_down(router, tmp_path):

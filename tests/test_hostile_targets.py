@@ -151,7 +151,9 @@ def test_refused_messages_and_forwarded_log_names_cannot_flood_the_controller(ro
 
 @pytest.mark.parametrize("status", [5, {"id": 1}, {"id": "1", "state": "done", "result": 1,
                                                   "pid": 2, "function": "f", "started": 0.0,
-                                                  "error": 5}])
+                                                  "error": 5},
+                                    {"id": "1", "state": "done", "result": 1, "pid": 2,
+                                     "function": "f", "started": 0.0}])
 def test_a_malformed_job_status_is_a_protocol_error(router, status):
     ctx = router.local(python=sys.executable, name="liar")
     assert ctx.call(hostile.report_job_statuses_as, status)

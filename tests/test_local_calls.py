@@ -15,7 +15,7 @@ import pytest
 
 import transport
 from tests import remote_functions as rf
-from tests.support.processes import wait_gone
+from tests.support.processes import children, wait_gone
 
 # What a local context started with this interpreter is called in its loss reasons.
 PROGRAM = os.path.basename(sys.executable)
@@ -393,22 +393,8 @@ def test_router_close_ends_every_context():
         router.local()
 
 
-def _children() -> dict[int, str]:
-    """This process's children: pid -> state (Z for a zombie)."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == os.getpid():
-            children[int(entry)] = fields[0]
-    return children
-
-
 def _zombie_children() -> set[int]:
-    return {pid for pid, state in _children().items() if state == "Z"}
+    return {pid for pid, state in children(os.getpid()).items() if state == "Z"}
 
 
 def test_a_closed_router_leaves_no_zombie_and_no_open_pipe():
@@ -596,7 +582,7 @@ def test_a_handler_a_call_installed_may_end_the_target_between_calls(router):
 
 
 def _living_children() -> set[int]:
-    return {pid for pid, state in _children().items() if state != "Z"}
+    return {pid for pid, state in children(os.getpid()).items() if state != "Z"}
 
 
 def _interrupt_a_slow_connect(router, tmp_path, via=None):

@@ -292,12 +292,13 @@ class JobStatus:
             self.pid: int | None = info["pid"]
             self.function: str = info["function"]
             self.started: float = info["started"]
+            error = info["error"]
             if not (isinstance(self.id, str) and self.state in ("running", "done", "failed")
                     and (self.pid is None or type(self.pid) is int)):
                 raise ValueError
         except (KeyError, TypeError, ValueError):
             raise ProtocolError(f"{host}: malformed job status: {shown_value(info)}") from None
-        self.error: RemoteError | None = remote_error(host, info["error"]) if info["error"] else None
+        self.error: RemoteError | None = remote_error(host, error) if error else None
 
     def __repr__(self) -> str:
         return f"<JobStatus {self.id} {self.state}>"

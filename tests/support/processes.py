@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -14,6 +15,22 @@ def alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):  # gone before, or while, it was read
         return False
     return state not in ("Z", "X")
+
+
+def children(pid: int) -> dict[int, str]:
+    """pid's child processes: pid -> state (Z for a zombie nobody has reaped yet)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                state, parent = f.read().rpartition(") ")[2].split()[:2]
+        except (OSError, ValueError):  # gone before, or while, it was read
+            continue
+        if int(parent) == pid:
+            found[int(entry)] = state
+    return found
 
 
 def written_text(path: Path, limit: float = 60.0) -> str:
