@@ -16,6 +16,7 @@ from tests.support.interpreters import find_interpreters, install_hint, missing_
 from tests.support.processes import alive, wait_gone, written_text
 from transport.bootstrap import build, byte_code_tag, strip_source
 from transport.controller import _target_key
+from transport.core.spawn import GARBLED_HEADER
 from transport.known_targets import remember_tag, remembered_tag
 from transport.methods.local import LocalMethod
 
@@ -89,7 +90,27 @@ def test_a_target_that_reads_its_stdin_first_is_named_as_the_cause(router, tmp_p
         router.local(python=python)
     assert "The bootstrap reached Python garbled or cut short: something on the target " \
            "read from its stdin first" in str(info.value)
-    assert "before the interpreter started" in str(info.value)
+    # What the first stage then did depends on the bytes it took for the payload's header:
+    # it failed on them, or (they split into three words) asked for source, which it had.
+    assert ("before the interpreter started" in str(info.value)
+            or GARBLED_HEADER in str(info.value)), str(info.value)
+
+
+def test_a_header_that_is_not_ours_is_named_as_a_garbled_bootstrap(router, tmp_path):
+    # Three words where the payload's header should be: the first stage, sent source, asks
+    # for source; the interpreter is not to blame for byte code it was never sent.
+    python = _wrapper(tmp_path, "other-stdin", """
+        import os
+        r, w = os.pipe()
+        os.write(w, b"1 1 not-a-tag".ljust(40))
+        os.close(w)
+        os.dup2(r, 0)
+    """)
+    with pytest.raises(transport.ConnectError) as info:
+        router.local(python=python)
+    assert GARBLED_HEADER in str(info.value)
+    assert "The bootstrap reached Python garbled or cut short" in str(info.value)
+    assert "byte code" not in str(info.value)
 
 
 def _connect_local(router, python, pipe_size=None):

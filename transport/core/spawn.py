@@ -35,6 +35,9 @@ REAP_PATIENCE = 2.0
 LOSS_PATIENCE = 0.5
 # stderr that came within this many seconds before the end of file may explain it.
 RECENT_STDERR = 0.5
+# Why a start failed when the first stage, sent source, asked for source: what it took
+# for the payload's header came from elsewhere (something had read its stdin first).
+GARBLED_HEADER = 'the first stage read something other than the bootstrap sent to it'
 
 # Per broker, its connections whose process is not reaped or whose stderr is still open:
 # the broker's timers finish them; reap_remaining() those left when its loop has ended.
@@ -293,7 +296,10 @@ class Connection(object):
         elif scanner.state == 'waiting':
             self._send_payload()  # the first stage runs: no password prompt can follow
             if scanner.wants_source:
-                if self.fallback is None:
+                if self.payload[0] == 'source':  # the header it read was not ours
+                    self._fail(GARBLED_HEADER, self._details(scanner.preamble_text()))
+                    self.stream.disconnect('garbled bootstrap')
+                elif self.fallback is None:
                     self._fail('the interpreter cannot run the byte code sent to it',
                                self._details(scanner.preamble_text()))
                     self.stream.disconnect('byte code refused')

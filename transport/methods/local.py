@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import sys
 
+from transport.core.spawn import GARBLED_HEADER
 from transport.errors import ConnectError, shown
 
 # How much of what a failed start wrote an error shows (its end).
@@ -66,10 +67,10 @@ def python_start_error(name: str, python: str | list[str], reason: str,
                                   "bootstrap: is it a Python interpreter?")
     if output:
         reason = f"{reason}:\n{output}"
-        if _garbled_bootstrap(output):
-            reason += ("\nThe bootstrap reached Python garbled or cut short: something on the "
-                       "target read from its stdin first (a shell startup file, such as a "
-                       "~/.bashrc running a command that reads input: give it </dev/null).")
+    if reason.startswith(GARBLED_HEADER) or _garbled_bootstrap(output):
+        reason += ("\nThe bootstrap reached Python garbled or cut short: something on the "
+                   "target read from its stdin first (a shell startup file, such as a "
+                   "~/.bashrc running a command that reads input: give it </dev/null).")
     return ConnectError(name, reason)
 
 
