@@ -140,6 +140,19 @@ def test_del_route_only_for_contexts_behind_the_sender(controller):
     assert controller.lost == []
 
 
+def test_del_route_reports_each_context_once(controller):
+    ours, theirs = socket.socketpair()
+    controller.router.add_child(1, controller.stream(ours, "child-1"))
+    # One id many times over: each report would be a DEL_ROUTE upward, a log line, a
+    # wake-up of every caller waiting on it.
+    data = Message(0, 1, DEL_ROUTE, codec.encode(([1] * 100_000, "gone"))).pack()
+    sender = threading.Thread(target=theirs.sendall, args=(data,), daemon=True)
+    sender.start()
+    sender.join(30)
+    _settle(controller)
+    assert controller.lost == [(1, "gone")]
+
+
 def test_pending_replies_fail_when_the_child_disconnects(controller):
     ours, theirs = socket.socketpair()
     controller.router.add_route(1, controller.stream(ours, "child-1"))

@@ -42,7 +42,7 @@ import sys
 sys.path[:1]==['']and sys.path.pop(0)
 import os,select,time,zlib
 v=sys.version_info[:3]
-if v[:2]<(2,7) or (3,0)<=v[:2]<(3,6):
+if v<(2,7) or (3,)<=v<(3,6):
  os.write(1,('\\ntp-unsupported-python %%d.%%d.%%d\\n'%%v).encode());sys.exit(1)
 t=sys.modules.get('_frozen_importlib_external');t=t.MAGIC_NUMBER.hex().encode() if t else b'-'
 os.write(1,b'\\n\\0tp-first-stage\\0\\n')
@@ -298,8 +298,8 @@ ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.handshake",
 # (the payload's source is ~57 KiB), so modules that share words compress best side by
 # side. This order, found by trying orders, makes the payload ~200 bytes smaller than
 # alphabetical; a module not listed goes last.
-PAYLOAD_ORDER = ("router", "handles", "forwarding", "framing", "dispatch", "main", "stream",
-                 "fresh", "codec", "poller", "broker", "compat", "poller_kqueue",
+PAYLOAD_ORDER = ("router", "framing", "handles", "forwarding", "fresh", "dispatch", "main",
+                 "stream", "codec", "poller", "broker", "compat", "poller_kqueue",
                  "poller_epoll", "poller_poll", "poller_select")
 
 

@@ -200,9 +200,9 @@ class Router(object):
         context_ids, reason = codec.decode(msg.data)
         if not isinstance(reason, text_type):
             reason = repr(reason)
-        lost = [cid for cid in context_ids if isinstance(cid, integer_types)
-                and self._routes.get(cid) is msg.stream]
-        self._lose(lost, reason)
+        # Each once: one id many times over would be as many losses to report.
+        self._lose(list(set(cid for cid in context_ids if isinstance(cid, integer_types)
+                            and self._routes.get(cid) is msg.stream)), reason)
 
     def disconnect_children(self, reason):
         """Close every child stream (broker thread): the contexts behind them are lost."""
