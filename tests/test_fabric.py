@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import transport
-from tests.support.processes import alive, written_text
+from tests.support.processes import alive, run_python_program, written_text
 from tests.support.sshd import APP_PASSWORD, SUDO_PASSWORD, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +51,8 @@ def fab(project: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
     # answers its prompt through the command's stdin, which it closes at our end of file.
     quiet, keep_open = os.pipe()
     try:
-        return subprocess.run([str(FAB), "-f", str(config), *args], cwd=project,
-                              capture_output=True, text=True, stdin=quiet, timeout=120)
+        return run_python_program([str(FAB), "-f", str(config), *args], 120, cwd=project,
+                                  stdin=quiet)
     finally:
         os.close(quiet)
         os.close(keep_open)

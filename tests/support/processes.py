@@ -1,10 +1,36 @@
-"""Watching processes from the tests: whether one still runs, waiting for it to end."""
+"""Watching processes from the tests: whether one still runs, waiting for it to end,
+and running a Python program that must end in time (or show where it stuck)."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
+from typing import Any
+
+
+def run_python_program(argv: list[str], timeout: float, **kwargs: Any) -> subprocess.CompletedProcess:
+    """subprocess.run(argv, capture_output=True, text=True, timeout=timeout) for a Python
+    program (fab, inv, salt-ssh). One that has not ended by then is sent SIGABRT, on
+    which faulthandler prints every thread's stack, and the test fails with that and
+    what it printed: a hang seen once in CI says where it was."""
+    env = dict(kwargs.pop("env", None) or os.environ, PYTHONFAULTHANDLER="1")
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, **kwargs)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        try:
+            out, err = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+        raise AssertionError(f"{argv} did not end within {timeout}s.\nIts output:\n{out}\n"
+                             f"Its stderr, ending with its threads' stacks:\n{err}") from None
+    return subprocess.CompletedProcess(argv, process.returncode, out, err)
 
 
 def alive(pid: int) -> bool:
