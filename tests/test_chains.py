@@ -12,7 +12,7 @@ import time
 import pytest
 
 import transport
-from tests.support.processes import children
+from tests.support.processes import running_children
 
 PY = "/usr/bin/python3"
 
@@ -188,10 +188,6 @@ def _hold_up_the_router_thread(seconds):
     dispatch.current.router.broker.defer(time.sleep, seconds)
 
 
-def _running_children(pid: int) -> list[int]:
-    return [child for child, state in children(pid).items() if state != "Z"]
-
-
 def test_a_child_that_starts_after_the_controller_gave_up_is_shut_down(router, tmp_path):
     # The intermediary answers CONNECT after the controller's wait (its router thread is
     # held up here; a stalled link did it in CI). The connect has failed for the caller,
@@ -204,10 +200,10 @@ def test_a_child_that_starts_after_the_controller_gave_up_is_shut_down(router, t
     with pytest.raises(transport.ConnectError, match="no answer within 8"):
         router.local(via=inter, python=str(lingering), connect_timeout=3)
     deadline = time.monotonic() + 60
-    while not _running_children(inter.pid):
+    while not running_children(inter.pid):
         assert time.monotonic() < deadline, "the intermediary never started the child"
         time.sleep(0.01)
-    while _running_children(inter.pid):
+    while running_children(inter.pid):
         assert time.monotonic() < deadline, "the child started too late is still running"
         time.sleep(0.05)
     assert inter.call(pow, 2, 5) == 32  # the intermediary goes on

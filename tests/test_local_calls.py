@@ -15,7 +15,7 @@ import pytest
 
 import transport
 from tests import remote_functions as rf
-from tests.support.processes import children, wait_gone
+from tests.support.processes import children, running_children, wait_gone
 
 # What a local context started with this interpreter is called in its loss reasons.
 PROGRAM = os.path.basename(sys.executable)
@@ -581,10 +581,6 @@ def test_a_handler_a_call_installed_may_end_the_target_between_calls(router):
     assert wait_gone(ctx.pid), "SystemExit from the handler did not end the target"
 
 
-def _living_children() -> set[int]:
-    return {pid for pid, state in children(os.getpid()).items() if state != "Z"}
-
-
 def _interrupt_a_slow_connect(router, tmp_path, via=None):
     """Connect to an interpreter that takes a second to start, with Ctrl-C after 0.3 s."""
     slow = tmp_path / "slow-python"
@@ -605,12 +601,12 @@ def _interrupt_a_slow_connect(router, tmp_path, via=None):
 
 
 def test_an_interrupted_connect_leaves_no_interpreter_behind(router, tmp_path):
-    before = _living_children()
+    before = running_children(os.getpid())
     _interrupt_a_slow_connect(router, tmp_path)
     deadline = time.monotonic() + 10
-    while _living_children() - before and time.monotonic() < deadline:
+    while running_children(os.getpid()) - before and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _living_children() - before == set()
+    assert running_children(os.getpid()) - before == set()
     assert router.contexts() == []
     assert not router._lost_early  # nothing kept of it either
 

@@ -13,7 +13,7 @@ from typing import Any
 
 def run_python_program(argv: list[str], timeout: float, **kwargs: Any) -> subprocess.CompletedProcess:
     """subprocess.run(argv, capture_output=True, text=True, timeout=timeout) for a Python
-    program (fab, inv, salt-ssh). One that has not ended by then is sent SIGABRT, on
+    program (the tests' `fab` runs). One that has not ended by then is sent SIGABRT, on
     which faulthandler prints every thread's stack, and the test fails with that and
     what it printed: a hang seen once in CI says where it was."""
     env = dict(kwargs.pop("env", None) or os.environ, PYTHONFAULTHANDLER="1")
@@ -57,6 +57,11 @@ def children(pid: int) -> dict[int, str]:
         if int(parent) == pid:
             found[int(entry)] = state
     return found
+
+
+def running_children(pid: int) -> set[int]:
+    """pid's child processes that have not ended (zombies left out)."""
+    return {child for child, state in children(pid).items() if state != "Z"}
 
 
 def written_text(path: Path, limit: float = 60.0) -> str:
