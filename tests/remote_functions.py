@@ -211,6 +211,34 @@ def import_by_name(name):
     return importlib.import_module(name).__name__
 
 
+def call_by_name(module, function):
+    import importlib
+    return getattr(importlib.import_module(module), function)()
+
+
+def compiles_while_importing(name):
+    """Import module name; return the file names compile() was asked for meanwhile (a
+    module forwarded as byte code for this interpreter is not compiled here)."""
+    try:
+        import builtins
+    except ImportError:  # 2.7
+        import __builtin__ as builtins
+    import importlib
+    compiled = []
+    real_compile = builtins.compile
+
+    def counting(source, filename, *args, **kwargs):
+        compiled.append(filename)
+        return real_compile(source, filename, *args, **kwargs)
+
+    builtins.compile = counting
+    try:
+        importlib.import_module(name)
+    finally:
+        builtins.compile = real_compile
+    return compiled
+
+
 def log_message(level, text):
     import logging
     logging.getLogger("tp.app").log(level, text)

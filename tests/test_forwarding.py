@@ -282,10 +282,74 @@ def test_c_extensions_are_refused_and_fallbacks_work(router, helpers):
 
 
 def test_remote_traceback_shows_forwarded_source(router, helpers):
-    ctx = router.local()
+    ctx = router.local()  # the controller's Python: the module runs as byte code, its lines still show
     with pytest.raises(transport.RemoteError) as info:
         ctx.call(helpers.fail)
     assert 'raise RuntimeError("from a forwarded module")' in info.value.remote_traceback
+
+
+def _another_python() -> str:
+    """A target Python whose byte-code tag is not the controller's."""
+    return find_interpreters()["3.13" if sys.version_info[:2] != (3, 13) else "3.12"]
+
+
+def test_forwarded_modules_run_as_byte_code_where_the_python_has_the_controllers_tag(
+        router, package_dir):
+    from tests import remote_functions as rf
+
+    path = package_dir / "fwdcode.py"
+    path.write_text("def answer():\n    return 42\n")
+    import fwdcode
+
+    middle = router.local()  # the controller's interpreter, so its byte-code tag
+    same = router.local(via=middle)
+    other = router.local(python=_another_python(), via=middle)
+    assert str(path) not in middle.call(rf.compiles_while_importing, "fwdcode")
+    assert middle.call(fwdcode.answer) == 42
+    # Both children are answered from the intermediary's cache, which kept the byte code
+    # with its tag: the child with that tag runs it, the other compiles the source.
+    assert str(path) not in same.call(rf.compiles_while_importing, "fwdcode")
+    assert str(path) in other.call(rf.compiles_while_importing, "fwdcode")
+    assert other.call(fwdcode.answer) == 42
+    assert router._modules.requested[middle.context_id].count("fwdcode") == 1
+    # Sent directly to another Python: no byte code travels.
+    direct = router.local(python=_another_python())
+    assert str(path) in direct.call(rf.compiles_while_importing, "fwdcode")
+    with transport.Router(forward_byte_code=False) as sources_only:
+        assert str(path) in sources_only.local().call(rf.compiles_while_importing, "fwdcode")
+
+
+@pytest.mark.parametrize("change", ["none", "mtime", "size"])
+def test_byte_code_from_pycache_is_sent_only_while_it_is_current(router, package_dir, change):
+    import py_compile
+
+    from tests import remote_functions as rf
+
+    name = f"fwdpyc_{change}"
+    path = package_dir / f"{name}.py"
+    # The cached file is compiled from other source than the file then holds, with the
+    # same size and modification time: it passes for current (as it would for Python's own
+    # import), which shows whether it was sent.
+    path.write_text("def version():\n    return 'pyc'\n")
+    py_compile.compile(str(path), invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+    written = os.stat(path)
+    path.write_text("def version():\n    return %r\n" % ("one!" if change == "size" else "one"))
+    mtime = written.st_mtime + (10 if change == "mtime" else 0)
+    os.utime(path, (written.st_atime, mtime))
+    ctx = router.local()
+    assert ctx.call(rf.call_by_name, name, "version") == {"none": "pyc", "mtime": "one",
+                                                          "size": "one!"}[change]
+
+
+def test_a_forwarded_module_that_does_not_compile_fails_its_import_on_the_target(
+        router, package_dir):
+    from tests import remote_functions as rf
+
+    (package_dir / "fwdbroken.py").write_text("def broken(:\n    pass\n")
+    with pytest.raises(transport.RemoteError) as info:
+        router.local().call(rf.import_by_name, "fwdbroken")
+    assert info.value.remote_type == "SyntaxError"
+    assert "fwdbroken.py" in info.value.remote_traceback
 
 
 @pytest.mark.parametrize("label", ["2.7", "3"])

@@ -149,15 +149,15 @@ def test_tunnel_words_window_and_limits_match():
 
 def test_module_request_limits_match():
     from transport import modules
-    from transport.core import forwarding
+    from transport.core import forwarding, relaying
 
     assert f"beyond {modules.MAX_HELD} held requests from one context" in FLAT
     assert f"requests from a context with {modules.MAX_WAITING} queued and not yet served" in FLAT
-    backlog = forwarding.ANSWER_BACKLOG // MiB
-    assert modules.BACKLOG_LIMIT == forwarding.ANSWER_BACKLOG
+    backlog = relaying.ANSWER_BACKLOG // MiB
+    assert modules.BACKLOG_LIMIT == relaying.ANSWER_BACKLOG
     assert f"while more than {backlog} MiB wait to be written" in FLAT
     assert f"a request from a child with over {backlog} MiB unread" in FLAT
-    assert f"(over {forwarding.MAX_NAME} characters, or not dotted identifiers)" in FLAT
+    assert f"(over {relaying.MAX_NAME} characters, or not dotted identifiers)" in FLAT
     assert f"Its own import gives up after {forwarding.REQUEST_TIMEOUT:g} s" in FLAT
     for probe in modules.STDLIB_PROBES:
         assert f"`{probe}`" in FLAT
@@ -228,7 +228,13 @@ def test_handle_directions_match_the_accept_policies(router, ctx):
     core = router._core._handlers
     on_controller = {name: core[handle].accept.__name__ for name, handle in handles.WELL_KNOWN.items()
                      if handle in core}
+    router.local(via=ctx)  # an intermediary: it has every handler a target may have
     on_target = ctx.call(_well_known_policies)
+    intermediary_only = re.search(r"A target has its handlers for (.*?) only once it has "
+                                  r"started a child", FLAT)
+    assert intermediary_only, "the handlers only intermediaries have are not documented"
+    on_leaf = router.local().call(_well_known_policies)
+    assert set(on_target) - set(on_leaf) == _names(intermediary_only.group(1))
     for where, policies in (("target", on_target), ("controller", on_controller)):
         for name, policy in policies.items():
             assert policy == documented[name], f"{name} on the {where}"

@@ -276,7 +276,7 @@ def _one_space_indents(source: str) -> str:
     return "\n".join(lines)
 
 
-# Core modules only some targets need: intermediaries (spawn, and handshake with it),
+# Core modules only some targets need: intermediaries (spawn, with handshake and relaying),
 # detached jobs (jobs), file transfer (files), port forwarding (tunnels), commands,
 # forwarded packages' data files (resources), log forwarding (logs), non-ASCII OS text on
 # old Pythons (os_strings), set_baseline (baseline), preload checks (preloading) and
@@ -291,7 +291,7 @@ ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.handshake",
                        "transport.core.resources", "transport.core.tunnels",
                        "transport.core.os_strings",
                        "transport.core.baseline", "transport.core.preloading",
-                       "transport.core.asking"})
+                       "transport.core.asking", "transport.core.relaying"})
 
 
 # The payload's modules after the importer, in this order: deflate looks back only 32 KiB

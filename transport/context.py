@@ -14,7 +14,6 @@ import _thread
 from transport import log
 from transport.bootstrap import ON_DEMAND
 from transport.core import codec, compat
-from transport.core.forwarding import pack_entries
 from transport.core.framing import Message
 from transport.core.handles import (
     CALL_FUNCTION,
@@ -25,6 +24,7 @@ from transport.core.handles import (
     SIGNAL_COMMANDS,
 )
 from transport.core.preloading import unavailable
+from transport.core.relaying import pack_entries
 from transport.core.router import NO_ROUTE
 from transport.core.spawn import printable
 from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout, TransportError, shown_value

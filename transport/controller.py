@@ -87,10 +87,16 @@ class Router:
     max_message_size bounds every message (bytes): a target that sends a larger
     one is disconnected as a protocol violation; a call whose arguments or
     result would be larger fails (ValueError here, RemoteError from there).
+    forward_byte_code: send the modules a target imports from here as byte code
+    too, where its Python has this one's byte-code tag (it then skips compiling
+    them); False for targets behind slow links: with byte code a module list is
+    about four times the bytes (jinja2: 0.47 MB against 0.12 MB).
     """
 
-    def __init__(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+    def __init__(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+                 forward_byte_code: bool = True) -> None:
         self.max_message_size = max_message_size
+        self.forward_byte_code = forward_byte_code
         self._broker = Broker(name="transport-broker", on_error=self._on_broker_error)
         self._core = CoreRouter(self._broker, CONTROLLER_ID, on_drop=self._on_drop)
         self._core.on_context_lost.append(self._on_context_lost)
@@ -255,6 +261,8 @@ class Router:
         context = Context(self, context_id, name, method.host, outcome["info"], via=via)
         if context.python_version.startswith("2."):
             self._modules.python2.add(context_id)
+        if tag == byte_code_tag() and self.forward_byte_code:
+            self._modules.byte_code.add(context_id)
         with self._lock:
             self._contexts[context_id] = context
             lost = self._lost_early.pop(context_id, None)

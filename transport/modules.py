@@ -26,10 +26,12 @@ import sys
 import zlib
 
 from transport import disk_cache, log
+from transport.bootstrap import byte_code_tag
+from transport.byte_code import byte_code_of
 from transport.core import codec, compat
-from transport.core.forwarding import ANSWER_BACKLOG, pack_entries, valid_module_name
 from transport.core.framing import Message
 from transport.core.handles import CONTROLLER_ID, GET_MODULE, GET_RESOURCE
+from transport.core.relaying import ANSWER_BACKLOG, pack_entries, valid_module_name
 from transport.core.router import accept_from_anyone
 
 TYPE_CHECKING = False
@@ -399,6 +401,14 @@ def _scan(fullname: str, is_package: bool, source: bytes) -> list[tuple[str, boo
 STDLIB_PROBES = ("org", "_xmlplus", "ElementC14N", "_hashlib")
 
 
+def _with_byte_code(entry: Entry) -> Entry:
+    """entry with its byte code for this interpreter's tag, if it has source that compiles."""
+    if entry[1] not in ("module", "package"):
+        return entry
+    code = byte_code_of(entry[2], entry[3])
+    return entry if code is None else (*entry, byte_code_tag(), code)
+
+
 class ModuleServer:
     """Answers GET_MODULE from every context, on a worker thread."""
 
@@ -409,6 +419,7 @@ class ModuleServer:
         self.finder = ModuleFinder()
         self._absent_probes: list[Entry] | None = None
         self.python2: set[int] = set()  # contexts running Python 2.7 (the Router says which)
+        self.byte_code: set[int] = set()  # contexts with this interpreter's byte-code tag
         self._sent: dict[int, set[str]] = {}
         self.requested: dict[int, list[str]] = {}
         self._work: compat.SimpleQueue = compat.SimpleQueue()
@@ -424,6 +435,7 @@ class ModuleServer:
         self._sent.pop(context_id, None)
         self.requested.pop(context_id, None)
         self.python2.discard(context_id)
+        self.byte_code.discard(context_id)
         self._flooding.discard(context_id)
 
     def _went_near(self, context_id: int, name: str) -> bool:
@@ -464,7 +476,10 @@ class ModuleServer:
         2.7's relative-first attempts, and the absent probes (_with_probes)."""
         if context_id in self.python2:
             entries = entries + self._relative_first(entries, sent)
-        return self._with_probes(sent, entries)
+        entries = self._with_probes(sent, entries)
+        if context_id in self.byte_code:
+            entries = [_with_byte_code(entry) for entry in entries]
+        return entries
 
     def _relative_first(self, entries: list[Entry], sent: set[str]) -> list[Entry]:
         """For a Python 2.7 context: what its relative-first imports will try.

@@ -6,12 +6,16 @@ later (six.moves ...) are asked before the parent; only a module nothing
 else finds is asked of the parent (GET_MODULE). The answer is a list of
 entries, the module and the modules it will import next:
 
-    (fullname, kind, origin, source)   kind: 'module', 'package', 'namespace', 'missing'
+    (fullname, kind, origin, source[, tag, code])
+    kind: 'module', 'package', 'namespace', 'missing'
 
-zlib-compressed codec data. Every entry is cached, negative ones too, so a
-name is asked for once. The same cache answers the target's own children:
-an intermediary serves what it has and asks its parent once per name,
-however many children wait for it.
+zlib-compressed codec data. An entry may also carry the module's marshalled
+byte code and the byte-code tag it was made for: a target with that tag runs
+it (compiling a large package costs more than sending its code), any other
+compiles the source. Every entry is cached, negative ones too, so a name is
+asked for once. The same cache answers the target's own children (see
+relaying.py): an intermediary serves what it has and asks its parent once
+per name, however many children wait for it.
 
 Every wait has a deadline, and a target without a parent (a detached task)
 fails at once: a missing module is an ImportError, never a hang. Sources are
@@ -23,22 +27,20 @@ import sys
 import zlib
 
 from transport.core import codec
-from transport.core.compat import PY2, Event, allocate_lock, monotonic, text_type
+from transport.core.compat import PY2, Event, allocate_lock, monotonic
 from transport.core.framing import Message
-from transport.core.handles import FORWARD_MODULE, GET_MODULE, LOAD_MODULE
+from transport.core.handles import GET_MODULE, LOAD_MODULE
 from transport.core.importer import load_legacy, module_spec
-from transport.core.router import accept_from_anyone
 
 if PY2:
     import imp  # here: imported inside find_module, it would ask find_module for itself
 
 REQUEST_TIMEOUT = 60.0
-# A request for a longer or malformed name is answered as missing, unrecorded; one from
-# a context with more than ANSWER_BACKLOG bytes unread is not answered (it is not reading:
-# an intermediary drops it, the controller holds it). Both bounds serve the controller too.
-MAX_NAME = 512
-ANSWER_BACKLOG = 32 * 1024 * 1024
 KINDS = ('module', 'package', 'namespace', 'missing')
+# This interpreter's byte-code tag (its magic number in hex; None on 2.7): an entry
+# carrying byte code for this tag runs it, any other entry is compiled from source.
+_machinery = sys.modules.get('_frozen_importlib_external')  # looked up, never imported
+BYTE_CODE_TAG = _machinery and _machinery.MAGIC_NUMBER.hex()
 
 # Standard-library modules of other platforms, which the standard library tries
 # on import (subprocess tries msvcrt). A parent never forwards the standard
@@ -54,24 +56,10 @@ THIRD_PARTY_DIRS = ('site-packages', 'dist-packages')
 installed = None
 
 
-def valid_module_name(fullname):
-    """A dotted module name of identifier-like parts, not too long (checked without re)."""
-    if not isinstance(fullname, (str, text_type)) or not 0 < len(fullname) <= MAX_NAME:
-        return False
-    for part in fullname.split('.'):
-        if not part or part[0].isdigit() or not all(c.isalnum() or c == '_' for c in part):
-            return False
-    return True
-
-
-def pack_entries(entries):
-    return zlib.compress(codec.encode(list(entries)), 6)
-
-
 def unpack_entries(data):
     entries = codec.decode(zlib.decompress(data))
     for entry in entries:
-        if (not isinstance(entry, (list, tuple)) or len(entry) != 4 or entry[1] not in KINDS):
+        if not isinstance(entry, (list, tuple)) or len(entry) not in (4, 6) or entry[1] not in KINDS:
             raise ValueError('malformed module entry')
     return entries
 
@@ -99,8 +87,6 @@ class ModuleForwarder(object):
         self._waits = {}
         self._lock = allocate_lock()
         router.add_handler(LOAD_MODULE, self._on_load)
-        router.add_handler(FORWARD_MODULE, self._on_forward)
-        router.add_handler(GET_MODULE, self._on_child_request, accept=accept_from_anyone)
 
     def install(self):
         global installed
@@ -125,14 +111,9 @@ class ModuleForwarder(object):
     def _on_load(self, msg):
         self.add(unpack_entries(msg.data))
 
-    def _on_forward(self, msg):
-        target_id, data = codec.decode(msg.data)
-        self.add(unpack_entries(data))
-        self.router.send(Message(target_id, self.router.context_id, LOAD_MODULE, data))
-
     # -- asking the parent -----------------------------------------------------
 
-    def _request(self, fullname):
+    def request(self, fullname):
         """Ask the parent for fullname unless asked within the timeout; return the _Wait."""
         with self._lock:
             wait = self._waits.get(fullname)
@@ -208,35 +189,13 @@ class ModuleForwarder(object):
             if (fullname in OTHER_PLATFORMS or self._own_stdlib(fullname)
                     or self._relative_attempt_py2(fullname)):
                 return None
-            wait = self._request(fullname)
+            wait = self.request(fullname)
             if not wait.done.wait(self.timeout):
                 return None  # the next import asks again (a late answer is still cached)
             entry = self.entries.get(fullname)
         if entry is None or entry[1] == 'missing':
             return None
         return entry
-
-    # -- children asking us -------------------------------------------------------
-
-    def _on_child_request(self, msg):
-        fullname = codec.decode(msg.data)
-        own_id = self.router.context_id
-
-        def reply(entries):
-            self.router.send(Message(msg.src, own_id, msg.reply_to, pack_entries(entries)))
-
-        if not valid_module_name(fullname):
-            reply([(('%s' % (fullname,))[:200], 'missing', None, None)])
-            return
-        if msg.stream is not None and msg.stream.queued() > ANSWER_BACKLOG:
-            return
-        entry = self.entries.get(fullname)
-        if entry is not None:
-            reply(self.groups.get(fullname) or [entry])
-        elif not self.can_ask():
-            reply([(fullname, 'missing', None, None)])
-        else:
-            self._request(fullname).child_replies.append(reply)
 
     # -- the import protocols -------------------------------------------------------
 
@@ -310,7 +269,7 @@ class ModuleForwarder(object):
                            lambda module: self._run(module, entry))
 
     def _run(self, module, entry):
-        fullname, kind, origin, source = entry
+        fullname, kind, origin, source = entry[:4]
         filename = origin or '<forwarded %s>' % fullname
         if PY2:  # 2.7: a native str, as from disk (compile() takes no non-ASCII text)
             filename = filename.encode('utf-8')
@@ -325,7 +284,8 @@ class ModuleForwarder(object):
         linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
         # dont_inherit: the module's own __future__ imports, not this file's (on 2.7,
         # absolute_import here would turn off the module's implicit relative imports).
-        exec(compile(source, filename, 'exec', 0, True), module.__dict__)
+        code = entry[4:5] == (BYTE_CODE_TAG,) and __import__('marshal').loads(entry[5])
+        exec(code or compile(source, filename, 'exec', 0, True), module.__dict__)
 
 
 def _stdlib_dir():

@@ -16,7 +16,7 @@ from transport.core import codec
 from transport.core.broker import Broker
 from transport.core.compat import Event, exit_now, monotonic, retry_eintr, set_cloexec
 from transport.core.dispatch import Dispatcher
-from transport.core.forwarding import ModuleForwarder
+from transport.core.forwarding import BYTE_CODE_TAG, ModuleForwarder
 from transport.core.framing import HEADER, HEADER_SIZE, MAGIC, READY_MARKER, Message
 from transport.core.handles import BOOT_CONFIG, CALL_FUNCTION, CONNECT, SHUTDOWN, SIGNAL_COMMANDS
 from transport.core.router import Router
@@ -24,14 +24,6 @@ from transport.core.stream import Stream
 
 BOOT_TIMEOUT = 30.0
 FLUSH_TIMEOUT = 2.0
-
-
-def _byte_code_tag():
-    """This interpreter's magic number in hex (None on 2.7): see bootstrap.py."""
-    # Loaded at start-up by every Python 3; looked up, never imported (an import of a
-    # missing module would ask the parent, which answers only after the hello).
-    machinery = sys.modules.get('_frozen_importlib_external')
-    return machinery.MAGIC_NUMBER.hex() if machinery is not None else None
 
 
 class BootError(Exception):
@@ -147,7 +139,7 @@ class Target(object):
             'pid': os.getpid(),
             'python': sys.executable,
             'version': '%d.%d.%d' % sys.version_info[:3],
-            'byte_code_tag': _byte_code_tag(),
+            'byte_code_tag': BYTE_CODE_TAG,
         }
         return Message(self.config['parent_id'], self.config['context_id'],
                        self.config['hello_handle'], codec.encode(('ok', info)))

@@ -22,6 +22,7 @@ from transport.core.framing import Message
 from transport.core.handles import BOOT_CONFIG
 from transport.core.handshake import BootScanner, payload_header
 from transport.core.os_strings import os_string
+from transport.core.relaying import serve_children
 from transport.core.stream import Stream
 
 F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031)
@@ -94,6 +95,7 @@ def start_child(router, spec, reply):
         stream.write(text.encode('utf-8', 'surrogateescape'))
         stream.flush()
 
+    serve_children(router)  # the child's imports are asked of us
     try:
         config = {'context_id': spec['context_id'], 'parent_id': router.context_id,
                   'max_message_size': spec['max_message_size'], 'name': spec['name']}
