@@ -31,6 +31,7 @@ import sys
 import zlib
 
 from transport import disk_cache
+from transport.core.forwarding import BYTE_CODE_TAG
 from transport.core.handshake import PAYLOAD_HEADER_SIZE
 
 CORE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "core")
@@ -68,13 +69,10 @@ __import__('transport.core.main');sys.modules['transport.core.main'].main()
 
 def byte_code_tag() -> str:
     """The tag of this interpreter's byte code (its magic number, hex): what a
-    target's first stage compares with a compiled payload's tag."""
-    # The import system's own module has it (importlib.util would cost a controller's
-    # start ~4 ms for contextlib, functools and collections).
-    external = sys.modules.get("_frozen_importlib_external")
-    if external is None:
-        import importlib.util as external
-    return external.MAGIC_NUMBER.hex()
+    target's first stage compares with a compiled payload's tag, and what the
+    core's hello and module forwarding call it (forwarding.BYTE_CODE_TAG, never
+    None on the controller's Python 3)."""
+    return BYTE_CODE_TAG
 
 
 class Bootstrap:

@@ -473,7 +473,8 @@ class ModuleServer:
 
     def _completed(self, context_id: int, entries: list[Entry], sent: set[str]) -> list[Entry]:
         """entries (already in sent), with the answers that go ahead with them: Python
-        2.7's relative-first attempts, and the absent probes (_with_probes)."""
+        2.7's relative-first attempts, and the absent probes (_with_probes); each with
+        its byte code for a context of this interpreter's tag."""
         if context_id in self.python2:
             entries = entries + self._relative_first(entries, sent)
         entries = self._with_probes(sent, entries)
