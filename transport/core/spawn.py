@@ -39,6 +39,10 @@ RECENT_STDERR = 0.5
 # Why a start failed when the first stage, sent source, asked for source: what it took
 # for the payload's header came from elsewhere (something had read its stdin first).
 GARBLED_HEADER = 'the first stage read something other than the bootstrap sent to it'
+# At connect_timeout, a child whose first stage has not announced itself is still
+# logging in, and the login may end at that same moment with its own reason (ssh's
+# ConnectTimeout is connect_timeout too): it gets this long more to give it.
+LOGIN_WORDS_GRACE = 1.0
 
 # Per broker, its connections whose process is not reaped or whose stderr is still open:
 # the broker's timers finish them; reap_remaining() those left when its loop has ended.
@@ -244,6 +248,8 @@ class Connection(object):
         self._boot_message = None
         self._failure = None
         self._timer = None
+        self._first_stage_seen = False
+        self._timed_out = False
 
     def __repr__(self):
         return 'Connection(%r, state=%r)' % (self.name, self.state)
@@ -296,6 +302,7 @@ class Connection(object):
                        % scanner.found_version, self._details(scanner.preamble_text()))
             self.stream.disconnect('unsupported interpreter')
         elif scanner.state == 'waiting':
+            self._first_stage_seen = True
             self._send_payload()  # the first stage runs: no password prompt can follow
             if scanner.wants_source:
                 if self.payload[0] == 'source':  # the header it read was not ours
@@ -329,7 +336,12 @@ class Connection(object):
         self.on_ready(self, info)
 
     def _on_timeout(self):
-        if self.state == 'booting':
+        if self.state != 'booting':
+            return
+        if not (self._timed_out or self._first_stage_seen) and self.process.poll() is None:
+            self._timed_out = True
+            self._timer = self.broker.call_later(LOGIN_WORDS_GRACE, self._on_timeout)
+        else:
             self._give_up('timed out after %gs waiting for the interpreter to start'
                           % self.connect_timeout, self._details(''), 'connect timeout')
 
