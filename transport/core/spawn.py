@@ -41,7 +41,8 @@ RECENT_STDERR = 0.5
 GARBLED_HEADER = 'the first stage read something other than the bootstrap sent to it'
 # At connect_timeout, a child whose first stage has not announced itself is still
 # logging in, and the login may end at that same moment with its own reason (ssh's
-# ConnectTimeout is connect_timeout too): it gets this long more to give it.
+# ConnectTimeout is connect_timeout too): it gets this long more to give it (its end,
+# when it has ended already, is reported with that reason meanwhile).
 LOGIN_WORDS_GRACE = 1.0
 
 # Per broker, its connections whose process is not reaped or whose stderr is still open:
@@ -338,7 +339,7 @@ class Connection(object):
     def _on_timeout(self):
         if self.state != 'booting':
             return
-        if not (self._timed_out or self._first_stage_seen) and self.process.poll() is None:
+        if not (self._timed_out or self._first_stage_seen):
             self._timed_out = True
             self._timer = self.broker.call_later(LOGIN_WORDS_GRACE, self._on_timeout)
         else:
