@@ -281,6 +281,21 @@ def test_c_extensions_are_refused_and_fallbacks_work(router, helpers):
     assert ctx.call(helpers.speedups_or_fallback) == "fallback"
 
 
+@pytest.mark.parametrize("label", ["3.6", "3.13"])
+def test_a_c_extension_a_target_lacks_is_named_as_one_the_controller_does_not_send(
+        router, helpers, label):
+    ctx = router.local(python=find_interpreters()[label])
+    with pytest.raises(transport.RemoteError) as info:
+        ctx.call(importlib.import_module, "fwdpkg._speedups")
+    assert info.value.remote_type in ("ModuleNotFoundError", "ImportError")
+    assert info.value.hint == ("fwdpkg._speedups is a C extension on the controller, which is "
+                               "never sent to targets: install fwdpkg on the target")
+    assert f"(on {ctx.name})\n({info.value.hint})\n" in str(info.value)
+    with pytest.raises(transport.RemoteError) as info:  # a module that is nowhere: no hint
+        ctx.call(importlib.import_module, "fwdpkg._nowhere")
+    assert info.value.hint == "" and "controller" not in str(info.value)
+
+
 def test_remote_traceback_shows_forwarded_source(router, helpers):
     ctx = router.local()  # the controller's Python: the module runs as byte code, its lines still show
     with pytest.raises(transport.RemoteError) as info:

@@ -70,18 +70,23 @@ class HostKeyError(ConnectError):
 
 
 class RemoteError(TransportError):
-    """The remote function raised. str() shows the remote traceback."""
+    """The remote function raised. str() shows the remote traceback, and `.hint` (when
+    not empty) the controller's explanation: a module the target could not import that
+    the controller has only as compiled code, which is never sent."""
 
     def __init__(self, host: str, remote_type: str, remote_message: str,
-                 remote_traceback: str) -> None:
+                 remote_traceback: str, hint: str = "") -> None:
         super().__init__(host, remote_type, remote_message, remote_traceback)
         self.host = host
         self.remote_type = remote_type
         self.remote_message = remote_message
         self.remote_traceback = remote_traceback
+        self.hint = hint  # the controller's own explanation, if it has one
 
     def __str__(self) -> str:
         text = f"{shown(self.remote_type)}: {shown(self.remote_message)} (on {self.host})"
+        if self.hint:
+            text += f"\n({self.hint})"
         if self.remote_traceback:
             text += (f"\n\nRemote traceback from {self.host}:\n"
                      f"{shown(self.remote_traceback.rstrip())}")

@@ -7,8 +7,9 @@ it with ast for the modules it imports (cached per file), and answers with
 the whole closure at once, so a package and its dependencies arrive in one
 round trip. The answer never includes the standard library (a target has
 its own), C extensions or byte-code-only modules (the target gets an
-ImportError, so pure-Python fallbacks work), nor anything already sent to
-that context. Names that are not dotted identifiers are refused.
+ImportError, so pure-Python fallbacks work; one that reaches the caller says
+why: import_error_hint), nor anything already sent to that context. Names
+that are not dotted identifiers are refused.
 
 A forwarded package's data files (GET_RESOURCE: certifi's cacert.pem,
 templates) are read from the package's own directories on request, by
@@ -101,6 +102,29 @@ def _read_data(entry: Entry, name: str) -> tuple[str, Any]:
     return ("refused", f"no data file {name!r} in {entry[0]}")
 
 
+# Modules found on the controller only as compiled code (a C extension, or byte code
+# without its source), which are never sent: what each is, so that a target's "No
+# module named" for one can say why (import_error_hint). Bounded by what is installed.
+compiled_only: dict[str, str] = {}
+
+
+def import_error_hint(remote_type: str, message: str) -> str:
+    """Why a module a target could not import was not sent to it, if the controller
+    has it only as compiled code; else "". message is the target's (untrusted) text:
+    it only selects one of the names recorded here."""
+    prefix = "No module named "
+    if remote_type not in ("ModuleNotFoundError", "ImportError") or not message.startswith(prefix):
+        return ""
+    # Python 3 names the module in full; Python 2 only its last part, which may be more
+    # than one module's: no hint then, rather than a wrong one.
+    name = message[len(prefix):].strip("'")
+    what = compiled_only.get(name)
+    if what is None:
+        return ""
+    return (f"{name} is {what} on the controller, which is never sent to targets: "
+            f"install {name.partition('.')[0]} on the target")
+
+
 class ModuleFinder:
     """Finds modules and their import closures on the controller's sys.path."""
 
@@ -117,7 +141,7 @@ class ModuleFinder:
         self._on_demand_imports: dict[str, list[tuple[str, bool]]] = {}
 
     def entry(self, fullname: str) -> Entry:
-        from importlib.machinery import SourceFileLoader
+        from importlib.machinery import ExtensionFileLoader, SourceFileLoader
 
         missing = (fullname, "missing", None, None)
         if not valid_module_name(fullname):
@@ -132,7 +156,9 @@ class ModuleFinder:
         if spec.loader is None or spec.origin in (None, "namespace"):
             return (fullname, "namespace", None, None) if spec.submodule_search_locations else missing
         if not isinstance(spec.loader, SourceFileLoader):
-            return missing  # C extension, byte-code only, built in
+            compiled_only[fullname] = ("a C extension" if isinstance(spec.loader, ExtensionFileLoader)
+                                       else "byte code without its source")
+            return missing
         try:
             with open(spec.origin, "rb") as f:
                 source = f.read()
