@@ -250,7 +250,6 @@ class Connection(object):
         self._failure = None
         self._timer = None
         self._first_stage_seen = False
-        self._timed_out = False
 
     def __repr__(self):
         return 'Connection(%r, state=%r)' % (self.name, self.state)
@@ -336,12 +335,11 @@ class Connection(object):
         self._timer.cancel()
         self.on_ready(self, info)
 
-    def _on_timeout(self):
+    def _on_timeout(self, grace=LOGIN_WORDS_GRACE):
         if self.state != 'booting':
             return
-        if not (self._timed_out or self._first_stage_seen):
-            self._timed_out = True
-            self._timer = self.broker.call_later(LOGIN_WORDS_GRACE, self._on_timeout)
+        if grace and not self._first_stage_seen:
+            self._timer = self.broker.call_later(grace, self._on_timeout, 0)
         else:
             self._give_up('timed out after %gs waiting for the interpreter to start'
                           % self.connect_timeout, self._details(''), 'connect timeout')
