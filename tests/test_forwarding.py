@@ -445,6 +445,37 @@ def test_functions_from_the_callers_main_script(tmp_path):
     assert out.stdout.strip() == "hello target from __transport_main__"
 
 
+def test_a_script_without_a_main_guard_is_told_why_the_target_ran_it(tmp_path):
+    # The target imports the script to find hello(); without the guard it runs the
+    # script's own work there, where `transport` is the core: the error says why.
+    # A function that raises of its own in a guarded script gets no such hint.
+    body = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.getcwd()!r})
+        import transport
+
+        def hello():
+            raise ValueError("hello failed")
+
+        {{guard}}with transport.Router() as router:
+            {{guard_indent}}router.local().call(hello)
+    """)
+    guarded = body.format(guard='if __name__ == "__main__":\n    ', guard_indent="    ")
+    for name, text, expected in (("unguarded.py", body.format(guard="", guard_indent=""),
+                                  "AttributeError: module 'transport' has no attribute 'Router'"),
+                                 ("guarded.py", guarded, "ValueError: hello failed")):
+        script = tmp_path / name
+        script.write_text(text)
+        out = subprocess.run([sys.executable, str(script)], cwd="/", capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 1
+        assert f"RemoteError: {expected} (on local:{sys.executable})\n" in out.stderr
+        hint = (f"(the target ran the module-level code of this script, {script}, as it "
+                f"imported it to find a function of it: keep the script's own work under "
+                f"`if __name__ == \"__main__\":`)")
+        assert (hint in out.stderr) == (name == "unguarded.py"), out.stderr
+
+
 def test_functions_from_a_main_run_with_dash_m_or_without_dot_py(tmp_path):
     # python -m app.deploy: the target imports app.deploy itself, so its relative
     # imports work; a script named without .py (/usr/local/bin/deploy) is sent as one.

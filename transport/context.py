@@ -29,7 +29,7 @@ from transport.core.router import NO_ROUTE
 from transport.core.spawn import printable
 from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout, TransportError, shown_value
 from transport.functions import function_reference
-from transport.modules import import_error_hint, is_stdlib
+from transport.modules import import_error_hint, is_stdlib, script_hint
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -245,7 +245,8 @@ def remote_error(host: str, fields: Any) -> RemoteError:
     if not (isinstance(fields, (tuple, list)) and len(fields) == 3
             and all(type(field) is str for field in fields) and len(fields[0]) <= MAX_TYPE_NAME):
         raise ProtocolError(f"{host}: malformed error reply: {shown_value(fields)}")
-    return RemoteError(host, *fields, hint=import_error_hint(fields[0], fields[1]))
+    hint = import_error_hint(fields[0], fields[1]) or script_hint(fields[2])
+    return RemoteError(host, *fields, hint=hint)
 
 
 def _settle(context: Context, future: Any, msg: Message) -> None:

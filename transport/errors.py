@@ -72,7 +72,8 @@ class HostKeyError(ConnectError):
 class RemoteError(TransportError):
     """The remote function raised. str() shows the remote traceback, and `.hint` (when
     not empty) the controller's explanation: a module the target could not import that
-    the controller has only as compiled code, which is never sent."""
+    the controller has only as compiled code, which is never sent, or the controller's
+    script run on the target for want of an `if __name__ == "__main__":`."""
 
     def __init__(self, host: str, remote_type: str, remote_message: str,
                  remote_traceback: str, hint: str = "") -> None:

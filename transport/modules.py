@@ -125,6 +125,25 @@ def import_error_hint(remote_type: str, message: str) -> str:
             f"install {name.partition('.')[0]} on the target")
 
 
+def script_hint(remote_traceback: str) -> str:
+    """Why a target ran the controller's own script, if a remote traceback passes
+    through its module-level code; else "". A target imports the script to find a
+    function of it, and a script that keeps its work outside `if __name__ ==
+    "__main__":` then does that work there (where `transport` is the core, without
+    a Router). The traceback is the target's text: it only selects the path."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path:
+        return ""
+    frame = f'File "{path}", line '
+    for line in remote_traceback.splitlines():
+        line = line.strip()
+        if line.startswith(frame) and line.endswith(", in <module>"):
+            return (f"the target ran the module-level code of this script, {path}, as it "
+                    f"imported it to find a function of it: keep the script's own work "
+                    f"under `if __name__ == \"__main__\":`")
+    return ""
+
+
 class ModuleFinder:
     """Finds modules and their import closures on the controller's sys.path."""
 
