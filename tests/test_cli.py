@@ -58,6 +58,21 @@ def test_local_call_with_json_arguments():
     assert json.loads(out.stdout)["hosts"]["localhost"]["result"] == 6
 
 
+def test_call_finds_a_module_in_the_current_directory(tmp_path):
+    # The installed script (whose sys.path has its own directory, not ours) finds
+    # ./deploy_tasks.py as `python -m transport` would, and the target gets it forwarded.
+    (tmp_path / "deploy_tasks.py").write_text("def double(n):\n    return 2 * n\n")
+    script = os.path.join(os.path.dirname(sys.executable), "transport")
+    assert os.access(script, os.X_OK), f"{script} missing: pip install -e . into this venv"
+    out = subprocess.run([script, "call", "deploy_tasks:double", "21"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "42\n", "")
+    out = subprocess.run([script, "call", "no_such_tasks:double"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stderr) == (
+        1, "transport: cannot find no_such_tasks:double: No module named 'no_such_tasks'\n")
+
+
 def test_missing_interpreter_fails_with_a_clear_message():
     out = transport_cli("--python", "/no/python", "ping")
     assert out.returncode == 1

@@ -57,12 +57,26 @@ def _resolve(spec: str) -> Any:
     if not sep or not module_name or not qualname:
         raise SystemExit(f"transport: expected module:function, got {spec!r}")
     try:
-        obj: Any = importlib.import_module(module_name)
+        obj: Any = _import_here(module_name)
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as e:
         raise SystemExit(f"transport: cannot find {spec}: {e}") from None
     return obj
+
+
+def _import_here(module_name: str) -> Any:
+    """The module, from sys.path or else from the current directory (as `python -m
+    transport` would find it: `transport call tasks:deploy` beside ./tasks.py). The
+    directory comes last, so it never hides an installed module."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        here = os.getcwd()
+        if e.name != module_name.partition(".")[0] or here in sys.path or "" in sys.path:
+            raise
+        sys.path.append(here)
+        return importlib.import_module(module_name)
 
 
 def _jsonable(value: Any, strict: bool = False) -> Any:
@@ -120,8 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "/bin/sh -c, several run directly")
     run.add_argument("cmd", nargs=argparse.REMAINDER)
     call = commands.add_parser("call", help="run module:function [ARG ...]")
-    call.add_argument("function")
-    call.add_argument("args", nargs="*")
+    call.add_argument("function", help="module:function; the module may be a file in the "
+                      "current directory")
+    call.add_argument("args", nargs="*", help="arguments, as JSON where they parse")
     put = commands.add_parser("put", help="copy a local file to the hosts")
     put.add_argument("src")
     put.add_argument("dst")
