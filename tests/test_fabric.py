@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -271,6 +272,31 @@ def test_unreachable_host_names_the_host(sshd, runtime_config, tmp_path):
     result = fab(directory, runtime_config, "-H", f"tp-plain@127.0.0.1:{_closed_port()}", "whoami")
     assert result.returncode != 0
     assert "127.0.0.1" in result.stderr and "refused" in result.stderr.lower()
+
+
+def test_a_function_defined_in_the_fabfile_fails_with_a_hint_to_move_it(sshd, runtime_config,
+                                                                      tmp_path):
+    # c.call(f) makes the target import f's module: a fabfile's `from fabric import task`
+    # needs Fabric (and paramiko's metadata, and cryptography) there. The error says why.
+    fabfile = tmp_path / "fabfile.py"
+    fabfile.write_text(textwrap.dedent("""
+        import os
+        from fabric import task
+
+        def where():
+            return os.getcwd()
+
+        @task
+        def here(c):
+            print(c.call(where))
+    """))
+    directory = project(tmp_path, "fast", fabfile, True)
+    result = fab(directory, runtime_config, "-H", host(sshd, "tp-plain"), "here")
+    assert result.returncode == 1
+    assert (f"(the target ran the module-level code of fabfile ({directory / 'fabfile.py'}), "
+            "as it imported it to find a function of it: keep imports that only the controller "
+            "has out of it (a fabfile's `from fabric import task`), or define the function in "
+            "a module of its own)\n") in result.stderr, result.stderr
 
 
 def test_a_fabfile_without_the_key_uses_stock_fabric(sshd, runtime_config, tmp_path):

@@ -29,7 +29,7 @@ from transport.core.router import NO_ROUTE
 from transport.core.spawn import printable
 from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout, TransportError, shown_value
 from transport.functions import function_reference
-from transport.modules import import_error_hint, is_stdlib, script_hint
+from transport.modules import import_error_hint, is_stdlib, module_code_hint
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -245,8 +245,7 @@ def remote_error(host: str, fields: Any) -> RemoteError:
     if not (isinstance(fields, (tuple, list)) and len(fields) == 3
             and all(type(field) is str for field in fields) and len(fields[0]) <= MAX_TYPE_NAME):
         raise ProtocolError(f"{host}: malformed error reply: {shown_value(fields)}")
-    hint = import_error_hint(fields[0], fields[1]) or script_hint(fields[2])
-    return RemoteError(host, *fields, hint=hint)
+    return RemoteError(host, *fields, hint=import_error_hint(fields[0], fields[1]))
 
 
 def _settle(context: Context, future: Any, msg: Message) -> None:
@@ -261,7 +260,12 @@ def _settle(context: Context, future: Any, msg: Message) -> None:
         return
     try:
         value = reply_value(context.name, msg.data)
-    except (ProtocolError, RemoteError) as e:
+    except RemoteError as e:
+        if not e.hint:
+            e.hint = module_code_hint(e.remote_traceback, context._modules_pushed)
+        future.set_exception(e)
+        return
+    except ProtocolError as e:
         future.set_exception(e)
         return
     future.set_result(value)

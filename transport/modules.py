@@ -37,6 +37,7 @@ from transport.core.router import accept_from_anyone
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
     from transport.core.router import Router as CoreRouter
@@ -125,22 +126,38 @@ def import_error_hint(remote_type: str, message: str) -> str:
             f"install {name.partition('.')[0]} on the target")
 
 
-def script_hint(remote_traceback: str) -> str:
-    """Why a target ran the controller's own script, if a remote traceback passes
-    through its module-level code; else "". A target imports the script to find a
-    function of it, and a script that keeps its work outside `if __name__ ==
-    "__main__":` then does that work there (where `transport` is the core, without
-    a Router). The traceback is the target's text: it only selects the path."""
-    path = getattr(sys.modules.get("__main__"), "__file__", None)
-    if not path:
-        return ""
-    frame = f'File "{path}", line '
+def module_code_hint(remote_traceback: str, called: Iterable[str]) -> str:
+    """Why a call failed in the module-level code of the module that defines a
+    function called there (a name in called), if its remote traceback passes through
+    it; else "". A target imports that module to find the function, and so runs its
+    top level: a script's own work outside `if __name__ == "__main__":` (where
+    `transport` is the core, without a Router), or a fabfile's `from fabric import
+    task`. The traceback is the target's text: it only selects one of these files."""
+    main = sys.modules.get("__main__")
+    main_spec = getattr(main, "__spec__", None)
+    main_names = {MAIN_ALIAS, getattr(main_spec, "name", None)}  # a script, or python -m's
+    files = {}
+    for name in called:
+        module = main if name in main_names else sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        if path:
+            files[f'File "{path}", line '] = (name, path)
     for line in remote_traceback.splitlines():
         line = line.strip()
-        if line.startswith(frame) and line.endswith(", in <module>"):
+        if not line.endswith(", in <module>"):
+            continue
+        found = files.get(line[:line.find(", line ") + len(", line ")])
+        if found is None:
+            continue
+        name, path = found
+        if name in main_names:
             return (f"the target ran the module-level code of this script, {path}, as it "
                     f"imported it to find a function of it: keep the script's own work "
                     f"under `if __name__ == \"__main__\":`")
+        return (f"the target ran the module-level code of {name} ({path}), as it imported "
+                f"it to find a function of it: keep imports that only the controller "
+                f"has out of it (a fabfile's `from fabric import task`), or define the "
+                f"function in a module of its own")
     return ""
 
 
