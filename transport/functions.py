@@ -34,10 +34,16 @@ def function_reference(fn: Callable[..., Any]) -> tuple[str, str]:
     try:
         return _references[fn]
     except KeyError:
-        reference = _references[fn] = _reference(fn)
-        return reference
+        hashable = True
     except TypeError:  # unhashable: a method of an unhashable instance, refused below
-        return _reference(fn)
+        hashable = False
+    # Outside the handlers: a TypeError raised here must not carry the KeyError, whose
+    # text is fn's repr (a bound method's shows its instance: os.environ.get's, the
+    # whole environment).
+    reference = _reference(fn)
+    if hashable:
+        _references[fn] = reference
+    return reference
 
 
 def _reference(fn: Callable[..., Any]) -> tuple[str, str]:
