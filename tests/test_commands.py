@@ -28,6 +28,27 @@ def test_exit_code_and_output(target):
     assert result.text() == "out\n" and result.text("stderr") == "err\n"
 
 
+@pytest.mark.parametrize("env, error, words", [
+    ({"": "x"}, ValueError, "env: '' is not a variable name (it is empty or holds '=' or NUL)"),
+    ({"A=B": "x"}, ValueError, "env: 'A=B' is not a variable name"),
+    ({3: "x"}, TypeError, "env names are str, not int"),
+    ({"PORT": 8080}, TypeError, "env['PORT'] is int: values are str or bytes (None unsets"),
+    ({"TOKEN": "s3cret\0"}, ValueError, "env['TOKEN'] holds a NUL character"),
+    (["X=1"], TypeError, "env must be a dict of names to values, not list"),
+])
+def test_a_bad_environment_is_refused_here_the_same_for_every_target(router, env, error, words):
+    # Targets disagreed (3.11 ran a command with an empty name, 2.7 refused it), and
+    # said so as a RemoteError; a value is never shown (it may be a secret).
+    for python in (PY, INTERPRETERS["2.7"]):
+        context = router.local(python=python)
+        with pytest.raises(error) as info:
+            context.run("true", env=env)
+        assert words in str(info.value) and "s3cret" not in str(info.value)
+        with pytest.raises(error):
+            context.set_baseline(env=env)
+        assert context.run("echo $X", env={"X": b"bytes"}).stdout == b"bytes\n"
+
+
 def test_a_list_runs_without_a_shell(target):
     result = target.run(["printf", "%s|", "a b", "$HOME"])
     assert result.stdout == b"a b|$HOME|"

@@ -219,6 +219,29 @@ def _size(pty_size: tuple[int, int]) -> tuple[int, int]:
     return columns, rows
 
 
+def checked_env(env: Any) -> dict[str, str | bytes | None] | None:
+    """env as a command (or set_baseline) takes it, checked here so that every target
+    Python refuses the same things with the same words: names are non-empty str
+    without "=" or NUL, values str or bytes without NUL, or None to unset. No value
+    is shown in an error: an environment carries secrets."""
+    if env is None:
+        return None
+    if not isinstance(env, dict):
+        raise TypeError(f"env must be a dict of names to values, not {type(env).__name__}")
+    for name, value in env.items():
+        if not isinstance(name, str):
+            raise TypeError(f"env names are str, not {type(name).__name__}")
+        if not name or "=" in name or "\0" in name:
+            raise ValueError(f"env: {shown_value(name)} is not a variable name (it is empty "
+                             "or holds '=' or NUL)")
+        if value is not None and not isinstance(value, (str, bytes)):
+            raise TypeError(f"env[{shown_value(name)}] is {type(value).__name__}: values are "
+                            "str or bytes (None unsets the variable)")
+        if value is not None and ("\0" in value if isinstance(value, str) else b"\0" in value):
+            raise ValueError(f"env[{shown_value(name)}] holds a NUL character")
+    return env
+
+
 def _input_word(context: Context, data: bytes) -> tuple[int, int]:
     """A message to the input handle decoded: (INPUT_READY, handle), (INPUT_TAKEN, bytes),
     (INPUT_ENDED, 0) or (INPUT_TERMINAL, handle)."""
@@ -250,6 +273,7 @@ class RunningCommand:
                  on_output: Callable[[str, bytes], Any] | None, pty: bool,
                  pty_size: tuple[int, int], replace_env: bool, live: bool,
                  executable: str | None = None) -> None:
+        env = checked_env(env)
         if not context.alive:
             raise context._gone_error()
         self.context = context

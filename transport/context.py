@@ -479,9 +479,10 @@ class Context:
         interpreter had when it booted: changes a call makes do not leak into the
         next. Returns the directory calls now start in.
         """
+        from transport.commands import checked_env
         from transport.core import baseline
 
-        return self.call(baseline.set_baseline, cwd, env)
+        return self.call(baseline.set_baseline, cwd, checked_env(env))
 
     # -- modules and detached jobs ---------------------------------------------
 
@@ -494,7 +495,8 @@ class Context:
         """Run a command in the context and return its CommandResult.
 
         A string runs under /bin/sh -c (shell=False splits nothing: pass a list); a
-        list runs directly. env adds to the context's environment (None unsets), or
+        list runs directly. env adds to the context's environment (None unsets; see
+        commands.checked_env for what it may hold), or
         with replace_env=True is the command's whole environment; cwd sets the
         directory, input is fed to stdin (more than a few MiB of it streams in
         windows, as a started command's input does). on_output(stream, chunk) gets
