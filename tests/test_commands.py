@@ -47,6 +47,8 @@ def test_a_bad_environment_is_refused_here_the_same_for_every_target(router, env
         with pytest.raises(error):
             context.set_baseline(env=env)
         assert context.run("echo $X", env={"X": b"bytes"}).stdout == b"bytes\n"
+        context.set_baseline(env={"X": b"baseline bytes"})
+        assert context.run("echo $X").stdout == b"baseline bytes\n"
 
 
 def test_a_list_runs_without_a_shell(target):

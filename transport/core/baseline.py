@@ -9,6 +9,7 @@ from __future__ import absolute_import
 import os
 
 from transport.core import fresh
+from transport.core.compat import PY2
 from transport.core.os_strings import os_string
 
 
@@ -19,6 +20,8 @@ def set_baseline(cwd=None, env=None):
     for key, value in (env or {}).items():
         if value is None:
             os.environ.pop(os_string(key), None)
+        elif isinstance(value, bytes) and not PY2:  # os.environ takes text only
+            os.environb[os.fsencode(os_string(key))] = value
         else:
             os.environ[os_string(key)] = os_string(value)
     if fresh.current is not None:
