@@ -51,6 +51,27 @@ def test_a_bad_environment_is_refused_here_the_same_for_every_target(router, env
         assert context.run("echo $X").stdout == b"baseline bytes\n"
 
 
+@pytest.mark.parametrize("arguments, error, words", [
+    ({"cmd": None}, TypeError, "the command is a str or a list of words, not NoneType"),
+    ({"cmd": ["ls", 3]}, TypeError, "the command's words are str or bytes, not int"),
+    ({"cmd": []}, ValueError, "the command is an empty list: name a program"),
+    ({"cmd": "true", "timeout": "5"}, TypeError, "timeout is a number of seconds, not str"),
+    ({"cmd": "true", "timeout": -1}, ValueError, "timeout is a number of seconds, not -1"),
+    ({"cmd": "cat", "input": 123}, TypeError, "input is bytes or str, not int"),
+    ({"cmd": "pwd", "cwd": 3}, TypeError, "cwd is a str or bytes path, not int"),
+])
+def test_bad_command_arguments_are_refused_before_anything_runs(target, arguments, error, words):
+    # They were RemoteErrors from deep in subprocess, or (a str timeout) a TypeError
+    # raised here after the command had started on the target.
+    for method in (target.run, target.start):
+        if method == target.start and "input" in arguments:
+            continue
+        with pytest.raises(error) as info:
+            method(**arguments)
+        assert str(info.value) == words
+    assert target.call(pow, 2, 5) == 32  # and nothing was left waiting
+
+
 def test_a_list_runs_without_a_shell(target):
     result = target.run(["printf", "%s|", "a b", "$HOME"])
     assert result.stdout == b"a b|$HOME|"

@@ -242,6 +242,26 @@ def checked_env(env: Any) -> dict[str, str | bytes | None] | None:
     return env
 
 
+def _check_command(cmd: Any, cwd: Any, timeout: Any) -> None:
+    """Refuse here what every target would refuse later, and less clearly."""
+    if isinstance(cmd, (list, tuple)):
+        if not cmd:
+            raise ValueError("the command is an empty list: name a program")
+        for word in cmd:
+            if not isinstance(word, (str, bytes)):
+                raise TypeError(f"the command's words are str or bytes, not "
+                                f"{type(word).__name__}")
+    elif not isinstance(cmd, str):
+        raise TypeError(f"the command is a str or a list of words, not {type(cmd).__name__}")
+    if cwd is not None and not isinstance(cwd, (str, bytes)):
+        raise TypeError(f"cwd is a str or bytes path, not {type(cwd).__name__}")
+    if timeout is not None:
+        if type(timeout) not in (int, float):
+            raise TypeError(f"timeout is a number of seconds, not {type(timeout).__name__}")
+        if not timeout >= 0:
+            raise ValueError(f"timeout is a number of seconds, not {timeout!r}")
+
+
 def _input_word(context: Context, data: bytes) -> tuple[int, int]:
     """A message to the input handle decoded: (INPUT_READY, handle), (INPUT_TAKEN, bytes),
     (INPUT_ENDED, 0) or (INPUT_TERMINAL, handle)."""
@@ -274,6 +294,7 @@ class RunningCommand:
                  pty_size: tuple[int, int], replace_env: bool, live: bool,
                  executable: str | None = None) -> None:
         env = checked_env(env)
+        _check_command(cmd, cwd, timeout)
         if not context.alive:
             raise context._gone_error()
         self.context = context
@@ -518,6 +539,8 @@ def run(context: Context, cmd: str | list[str], **options: Any) -> CommandResult
     data = options.pop("input", None)
     if isinstance(data, str):
         data = data.encode()
+    elif data is not None and not isinstance(data, bytes):
+        raise TypeError(f"input is bytes or str, not {type(data).__name__}")
     if data is None or len(data) <= min(INLINE_INPUT, context.router.max_message_size // 2):
         return start(context, cmd, live=False, input=data, **options).wait()
     # Large input streams in windows, as a started command's does (whole, in the call,
