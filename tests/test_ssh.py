@@ -389,6 +389,18 @@ def test_paramiko_backend_refuses_what_it_cannot_honour(router):
         router.ssh("web1", backend="paramiko", via=router.local())
 
 
+@pytest.mark.parametrize("host, port, words", [
+    ("", None, "host must be a host name or address, not ''"),
+    ("web1", "22 -oProxyCommand=x", "port must be a number from 1 to 65535, not '22 -oProxy"),
+    ("web1", 0, "port must be a number from 1 to 65535, not 0"),  # not "the default, 22"
+    ("web1", 70000, "port must be a number from 1 to 65535, not 70000"),
+])
+def test_a_host_or_port_no_client_could_use_is_refused_at_once(router, host, port, words, backend):
+    with pytest.raises(ValueError) as info:
+        router.ssh(host, port=port, backend=backend)
+    assert str(info.value).startswith(words)
+
+
 def test_commands_get_the_locale_settings_sshd_gave(router, sshd, backend):
     # Python 3.7+ started without a locale sets LC_CTYPE=C.UTF-8 for itself (PEP 538);
     # the commands it runs must see what a command run by sshd sees.

@@ -158,6 +158,10 @@ class Router:
             raise ValueError(f"backend must be 'openssh' or 'paramiko', not {backend!r}")
         if backend == "paramiko" and via is not None:
             raise ValueError("the paramiko backend connects from the controller only (no via=)")
+        if not isinstance(host, str) or not host:
+            raise ValueError(f"host must be a host name or address, not {host!r}")
+        if port is not None and (type(port) is not int or not 0 < port < 65536):
+            raise ValueError(f"port must be a number from 1 to 65535, not {port!r}")
         from transport.methods.ssh import SshMethod
 
         kind: type[SshMethod] = SshMethod
