@@ -118,6 +118,21 @@ def test_detached_job_survives_a_killed_connection(sshd, work):
         assert job.id not in [j.id for j in again.jobs()]
 
 
+def test_detaching_shows_no_fork_warning_even_where_every_warning_is_asked_for(
+        work, monkeypatch, caplog):
+    # Python 3.12+ warns of a fork in a process with threads; the target has them.
+    monkeypatch.setenv("PYTHONWARNINGS", "always")
+    caplog.set_level("INFO", logger="transport.stderr")
+    with transport.Router() as router:
+        ctx = router.local(python=find_interpreters()["3.13"])
+        job = ctx.detach(work.slow_double, 2, 0)
+        assert _wait_done(ctx, job.id).result == 4
+        ctx.call(work.say, "flushed")  # what the target printed has reached the log
+        ctx.forget(job.id)
+    assert "flushed" in caplog.text
+    assert "multi-threaded" not in caplog.text and "fork" not in caplog.text
+
+
 def test_a_jobs_output_holds_what_the_job_printed_only(router, sshd, work):
     ctx = _ssh(router, sshd)
     assert ctx.call(work.say, "printed by an earlier call") == "printed by an earlier call"

@@ -15,10 +15,18 @@ import errno
 import os
 import sys
 import time
+import warnings
 
 from transport.core import codec
 from transport.core.compat import exit_now, text_type
 from transport.core.dispatch import _exit_as_python_would, error_reply, resolve
+
+# Python 3.12+ warns of any fork in a process with threads. This fork is the design
+# (a job must outlive its connection), the child never touches the connection the
+# broker thread holds (see above), and the warning names our code, which the user
+# cannot act on: it is not shown, even where PYTHONWARNINGS asks for every warning.
+warnings.filterwarnings('ignore', r'This process \(pid=\d+\) is multi-threaded',
+                        DeprecationWarning, r'transport\.core\.jobs\Z')
 
 DIGITS = frozenset('0123456789')
 HEX_DIGITS = frozenset('0123456789abcdef')
