@@ -296,6 +296,58 @@ def test_a_c_extension_a_target_lacks_is_named_as_one_the_controller_does_not_se
     assert info.value.hint == "" and "controller" not in str(info.value)
 
 
+def _dist_info(name: str, version: str, requires: str, top: str) -> dict[str, str]:
+    info = f"{name}-{version}.dist-info"
+    return {f"{info}/METADATA": (f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                 f"Requires-Python: {requires}\n\nA description: Name: x\n"),
+            f"{info}/RECORD": f"{top}/__init__.py,,\n{info}/METADATA,,\n"}
+
+
+def test_a_package_for_newer_pythons_is_named_with_the_version_it_requires(tmp_path):
+    # A new controller sends what it has: a package that needs a newer Python fails on
+    # an older target in words that name no version (here, a `|` between types).
+    files = {
+        "newonly/__init__.py": "from newonly import impl\n",
+        "newonly/impl.py": "Alias = int | None\n\ndef ok():\n    return 1\n",
+        **_dist_info("new-only", "2.0", ">=3.10, <4", "newonly"),
+        "newonlyok/__init__.py": "def boom():\n    raise ValueError('its own error')\n",
+        **_dist_info("newonlyok", "1.0", "!=3.0.*,>=2.7", "newonlyok"),
+    }
+    with importable_tree(tmp_path, files, "newonly"), transport.Router() as router:
+        import newonlyok
+
+        for label in ("3.6", "3.9"):
+            ctx = router.local(python=find_interpreters()[label])
+            with pytest.raises(transport.RemoteError) as info:
+                ctx.call(importlib.import_module, "newonly")
+            assert info.value.remote_type == "TypeError"
+            version = ctx.python_version
+            assert info.value.hint == (
+                f"new-only 2.0 on the controller requires Python >=3.10, <4, and this target "
+                f"runs {version}: install a new-only that supports Python {label} on the "
+                "target (a target imports its own packages first; only what it lacks is sent)")
+            with pytest.raises(transport.RemoteError) as info:  # a requirement met: none
+                ctx.call(newonlyok.boom)
+            assert info.value.remote_message == "its own error" and info.value.hint == ""
+        from newonly import impl
+
+        assert router.local(python=find_interpreters()["3.13"]).call(impl.ok) == 1
+
+
+@pytest.mark.parametrize("version, requires, met", [
+    ((3, 9, 18), ">=3.10", False), ((3, 10, 0), ">=3.10", True), ((3, 9, 0), "<=3.9", True),
+    ((3, 9, 18), "<=3.9", False), ((2, 7, 18), "!=3.0.*,!=3.1.*,>=2.7", True),
+    ((3, 0, 1), "!=3.0.*,>=2.7", False), ((3, 6, 15), "~=3.6", True), ((4, 0, 0), "~=3.6", False),
+    ((3, 6, 15), "==3.6.*", True), ((3, 7, 1), "==3.6.*", False), ((3, 8, 0), ">3.8", False),
+    ((3, 13, 0), ">=3.8, <3.13", False), ((3, 12, 1), ">=3.8, <3.13", True),
+    ((3, 9, 0), ">=3.9.0rc1", True),  # a clause not understood counts as met
+])
+def test_requires_python_is_read_as_pep_440_compares_release_numbers(version, requires, met):
+    from transport import hints
+
+    assert hints._meets(version, requires) is met
+
+
 def test_remote_traceback_shows_forwarded_source(router, helpers):
     ctx = router.local()  # the controller's Python: the module runs as byte code, its lines still show
     with pytest.raises(transport.RemoteError) as info:

@@ -29,7 +29,7 @@ from transport.core.router import NO_ROUTE
 from transport.core.spawn import printable
 from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout, TransportError, shown_value
 from transport.functions import function_reference
-from transport.modules import import_error_hint, is_stdlib, module_code_hint
+from transport.modules import is_stdlib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -245,6 +245,8 @@ def remote_error(host: str, fields: Any) -> RemoteError:
     if not (isinstance(fields, (tuple, list)) and len(fields) == 3
             and all(type(field) is str for field in fields) and len(fields[0]) <= MAX_TYPE_NAME):
         raise ProtocolError(f"{host}: malformed error reply: {shown_value(fields)}")
+    from transport.hints import import_error_hint  # a target that failed: rare
+
     return RemoteError(host, *fields, hint=import_error_hint(fields[0], fields[1]))
 
 
@@ -262,7 +264,10 @@ def _settle(context: Context, future: Any, msg: Message) -> None:
         value = reply_value(context.name, msg.data)
     except RemoteError as e:
         if not e.hint:
-            e.hint = module_code_hint(e.remote_traceback, context._modules_pushed)
+            from transport import hints
+
+            e.hint = hints.for_call(e.remote_type, e.remote_message, e.remote_traceback,
+                                    context.python_version, context._modules_pushed)
         future.set_exception(e)
         return
     except ProtocolError as e:

@@ -71,10 +71,9 @@ class HostKeyError(ConnectError):
 
 class RemoteError(TransportError):
     """The remote function raised. str() shows the remote traceback, and `.hint` (when
-    not empty) the controller's explanation: a module the target could not import that
-    the controller has only as compiled code, which is never sent, or a failure in the
-    module-level code of a called function's module (a script without an `if __name__
-    == "__main__":`, a fabfile's Fabric imports), which the target runs to find it."""
+    not empty) the controller's explanation of a cause only it can see (transport.hints:
+    a module it has only as compiled code, a package that needs a newer Python than the
+    target's, a failure in the module-level code of a called function's module)."""
 
     def __init__(self, host: str, remote_type: str, remote_message: str,
                  remote_traceback: str, hint: str = "") -> None:

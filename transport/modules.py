@@ -8,7 +8,7 @@ the whole closure at once, so a package and its dependencies arrive in one
 round trip. The answer never includes the standard library (a target has
 its own), C extensions or byte-code-only modules (the target gets an
 ImportError, so pure-Python fallbacks work; one that reaches the caller says
-why: import_error_hint), nor anything already sent to that context. Names
+why: hints.import_error_hint), nor anything already sent to that context. Names
 that are not dotted identifiers are refused.
 
 A forwarded package's data files (GET_RESOURCE: certifi's cacert.pem,
@@ -37,7 +37,6 @@ from transport.core.router import accept_from_anyone
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
     from typing import Any
 
     from transport.core.router import Router as CoreRouter
@@ -105,60 +104,8 @@ def _read_data(entry: Entry, name: str) -> tuple[str, Any]:
 
 # Modules found on the controller only as compiled code (a C extension, or byte code
 # without its source), which are never sent: what each is, so that a target's "No
-# module named" for one can say why (import_error_hint). Bounded by what is installed.
+# module named" for one can say why (hints.import_error_hint). Bounded by what is installed.
 compiled_only: dict[str, str] = {}
-
-
-def import_error_hint(remote_type: str, message: str) -> str:
-    """Why a module a target could not import was not sent to it, if the controller
-    has it only as compiled code; else "". message is the target's (untrusted) text:
-    it only selects one of the names recorded here."""
-    prefix = "No module named "
-    if remote_type not in ("ModuleNotFoundError", "ImportError") or not message.startswith(prefix):
-        return ""
-    # Python 3 names the module in full; Python 2 only its last part, which may be more
-    # than one module's: no hint then, rather than a wrong one.
-    name = message[len(prefix):].strip("'")
-    what = compiled_only.get(name)
-    if what is None:
-        return ""
-    return (f"{name} is {what} on the controller, which is never sent to targets: "
-            f"install {name.partition('.')[0]} on the target")
-
-
-def module_code_hint(remote_traceback: str, called: Iterable[str]) -> str:
-    """Why a call failed in the module-level code of the module that defines a
-    function called there (a name in called), if its remote traceback passes through
-    it; else "". A target imports that module to find the function, and so runs its
-    top level: a script's own work outside `if __name__ == "__main__":` (where
-    `transport` is the core, without a Router), or a fabfile's `from fabric import
-    task`. The traceback is the target's text: it only selects one of these files."""
-    main = sys.modules.get("__main__")
-    main_spec = getattr(main, "__spec__", None)
-    main_names = {MAIN_ALIAS, getattr(main_spec, "name", None)}  # a script, or python -m's
-    files = {}
-    for name in called:
-        module = main if name in main_names else sys.modules.get(name)
-        path = getattr(module, "__file__", None)
-        if path:
-            files[f'File "{path}", line '] = (name, path)
-    for line in remote_traceback.splitlines():
-        line = line.strip()
-        if not line.endswith(", in <module>"):
-            continue
-        found = files.get(line[:line.find(", line ") + len(", line ")])
-        if found is None:
-            continue
-        name, path = found
-        if name in main_names:
-            return (f"the target ran the module-level code of this script, {path}, as it "
-                    f"imported it to find a function of it: keep the script's own work "
-                    f"under `if __name__ == \"__main__\":`")
-        return (f"the target ran the module-level code of {name} ({path}), as it imported "
-                f"it to find a function of it: keep imports that only the controller "
-                f"has out of it (a fabfile's `from fabric import task`), or define the "
-                f"function in a module of its own")
-    return ""
 
 
 class ModuleFinder:

@@ -1,0 +1,224 @@
+"""The controller's explanations of a call's failure: RemoteError.hint.
+
+A remote traceback says what went wrong on the target; some failures have a
+cause only the controller can see, which these name, each in one sentence:
+- a module the target could not import that the controller has only as
+  compiled code, which is never sent (import_error_hint);
+- a forwarded package whose Requires-Python the target's Python does not meet
+  (requires_python_hint): the controller sends what it has, and a package for
+  newer Pythons fails on an older one in ways that name no version (a `|`
+  between types, a SyntaxError);
+- a failure in the module-level code of a called function's module, which the
+  target runs to find the function (module_code_hint): a script without an
+  `if __name__ == "__main__":`, a fabfile's Fabric imports.
+The remote traceback and message are the target's (untrusted) text: they only
+select which of the controller's own files and names a hint is about. The work
+is done only for a call that failed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from transport.modules import MAIN_ALIAS, compiled_only
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+FRAME_PREFIX = 'File "'
+
+
+def for_call(remote_type: str, message: str, remote_traceback: str, target_version: str,
+             called: Iterable[str]) -> str:
+    """The hint for a failed call into a target of Python target_version ("3.9.18"),
+    into which the functions of modules `called` were called; "" when none applies."""
+    return (import_error_hint(remote_type, message)
+            or requires_python_hint(remote_traceback, target_version)
+            or module_code_hint(remote_traceback, called))
+
+
+def import_error_hint(remote_type: str, message: str) -> str:
+    """Why a module a target could not import was not sent to it, if the controller
+    has it only as compiled code; else ""."""
+    prefix = "No module named "
+    if remote_type not in ("ModuleNotFoundError", "ImportError") or not message.startswith(prefix):
+        return ""
+    # Python 3 names the module in full; Python 2 only its last part, which may be more
+    # than one module's: no hint then, rather than a wrong one.
+    name = message[len(prefix):].strip("'")
+    what = compiled_only.get(name)
+    if what is None:
+        return ""
+    return (f"{name} is {what} on the controller, which is never sent to targets: "
+            f"install {name.partition('.')[0]} on the target")
+
+
+def requires_python_hint(remote_traceback: str, target_version: str) -> str:
+    """Which package in the traceback (the innermost) needs a newer Python than the
+    target's, by its distribution's Requires-Python on the controller; else ""."""
+    try:
+        version = tuple(int(part) for part in target_version.split(".")[:3])
+    except ValueError:
+        return ""
+    for path in reversed(_frame_paths(remote_traceback)):
+        found = _distribution_of(path)
+        if found is None:
+            continue
+        name, dist_version, requires = found
+        if requires and not _meets(version, requires):
+            major_minor = ".".join(str(part) for part in version[:2])
+            return (f"{name} {dist_version} on the controller requires Python {requires}, and "
+                    f"this target runs {target_version}: install a {name} that supports "
+                    f"Python {major_minor} on the target (a target imports its own "
+                    f"packages first; only what it lacks is sent)")
+    return ""
+
+
+def module_code_hint(remote_traceback: str, called: Iterable[str]) -> str:
+    """Why a call failed in the module-level code of the module that defines a
+    function called there (a name in called), if its remote traceback passes through
+    it; else "". A target imports that module to find the function, and so runs its
+    top level: a script's own work outside `if __name__ == "__main__":` (where
+    `transport` is the core, without a Router), or a fabfile's `from fabric import
+    task`."""
+    main = sys.modules.get("__main__")
+    main_spec = getattr(main, "__spec__", None)
+    main_names = {MAIN_ALIAS, getattr(main_spec, "name", None)}  # a script, or python -m's
+    files = {}
+    for name in called:
+        module = main if name in main_names else sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        if path:
+            files[path] = (name, path)
+    for line in remote_traceback.splitlines():
+        line = line.strip()
+        if not (line.startswith(FRAME_PREFIX) and line.endswith(", in <module>")):
+            continue
+        found = files.get(line[len(FRAME_PREFIX):line.find('", line ')])
+        if found is None:
+            continue
+        name, path = found
+        if name in main_names:
+            return (f"the target ran the module-level code of this script, {path}, as it "
+                    f"imported it to find a function of it: keep the script's own work "
+                    f"under `if __name__ == \"__main__\":`")
+        return (f"the target ran the module-level code of {name} ({path}), as it imported "
+                f"it to find a function of it: keep imports that only the controller "
+                f"has out of it (a fabfile's `from fabric import task`), or define the "
+                f"function in a module of its own")
+    return ""
+
+
+def _frame_paths(remote_traceback: str) -> list[str]:
+    """The files of a traceback's frames, outermost first."""
+    paths = []
+    for line in remote_traceback.splitlines():
+        line = line.strip()
+        end = line.find('", line ')
+        if line.startswith(FRAME_PREFIX) and end > len(FRAME_PREFIX):
+            paths.append(line[len(FRAME_PREFIX):end])
+    return paths
+
+
+# (directory on sys.path, top-level name) -> (name, version, Requires-Python) or None
+_distributions: dict[tuple[str, str], tuple[str, str, str] | None] = {}
+
+
+def _distribution_of(path: str) -> tuple[str, str, str] | None:
+    """(project name, version, Requires-Python) of the installed distribution that
+    holds the controller's file path, if path is under a sys.path directory and a
+    .dist-info there names its top-level package."""
+    if not path.endswith(".py") or not os.path.isfile(path):
+        return None
+    # The innermost sys.path directory that holds it ('' may hold site-packages).
+    bases = [os.path.abspath(entry or ".") for entry in sys.path]
+    inside = [base for base in bases if path.startswith(base.rstrip(os.sep) + os.sep)]
+    if not inside:
+        return None
+    base = max(inside, key=len).rstrip(os.sep)
+    top = path[len(base) + 1:].split(os.sep)[0]
+    top = top[:-3] if top.endswith(".py") else top
+    key = (base, top)
+    if key not in _distributions:
+        _distributions[key] = _read_distribution(base, top)
+    return _distributions[key]
+
+
+def _read_distribution(base: str, top: str) -> tuple[str, str, str] | None:
+    try:
+        names = sorted(name for name in os.listdir(base) if name.endswith(".dist-info"))
+    except OSError:
+        return None
+    # The dist-info named after the package first (urllib3-2.8.0.dist-info), then the
+    # others that list it (PyYAML's holds yaml).
+    normal = top.lower().replace("-", "_")
+    names.sort(key=lambda name: name.lower().replace("-", "_").split("-")[0] != normal)
+    for name in names:
+        directory = os.path.join(base, name)
+        if not _holds(directory, top):
+            continue
+        fields = {}
+        try:
+            with open(os.path.join(directory, "METADATA"), encoding="utf-8") as f:
+                for line in f:
+                    if not line.strip():
+                        break  # the headers end; the description follows
+                    key, _, value = line.partition(":")
+                    fields.setdefault(key.strip().lower(), value.strip())
+        except (OSError, UnicodeDecodeError):
+            return None
+        return fields.get("name", top), fields.get("version", "?"), fields.get("requires-python", "")
+    return None
+
+
+def _holds(directory: str, top: str) -> bool:
+    """Whether the .dist-info directory's distribution installed top-level name top."""
+    try:
+        with open(os.path.join(directory, "top_level.txt"), encoding="utf-8") as f:
+            return top in f.read().split()
+    except OSError:
+        pass
+    try:
+        with open(os.path.join(directory, "RECORD"), encoding="utf-8") as f:
+            for line in f:
+                first = line.split(",", 1)[0].split("/", 1)[0]
+                if first == top or first == top + ".py":
+                    return True
+    except (OSError, UnicodeDecodeError):
+        pass
+    return False
+
+
+def _meets(version: tuple[int, ...], requires: str) -> bool:
+    """Whether a Python version (3, 9, 18) meets a Requires-Python specifier
+    (">=3.10", "!=3.0.*,>=2.7"): PEP 440's comparisons on release numbers; a clause
+    not understood is taken as met (no hint rather than a wrong one)."""
+    for clause in requires.split(","):
+        clause = clause.strip()
+        for operator in ("~=", "==", "!=", "<=", ">=", "<", ">"):
+            if clause.startswith(operator):
+                break
+        else:
+            continue
+        text = clause[len(operator):].strip()
+        wildcard = text.endswith(".*")
+        try:
+            wanted = tuple(int(part) for part in (text[:-2] if wildcard else text).split("."))
+        except ValueError:
+            continue
+        width = max(len(wanted), len(version))
+        have = version + (0,) * (width - len(version))
+        want = wanted + (0,) * (width - len(wanted))
+        if operator in ("==", "!=") and wildcard:
+            same = version[:len(wanted)] == wanted
+            met = same if operator == "==" else not same
+        elif operator == "~=":
+            met = have >= want and version[:len(wanted) - 1] == wanted[:-1]
+        else:
+            met = {"==": have == want, "!=": have != want, "<=": have <= want,
+                   ">=": have >= want, "<": have < want, ">": have > want}[operator]
+        if not met:
+            return False
+    return True
