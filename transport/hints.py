@@ -62,7 +62,7 @@ def requires_python_hint(remote_traceback: str, target_version: str) -> str:
         version = tuple(int(part) for part in target_version.split(".")[:3])
     except ValueError:
         return ""
-    for path in reversed(_frame_paths(remote_traceback)):
+    for path in reversed(_frame_paths(remote_traceback)[-MAX_FRAMES:]):
         found = _distribution_of(path)
         if found is None:
             continue
@@ -122,73 +122,85 @@ def _frame_paths(remote_traceback: str) -> list[str]:
     return paths
 
 
-# (directory on sys.path, top-level name) -> (name, version, Requires-Python) or None
-_distributions: dict[tuple[str, str], tuple[str, str, str] | None] = {}
+# A sys.path directory -> {top-level name: (project name, version, Requires-Python)},
+# read once per directory: the target's text then costs dict look-ups only.
+_indexes: dict[str, dict[str, tuple[str, str, str]]] = {}
+MAX_FRAMES = 64  # the innermost frames of a traceback, where the failure is
 
 
 def _distribution_of(path: str) -> tuple[str, str, str] | None:
     """(project name, version, Requires-Python) of the installed distribution that
     holds the controller's file path, if path is under a sys.path directory and a
     .dist-info there names its top-level package."""
-    if not path.endswith(".py") or not os.path.isfile(path):
+    if not path.endswith(".py"):
         return None
     # The innermost sys.path directory that holds it ('' may hold site-packages).
-    bases = [os.path.abspath(entry or ".") for entry in sys.path]
-    inside = [base for base in bases if path.startswith(base.rstrip(os.sep) + os.sep)]
+    bases = [os.path.abspath(entry or ".").rstrip(os.sep) for entry in sys.path]
+    inside = [base for base in bases if path.startswith(base + os.sep)]
     if not inside:
         return None
-    base = max(inside, key=len).rstrip(os.sep)
+    base = max(inside, key=len)
     top = path[len(base) + 1:].split(os.sep)[0]
-    top = top[:-3] if top.endswith(".py") else top
-    key = (base, top)
-    if key not in _distributions:
-        _distributions[key] = _read_distribution(base, top)
-    return _distributions[key]
+    index = _indexes.get(base)
+    if index is None:
+        index = _indexes[base] = _read_index(base)
+    return index.get(top[:-3] if top.endswith(".py") else top)
 
 
-def _read_distribution(base: str, top: str) -> tuple[str, str, str] | None:
+def _read_index(base: str) -> dict[str, tuple[str, str, str]]:
+    """What each .dist-info in directory base installed: its top-level names."""
+    index: dict[str, tuple[str, str, str]] = {}
     try:
         names = sorted(name for name in os.listdir(base) if name.endswith(".dist-info"))
     except OSError:
-        return None
-    # The dist-info named after the package first (urllib3-2.8.0.dist-info), then the
-    # others that list it (PyYAML's holds yaml).
-    normal = top.lower().replace("-", "_")
-    names.sort(key=lambda name: name.lower().replace("-", "_").split("-")[0] != normal)
+        return index
     for name in names:
         directory = os.path.join(base, name)
-        if not _holds(directory, top):
+        fields = _metadata(directory)
+        if fields is None:
             continue
-        fields = {}
-        try:
-            with open(os.path.join(directory, "METADATA"), encoding="utf-8") as f:
-                for line in f:
-                    if not line.strip():
-                        break  # the headers end; the description follows
-                    key, _, value = line.partition(":")
-                    fields.setdefault(key.strip().lower(), value.strip())
-        except (OSError, UnicodeDecodeError):
-            return None
-        return fields.get("name", top), fields.get("version", "?"), fields.get("requires-python", "")
-    return None
+        found = (fields.get("name", name), fields.get("version", "?"),
+                 fields.get("requires-python", ""))
+        for top in _tops(directory):
+            index.setdefault(top, found)
+    return index
 
 
-def _holds(directory: str, top: str) -> bool:
-    """Whether the .dist-info directory's distribution installed top-level name top."""
+def _metadata(directory: str) -> dict[str, str] | None:
+    """The header fields of a .dist-info's METADATA, names in lower case."""
+    fields: dict[str, str] = {}
+    try:
+        with open(os.path.join(directory, "METADATA"), encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the headers end; the description follows
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip().lower(), value.strip())
+    except (OSError, UnicodeDecodeError):
+        return None
+    return fields
+
+
+def _tops(directory: str) -> set[str]:
+    """The top-level modules and packages a .dist-info's distribution installed."""
     try:
         with open(os.path.join(directory, "top_level.txt"), encoding="utf-8") as f:
-            return top in f.read().split()
+            return set(f.read().split())
     except OSError:
         pass
+    tops = set()
     try:
         with open(os.path.join(directory, "RECORD"), encoding="utf-8") as f:
             for line in f:
                 first = line.split(",", 1)[0].split("/", 1)[0]
-                if first == top or first == top + ".py":
-                    return True
+                if first.endswith(".py"):
+                    tops.add(first[:-3])
+                elif ("/" in line.split(",", 1)[0] and not first.startswith(".")
+                      and not first.endswith((".dist-info", ".data"))):
+                    tops.add(first)
     except (OSError, UnicodeDecodeError):
         pass
-    return False
+    return tops
 
 
 def _meets(version: tuple[int, ...], requires: str) -> bool:
