@@ -557,6 +557,37 @@ def test_functions_from_a_main_run_with_dash_m_or_without_dot_py(tmp_path):
         assert out.stdout.strip() == f"hello target from {expected}"
 
 
+def test_modules_from_a_zip_archive_and_a_zipapps_main_travel(tmp_path):
+    # A controller run from a zipapp (python app.pyz, as shiv and PEX build them) or with
+    # an archive on sys.path imports through zipimport: the archive's sources are sent.
+    import zipapp
+
+    app = tmp_path / "app"
+    (app / "zipped_tasks").mkdir(parents=True)
+    (app / "zipped_tasks" / "__init__.py").write_text(
+        "def where():\n    return __name__ + ' from ' + __file__.rpartition('.pyz')[2]\n")
+    (app / "__main__.py").write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(1, {os.getcwd()!r})
+        import transport, zipped_tasks
+
+        def main_function():
+            return "main of the zipapp on " + sys.version.split()[0]
+
+        if __name__ == "__main__":
+            with transport.Router() as router:
+                ctx = router.local(python={find_interpreters()["3.9"]!r})
+                print(ctx.call(zipped_tasks.where))
+                print(ctx.call(main_function))
+    """))
+    zipapp.create_archive(app, tmp_path / "app.pyz")
+    out = subprocess.run([sys.executable, str(tmp_path / "app.pyz")], cwd="/", capture_output=True,
+                         text=True, timeout=60)
+    assert (out.returncode, out.stderr) == (0, "")
+    assert out.stdout == ("zipped_tasks from /zipped_tasks/__init__.py\n"
+                          f"main of the zipapp on {find_interpreters()['3.9'].split('/')[-3]}\n")
+
+
 def test_a_function_from_python_dash_c_is_refused_here():
     code = ("import transport, os\n"
             "def f():\n    return 1\n"

@@ -89,15 +89,12 @@ def _main_module_name(qualname: str) -> str:
     spec = getattr(main, "__spec__", None)
     if spec is not None and spec.name and spec.name != "__main__":
         return spec.name
-    import os
+    from transport.modules import MAIN_ALIAS, main_script_source
 
-    path = getattr(main, "__file__", None)
-    if not path or not os.path.isfile(path):
+    if main_script_source() is None:
         raise TypeError(f"__main__.{qualname} comes from a program with no source file "
                         "(python -c, standard input, a REPL or a notebook), which a target "
                         "cannot import; define it in a module")
-    from transport.modules import MAIN_ALIAS
-
     return MAIN_ALIAS
 
 

@@ -108,6 +108,42 @@ def _read_data(entry: Entry, name: str) -> tuple[str, Any]:
 compiled_only: dict[str, str] = {}
 
 
+def main_script_source() -> tuple[str, bytes] | None:
+    """(path, source) of the script this process runs as __main__: a file (with or
+    without .py: /usr/local/bin/deploy), or a zipapp's __main__.py; None without one
+    (python -c, standard input, a REPL)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path:
+        return None
+    if os.path.isfile(path):
+        try:
+            with open(path, "rb") as f:
+                return path, f.read()
+        except OSError:
+            return None
+    get_data = getattr(getattr(main, "__loader__", None), "get_data", None)
+    if get_data is None or not path.endswith(".py"):
+        return None
+    try:
+        return path, get_data(path)  # python app.pyz: app.pyz/__main__.py
+    except OSError:
+        return None
+
+
+def _archived_source(spec: Any) -> bytes | None:
+    """The source of a module imported from a zip archive on sys.path (a zipapp, a PEX,
+    an egg), if the archive holds it (not only its byte code)."""
+    import zipimport
+
+    if not isinstance(spec.loader, zipimport.zipimporter) or not spec.origin.endswith(".py"):
+        return None
+    try:
+        return spec.loader.get_data(spec.origin)
+    except OSError:
+        return None
+
+
 class ModuleFinder:
     """Finds modules and their import closures on the controller's sys.path."""
 
@@ -138,15 +174,19 @@ class ModuleFinder:
             return missing
         if spec.loader is None or spec.origin in (None, "namespace"):
             return (fullname, "namespace", None, None) if spec.submodule_search_locations else missing
-        if not isinstance(spec.loader, SourceFileLoader):
-            compiled_only[fullname] = ("a C extension" if isinstance(spec.loader, ExtensionFileLoader)
-                                       else "byte code without its source")
-            return missing
-        try:
-            with open(spec.origin, "rb") as f:
-                source = f.read()
-        except OSError:
-            return missing
+        if isinstance(spec.loader, SourceFileLoader):
+            try:
+                with open(spec.origin, "rb") as f:
+                    source = f.read()
+            except OSError:
+                return missing
+        else:
+            source = _archived_source(spec)
+            if source is None:
+                compiled_only[fullname] = ("a C extension"
+                                           if isinstance(spec.loader, ExtensionFileLoader)
+                                           else "byte code without its source")
+                return missing
         kind = "package" if spec.submodule_search_locations is not None else "module"
         return (fullname, kind, spec.origin, source)
 
@@ -249,12 +289,10 @@ class ModuleFinder:
                 for info in pkgutil.iter_modules(list(spec.submodule_search_locations))]
 
     def _main_entry(self) -> Entry:
-        main = sys.modules.get("__main__")
-        path = getattr(main, "__file__", None)  # a script without .py too (/usr/local/bin/x)
-        if not path or not os.path.isfile(path):
+        found = main_script_source()
+        if found is None:
             return (MAIN_ALIAS, "missing", None, None)
-        with open(path, "rb") as f:
-            return (MAIN_ALIAS, "module", path, f.read())
+        return (MAIN_ALIAS, "module", *found)
 
     def imports_of(self, entry: Entry) -> list[tuple[str, bool]]:
         """(name, certain) for each module entry's source imports; cached per file."""
