@@ -132,6 +132,27 @@ def test_the_table_shows_any_value_and_no_control_characters(ssh_opts):
     assert [line.split()[-1] for line in out.stdout.splitlines()[1:]] == ["up?[2Aover"] * 2
 
 
+def test_the_table_shows_an_errors_hint(ssh_opts, tmp_path):
+    # What the controller knows of a failure (here: the module is a C extension here,
+    # never sent) is what the user acts on: the row shows it after the error.
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    (tmp_path / "native_tasks").mkdir()
+    (tmp_path / "native_tasks" / "__init__.py").write_text(
+        "def load():\n    from native_tasks import _native\n")
+    (tmp_path / "native_tasks" / f"_native{EXTENSION_SUFFIXES[0]}").write_bytes(b"")
+    hosts = "tp-plain@127.0.0.1,tp-plain@127.0.0.2"
+    out = subprocess.run([sys.executable, "-m", "transport", "-H", hosts, *ssh_opts, "--python",
+                          PY, "call", "native_tasks:load"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 1, out.stderr
+    rows = out.stdout.splitlines()[1:]
+    assert len(rows) == 2 and all(row.split()[1] == "error" for row in rows)
+    assert all(row.endswith("(native_tasks._native is a C extension on the controller, which "
+                            "is never sent to targets: install native_tasks on the target)")
+               for row in rows), out.stdout
+
+
 def test_several_hosts_json_and_inventory(ssh_opts, tmp_path):
     inventory = tmp_path / "hosts"
     inventory.write_text("# web servers\n127.0.0.1\n127.0.0.3   # the third\n\n")

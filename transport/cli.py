@@ -295,7 +295,8 @@ def _summary(host: str, result: HostResult) -> tuple[str, str, str]:
         first = text[0] if text else type(result.error).__name__
         if first.startswith(host + ":"):  # the HOST column says it
             first = first[len(host) + 1:].strip()
-        return "error", "", first
+        hint = getattr(result.error, "hint", "")
+        return "error", "", f"{first} ({hint})" if hint else first  # what to do, in the row
     value = result.value
     if isinstance(value, transport.CommandResult):
         output = (value.stdout or value.stderr).decode("utf-8", "replace").strip().splitlines()

@@ -42,12 +42,22 @@ def for_call(remote_type: str, message: str, remote_traceback: str, target_versi
 def import_error_hint(remote_type: str, message: str) -> str:
     """Why a module a target could not import was not sent to it, if the controller
     has it only as compiled code; else ""."""
-    prefix = "No module named "
-    if remote_type not in ("ModuleNotFoundError", "ImportError") or not message.startswith(prefix):
+    if remote_type not in ("ModuleNotFoundError", "ImportError"):
         return ""
-    # Python 3 names the module in full; Python 2 only its last part, which may be more
-    # than one module's: no hint then, rather than a wrong one.
-    name = message[len(prefix):].strip("'")
+    prefix = "No module named "
+    if message.startswith(prefix):
+        # Python 3 names the module in full; Python 2 only its last part, which may be
+        # more than one module's: no hint then, rather than a wrong one.
+        name = message[len(prefix):].strip("'")
+    elif message.startswith("cannot import name '"):
+        # `from package import module` (3.7+): "cannot import name 'module' from
+        # 'package' (...)"; a name that is not a module is not in compiled_only.
+        words = message.split("'")
+        if len(words) < 4 or words[2] != " from ":
+            return ""
+        name = f"{words[3]}.{words[1]}"
+    else:
+        return ""
     what = compiled_only.get(name)
     if what is None:
         return ""
