@@ -348,6 +348,31 @@ def test_requires_python_is_read_as_pep_440_compares_release_numbers(version, re
     assert hints._meets(version, requires) is met
 
 
+def test_a_function_the_targets_own_copy_lacks_is_explained(tmp_path, monkeypatch):
+    # The target has an older copy of the module installed, which it imports rather
+    # than ask for the controller's: "module 'ownedpkg' has no attribute 'added'" alone
+    # reads as nonsense to a user whose ownedpkg has it.
+    old = tmp_path / "installed_on_target"
+    (old / "ownedpkg").mkdir(parents=True)
+    (old / "ownedpkg" / "__init__.py").write_text("def kept():\n    return 'target copy'\n")
+    monkeypatch.setenv("PYTHONPATH", str(old))
+    files = {"ownedpkg/__init__.py": "def kept():\n    return 'controller copy'\n\n"
+                                     "def added():\n    return 2\n"}
+    with importable_tree(tmp_path / "controller", files, "ownedpkg"), \
+            transport.Router() as router:
+        import ownedpkg
+
+        ctx = router.local(python=find_interpreters()["3.13"])
+        assert ctx.call(ownedpkg.kept) == "target copy"
+        with pytest.raises(transport.RemoteError) as info:
+            ctx.call(ownedpkg.added)
+        assert info.value.remote_message == "module 'ownedpkg' has no attribute 'added'"
+        assert info.value.hint == (
+            "the target imported its own ownedpkg, which has no added: a target imports the "
+            "modules it has first and is sent only those it lacks, so install the "
+            "controller's version of ownedpkg there (or remove its copy)")
+
+
 def test_remote_traceback_shows_forwarded_source(router, helpers):
     ctx = router.local()  # the controller's Python: the module runs as byte code, its lines still show
     with pytest.raises(transport.RemoteError) as info:

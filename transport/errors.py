@@ -73,7 +73,8 @@ class RemoteError(TransportError):
     """The remote function raised. str() shows the remote traceback, and `.hint` (when
     not empty) the controller's explanation of a cause only it can see (transport.hints:
     a module it has only as compiled code, a package that needs a newer Python than the
-    target's, a failure in the module-level code of a called function's module)."""
+    target's, a function the target's own copy of its module lacks, a failure in the
+    module-level code of a called function's module)."""
 
     def __init__(self, host: str, remote_type: str, remote_message: str,
                  remote_traceback: str, hint: str = "") -> None:

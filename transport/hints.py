@@ -8,6 +8,8 @@ cause only the controller can see, which these name, each in one sentence:
   (requires_python_hint): the controller sends what it has, and a package for
   newer Pythons fails on an older one in ways that name no version (a `|`
   between types, a SyntaxError);
+- a called function that the target's own copy of its module lacks: a target
+  imports what it has first (own_copy_hint);
 - a failure in the module-level code of a called function's module, which the
   target runs to find the function (module_code_hint): a script without an
   `if __name__ == "__main__":`, a fabfile's Fabric imports.
@@ -36,6 +38,7 @@ def for_call(remote_type: str, message: str, remote_traceback: str, target_versi
     into which the functions of modules `called` were called; "" when none applies."""
     return (import_error_hint(remote_type, message)
             or requires_python_hint(remote_traceback, target_version)
+            or own_copy_hint(remote_type, message, remote_traceback, called)
             or module_code_hint(remote_traceback, called))
 
 
@@ -84,6 +87,28 @@ def requires_python_hint(remote_traceback: str, target_version: str) -> str:
                     f"Python {major_minor} on the target (a target imports its own "
                     f"packages first; only what it lacks is sent)")
     return ""
+
+
+def own_copy_hint(remote_type: str, message: str, remote_traceback: str,
+                  called: Iterable[str]) -> str:
+    """Why the target's module lacks a function the controller's has, if the call
+    failed finding it there: the target imported a copy of its own. Python 3's words
+    only (2.7's do not name the module)."""
+    frames = [line.strip() for line in remote_traceback.splitlines()
+              if line.strip().startswith(FRAME_PREFIX)]
+    if (remote_type != "AttributeError" or not frames
+            or not frames[-1].startswith('File "<transport.core.dispatch>"')
+            or not frames[-1].endswith(", in resolve")):
+        return ""
+    words = message.split("'")  # module 'verpkg' has no attribute 'new'
+    if len(words) != 5 or words[0] != "module " or words[2] != " has no attribute ":
+        return ""
+    module, attribute = words[1], words[3]
+    if module not in called or not hasattr(sys.modules.get(module), attribute):
+        return ""
+    return (f"the target imported its own {module}, which has no {attribute}: a target "
+            f"imports the modules it has first and is sent only those it lacks, so install "
+            f"the controller's version of {module.partition('.')[0]} there (or remove its copy)")
 
 
 def module_code_hint(remote_traceback: str, called: Iterable[str]) -> str:
