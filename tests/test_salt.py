@@ -301,6 +301,33 @@ def test_a_host_without_python_ends_salt_ssh_with_stocks_status(salt):
         assert results["fastnopython"].returncode == results["stocknopython"].returncode == 10
 
 
+def test_a_fast_host_whose_python_salt_cannot_run_on_is_told_so_as_stock_tells_it(salt, sshd):
+    # Salt's files failed there one by one (a SyntaxError in our own module on 2.7,
+    # No module named '_contextvars' on 3.6): the host gets the shim's status and
+    # Salt's advice, and the versions that do not fit.
+    from tests.support.interpreters import find_interpreters
+
+    old_python = find_interpreters()["2.7"]  # under /root: root logs in
+    roster = salt.conf / "roster"
+    original = roster.read_text()
+    roster.write_text(original + (
+        f"fastoldpython:\n  host: {sshd.addresses[1]}\n  user: root\n  port: {sshd.port}\n"
+        f"  priv: {sshd.client_key}\n  transport: {{kind: fast, python: {old_python}}}\n"))
+    try:
+        out, result = salt.json("fastoldpython", "test.ping")
+    finally:
+        roster.write_text(original)
+    host = out["fastoldpython"]
+    requires = importlib.metadata.metadata("salt")["Requires-Python"]
+    assert host["retcode"] == 10, host
+    assert host["stderr"] == (
+        f"ERROR: transport: root@{sshd.addresses[1]}:{sshd.port}: Salt "
+        f"{importlib.metadata.version('salt')} needs Python {requires}, and {old_python} "
+        f"there is Python {old_python.split('/')[-3]}: name a newer interpreter in the "
+        "roster (transport: {python: /usr/bin/python3})"), host
+    assert host["stdout"].startswith("ERROR: Python version error."), host
+
+
 def test_a_sudo_user_without_a_writable_home_keeps_the_cache_in_a_private_directory(salt):
     # nobody's home is /nonexistent: its cache goes to /var/tmp/transport-salt-<uid>, and
     # only if that is nobody's own private directory (Salt is imported from it).

@@ -71,17 +71,15 @@ def import_error_hint(remote_type: str, message: str) -> str:
 def requires_python_hint(remote_traceback: str, target_version: str) -> str:
     """Which package in the traceback (the innermost) needs a newer Python than the
     target's, by its distribution's Requires-Python on the controller; else ""."""
-    try:
-        version = tuple(int(part) for part in target_version.split(".")[:3])
-    except ValueError:
+    if not target_version[:1].isdigit():
         return ""
     for path in reversed(_frame_paths(remote_traceback)[-MAX_FRAMES:]):
         found = _distribution_of(path)
         if found is None:
             continue
         name, dist_version, requires = found
-        if requires and not _meets(version, requires):
-            major_minor = ".".join(str(part) for part in version[:2])
+        if requires and not python_meets(target_version, requires):
+            major_minor = ".".join(target_version.split(".")[:2])
             return (f"{name} {dist_version} on the controller requires Python {requires}, and "
                     f"this target runs {target_version}: install a {name} that supports "
                     f"Python {major_minor} on the target (a target imports its own "
@@ -238,10 +236,14 @@ def _tops(directory: str) -> set[str]:
     return tops
 
 
-def _meets(version: tuple[int, ...], requires: str) -> bool:
-    """Whether a Python version (3, 9, 18) meets a Requires-Python specifier
+def python_meets(python_version: str, requires: str) -> bool:
+    """Whether a Python version ("3.9.18") meets a Requires-Python specifier
     (">=3.10", "!=3.0.*,>=2.7"): PEP 440's comparisons on release numbers; a clause
     not understood is taken as met (no hint rather than a wrong one)."""
+    try:
+        version = tuple(int(part) for part in python_version.split(".")[:3])
+    except ValueError:
+        return True
     for clause in requires.split(","):
         clause = clause.strip()
         for operator in ("~=", "==", "!=", "<=", ">=", "<", ">"):

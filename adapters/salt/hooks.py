@@ -213,6 +213,9 @@ def fast_cmd_block(single: Any) -> tuple[str, str, int]:
         file_set.configure(single.opts)
         file_set.manifest()  # read while the connection open_early started is made
         context = context_of(single)
+        refused = _python_too_old(single, context)
+        if refused is not None:
+            return refused
         tree, file_service = _tree_on(context, host)
         _deploy_ext_mods(single, context)
         answer = context.call(salt_call.run, tree, single.thin_dir, single.minion_config,
@@ -235,6 +238,33 @@ def fast_cmd_block(single: Any) -> tuple[str, str, int]:
     finally:
         _report_served(host)
     return stdout.strip(), stderr.strip(), retcode
+
+
+def _python_too_old(single: Any, context: transport.Context) -> tuple[str, str, int] | None:
+    """A host whose Python is older than the master's Salt needs (Salt 3008: 3.8), as stock
+    reports an interpreter too old (the shim's status and Salt's advice), naming both
+    versions; None for one that will do. Salt's files would otherwise fail there one
+    by one (a SyntaxError, No module named '_contextvars')."""
+    from importlib import metadata
+
+    import salt.defaults.exitcodes
+
+    from transport.hints import python_meets
+
+    try:
+        salt_metadata = metadata.metadata("salt")
+    except metadata.PackageNotFoundError:  # Salt run from a source tree: nothing to check by
+        return None
+    requires = salt_metadata.get("Requires-Python") or ""
+    if python_meets(context.python_version, requires):
+        return None
+    status = salt.defaults.exitcodes.EX_THIN_PYTHON_INVALID
+    stderr = (f"ERROR: transport: {context.name}: Salt {salt_metadata.get('Version')} needs "
+              f"Python {requires}, and {context.python} there is Python "
+              f"{context.python_version}: name a newer interpreter in the roster "
+              f"(transport: {{python: /usr/bin/python3}})")
+    advice = single.categorize_shim_errors("", stderr, status)
+    return (f"ERROR: {advice}" if advice else ""), stderr, status
 
 
 def _as_stock_reports(single: Any, error: transport.TransportError) -> tuple[str, str, int]:
