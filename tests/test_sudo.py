@@ -97,3 +97,26 @@ def test_password_never_visible(router, sshd, caplog):
     assert secret not in caplog.text
     assert all(secret not in repr(r.args) for r in caplog.records)
     assert secret not in repr(root) and secret not in repr(SudoMethod(password=secret))
+
+
+@pytest.mark.parametrize("method", ["local", "sudo", "su"])
+def test_a_list_of_interpreters_is_for_ssh_only(router, method):
+    # It reached the spawn as an argv item: sudo's connect then waited its whole timeout.
+    with pytest.raises(TypeError) as info:
+        getattr(router, method)(python=["nosuch", "/usr/bin/python3"])
+    assert str(info.value) == (
+        f"{method}(python=...) is an interpreter's path or name, not ['nosuch', "
+        "'/usr/bin/python3'] (a list of candidates is for ssh(), whose host looks for them)")
+
+
+def test_an_interpreter_no_exec_takes_fails_the_start_at_once(router, caplog):
+    # A path with a NUL in it: the spawn's ValueError was logged on the router's thread
+    # and the connect waited for its timeout; here and through an intermediary alike.
+    with pytest.raises(transport.ConnectError) as info:
+        router.sudo(python="/usr/bin/python3\0x", connect_timeout=60)
+    assert str(info.value) == "sudo:root: cannot start 'sudo': ValueError: embedded null byte"
+    with pytest.raises(transport.ConnectError) as info:
+        router.local(python="/usr/bin/python3\0x", via=router.local(), connect_timeout=60)
+    assert "cannot start '/usr/bin/python3\\x00x': ValueError: embedded null byte" in str(
+        info.value)
+    assert "Traceback" not in caplog.text

@@ -81,6 +81,17 @@ def _connect_answer(via: Context, reply: tuple) -> dict[str, Any]:
     return {"error": (f"failed on {via.name}: malformed answer {shown_value(reply)}", {})}
 
 
+def _check_python(python: Any, method: str) -> None:
+    """Refuse a python= that no method could run: ssh() takes a path or name, or a list
+    of them (the host's shell looks for each); local(), sudo() and su() take one."""
+    candidates = python if method == "ssh" and isinstance(python, (list, tuple)) else [python]
+    if not candidates or any(not isinstance(p, str) for p in candidates if p is not None):
+        extra = (" (a list of candidates is for ssh(), whose host looks for them)"
+                 if isinstance(python, (list, tuple)) else "")
+        raise TypeError(f"{method}(python=...) is an interpreter's path or name, not "
+                        f"{shown_value(python)}{extra}")
+
+
 class Router:
     """Starts contexts and routes their messages; use as a context manager.
 
@@ -131,6 +142,7 @@ class Router:
     def local(self, *, python: str | None = None, name: str | None = None,
               connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, via: Context | None = None) -> Context:
         """Start a Python interpreter on this machine (default: sys.executable), or on via's."""
+        _check_python(python, "local")
         from transport.methods.local import LocalMethod  # each method's module on first use
 
         method = LocalMethod(python or (via.python if via else sys.executable))
@@ -162,6 +174,7 @@ class Router:
             raise ValueError(f"host must be a host name or address, not {host!r}")
         if port is not None and (type(port) is not int or not 0 < port < 65536):
             raise ValueError(f"port must be a number from 1 to 65535, not {port!r}")
+        _check_python(python, "ssh")
         from transport.methods.ssh import SshMethod
 
         kind: type[SshMethod] = SshMethod
@@ -183,6 +196,7 @@ class Router:
         python defaults to via's interpreter (or this one). Without a password sudo
         must not need one; a wrong or missing password raises AuthError at once.
         """
+        _check_python(python, "sudo")
         from transport.methods.sudo import SudoMethod
 
         method = SudoMethod(user, password=password,
@@ -199,6 +213,7 @@ class Router:
         python defaults to via's interpreter (or this one), which `user` must be able
         to run. A wrong or missing password raises AuthError at once.
         """
+        _check_python(python, "su")
         from transport.methods.su import SuMethod
 
         method = SuMethod(user, password=password,

@@ -265,6 +265,11 @@ class Connection(object):
                        {'errno': e.errno, 'exit_status': None, 'stderr': '', 'preamble': '',
                         'auth': False})
             return
+        except Exception as e:  # an argv no exec takes: fail now, not at connect_timeout
+            self._fail('cannot start %r: %s: %s' % (self.argv[0], type(e).__name__, e),
+                       {'errno': None, 'exit_status': None, 'stderr': '', 'preamble': '',
+                        'auth': False})
+            return
         self.state = 'booting'
         _unreaped.setdefault(self.broker, set()).add(self)
         self.stream = Stream(self.broker, self.process.stdout, self.process.stdin, self.name,
