@@ -401,6 +401,38 @@ def test_a_host_or_port_no_client_could_use_is_refused_at_once(router, host, por
     assert str(info.value).startswith(words)
 
 
+def test_ssh_options_take_python_values_as_ssh_config_does(router, sshd, backend):
+    # YAML's `Compression: yes` is True: OpenSSH refused "Compression=True", and the
+    # paramiko backend took it for "no".
+    from transport.methods.ssh import SshMethod
+
+    options = {**sshd.ssh_options(), "Compression": True, "ServerAliveInterval": 30}
+    ctx = router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", python="/usr/bin/python3",
+                     ssh_options=options, backend=backend)
+    assert ctx.call(os.getuid) > 0
+    method = SshMethod("web1", ssh_options={"Compression": True, "ForwardAgent": False,
+                                            "ServerAliveInterval": 30})
+    assert {key: method.client_options()[key] for key in method.ssh_options} == {
+        "Compression": "yes", "ForwardAgent": "no", "ServerAliveInterval": "30"}
+
+
+@pytest.mark.parametrize("arguments, error, words", [
+    ({"ssh_options": ["IdentityFile", "key"]}, TypeError,
+     "ssh_options is a dict of ssh_config names to values, not list"),
+    ({"ssh_options": {"IdentityFile": None}}, TypeError,
+     "ssh_options['IdentityFile'] is NoneType: values are text, numbers or True/False"),
+    ({"user": 1001}, TypeError, "user is a user name, not int"),
+    ({"connect_timeout": "10"}, TypeError, "connect_timeout is a number of seconds, not str"),
+    ({"connect_timeout": 0}, ValueError, "connect_timeout is a number of seconds above 0, not 0"),
+])
+def test_connect_arguments_no_client_could_use_are_refused_at_once(router, backend, arguments,
+                                                                     error, words):
+    # They failed deep inside (a str timeout as a traceback on the router's thread).
+    with pytest.raises(error) as info:
+        router.ssh("web1", backend=backend, **arguments)
+    assert str(info.value) == words
+
+
 def test_commands_get_the_locale_settings_sshd_gave(router, sshd, backend):
     # Python 3.7+ started without a locale sets LC_CTYPE=C.UTF-8 for itself (PEP 538);
     # the commands it runs must see what a command run by sshd sees.

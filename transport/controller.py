@@ -224,6 +224,12 @@ class Router:
 
     def _connect(self, method: Any, name: str | None, connect_timeout: float,
                  via: Context | None = None, pipe_size: int | None = None) -> Context:
+        if type(connect_timeout) not in (int, float):
+            raise TypeError(f"connect_timeout is a number of seconds, not "
+                            f"{type(connect_timeout).__name__}")
+        if not connect_timeout > 0:
+            raise ValueError(f"connect_timeout is a number of seconds above 0, not "
+                             f"{connect_timeout!r}")
         name = name or (f"{via.name}/{method.default_name()}" if via else method.default_name())
         if self._closed:
             raise ConnectError(name, "the router is closed")

@@ -41,6 +41,29 @@ HOST_KEY_CHANGED = ("REMOTE HOST IDENTIFICATION HAS CHANGED", "Offending ",
 HOST_KEY_UNKNOWN = ("host key is known for", HOST_KEY_FAILED)
 
 
+def option_values(ssh_options: Any) -> dict[str, str]:
+    """ssh_options as `ssh -o` takes them: values as text, True and False as yes and no
+    (which OpenSSH's "Compression=True" refused, and paramiko's check took for no)."""
+    if ssh_options is None:
+        return {}
+    if not isinstance(ssh_options, dict):
+        raise TypeError("ssh_options is a dict of ssh_config names to values, not "
+                        f"{type(ssh_options).__name__}")
+    values = {}
+    for key, value in ssh_options.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"ssh_options names are ssh_config keywords, not {key!r}")
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif isinstance(value, (int, float)):
+            value = str(value)
+        elif not isinstance(value, str):
+            raise TypeError(f"ssh_options[{key!r}] is {type(value).__name__}: values are text, "
+                            "numbers or True/False")
+        values[key] = value
+    return values
+
+
 class SshMethod:
     """Start `python` on `host` through the OpenSSH client."""
 
@@ -59,7 +82,9 @@ class SshMethod:
         # One key file or several, tried in order (ssh -i, repeated).
         self.identity_files = ([identity_file] if isinstance(identity_file, str)
                                else list(identity_file or ()))
-        self.ssh_options = dict(ssh_options or {})
+        if user is not None and not isinstance(user, str):
+            raise TypeError(f"user is a user name, not {type(user).__name__}")
+        self.ssh_options = option_values(ssh_options)
         self.check_host_keys = check_host_keys
         self.compression = compression
         self.connect_timeout = connect_timeout
