@@ -28,6 +28,19 @@ def test_parse_host(spec, expected):
     assert parse_host(spec) == expected
 
 
+def test_hosts_given_as_one_string_are_comma_separated_and_checked_at_once(router, sshd):
+    # A string was iterated: "web1" made a group of the hosts w, e, b and 1.
+    one = f"tp-plain@127.0.0.1:{sshd.port}"
+    group = transport.Group(router, one, python=PY, ssh_options=sshd.ssh_options())
+    assert group.hosts == [one]
+    assert group.call(os.getuid)[one].ok
+    assert transport.Group(router, "web1, deploy@web2:2222,").hosts == ["web1", "deploy@web2:2222"]
+    with pytest.raises(ValueError, match="'web1:http': the port must be a number"):
+        transport.Group(router, ["web2", "web1:http"])
+    with pytest.raises(TypeError, match="hosts are '\\[user@\\]host\\[:port\\]' strings, not 3"):
+        transport.Group(router, ["web2", 3])
+
+
 @pytest.fixture
 def hosts(sshd):
     good = [f"tp-plain@{address}:{sshd.port}" for address in sshd.addresses]

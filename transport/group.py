@@ -93,13 +93,19 @@ def parse_host(spec: str) -> tuple[str | None, str, int | None]:
 class Group:
     """Contexts on many hosts, used together. Connect with connect() (or on first use)."""
 
-    def __init__(self, router: Router, hosts: Iterable[str], *, user: str | None = None,
+    def __init__(self, router: Router, hosts: Iterable[str] | str, *, user: str | None = None,
                  port: int | None = None, python: str = "python3", via: Context | None = None,
                  sudo: bool = False, sudo_user: str = "root", sudo_password: str | None = None,
                  concurrency: int = 32, connect_timeout: float = 30.0,
                  **ssh_kwargs: Any) -> None:
         self.router = router
+        if isinstance(hosts, str):  # "web1,web2" as the CLI's -H takes it, not its letters
+            hosts = [host.strip() for host in hosts.split(",") if host.strip()]
         self.hosts = list(dict.fromkeys(hosts))
+        for spec in self.hosts:  # a bad one is named now, before any host is reached
+            if not isinstance(spec, str):
+                raise TypeError(f"hosts are '[user@]host[:port]' strings, not {spec!r}")
+            parse_host(spec)
         self.user = user
         self.port = port
         self.python = python
