@@ -61,6 +61,31 @@ def test_mode_can_be_given_and_empty_files_work(router, tmp_path):
     assert (tmp_path / "empty.back").stat().st_mode & 0o777 == 0o644
 
 
+def test_paths_may_be_pathlib_paths_and_bad_arguments_are_refused_here(router, tmp_path):
+    # A Path could not be sent ("cannot encode a value of type pathlib.PosixPath"); a
+    # mode of "644" or an empty path failed on the target, or named a temporary file.
+    ctx = router.local(python=PY)
+    source = tmp_path / "source"
+    source.write_bytes(b"data")
+    assert ctx.put(source, tmp_path / "copy") == 4
+    assert ctx.get(tmp_path / "copy", tmp_path / "back") == 4
+    assert (tmp_path / "back").read_bytes() == b"data"
+    assert transport.Group(router, []).get(tmp_path / "copy", tmp_path / "{host}") == {}
+    for call, error, words in (
+            (lambda: ctx.put(source, tmp_path / "x", mode="644"), TypeError,
+             "mode is an int of permission bits (0o644), not str"),
+            (lambda: ctx.get(source, tmp_path / "x", mode=0o17777), ValueError,
+             "mode is permission bits from 0 to 0o7777, not 0o17777"),
+            (lambda: ctx.put(source, ""), ValueError, "remote_path is empty: name a file"),
+            (lambda: ctx.get(source, ""), ValueError, "local_path is empty: name a file"),
+            (lambda: ctx.put(3, "/tmp/x"), TypeError,
+             "local_path is a path (str or pathlib.Path), not int")):
+        with pytest.raises(error) as info:
+            call()
+        assert str(info.value) == words
+    assert not (tmp_path / "x").exists()
+
+
 def test_an_existing_file_keeps_owner_and_mode_and_symlinks_are_written_through(
         router, sshd, tmp_path):
     import pwd

@@ -34,6 +34,7 @@ from transport.modules import is_stdlib
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from concurrent.futures import Future
+    from os import PathLike
     from typing import Any, Callable
 
     from transport.commands import CommandResult, RunningCommand
@@ -598,8 +599,8 @@ class Context:
         handle = core.add_stream_handler(on_record, self.context_id)
         self.call(logs.forward, handle, level)
 
-    def put(self, local_path: str, remote_path: str, mode: int | None = None,
-            preserve_mode: bool = True, in_place: bool = False) -> int:
+    def put(self, local_path: str | PathLike[str], remote_path: str | PathLike[str],
+            mode: int | None = None, preserve_mode: bool = True, in_place: bool = False) -> int:
         """Copy a local file to the context, streamed and uncompressed; return its size.
 
         Written to a temporary file first, so a failed or interrupted transfer
@@ -619,8 +620,8 @@ class Context:
 
         return files.put(self, local_path, remote_path, mode, preserve_mode, in_place)
 
-    def get(self, remote_path: str, local_path: str, mode: int | None = None,
-            preserve_mode: bool = True) -> int:
+    def get(self, remote_path: str | PathLike[str], local_path: str | PathLike[str],
+            mode: int | None = None, preserve_mode: bool = True) -> int:
         """Copy a file from the context to local_path, as put() does the other way."""
         from transport import files
 

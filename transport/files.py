@@ -28,6 +28,8 @@ from transport.errors import Disconnected, ProtocolError, TransportError, shown_
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from concurrent.futures import Future
+    from os import PathLike
+    from typing import Any
 
     from transport.context import Context
 
@@ -81,13 +83,36 @@ class _Inbox:
         return msg
 
 
-def put(context: Context, local_path: str, remote_path: str, mode: int | None = None,
-        preserve_mode: bool = True, in_place: bool = False) -> int:
+def _path(path: Any, what: str) -> str:
+    """A path argument as text: a str, or an os.PathLike (pathlib.Path); never empty."""
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str):
+        raise TypeError(f"{what} is a path (str or pathlib.Path), not {type(path).__name__}")
+    if not path:
+        raise ValueError(f"{what} is empty: name a file")
+    return path
+
+
+def _check_mode(mode: Any) -> None:
+    if mode is None:
+        return
+    if type(mode) is not int:
+        raise TypeError(f"mode is an int of permission bits (0o644), not {type(mode).__name__}")
+    if not 0 <= mode <= 0o7777:
+        raise ValueError(f"mode is permission bits from 0 to 0o7777, not {oct(mode)}")
+
+
+def put(context: Context, local_path: str | PathLike[str], remote_path: str | PathLike[str],
+        mode: int | None = None, preserve_mode: bool = True, in_place: bool = False) -> int:
     """Copy local_path to remote_path on the context; return the bytes written.
 
     An existing file is replaced by renaming unless that would lose something (see
     transport/core/files.py); in_place=True writes it in place always, as SFTP does.
     """
+    local_path = _path(local_path, "local_path")
+    remote_path = _path(remote_path, "remote_path")
+    _check_mode(mode)
     st = os.stat(local_path)
     if not stat.S_ISREG(st.st_mode):
         raise IsADirectoryError(errno.EISDIR, "not a regular file", local_path)
@@ -164,9 +189,12 @@ def _acknowledged(context: Context, acks: _Inbox) -> int:
         raise ProtocolError(f"{context.name}: malformed acknowledgement: {shown_value(e)}") from None
 
 
-def get(context: Context, remote_path: str, local_path: str, mode: int | None = None,
-        preserve_mode: bool = True) -> int:
+def get(context: Context, remote_path: str | PathLike[str], local_path: str | PathLike[str],
+        mode: int | None = None, preserve_mode: bool = True) -> int:
     """Copy remote_path on the context to local_path; return the bytes written."""
+    remote_path = _path(remote_path, "remote_path")
+    local_path = _path(local_path, "local_path")
+    _check_mode(mode)
     core = context.router._core
     events = _Inbox(context, DATA_WAITING)
     data_handle = core.add_stream_handler(events.put, context.context_id)

@@ -11,6 +11,7 @@ controller holds one connection and the bastion the rest.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -214,12 +215,19 @@ class Group:
         """Context.run on every host; each HostResult.value is a CommandResult."""
         return self.each(lambda ctx: ctx.run(cmd, **kwargs))
 
-    def put(self, local_path: str, remote_path: str, mode: int | None = None) -> GroupResult:
+    def put(self, local_path: str | os.PathLike[str], remote_path: str | os.PathLike[str],
+            mode: int | None = None) -> GroupResult:
         """The same local file to every host."""
         return self.each(lambda ctx: ctx.put(local_path, remote_path, mode))
 
-    def get(self, remote_path: str, local_path: str) -> GroupResult:
+    def get(self, remote_path: str | os.PathLike[str],
+            local_path: str | os.PathLike[str]) -> GroupResult:
         """remote_path from every host to local_path, which must contain "{host}"."""
+        if isinstance(local_path, os.PathLike):
+            local_path = os.fspath(local_path)
+        if not isinstance(local_path, str):
+            raise TypeError(f"local_path is a path (str or pathlib.Path), not "
+                            f"{type(local_path).__name__}")
         if "{host}" not in local_path and len(self.hosts) > 1:
             raise ValueError('local_path must contain "{host}" to keep the hosts\' files apart')
         return self.each(lambda ctx: ctx.get(remote_path, local_path_for(local_path, ctx.name)))
