@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -75,6 +76,13 @@ def test_bad_command_arguments_are_refused_before_anything_runs(target, argument
 def test_a_list_runs_without_a_shell(target):
     result = target.run(["printf", "%s|", "a b", "$HOME"])
     assert result.stdout == b"a b|$HOME|"
+
+
+def test_words_and_cwd_may_be_pathlib_paths(target, tmp_path):
+    # As subprocess takes them; they could not be sent ("cannot encode ... PosixPath").
+    (tmp_path / "file").write_text("in a path\n")
+    result = target.run([Path("/bin/cat"), Path("file")], cwd=tmp_path)
+    assert result.stdout == b"in a path\n"
 
 
 def test_input_env_and_cwd(target):

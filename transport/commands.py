@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import threading
 
 from transport.context import is_handle, reply_value
@@ -242,17 +243,21 @@ def checked_env(env: Any) -> dict[str, str | bytes | None] | None:
     return env
 
 
-def _check_command(cmd: Any, cwd: Any, timeout: Any) -> None:
-    """Refuse here what every target would refuse later, and less clearly."""
+def _checked_command(cmd: Any, cwd: Any, timeout: Any) -> tuple[Any, Any]:
+    """(cmd, cwd) with paths as text (pathlib.Path words and cwd, as subprocess takes
+    them); refuse here what every target would refuse later, and less clearly."""
     if isinstance(cmd, (list, tuple)):
         if not cmd:
             raise ValueError("the command is an empty list: name a program")
+        cmd = [os.fspath(word) if isinstance(word, os.PathLike) else word for word in cmd]
         for word in cmd:
             if not isinstance(word, (str, bytes)):
                 raise TypeError(f"the command's words are str or bytes, not "
                                 f"{type(word).__name__}")
     elif not isinstance(cmd, str):
         raise TypeError(f"the command is a str or a list of words, not {type(cmd).__name__}")
+    if isinstance(cwd, os.PathLike):
+        cwd = os.fspath(cwd)
     if cwd is not None and not isinstance(cwd, (str, bytes)):
         raise TypeError(f"cwd is a str or bytes path, not {type(cwd).__name__}")
     if timeout is not None:
@@ -260,6 +265,7 @@ def _check_command(cmd: Any, cwd: Any, timeout: Any) -> None:
             raise TypeError(f"timeout is a number of seconds, not {type(timeout).__name__}")
         if not timeout >= 0:
             raise ValueError(f"timeout is a number of seconds, not {timeout!r}")
+    return cmd, cwd
 
 
 def _input_word(context: Context, data: bytes) -> tuple[int, int]:
@@ -294,7 +300,7 @@ class RunningCommand:
                  pty_size: tuple[int, int], replace_env: bool, live: bool,
                  executable: str | None = None) -> None:
         env = checked_env(env)
-        _check_command(cmd, cwd, timeout)
+        cmd, cwd = _checked_command(cmd, cwd, timeout)
         if not context.alive:
             raise context._gone_error()
         self.context = context
