@@ -83,6 +83,7 @@ def test_words_and_cwd_may_be_pathlib_paths(target, tmp_path):
     (tmp_path / "file").write_text("in a path\n")
     result = target.run([Path("/bin/cat"), Path("file")], cwd=tmp_path)
     assert result.stdout == b"in a path\n"
+    assert target.set_baseline(cwd=tmp_path) == str(tmp_path)
 
 
 def test_input_env_and_cwd(target):

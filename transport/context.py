@@ -478,16 +478,21 @@ class Context:
         handle = core.add_stream_handler(on_question, self.context_id)
         return handle
 
-    def set_baseline(self, cwd: str | None = None, env: dict[str, str | None] | None = None) -> str:
+    def set_baseline(self, cwd: str | PathLike[str] | None = None,
+                     env: dict[str, str | None] | None = None) -> str:
         """Make later calls start in `cwd`, with `env` applied (None unsets a variable).
 
         Every call otherwise starts from the directory and environment the
         interpreter had when it booted: changes a call makes do not leak into the
         next. Returns the directory calls now start in.
         """
+        import os
+
         from transport.commands import checked_env
         from transport.core import baseline
 
+        if isinstance(cwd, os.PathLike):
+            cwd = os.fspath(cwd)
         return self.call(baseline.set_baseline, cwd, checked_env(env))
 
     # -- modules and detached jobs ---------------------------------------------
