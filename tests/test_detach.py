@@ -293,6 +293,15 @@ def test_preload_of_an_unknown_module_is_an_import_error(router):
         ctx.preload(["no_such_module_xyz"])
 
 
+def test_one_module_to_preload_may_be_given_as_a_string(router, work):
+    # Its letters were preloaded: "cannot preload j, o, b, p, k, g, ...".
+    ctx = router.local()
+    ctx.preload("jobpkg.work")
+    asked_before = {k: list(v) for k, v in router._modules.requested.items()}
+    assert ctx.call(work.slow_double, 5, 0) == 10
+    assert router._modules.requested == asked_before  # nothing asked: all preloaded
+
+
 def test_jobs_of_a_python_2_user_whose_home_has_a_non_ascii_name(router, work, tmp_path,
                                                                  monkeypatch):
     from tests.support.interpreters import find_interpreters

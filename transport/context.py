@@ -708,14 +708,15 @@ class Context:
                           codec.encode((self.context_id, data)))
         self.router._core.send(msg)
 
-    def preload(self, names: list[str], whole_packages: bool = False) -> None:
+    def preload(self, names: list[str] | str, whole_packages: bool = False) -> None:
         """Send modules (and what they import) to the context before they are needed.
 
         whole_packages also sends every module inside each named package, for code
         that imports dynamically. Reached through intermediaries, the context's own
         (the last hop) caches them too (FORWARD_MODULE); the hops above it only relay.
-        Raises ImportError naming what could not be sent.
+        Raises ImportError naming what could not be sent. One name may be given as a str.
         """
+        names = [names] if isinstance(names, str) else list(names)  # not its letters
         sent = self._send_modules_ahead(names, whole_packages)
         sendable = [e[0] for e in sent if e[1] != "missing"]
         refused = [e[0] for e in sent if e[1] == "missing" and e[0] in names]
