@@ -424,6 +424,9 @@ def test_ssh_options_take_python_values_as_ssh_config_does(router, sshd, backend
     ({"user": 1001}, TypeError, "user is a user name, not int"),
     ({"connect_timeout": "10"}, TypeError, "connect_timeout is a number of seconds, not str"),
     ({"connect_timeout": 0}, ValueError, "connect_timeout is a number of seconds above 0, not 0"),
+    ({"python": []}, ValueError, "ssh(python=[]) names no interpreter"),
+    ({"python": ["python3", None]}, TypeError,
+     "ssh(python=[...]) holds interpreters' paths or names, not ['python3', None]"),
 ])
 def test_connect_arguments_no_client_could_use_are_refused_at_once(router, backend, arguments,
                                                                      error, words):

@@ -84,8 +84,13 @@ def _connect_answer(via: Context, reply: tuple) -> dict[str, Any]:
 def _check_python(python: Any, method: str) -> None:
     """Refuse a python= that no method could run: ssh() takes a path or name, or a list
     of them (the host's shell looks for each); local(), sudo() and su() take one."""
-    candidates = python if method == "ssh" and isinstance(python, (list, tuple)) else [python]
-    if not candidates or any(not isinstance(p, str) for p in candidates if p is not None):
+    if method == "ssh" and isinstance(python, (list, tuple)):
+        if not python:
+            raise ValueError("ssh(python=[]) names no interpreter")
+        if not all(isinstance(p, str) and p for p in python):
+            raise TypeError(f"ssh(python=[...]) holds interpreters' paths or names, not "
+                            f"{shown_value(python)}")
+    elif python is not None and not isinstance(python, str):
         extra = (" (a list of candidates is for ssh(), whose host looks for them)"
                  if isinstance(python, (list, tuple)) else "")
         raise TypeError(f"{method}(python=...) is an interpreter's path or name, not "
