@@ -268,7 +268,8 @@ def _settle(context: Context, future: Any, msg: Message) -> None:
             from transport import hints
 
             e.hint = hints.for_call(e.remote_type, e.remote_message, e.remote_traceback,
-                                    context.python_version, context._modules_pushed)
+                                    context.python_version,
+                                    frozenset(context._modules_pushed))  # callers add to it
         future.set_exception(e)
         return
     except ProtocolError as e:

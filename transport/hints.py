@@ -30,12 +30,26 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 FRAME_PREFIX = 'File "'
+MAX_FRAMES = 64  # the innermost frames of a traceback, where the failure is
 
 
 def for_call(remote_type: str, message: str, remote_traceback: str, target_version: str,
              called: Iterable[str]) -> str:
     """The hint for a failed call into a target of Python target_version ("3.9.18"),
-    into which the functions of modules `called` were called; "" when none applies."""
+    into which the functions of modules `called` were called; "" when none applies.
+    Never raises: the caller is the router's thread, completing the call."""
+    try:
+        return _for_call(remote_type, message, remote_traceback, target_version, called)
+    except Exception:  # no hint rather than a call that never completes
+        from transport import log
+
+        log.error("transport", "cannot explain a failed call (a bug: please report it)",
+                  exc_info=True)
+        return ""
+
+
+def _for_call(remote_type: str, message: str, remote_traceback: str, target_version: str,
+              called: Iterable[str]) -> str:
     return (import_error_hint(remote_type, message)
             or requires_python_hint(remote_traceback, target_version)
             or own_copy_hint(remote_type, message, remote_traceback, called)
@@ -158,7 +172,6 @@ def _frame_paths(remote_traceback: str) -> list[str]:
 # A sys.path directory -> {top-level name: (project name, version, Requires-Python)},
 # read once per directory: the target's text then costs dict look-ups only.
 _indexes: dict[str, dict[str, tuple[str, str, str]]] = {}
-MAX_FRAMES = 64  # the innermost frames of a traceback, where the failure is
 
 
 def _distribution_of(path: str) -> tuple[str, str, str] | None:
