@@ -156,7 +156,7 @@ def test_a_child_an_intermediary_cannot_start_fails_with_the_cause(router):
     # Not an OSError from the spawn (a NUL in an argument): the cause comes back at once,
     # not as "no answer" at the connect timeout.
     inter = router.local(python=PY)
-    with pytest.raises(transport.ConnectError, match="cannot start the child here: ValueError"):
+    with pytest.raises(transport.ConnectError, match="cannot start .*: ValueError: embedded null"):
         router.local(via=inter, python=PY + "\0", connect_timeout=10)
     assert inter.call(pow, 2, 3) == 8
 
