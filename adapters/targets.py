@@ -111,7 +111,11 @@ class Targets:
     def sudo(self, via: transport.Context, user: str = "root",
              password: str | None = None) -> transport.Context:
         """A context running as user with sudo on via's host: one per host, user and
-        password, so sudo judges each password given, as it would each stock command."""
+        password, so sudo judges each password given, as it would each stock command.
+        A password a config gives as a number (YAML's `password: 1234`) is its text, as
+        stock Fabric and salt-ssh write it to sudo."""
+        if password is not None and not isinstance(password, str):
+            password = str(password)
         return self._get(("sudo", via.context_id, user, _fingerprint(password)),
                          lambda: self.router.sudo(via=via, user=user, password=password))
 

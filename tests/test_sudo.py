@@ -116,3 +116,33 @@ def test_an_interpreter_no_exec_takes_fails_the_start_at_once(router, caplog):
         router.sudo(python="/usr/bin/python3\0x", connect_timeout=60)
     assert str(info.value) == "sudo:root: cannot start 'sudo': ValueError: embedded null byte"
     assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("arguments, error, words", [
+    ({"user": None}, TypeError, "user is a user name, not None"),
+    ({"user": ""}, ValueError, "'' is not a user name"),
+    ({"user": "-s/bin/sh"}, ValueError, "'-s/bin/sh' is not a user name"),  # su's option
+    ({"user": "app user"}, ValueError, "'app user' is not a user name"),
+    ({"password": 123456}, TypeError, "password is a str, not int"),
+])
+@pytest.mark.parametrize("method", ["sudo", "su"])
+def test_a_user_or_password_no_tool_could_take_is_refused_at_once(router, method, arguments,
+                                                                   error, words):
+    # They failed deep inside (an int password as AttributeError); su read a user name
+    # starting with "-" as an option of its own.
+    with pytest.raises(error) as info:
+        getattr(router, method)(python="/usr/bin/python3", **arguments)
+    assert str(info.value) == words and "123456" not in str(info.value)
+
+
+def test_the_adapters_take_a_password_a_config_gives_as_a_number():
+    # YAML's `password: 1234`: stock Fabric and salt-ssh write it to sudo as text.
+    from adapters.targets import Targets
+
+    targets = Targets()
+    try:
+        here = targets.local()
+        as_root = targets.sudo(here, "root", 123456)  # root: sudo asks no password
+        assert as_root.call(os.getuid) == 0
+    finally:
+        targets.close()

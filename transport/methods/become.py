@@ -19,6 +19,13 @@ class BecomeMethod:
 
     def __init__(self, user: str = "root", *, password: str | None = None,
                  python: str | None = None, path: str | None = None) -> None:
+        if not isinstance(user, str):
+            raise TypeError(f"user is a user name, not {user!r}")
+        if not user or user.startswith("-") or any(c.isspace() or not c.isprintable() for c in user):
+            # su would read "-s/bin/sh" or "--command=..." as an option of its own
+            raise ValueError(f"{user!r} is not a user name")
+        if password is not None and not isinstance(password, str):
+            raise TypeError(f"password is a str, not {type(password).__name__}")  # never shown
         self.user = user
         self._password = password
         self.python = python or "python3"
