@@ -261,7 +261,7 @@ def _checked_command(cmd: Any, cwd: Any, timeout: Any) -> tuple[Any, Any]:
     if cwd is not None and not isinstance(cwd, (str, bytes)):
         raise TypeError(f"cwd is a str or bytes path, not {type(cwd).__name__}")
     if timeout is not None:
-        if type(timeout) not in (int, float):
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
             raise TypeError(f"timeout is a number of seconds, not {type(timeout).__name__}")
         if not timeout >= 0:
             raise ValueError(f"timeout is a number of seconds, not {timeout!r}")

@@ -229,7 +229,7 @@ class Router:
 
     def _connect(self, method: Any, name: str | None, connect_timeout: float,
                  via: Context | None = None, pipe_size: int | None = None) -> Context:
-        if type(connect_timeout) not in (int, float):
+        if not isinstance(connect_timeout, (int, float)) or isinstance(connect_timeout, bool):
             raise TypeError(f"connect_timeout is a number of seconds, not "
                             f"{type(connect_timeout).__name__}")
         if not connect_timeout > 0:
