@@ -590,7 +590,11 @@ def test_modules_from_a_zip_archive_and_a_zipapps_main_travel(tmp_path):
     app = tmp_path / "app"
     (app / "zipped_tasks").mkdir(parents=True)
     (app / "zipped_tasks" / "__init__.py").write_text(
-        "def where():\n    return __name__ + ' from ' + __file__.rpartition('.pyz')[2]\n")
+        "import pkgutil\n\n"
+        "def where():\n    return __name__ + ' from ' + __file__.rpartition('.pyz')[2]\n\n"
+        "def motd():\n    return pkgutil.get_data(__name__, 'templates/motd.txt').decode()\n")
+    (app / "zipped_tasks" / "templates").mkdir()
+    (app / "zipped_tasks" / "templates" / "motd.txt").write_text("welcome\n")
     (app / "__main__.py").write_text(textwrap.dedent(f"""
         import sys
         sys.path.insert(1, {os.getcwd()!r})
@@ -604,13 +608,15 @@ def test_modules_from_a_zip_archive_and_a_zipapps_main_travel(tmp_path):
                 ctx = router.local(python={find_interpreters()["3.9"]!r})
                 print(ctx.call(zipped_tasks.where))
                 print(ctx.call(main_function))
+                print(ctx.call(zipped_tasks.motd), end="")  # its data files travel too
     """))
     zipapp.create_archive(app, tmp_path / "app.pyz")
     out = subprocess.run([sys.executable, str(tmp_path / "app.pyz")], cwd="/", capture_output=True,
                          text=True, timeout=60)
     assert (out.returncode, out.stderr) == (0, "")
     assert out.stdout == ("zipped_tasks from /zipped_tasks/__init__.py\n"
-                          f"main of the zipapp on {find_interpreters()['3.9'].split('/')[-3]}\n")
+                          f"main of the zipapp on {find_interpreters()['3.9'].split('/')[-3]}\n"
+                          "welcome\n")
 
 
 def test_a_function_from_python_dash_c_is_refused_here():
