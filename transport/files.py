@@ -83,7 +83,7 @@ class _Inbox:
         return msg
 
 
-def _path(path: Any, what: str) -> str:
+def path_argument(path: Any, what: str) -> str:
     """A path argument as text: a str, or an os.PathLike (pathlib.Path); never empty."""
     if isinstance(path, os.PathLike):
         path = os.fspath(path)
@@ -110,8 +110,8 @@ def put(context: Context, local_path: str | PathLike[str], remote_path: str | Pa
     An existing file is replaced by renaming unless that would lose something (see
     transport/core/files.py); in_place=True writes it in place always, as SFTP does.
     """
-    local_path = _path(local_path, "local_path")
-    remote_path = _path(remote_path, "remote_path")
+    local_path = path_argument(local_path, "local_path")
+    remote_path = path_argument(remote_path, "remote_path")
     _check_mode(mode)
     st = os.stat(local_path)
     if not stat.S_ISREG(st.st_mode):
@@ -192,8 +192,8 @@ def _acknowledged(context: Context, acks: _Inbox) -> int:
 def get(context: Context, remote_path: str | PathLike[str], local_path: str | PathLike[str],
         mode: int | None = None, preserve_mode: bool = True) -> int:
     """Copy remote_path on the context to local_path; return the bytes written."""
-    remote_path = _path(remote_path, "remote_path")
-    local_path = _path(local_path, "local_path")
+    remote_path = path_argument(remote_path, "remote_path")
+    local_path = path_argument(local_path, "local_path")
     _check_mode(mode)
     core = context.router._core
     events = _Inbox(context, DATA_WAITING)

@@ -223,11 +223,9 @@ class Group:
     def get(self, remote_path: str | os.PathLike[str],
             local_path: str | os.PathLike[str]) -> GroupResult:
         """remote_path from every host to local_path, which must contain "{host}"."""
-        if isinstance(local_path, os.PathLike):
-            local_path = os.fspath(local_path)
-        if not isinstance(local_path, str):
-            raise TypeError(f"local_path is a path (str or pathlib.Path), not "
-                            f"{type(local_path).__name__}")
+        from transport.files import path_argument
+
+        local_path = path_argument(local_path, "local_path")
         if "{host}" not in local_path and len(self.hosts) > 1:
             raise ValueError('local_path must contain "{host}" to keep the hosts\' files apart')
         return self.each(lambda ctx: ctx.get(remote_path, local_path_for(local_path, ctx.name)))

@@ -50,10 +50,11 @@ def for_call(remote_type: str, message: str, remote_traceback: str, target_versi
 
 def _for_call(remote_type: str, message: str, remote_traceback: str, target_version: str,
               called: Iterable[str]) -> str:
+    frames = _frames(remote_traceback)
     return (import_error_hint(remote_type, message)
-            or requires_python_hint(remote_traceback, target_version)
-            or own_copy_hint(remote_type, message, remote_traceback, called)
-            or module_code_hint(remote_traceback, called))
+            or requires_python_hint(frames, target_version)
+            or own_copy_hint(remote_type, message, frames, called)
+            or module_code_hint(frames, called))
 
 
 def import_error_hint(remote_type: str, message: str) -> str:
@@ -82,13 +83,16 @@ def import_error_hint(remote_type: str, message: str) -> str:
             f"install {name.partition('.')[0]} on the target")
 
 
-def requires_python_hint(remote_traceback: str, target_version: str) -> str:
-    """Which package in the traceback (the innermost) needs a newer Python than the
-    target's, by its distribution's Requires-Python on the controller; else ""."""
+def requires_python_hint(frames: list[tuple[str, str]], target_version: str) -> str:
+    """Which package in the traceback's frames (the innermost) needs a newer Python
+    than the target's, by its distribution's Requires-Python on the controller; else ""."""
     if not target_version[:1].isdigit():
         return ""
-    for path in reversed(_frame_paths(remote_traceback)[-MAX_FRAMES:]):
-        found = _distribution_of(path)
+    # The innermost sys.path directory that holds a file ('' may hold site-packages).
+    bases = sorted({os.path.abspath(entry or ".").rstrip(os.sep) for entry in sys.path},
+                   key=len, reverse=True)
+    for path, _ in reversed(frames[-MAX_FRAMES:]):
+        found = _distribution_of(path, bases)
         if found is None:
             continue
         name, dist_version, requires = found
@@ -101,16 +105,13 @@ def requires_python_hint(remote_traceback: str, target_version: str) -> str:
     return ""
 
 
-def own_copy_hint(remote_type: str, message: str, remote_traceback: str,
+def own_copy_hint(remote_type: str, message: str, frames: list[tuple[str, str]],
                   called: Iterable[str]) -> str:
     """Why the target's module lacks a function the controller's has, if the call
     failed finding it there: the target imported a copy of its own. Python 3's words
     only (2.7's do not name the module)."""
-    frames = [line.strip() for line in remote_traceback.splitlines()
-              if line.strip().startswith(FRAME_PREFIX)]
     if (remote_type != "AttributeError" or not frames
-            or not frames[-1].startswith('File "<transport.core.dispatch>"')
-            or not frames[-1].endswith(", in resolve")):
+            or frames[-1] != ("<transport.core.dispatch>", "resolve")):
         return ""
     words = message.split("'")  # module 'verpkg' has no attribute 'new'
     if len(words) != 5 or words[0] != "module " or words[2] != " has no attribute ":
@@ -123,7 +124,7 @@ def own_copy_hint(remote_type: str, message: str, remote_traceback: str,
             f"the controller's version of {module.partition('.')[0]} there (or remove its copy)")
 
 
-def module_code_hint(remote_traceback: str, called: Iterable[str]) -> str:
+def module_code_hint(frames: list[tuple[str, str]], called: Iterable[str]) -> str:
     """Why a call failed in the module-level code of the module that defines a
     function called there (a name in called), if its remote traceback passes through
     it; else "". A target imports that module to find the function, and so runs its
@@ -139,11 +140,8 @@ def module_code_hint(remote_traceback: str, called: Iterable[str]) -> str:
         path = getattr(module, "__file__", None)
         if path:
             files[path] = (name, path)
-    for line in remote_traceback.splitlines():
-        line = line.strip()
-        if not (line.startswith(FRAME_PREFIX) and line.endswith(", in <module>")):
-            continue
-        found = files.get(line[len(FRAME_PREFIX):line.find('", line ')])
+    for path, function in frames:
+        found = files.get(path) if function == "<module>" else None
         if found is None:
             continue
         name, path = found
@@ -158,15 +156,17 @@ def module_code_hint(remote_traceback: str, called: Iterable[str]) -> str:
     return ""
 
 
-def _frame_paths(remote_traceback: str) -> list[str]:
-    """The files of a traceback's frames, outermost first."""
-    paths = []
+def _frames(remote_traceback: str) -> list[tuple[str, str]]:
+    """(file, function) of each frame line of a traceback, outermost first; the
+    function is "" where the line names none (a SyntaxError's)."""
+    frames = []
     for line in remote_traceback.splitlines():
         line = line.strip()
         end = line.find('", line ')
         if line.startswith(FRAME_PREFIX) and end > len(FRAME_PREFIX):
-            paths.append(line[len(FRAME_PREFIX):end])
-    return paths
+            _, found, function = line[end:].partition(", in ")
+            frames.append((line[len(FRAME_PREFIX):end], function if found else ""))
+    return frames
 
 
 # A sys.path directory -> {top-level name: (project name, version, Requires-Python)},
@@ -174,18 +174,15 @@ def _frame_paths(remote_traceback: str) -> list[str]:
 _indexes: dict[str, dict[str, tuple[str, str, str]]] = {}
 
 
-def _distribution_of(path: str) -> tuple[str, str, str] | None:
+def _distribution_of(path: str, bases: list[str]) -> tuple[str, str, str] | None:
     """(project name, version, Requires-Python) of the installed distribution that
-    holds the controller's file path, if path is under a sys.path directory and a
-    .dist-info there names its top-level package."""
+    holds the controller's file path, if path is under one of the directories bases
+    (the longest first) and a .dist-info there names its top-level package."""
     if not path.endswith(".py"):
         return None
-    # The innermost sys.path directory that holds it ('' may hold site-packages).
-    bases = [os.path.abspath(entry or ".").rstrip(os.sep) for entry in sys.path]
-    inside = [base for base in bases if path.startswith(base + os.sep)]
-    if not inside:
+    base = next((base for base in bases if path.startswith(base + os.sep)), None)
+    if base is None:
         return None
-    base = max(inside, key=len)
     top = path[len(base) + 1:].split(os.sep)[0]
     index = _indexes.get(base)
     if index is None:

@@ -84,9 +84,8 @@ def _read_data(entry: Entry, name: str) -> tuple[str, Any]:
     parts = name.split("/") if name else []
     if any(not part or part.startswith(".") or "\0" in part or os.sep in part for part in parts):
         return ("refused", f"not a relative path inside the package: {name!r}")
-    archived = _archive_of(entry[2])
-    if archived is not None:
-        return _read_archived_data(entry, name, parts, *archived)
+    if not os.path.exists(entry[2]):  # imported from a zip archive: app.pyz/pkg/__init__.py
+        return _read_archived_data(entry, name, parts)
     base = os.path.realpath(os.path.dirname(entry[2]))
     path = os.path.join(base, *parts)
     if os.path.isdir(path):
@@ -105,32 +104,17 @@ def _read_data(entry: Entry, name: str) -> tuple[str, Any]:
     return ("refused", f"no data file {name!r} in {entry[0]}")
 
 
-def _archive_of(origin: str) -> tuple[str, str] | None:
-    """(zip archive, the package's directory inside it) for a module origin inside an
-    archive on sys.path (app.pyz/pkg/__init__.py); None for a file on disk."""
-    if os.path.exists(origin):
-        return None
-    archive = os.path.dirname(origin)
-    while archive and not os.path.isfile(archive):
-        parent = os.path.dirname(archive)
-        if parent == archive:
-            return None
-        archive = parent
-    inner = os.path.relpath(os.path.dirname(origin), archive)
-    return (archive, inner.replace(os.sep, "/")) if archive else None
-
-
-def _read_archived_data(entry: Entry, name: str, parts: list[str], archive: str,
-                        inner: str) -> tuple[str, Any]:
+def _read_archived_data(entry: Entry, name: str, parts: list[str]) -> tuple[str, Any]:
     """resource()'s answer for a package imported from a zip archive: a file inside
     the archive, read through zipimport (already loaded: zipfile would import threading
     on this worker thread, which Python would then wait for at exit). A directory's
     listing is not given."""
     import zipimport
 
-    path = "/".join([archive, *([inner] if inner != "." else []), *parts])
+    directory = os.path.dirname(entry[2])
     try:
-        data = zipimport.zipimporter(archive).get_data(path) if parts else None
+        data = (zipimport.zipimporter(directory).get_data("/".join([directory, *parts]))
+                if parts else None)
     except (OSError, zipimport.ZipImportError):
         data = None
     if data is None:

@@ -245,26 +245,33 @@ def _python_too_old(single: Any, context: transport.Context) -> tuple[str, str, 
     reports an interpreter too old (the shim's status and Salt's advice), naming both
     versions; None for one that will do. Salt's files would otherwise fail there one
     by one (a SyntaxError, No module named '_contextvars')."""
-    from importlib import metadata
-
     import salt.defaults.exitcodes
 
     from transport.hints import python_meets
 
-    try:
-        salt_metadata = metadata.metadata("salt")
-    except metadata.PackageNotFoundError:  # Salt run from a source tree: nothing to check by
-        return None
-    requires = salt_metadata.get("Requires-Python") or ""
+    salt_version, requires = _salt_requirement()
     if python_meets(context.python_version, requires):
         return None
     status = salt.defaults.exitcodes.EX_THIN_PYTHON_INVALID
-    stderr = (f"ERROR: transport: {context.name}: Salt {salt_metadata.get('Version')} needs "
+    stderr = (f"ERROR: transport: {context.name}: Salt {salt_version} needs "
               f"Python {requires}, and {context.python} there is Python "
               f"{context.python_version}: name a newer interpreter in the roster "
               f"(transport: {{python: /usr/bin/python3}})")
     advice = single.categorize_shim_errors("", stderr, status)
     return (f"ERROR: {advice}" if advice else ""), stderr, status
+
+
+@functools.lru_cache(maxsize=1)
+def _salt_requirement() -> tuple[str, str]:
+    """(Salt's version, its Requires-Python), read once per process (every remote
+    function asks): ("", "") for Salt run from a source tree, which sets no requirement."""
+    from importlib import metadata
+
+    try:
+        found = metadata.metadata("salt")
+    except metadata.PackageNotFoundError:
+        return "", ""
+    return found.get("Version") or "", found.get("Requires-Python") or ""
 
 
 def _as_stock_reports(single: Any, error: transport.TransportError) -> tuple[str, str, int]:

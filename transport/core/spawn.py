@@ -260,15 +260,13 @@ class Connection(object):
         try:
             if self.process is None:
                 self.process = ChildProcess(self.argv, self.pipe_size)
-        except OSError as e:
-            self._fail('cannot start %s: %s' % (self.argv[0], e.strerror),
-                       {'errno': e.errno, 'exit_status': None, 'stderr': '', 'preamble': '',
-                        'auth': False})
-            return
-        except Exception as e:  # an argv no exec takes: fail now, not at connect_timeout
-            self._fail('cannot start %r: %s: %s' % (self.argv[0], type(e).__name__, e),
-                       {'errno': None, 'exit_status': None, 'stderr': '', 'preamble': '',
-                        'auth': False})
+        except Exception as e:  # also an argv no exec takes: fail now, not at connect_timeout
+            if isinstance(e, OSError):
+                reason = 'cannot start %s: %s' % (self.argv[0], e.strerror)
+            else:
+                reason = 'cannot start %r: %s: %s' % (self.argv[0], type(e).__name__, e)
+            self._fail(reason, {'errno': getattr(e, 'errno', None), 'exit_status': None,
+                                'stderr': '', 'preamble': '', 'auth': False})
             return
         self.state = 'booting'
         _unreaped.setdefault(self.broker, set()).add(self)
