@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 
 import pytest
 
@@ -38,8 +39,6 @@ def test_a_password_given_to_a_passwordless_rule_is_not_read_as_payload(router, 
 
 
 def test_sudo_to_another_user(router, sshd):
-    import pwd
-
     web = _login(router, sshd, "tp-nopw")
     app = router.sudo(via=web, user="tp-app", python=PY)
     assert app.call(os.getuid) == pwd.getpwnam("tp-app").pw_uid
@@ -71,8 +70,6 @@ def test_user_not_in_sudoers_is_an_auth_error_with_sudos_message(router, sshd):
 
 
 def test_local_sudo_from_the_controller(router, test_users):
-    import pwd
-
     ctx = router.sudo(user="tp-app", python=PY)
     assert ctx.call(os.getuid) == pwd.getpwnam("tp-app").pw_uid
 
@@ -99,14 +96,43 @@ def test_password_never_visible(router, sshd, caplog):
     assert secret not in repr(root) and secret not in repr(SudoMethod(password=secret))
 
 
+def _become(router, sshd, method, python):
+    """A context of `method` started with python=, through a login as the sudo user."""
+    if method == "local":
+        return router.local(python=python)
+    web = _login(router, sshd, "tp-sudo")
+    password = SUDO_PASSWORD if method == "sudo" else APP_PASSWORD
+    user = "root" if method == "sudo" else "tp-app"
+    return getattr(router, method)(via=web, user=user, password=password, python=python)
+
+
 @pytest.mark.parametrize("method", ["local", "sudo", "su"])
-def test_a_list_of_interpreters_is_for_ssh_only(router, method):
-    # It reached the spawn as an argv item: sudo's connect then waited its whole timeout.
-    with pytest.raises(TypeError) as info:
-        getattr(router, method)(python=["nosuch", "/usr/bin/python3"])
-    assert str(info.value) == (
-        f"{method}(python=...) is an interpreter's path or name, not ['nosuch', "
-        "'/usr/bin/python3'] (a list of candidates is for ssh(), whose host looks for them)")
+def test_the_first_python_found_of_a_list_runs(router, sshd, method):
+    # A list was a TypeError for all but ssh(): a host with python3 in another place
+    # needed a connect per guess.
+    ctx = _become(router, sshd, method, ["/nowhere/python3", "no-such-python", "python3"])
+    assert ctx.python.endswith("python3") and ctx.call(os.path.exists, ctx.python)
+    assert ctx.call(os.getuid) == {"local": os.getuid(), "sudo": 0,
+                                   "su": pwd.getpwnam("tp-app").pw_uid}[method]
+    with pytest.raises(transport.ConnectError) as info:
+        _become(router, sshd, method, ("/nowhere/python3", "no-such-python"))
+    assert not isinstance(info.value, transport.AuthError)
+    assert "no usable Python interpreter at any of /nowhere/python3, no-such-python" in str(info.value)
+    assert "transport: no Python interpreter found" in str(info.value)
+
+
+@pytest.mark.parametrize("python, error, words", [
+    ([], ValueError, "{method}(python=[]) names no interpreter"),
+    (["python3", None], TypeError,
+     "{method}(python=[...]) holds interpreters' paths or names, not ['python3', None]"),
+    (3, TypeError, "{method}(python=...) is an interpreter's path or name, or a list of them, not 3"),
+])
+@pytest.mark.parametrize("method", ["local", "sudo", "su"])
+def test_a_python_no_method_could_run_is_refused_at_once(router, method, python, error, words):
+    # A list reached the spawn as an argv item: sudo's connect then waited its whole timeout.
+    with pytest.raises(error) as info:
+        getattr(router, method)(python=python)
+    assert str(info.value) == words.format(method=method)
 
 
 def test_an_interpreter_no_exec_takes_fails_the_start_at_once(router, caplog):

@@ -99,25 +99,26 @@ class Bootstrap:
             return (byte_code_tag(), compiled_payload()), source
         return source, None
 
-    def python_argv(self, python: str) -> list[str]:
-        """The argv that boots the core under interpreter `python`."""
-        return [python, "-c", self.first_stage]
-
-    def shell_command(self, python: str | list[str], search_path: str | None = None) -> str:
-        """python_argv as one POSIX shell command line (what ssh and su hand to a login shell).
+    def python_argv(self, python: str | list[str], search_path: str | None = None) -> list[str]:
+        """The argv that boots the core under interpreter `python`.
 
         python may be a list of candidates: the first one the host finds (on its PATH,
         or at that path) runs, as salt-ssh's shim looks for one; with none, the command
         says so on stderr and exits 127. search_path: the PATH to look on instead of the
-        login shell's (see path_assignment); the interpreter starts with it too.
+        inherited one (see path_assignment); the interpreter starts with it too. Either
+        makes the argv a /bin/sh that looks, then execs the interpreter in its place.
         """
         if isinstance(python, str) and search_path is None:
-            return shell_join(self.python_argv(python))
+            return [python, "-c", self.first_stage]
         # The candidates travel as arguments ($1 ...), never inside the script; a path is
         # taken only if it is an executable file, a name only if the PATH has it.
         script = PYTHON_SEARCH if search_path is None else path_assignment(search_path) + PYTHON_SEARCH
-        candidates = [python] if isinstance(python, str) else python
-        return shell_join(["/bin/sh", "-c", script, self.first_stage, *candidates])
+        candidates = [python] if isinstance(python, str) else list(python)
+        return ["/bin/sh", "-c", script, self.first_stage, *candidates]
+
+    def shell_command(self, python: str | list[str], search_path: str | None = None) -> str:
+        """python_argv as one POSIX shell command line (what ssh and su hand to a login shell)."""
+        return shell_join(self.python_argv(python, search_path))
 
 
 # sh -c PYTHON_SEARCH <first stage> <candidate> ...: run the first candidate found.

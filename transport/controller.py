@@ -82,19 +82,17 @@ def _connect_answer(via: Context, reply: tuple) -> dict[str, Any]:
 
 
 def _check_python(python: Any, method: str) -> None:
-    """Refuse a python= that no method could run: ssh() takes a path or name, or a list
-    of them (the host's shell looks for each); local(), sudo() and su() take one."""
-    if method == "ssh" and isinstance(python, (list, tuple)):
+    """Refuse a python= that no method could run: a path or name, or a list of them
+    (the first one found runs)."""
+    if isinstance(python, (list, tuple)):
         if not python:
-            raise ValueError("ssh(python=[]) names no interpreter")
+            raise ValueError(f"{method}(python=[]) names no interpreter")
         if not all(isinstance(p, str) and p for p in python):
-            raise TypeError(f"ssh(python=[...]) holds interpreters' paths or names, not "
+            raise TypeError(f"{method}(python=[...]) holds interpreters' paths or names, not "
                             f"{shown_value(python)}")
     elif python is not None and not isinstance(python, str):
-        extra = (" (a list of candidates is for ssh(), whose host looks for them)"
-                 if isinstance(python, (list, tuple)) else "")
-        raise TypeError(f"{method}(python=...) is an interpreter's path or name, not "
-                        f"{shown_value(python)}{extra}")
+        raise TypeError(f"{method}(python=...) is an interpreter's path or name, or a list "
+                        f"of them, not {shown_value(python)}")
 
 
 class Router:
@@ -144,9 +142,13 @@ class Router:
 
     # -- connection methods ------------------------------------------------------
 
-    def local(self, *, python: str | None = None, name: str | None = None,
+    def local(self, *, python: str | list[str] | None = None, name: str | None = None,
               connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, via: Context | None = None) -> Context:
-        """Start a Python interpreter on this machine (default: sys.executable), or on via's."""
+        """Start a Python interpreter on this machine (default: sys.executable), or on via's.
+
+        python: a path or name, or a list of them: the first found (at that path, or on
+        the PATH) runs, and ctx.python says which.
+        """
         _check_python(python, "local")
         from transport.methods.local import LocalMethod  # each method's module on first use
 
@@ -193,12 +195,14 @@ class Router:
                       search_path=search_path)
         return self._connect(method, name, connect_timeout, via)
 
-    def sudo(self, *, user: str = "root", password: str | None = None, python: str | None = None,
+    def sudo(self, *, user: str = "root", password: str | None = None,
+             python: str | list[str] | None = None,
              connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, name: str | None = None,
              via: Context | None = None) -> Context:
         """Start `python` as `user` with sudo, here or on via's host.
 
-        python defaults to via's interpreter (or this one). Without a password sudo
+        python defaults to via's interpreter (or this one); a list of candidates runs the
+        first one found on sudo's PATH (or at that path). Without a password sudo
         must not need one; a wrong or missing password raises AuthError at once.
         """
         _check_python(python, "sudo")
@@ -210,13 +214,15 @@ class Router:
             method.host = via.host
         return self._connect(method, name, connect_timeout, via)
 
-    def su(self, *, user: str = "root", password: str | None = None, python: str | None = None,
+    def su(self, *, user: str = "root", password: str | None = None,
+           python: str | list[str] | None = None,
            connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, name: str | None = None,
            via: Context | None = None) -> Context:
         """Start `python` as `user` with su, here or on via's host.
 
         python defaults to via's interpreter (or this one), which `user` must be able
-        to run. A wrong or missing password raises AuthError at once.
+        to run; a list of candidates runs the first one `user`'s login shell finds. A
+        wrong or missing password raises AuthError at once.
         """
         _check_python(python, "su")
         from transport.methods.su import SuMethod

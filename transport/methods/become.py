@@ -18,7 +18,7 @@ class BecomeMethod:
     auth_refused: tuple[str, ...] = ()
 
     def __init__(self, user: str = "root", *, password: str | None = None,
-                 python: str | None = None, path: str | None = None) -> None:
+                 python: str | list[str] | None = None, path: str | None = None) -> None:
         if not isinstance(user, str):
             raise TypeError(f"user is a user name, not {user!r}")
         if not user or user.startswith("-") or any(c.isspace() or not c.isprintable() for c in user):

@@ -19,23 +19,27 @@ if TYPE_CHECKING:
 
 
 class LocalMethod:
-    """Start `python` (default: the controller's own interpreter) as a child."""
+    """Start `python` (default: the controller's own interpreter) as a child; a list of
+    candidates runs the first one found (a /bin/sh looks for it, then becomes it)."""
 
     host = "localhost"
 
-    def __init__(self, python: str | None = None) -> None:
+    def __init__(self, python: str | list[str] | None = None) -> None:
         self.python = python or sys.executable
 
     def argv(self, bootstrap: Bootstrap) -> list[str]:
         return bootstrap.python_argv(self.python)
 
     def default_name(self) -> str:
-        return f"local:{self.python}"
+        shown = self.python if isinstance(self.python, str) else ",".join(self.python)
+        return f"local:{shown}"
 
     def runs_this_interpreter(self) -> bool:
         """Whether python is the controller's own interpreter (so byte code fits it)."""
         import os
 
+        if not isinstance(self.python, str):
+            return False  # which one runs is known only once it has
         try:
             return os.path.samefile(self.python, sys.executable)
         except OSError:
