@@ -58,6 +58,14 @@ def test_local_call_with_json_arguments():
     assert json.loads(out.stdout)["hosts"]["localhost"]["result"] == 6
 
 
+def test_call_without_a_function_names_only_what_is_missing():
+    # argparse called the optional arguments required too: "required: function, args".
+    out = transport_cli("call")
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[-1] == (
+        "transport call: error: the following arguments are required: function")
+
+
 def test_call_finds_a_module_in_the_current_directory(tmp_path):
     # The installed script (whose sys.path has its own directory, not ours) finds
     # ./deploy_tasks.py as `python -m transport` would, and the target gets it forwarded.

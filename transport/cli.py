@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     call = commands.add_parser("call", help="run module:function [ARG ...]")
     call.add_argument("function", help="module:function; the module may be a file in the "
                       "current directory")
-    call.add_argument("args", nargs="*", help="arguments, as JSON where they parse")
+    call.add_argument("args", nargs="*", default=[], help="arguments, as JSON where they parse")
     put = commands.add_parser("put", help="copy a local file to the hosts")
     put.add_argument("src")
     put.add_argument("dst")
