@@ -43,10 +43,11 @@ import sys
 sys.path[:1]==['']and sys.path.pop(0)
 import os,select,time,zlib
 v=sys.version_info[:3]
+e=bytes(bytearray([10,0]))
 if v<(2,7) or (3,)<=v<(3,6):
- os.write(1,('\\ntp-unsupported-python %%d.%%d.%%d\\n'%%v).encode());sys.exit(1)
+ os.write(1,e[:1]+('tp-unsupported-python %%d.%%d.%%d'%%v).encode()+e[:1]);sys.exit(1)
 t=sys.modules.get('_frozen_importlib_external');t=t.MAGIC_NUMBER.hex().encode() if t else b'-'
-os.write(1,b'\\n\\0tp-first-stage\\0\\n')
+os.write(1,e+b'tp-first-stage'+e[::-1])
 d=time.time()+%(timeout)d
 def r(n):
  b=b''
@@ -58,8 +59,8 @@ def r(n):
  return b
 h=r(%(header)d).split()
 if h[2] not in(b'source',t):
- os.write(1,b'\\n\\0tp-want-source\\0\\n');r(int(h[0])+int(h[1]));h=r(%(header)d).split()
-p=zlib.decompress(r(int(h[0]))).split(b'\\0',2)
+ os.write(1,e+b'tp-want-source'+e[::-1]);r(int(h[0])+int(h[1]));h=r(%(header)d).split()
+p=zlib.decompress(r(int(h[0]))).split(e[1:],2)
 m=type(sys)('%(importer)s');sys.modules[m.__name__]=m
 exec(compile(p[1],'<'+m.__name__+'>','exec'),m.__dict__)
 m.install(p[2])
@@ -179,11 +180,16 @@ SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123
 
 
 def shell_quote(arg: str) -> str:
-    """arg as one word for a POSIX shell (shlex.quote's rule, without importing re and enum
-    into every controller)."""
+    """arg as one word for a login shell: POSIX sh, bash, zsh, tcsh or fish (shlex.quote's
+    rule, without importing re and enum into every controller, and fish's exception)."""
     if arg and set(arg) <= SHELL_SAFE:
         return arg
-    return "'" + arg.replace("'", "'\"'\"'") + "'"
+    quoted = arg.replace("'", "'\"'\"'")
+    if "\\\\" in quoted or "\\'" in quoted or quoted.endswith("\\"):
+        # fish reads \\ and \' inside single quotes as escapes (the others keep both
+        # characters): each backslash then goes outside the quotes, escaped for all of them.
+        quoted = quoted.replace("\\", "'\\\\'")
+    return "'" + quoted + "'"
 
 
 def shell_join(args: list[str]) -> str:

@@ -15,6 +15,8 @@ TestUsers creates, when missing, users whose homes hold no shell rc files:
   tp-app     a target for su, with a password (APP_PASSWORD)
   tp-limited password-less sudo for `id` only, and only on a terminal (requiretty);
              a password (APP_PASSWORD)
+  tp-zsh, tp-tcsh, tp-fish  users whose login shells are those (not POSIX sh, which
+             reads the command ssh and su pass on), with a password (APP_PASSWORD)
 pyenv's interpreters live under /root, which other users cannot enter; tests
 that log in as these users use /usr/bin/python3.
 """
@@ -31,9 +33,11 @@ from pathlib import Path
 SSHD = "/usr/sbin/sshd"
 SUDO_PASSWORD = "sudo-Pa55-word"
 APP_PASSWORD = "app-Pa55-word"
-USERS = ("tp-plain", "tp-sudo", "tp-nopw", "tp-nosudo", "tp-app", "tp-limited")
+LOGIN_SHELLS = {"tp-zsh": "/usr/bin/zsh", "tp-tcsh": "/usr/bin/tcsh", "tp-fish": "/usr/bin/fish"}
+USERS = ("tp-plain", "tp-sudo", "tp-nopw", "tp-nosudo", "tp-app", "tp-limited", *LOGIN_SHELLS)
 SUDOERS_FILE = "/etc/sudoers.d/transport-tests"
-INSTALL_HINT = "run .ci/setup-system as root (apt-get install openssh-server sudo)"
+INSTALL_HINT = ("run .ci/setup-system as root "
+                "(apt-get install openssh-server sudo zsh tcsh fish)")
 MAX_LISTEN = 15
 
 
@@ -53,15 +57,20 @@ def ensure_users() -> None:
     for tool in ("useradd", "chpasswd", "visudo"):
         if shutil.which(tool) is None:
             raise EnvironmentProblem(f"{tool} not found: {INSTALL_HINT}")
+    for shell in LOGIN_SHELLS.values():
+        if not os.access(shell, os.X_OK):
+            raise EnvironmentProblem(f"{shell} not found: {INSTALL_HINT}")
     for user in USERS:
+        shell = LOGIN_SHELLS.get(user, "/bin/sh")
         if subprocess.run(["id", "-u", user], capture_output=True).returncode != 0:
-            subprocess.run(["useradd", "--create-home", "--skel", "/nonexistent", "--shell", "/bin/sh",
+            subprocess.run(["useradd", "--create-home", "--skel", "/nonexistent", "--shell", shell,
                             user], check=True, capture_output=True)
         home = Path("/home") / user
         for rc in (".bashrc", ".profile", ".bash_logout"):
             (home / rc).unlink(missing_ok=True)
     passwords = (f"tp-sudo:{SUDO_PASSWORD}\ntp-app:{APP_PASSWORD}\ntp-plain:{APP_PASSWORD}\n"
-                 f"tp-nosudo:{APP_PASSWORD}\ntp-limited:{APP_PASSWORD}\n")
+                 f"tp-nosudo:{APP_PASSWORD}\ntp-limited:{APP_PASSWORD}\n"
+                 + "".join(f"{user}:{APP_PASSWORD}\n" for user in LOGIN_SHELLS))
     subprocess.run(["chpasswd"], input=passwords, text=True, check=True)
     rules = ("Defaults:tp-sudo !lecture, timestamp_timeout=0\n"
              "tp-sudo ALL=(ALL:ALL) ALL\n"
