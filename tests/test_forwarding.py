@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -500,6 +501,24 @@ def test_an_intermediary_answers_from_its_cache(router, helpers):
     assert asked[middle.context_id] == ["fwdpkg"]
     assert second.call(rf.import_by_name, "fwdpkg.helpers") == "fwdpkg.helpers"
     assert router._modules.requested == asked  # the intermediary had it all
+
+
+def test_a_hint_that_fails_leaves_the_error_as_it_was(ctx, monkeypatch, caplog):
+    # Hints are made on the router's thread as it completes a failed call: one that
+    # raised there would leave its caller waiting for ever.
+    from transport import hints
+
+    def broken(traceback_text):
+        raise RuntimeError("the hint's own bug")
+
+    monkeypatch.setattr(hints, "_frames", broken)
+    with caplog.at_level(logging.ERROR, logger="transport"):
+        with pytest.raises(transport.RemoteError) as info:
+            ctx.call_async(int, "not a number").result(timeout=60)
+    assert info.value.remote_type == "ValueError" and info.value.hint == ""
+    assert "cannot explain a failed call (a bug: please report it)" in caplog.text
+    assert "the hint's own bug" in caplog.text
+    assert ctx.call(int, "7") == 7
 
 
 def test_functions_from_the_callers_main_script(tmp_path):
