@@ -275,6 +275,33 @@ def test_a_quoted_command_line_keeps_every_word_in_every_login_shell(test_users,
     assert (out.stdout, out.stderr) == (repr(words) + "\n", "")
 
 
+def test_a_controlmaster_connection_is_shared_and_left_to_persist(sshd):
+    # ~/.ssh/config's ControlMaster applies: the first connection's ssh becomes a master
+    # that outlives it (ControlPersist), and the next one goes through that master. Our
+    # close must not wait for the master, which holds no pipe of ours.
+    directory = tempfile.mkdtemp(prefix="tp-cm-")  # a socket's path must be short
+    control = os.path.join(directory, "%C")
+    options = {**sshd.ssh_options(), "ControlMaster": "auto", "ControlPath": control,
+               "ControlPersist": "120"}
+    check = ["ssh", "-o", f"ControlPath={control}", "-p", str(sshd.port), "tp-plain@127.0.0.1"]
+    try:
+        pids = []
+        for _ in range(2):
+            started = time.monotonic()
+            with transport.Router() as router:
+                ctx = router.ssh("127.0.0.1", port=sshd.port, user="tp-plain",
+                                 python="/usr/bin/python3", ssh_options=options)
+                pids.append(ctx.call(os.getpid))
+                assert ctx.run("echo shared").stdout == b"shared\n"
+            assert time.monotonic() - started < 60  # it did not wait for the master to end
+            master = subprocess.run([*check, "-O", "check"], capture_output=True, text=True)
+            assert master.returncode == 0 and "Master running" in master.stderr
+        assert pids[0] != pids[1]
+    finally:
+        subprocess.run([*check, "-O", "exit"], capture_output=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def test_python_is_looked_for_on_the_search_path_given(router, sshd, backend):
     # As salt-ssh's shim sets PATH before it looks: the first python3 on search_path runs,
     # and starts with that PATH. Variables and a leading ~ are expanded on the host;
