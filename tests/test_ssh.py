@@ -480,13 +480,26 @@ def test_ssh_options_take_python_values_as_ssh_config_does(router, sshd, backend
     ({"python": []}, ValueError, "ssh(python=[]) names no interpreter"),
     ({"python": ["python3", None]}, TypeError,
      "ssh(python=[...]) holds interpreters' paths or names, not ['python3', None]"),
+    ({"host": "@web1"}, ValueError, "'@web1' is not [user@]host"),
+    ({"host": "deploy@"}, ValueError, "'deploy@' is not [user@]host"),
+    ({"host": "deploy@web1", "user": "root"}, ValueError,
+     "two users for 'deploy@web1': 'root' (user=) and 'deploy'"),
 ])
 def test_connect_arguments_no_client_could_use_are_refused_at_once(router, backend, arguments,
                                                                      error, words):
     # They failed deep inside (a str timeout as a traceback on the router's thread).
+    arguments = {"host": "web1", **arguments}
     with pytest.raises(error) as info:
-        router.ssh("web1", backend=backend, **arguments)
+        router.ssh(backend=backend, **arguments)
     assert str(info.value) == words
+
+
+def test_a_user_given_in_the_host_logs_in_as_that_user(router, sshd, backend):
+    # ssh takes user@host; paramiko looked "tp-plain@127.0.0.1" up as a host name.
+    ctx = _ssh(router, sshd, backend, user=None, address="tp-plain@127.0.0.1")
+    assert ctx.name == f"tp-plain@127.0.0.1:{sshd.port}"
+    assert ctx.call(os.getuid) == pwd.getpwnam("tp-plain").pw_uid
+    assert _ssh(router, sshd, backend, address="tp-plain@127.0.0.1").name == ctx.name
 
 
 def test_commands_get_the_locale_settings_sshd_gave(router, sshd, backend):

@@ -163,6 +163,7 @@ class Router:
             backend: str = "openssh", search_path: str | None = None) -> Context:
         """Start `python` on `host` over OpenSSH; with via=, the ssh client runs on that context.
 
+        host may be user@host, as for ssh.
         check_host_keys: None follows the user's ssh config (for backend="paramiko",
         which reads no ssh config: strict checking against ~/.ssh/known_hosts);
         "accept-new", "ignore" or "strict" override it. compression: ssh compression (off by default).
@@ -179,6 +180,13 @@ class Router:
             raise ValueError("the paramiko backend connects from the controller only (no via=)")
         if not isinstance(host, str) or not host:
             raise ValueError(f"host must be a host name or address, not {host!r}")
+        login, at, address = host.rpartition("@")
+        if at:  # user@host, as ssh takes it (and paramiko does not)
+            if not login or not address:
+                raise ValueError(f"{host!r} is not [user@]host")
+            if user is not None and user != login:
+                raise ValueError(f"two users for {host!r}: {user!r} (user=) and {login!r}")
+            host, user = address, login
         if port is not None and (type(port) is not int or not 0 < port < 65536):
             raise ValueError(f"port must be a number from 1 to 65535, not {port!r}")
         _check_python(python, "ssh")
