@@ -95,7 +95,8 @@ class Group:
     """Contexts on many hosts, used together. Connect with connect() (or on first use)."""
 
     def __init__(self, router: Router, hosts: Iterable[str] | str, *, user: str | None = None,
-                 port: int | None = None, python: str = "python3", via: Context | None = None,
+                 port: int | None = None, python: str | list[str] = "python3",
+                 via: Context | None = None,
                  sudo: bool = False, sudo_user: str = "root", sudo_password: str | None = None,
                  concurrency: int = 32, connect_timeout: float = 30.0,
                  **ssh_kwargs: Any) -> None:
@@ -136,8 +137,8 @@ class Group:
             if lost is not None and lost.via is not None and lost.via.alive:
                 lost.via.shutdown(wait=False)
             try:
-                ctx = self.router.sudo(via=ctx, user=self.sudo_user,
-                                       password=self._sudo_password, python=self.python,
+                ctx = self.router.sudo(via=ctx, user=self.sudo_user,  # the login's Python
+                                       password=self._sudo_password, python=ctx.python,
                                        connect_timeout=self.connect_timeout,
                                        name=f"{spec}/sudo:{self.sudo_user}")
             except BaseException:

@@ -51,4 +51,4 @@ class BecomeMethod:
 
     def other_error(self, name: str, reason: str, details: dict[str, Any],
                     lines: list[str]) -> ConnectError:
-        return python_start_error(name, self.python, reason, details)
+        return python_start_error(name, self.python, reason, details, program=self.path)

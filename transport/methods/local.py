@@ -53,13 +53,21 @@ class LocalMethod:
 
 
 def python_start_error(name: str, python: str | list[str], reason: str,
-                       details: dict[str, Any]) -> ConnectError:
-    """Explain a failed interpreter start: a missing path, or what the child said."""
+                       details: dict[str, Any], program: str | None = None) -> ConnectError:
+    """Explain a failed interpreter start: a missing path, or what the child said.
+
+    program: what was started to run the interpreter (ssh, sudo), if not the
+    interpreter itself: a program that could not be started is then named, not Python.
+    """
     status = details.get("exit_status")
     output = "\n".join(t for t in (details.get("preamble"), details.get("stderr")) if t)
     if len(output) > MAX_OUTPUT:  # its end says why
         output = "..." + output[-MAX_OUTPUT:]
     output = shown(output)  # what the target wrote: no escape sequence reaches a terminal
+    if program is not None and details.get("errno") is not None:  # reason: "cannot start ..."
+        missing = details["errno"] == errno.ENOENT
+        return ConnectError(name, reason + (f" (is {program} installed there, and on the PATH "
+                                            "it starts with?)" if missing else ""))
     if details.get("errno") in (errno.ENOENT, errno.EACCES) or status in (126, 127) or (
             status is not None and "No such file" in output):
         where = f"{python!r}" if isinstance(python, str) else f"any of {', '.join(python)}"

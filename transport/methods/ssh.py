@@ -144,7 +144,7 @@ class SshMethod:
             error = self._ssh_failure(name, stderr, ssh_lines)
             error.ssh_messages = "\n".join(ssh_lines)
             return error
-        return python_start_error(name, self.python, reason, details)
+        return python_start_error(name, self.python, reason, details, program=self.ssh_path)
 
     def _ssh_failure(self, name: str, stderr: str, ssh_lines: list[str]) -> ConnectError:
         if any(text in stderr for text in AUTH_REFUSED):

@@ -11,6 +11,7 @@ The password never appears in arguments, logs, exception messages or reprs.
 
 from __future__ import annotations
 
+from transport.errors import ConnectError
 from transport.methods.become import BecomeMethod
 
 TYPE_CHECKING = False
@@ -34,7 +35,16 @@ class SuMethod(BecomeMethod):
         # exec: su passes a signal on to its child only (in a session of its own), so the
         # shell becomes the interpreter that an attempt given up on must end.
         command = "exec " + bootstrap.shell_command(self.python)
-        return ["env", "LC_ALL=C", self.path, self.user, "-c", command]
+        return ["/usr/bin/env", "LC_ALL=C", self.path, self.user, "-c", command]
+
+    def other_error(self, name: str, reason: str, details: dict[str, Any],
+                    lines: list[str]) -> ConnectError:
+        if details.get("exit_status") == 127 and any(
+                line.startswith("/usr/bin/env:") and self.path in line for line in lines):
+            # env, which starts su under LC_ALL=C, did not find su
+            return ConnectError(name, f"cannot start {self.path}: {lines[-1]} (is {self.path} "
+                                      "installed there, and on the PATH it starts with?)")
+        return super().other_error(name, reason, details, lines)
 
     def options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"prompt": PROMPT.encode(),
