@@ -643,3 +643,34 @@ def test_failed_connections_are_forgotten_once_reaped(router, tmp_path):
     while spawn._unreaped.get(router._broker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not spawn._unreaped.get(router._broker)  # a long-running controller keeps none
+
+
+MANY_CONTEXTS = """
+import os, resource, sys
+import transport
+
+with transport.Router() as router:
+    contexts = [router.local(python="/usr/bin/python3") for _ in range(100)]
+    print(len({ctx.call(os.getpid) for ctx in contexts}),
+          resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+
+
+@pytest.mark.parametrize("hard", ["as it is", 420])
+def test_many_contexts_fit_under_a_low_soft_limit_on_open_files(hard):
+    # Each context holds its pipes here: under a soft `ulimit -n` of 256 (1024 is common:
+    # ~300 hosts) the 80th failed with "Too many open files". The soft limit is raised
+    # as far as needed, never above the hard one.
+    import resource
+
+    if hard == "as it is":
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        assert hard >= 464, f"the hard limit on open files here ({hard}) is too low for this test"
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    out = subprocess.run([sys.executable, "-c", MANY_CONTEXTS], capture_output=True, text=True,
+                         timeout=240, preexec_fn=low_limit)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["100", str(min(464, hard))]
