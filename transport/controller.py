@@ -14,7 +14,7 @@ import itertools
 import sys
 import time
 
-from transport import log, open_files
+from transport import log
 from transport.bootstrap import build, byte_code_tag
 from transport.context import Context
 from transport.core import codec, compat
@@ -257,8 +257,6 @@ class Router:
                                      "done-callback or a serve() function)")
         if via is not None and not via.alive:
             raise ConnectError(name, f"cannot connect through {via.name}: it is disconnected")
-        if via is None:  # its pipes, or its socket, are open here for as long as it lives
-            open_files.make_room(len(self._connections) + 1)
         # Byte code for a child running this very interpreter, or for a target that
         # had this interpreter's byte-code tag last time (the source follows if not).
         this_interpreter = via is None and getattr(method, "runs_this_interpreter", bool)()

@@ -57,6 +57,32 @@ SIGNAL_NAMES = {1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 6: 'SIGABRT', 9: 'SIGKIL
 
 HAVE_POSIX_SPAWN = sys.version_info >= (3, 8) and hasattr(os, 'posix_spawnp')
 
+# Each child holds this many files open here (its pipes) for as long as it lives; some
+# more are left for everything else. No soft limit is below the lowest (macOS's).
+FILES_PER_CHILD = 4
+FILES_SPARE = 64
+LOWEST_SOFT_LIMIT = 256
+
+
+def make_room_for_children(children):
+    """Raise this process's soft limit on open files (ulimit -n), if it is short and the
+    hard limit allows, so that `children` children fit: under the common 1024 a fan-out
+    failed near 300 hosts with "Too many open files". A process that never has many
+    children keeps its limit as it was."""
+    needed = children * FILES_PER_CHILD + FILES_SPARE
+    if needed <= LOWEST_SOFT_LIMIT:
+        return
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY or soft >= needed:
+            return
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        if raised > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    except (ImportError, ValueError, OSError):  # no such limit, or a cap below the hard one
+        pass
+
 
 def to_text(value):
     """Decode bytes as UTF-8 for messages and names; text passes through."""
@@ -258,6 +284,7 @@ class Connection(object):
 
     def start(self):
         try:
+            make_room_for_children(len(_unreaped.get(self.broker, ())) + 1)
             if self.process is None:
                 self.process = ChildProcess(self.argv, self.pipe_size)
         except Exception as e:  # also an argv no exec takes: fail now, not at connect_timeout
