@@ -49,6 +49,11 @@ class BecomeMethod:
                              + (f": {said}" if said else ""))
         return self.other_error(name, reason, details, lines)
 
+    @property
+    def program(self) -> str:
+        """What is started (argv[0]): the tool."""
+        return self.path
+
     def other_error(self, name: str, reason: str, details: dict[str, Any],
                     lines: list[str]) -> ConnectError:
-        return python_start_error(name, self.python, reason, details, program=self.path)
+        return python_start_error(name, self.python, reason, details, program=self.program)

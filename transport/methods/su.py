@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from transport.bootstrap import Bootstrap
 
 PROMPT = "Password:"
+# What starts su under LC_ALL=C: found at this path, whatever the PATH holds.
+ENV = "/usr/bin/env"
 
 
 class SuMethod(BecomeMethod):
@@ -35,12 +37,16 @@ class SuMethod(BecomeMethod):
         # exec: su passes a signal on to its child only (in a session of its own), so the
         # shell becomes the interpreter that an attempt given up on must end.
         command = "exec " + bootstrap.shell_command(self.python)
-        return ["/usr/bin/env", "LC_ALL=C", self.path, self.user, "-c", command]
+        return [ENV, "LC_ALL=C", self.path, self.user, "-c", command]
+
+    @property
+    def program(self) -> str:
+        return ENV
 
     def other_error(self, name: str, reason: str, details: dict[str, Any],
                     lines: list[str]) -> ConnectError:
         if details.get("exit_status") == 127 and any(
-                line.startswith("/usr/bin/env:") and self.path in line for line in lines):
+                line.startswith(ENV + ":") and self.path in line for line in lines):
             # env, which starts su under LC_ALL=C, did not find su
             return ConnectError(name, f"cannot start {self.path}: {lines[-1]} (is {self.path} "
                                       "installed there, and on the PATH it starts with?)")
