@@ -66,6 +66,17 @@ def test_call_without_a_function_names_only_what_is_missing():
         "transport call: error: the following arguments are required: function")
 
 
+def test_python_may_be_a_list_of_candidates():
+    out = transport_cli("--python", f"/nowhere/python3,{sys.executable}", "call", "sys:getrecursionlimit")
+    assert (out.returncode, out.stdout) == (0, f"{sys.getrecursionlimit()}\n"), out.stderr
+    out = transport_cli("--python", "/nowhere/python3,/nope", "call", "os:getpid")
+    assert out.returncode == 1
+    assert out.stderr.startswith("transport: localhost: no usable Python interpreter at any of "
+                                 "/nowhere/python3, /nope"), out.stderr
+    out = transport_cli("--python", "python3,,python", "call", "os:getpid")
+    assert out.returncode == 2 and "an empty interpreter in 'python3,,python'" in out.stderr
+
+
 def test_call_finds_a_module_in_the_current_directory(tmp_path):
     # The installed script (whose sys.path has its own directory, not ours) finds
     # ./deploy_tasks.py as `python -m transport` would, and the target gets it forwarded.

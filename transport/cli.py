@@ -1,6 +1,6 @@
 """The command-line tool: `python -m transport` (installed as `transport`).
 
-    transport [-H HOSTS | -i INVENTORY] [-u USER] [--sudo] [--python PATH] [--json] [-j N] run -- CMD ...
+    transport [-H HOSTS | -i INVENTORY] [-u USER] [--sudo] [--python PATH[,PATH...]] [--json] [-j N] run -- CMD ...
     transport ... call module:function [ARG ...]     # args parsed as JSON, else strings
     transport ... ping
     transport ... put SRC DST  /  get SRC DST
@@ -93,6 +93,16 @@ def _jsonable(value: Any, strict: bool = False) -> Any:
     return value
 
 
+def _interpreters(text: str) -> str | list[str]:
+    """An argparse type: an interpreter, or a comma-separated list of candidates."""
+    if "," not in text:
+        return text
+    candidates = [part.strip() for part in text.split(",")]
+    if not all(candidates):
+        raise argparse.ArgumentTypeError(f"an empty interpreter in {text!r}")
+    return candidates
+
+
 def _positive(kind: type) -> Callable[[str], Any]:
     """An argparse type: a number of that kind above zero."""
 
@@ -121,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=("openssh", "paramiko"), default="openssh",
                         help="ssh client: OpenSSH (default) or in-process paramiko for many hosts")
     parser.add_argument("--sudo", action="store_true", help="become root with sudo (no password)")
-    parser.add_argument("--python", help="target interpreter (default: python3; locally this one)")
+    parser.add_argument("--python", type=_interpreters,
+                        help="target interpreter, or candidates as python3.12,python3 (the "
+                        "first found runs; default: python3; locally this one)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("-j", "--jobs", type=_positive(int), default=32,
                         help="hosts at once (default 32)")
