@@ -86,9 +86,9 @@ class Targets:
                 self._contexts[key] = ctx
             return ctx
 
-    def local(self, python: str | None = None) -> transport.Context:
+    def local(self, python: str | list[str] | None = None) -> transport.Context:
         python = python or sys.executable
-        return self._get(("local", python), lambda: self.router.local(python=python))
+        return self._get(("local", repr(python)), lambda: self.router.local(python=python))
 
     def ssh(self, host: str, *, port: int | None = None, user: str | None = None,
             python: str | list[str] = "python3", backend: str = "openssh",
@@ -177,7 +177,8 @@ class Targets:
         for ctx in contexts:  # sudo's first
             ctx.shutdown(wait=False)
 
-    def for_spec(self, spec: str, python: str | None = None, **options: Any) -> transport.Context:
+    def for_spec(self, spec: str, python: str | list[str] | None = None,
+                 **options: Any) -> transport.Context:
         """'local' or '[user@]host[:port]' -> its context."""
         if spec == "local":
             return self.local(python)

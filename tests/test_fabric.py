@@ -353,6 +353,18 @@ def test_invoke_runner_keeps_invokes_meaning_of_replace_env_and_timeouts():
     assert info.value.result.exited == -9  # as invoke's own runner: the group got SIGKILL
 
 
+def test_invoke_runner_takes_a_list_of_interpreters():
+    # A list reached the shared targets' cache as a key, and a list is not hashable.
+    from invoke import Config, Context
+
+    from adapters.invoke import TransportRunner
+
+    c = Context(Config(overrides={"runners": {"local": TransportRunner},
+                                  "transport": {"python": ["/nowhere/python3", "/usr/bin/python3"]}}))
+    # The command's parent is the target's interpreter: the one the list found.
+    assert c.run("readlink -f /proc/$PPID/exe", hide=True).stdout.startswith("/usr/bin/python3")
+
+
 def test_invoke_watchers_and_in_stream_as_with_invokes_own_runner():
     import io
 

@@ -1,6 +1,7 @@
 """The command-line tool: `python -m transport` (installed as `transport`).
 
-    transport [-H HOSTS | -i INVENTORY] [-u USER] [--sudo] [--python PATH[,PATH...]] [--json] [-j N] run -- CMD ...
+    transport [-H HOSTS | -i INVENTORY] [-u USER] [--sudo] [--python PATH[,PATH...]]
+              [--json] [-j N] run -- CMD ...
     transport ... call module:function [ARG ...]     # args parsed as JSON, else strings
     transport ... ping
     transport ... put SRC DST  /  get SRC DST
