@@ -554,6 +554,20 @@ def test_a_transport_table_without_its_kind_is_shown_as_written():
                                "python: ...}, not {'python': '/usr/bin/python3'}")
 
 
+def test_a_roster_python_may_be_a_list_of_candidates():
+    # The list was made a str, "['python3.12', 'python3']", and sought as one path.
+    from adapters.salt.hosts import RosterError, settings_for
+
+    settings = settings_for({"host": "web1", "transport": {"kind": "fast",
+                                                           "python": ["python3.12", "python3"]}})
+    assert settings.python == ["python3.12", "python3"]
+    assert settings_for({"host": "web1", "transport": {"kind": "fast", "python": 3.11}}).python == "3.11"
+    with pytest.raises(RosterError) as info:
+        settings_for({"host": "web1", "transport": {"kind": "fast", "python": ["python3", None]}})
+    assert str(info.value) == ("web1: roster key transport.python is an interpreter or a list of "
+                               "them, not ['python3', None]")
+
+
 def test_the_python_api_uses_the_roster_key(salt):
     code = ("import json, salt.client.ssh.client as c;"
             f"print(json.dumps(c.SSHClient(c_path={str(salt.conf / 'master')!r})"

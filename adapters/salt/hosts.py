@@ -1,10 +1,11 @@
 """Which salt-ssh hosts use the transport, and their transport contexts.
 
 A host opts in with the roster key `transport: fast` (or a table
-`{kind: fast, python: /usr/bin/python3, backend: paramiko}`; the backend
-defaults to the OpenSSH client, as stock salt-ssh uses, so ~/.ssh/config
-applies alike; python defaults to the first of PYTHON_CANDIDATES found, looked
-up on the roster's set_path when it has one, as the shim sets PATH to it first).
+`{kind: fast, python: /usr/bin/python3, backend: paramiko}`, whose python may be a
+list of candidates, the first found running); the backend defaults to the OpenSSH
+client, as stock salt-ssh uses, so ~/.ssh/config applies alike; python defaults to
+the first of PYTHON_CANDIDATES found, looked up on the roster's set_path when it has
+one, as the shim sets PATH to it first).
 Its roster keys map onto the transport: user, port, priv (identity file;
 "agent-forwarding" forwards the agent), timeout (ssh's ConnectTimeout, as stock's),
 ssh_options ("Key=Value" strings), identities_only, keepalive settings,
@@ -108,7 +109,14 @@ def settings_for(target: dict[str, Any]) -> Settings | None:
     if backend not in (None, "openssh", "paramiko"):
         raise RosterError(f"{host}: roster key transport.backend must be openssh or paramiko, "
                           f"not {backend!r}")
-    python = str(value["python"]) if value.get("python") else PYTHON_CANDIDATES
+    python = value.get("python") or PYTHON_CANDIDATES
+    if isinstance(python, (list, tuple)):  # candidates: the first found runs
+        if not python or not all(isinstance(p, str) and p for p in python):
+            raise RosterError(f"{host}: roster key transport.python is an interpreter or a list "
+                              f"of them, not {list(python)!r}")
+        python = list(python)
+    else:
+        python = str(python)
     return Settings(python=python, backend=backend or "openssh",
                     remote_forwards=remote_forwards_of(target))
 
