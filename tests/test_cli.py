@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from tests.support.sshd import SUDO_PASSWORD
+
 PY = "/usr/bin/python3"
 
 
@@ -297,3 +299,60 @@ def test_a_second_ctrl_c_leaves_at_once(ssh_opts):
         cli.kill()
         subprocess.run(["pkill", "-u", "tp-plain", "-f", f"^sleep {marker}$"])
     assert (cli.returncode, err) == (130, "")
+
+
+def test_sudo_password_from_the_environment(ssh_opts):
+    # --sudo had no way to give a password: only hosts with NOPASSWD rules could be used.
+    host = "tp-sudo@127.0.0.1"
+    out = transport_cli("-H", host, *ssh_opts, "--python", PY, "--sudo", "call", "os:getuid",
+                        env={"TRANSPORT_SUDO_PASSWORD": SUDO_PASSWORD})
+    assert (out.returncode, out.stdout) == (0, "0\n"), out.stderr
+    wrong = "not-" + SUDO_PASSWORD
+    out = transport_cli("-H", host, *ssh_opts, "--python", PY, "--sudo", "call", "os:getuid",
+                        env={"TRANSPORT_SUDO_PASSWORD": wrong})
+    assert out.returncode != 0 and "sudo to root refused" in out.stderr, out.stderr
+    assert wrong not in out.stdout + out.stderr
+
+
+def test_ask_sudo_password_asks_on_the_terminal_without_echo(ssh_opts):
+    import fcntl
+    import select
+    import termios
+
+    master, slave = os.openpty()
+
+    def take_the_terminal():  # as a shell gives a command its terminal
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen([sys.executable, "-m", "transport", "-H", "tp-sudo@127.0.0.1", *ssh_opts,
+                             "--python", PY, "-K", "call", "os:getuid"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=take_the_terminal, pass_fds=(slave,))
+    os.close(slave)
+    try:
+        shown = b""
+        while b"sudo password: " not in shown:
+            assert select.select([master], [], [], 60)[0], f"no prompt: {shown!r}"
+            shown += os.read(master, 1024)
+        os.write(master, SUDO_PASSWORD.encode() + b"\n")
+        out, err = proc.communicate(timeout=60)
+        assert (proc.returncode, out) == (0, b"0\n"), err
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                shown += os.read(master, 1024)
+            except OSError:  # the terminal's last user has gone
+                break
+        assert SUDO_PASSWORD.encode() not in shown + out + err
+    finally:
+        proc.kill()
+        os.close(master)
+
+
+def test_ask_sudo_password_without_a_terminal_says_what_to_do_instead():
+    out = subprocess.run([sys.executable, "-m", "transport", "-K", "ping"], capture_output=True,
+                         text=True, timeout=60, start_new_session=True, stdin=subprocess.DEVNULL)
+    assert (out.returncode, out.stdout) == (1, "")
+    assert out.stderr == ("transport: -K asks for sudo's password on the terminal, and there is "
+                          "none: set TRANSPORT_SUDO_PASSWORD instead\n")
+

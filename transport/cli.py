@@ -1,6 +1,6 @@
 """The command-line tool: `python -m transport` (installed as `transport`).
 
-    transport [-H HOSTS | -i INVENTORY] [-u USER] [--sudo] [--python PATH[,PATH...]]
+    transport [-H HOSTS | -i INVENTORY] [-u USER] [--sudo | -K] [--python PATH[,PATH...]]
               [--json] [-j N] run -- CMD ...
     transport ... call module:function [ARG ...]     # args parsed as JSON, else strings
     transport ... ping
@@ -16,7 +16,9 @@ host's status, exit code, time and first line of output or error; --json
 prints one document instead (and the command gets no input). Otherwise the
 exit status is 1 when any host failed. -v logs connections, the
 targets' stderr and their log records with host names. Ctrl-C interrupts
-the commands running on every host and ends with status 130.
+the commands running on every host and ends with status 130. --sudo becomes
+root; sudo's password, where one is needed, is asked once on the terminal
+(-K) or taken from $TRANSPORT_SUDO_PASSWORD.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 LOCAL = "localhost"
+# Where a run without a terminal finds sudo's password (as invoke's INVOKE_SUDO_PASSWORD).
+SUDO_PASSWORD_VARIABLE = "TRANSPORT_SUDO_PASSWORD"
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command ended by Ctrl-C
 BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away
 SSH_FAILED = 255  # ssh's status when it cannot run the command at all
@@ -131,7 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="an ssh client option, as for ssh -o (repeatable)")
     parser.add_argument("--backend", choices=("openssh", "paramiko"), default="openssh",
                         help="ssh client: OpenSSH (default) or in-process paramiko for many hosts")
-    parser.add_argument("--sudo", action="store_true", help="become root with sudo (no password)")
+    parser.add_argument("--sudo", action="store_true",
+                        help=f"become root with sudo (its password, where one is needed: -K, "
+                        f"or ${SUDO_PASSWORD_VARIABLE})")
+    parser.add_argument("-K", "--ask-sudo-password", action="store_true",
+                        help="become root with sudo, asking its password once, on the terminal")
     parser.add_argument("--python", type=_interpreters,
                         help="target interpreter, or candidates as python3.12,python3 (the "
                         "first found runs; default: python3; locally this one)")
@@ -268,7 +276,8 @@ def _run_local(router: transport.Router, options: argparse.Namespace,
     try:
         ctx = router.local(python=options.python, connect_timeout=options.timeout, name=LOCAL)
         if options.sudo:
-            ctx = router.sudo(via=ctx, python=ctx.python, connect_timeout=options.timeout)
+            ctx = router.sudo(via=ctx, python=ctx.python, password=options.sudo_password,
+                              connect_timeout=options.timeout)
         result = HostResult(LOCAL, task(ctx), seconds=time.monotonic() - started)
     except (transport.TransportError, OSError, ValueError, TypeError) as e:
         result = HostResult(LOCAL, error=e, seconds=time.monotonic() - started)
@@ -359,6 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     hosts = _hosts(options)
     task = _task(options, len(hosts) > 1)
     try:
+        options.sudo_password = _sudo_password(options)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return INTERRUPTED
+    try:
         with transport.Router() as router:
             try:
                 results = _results(router, options, hosts, task)
@@ -376,12 +390,31 @@ def main(argv: list[str] | None = None) -> int:
         return BROKEN_PIPE
 
 
+def _sudo_password(options: argparse.Namespace) -> str | None:
+    """sudo's password: asked on the terminal (-K, which implies --sudo), else the
+    environment's, else none (sudo then must not need one)."""
+    if options.ask_sudo_password:
+        options.sudo = True
+        try:
+            os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+        except OSError:
+            sys.exit(f"transport: -K asks for sudo's password on the terminal, and there is "
+                     f"none: set {SUDO_PASSWORD_VARIABLE} instead")
+        import getpass
+
+        return getpass.getpass("sudo password: ")
+    if options.sudo:
+        return os.environ.get(SUDO_PASSWORD_VARIABLE) or None
+    return None
+
+
 def _results(router: transport.Router, options: argparse.Namespace, hosts: list[str],
              task: Callable[[transport.Context], Any]) -> GroupResult:
     if not hosts:
         return _run_local(router, options, task)
     group = Group(router, hosts, user=options.user, python=options.python or "python3",
-                  sudo=options.sudo, concurrency=options.jobs, connect_timeout=options.timeout,
+                  sudo=options.sudo, sudo_password=options.sudo_password,
+                  concurrency=options.jobs, connect_timeout=options.timeout,
                   ssh_options=_ssh_options(options.ssh_options), backend=options.backend)
     progress = Progress(len(hosts))
     group.on_result = progress
