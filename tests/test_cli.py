@@ -312,6 +312,9 @@ def test_sudo_password_from_the_environment(ssh_opts):
                         env={"TRANSPORT_SUDO_PASSWORD": wrong})
     assert out.returncode != 0 and "sudo to root refused" in out.stderr, out.stderr
     assert wrong not in out.stdout + out.stderr
+    # Local targets inherit the environment: the password is not in it.
+    out = transport_cli("run", "--", "env", env={"TRANSPORT_SUDO_PASSWORD": SUDO_PASSWORD})
+    assert out.returncode == 0 and "HOME=" in out.stdout and SUDO_PASSWORD not in out.stdout
 
 
 def test_ask_sudo_password_asks_on_the_terminal_without_echo(ssh_opts):

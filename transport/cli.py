@@ -403,9 +403,9 @@ def _sudo_password(options: argparse.Namespace) -> str | None:
         import getpass
 
         return getpass.getpass("sudo password: ")
-    if options.sudo:
-        return os.environ.get(SUDO_PASSWORD_VARIABLE) or None
-    return None
+    # Taken out of the environment, which local targets and their commands inherit.
+    password = os.environ.pop(SUDO_PASSWORD_VARIABLE, None)
+    return (password or None) if options.sudo else None
 
 
 def _results(router: transport.Router, options: argparse.Namespace, hosts: list[str],
