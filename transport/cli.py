@@ -393,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
 def _sudo_password(options: argparse.Namespace) -> str | None:
     """sudo's password: asked on the terminal (-K, which implies --sudo), else the
     environment's, else none (sudo then must not need one)."""
+    # Taken out of the environment in any case: local targets and their commands inherit it.
+    from_environment = os.environ.pop(SUDO_PASSWORD_VARIABLE, None)
     if options.ask_sudo_password:
         options.sudo = True
         try:
@@ -403,9 +405,7 @@ def _sudo_password(options: argparse.Namespace) -> str | None:
         import getpass
 
         return getpass.getpass("sudo password: ")
-    # Taken out of the environment, which local targets and their commands inherit.
-    password = os.environ.pop(SUDO_PASSWORD_VARIABLE, None)
-    return (password or None) if options.sudo else None
+    return (from_environment or None) if options.sudo else None
 
 
 def _results(router: transport.Router, options: argparse.Namespace, hosts: list[str],

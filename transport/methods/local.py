@@ -65,9 +65,8 @@ def python_start_error(name: str, python: str | list[str], reason: str,
         output = "..." + output[-MAX_OUTPUT:]
     output = shown(output)  # what the target wrote: no escape sequence reaches a terminal
     if program is not None and details.get("errno") is not None:  # reason: "cannot start ..."
-        missing = details["errno"] == errno.ENOENT
-        return ConnectError(name, reason + (f" (is {program} installed there, and on the PATH "
-                                            "it starts with?)" if missing else ""))
+        return ConnectError(name, reason + (not_found_advice(program)
+                                            if details["errno"] == errno.ENOENT else ""))
     if details.get("errno") in (errno.ENOENT, errno.EACCES) or status in (126, 127) or (
             status is not None and "No such file" in output):
         where = f"{python!r}" if isinstance(python, str) else f"any of {', '.join(python)}"
@@ -84,6 +83,11 @@ def python_start_error(name: str, python: str | list[str], reason: str,
                    "target read from its stdin first (a shell startup file, such as a "
                    "~/.bashrc running a command that reads input: give it </dev/null).")
     return ConnectError(name, reason)
+
+
+def not_found_advice(program: str) -> str:
+    """What to check when `program` was not found where it was to start."""
+    return f" (is {program} installed there, and on the PATH it starts with?)"
 
 
 def _garbled_bootstrap(output: str) -> bool:
