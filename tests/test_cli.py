@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.support.sshd import SUDO_PASSWORD
+from tests.support.sshd import LOGIN_PASSWORD, PASSWORD_USER, SUDO_PASSWORD
 
 PY = "/usr/bin/python3"
 
@@ -317,36 +317,55 @@ def test_sudo_password_from_the_environment(ssh_opts):
     assert out.returncode == 0 and "HOME=" in out.stdout and SUDO_PASSWORD not in out.stdout
 
 
-def test_ask_sudo_password_asks_on_the_terminal_without_echo(ssh_opts):
+def test_ssh_password_from_the_environment(ssh_opts):
+    import pwd
+
+    host = f"{PASSWORD_USER}@127.0.0.1"  # a user with no key: its password only
+    out = transport_cli("-H", host, *ssh_opts, "--python", PY, "call", "os:getuid",
+                        env={"TRANSPORT_SSH_PASSWORD": LOGIN_PASSWORD})
+    assert (out.returncode, out.stdout) == (0, f"{pwd.getpwnam(PASSWORD_USER).pw_uid}\n"), out.stderr
+    out = transport_cli("-H", host, *ssh_opts, "--python", PY, "call", "os:getuid",
+                        env={"TRANSPORT_SSH_PASSWORD": "not-it"})
+    assert out.returncode == 1 and "the password was refused" in out.stderr, out.stderr
+    assert "not-it" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("option", ["-K", "-k"])
+def test_ask_password_asks_on_the_terminal_without_echo(ssh_opts, option):
     import fcntl
+    import pwd
     import select
     import termios
 
+    user, prompt, password, expected = {
+        "-K": ("tp-sudo", b"sudo password: ", SUDO_PASSWORD, 0),
+        "-k": (PASSWORD_USER, b"ssh password: ", LOGIN_PASSWORD, pwd.getpwnam(PASSWORD_USER).pw_uid),
+    }[option]
     master, slave = os.openpty()
 
     def take_the_terminal():  # as a shell gives a command its terminal
         os.setsid()
         fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
 
-    proc = subprocess.Popen([sys.executable, "-m", "transport", "-H", "tp-sudo@127.0.0.1", *ssh_opts,
-                             "--python", PY, "-K", "call", "os:getuid"],
+    proc = subprocess.Popen([sys.executable, "-m", "transport", "-H", f"{user}@127.0.0.1", *ssh_opts,
+                             "--python", PY, option, "call", "os:getuid"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=take_the_terminal, pass_fds=(slave,))
     os.close(slave)
     try:
         shown = b""
-        while b"sudo password: " not in shown:
+        while prompt not in shown:
             assert select.select([master], [], [], 60)[0], f"no prompt: {shown!r}"
             shown += os.read(master, 1024)
-        os.write(master, SUDO_PASSWORD.encode() + b"\n")
+        os.write(master, password.encode() + b"\n")
         out, err = proc.communicate(timeout=60)
-        assert (proc.returncode, out) == (0, b"0\n"), err
+        assert (proc.returncode, out) == (0, b"%d\n" % expected), err
         while select.select([master], [], [], 0.2)[0]:
             try:
                 shown += os.read(master, 1024)
             except OSError:  # the terminal's last user has gone
                 break
-        assert SUDO_PASSWORD.encode() not in shown + out + err
+        assert password.strip().encode() not in shown + out + err
     finally:
         proc.kill()
         os.close(master)
@@ -358,4 +377,10 @@ def test_ask_sudo_password_without_a_terminal_says_what_to_do_instead():
     assert (out.returncode, out.stdout) == (1, "")
     assert out.stderr == ("transport: -K asks for sudo's password on the terminal, and there is "
                           "none: set TRANSPORT_SUDO_PASSWORD instead\n")
+    out = subprocess.run([sys.executable, "-m", "transport", "-k", "-H", "web1", "ping"],
+                         capture_output=True, text=True, timeout=60, start_new_session=True,
+                         stdin=subprocess.DEVNULL)
+    assert (out.returncode, out.stdout) == (1, "")
+    assert out.stderr == ("transport: -k asks for the hosts' login password on the terminal, and "
+                          "there is none: set TRANSPORT_SSH_PASSWORD instead\n")
 

@@ -149,8 +149,12 @@ def test_a_tool_missing_on_the_hop_is_named_not_python(router, sshd):
         attempts = {
             "sudo": lambda: router.sudo(via=web, password=SUDO_PASSWORD, python=PY),
             "su": lambda: router.su(via=web, user="tp-app", password=APP_PASSWORD, python=PY),
-            "ssh": lambda: router.ssh("127.0.0.1", via=web, python=PY)}
-        for tool, attempt in attempts.items():
+            "ssh": lambda: router.ssh("127.0.0.1", via=web, python=PY),
+            # Started by a shell that gives it its own pid (for the password's script).
+            "ssh with a password": lambda: router.ssh("127.0.0.1", via=web, python=PY,
+                                                      password="x")}
+        for what, attempt in attempts.items():
+            tool = what.split()[0]
             with pytest.raises(transport.ConnectError) as info:
                 attempt()
             assert f"cannot start {tool}: " in str(info.value), str(info.value)

@@ -18,7 +18,8 @@ exit status is 1 when any host failed. -v logs connections, the
 targets' stderr and their log records with host names. Ctrl-C interrupts
 the commands running on every host and ends with status 130. --sudo becomes
 root; sudo's password, where one is needed, is asked once on the terminal
-(-K) or taken from $TRANSPORT_SUDO_PASSWORD.
+(-K) or taken from $TRANSPORT_SUDO_PASSWORD. Hosts that take a login password
+rather than a key get it the same way: -k, or $TRANSPORT_SSH_PASSWORD.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 LOCAL = "localhost"
 # Where a run without a terminal finds sudo's password (as invoke's INVOKE_SUDO_PASSWORD).
 SUDO_PASSWORD_VARIABLE = "TRANSPORT_SUDO_PASSWORD"
+SSH_PASSWORD_VARIABLE = "TRANSPORT_SSH_PASSWORD"
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command ended by Ctrl-C
 BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away
 SSH_FAILED = 255  # ssh's status when it cannot run the command at all
@@ -140,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"or ${SUDO_PASSWORD_VARIABLE})")
     parser.add_argument("-K", "--ask-sudo-password", action="store_true",
                         help="become root with sudo, asking its password once, on the terminal")
+    parser.add_argument("-k", "--ask-ssh-password", action="store_true",
+                        help="ask once, on the terminal, for the password of hosts that take "
+                        f"one to log in (else: ${SSH_PASSWORD_VARIABLE})")
     parser.add_argument("--python", type=_interpreters,
                         help="target interpreter, or candidates as python3.12,python3 (the "
                         "first found runs; default: python3; locally this one)")
@@ -369,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     task = _task(options, len(hosts) > 1)
     try:
         options.sudo_password = _sudo_password(options)
+        options.ssh_password = _asked_or_given(options.ask_ssh_password, SSH_PASSWORD_VARIABLE,
+                                               "-k", "the hosts' login password", "ssh password")
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return INTERRUPTED
@@ -393,19 +400,27 @@ def main(argv: list[str] | None = None) -> int:
 def _sudo_password(options: argparse.Namespace) -> str | None:
     """sudo's password: asked on the terminal (-K, which implies --sudo), else the
     environment's, else none (sudo then must not need one)."""
-    # Taken out of the environment in any case: local targets and their commands inherit it.
-    from_environment = os.environ.pop(SUDO_PASSWORD_VARIABLE, None)
     if options.ask_sudo_password:
         options.sudo = True
-        try:
-            os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
-        except OSError:
-            sys.exit(f"transport: -K asks for sudo's password on the terminal, and there is "
-                     f"none: set {SUDO_PASSWORD_VARIABLE} instead")
-        import getpass
+    password = _asked_or_given(options.ask_sudo_password, SUDO_PASSWORD_VARIABLE, "-K",
+                               "sudo's password", "sudo password")
+    return password if options.sudo else None
 
-        return getpass.getpass("sudo password: ")
-    return (from_environment or None) if options.sudo else None
+
+def _asked_or_given(ask: bool, variable: str, option: str, what: str, prompt: str) -> str | None:
+    """A password asked on the terminal (with `option`), else the environment's, else none."""
+    # Taken out of the environment in any case: local targets and their commands inherit it.
+    from_environment = os.environ.pop(variable, None)
+    if not ask:
+        return from_environment or None
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        sys.exit(f"transport: {option} asks for {what} on the terminal, and there is "
+                 f"none: set {variable} instead")
+    import getpass
+
+    return getpass.getpass(f"{prompt}: ")
 
 
 def _results(router: transport.Router, options: argparse.Namespace, hosts: list[str],
@@ -415,7 +430,8 @@ def _results(router: transport.Router, options: argparse.Namespace, hosts: list[
     group = Group(router, hosts, user=options.user, python=options.python or "python3",
                   sudo=options.sudo, sudo_password=options.sudo_password,
                   concurrency=options.jobs, connect_timeout=options.timeout,
-                  ssh_options=_ssh_options(options.ssh_options), backend=options.backend)
+                  ssh_options=_ssh_options(options.ssh_options), backend=options.backend,
+                  password=options.ssh_password)
     progress = Progress(len(hosts))
     group.on_result = progress
     try:

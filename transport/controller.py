@@ -160,7 +160,8 @@ class Router:
             ssh_options: dict[str, str] | None = None, check_host_keys: str | None = None,
             compression: bool = False, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
             name: str | None = None, via: Context | None = None,
-            backend: str = "openssh", search_path: str | None = None) -> Context:
+            backend: str = "openssh", search_path: str | None = None,
+            password: str | None = None) -> Context:
         """Start `python` on `host` over OpenSSH; with via=, the ssh client runs on that context.
 
         host may be user@host, as for ssh.
@@ -172,6 +173,8 @@ class Router:
         search_path: the PATH python is looked for on instead of the login shell's, and
         the one it starts with ($NAME, ${NAME} and a leading ~ are expanded there).
         backend="paramiko" connects in-process instead (for large fan-outs; controller only).
+        password: the login password, where keys are not enough (tried after them, once;
+        it goes to ssh's prompt, never into an argument, the environment or a message).
         Raises AuthError when authentication is refused, ConnectError otherwise.
         """
         if backend not in ("openssh", "paramiko"):
@@ -200,7 +203,7 @@ class Router:
         method = kind(host, port=port, user=user, python=python, identity_file=identity_file,
                       ssh_options=ssh_options, check_host_keys=check_host_keys,
                       compression=compression, connect_timeout=connect_timeout,
-                      search_path=search_path)
+                      search_path=search_path, password=password)
         return self._connect(method, name, connect_timeout, via)
 
     def sudo(self, *, user: str = "root", password: str | None = None,

@@ -17,6 +17,8 @@ TestUsers creates, when missing, users whose homes hold no shell rc files:
              a password (APP_PASSWORD)
   tp-zsh, tp-tcsh, tp-fish  users whose login shells are those (not POSIX sh, which
              reads the command ssh and su pass on), with a password (APP_PASSWORD)
+  tp-pass    logs in with its password (LOGIN_PASSWORD) only: no key is authorised, and
+             sshd takes keyboard-interactive and password logins from this user alone
 pyenv's interpreters live under /root, which other users cannot enter; tests
 that log in as these users use /usr/bin/python3.
 """
@@ -33,8 +35,12 @@ from pathlib import Path
 SSHD = "/usr/sbin/sshd"
 SUDO_PASSWORD = "sudo-Pa55-word"
 APP_PASSWORD = "app-Pa55-word"
+# With what a shell or a careless quoting would change: spaces, quotes, a backslash, $.
+LOGIN_PASSWORD = " login 'Pa55' \\word $HOME "
+PASSWORD_USER = "tp-pass"
 LOGIN_SHELLS = {"tp-zsh": "/usr/bin/zsh", "tp-tcsh": "/usr/bin/tcsh", "tp-fish": "/usr/bin/fish"}
-USERS = ("tp-plain", "tp-sudo", "tp-nopw", "tp-nosudo", "tp-app", "tp-limited", *LOGIN_SHELLS)
+USERS = ("tp-plain", "tp-sudo", "tp-nopw", "tp-nosudo", "tp-app", "tp-limited", *LOGIN_SHELLS,
+         PASSWORD_USER)
 SUDOERS_FILE = "/etc/sudoers.d/transport-tests"
 INSTALL_HINT = ("run .ci/setup-system as root "
                 "(apt-get install openssh-server sudo zsh tcsh fish)")
@@ -70,7 +76,8 @@ def ensure_users() -> None:
             (home / rc).unlink(missing_ok=True)
     passwords = (f"tp-sudo:{SUDO_PASSWORD}\ntp-app:{APP_PASSWORD}\ntp-plain:{APP_PASSWORD}\n"
                  f"tp-nosudo:{APP_PASSWORD}\ntp-limited:{APP_PASSWORD}\n"
-                 + "".join(f"{user}:{APP_PASSWORD}\n" for user in LOGIN_SHELLS))
+                 + "".join(f"{user}:{APP_PASSWORD}\n" for user in LOGIN_SHELLS)
+                 + f"{PASSWORD_USER}:{LOGIN_PASSWORD}\n")
     subprocess.run(["chpasswd"], input=passwords, text=True, check=True)
     rules = ("Defaults:tp-sudo !lecture, timestamp_timeout=0\n"
              "tp-sudo ALL=(ALL:ALL) ALL\n"
@@ -127,6 +134,8 @@ class SshServer:
         keys_dir.mkdir(mode=0o755, exist_ok=True)
         public = (self.workdir / "client_key.pub").read_text()
         for user in ("root", *USERS):
+            if user == PASSWORD_USER:
+                continue
             (keys_dir / user).write_text(public)
             (keys_dir / user).chmod(0o644)
         host_public = (self.workdir / "host_key.pub").read_text().split()[:2]
@@ -159,6 +168,9 @@ MaxStartups 200
 MaxSessions 200
 LogLevel VERBOSE
 Subsystem sftp internal-sftp
+Match User {PASSWORD_USER}
+    PasswordAuthentication yes
+    KbdInteractiveAuthentication yes
 """)
         subprocess.run([SSHD, "-t", "-f", str(config)], check=True)
         process = subprocess.Popen([SSHD, "-D", "-f", str(config), "-E", str(log)])

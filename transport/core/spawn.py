@@ -212,6 +212,39 @@ class ChildProcess(object):
                 pass
 
 
+def askpass_environment(program):
+    """Write program (bytes) as an executable file in a new private directory; return
+    the directory and an environment naming the file as ssh's SSH_ASKPASS."""
+    import tempfile
+    directory = tempfile.mkdtemp(prefix='transport-askpass-')  # mode 0700
+    path = os.path.join(directory, 'askpass')
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+        try:
+            os.write(fd, program)
+        finally:
+            os.close(fd)
+    except BaseException:
+        remove_askpass(directory)
+        raise
+    env = dict(os.environ)
+    env['SSH_ASKPASS'] = path
+    env['SSH_ASKPASS_REQUIRE'] = 'force'  # OpenSSH 8.4 and later
+    env.setdefault('DISPLAY', 'transport:0')  # what earlier clients need to use it at all
+    return directory, env
+
+
+def remove_askpass(directory):
+    try:
+        os.unlink(os.path.join(directory, 'askpass'))
+    except OSError:
+        pass
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass
+
+
 def describe_status(status):
     if status is None:
         return 'still running'
@@ -232,6 +265,10 @@ class Connection(object):
         never be read as payload. A second prompt means the password was
         refused; a prompt with no password to give fails at once.
       auth_failures: stderr texts (bytes) that mean authentication was refused.
+      askpass: the text of a program (a shell script) that asks for the password
+        as above, for a client that runs one to ask (ssh's SSH_ASKPASS). It is
+        written to a private directory here for the child's login, named in the
+        child's environment by SSH_ASKPASS, and removed when the login ends.
       process: a child already started by other means (the controller's paramiko
         backend), with the same stdin/stdout/stderr fds, poll() and kill().
       fallback: when `payload` is byte code, the (tag, source payload) to send
@@ -260,6 +297,8 @@ class Connection(object):
         self.prompt = options.get('prompt')
         self._password = options.get('password')
         self.auth_failures = options.get('auth_failures') or ()
+        self.askpass = options.get('askpass')
+        self._askpass_dir = None
         self.stream = None
         self.state = 'new'
         self.hello = None
@@ -286,7 +325,10 @@ class Connection(object):
         try:
             make_room_for_children(len(_unreaped.get(self.broker, ())) + 1)
             if self.process is None:
-                self.process = ChildProcess(self.argv, self.pipe_size)
+                env = None
+                if self.askpass is not None:
+                    self._askpass_dir, env = askpass_environment(self.askpass)
+                self.process = ChildProcess(self.argv, self.pipe_size, env)
         except Exception as e:  # also an argv no exec takes: fail now, not at connect_timeout
             if isinstance(e, OSError):
                 reason = 'cannot start %s: %s' % (self.argv[0], e.strerror)
@@ -294,6 +336,7 @@ class Connection(object):
                 reason = 'cannot start %r: %s: %s' % (self.argv[0], type(e).__name__, e)
             self._fail(reason, {'errno': getattr(e, 'errno', None), 'exit_status': None,
                                 'stderr': '', 'preamble': '', 'auth': False})
+            self._remove_askpass()
             return
         self.state = 'booting'
         _unreaped.setdefault(self.broker, set()).add(self)
@@ -334,6 +377,7 @@ class Connection(object):
         elif scanner.state == 'waiting':
             self._first_stage_seen = True
             self._send_payload()  # the first stage runs: no password prompt can follow
+            self._remove_askpass()
             if scanner.wants_source:
                 if self.payload[0] == 'source':  # the header it read was not ours
                     self._fail(GARBLED_HEADER, self._details(scanner.preamble_text()))
@@ -496,9 +540,15 @@ class Connection(object):
             return
         self.state = 'failed'
         self._password = None
+        self._remove_askpass()
         if self._timer is not None:
             self._timer.cancel()
         self.on_failed(self, reason, details)
+
+    def _remove_askpass(self):
+        if self._askpass_dir is not None:
+            remove_askpass(self._askpass_dir)
+            self._askpass_dir = None
 
     def _on_disconnect(self, stream, reason):
         if (self.state == 'ready' and self.context_id not in self.router.exiting

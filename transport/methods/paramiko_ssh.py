@@ -300,6 +300,9 @@ class ParamikoSshMethod(SshMethod):
     _abandoned = False
     _socket: socket.socket | None = None
 
+    def options(self) -> dict[str, Any]:
+        return {}  # the password goes to paramiko (no ssh client to answer)
+
     def abandon(self) -> None:
         """Any thread: end a start_process under way on another thread (its router is
         closing): waits for the server end at once, and no new connection is made."""
@@ -356,7 +359,7 @@ class ParamikoSshMethod(SshMethod):
             if self._abandoned:
                 raise ConnectError(name, "abandoned: its router closed")
             sock = self._socket = _open_socket(self.host, port, timeout)
-            client.connect(self.host, port=port, username=user,
+            client.connect(self.host, port=port, username=user, password=self._password,
                            key_filename=keys or None,
                            # As OpenSSH: default key files only when none is given; the
                            # agent unless IdentityAgent=none, or IdentitiesOnly=yes (which

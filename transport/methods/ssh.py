@@ -9,13 +9,21 @@ asks for compression (ssh's compression caps incompressible data at about
 stops answering, powered off or cut off, fails its calls within 45-60 s instead
 of the two hours TCP would take). Host-key checking follows the user's ssh
 config unless check_host_keys says otherwise.
+
+With a login password, BatchMode is off and ssh asks for the password through
+SSH_ASKPASS: a small script (ASKPASS) that writes our prompt on ssh's stderr and
+reads the answer from ssh's stdin, where the connection writes it before the
+bootstrap, as for sudo. The password is never in an argument or the environment.
+The script answers only the ssh we started (not a ProxyJump hop's) and only a
+password prompt; any other question (an unknown host key, a key's passphrase)
+gets no answer, as in batch mode. ssh asks once (NumberOfPasswordPrompts=1).
 """
 
 from __future__ import annotations
 
 from transport.bootstrap import shell_join
 from transport.errors import AuthError, ConnectError, HostKeyError
-from transport.methods.local import python_start_error
+from transport.methods.local import not_found_advice, python_start_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,6 +47,17 @@ HOST_KEY_FAILED = "Host key verification failed"
 HOST_KEY_CHANGED = ("REMOTE HOST IDENTIFICATION HAS CHANGED", "Offending ",
                     "has changed and you have requested strict checking")
 HOST_KEY_UNKNOWN = ("host key is known for", HOST_KEY_FAILED)
+PASSWORD_PROMPT = "[transport:ssh:password]"
+# Run by ssh (SSH_ASKPASS) with its question as $1; the spawner answers on ssh's stdin.
+ASKPASS = ("#!/bin/sh\n"
+           '[ "$PPID" = "$TRANSPORT_SSH_PID" ] || exit 1\n'
+           'case "$1" in *assword*) ;; *) exit 1 ;; esac\n'
+           "printf '%s\\n' '" + PASSWORD_PROMPT + "' >&2\n"
+           "IFS= read -r answer || exit 1\n"
+           "printf '%s\\n' \"$answer\"\n").encode()
+# ssh's process id, for the script above: exec keeps it.
+WITH_OWN_PID = 'TRANSPORT_SSH_PID=$$; export TRANSPORT_SSH_PID; exec "$@"'
+ASKPASS_FAILED = "ssh_askpass: exec("
 
 
 def option_values(ssh_options: Any) -> dict[str, str]:
@@ -71,7 +90,8 @@ class SshMethod:
                  python: str | list[str] = "python3", identity_file: str | list[str] | None = None,
                  ssh_options: dict[str, str] | None = None, check_host_keys: str | None = None,
                  compression: bool = False, connect_timeout: float = 30.0,
-                 search_path: str | None = None, ssh_path: str = "ssh") -> None:
+                 search_path: str | None = None, ssh_path: str = "ssh",
+                 password: str | None = None) -> None:
         if check_host_keys is not None and check_host_keys not in HOST_KEY_POLICIES:
             raise ValueError(f"check_host_keys must be one of {sorted(HOST_KEY_POLICIES)} or None")
         self.host = host
@@ -84,6 +104,10 @@ class SshMethod:
                                else list(identity_file or ()))
         if user is not None and not isinstance(user, str):
             raise TypeError(f"user is a user name, not {type(user).__name__}")
+        if password is not None and (not isinstance(password, str) or any(
+                c in password for c in "\n\r\0")):
+            raise ValueError("password is a str of one line")  # never shown
+        self._password = password
         self.ssh_options = option_values(ssh_options)
         self.check_host_keys = check_host_keys
         self.compression = compression
@@ -100,12 +124,17 @@ class SshMethod:
                    "ServerAliveInterval": "15", "ServerAliveCountMax": "3"}
         options.update(HOST_KEY_POLICIES.get(self.check_host_keys or "", {}))
         options.update(self.ssh_options)
+        if self._password is not None:  # a password given is meant to be used
+            options.update(BatchMode="no", NumberOfPasswordPrompts="1")
         return options
 
     def argv(self, bootstrap: Bootstrap) -> list[str]:
         remote_command = bootstrap.shell_command(self.python, self.search_path)
-        return [self.ssh_path, "-T", *self._client_args(self.client_options()), "--", self.host,
+        argv = [self.ssh_path, "-T", *self._client_args(self.client_options()), "--", self.host,
                 remote_command]
+        if self._password is not None:
+            return ["/bin/sh", "-c", WITH_OWN_PID, "sh", *argv]
+        return argv
 
     def forward_argv(self, host: str, port: int | None, proxy_command: str | None = None) -> list[str]:
         """The argv of an ssh that, logged in here, joins its stdin and stdout to
@@ -113,6 +142,9 @@ class SshMethod:
 
         proxy_command: how this hop itself is reached (already in ssh's % syntax).
         """
+        if self._password is not None:
+            raise ValueError(f"gateway {self.default_name()}: a password login cannot be "
+                             "answered through a ProxyCommand (use a key or the agent)")
         options = self.client_options()
         if proxy_command is not None:
             options["ProxyCommand"] = proxy_command
@@ -134,12 +166,26 @@ class SshMethod:
             argv += ["-i", identity_file]
         return argv
 
+    def __repr__(self) -> str:
+        secret = "set" if self._password is not None else "none"
+        return f"{type(self).__name__}({self.default_name()!r}, password={secret})"
+
     def options(self) -> dict[str, Any]:
-        return {}
+        if self._password is None:
+            return {}
+        return {"prompt": PASSWORD_PROMPT.encode(), "password": self._password.encode(),
+                "askpass": ASKPASS}
 
     def connect_error(self, name: str, reason: str, details: dict[str, Any]) -> ConnectError:
         stderr = details.get("stderr") or ""
         ssh_lines = [line for line in stderr.splitlines() if line.strip()]
+        if details.get("auth"):  # ssh asked for the password again
+            said = _last(ssh_lines, AUTH_REFUSED) if ssh_lines else ""
+            return AuthError(name, reason + (f": {said}" if said else ""))
+        if (self._password is not None and details.get("exit_status") == 127
+                and "exec" in stderr):  # the shell that gives ssh its pid found no ssh
+            return ConnectError(name, f"cannot start {self.ssh_path}: No such file or directory"
+                                + not_found_advice(self.ssh_path))
         if details.get("exit_status") == 255 and ssh_lines:  # ssh's own failure
             error = self._ssh_failure(name, stderr, ssh_lines)
             error.ssh_messages = "\n".join(ssh_lines)
@@ -147,6 +193,10 @@ class SshMethod:
         return python_start_error(name, self.python, reason, details, program=self.ssh_path)
 
     def _ssh_failure(self, name: str, stderr: str, ssh_lines: list[str]) -> ConnectError:
+        if ASKPASS_FAILED in stderr:
+            return ConnectError(name, "ssh could not run the script that answers its password "
+                                "prompt: " + _last(ssh_lines, (ASKPASS_FAILED,)) + " (is the "
+                                "temporary directory mounted noexec? Point TMPDIR at another)")
         if any(text in stderr for text in AUTH_REFUSED):
             return AuthError(name, "authentication refused: " + _last(ssh_lines, AUTH_REFUSED))
         if HOST_KEY_FAILED in stderr:
