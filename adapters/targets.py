@@ -103,8 +103,11 @@ class Targets:
 
             backend = "paramiko" if set(options.get("ssh_options") or {}) <= HONOURED else "openssh"
         options["backend"] = backend
+        if options.get("password") is not None and not isinstance(options["password"], str):
+            options["password"] = str(options["password"])  # YAML's `password: 1234`
         key = ("ssh", host, port, user, repr(python),
-               tuple(sorted((k, repr(v)) for k, v in options.items())))
+               tuple(sorted((k, _fingerprint(v) if k == "password" else repr(v))
+                            for k, v in options.items())))
         return self._get(key, lambda: self.router.ssh(host, port=port, user=user, python=python,
                                                       **options))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -19,7 +20,7 @@ import pytest
 
 import transport
 from tests.support.processes import alive, run_python_program, written_text
-from tests.support.sshd import APP_PASSWORD, SUDO_PASSWORD, free_port
+from tests.support.sshd import APP_PASSWORD, LOGIN_PASSWORD, PASSWORD_USER, SUDO_PASSWORD, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -265,6 +266,30 @@ def test_sudo_without_the_password_fails_clearly(sshd, tmp_path):
     assert "sudo: a password is required" in result.stderr
     assert "[sudo] password" not in result.stderr and "Sorry, try again" not in result.stderr
     assert "sudo.password" in result.stderr and SUDO_PASSWORD not in result.stderr
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["stock", "fast"])
+def test_a_login_password_in_connect_kwargs_logs_in_as_on_stock_fabric(sshd, tmp_path, fast):
+    # connect_kwargs.password (what fab --prompt-for-login-password sets) was refused by
+    # name: hosts that take a password and no key could not be reached.
+    directory = project(tmp_path, "project", PROJECTS / "fabfile_features.py", fast)
+    (directory / "fabfile.py").write_text(
+        "from fabric import task\n\n@task\ndef who(c):\n    c.run('id -un')\n")
+    results = []
+    for password in (LOGIN_PASSWORD, "not-it"):
+        config = tmp_path / f"login-{len(results)}.json"
+        config.write_text(json.dumps({
+            "connect_kwargs": {"password": password, "look_for_keys": False,
+                               "allow_agent": False},
+            "transport": {"ssh_options": {"UserKnownHostsFile": str(sshd.known_hosts)}}}))
+        results.append(fab(directory, config, "-H", host(sshd, PASSWORD_USER), "who"))
+    right, wrong = results
+    assert (right.returncode, right.stdout) == (0, f"{PASSWORD_USER}\n"), right.stderr
+    assert wrong.returncode != 0 and "Authentication failed" in wrong.stderr, wrong.stderr
+    if fast:  # Fabric connects with paramiko: so does the adapter, by default
+        assert f"AuthError: {PASSWORD_USER}@127.0.0.1:{sshd.port}: authentication refused" in (
+            wrong.stderr)
+    assert "not-it" not in wrong.stdout + wrong.stderr
 
 
 def test_unreachable_host_names_the_host(sshd, runtime_config, tmp_path):

@@ -463,6 +463,16 @@ def test_a_refused_login_is_reported_without_offering_to_deploy_a_key(salt):
     assert "deploy" not in result.stdout and "Traceback" not in result.stderr, result.stderr
 
 
+def test_a_roster_passwd_logs_in_where_keys_are_refused_as_on_stock(salt):
+    # passwd was sudo's only: a host taking a password and no key refused a fast login.
+    out, result = salt.json("stockpass,fastpass", "cmd.run", "id -un")
+    assert out == {"stockpass": "tp-pass", "fastpass": "tp-pass"}, result.stdout + result.stderr
+    out, result = salt.json("fastpasswrong", "test.ping")
+    assert result.returncode != 0
+    assert "the password was refused" in json.dumps(out), out
+    assert "not-it" not in result.stdout + result.stderr
+
+
 def test_a_key_the_adapter_cannot_honour_is_named(salt):
     out, result = salt.json("refused", "test.ping")
     assert result.returncode != 0

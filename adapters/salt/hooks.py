@@ -379,7 +379,7 @@ def install() -> None:
     def key_deploy(self: Any, host: str, ret: dict[str, Any]) -> Any:
         # Stock reads a host's "Permission denied" as a refused key and asks, on stdin,
         # to install salt-ssh's key with the ssh password. A fast host has no such
-        # remedy (its passwd is sudo's; FastShell.copy_id refuses): its error stands.
+        # remedy (its passwd was tried already; FastShell.copy_id refuses): its error stands.
         if self.opts.get("ssh_key_deploy") or not hosts.selects_transport(
                 self.targets.get(host) or {}):
             return original_key_deploy(self, host, ret)

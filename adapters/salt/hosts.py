@@ -9,8 +9,9 @@ one, as the shim sets PATH to it first).
 Its roster keys map onto the transport: user, port, priv (identity file;
 "agent-forwarding" forwards the agent), timeout (ssh's ConnectTimeout, as stock's),
 ssh_options ("Key=Value" strings), identities_only, keepalive settings,
-sudo/sudo_user/passwd (a persistent sudo interpreter; passwd is sudo's
-password, never a command-line argument), set_path, minion_opts, cmd_umask,
+passwd (the login password where keys are not enough, as stock's, and sudo's
+password; never a command-line argument), sudo/sudo_user (a persistent sudo
+interpreter), set_path, minion_opts, cmd_umask,
 thin_dir (used as by Salt) and remote_port_forwards (as ssh -R: the
 roster user's interpreter listens on the loopback, as sshd does by default,
 while the host's contexts are open; a port it cannot listen on is a
@@ -275,7 +276,8 @@ def login_context(targets: Targets, target: dict[str, Any], opts: dict[str, Any]
                        identity_file=identity_file, ssh_options=ssh_options,
                        check_host_keys=check_host_keys, backend=settings.backend,
                        connect_timeout=max(timeout, DEFAULT_CONNECT_TIMEOUT),
-                       search_path=str(target["set_path"]) if target.get("set_path") else None)
+                       search_path=str(target["set_path"]) if target.get("set_path") else None,
+                       password=str(target["passwd"]) if target.get("passwd") else None)
     _open_remote_forwards(context, target, settings.remote_forwards)
     return context
 

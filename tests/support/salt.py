@@ -13,6 +13,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from tests.support.sshd import LOGIN_PASSWORD, PASSWORD_USER
+
 SALT_SSH = Path(sys.executable).parent / "salt-ssh"
 STATES = Path(__file__).resolve().parent.parent / "projects" / "salt_states"
 SET_PATH_DIR = "/tmp/transport-salt-set-path"  # the fastsetpath host's set_path puts it first
@@ -77,6 +79,12 @@ file_roots:
                     "  transport: fast\n  ssh_options: [ConnectTimeout]\n")
             + entry("fastspacedoption", sshd.addresses[1], "tp-app",
                     "  transport: fast\n  ssh_options: ['ConnectTimeout 20']\n")
+            + entry("stockpass", sshd.addresses[0], PASSWORD_USER,
+                    f"  passwd: {json.dumps(LOGIN_PASSWORD)}\n")
+            + entry("fastpass", sshd.addresses[1], PASSWORD_USER,
+                    f"  passwd: {json.dumps(LOGIN_PASSWORD)}\n  transport: fast\n")
+            + entry("fastpasswrong", sshd.addresses[1], PASSWORD_USER,
+                    "  passwd: not-it\n  transport: fast\n")
             + entry("fastbadkey", sshd.addresses[1], "tp-app", "  transport: fast\n")
             .replace(str(sshd.client_key), str(refused_key)))
         self.thin_dirs = f"/var/tmp/tp-salt-{run_id}-*"
