@@ -339,12 +339,13 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def _invoke_project(sshd, tmp_path: Path, user: str = "tp-plain") -> Path:
+def _invoke_project(sshd, tmp_path: Path, user: str = "tp-plain", **settings: str) -> Path:
+    """A tasks.py whose `transport` section reaches user at the test sshd (and has settings)."""
     directory = tmp_path / f"invoke-project-{user}"
     directory.mkdir()
     target = {"host": host(sshd, user), "python": "/usr/bin/python3",
               "ssh_options": {"IdentityFile": str(sshd.client_key), "IdentitiesOnly": "yes",
-                              "UserKnownHostsFile": str(sshd.known_hosts)}}
+                              "UserKnownHostsFile": str(sshd.known_hosts)}, **settings}
     text = (PROJECTS / "tasks_remote.py").read_text().replace("TARGET = {}", f"TARGET = {target!r}")
     (directory / "tasks.py").write_text(text)
     return directory
@@ -360,6 +361,14 @@ def test_invoke_tasks_run_on_a_target(sshd, tmp_path):
     result = subprocess.run([str(INV), "who"], cwd=directory, capture_output=True, text=True,
                             stdin=subprocess.DEVNULL, timeout=60)
     _check_invoke_output(result)
+
+
+def test_invoke_tasks_reach_a_host_with_its_login_password(sshd, tmp_path):
+    directory = _invoke_project(sshd, tmp_path, PASSWORD_USER, password=LOGIN_PASSWORD)
+    result = subprocess.run([str(INV), "who"], cwd=directory, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == PASSWORD_USER
 
 
 def test_invoke_runner_keeps_invokes_meaning_of_replace_env_and_timeouts():

@@ -82,7 +82,8 @@ class TransportRunner(Runner):
 
     Config (invoke): ``transport.host`` is "local" (default: a child interpreter on
     this machine) or "[user@]host[:port]" reached over ssh; ``transport.python``,
-    ``transport.identity_file``, ``transport.backend`` as for Router.ssh.
+    ``transport.identity_file``, ``transport.backend``, ``transport.password`` (and the
+    other Router.ssh keywords) as for Router.ssh.
     """
 
     # A command past its timeout: its process group was sent SIGKILL (invoke's own -9).
