@@ -331,6 +331,44 @@ def test_a_fabfile_without_the_key_uses_stock_fabric(sshd, runtime_config, tmp_p
     assert result.stdout == "connection class: 'fabric.connection'\ntp-plain\n"
 
 
+GROUP_SCRIPT = """
+import sys
+from fabric import Config
+from fabric.exceptions import GroupException
+from {module} import SerialGroup, ThreadingGroup
+
+config = Config(overrides={{"connect_kwargs": {{"key_filename": [{key!r}]}},
+                           "transport": {{"ssh_options": {{"UserKnownHostsFile": {known!r}}}}}}})
+for kind in (SerialGroup, ThreadingGroup):
+    with kind(*sys.argv[1:], user="tp-plain", config=config) as group:
+        print(kind.__name__, type(group[0]).__module__)
+        results = group.run("id -un; echo $SSH_CONNECTION | cut -d' ' -f3", hide=True)
+        print(sorted((c.host, r.stdout) for c, r in results.items()))
+        try:
+            group.run("echo out; exit 3", hide=True)
+        except GroupException as e:
+            print(sorted((c.host, type(r).__name__, r.result.exited, r.result.stdout)
+                         for c, r in e.result.items()))
+"""
+
+
+def test_a_script_using_fabrics_groups_runs_them_on_the_transport_as_on_stock(sshd, tmp_path):
+    # Scripts that use Fabric as a library had no group of transport Connections.
+    outputs = {}
+    for module in ("fabric", "adapters.fabric"):
+        script = tmp_path / f"group_{module.replace('.', '_')}.py"  # not fabric.py
+        script.write_text(GROUP_SCRIPT.format(module=module, key=str(sshd.client_key),
+                                              known=str(sshd.known_hosts)))
+        result = run_python_program([sys.executable, str(script),
+                                     *(f"{a}:{sshd.port}" for a in sshd.addresses[:2])], 120)
+        assert result.returncode == 0, result.stderr
+        outputs[module] = result.stdout
+    assert outputs["adapters.fabric"] == outputs["fabric"].replace(
+        "fabric.connection", "adapters.fabric.connection")
+    assert outputs["fabric"].count("fabric.connection") == 2
+    assert "('127.0.0.2', 'tp-plain\\n127.0.0.2\\n')" in outputs["fabric"], outputs["fabric"]
+
+
 def _closed_port() -> int:
     import socket
 
