@@ -61,6 +61,15 @@ def test_a_wrong_or_missing_login_password_is_an_auth_error(router, sshd, way, p
     assert _login(router, sshd, way, LOGIN_PASSWORD).call(pow, 2, 5) == 32
 
 
+@pytest.mark.parametrize("backend", ["openssh", "paramiko"])
+def test_a_key_that_works_is_used_before_the_password(router, sshd, backend):
+    before = sshd.log.read_text()
+    ctx = router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", python="/usr/bin/python3",
+                     ssh_options=sshd.ssh_options(), backend=backend, password="not-it")
+    assert ctx.call(os.getuid) == pwd.getpwnam("tp-plain").pw_uid
+    assert "Accepted publickey for tp-plain" in sshd.log.read_text()[len(before):]
+
+
 def test_the_login_password_is_in_no_argument_environment_or_log(router, sshd, caplog):
     caplog.set_level(logging.DEBUG)
     ctx = _login(router, sshd, "openssh-keyboard-interactive", LOGIN_PASSWORD)

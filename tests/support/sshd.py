@@ -35,8 +35,9 @@ from pathlib import Path
 SSHD = "/usr/sbin/sshd"
 SUDO_PASSWORD = "sudo-Pa55-word"
 APP_PASSWORD = "app-Pa55-word"
-# With what a shell or a careless quoting would change: spaces, quotes, a backslash, $.
-LOGIN_PASSWORD = " login 'Pa55' \\word $HOME "
+# With what a shell or a careless quoting would change: spaces, quotes, a backslash, $,
+# and a letter outside ASCII.
+LOGIN_PASSWORD = " login 'Pa55' \\w\u00f6rd $HOME "
 PASSWORD_USER = "tp-pass"
 LOGIN_SHELLS = {"tp-zsh": "/usr/bin/zsh", "tp-tcsh": "/usr/bin/tcsh", "tp-fish": "/usr/bin/fish"}
 USERS = ("tp-plain", "tp-sudo", "tp-nopw", "tp-nosudo", "tp-app", "tp-limited", *LOGIN_SHELLS,
