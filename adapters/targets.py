@@ -103,10 +103,11 @@ class Targets:
 
             backend = "paramiko" if set(options.get("ssh_options") or {}) <= HONOURED else "openssh"
         options["backend"] = backend
-        if options.get("password") is not None and not isinstance(options["password"], str):
-            options["password"] = str(options["password"])  # YAML's `password: 1234`
+        for secret in SECRETS:
+            if options.get(secret) is not None and not isinstance(options[secret], str):
+                options[secret] = str(options[secret])  # YAML's `password: 1234`
         key = ("ssh", host, port, user, repr(python),
-               tuple(sorted((k, _fingerprint(v) if k == "password" else repr(v))
+               tuple(sorted((k, _fingerprint(v) if k in SECRETS else repr(v))
                             for k, v in options.items())))
         return self._get(key, lambda: self.router.ssh(host, port=port, user=user, python=python,
                                                       **options))
@@ -199,6 +200,8 @@ class Targets:
 
 
 _FINGERPRINT_KEY = os.urandom(32)
+# Router.ssh's arguments that a key holds only as fingerprints.
+SECRETS = ("password", "passphrase")
 
 
 def _fingerprint(password: str | bytes | None) -> bytes | None:

@@ -292,6 +292,29 @@ def test_a_login_password_in_connect_kwargs_logs_in_as_on_stock_fabric(sshd, tmp
     assert "not-it" not in wrong.stdout + wrong.stderr
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["stock", "fast"])
+def test_a_key_passphrase_in_connect_kwargs_opens_the_key_as_on_stock_fabric(sshd, tmp_path,
+                                                                             fast):
+    # connect_kwargs.passphrase (what fab --prompt-for-passphrase sets) was refused by name.
+    key = tmp_path / "encrypted_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "key phrase", "-f", str(key)],
+                   check=True)
+    revoke = sshd.authorize(PASSWORD_USER, (tmp_path / "encrypted_key.pub").read_text())
+    try:
+        directory = project(tmp_path, "project", PROJECTS / "fabfile_features.py", fast)
+        (directory / "fabfile.py").write_text(
+            "from fabric import task\n\n@task\ndef who(c):\n    c.run('id -un')\n")
+        config = tmp_path / "passphrase.json"
+        config.write_text(json.dumps({
+            "connect_kwargs": {"key_filename": [str(key)], "passphrase": "key phrase",
+                               "allow_agent": False},
+            "transport": {"ssh_options": {"UserKnownHostsFile": str(sshd.known_hosts)}}}))
+        result = fab(directory, config, "-H", host(sshd, PASSWORD_USER), "who")
+    finally:
+        revoke()
+    assert (result.returncode, result.stdout) == (0, f"{PASSWORD_USER}\n"), result.stderr
+
+
 def test_unreachable_host_names_the_host(sshd, runtime_config, tmp_path):
     directory = project(tmp_path, "fast", PROJECTS / "fabfile_features.py", True)
     result = fab(directory, runtime_config, "-H", f"tp-plain@127.0.0.1:{_closed_port()}", "whoami")

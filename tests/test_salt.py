@@ -473,10 +473,16 @@ def test_a_roster_passwd_logs_in_where_keys_are_refused_as_on_stock(salt):
     assert "not-it" not in result.stdout + result.stderr
 
 
+def test_a_roster_priv_passwd_opens_an_encrypted_key_as_on_stock(salt):
+    # priv_passwd was refused ("load the key into ssh-agent instead").
+    out, result = salt.json("stockphrase,fastphrase", "cmd.run", "id -un")
+    assert out == {"stockphrase": "tp-pass", "fastphrase": "tp-pass"}, result.stdout + result.stderr
+
+
 def test_a_key_the_adapter_cannot_honour_is_named(salt):
     out, result = salt.json("refused", "test.ping")
     assert result.returncode != 0
-    assert "priv_passwd" in json.dumps(out)
+    assert "roster key tty is not supported" in json.dumps(out), out
     # relenv is not part of Salt's target dict; it is refused all the same, before
     # stock's relenv set-up connects to the host.
     out, result = salt.json("relenv", "test.ping")

@@ -1,10 +1,12 @@
-"""Logging in over ssh with a password (tp-pass has no authorised key), both backends."""
+"""Logging in over ssh with a password (tp-pass has no authorised key) or with a key that
+has a passphrase, both backends."""
 
 from __future__ import annotations
 
 import logging
 import os
 import pwd
+import subprocess
 import tempfile
 
 import pytest
@@ -144,6 +146,50 @@ def test_a_password_no_prompt_could_take_is_refused_at_once(router, password):
 def test_a_gateway_with_a_password_is_refused_as_a_proxy_hop():
     from transport.methods.ssh import SshMethod, forwarding_command
 
-    with pytest.raises(ValueError, match="a password login cannot be answered through a "
-                                         "ProxyCommand"):
+    with pytest.raises(ValueError, match="a password or passphrase cannot be answered "
+                                         "through a ProxyCommand"):
         forwarding_command([SshMethod("bastion", password="x")], "web1", 22)
+
+
+PASSPHRASE = "key 'phrase' \\ $HOME"
+
+
+@pytest.fixture
+def encrypted_key(sshd, tmp_path):
+    """A key with a passphrase, authorised for tp-pass while the test runs."""
+    key = tmp_path / "encrypted_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", PASSPHRASE, "-f", str(key)],
+                   check=True)
+    revoke = sshd.authorize(PASSWORD_USER, (tmp_path / "encrypted_key.pub").read_text())
+    yield key
+    revoke()
+
+
+@pytest.mark.parametrize("backend", ["openssh", "paramiko"])
+def test_a_passphrase_opens_an_encrypted_key(router, sshd, backend, encrypted_key, private_tmp):
+    # Such a key could only be used through an agent.
+    login = dict(port=sshd.port, user=PASSWORD_USER, python="/usr/bin/python3", backend=backend,
+                 ssh_options=sshd.ssh_options(), identity_file=str(encrypted_key))
+    ctx = router.ssh("127.0.0.1", passphrase=PASSPHRASE, **login)
+    assert ctx.call(os.getuid) == pwd.getpwnam(PASSWORD_USER).pw_uid
+    before = sshd.log.read_text()
+    with pytest.raises(transport.AuthError) as info:
+        router.ssh("127.0.0.1", passphrase="not-it", **login)
+    # OpenSSH skips a key it cannot open, and says no more; paramiko says why.
+    assert ("Permission denied" if backend == "openssh" else
+            "the passphrase does not open the key") in str(info.value)
+    assert "not-it" not in str(info.value)
+    # No password was tried for it (none was given): the key was the only way in.
+    attempts = sshd.log.read_text()[len(before):]
+    assert "Failed password" not in attempts and "keyboard-interactive" not in attempts
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_a_password_and_a_passphrase_each_answer_their_own_question(router, sshd, encrypted_key):
+    # The key's path holds the word "password": the question about it is still the key's.
+    key = encrypted_key.with_name("password_key")
+    encrypted_key.rename(key)
+    ctx = router.ssh("127.0.0.1", port=sshd.port, user=PASSWORD_USER, python="/usr/bin/python3",
+                     ssh_options=sshd.ssh_options(), identity_file=str(key),
+                     password="not-it", passphrase=PASSPHRASE)
+    assert ctx.call(os.getuid) == pwd.getpwnam(PASSWORD_USER).pw_uid

@@ -161,7 +161,7 @@ class Router:
             compression: bool = False, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
             name: str | None = None, via: Context | None = None,
             backend: str = "openssh", search_path: str | None = None,
-            password: str | None = None) -> Context:
+            password: str | None = None, passphrase: str | None = None) -> Context:
         """Start `python` on `host` over OpenSSH; with via=, the ssh client runs on that context.
 
         host may be user@host, as for ssh.
@@ -175,6 +175,8 @@ class Router:
         backend="paramiko" connects in-process instead (for large fan-outs; controller only).
         password: the login password, where keys are not enough (tried after them, once;
         it goes to ssh's prompt, never into an argument, the environment or a message).
+        passphrase: what decrypts the identity files (or ssh's default keys) that no
+        agent holds, given the same way.
         Raises AuthError when authentication is refused, ConnectError otherwise.
         """
         if backend not in ("openssh", "paramiko"):
@@ -203,7 +205,7 @@ class Router:
         method = kind(host, port=port, user=user, python=python, identity_file=identity_file,
                       ssh_options=ssh_options, check_host_keys=check_host_keys,
                       compression=compression, connect_timeout=connect_timeout,
-                      search_path=search_path, password=password)
+                      search_path=search_path, password=password, passphrase=passphrase)
         return self._connect(method, name, connect_timeout, via)
 
     def sudo(self, *, user: str = "root", password: str | None = None,

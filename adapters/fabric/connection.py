@@ -44,7 +44,7 @@ from transport.methods.ssh import SshMethod, forwarding_command
 
 # connect_kwargs (paramiko's SSHClient.connect) that both ssh backends can honour.
 HONOURED_CONNECT_KWARGS = {"key_filename", "timeout", "allow_agent", "look_for_keys", "compress",
-                           "password"}
+                           "password", "passphrase"}
 
 
 def _transport_setting(c: fabric.Connection, key: str, default: Any) -> Any:
@@ -76,8 +76,10 @@ def _login_settings(c: fabric.Connection) -> dict[str, Any]:
     timeout = c.connect_timeout or connect_kwargs.get("timeout")
     if timeout:
         settings["connect_timeout"] = float(timeout)
-    if connect_kwargs.get("password") is not None:  # fab --prompt-for-login-password sets it
-        settings["password"] = connect_kwargs["password"]
+    # What fab --prompt-for-login-password and --prompt-for-passphrase set.
+    for secret in ("password", "passphrase"):
+        if connect_kwargs.get(secret) is not None:
+            settings[secret] = str(connect_kwargs[secret])
     return settings
 
 

@@ -10,8 +10,8 @@ Its roster keys map onto the transport: user, port, priv (identity file;
 "agent-forwarding" forwards the agent), timeout (ssh's ConnectTimeout, as stock's),
 ssh_options ("Key=Value" strings), identities_only, keepalive settings,
 passwd (the login password where keys are not enough, as stock's, and sudo's
-password; never a command-line argument), sudo/sudo_user (a persistent sudo
-interpreter), set_path, minion_opts, cmd_umask,
+password; never a command-line argument), priv_passwd (priv's passphrase),
+sudo/sudo_user (a persistent sudo interpreter), set_path, minion_opts, cmd_umask,
 thin_dir (used as by Salt) and remote_port_forwards (as ssh -R: the
 roster user's interpreter listens on the loopback, as sshd does by default,
 while the host's contexts are open; a port it cannot listen on is a
@@ -38,7 +38,6 @@ from adapters.targets import Targets
 from transport.controller import DEFAULT_CONNECT_TIMEOUT
 
 REFUSED_KEYS = {
-    "priv_passwd": "passphrase-protected keys: load the key into ssh-agent instead",
     "winrm": "Windows targets",
     "ssh_pre_flight": "pre-flight scripts",
     "ssh_pre_hook": "pre-hook scripts",
@@ -277,7 +276,8 @@ def login_context(targets: Targets, target: dict[str, Any], opts: dict[str, Any]
                        check_host_keys=check_host_keys, backend=settings.backend,
                        connect_timeout=max(timeout, DEFAULT_CONNECT_TIMEOUT),
                        search_path=str(target["set_path"]) if target.get("set_path") else None,
-                       password=str(target["passwd"]) if target.get("passwd") else None)
+                       password=str(target["passwd"]) if target.get("passwd") else None,
+                       passphrase=str(target["priv_passwd"]) if target.get("priv_passwd") else None)
     _open_remote_forwards(context, target, settings.remote_forwards)
     return context
 

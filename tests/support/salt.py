@@ -19,6 +19,7 @@ SALT_SSH = Path(sys.executable).parent / "salt-ssh"
 STATES = Path(__file__).resolve().parent.parent / "projects" / "salt_states"
 SET_PATH_DIR = "/tmp/transport-salt-set-path"  # the fastsetpath host's set_path puts it first
 SLOW_PYTHON_DIR = "/tmp/transport-salt-slow-python"  # the fastslow host's, with timeout: 1
+KEY_PASSPHRASE = "salt 'key' phrase"  # the stockphrase and fastphrase hosts' priv_passwd
 
 
 class SaltSetup:
@@ -55,6 +56,11 @@ file_roots:
         refused_key = root / "refused_key"  # a key the test sshd accepts for nobody
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(refused_key)],
                        check=True)
+        # A key with a passphrase, authorised for the password user while this setup lives.
+        encrypted_key = root / "encrypted_key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", KEY_PASSPHRASE, "-f",
+                        str(encrypted_key)], check=True)
+        self._revoke_key = sshd.authorize(PASSWORD_USER, (root / "encrypted_key.pub").read_text())
         (self.conf / "roster").write_text(
             entry("stock", sshd.addresses[0], "tp-plain")
             + entry("fast", sshd.addresses[1], "tp-app", "  transport: fast\n")
@@ -70,8 +76,7 @@ file_roots:
                     f"  transport: fast\n  set_path: {SLOW_PYTHON_DIR}:$PATH\n  timeout: 1\n")
             + entry("fasthomepath", sshd.addresses[1], "tp-app",
                     "  transport: fast\n  set_path: $HOME/transport-set-path:$PATH\n")
-            + entry("refused", sshd.addresses[1], "tp-app",
-                    "  transport: fast\n  priv_passwd: secret\n")
+            + entry("refused", sshd.addresses[1], "tp-app", "  transport: fast\n  tty: true\n")
             + entry("relenv", sshd.addresses[1], "tp-app", "  transport: fast\n  relenv: true\n")
             + entry("fastumask", sshd.addresses[1], "tp-app",
                     "  transport: fast\n  cmd_umask: \"027\"\n")
@@ -85,6 +90,12 @@ file_roots:
                     f"  passwd: {json.dumps(LOGIN_PASSWORD)}\n  transport: fast\n")
             + entry("fastpasswrong", sshd.addresses[1], PASSWORD_USER,
                     "  passwd: not-it\n  transport: fast\n")
+            + entry("stockphrase", sshd.addresses[0], PASSWORD_USER,
+                    f"  priv_passwd: {json.dumps(KEY_PASSPHRASE)}\n").replace(
+                str(sshd.client_key), str(encrypted_key))
+            + entry("fastphrase", sshd.addresses[1], PASSWORD_USER,
+                    f"  priv_passwd: {json.dumps(KEY_PASSPHRASE)}\n  transport: fast\n").replace(
+                str(sshd.client_key), str(encrypted_key))
             + entry("fastbadkey", sshd.addresses[1], "tp-app", "  transport: fast\n")
             .replace(str(sshd.client_key), str(refused_key)))
         self.thin_dirs = f"/var/tmp/tp-salt-{run_id}-*"
@@ -109,8 +120,13 @@ file_roots:
                                  f"{result.stdout}\n{result.stderr}") from None
 
     def remove_thin_dirs(self) -> None:
+        """Remove what the setup left outside its directory (the hosts' thin_dirs, the
+        password user's authorised key)."""
         import glob
         import shutil
 
         for path in glob.glob(self.thin_dirs):
             shutil.rmtree(path, ignore_errors=True)
+        if self._revoke_key is not None:
+            self._revoke_key()
+            self._revoke_key = None

@@ -31,6 +31,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 SSHD = "/usr/sbin/sshd"
 SUDO_PASSWORD = "sudo-Pa55-word"
@@ -200,6 +201,24 @@ Match User {PASSWORD_USER}
                 process.kill()
                 process.wait()
         self.processes = []
+
+    def authorize(self, user: str, public_key: str) -> Callable[[], None]:
+        """Authorise one more key for user; returns what takes it back (and nothing else)."""
+        path = self.workdir / "authorized_keys" / user
+        line = public_key.strip() + "\n"
+        with open(path, "a") as f:
+            f.write(line)
+        path.chmod(0o644)
+
+        def revoke() -> None:
+            remaining = [kept for kept in path.read_text().splitlines(keepends=True)
+                         if kept != line]
+            if remaining:
+                path.write_text("".join(remaining))
+            else:
+                path.unlink()
+
+        return revoke
 
     def ssh_options(self) -> dict[str, str]:
         """Client options for transport's ssh_options= (and ssh -o)."""

@@ -44,6 +44,8 @@ GARBLED_HEADER = 'the first stage read something other than the bootstrap sent t
 # ConnectTimeout is connect_timeout too): it gets this long more to give it (its end,
 # when it has ended already, is reported with that reason meanwhile).
 LOGIN_WORDS_GRACE = 1.0
+# How many prompts in all a child's login may write (see Connection's repeated_prompts).
+REPEATED_ANSWERS = 16
 
 # Per broker, its connections whose process is not reaped or whose stderr is still open:
 # the broker's timers finish them; reap_remaining() those left when its loop has ended.
@@ -264,6 +266,9 @@ class Connection(object):
         back until the first stage announces itself, so the password can
         never be read as payload. A second prompt means the password was
         refused; a prompt with no password to give fails at once.
+      repeated_prompts: {prompt: answer} (bytes) for more prompts the child may
+        write on stderr, each answered as above every time it comes (ssh asks
+        for a key's passphrase once per key), at most REPEATED_ANSWERS times.
       auth_failures: stderr texts (bytes) that mean authentication was refused.
       askpass: the text of a program (a shell script) that asks for the password
         as above, for a client that runs one to ask (ssh's SSH_ASKPASS). It is
@@ -296,6 +301,9 @@ class Connection(object):
         self.fallback = options.get('fallback')
         self.prompt = options.get('prompt')
         self._password = options.get('password')
+        self._repeated = dict(options.get('repeated_prompts') or {})
+        # Every prompt this child may write on stderr (never logged).
+        self._prompt_texts = [p for p in [self.prompt] + list(self._repeated) if p is not None]
         self.auth_failures = options.get('auth_failures') or ()
         self.askpass = options.get('askpass')
         self._askpass_dir = None
@@ -310,6 +318,7 @@ class Connection(object):
         self._recent_stderr = []  # (time, bytes) of the last RECENT_STDERR seconds
         self._loss = None  # (stream, reason, end of file time) until the loss is reported
         self._prompts = 0
+        self._password_prompts = 0
         self._payload_sent = False
         self._boot_message = None
         self._failure = None
@@ -348,7 +357,7 @@ class Connection(object):
         self._stderr_open = True
         set_nonblocking(self.process.stderr)
         self.broker.start_reading(self.process.stderr, self._on_stderr_readable)
-        if self.prompt is None:
+        if not self._prompt_texts:
             self._send_payload()
         self._timer = self.broker.call_later(self.connect_timeout, self._on_timeout)
 
@@ -406,6 +415,7 @@ class Connection(object):
         self.hello = info
         self.state = 'ready'
         self._password = None
+        self._repeated = {}
         self._timer.cancel()
         self.on_ready(self, info)
 
@@ -457,7 +467,7 @@ class Connection(object):
 
     def _log_stderr_lines(self, lines):
         for line in lines:
-            if self.on_stderr is not None and (self.prompt is None or self.prompt not in line):
+            if self.on_stderr is not None and not any(p in line for p in self._prompt_texts):
                 self.on_stderr(self, to_text(line))
 
     def _scan_dialogue(self, data):
@@ -466,19 +476,32 @@ class Connection(object):
             if text in self._stderr_unscanned:
                 self._fail_auth('authentication refused')
                 return
-        if self.prompt is None:
+        if not self._prompt_texts:
             return
-        while self.prompt in self._stderr_unscanned:
-            self._stderr_unscanned = self._stderr_unscanned.split(self.prompt, 1)[1]
+        while True:
+            found = [(self._stderr_unscanned.find(p), p) for p in self._prompt_texts]
+            found = [(at, p) for at, p in found if at >= 0]
+            if not found:
+                break
+            at, prompt = min(found)
+            self._stderr_unscanned = self._stderr_unscanned[at + len(prompt):]
             self._prompts += 1
+            if prompt in self._repeated:
+                if self._prompts > REPEATED_ANSWERS:
+                    self._fail_auth('asked too many times')
+                    return
+                self.stream.send_bytes(self._repeated[prompt] + b'\n')
+                continue
+            self._password_prompts += 1
             if self._password is None:
                 self._fail_auth('a password is required')
                 return
-            if self._prompts > 1:
+            if self._password_prompts > 1:
                 self._fail_auth('the password was refused')
                 return
             self.stream.send_bytes(self._password + b'\n')
-        self._stderr_unscanned = self._stderr_unscanned[-len(self.prompt):]
+        keep = max(len(p) for p in self._prompt_texts)
+        self._stderr_unscanned = self._stderr_unscanned[-keep:]
 
     def _fail_auth(self, reason):
         details = self._details('')
@@ -521,8 +544,8 @@ class Connection(object):
 
     def _details(self, preamble):
         stderr = to_text(self.stderr_tail)
-        if self.prompt is not None:
-            stderr = stderr.replace(to_text(self.prompt), '')
+        for prompt in self._prompt_texts:
+            stderr = stderr.replace(to_text(prompt), '')
         return {'exit_status': self.process.poll() if self.process else None,
                 'stderr': stderr.strip(), 'preamble': preamble, 'errno': None, 'auth': False}
 
@@ -540,6 +563,7 @@ class Connection(object):
             return
         self.state = 'failed'
         self._password = None
+        self._repeated = {}
         self._remove_askpass()
         if self._timer is not None:
             self._timer.cancel()

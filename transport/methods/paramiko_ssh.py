@@ -301,7 +301,7 @@ class ParamikoSshMethod(SshMethod):
     _socket: socket.socket | None = None
 
     def options(self) -> dict[str, Any]:
-        return {}  # the password goes to paramiko (no ssh client to answer)
+        return {}  # password and passphrase go to paramiko (no ssh client to answer)
 
     def abandon(self) -> None:
         """Any thread: end a start_process under way on another thread (its router is
@@ -360,6 +360,7 @@ class ParamikoSshMethod(SshMethod):
                 raise ConnectError(name, "abandoned: its router closed")
             sock = self._socket = _open_socket(self.host, port, timeout)
             client.connect(self.host, port=port, username=user, password=self._password,
+                           passphrase=self._passphrase,
                            key_filename=keys or None,
                            # As OpenSSH: default key files only when none is given; the
                            # agent unless IdentityAgent=none, or IdentitiesOnly=yes (which
@@ -415,6 +416,9 @@ class ParamikoSshMethod(SshMethod):
         except paramiko.SSHException as e:
             client.close()
             text = str(e)
+            if self._passphrase is not None and ("Invalid key" in text or "private key" in text):
+                raise AuthError(name, "authentication refused: the passphrase does not open the "
+                                f"key ({text})") from None
             if "not found in known_hosts" in text:  # RejectPolicy's refusal
                 raise host_key_unknown(name, f"{text}.") from None
             if "banner" in text.lower() or "no existing session" in text.lower():

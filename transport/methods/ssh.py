@@ -10,13 +10,15 @@ stops answering, powered off or cut off, fails its calls within 45-60 s instead
 of the two hours TCP would take). Host-key checking follows the user's ssh
 config unless check_host_keys says otherwise.
 
-With a login password, BatchMode is off and ssh asks for the password through
-SSH_ASKPASS: a small script (ASKPASS) that writes our prompt on ssh's stderr and
-reads the answer from ssh's stdin, where the connection writes it before the
-bootstrap, as for sudo. The password is never in an argument or the environment.
-The script answers only the ssh we started (not a ProxyJump hop's) and only a
-password prompt; any other question (an unknown host key, a key's passphrase)
-gets no answer, as in batch mode. ssh asks once (NumberOfPasswordPrompts=1).
+With a login password or a key's passphrase, BatchMode is off and ssh asks for
+them through SSH_ASKPASS: a small script (askpass_script) that writes our prompt
+on ssh's stderr and reads the answer from ssh's stdin, where the connection
+writes it before the bootstrap, as for sudo. Neither is ever in an argument or
+the environment. The script answers only the ssh we started (not a ProxyJump
+hop's) and only the questions we have an answer for; any other (an unknown host
+key, a passphrase or password not given) gets none, as in batch mode. ssh asks
+once for each (NumberOfPasswordPrompts=1); with a passphrase and no password,
+password logins are off.
 """
 
 from __future__ import annotations
@@ -48,13 +50,7 @@ HOST_KEY_CHANGED = ("REMOTE HOST IDENTIFICATION HAS CHANGED", "Offending ",
                     "has changed and you have requested strict checking")
 HOST_KEY_UNKNOWN = ("host key is known for", HOST_KEY_FAILED)
 PASSWORD_PROMPT = "[transport:ssh:password]"
-# Run by ssh (SSH_ASKPASS) with its question as $1; the spawner answers on ssh's stdin.
-ASKPASS = ("#!/bin/sh\n"
-           '[ "$PPID" = "$TRANSPORT_SSH_PID" ] || exit 1\n'
-           'case "$1" in *assword*) ;; *) exit 1 ;; esac\n'
-           "printf '%s\\n' '" + PASSWORD_PROMPT + "' >&2\n"
-           "IFS= read -r answer || exit 1\n"
-           "printf '%s\\n' \"$answer\"\n").encode()
+PASSPHRASE_PROMPT = "[transport:ssh:passphrase]"
 # ssh's process id, for the script above: exec keeps it.
 WITH_OWN_PID = 'TRANSPORT_SSH_PID=$$; export TRANSPORT_SSH_PID; exec "$@"'
 ASKPASS_FAILED = "ssh_askpass: exec("
@@ -91,7 +87,7 @@ class SshMethod:
                  ssh_options: dict[str, str] | None = None, check_host_keys: str | None = None,
                  compression: bool = False, connect_timeout: float = 30.0,
                  search_path: str | None = None, ssh_path: str = "ssh",
-                 password: str | None = None) -> None:
+                 password: str | None = None, passphrase: str | None = None) -> None:
         if check_host_keys is not None and check_host_keys not in HOST_KEY_POLICIES:
             raise ValueError(f"check_host_keys must be one of {sorted(HOST_KEY_POLICIES)} or None")
         self.host = host
@@ -104,10 +100,12 @@ class SshMethod:
                                else list(identity_file or ()))
         if user is not None and not isinstance(user, str):
             raise TypeError(f"user is a user name, not {type(user).__name__}")
-        if password is not None and (not isinstance(password, str) or any(
-                c in password for c in "\n\r\0")):
-            raise ValueError("password is a str of one line")  # never shown
+        for what, secret in (("password", password), ("passphrase", passphrase)):
+            if secret is not None and (not isinstance(secret, str) or any(
+                    c in secret for c in "\n\r\0")):
+                raise ValueError(f"{what} is a str of one line")  # never shown
         self._password = password
+        self._passphrase = passphrase
         self.ssh_options = option_values(ssh_options)
         self.check_host_keys = check_host_keys
         self.compression = compression
@@ -124,15 +122,22 @@ class SshMethod:
                    "ServerAliveInterval": "15", "ServerAliveCountMax": "3"}
         options.update(HOST_KEY_POLICIES.get(self.check_host_keys or "", {}))
         options.update(self.ssh_options)
-        if self._password is not None:  # a password given is meant to be used
+        if self._asks:  # a secret given is meant to be used
             options.update(BatchMode="no", NumberOfPasswordPrompts="1")
+            if self._password is None:
+                options.update(PasswordAuthentication="no", KbdInteractiveAuthentication="no")
         return options
+
+    @property
+    def _asks(self) -> bool:
+        """Whether ssh may ask us something (through SSH_ASKPASS)."""
+        return self._password is not None or self._passphrase is not None
 
     def argv(self, bootstrap: Bootstrap) -> list[str]:
         remote_command = bootstrap.shell_command(self.python, self.search_path)
         argv = [self.ssh_path, "-T", *self._client_args(self.client_options()), "--", self.host,
                 remote_command]
-        if self._password is not None:
+        if self._asks:
             return ["/bin/sh", "-c", WITH_OWN_PID, "sh", *argv]
         return argv
 
@@ -142,9 +147,9 @@ class SshMethod:
 
         proxy_command: how this hop itself is reached (already in ssh's % syntax).
         """
-        if self._password is not None:
-            raise ValueError(f"gateway {self.default_name()}: a password login cannot be "
-                             "answered through a ProxyCommand (use a key or the agent)")
+        if self._asks:
+            raise ValueError(f"gateway {self.default_name()}: a password or passphrase cannot "
+                             "be answered through a ProxyCommand (use the agent)")
         options = self.client_options()
         if proxy_command is not None:
             options["ProxyCommand"] = proxy_command
@@ -167,14 +172,21 @@ class SshMethod:
         return argv
 
     def __repr__(self) -> str:
-        secret = "set" if self._password is not None else "none"
-        return f"{type(self).__name__}({self.default_name()!r}, password={secret})"
+        password = "set" if self._password is not None else "none"
+        passphrase = "set" if self._passphrase is not None else "none"
+        return (f"{type(self).__name__}({self.default_name()!r}, password={password}, "
+                f"passphrase={passphrase})")
 
     def options(self) -> dict[str, Any]:
-        if self._password is None:
+        if not self._asks:
             return {}
-        return {"prompt": PASSWORD_PROMPT.encode(), "password": self._password.encode(),
-                "askpass": ASKPASS}
+        options: dict[str, Any] = {"askpass": askpass_script(self._password is not None,
+                                                             self._passphrase is not None)}
+        if self._password is not None:
+            options.update(prompt=PASSWORD_PROMPT.encode(), password=self._password.encode())
+        if self._passphrase is not None:  # asked once for each key it opens
+            options["repeated_prompts"] = {PASSPHRASE_PROMPT.encode(): self._passphrase.encode()}
+        return options
 
     def connect_error(self, name: str, reason: str, details: dict[str, Any]) -> ConnectError:
         stderr = details.get("stderr") or ""
@@ -182,7 +194,7 @@ class SshMethod:
         if details.get("auth"):  # ssh asked for the password again
             said = _last(ssh_lines, AUTH_REFUSED) if ssh_lines else ""
             return AuthError(name, reason + (f": {said}" if said else ""))
-        if (self._password is not None and details.get("exit_status") == 127
+        if (self._asks and details.get("exit_status") == 127
                 and "exec" in stderr):  # the shell that gives ssh its pid found no ssh
             return ConnectError(name, f"cannot start {self.ssh_path}: No such file or directory"
                                 + not_found_advice(self.ssh_path))
@@ -204,6 +216,25 @@ class SshMethod:
         if any(text in stderr for text in UNREACHABLE):
             return ConnectError(name, _every(ssh_lines, UNREACHABLE))
         return ConnectError(name, "ssh failed: " + ssh_lines[-1])
+
+
+def askpass_script(password: bool, passphrase: bool) -> bytes:
+    """The SSH_ASKPASS script: ssh runs it with its question as $1; for the questions
+    we answer (a password, a key's passphrase) it writes our prompt on ssh's stderr
+    and gives ssh what the connection writes on ssh's stdin."""
+    def case(pattern: str, prompt: str, answered: bool) -> str:
+        return f"{pattern}) printf '%s\\n' '{prompt}' >&2 ;;\n" if answered else f"{pattern}) exit 1 ;;\n"
+
+    return ("#!/bin/sh\n"
+            '[ "$PPID" = "$TRANSPORT_SSH_PID" ] || exit 1\n'
+            'case "$1" in\n'
+            # First: a key file's path may hold the word password.
+            + case('"Enter passphrase for "*', PASSPHRASE_PROMPT, passphrase)
+            + case("*assword*", PASSWORD_PROMPT, password)
+            + "*) exit 1 ;;\n"
+            "esac\n"
+            "IFS= read -r answer || exit 1\n"
+            "printf '%s\\n' \"$answer\"\n").encode()
 
 
 def forwarding_command(hops: list[SshMethod], host: str, port: int | None,
