@@ -193,3 +193,14 @@ def test_a_password_and_a_passphrase_each_answer_their_own_question(router, sshd
                      ssh_options=sshd.ssh_options(), identity_file=str(key),
                      password="not-it", passphrase=PASSPHRASE)
     assert ctx.call(os.getuid) == pwd.getpwnam(PASSWORD_USER).pw_uid
+
+
+def test_a_temporary_directory_that_cannot_hold_the_script_is_named(router, tmp_path,
+                                                                    monkeypatch):
+    missing = tmp_path / "gone"
+    monkeypatch.setattr(tempfile, "tempdir", str(missing))
+    with pytest.raises(transport.ConnectError) as info:
+        router.ssh("127.0.0.1", password="x")
+    assert (f": cannot write the script ssh asks for passwords with: {missing}/transport-askpass-"
+            in str(info.value))
+    assert str(info.value).endswith(": No such file or directory"), str(info.value)

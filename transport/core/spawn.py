@@ -339,13 +339,17 @@ class Connection(object):
                     self._askpass_dir, env = askpass_environment(self.askpass)
                 self.process = ChildProcess(self.argv, self.pipe_size, env)
         except Exception as e:  # also an argv no exec takes: fail now, not at connect_timeout
-            if isinstance(e, OSError):
+            failed_errno = getattr(e, 'errno', None)
+            if isinstance(e, OSError) and self.askpass is not None and self._askpass_dir is None:
+                reason = 'cannot write the script ssh asks for passwords with: %s: %s' % (
+                    e.filename or 'the temporary directory', e.strerror)
+                failed_errno = None  # nothing was started: no program to name
+            elif isinstance(e, OSError):
                 reason = 'cannot start %s: %s' % (self.argv[0], e.strerror)
             else:
                 reason = 'cannot start %r: %s: %s' % (self.argv[0], type(e).__name__, e)
-            self._fail(reason, {'errno': getattr(e, 'errno', None), 'exit_status': None,
+            self._fail(reason, {'errno': failed_errno, 'exit_status': None,
                                 'stderr': '', 'preamble': '', 'auth': False})
-            self._remove_askpass()
             return
         self.state = 'booting'
         _unreaped.setdefault(self.broker, set()).add(self)

@@ -51,7 +51,7 @@ HOST_KEY_CHANGED = ("REMOTE HOST IDENTIFICATION HAS CHANGED", "Offending ",
 HOST_KEY_UNKNOWN = ("host key is known for", HOST_KEY_FAILED)
 PASSWORD_PROMPT = "[transport:ssh:password]"
 PASSPHRASE_PROMPT = "[transport:ssh:passphrase]"
-# ssh's process id, for the script above: exec keeps it.
+# Runs ssh with its own process id in TRANSPORT_SSH_PID (exec keeps it), for askpass_script.
 WITH_OWN_PID = 'TRANSPORT_SSH_PID=$$; export TRANSPORT_SSH_PID; exec "$@"'
 ASKPASS_FAILED = "ssh_askpass: exec("
 
