@@ -317,6 +317,19 @@ def test_sudo_password_from_the_environment(ssh_opts):
     assert out.returncode == 0 and "HOME=" in out.stdout and SUDO_PASSWORD not in out.stdout
 
 
+def test_sudo_user_becomes_that_user_here_and_on_hosts(ssh_opts):
+    import pwd
+
+    # --sudo became root only: a service's own user (postgres, say) was out of reach.
+    out = transport_cli("-H", "tp-nopw@127.0.0.1", *ssh_opts, "--python", PY, "-U", "tp-app",
+                        "call", "os:getuid")
+    assert (out.returncode, out.stdout) == (0, f"{pwd.getpwnam('tp-app').pw_uid}\n"), out.stderr
+    out = transport_cli("--python", PY, "-U", "nobody", "run", "--", "id", "-un")
+    assert (out.returncode, out.stdout) == (0, "nobody\n"), out.stderr
+    out = transport_cli("-U", "two words", "ping")
+    assert out.returncode == 2 and "'two words' is not a user name" in out.stderr, out.stderr
+
+
 def test_ssh_password_from_the_environment(ssh_opts):
     import pwd
 

@@ -1,7 +1,7 @@
 """The command-line tool: `python -m transport` (installed as `transport`).
 
-    transport [-H HOSTS | -i INVENTORY] [-u USER] [--sudo | -K] [--python PATH[,PATH...]]
-              [--json] [-j N] run -- CMD ...
+    transport [-H HOSTS | -i INVENTORY] [-u USER] [-k] [--sudo | -K] [-U USER]
+              [--python PATH[,PATH...]] [--json] [-j N] run -- CMD ...
     transport ... call module:function [ARG ...]     # args parsed as JSON, else strings
     transport ... ping
     transport ... put SRC DST  /  get SRC DST
@@ -17,7 +17,7 @@ prints one document instead (and the command gets no input). Otherwise the
 exit status is 1 when any host failed. -v logs connections, the
 targets' stderr and their log records with host names. Ctrl-C interrupts
 the commands running on every host and ends with status 130. --sudo becomes
-root; sudo's password, where one is needed, is asked once on the terminal
+root (-U another user); sudo's password, where one is needed, is asked once on the terminal
 (-K) or taken from $TRANSPORT_SUDO_PASSWORD. Hosts that take a login password
 rather than a key get it the same way: -k, or $TRANSPORT_SSH_PASSWORD.
 """
@@ -125,6 +125,17 @@ def _positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
+def _sudo_user(text: str) -> str:
+    """A user name sudo can be given (refused now, before any host is reached)."""
+    from transport.methods.sudo import SudoMethod
+
+    try:
+        SudoMethod(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transport", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -142,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"or ${SUDO_PASSWORD_VARIABLE})")
     parser.add_argument("-K", "--ask-sudo-password", action="store_true",
                         help="become root with sudo, asking its password once, on the terminal")
+    parser.add_argument("-U", "--sudo-user", metavar="USER", type=_sudo_user,
+                        help="the user sudo becomes, instead of root (implies --sudo)")
     parser.add_argument("-k", "--ask-ssh-password", action="store_true",
                         help="ask once, on the terminal, for the password of hosts that take "
                         f"one to log in (else: ${SSH_PASSWORD_VARIABLE})")
@@ -281,8 +294,8 @@ def _run_local(router: transport.Router, options: argparse.Namespace,
     try:
         ctx = router.local(python=options.python, connect_timeout=options.timeout, name=LOCAL)
         if options.sudo:
-            ctx = router.sudo(via=ctx, python=ctx.python, password=options.sudo_password,
-                              connect_timeout=options.timeout)
+            ctx = router.sudo(via=ctx, user=options.sudo_user or "root", python=ctx.python,
+                              password=options.sudo_password, connect_timeout=options.timeout)
         result = HostResult(LOCAL, task(ctx), seconds=time.monotonic() - started)
     except (transport.TransportError, OSError, ValueError, TypeError) as e:
         result = HostResult(LOCAL, error=e, seconds=time.monotonic() - started)
@@ -400,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
 def _sudo_password(options: argparse.Namespace) -> str | None:
     """sudo's password: asked on the terminal (-K, which implies --sudo), else the
     environment's, else none (sudo then must not need one)."""
-    if options.ask_sudo_password:
+    if options.ask_sudo_password or options.sudo_user:
         options.sudo = True
     password = _asked_or_given(options.ask_sudo_password, SUDO_PASSWORD_VARIABLE, "-K",
                                "sudo's password", "sudo password")
@@ -428,7 +441,8 @@ def _results(router: transport.Router, options: argparse.Namespace, hosts: list[
     if not hosts:
         return _run_local(router, options, task)
     group = Group(router, hosts, user=options.user, python=options.python or "python3",
-                  sudo=options.sudo, sudo_password=options.sudo_password,
+                  sudo=options.sudo, sudo_user=options.sudo_user or "root",
+                  sudo_password=options.sudo_password,
                   concurrency=options.jobs, connect_timeout=options.timeout,
                   ssh_options=_ssh_options(options.ssh_options), backend=options.backend,
                   password=options.ssh_password)
