@@ -22,7 +22,7 @@ from adapters.salt import file_set
 from adapters.versions import version_tuple
 from tests.support.echo import EchoServer
 from tests.support.salt import SALT_SSH, SET_PATH_DIR, SLOW_PYTHON_DIR, SaltSetup
-from tests.support.sshd import SUDO_PASSWORD
+from tests.support.sshd import LOGIN_PASSWORD, SUDO_PASSWORD
 
 SALT_VERSION = version_tuple(importlib.metadata.version("salt"))
 # Grains that differ between two users' interpreters on one machine, not by transport.
@@ -471,6 +471,9 @@ def test_a_roster_passwd_logs_in_where_keys_are_refused_as_on_stock(salt):
     assert result.returncode != 0
     assert "the password was refused" in json.dumps(out), out
     assert "not-it" not in result.stdout + result.stderr
+    # salt-ssh's --passwd gives hosts whose roster entry has none theirs.
+    out, result = salt.json("fastnopasswd", "cmd.run", "id -un", "--passwd", LOGIN_PASSWORD)
+    assert out == {"fastnopasswd": "tp-pass"}, result.stdout + result.stderr
 
 
 def test_a_roster_priv_passwd_opens_an_encrypted_key_as_on_stock(salt):

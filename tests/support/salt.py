@@ -88,6 +88,7 @@ file_roots:
                     f"  passwd: {json.dumps(LOGIN_PASSWORD)}\n")
             + entry("fastpass", sshd.addresses[1], PASSWORD_USER,
                     f"  passwd: {json.dumps(LOGIN_PASSWORD)}\n  transport: fast\n")
+            + entry("fastnopasswd", sshd.addresses[1], PASSWORD_USER, "  transport: fast\n")
             + entry("fastpasswrong", sshd.addresses[1], PASSWORD_USER,
                     "  passwd: not-it\n  transport: fast\n")
             + entry("stockphrase", sshd.addresses[0], PASSWORD_USER,
