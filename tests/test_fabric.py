@@ -292,6 +292,42 @@ def test_a_login_password_in_connect_kwargs_logs_in_as_on_stock_fabric(sshd, tmp
     assert "not-it" not in wrong.stdout + wrong.stderr
 
 
+def test_fab_prompt_for_login_password_on_the_terminal(sshd, tmp_path):
+    import fcntl
+    import select
+    import termios
+
+    directory = project(tmp_path, "fast", PROJECTS / "fabfile_features.py", True)
+    (directory / "fabfile.py").write_text(
+        "from fabric import task\n\n@task\ndef who(c):\n    c.run('id -un')\n")
+    config = tmp_path / "known.json"
+    config.write_text(json.dumps({"connect_kwargs": {"look_for_keys": False, "allow_agent": False},
+                                  "transport": {"ssh_options": {
+                                      "UserKnownHostsFile": str(sshd.known_hosts)}}}))
+    master, slave = os.openpty()
+
+    def take_the_terminal():  # as a shell gives a command its terminal
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen([str(FAB), "-f", str(config), "--prompt-for-login-password",
+                             "-H", host(sshd, PASSWORD_USER), "who"], cwd=directory,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=take_the_terminal, pass_fds=(slave,))
+    os.close(slave)
+    try:
+        shown = b""
+        while b"password" not in shown.lower():
+            assert select.select([master], [], [], 60)[0], f"no prompt: {shown!r}"
+            shown += os.read(master, 1024)
+        os.write(master, LOGIN_PASSWORD.encode() + b"\n")
+        out, err = proc.communicate(timeout=60)
+        assert (proc.returncode, out) == (0, f"{PASSWORD_USER}\n".encode()), err
+    finally:
+        proc.kill()
+        os.close(master)
+
+
 @pytest.mark.parametrize("fast", [False, True], ids=["stock", "fast"])
 def test_a_key_passphrase_in_connect_kwargs_opens_the_key_as_on_stock_fabric(sshd, tmp_path,
                                                                              fast):
