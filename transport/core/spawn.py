@@ -551,7 +551,8 @@ class Connection(object):
         for prompt in self._prompt_texts:
             stderr = stderr.replace(to_text(prompt), '')
         return {'exit_status': self.process.poll() if self.process else None,
-                'stderr': stderr.strip(), 'preamble': preamble, 'errno': None, 'auth': False}
+                'stderr': stderr.strip(), 'preamble': preamble, 'errno': None, 'auth': False,
+                'password_asked': self._password_prompts > 0}
 
     def abort(self, reason):
         """Give up on a connection still booting, at once: fail it and kill its process

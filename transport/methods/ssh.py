@@ -199,18 +199,21 @@ class SshMethod:
             return ConnectError(name, f"cannot start {self.ssh_path}: No such file or directory"
                                 + not_found_advice(self.ssh_path))
         if details.get("exit_status") == 255 and ssh_lines:  # ssh's own failure
-            error = self._ssh_failure(name, stderr, ssh_lines)
+            error = self._ssh_failure(name, stderr, ssh_lines, details.get("password_asked"))
             error.ssh_messages = "\n".join(ssh_lines)
             return error
         return python_start_error(name, self.python, reason, details, program=self.ssh_path)
 
-    def _ssh_failure(self, name: str, stderr: str, ssh_lines: list[str]) -> ConnectError:
+    def _ssh_failure(self, name: str, stderr: str, ssh_lines: list[str],
+                     password_asked: bool = False) -> ConnectError:
         if ASKPASS_FAILED in stderr:
             return ConnectError(name, "ssh could not run the script that answers its password "
                                 "prompt: " + _last(ssh_lines, (ASKPASS_FAILED,)) + " (is the "
                                 "temporary directory mounted noexec? Point TMPDIR at another)")
         if any(text in stderr for text in AUTH_REFUSED):
-            return AuthError(name, "authentication refused: " + _last(ssh_lines, AUTH_REFUSED))
+            # ssh asked for the password (once) and was refused all the same.
+            refused = "the password was refused: " if password_asked else "authentication refused: "
+            return AuthError(name, refused + _last(ssh_lines, AUTH_REFUSED))
         if HOST_KEY_FAILED in stderr:
             return host_key_error(name, ssh_lines)
         if any(text in stderr for text in UNREACHABLE):
