@@ -1,4 +1,4 @@
-"""A reused interpreter behaves like a fresh one: resolver, directory, environment."""
+"""A reused interpreter behaves like a fresh one: resolver, directory, environment, umask."""
 
 from __future__ import annotations
 
@@ -27,6 +27,15 @@ def test_environment_changes_do_not_leak(ctx):
     assert ctx.call(os.getenv, "TP_FRESH_TEST") is None
     assert ctx.call(_unset_env, "HOME") is None
     assert ctx.call(os.getenv, "HOME") == os.environ.get("HOME")
+
+
+def test_a_umask_change_does_not_leak(ctx):
+    # A call's os.umask() stayed for every later call and command (files they made got
+    # its modes), where a fresh process starts with the login's.
+    start = ctx.run("umask").stdout
+    ctx.call(os.umask, 0o077)
+    assert ctx.run("umask").stdout == start
+    assert ctx.call(os.umask, 0o027) == int(start, 8)
 
 
 def test_baseline_keeps_what_the_caller_asked_for(ctx):

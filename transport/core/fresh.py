@@ -6,9 +6,10 @@ what a new process would:
 - The resolver: before a call, if /etc/resolv.conf changed since the last
   one, res_init() makes libc re-read it (through ctypes, loaded only then).
   A stat() per call is all it costs otherwise.
-- The working directory and the environment: after a call, both go back to
-  the baseline (as at boot, or as baseline.set_baseline() last made them), so one
-  call's os.chdir() or os.environ change does not leak into the next.
+- The working directory, the environment and the umask: after a call, they go
+  back to the baseline (as at boot, or as baseline.set_baseline() last made them),
+  so one call's os.chdir(), os.environ or os.umask() change does not leak into the
+  next call or the commands run after it.
 - Output: after a call, sys.stdout and sys.stderr are flushed, as a process's
   are when it ends, so what the call printed reaches the controller's log now
   (both are pipes here, which Python buffers), not when a buffer fills.
@@ -50,6 +51,8 @@ class Baseline(object):
             self.cwd = '/'
         self.environ = dict(os.environ)
         self._environ_data = dict(_environ_data())
+        self.umask = os.umask(0o022)
+        os.umask(self.umask)
 
     def before_call(self):
         stamp = _resolv_stamp()
@@ -79,6 +82,7 @@ class Baseline(object):
                 os.chdir(self.cwd)
             except OSError:
                 pass
+        os.umask(self.umask)
         if _environ_data() != self._environ_data:
             for key in list(os.environ):
                 if key not in self.environ:
