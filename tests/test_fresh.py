@@ -36,6 +36,12 @@ def test_a_umask_change_does_not_leak(ctx):
     ctx.call(os.umask, 0o077)
     assert ctx.run("umask").stdout == start
     assert ctx.call(os.umask, 0o027) == int(start, 8)
+    # A umask meant to last is the baseline's.
+    ctx.set_baseline(umask=0o027)
+    ctx.call(os.umask, 0o077)
+    assert ctx.run("umask").stdout == b"0027\n"
+    with pytest.raises(ValueError, match="umask is a number from 0 to 0o777"):
+        ctx.set_baseline(umask="027")
 
 
 def test_baseline_keeps_what_the_caller_asked_for(ctx):

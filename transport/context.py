@@ -480,10 +480,11 @@ class Context:
         return handle
 
     def set_baseline(self, cwd: str | PathLike[str] | None = None,
-                     env: dict[str, str | None] | None = None) -> str:
-        """Make later calls start in `cwd`, with `env` applied (None unsets a variable).
+                     env: dict[str, str | None] | None = None, umask: int | None = None) -> str:
+        """Make later calls start in `cwd`, with `env` applied (None unsets a variable)
+        and `umask` set (for them and the commands they run).
 
-        Every call otherwise starts from the directory and environment the
+        Every call otherwise starts from the directory, environment and umask the
         interpreter had when it booted: changes a call makes do not leak into the
         next. Returns the directory calls now start in.
         """
@@ -494,7 +495,9 @@ class Context:
 
         if isinstance(cwd, os.PathLike):
             cwd = os.fspath(cwd)
-        return self.call(baseline.set_baseline, cwd, checked_env(env))
+        if umask is not None and (type(umask) is not int or not 0 <= umask <= 0o777):
+            raise ValueError(f"umask is a number from 0 to 0o777, not {umask!r}")
+        return self.call(baseline.set_baseline, cwd, checked_env(env), umask)
 
     # -- modules and detached jobs ---------------------------------------------
 

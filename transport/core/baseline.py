@@ -1,6 +1,6 @@
 """Changing what every later call starts from (Context.set_baseline).
 
-fresh.py restores the working directory and environment after each call;
+fresh.py restores the working directory, environment and umask after each call;
 this module, sent only when a controller first changes them, moves that
 baseline. Not in the boot payload.
 """
@@ -13,10 +13,13 @@ from transport.core.compat import PY2
 from transport.core.os_strings import os_string
 
 
-def set_baseline(cwd=None, env=None):
-    """Make later calls start in cwd with env applied (a None value unsets a variable)."""
+def set_baseline(cwd=None, env=None, umask=None):
+    """Make later calls start in cwd with env applied (a None value unsets a variable)
+    and umask set."""
     if cwd is not None:
         os.chdir(os_string(cwd))
+    if umask is not None:
+        os.umask(umask)
     for key, value in (env or {}).items():
         if value is None:
             os.environ.pop(os_string(key), None)
