@@ -117,7 +117,7 @@ class Group:
         self._sudo_password = sudo_password
         self.concurrency = max(1, concurrency)
         self.connect_timeout = connect_timeout
-        self.ssh_kwargs = ssh_kwargs  # more Router.ssh keywords: ssh_options, backend ...
+        self.ssh_kwargs = ssh_kwargs  # more Router.ssh keywords: ssh_options, backend, password ...
         self.contexts: dict[str, Context] = {}
         self.errors: dict[str, BaseException] = {}
         self._connecting = threading.Lock()  # one connect() at a time: each host once
