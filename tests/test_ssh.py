@@ -484,6 +484,7 @@ def test_ssh_options_take_python_values_as_ssh_config_does(router, sshd, backend
     ({"host": "deploy@"}, ValueError, "'deploy@' is not [user@]host"),
     ({"host": "deploy@web1", "user": "root"}, ValueError,
      "two users for 'deploy@web1': 'root' (user=) and 'deploy'"),
+    ({"host": "web1:2222"}, ValueError, "'web1:2222': give the port as port=2222"),
 ])
 def test_connect_arguments_no_client_could_use_are_refused_at_once(router, backend, arguments,
                                                                      error, words):

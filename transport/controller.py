@@ -192,6 +192,10 @@ class Router:
             if user is not None and user != login:
                 raise ValueError(f"two users for {host!r}: {user!r} (user=) and {login!r}")
             host, user = address, login
+        name_part, colon, port_part = host.rpartition(":")
+        if colon and ":" not in name_part and port_part.isdigit():  # not an IPv6 address
+            # ssh would look "web1:2222" up as a host name (Group and the CLI take it).
+            raise ValueError(f"{host!r}: give the port as port={port_part}")
         if port is not None and (type(port) is not int or not 0 < port < 65536):
             raise ValueError(f"port must be a number from 1 to 65535, not {port!r}")
         _check_python(python, "ssh")
