@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.support.processes import answer_on_a_terminal
 from tests.support.sshd import LOGIN_PASSWORD, PASSWORD_USER, SUDO_PASSWORD
 
 PY = "/usr/bin/python3"
@@ -345,43 +346,17 @@ def test_ssh_password_from_the_environment(ssh_opts):
 
 @pytest.mark.parametrize("option", ["-K", "-k"])
 def test_ask_password_asks_on_the_terminal_without_echo(ssh_opts, option):
-    import fcntl
     import pwd
-    import select
-    import termios
 
     user, prompt, password, expected = {
         "-K": ("tp-sudo", b"sudo password: ", SUDO_PASSWORD, 0),
         "-k": (PASSWORD_USER, b"ssh password: ", LOGIN_PASSWORD, pwd.getpwnam(PASSWORD_USER).pw_uid),
     }[option]
-    master, slave = os.openpty()
-
-    def take_the_terminal():  # as a shell gives a command its terminal
-        os.setsid()
-        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-
-    proc = subprocess.Popen([sys.executable, "-m", "transport", "-H", f"{user}@127.0.0.1", *ssh_opts,
-                             "--python", PY, option, "call", "os:getuid"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=take_the_terminal, pass_fds=(slave,))
-    os.close(slave)
-    try:
-        shown = b""
-        while prompt not in shown:
-            assert select.select([master], [], [], 60)[0], f"no prompt: {shown!r}"
-            shown += os.read(master, 1024)
-        os.write(master, password.encode() + b"\n")
-        out, err = proc.communicate(timeout=60)
-        assert (proc.returncode, out) == (0, b"%d\n" % expected), err
-        while select.select([master], [], [], 0.2)[0]:
-            try:
-                shown += os.read(master, 1024)
-            except OSError:  # the terminal's last user has gone
-                break
-        assert password.strip().encode() not in shown + out + err
-    finally:
-        proc.kill()
-        os.close(master)
+    status, out, err, shown = answer_on_a_terminal(
+        [sys.executable, "-m", "transport", "-H", f"{user}@127.0.0.1", *ssh_opts, "--python", PY,
+         option, "call", "os:getuid"], prompt, password)
+    assert (status, out) == (0, b"%d\n" % expected), err
+    assert password.strip().encode() not in shown + out + err
 
 
 def test_ask_sudo_password_without_a_terminal_says_what_to_do_instead():

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import transport
-from tests.support.processes import alive, run_python_program, written_text
+from tests.support.processes import alive, answer_on_a_terminal, run_python_program, written_text
 from tests.support.sshd import APP_PASSWORD, LOGIN_PASSWORD, PASSWORD_USER, SUDO_PASSWORD, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -293,10 +293,6 @@ def test_a_login_password_in_connect_kwargs_logs_in_as_on_stock_fabric(sshd, tmp
 
 
 def test_fab_prompt_for_login_password_on_the_terminal(sshd, tmp_path):
-    import fcntl
-    import select
-    import termios
-
     directory = project(tmp_path, "fast", PROJECTS / "fabfile_features.py", True)
     (directory / "fabfile.py").write_text(
         "from fabric import task\n\n@task\ndef who(c):\n    c.run('id -un')\n")
@@ -304,28 +300,10 @@ def test_fab_prompt_for_login_password_on_the_terminal(sshd, tmp_path):
     config.write_text(json.dumps({"connect_kwargs": {"look_for_keys": False, "allow_agent": False},
                                   "transport": {"ssh_options": {
                                       "UserKnownHostsFile": str(sshd.known_hosts)}}}))
-    master, slave = os.openpty()
-
-    def take_the_terminal():  # as a shell gives a command its terminal
-        os.setsid()
-        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-
-    proc = subprocess.Popen([str(FAB), "-f", str(config), "--prompt-for-login-password",
-                             "-H", host(sshd, PASSWORD_USER), "who"], cwd=directory,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=take_the_terminal, pass_fds=(slave,))
-    os.close(slave)
-    try:
-        shown = b""
-        while b"password" not in shown.lower():
-            assert select.select([master], [], [], 60)[0], f"no prompt: {shown!r}"
-            shown += os.read(master, 1024)
-        os.write(master, LOGIN_PASSWORD.encode() + b"\n")
-        out, err = proc.communicate(timeout=60)
-        assert (proc.returncode, out) == (0, f"{PASSWORD_USER}\n".encode()), err
-    finally:
-        proc.kill()
-        os.close(master)
+    status, out, err, _ = answer_on_a_terminal(
+        [str(FAB), "-f", str(config), "--prompt-for-login-password",
+         "-H", host(sshd, PASSWORD_USER), "who"], b"assword", LOGIN_PASSWORD, cwd=directory)
+    assert (status, out) == (0, f"{PASSWORD_USER}\n".encode()), err
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["stock", "fast"])

@@ -81,3 +81,40 @@ def wait_gone(pid: int, limit: float = 30.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def answer_on_a_terminal(argv: list[str], prompt: bytes, answer: str, timeout: float = 60,
+                         **kwargs: Any) -> tuple[int, bytes, bytes, bytes]:
+    """Run argv with a new pty as its controlling terminal (as a shell gives a command
+    its terminal; stdin is /dev/null), type answer there once prompt shows, and return
+    its status, stdout, stderr and all the terminal showed."""
+    import fcntl
+    import select
+    import termios
+
+    master, slave = os.openpty()
+
+    def take_the_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, preexec_fn=take_the_terminal,
+                               pass_fds=(slave,), **kwargs)
+    os.close(slave)
+    try:
+        shown = b""
+        while prompt not in shown:
+            assert select.select([master], [], [], timeout)[0], f"no prompt: {shown!r}"
+            shown += os.read(master, 1024)
+        os.write(master, answer.encode() + b"\n")
+        out, err = process.communicate(timeout=timeout)
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                shown += os.read(master, 1024)
+            except OSError:  # the terminal's last user has gone
+                break
+        return process.returncode, out, err, shown
+    finally:
+        process.kill()
+        os.close(master)
