@@ -663,6 +663,47 @@ def test_gateways_and_agent_settings_map_onto_ssh_options():
         both._ssh_options()
 
 
+def test_paramiko_only_connect_kwargs_map_onto_ssh_options(sshd):
+    # Each was refused by name: disabled_algorithms (old servers), the timeouts of
+    # each phase (slow ones) and GSSAPI (Kerberos).
+    from adapters.fabric.connection import Connection
+    from adapters.targets import Targets
+
+    def options(**connect_kwargs):
+        return Connection("web1", connect_kwargs=connect_kwargs)._ssh_options()
+
+    mapped = options(disabled_algorithms={"kex": ["a", "b"], "pubkeys": "rsa-sha2-512",
+                                          "ciphers": []},
+                     gss_auth=True, gss_deleg_creds=False, timeout=5, banner_timeout=60)
+    assert {k: mapped["ssh_options"].get(k) for k in (
+        "KexAlgorithms", "PubkeyAcceptedAlgorithms", "Ciphers", "GSSAPIAuthentication",
+        "GSSAPIDelegateCredentials")} == {
+        "KexAlgorithms": "-a,b", "PubkeyAcceptedAlgorithms": "-rsa-sha2-512", "Ciphers": None,
+        "GSSAPIAuthentication": "yes", "GSSAPIDelegateCredentials": "no"}
+    assert mapped["connect_timeout"] == 60 and mapped["backend"] == "auto"
+    with pytest.raises(ValueError, match="disabled_algorithms.compression is not a kind"):
+        options(disabled_algorithms={"compression": ["zlib"]})
+    # Against the server: the client's key exchanges all disabled, none is left; all but
+    # one, that one is.
+    settings = subprocess.run(["ssh", "-G", "x"], capture_output=True, text=True,
+                              check=True).stdout.splitlines()
+    offered = next(line.split()[1] for line in settings if line.startswith("kexalgorithms "))
+    offered = offered.split(",")
+    for disabled, works in ((offered, False), (offered[:-1], True)):
+        targets = Targets()
+        try:
+            c = _fast_connection(sshd, targets)
+            c.connect_kwargs["disabled_algorithms"] = {"kex": disabled}
+            if works:
+                assert c.run("echo ok", hide=True).stdout == "ok\n"
+            else:
+                with pytest.raises(transport.ConnectError,
+                                   match="no matching key exchange method found"):
+                    c.run("echo ok", hide=True)
+        finally:
+            targets.close()
+
+
 def test_a_refused_login_is_not_reported_as_a_sudo_failure(sshd, tmp_path):
     from fabric import Config
 

@@ -42,9 +42,16 @@ from adapters.fabric.runner import FabricRunner, ShellRunner
 from adapters.targets import Targets, login_shell, shared_targets
 from transport.methods.ssh import SshMethod, forwarding_command
 
-# connect_kwargs (paramiko's SSHClient.connect) that both ssh backends can honour.
+# connect_kwargs (paramiko's SSHClient.connect) that the transport honours.
 HONOURED_CONNECT_KWARGS = {"key_filename", "timeout", "allow_agent", "look_for_keys", "compress",
-                           "password", "passphrase"}
+                           "password", "passphrase", "banner_timeout", "auth_timeout",
+                           "channel_timeout", "disabled_algorithms", "gss_auth",
+                           "gss_deleg_creds"}
+# paramiko's disabled_algorithms kinds, as the OpenSSH options whose lists they take from.
+DISABLED_ALGORITHM_OPTIONS = {"ciphers": "Ciphers", "macs": "MACs", "keys": "HostKeyAlgorithms",
+                              "kex": "KexAlgorithms", "pubkeys": "PubkeyAcceptedAlgorithms"}
+# gss_* flags with an OpenSSH equivalent.
+GSSAPI_OPTIONS = {"gss_auth": "GSSAPIAuthentication", "gss_deleg_creds": "GSSAPIDelegateCredentials"}
 
 
 def _transport_setting(c: fabric.Connection, key: str, default: Any) -> Any:
@@ -73,14 +80,39 @@ def _login_settings(c: fabric.Connection) -> dict[str, Any]:
         "check_host_keys": _transport_setting(c, "check_host_keys", "accept-new"),
         "compression": bool(connect_kwargs.get("compress", False)),
     }
-    timeout = c.connect_timeout or connect_kwargs.get("timeout")
-    if timeout:
-        settings["connect_timeout"] = float(timeout)
+    # One deadline covers every phase here (each has its own in paramiko): the longest.
+    timeouts = [c.connect_timeout] + [connect_kwargs.get(key) for key in (
+        "timeout", "banner_timeout", "auth_timeout", "channel_timeout")]
+    if any(timeouts):
+        settings["connect_timeout"] = max(float(t) for t in timeouts if t)
+    ssh_options.update(_disabled_algorithms(c.host, connect_kwargs.get("disabled_algorithms")))
+    for key, option in GSSAPI_OPTIONS.items():
+        if key in connect_kwargs:
+            ssh_options[option] = "yes" if connect_kwargs[key] else "no"
     # What fab --prompt-for-login-password and --prompt-for-passphrase set.
     for secret in ("password", "passphrase"):
         if connect_kwargs.get(secret) is not None:
             settings[secret] = str(connect_kwargs[secret])
     return settings
+
+
+def _disabled_algorithms(host: str, disabled: Any) -> dict[str, str]:
+    """paramiko's disabled_algorithms ({"kex": [...], ...}) as OpenSSH options that take
+    those algorithms out of ssh's defaults ("-a,b")."""
+    if not disabled:
+        return {}
+    if not hasattr(disabled, "items"):  # a dict, or invoke's view of a config's table
+        raise ValueError(f"{host}: connect_kwargs.disabled_algorithms is a mapping of kinds "
+                         f"({', '.join(DISABLED_ALGORITHM_OPTIONS)}) to lists of names")
+    options = {}
+    for kind, names in disabled.items():
+        if kind not in DISABLED_ALGORITHM_OPTIONS:
+            raise ValueError(f"{host}: connect_kwargs.disabled_algorithms.{kind} is not a kind "
+                             f"OpenSSH can disable; kinds: {', '.join(DISABLED_ALGORITHM_OPTIONS)}")
+        names = [names] if isinstance(names, str) else list(names or ())
+        if names:
+            options[DISABLED_ALGORITHM_OPTIONS[kind]] = "-" + ",".join(names)
+    return options
 
 
 def _gateway_command(c: fabric.Connection) -> str | None:
