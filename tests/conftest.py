@@ -66,3 +66,14 @@ def sshd(test_users):
     yield server
     server.stop()
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def python3_only_dir():
+    """A directory holding only a `python3` (the system's), that the test users can
+    search: a PATH of it alone hides every other program from an interpreter."""
+    directory = tempfile.mkdtemp(prefix="tp-python-")  # not under /root, which they cannot enter
+    os.chmod(directory, 0o755)
+    os.symlink("/usr/bin/python3", os.path.join(directory, "python3"))
+    yield directory
+    shutil.rmtree(directory)

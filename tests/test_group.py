@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
@@ -188,25 +186,20 @@ def test_a_lost_sudo_context_is_reopened_with_a_new_login_and_the_old_one_goes(r
     assert lost.via not in router.contexts()
 
 
-def test_sudo_runs_the_interpreter_the_login_found(router, sshd):
+def test_sudo_runs_the_interpreter_the_login_found(router, sshd, python3_only_dir):
     # sudo was given python= again: a list failed as a TypeError, and a name was looked up
     # on sudo's secure_path, which does not have the login's search_path.
-    directory = tempfile.mkdtemp(prefix="tp-python-")  # where the test users can look
-    os.chmod(directory, 0o755)
-    python = os.path.join(directory, "python3")
-    os.symlink(PY, python)
+    python = os.path.join(python3_only_dir, "python3")
     spec = f"tp-nopw@127.0.0.1:{sshd.port}"
-    try:
-        for choice in ("python3", ["/nowhere/python3", "python3"]):
-            group = transport.Group(router, [spec], python=choice, search_path=f"{directory}:$PATH",
-                                    sudo=True, ssh_options=sshd.ssh_options())
-            result = group.call(os.getuid)[spec]
-            assert result.ok and result.value == 0, result
-            assert group.contexts[spec].via.python == python
-            assert group.contexts[spec].python == python
-            group.contexts[spec].via.shutdown()
-    finally:
-        shutil.rmtree(directory)
+    for choice in ("python3", ["/nowhere/python3", "python3"]):
+        group = transport.Group(router, [spec], python=choice,
+                                search_path=f"{python3_only_dir}:$PATH",
+                                sudo=True, ssh_options=sshd.ssh_options())
+        result = group.call(os.getuid)[spec]
+        assert result.ok and result.value == 0, result
+        assert group.contexts[spec].via.python == python
+        assert group.contexts[spec].python == python
+        group.contexts[spec].via.shutdown()
 
 
 def test_ctrl_c_while_a_paramiko_connect_waits_ends_the_program_at_once():

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import pwd
-import shutil
-import tempfile
 
 import pytest
 
@@ -137,33 +135,27 @@ def test_a_python_no_method_could_run_is_refused_at_once(router, method, python,
     assert str(info.value) == words.format(method=method)
 
 
-def test_a_tool_missing_on_the_hop_is_named_not_python(router, sshd):
+def test_a_tool_missing_on_the_hop_is_named_not_python(router, sshd, python3_only_dir):
     # The hop's interpreter starts with a PATH that has only a python3: sudo, su and ssh
     # are not on it. Each was reported as "no usable Python interpreter at ...".
-    directory = tempfile.mkdtemp(prefix="tp-python-")  # where the test users can look
-    os.chmod(directory, 0o755)
-    os.symlink(PY, os.path.join(directory, "python3"))
-    try:
-        web = router.ssh("127.0.0.1", port=sshd.port, user="tp-sudo", python="python3",
-                         search_path=directory, ssh_options=sshd.ssh_options())
-        attempts = {
-            "sudo": lambda: router.sudo(via=web, password=SUDO_PASSWORD, python=PY),
-            "su": lambda: router.su(via=web, user="tp-app", password=APP_PASSWORD, python=PY),
-            "ssh": lambda: router.ssh("127.0.0.1", via=web, python=PY),
-            # Started by a shell that gives it its own pid (for the password's script).
-            "ssh with a password": lambda: router.ssh("127.0.0.1", via=web, python=PY,
-                                                      password="x")}
-        for what, attempt in attempts.items():
-            tool = what.split()[0]
-            with pytest.raises(transport.ConnectError) as info:
-                attempt()
-            assert f"cannot start {tool}: " in str(info.value), str(info.value)
-            assert str(info.value).endswith(
-                f"No such file or directory (is {tool} installed there, and on the PATH it "
-                "starts with?)")
-            assert "Python" not in str(info.value)
-    finally:
-        shutil.rmtree(directory)
+    web = router.ssh("127.0.0.1", port=sshd.port, user="tp-sudo", python="python3",
+                     search_path=python3_only_dir, ssh_options=sshd.ssh_options())
+    attempts = {
+        "sudo": lambda: router.sudo(via=web, password=SUDO_PASSWORD, python=PY),
+        "su": lambda: router.su(via=web, user="tp-app", password=APP_PASSWORD, python=PY),
+        "ssh": lambda: router.ssh("127.0.0.1", via=web, python=PY),
+        # Started by a shell that gives it its own pid (for the password's script).
+        "ssh with a password": lambda: router.ssh("127.0.0.1", via=web, python=PY,
+                                                  password="x")}
+    for what, attempt in attempts.items():
+        tool = what.split()[0]
+        with pytest.raises(transport.ConnectError) as info:
+            attempt()
+        assert f"cannot start {tool}: " in str(info.value), str(info.value)
+        assert str(info.value).endswith(
+            f"No such file or directory (is {tool} installed there, and on the PATH it "
+            "starts with?)")
+        assert "Python" not in str(info.value)
 
 
 def test_an_interpreter_no_exec_takes_fails_the_start_at_once(router, caplog):

@@ -14,17 +14,17 @@ import fabric
 from adapters.fabric.connection import Connection
 
 
-class SerialGroup(fabric.SerialGroup):
+class _TransportConnections:
+    """Builds a Fabric group's Connections as the adapter's (Fabric's build its own)."""
+
+    def __init__(self, *hosts: str, **kwargs: Any) -> None:
+        super().__init__()  # an empty Fabric group
+        self.extend([Connection(host, **kwargs) for host in hosts])  # type: ignore[attr-defined]
+
+
+class SerialGroup(_TransportConnections, fabric.SerialGroup):
     """fabric.SerialGroup("web1", "web2", user=...) with each host on the transport."""
 
-    def __init__(self, *hosts: str, **kwargs: Any) -> None:
-        super().__init__()
-        self.extend([Connection(host, **kwargs) for host in hosts])
 
-
-class ThreadingGroup(fabric.ThreadingGroup):
+class ThreadingGroup(_TransportConnections, fabric.ThreadingGroup):
     """fabric.ThreadingGroup("web1", "web2", user=...) with each host on the transport."""
-
-    def __init__(self, *hosts: str, **kwargs: Any) -> None:
-        super().__init__()
-        self.extend([Connection(host, **kwargs) for host in hosts])

@@ -276,8 +276,8 @@ def login_context(targets: Targets, target: dict[str, Any], opts: dict[str, Any]
                        check_host_keys=check_host_keys, backend=settings.backend,
                        connect_timeout=max(timeout, DEFAULT_CONNECT_TIMEOUT),
                        search_path=str(target["set_path"]) if target.get("set_path") else None,
-                       password=str(target["passwd"]) if target.get("passwd") else None,
-                       passphrase=str(target["priv_passwd"]) if target.get("priv_passwd") else None)
+                       password=target.get("passwd") or None,  # Targets makes them text
+                       passphrase=target.get("priv_passwd") or None)
     _open_remote_forwards(context, target, settings.remote_forwards)
     return context
 

@@ -90,6 +90,12 @@ def not_found_advice(program: str) -> str:
     return f" (is {program} installed there, and on the PATH it starts with?)"
 
 
+def program_not_found(name: str, program: str, said: str) -> ConnectError:
+    """`program` was not found by what was to start it (env before su, the shell that
+    gives ssh its pid): named, with what was said and what to check."""
+    return ConnectError(name, f"cannot start {program}: {said}" + not_found_advice(program))
+
+
 def _garbled_bootstrap(output: str) -> bool:
     """Whether the first stage failed reading what it was sent: a traceback of its own
     (`python -c` code is "<string>"; the core's modules have names of their own), or

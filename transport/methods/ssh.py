@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from transport.bootstrap import shell_join
 from transport.errors import AuthError, ConnectError, HostKeyError
-from transport.methods.local import not_found_advice, python_start_error
+from transport.methods.local import program_not_found, python_start_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -196,8 +196,7 @@ class SshMethod:
             return AuthError(name, reason + (f": {said}" if said else ""))
         if (self._asks and details.get("exit_status") == 127
                 and "exec" in stderr):  # the shell that gives ssh its pid found no ssh
-            return ConnectError(name, f"cannot start {self.ssh_path}: No such file or directory"
-                                + not_found_advice(self.ssh_path))
+            return program_not_found(name, self.ssh_path, "No such file or directory")
         if details.get("exit_status") == 255 and ssh_lines:  # ssh's own failure
             error = self._ssh_failure(name, stderr, ssh_lines, details.get("password_asked"))
             error.ssh_messages = "\n".join(ssh_lines)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from transport.errors import ConnectError
 from transport.methods.become import BecomeMethod
-from transport.methods.local import not_found_advice
+from transport.methods.local import program_not_found
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,8 +49,7 @@ class SuMethod(BecomeMethod):
         if details.get("exit_status") == 127 and any(
                 line.startswith(ENV + ":") and self.path in line for line in lines):
             # env, which starts su under LC_ALL=C, did not find su
-            return ConnectError(name, f"cannot start {self.path}: {lines[-1]}"
-                                      + not_found_advice(self.path))
+            return program_not_found(name, self.path, lines[-1])
         return super().other_error(name, reason, details, lines)
 
     def options(self) -> dict[str, Any]:
