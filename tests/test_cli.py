@@ -123,6 +123,14 @@ def test_the_table_shows_an_error_whole(ssh_opts):
     assert out.returncode == 1
     (row,) = out.stdout.splitlines()[1:]
     assert row.split()[1] == "error" and row.endswith("sudo: a password is required"), row
+    # Where the cause is on the error's next line, the row has it too (it ended at the
+    # colon before it); the HOST column names the host, the row what ran on it.
+    hosts = "tp-plain@127.0.0.1,tp-plain@127.0.0.2"
+    out = transport_cli("-H", hosts, *ssh_opts, "--python", PY, "-U", "no-such-user", "ping")
+    rows = out.stdout.splitlines()[1:]
+    assert len(rows) == 2 and all(
+        row.split()[1] == "error" and " sudo:no-such-user: the connection closed " in row
+        and row.endswith(": sudo: unknown user no-such-user") for row in rows), out.stdout
 
 
 def test_several_hosts_table_and_exit_status(ssh_opts):
@@ -254,8 +262,9 @@ def test_get_with_sudo_names_each_hosts_file(ssh_opts, tmp_path):
     out = transport_cli("-H", hosts, *ssh_opts, "--python", PY, "--sudo", "get", "/etc/shadow",
                         str(tmp_path / "{host}-{date}.txt"))
     assert out.returncode == 0, out.stdout
+    # {host} is the host as the HOST column shows it, not the sudo context's name.
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "tp-nopw@127.0.0.1_sudo:root-{date}.txt", "tp-nopw@127.0.0.2_sudo:root-{date}.txt"]
+        "tp-nopw@127.0.0.1-{date}.txt", "tp-nopw@127.0.0.2-{date}.txt"]
 
 
 def test_bad_hosts_and_inventories_are_named_before_anything_starts(tmp_path):

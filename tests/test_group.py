@@ -166,6 +166,13 @@ def test_get_names_files_by_host_and_leaves_other_braces_alone(router, sshd, hos
     assert all(r.ok for r in fetched.values()), fetched
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         f"{spec}-{{date}}.txt" for spec in good[:2])
+    # Under sudo=True too {host} is the host as given, not its sudo context's name.
+    spec = f"tp-nopw@127.0.0.1:{sshd.port}"
+    group = transport.Group(router, [spec], python=PY, sudo=True, ssh_options=sshd.ssh_options())
+    fetched = group.get("/etc/shadow", str(tmp_path / "sudo-{host}"))
+    assert fetched[spec].ok, fetched
+    assert group.host_of(group.contexts[spec]) == spec
+    assert (tmp_path / f"sudo-{spec}").exists()
 
 
 def test_a_lost_sudo_context_is_reopened_with_a_new_login_and_the_old_one_goes(router, sshd):

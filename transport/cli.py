@@ -256,7 +256,9 @@ def _command_task(options: argparse.Namespace, several: bool) -> Callable[[trans
         return lambda ctx: ctx.put(options.src, options.dst)
     if "{host}" not in options.dst and several:
         raise SystemExit('transport: with several hosts, get needs "{host}" in DST')
-    return lambda ctx: ctx.get(options.src, local_path_for(options.dst, ctx.name))
+    # {host} is the host as given, also when the task runs in a sudo context on its login.
+    return lambda ctx: ctx.get(options.src, local_path_for(
+        options.dst, ctx.via.name if options.sudo and ctx.via is not None else ctx.name))
 
 
 def _run_attached(ctx: transport.Context, command: str | list[str]) -> transport.CommandResult:
@@ -331,10 +333,15 @@ class Progress:
 def _summary(host: str, result: HostResult) -> tuple[str, str, str]:
     """(status, exit code, first line of output, or the error) for the table."""
     if result.error is not None:
-        text = str(result.error).strip().splitlines()
+        text = [line.strip() for line in str(result.error).strip().splitlines() if line.strip()]
         first = text[0] if text else type(result.error).__name__
-        if first.startswith(host + ":"):  # the HOST column says it
-            first = first[len(host) + 1:].strip()
+        if len(text) > 1 and first.endswith(":"):  # the cause is on the next line
+            first = f"{first} {text[1]}"
+        name = getattr(result.error, "host", None) or host
+        if first.startswith(f"{name}:"):  # the HOST column says the host
+            first = first[len(name) + 1:].strip()
+            if name.startswith(host + "/"):  # what the login became: "sudo:root"
+                first = f"{name[len(host) + 1:]}: {first}"
         hint = getattr(result.error, "hint", "")
         return "error", "", f"{first} ({hint})" if hint else first  # what to do, in the row
     value = result.value

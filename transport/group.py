@@ -229,7 +229,12 @@ class Group:
         local_path = path_argument(local_path, "local_path")
         if "{host}" not in local_path and len(self.hosts) > 1:
             raise ValueError('local_path must contain "{host}" to keep the hosts\' files apart')
-        return self.each(lambda ctx: ctx.get(remote_path, local_path_for(local_path, ctx.name)))
+        return self.each(lambda ctx: ctx.get(remote_path, local_path_for(local_path, self.host_of(ctx))))
+
+    def host_of(self, ctx: Context) -> str:
+        """The host (as given) whose task runs in ctx: under sudo=True, ctx is the sudo
+        context on top of that host's login."""
+        return ctx.via.name if self.sudo and ctx.via is not None else ctx.name
 
 
 def local_path_for(path: str, host: str) -> str:
