@@ -78,6 +78,24 @@ def test_a_list_runs_without_a_shell(target):
     assert result.stdout == b"a b|$HOME|"
 
 
+@pytest.mark.parametrize("label", ["2.7", "3.13"])
+@pytest.mark.parametrize("pty", [False, True])
+def test_a_script_without_an_interpreter_line_runs_as_a_shell_script(router, tmp_path, label, pty):
+    # As execvp, env and ssh run it; subprocess raised "Exec format error" (ENOEXEC).
+    script = tmp_path / "no-hash-bang"
+    script.write_text('echo "ran with $# words: $1"\n')
+    script.chmod(0o755)
+    target = router.local(python=INTERPRETERS[label])
+    result = target.run([str(script), "a b"], pty=pty)
+    assert (result.exit_code, result.stdout.strip()) == (0, b"ran with 1 words: a b")
+    # A file no shell can read as a script fails as a shell's exec does: 126, and why.
+    binary = tmp_path / "not-a-program"
+    binary.write_bytes(b"\x7fELF\x00\x01garbage")
+    binary.chmod(0o755)
+    result = target.run([str(binary)])
+    assert result.exit_code == 126 and b"Exec format error" in result.stderr, result
+
+
 def test_words_and_cwd_may_be_pathlib_paths(target, tmp_path):
     # As subprocess takes them; they could not be sent ("cannot encode ... PosixPath").
     (tmp_path / "file").write_text("in a path\n")

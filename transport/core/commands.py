@@ -321,7 +321,23 @@ def _finish_alongside(proc, master, pump, feed, timeout, output):
     output.send(EXITED, codec.encode(reply))
 
 
+# A program the kernel will not run (ENOEXEC: a script without '#!') runs as a shell
+# script, as execvp, env and ssh's login shell run it: sh execs it and falls back itself.
+_EXEC_BY_SHELL = ['/bin/sh', '-c', 'exec "$0" "$@"']
+
+
 def _start(cmd, shell, environment, cwd, stdin_data, use_pty, live, pty_size, executable):
+    try:
+        return _start_once(cmd, shell, environment, cwd, stdin_data, use_pty, live, pty_size,
+                           executable)
+    except OSError as e:
+        if e.errno != errno.ENOEXEC or shell or executable is not None:
+            raise
+    return _start_once(_EXEC_BY_SHELL + list(cmd), False, environment, cwd, stdin_data,
+                       use_pty, live, pty_size, None)
+
+
+def _start_once(cmd, shell, environment, cwd, stdin_data, use_pty, live, pty_size, executable):
     if use_pty:
         proc, master = _popen_pty(cmd, shell, environment, cwd, pty_size, executable)
         pump = _pump_pty
