@@ -40,6 +40,24 @@ def test_put_and_get_round_trip_over_ssh(router, sshd, tmp_path):
     ctx.run("rm -f /home/tp-plain/payload.bin", check=True)
 
 
+def test_a_remote_path_may_start_with_a_home(router, sshd, tmp_path):
+    # As scp takes `host:~/x`: it was looked up as a directory named "~".
+    ctx = _ssh(router, sshd)
+    source = tmp_path / "note.txt"
+    source.write_text("home\n")
+    try:
+        for remote in ("~/tp-home-note.txt", "~tp-plain/tp-home-note.txt", "tp-home-note.txt"):
+            ctx.put(source, remote)
+            assert ctx.call(os.path.getsize, "/home/tp-plain/tp-home-note.txt") == 5
+            ctx.get(remote, tmp_path / "back.txt")
+            assert (tmp_path / "back.txt").read_text() == "home\n"
+            ctx.call(os.remove, "/home/tp-plain/tp-home-note.txt")
+    finally:
+        ctx.run("rm -f /home/tp-plain/tp-home-note.txt")
+    with pytest.raises(transport.RemoteError, match="No such file"):
+        ctx.get("~no-such-user-here/x", tmp_path / "none")
+
+
 def test_round_trip_with_a_python_2_target(router, tmp_path):
     from tests.support.interpreters import find_interpreters
 

@@ -273,6 +273,12 @@ class _Receiver(object):
 _receivers = {}
 
 
+def _home_expanded(path):
+    """A put's or get's path: '~' or '~user' at its start is that home, as scp takes it."""
+    path = os_string(path)
+    return os.path.expanduser(path) if path[:1] in ('~', b'~') else path
+
+
 def start_receive(path, size, mode, ack_handle, in_place=False):
     """Open a temporary file beside path for `size` bytes; return the data handle to send to.
 
@@ -280,7 +286,8 @@ def start_receive(path, size, mode, ack_handle, in_place=False):
     (see settle).
     """
     router = _router()
-    receiver = _Receiver(os_string(path), size, mode, ack_handle, _current_caller(), in_place)
+    receiver = _Receiver(_home_expanded(path), size, mode, ack_handle, _current_caller(),
+                         in_place)
     handle = router.add_parent_handler(receiver.on_chunk)
     _receivers[handle] = receiver
     return handle
@@ -399,7 +406,7 @@ def _open_to_send(path):
     SFTP get reads it: a file still growing, one of /proc's (whose size says 0), a
     device. Opened without waiting, and refused for a directory, pipe or socket (a pipe
     would wait for a writer)."""
-    fd = os.open(os_string(path), os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    fd = os.open(_home_expanded(path), os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
