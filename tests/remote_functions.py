@@ -45,6 +45,12 @@ def version():
     return list(sys.version_info[:3])
 
 
+def named_entry():
+    """A named tuple with more fields than a 2.7 dict keeps in order."""
+    import collections
+    return collections.namedtuple("Entry", "name size owner mode mtime")("a", 1, "root", 420, 0)
+
+
 def print_noise(text):
     sys.stdout.write(text)
     sys.stdout.flush()

@@ -322,6 +322,16 @@ def test_shutdown_ends_the_process(router):
     assert str(info.value) == f"{ctx.name}: disconnected: shut down"
 
 
+@pytest.mark.parametrize("python", ["/usr/bin/python3", "2.7"])
+def test_a_named_tuple_keeps_its_fields_in_order(router, python):
+    # From 2.7 its fields came in the order of a 2.7 dict: Entry(owner='root', mode=420, ...).
+    from tests.support.interpreters import find_interpreters
+
+    entry = router.local(python=find_interpreters().get(python, python)).call(rf.named_entry)
+    assert entry == ("a", 1, "root", 420, 0) and entry.owner == "root"
+    assert repr(entry) == "tests.remote_functions.Entry(name='a', size=1, owner='root', mode=420, mtime=0)"
+
+
 @pytest.mark.parametrize("python", ["/usr/bin/python3", "2.7", "3.6"])
 def test_shutdown_runs_exit_handlers_as_a_program_end_would(router, tmp_path, python):
     # atexit handlers (a TemporaryDirectory's clean-up, logging.shutdown, a user's own)

@@ -136,9 +136,12 @@ def _encode(value, put, depth):
                                                                        kind.__name__)
             _encode(text_type(name), put, depth + 1)
             _encode(tuple(value), put, depth + 1)
-            if len(fields) == len(value) and all(
+            names = getattr(kind, '_fields', None)  # a named tuple's fields are its items:
+            if type(names) is tuple and len(names) == len(value):  # names will do, in order
+                fields = tuple(map(text_type, names))  # (a 2.7 dict has none)
+            elif len(fields) == len(value) and all(
                     a is b for a, b in zip(fields.values(), value)):
-                fields = tuple(fields)  # a named tuple's fields are its items: names will do
+                fields = tuple(fields)
             _encode(fields, put, depth + 1)
             return
         # Other subclasses of plain types (OrderedDict, IntEnum members ...) travel as
