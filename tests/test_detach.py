@@ -30,6 +30,12 @@ JOB_PACKAGE = {
             return importlib.import_module(name).__name__
 
 
+        def listed_modules(name):
+            import importlib
+            import pkgutil
+            return [found[1] for found in pkgutil.iter_modules(importlib.import_module(name).__path__)]
+
+
         def imports_may_ask_a_parent():
             import sys
             return [f.can_ask() for f in sys.meta_path
@@ -240,6 +246,11 @@ def test_preload_whole_packages_makes_dynamic_imports_work_detached(router, sshd
     status = _wait_done(ctx, job.id)
     assert status.state == "done", status.error
     assert status.result == "jobwhole.plugin_b"
+    ctx.forget(job.id)
+    # With no parent to ask for the package's listing, pkgutil lists the modules sent.
+    job = ctx.detach(work.listed_modules, "jobwhole")
+    status = _wait_done(ctx, job.id)
+    assert (status.state, status.result) == ("done", ["plugin_a", "plugin_b"]), status.error
     ctx.forget(job.id)
 
 

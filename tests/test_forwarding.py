@@ -109,6 +109,20 @@ PACKAGE = {
                     node.read_bytes(), on_disk)
     """),
     "fwdres/blob.bin": "blob\n",
+    # Plugins found by listing the package, as plugin registries find theirs.
+    "fwdplug/__init__.py": textwrap.dedent("""
+        import pkgutil
+
+
+        def listed():
+            return ([(name, is_package) for _, name, is_package in pkgutil.iter_modules(__path__)],
+                    sorted(name for _, name, _ in pkgutil.walk_packages(__path__, __name__ + ".")))
+    """),
+    "fwdplug/alpha.py": "",
+    "fwdplug/beta/__init__.py": "",
+    "fwdplug/beta/gamma.py": "",
+    "fwdplug/notes/readme.txt": "a directory, not a package\n",
+    "fwdplug/data.txt": "",
     "fwdres/data/greeting.txt": "hello\n",
     # An application's own importer, appended to sys.meta_path after the forwarder (as
     # six.moves and setuptools' vendored packages do); its name appears nowhere in source.
@@ -222,6 +236,19 @@ def test_forwarded_packages_read_their_data_files_from_the_controller(router, pa
     if version >= (3, 10):  # 3.9's importlib.resources.files() reads only real directories
         assert ctx.call(fwdres.by_files, "data", "greeting.txt") == (
             ["__init__.py", "blob.bin", "data"], True, b"hello\n", b"hello\n")
+
+
+@pytest.mark.parametrize("label", ["2.7", "3.6", "3.13"])
+def test_pkgutil_lists_a_forwarded_package_as_it_lists_one_on_disk(router, package_dir, label):
+    # Its __path__ was empty: plugin registries found nothing, and said nothing.
+    import fwdplug
+
+    here = fwdplug.listed()
+    assert here == ([("alpha", False), ("beta", True)],
+                    ["fwdplug.alpha", "fwdplug.beta", "fwdplug.beta.gamma"])
+    for ctx in (router.local(python=find_interpreters()[label]),
+                router.local(python=find_interpreters()[label], via=router.local())):
+        assert ctx.call(fwdplug.listed) == here
 
 
 def test_data_files_reach_a_context_behind_an_intermediary(router, package_dir):

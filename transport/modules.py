@@ -232,8 +232,8 @@ class ModuleFinder:
         """The data files of the packages in module's closure, as resource() answers them,
         by (package, name), directories' listings included: what a detached job may read.
 
-        Python files (sent as modules) and subpackages (walked as packages of their own)
-        are left out; so is what goes beyond budget bytes, with a warning.
+        Python files (sent as modules) and subpackages' files (walked as packages of
+        their own) are left out; so is what goes beyond budget bytes, with a warning.
         """
         files: dict[tuple, Any] = {}
         total = 0
@@ -248,9 +248,9 @@ class ModuleFinder:
                 if status != "ok":
                     continue
                 if isinstance(value, list):
+                    files[(entry[0], name)] = value  # (a subpackage's: what pkgutil lists)
                     if name and "__init__.py" in value:
-                        continue  # a subpackage
-                    files[(entry[0], name)] = value
+                        continue  # a subpackage, walked as a package of its own
                     pending += [posixpath.join(name, child.rstrip("/")) for child in value
                                 if child.endswith("/") or not child.endswith((".py", ".pyc"))]
                 elif total + len(value) > budget:

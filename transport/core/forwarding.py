@@ -276,8 +276,12 @@ class ModuleForwarder(object):
         module.__file__ = filename
         if kind == 'namespace':
             return
-        if kind == 'package' and not getattr(module, '__path__', None):
-            module.__path__ = []
+        if kind == 'package':
+            # A search path no disk has (absolute: importlib drops relative ones from
+            # its cache), whose finder lists the package for pkgutil.iter_modules.
+            where = '/<forwarded %s>' % fullname
+            module.__path__ = [where]
+            sys.path_importer_cache[where] = PackageDirectory(self, fullname)
         import linecache
         # 2.7: a str, as from disk; 3: bytes, or text from a 2.7 parent (its native str).
         text = source if isinstance(source, str) else source.decode('utf-8', 'replace')
@@ -286,6 +290,24 @@ class ModuleForwarder(object):
         # absolute_import here would turn off the module's implicit relative imports).
         code = entry[4:5] == (BYTE_CODE_TAG,) and __import__('marshal').loads(entry[5])
         exec(code or compile(source, filename, 'exec', 0, True), module.__dict__)
+
+
+class PackageDirectory(object):
+    """The finder of a forwarded package's search path: it finds nothing (the
+    forwarder does) but lists the package's modules (see resources.iter_modules)."""
+
+    def __init__(self, forwarder, package):
+        self.forwarder = forwarder
+        self.package = package
+
+    def find_spec(self, *args):
+        return None
+
+    find_module = find_spec
+
+    def iter_modules(self, prefix=''):
+        from transport.core import resources
+        return resources.iter_modules(self.forwarder, self.package, prefix)
 
 
 def _stdlib_dir():

@@ -5,9 +5,11 @@ beside its modules (certifi's cacert.pem, templates, schemas) is asked of the
 controller (GET_RESOURCE) when the package reads it: through
 importlib.resources (the forwarder's resource reader, whose files() serves
 3.10+'s importlib.resources.files()) or pkgutil.get_data (the forwarder's
-get_data). Nothing is cached: a read asks again. A detached process has no
-parent to ask, so before a job detaches the controller sends the data files
-of the packages its function needs (keep()), and the job reads those.
+get_data), and the listing pkgutil.iter_modules reads through the finder of
+the package's search path (forwarding.PackageDirectory). Nothing is cached: a
+read asks again. A detached process has no parent to ask, so before a job
+detaches the controller sends the data files of the packages its function
+needs (keep()), and the job reads those.
 
 Not in the boot payload: the forwarder imports this module, through itself,
 the first time a package reads a data file.
@@ -77,6 +79,36 @@ def get_data(forwarder, path):
     if isinstance(data, list):
         raise IOError(errno.EISDIR, 'a directory: %s' % path)
     return data
+
+
+def iter_modules(forwarder, package, prefix):
+    """(prefix + name, is a package) of each module in a forwarded package's directory,
+    as pkgutil lists a directory on disk (a subdirectory with an __init__.py is a
+    package). With no controller to ask (a detached job): the modules sent ahead."""
+    try:
+        found = list(_listed_modules(forwarder, package))
+    except IOError:
+        start = package + '.'
+        found = [(name[len(start):], entry[1] == 'package')
+                 for name, entry in list(forwarder.entries.items())
+                 if name.startswith(start) and '.' not in name[len(start):]
+                 and entry[1] in ('module', 'package')]
+    for name, is_package in sorted(found):
+        yield prefix + name, is_package
+
+
+def _listed_modules(forwarder, package):
+    for name in fetch(forwarder, package, ''):
+        if name.endswith('/'):
+            name = name[:-1]
+            try:
+                is_package = '__init__.py' in fetch(forwarder, package, name)
+            except IOError:
+                continue
+            if is_package and '.' not in name:
+                yield name, True
+        elif name.endswith('.py') and name != '__init__.py' and '.' not in name[:-3]:
+            yield name[:-3], False
 
 
 class Resources(object):
