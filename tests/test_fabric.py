@@ -169,6 +169,9 @@ def test_connection_api_matches_stock_fabric(sshd, runtime_config, tmp_path):
     assert "sftp stat of a removed directory: ('FileNotFoundError', 2)" in fast
     assert fast.count("sftp refuses to replace a file: True") == 2
     assert "sftp truncate and posix_rename: 3" in fast
+    assert "sftp flush: '0123456789'" in fast and "sftp flush appends: 'appended\\ntwice\\n'" in fast
+    assert "sftp put and get with callbacks: (19, True, True)" in fast
+    assert "sftp listdir_iter: ['a.txt', 'c.txt', 'e.txt', 'f.txt', 'g.txt']" in fast
 
 
 def test_fabs_own_stdin_reaches_the_command_as_on_stock_fabric(sshd, runtime_config, tmp_path):
@@ -237,6 +240,16 @@ def test_a_dry_run_shows_sudo_commands_and_runs_nothing(sshd, runtime_config, tm
     assert fast.returncode == stock.returncode == 0, fast.stderr
     assert fast.stdout == stock.stdout and "id -un" in stock.stdout
     assert fast.stderr == stock.stderr == ""  # tp-plain may not sudo: nothing was tried
+
+
+def test_an_echoed_sudo_command_shows_the_sudo_command_line_as_on_stock(sshd, runtime_config,
+                                                                      tmp_path):
+    # The echo showed the bare command, with no sign that it ran as another user.
+    stock, fast = features_run_on_stock_and_fast(runtime_config, tmp_path, "-H",
+                                                 host(sshd, "tp-sudo"), "echoed-sudo")
+    assert fast.returncode == stock.returncode == 0, fast.stderr
+    assert fast.stdout == stock.stdout
+    assert "sudo -S -p '[sudo] password: ' --preserve-env='X' -H -u tp-app true && id -un" in fast.stdout
 
 
 def test_a_connection_lost_mid_command_fails_it_as_on_stock_fabric(sshd, runtime_config,

@@ -242,10 +242,14 @@ class Connection(fabric.Connection):
                                       "a password is needed and none was given: set "
                                       "sudo.password in the Fabric config or run fab "
                                       "--prompt-for-sudo-password") from None
-        kwargs.pop("user", None)
+        given_user = kwargs.pop("user", self.config.sudo.user)
         kwargs.pop("password", None)
         runner = self._remote_runner()
         runner.target = context
+        # As invoke's _sudo words it (its echo shows that command line).
+        env_flags = f"--preserve-env='{','.join(kwargs['env'])}' " if kwargs.get("env") else ""
+        user_flags = f"-H -u {given_user} " if given_user is not None else ""
+        runner.echo_prefix = f"sudo -S -p '{self.config.sudo.prompt}' {env_flags}{user_flags}"
         return self._run(runner, command, **kwargs)
 
     def _remote_runner(self) -> FabricRunner:

@@ -6,9 +6,10 @@ methods, implemented here with Context.put/get (streamed, uncompressed, put in
 place only when complete) and calls of os functions on the target. c.sftp()
 gives the same object, with the rest of SFTPClient's everyday methods (listdir,
 listdir_attr, lstat, mkdir, rmdir, remove, rename, symlink, readlink, chown,
-utime, truncate, chdir, open), errors as the OSError (errno included) paramiko
-raises. open() reads the whole file when opened for reading, and writes (or
-appends) what was written when closed; it takes paramiko's modes but '+'.
+utime, truncate, chdir, open, listdir_iter), errors as the OSError (errno
+included) paramiko raises. open() reads the whole file when opened for reading,
+and writes (or appends) what was written when flushed or closed; it takes
+paramiko's modes but '+'.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import re
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from typing import IO, Any, Callable
 
 import paramiko
@@ -31,6 +33,7 @@ from transport.core import files
 from transport.errors import shown_value
 
 SPOOL_CHUNK = 1024 * 1024
+Progress = Callable[[int, int], Any]  # paramiko's callback(bytes so far, total bytes)
 
 
 def local_os_error(context: transport.Context, error: transport.RemoteError) -> Exception:
@@ -107,6 +110,9 @@ class TransportSFTP:
     def listdir(self, path: str = ".") -> list[str]:
         return [name for name, _ in self._call(files.list_with_attributes, self._path(path))]
 
+    def listdir_iter(self, path: str = ".", read_aheads: int = 50) -> Iterator[paramiko.SFTPAttributes]:
+        return iter(self.listdir_attr(path))
+
     def listdir_attr(self, path: str = ".") -> list[paramiko.SFTPAttributes]:
         return [paramiko.SFTPAttributes.from_stat(self._stat_result(fields), name)
                 for name, fields in self._call(files.list_with_attributes, self._path(path))]
@@ -156,15 +162,21 @@ class TransportSFTP:
     # stays: a file bind-mounted into a container is still the container's) and leaves
     # its mode alone (Fabric's Transfer applies preserve_mode itself, with chmod).
 
-    def put(self, localpath: str, remotepath: str) -> os.stat_result:
+    # paramiko's keywords are taken: callback(bytes so far, total) is called once, when
+    # the transfer is done (it moves in the transport's windows, not SFTP requests);
+    # confirm=False skips the stat and returns empty attributes, as paramiko does.
+
+    def put(self, localpath: str, remotepath: str, callback: Progress | None = None,
+            confirm: bool = True) -> Any:
         try:
-            self.context.put(localpath, self._path(remotepath), preserve_mode=False,
-                             in_place=True)
+            size = self.context.put(localpath, self._path(remotepath), preserve_mode=False,
+                                    in_place=True)
         except transport.RemoteError as e:
             raise local_os_error(self.context, e) from None
-        return self.stat(remotepath)
+        return self._sent(remotepath, size, callback, confirm)
 
-    def putfo(self, fl: IO, remotepath: str) -> os.stat_result:
+    def putfo(self, fl: IO, remotepath: str, file_size: int = 0,
+              callback: Progress | None = None, confirm: bool = True) -> Any:
         with tempfile.NamedTemporaryFile(prefix="transport-put-") as spool:
             while data := fl.read(SPOOL_CHUNK):  # text is sent as UTF-8, as paramiko does
                 spool.write(data.encode() if isinstance(data, str) else data)
@@ -172,19 +184,34 @@ class TransportSFTP:
                 raise BlockingIOError(f"{remotepath}: the file object to send would block")
             spool.flush()
             try:
-                self.context.put(spool.name, self._path(remotepath), preserve_mode=False,
-                                 in_place=True)
+                size = self.context.put(spool.name, self._path(remotepath),
+                                        preserve_mode=False, in_place=True)
             except transport.RemoteError as e:
                 raise local_os_error(self.context, e) from None
-        return self.stat(remotepath)
+        return self._sent(remotepath, size, callback, confirm)
 
-    def get(self, remotepath: str, localpath: str) -> None:
+    def _sent(self, remotepath: str, size: int, callback: Progress | None,
+              confirm: bool) -> Any:
+        if callback is not None:
+            callback(size, size)
+        if not confirm:
+            return paramiko.SFTPAttributes()
+        attributes = self.stat(remotepath)
+        if attributes.st_size != size:  # another writer at the same time
+            raise OSError(f"size mismatch in put!  {attributes.st_size} != {size}")
+        return attributes
+
+    def get(self, remotepath: str, localpath: str, callback: Progress | None = None,
+            prefetch: bool = True, max_concurrent_prefetch_requests: int | None = None) -> None:
         try:
-            self.context.get(self._path(remotepath), localpath, preserve_mode=False)
+            size = self.context.get(self._path(remotepath), localpath, preserve_mode=False)
         except transport.RemoteError as e:
             raise local_os_error(self.context, e) from None
+        if callback is not None:
+            callback(size, size)
 
-    def getfo(self, remotepath: str, fl: IO) -> int:
+    def getfo(self, remotepath: str, fl: IO, callback: Progress | None = None,
+              prefetch: bool = True, max_concurrent_prefetch_requests: int | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="transport-get-") as spool_dir:
             spool = os.path.join(spool_dir, "file")
             try:
@@ -193,6 +220,8 @@ class TransportSFTP:
                 raise local_os_error(self.context, e) from None
             with open(spool, "rb") as f:
                 shutil.copyfileobj(f, fl)
+        if callback is not None:
+            callback(size, size)
         return size
 
     def close(self) -> None:
@@ -215,6 +244,7 @@ class RemoteFile(io.BufferedIOBase):
         self._kind = kind
         self._text = "b" not in mode
         self._buffer = tempfile.SpooledTemporaryFile(max_size=SPOOL_CHUNK)
+        self._unsent = False
         if kind == "r":
             sftp.getfo(filename, self._buffer)
             self._buffer.seek(0)
@@ -261,18 +291,31 @@ class RemoteFile(io.BufferedIOBase):
         if not self.writable():
             raise io.UnsupportedOperation("not open for writing")
         self._buffer.write(data.encode("utf-8") if isinstance(data, str) else data)
+        self._unsent = True
         return len(data)
+
+    def flush(self) -> None:
+        """What was written goes to the host now, as paramiko's flush() sends it: the
+        whole file so far ('w', 'x'), or what was written since ('a')."""
+        if not self._unsent or self._buffer.closed:
+            return
+        if self._kind == "a":
+            self._buffer.seek(0)
+            self.sftp._call(files.append, self.sftp._path(self.filename), self._buffer.read())
+            self._buffer.seek(0)
+            self._buffer.truncate()
+        else:
+            position = self._buffer.tell()
+            self._buffer.seek(0)
+            self.sftp.putfo(self._buffer, self.filename, confirm=False)
+            self._buffer.seek(position)
+        self._unsent = False
 
     def close(self) -> None:
         if self.closed:
             return
         try:
-            if self._kind == "a":
-                self._buffer.seek(0)
-                self.sftp._call(files.append, self.sftp._path(self.filename), self._buffer.read())
-            elif self._kind != "r":
-                self._buffer.seek(0)
-                self.sftp.putfo(self._buffer, self.filename)
+            self.flush()
         finally:
             self._buffer.close()
             super().close()

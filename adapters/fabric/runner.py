@@ -23,6 +23,12 @@ class FabricRunner(TransportRunner):
     """TransportRunner for a Connection: runs on its context, or on .target (sudo)."""
 
     TIMED_OUT_EXIT = -1  # as stock Fabric's channel reports it
+    # What echo shows before a c.sudo command: the sudo command line stock Fabric runs,
+    # though the command runs in the sudo user's interpreter here (Connection.sudo).
+    echo_prefix = ""
+
+    def echo(self, command: str) -> None:
+        super().echo(self.echo_prefix + command)
 
     def generate_env(self, env: dict[str, Any], replace_env: bool) -> dict[str, Any]:
         # Fabric asks for replace_env so that the controller's environment stays home;

@@ -110,6 +110,29 @@ def features(c):
             show("sftp seek", f.read(4))
         with sftp.open("fabtest/dir/c.txt", "wb") as f:
             f.write(b"0123456789")
+            f.flush()  # there now, before the file is closed
+            show("sftp flush", c.run("cat fabtest/dir/c.txt", hide=True).stdout)
+        with sftp.open("fabtest/dir/e.txt", "a") as f:
+            f.write("appended\n")
+            f.flush()
+            f.write("twice\n")
+            f.flush()
+            show("sftp flush appends", c.run("cat fabtest/dir/e.txt", hide=True).stdout)
+        progress = []
+        local = os.path.join(HERE, "sent.txt")
+        with open(local, "w") as f:
+            f.write("sent with progress\n")
+        attributes = sftp.put(local, "fabtest/dir/f.txt", callback=lambda *a: progress.append(a),
+                              confirm=True)
+        sftp.putfo(io.BytesIO(b"12345"), "fabtest/dir/g.txt", file_size=5,
+                   callback=lambda *a: progress.append(a), confirm=False)
+        sftp.get("fabtest/dir/f.txt", local, callback=lambda *a: progress.append(a))
+        sftp.getfo("fabtest/dir/g.txt", io.BytesIO(), callback=lambda *a: progress.append(a))
+        show("sftp put and get with callbacks", (attributes.st_size, progress[-1] == (5, 5),
+                                                 (19, 19) in progress))
+        show("sftp listdir_iter", sorted(a.filename for a in sftp.listdir_iter("fabtest/dir")))
+        for name in ("e.txt", "f.txt", "g.txt"):
+            sftp.remove("fabtest/dir/" + name)
         for operation in (lambda: sftp.rename("fabtest/dir/a.txt", "fabtest/dir/c.txt"),
                           lambda: sftp.open("fabtest/dir/c.txt", "x")):
             try:
@@ -268,6 +291,13 @@ def sudo_edges(c):
     except AuthFailure:
         show("wrong password", "refused")
     show("right password again", c.sudo("id -un", hide=True).stdout)
+
+
+@task
+def echoed_sudo(c):
+    c.sudo("id -un", echo=True, hide="both")
+    with c.prefix("true"):
+        c.sudo("id -un", echo=True, hide="both", user="tp-app", env={"X": "1"})
 
 
 @task
