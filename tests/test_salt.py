@@ -612,6 +612,19 @@ def test_custom_modules_from_the_state_tree(salt):
     assert out == {"fast": "hello again from a custom module"}, result.stdout + result.stderr
 
 
+def test_a_function_that_ends_the_interpreter_gives_its_status_as_on_stock(salt):
+    # It was "disconnected: ssh exited with status 3", with ssh's 255.
+    for code, error in (("3", "The command resulted in a non-zero exit code"),
+                        ("0", "Failed to return clean data")):
+        out, result = salt.json("stock,fast", "tpcustom.die", code)
+        assert out["stock"]["retcode"] == out["fast"]["retcode"] == int(code), out
+        assert out["stock"]["_error"] == out["fast"]["_error"] == error, out
+        assert out["fast"]["stderr"].endswith(
+            f": the host's Python interpreter exited with status {code} while Salt ran there")
+    out, result = salt.json("fast", "test.ping")  # a new interpreter for the next run
+    assert out == {"fast": True}, result.stdout + result.stderr
+
+
 def test_cmd_umask_and_wipe_as_the_shim_applies_them(salt):
     out, result = salt.json("fastumask", "cmd.run", "umask")
     assert out == {"fastumask": "0027"}, result.stdout + result.stderr

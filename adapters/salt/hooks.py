@@ -26,6 +26,7 @@ import functools
 import logging
 import os
 import posixpath
+import re
 import threading
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
@@ -279,10 +280,17 @@ def _as_stock_reports(single: Any, error: transport.TransportError) -> tuple[str
     (stdout, stderr, status): ssh's own messages, as it printed them, which salt-ssh
     shows as the host's result; where no Python interpreter was found, the shim's status
     (EX_THIN_PYTHON_INVALID), which salt-ssh exits with, and Salt's advice for it; an
-    unknown host key as stock refuses it (254); otherwise the error, naming the host,
-    with ssh's 255."""
+    unknown host key as stock refuses it (254); the host's interpreter ending while
+    salt-call ran in it (os._exit in a module) with its status, as stock's salt-call
+    process ends with it; otherwise the error, naming the host, with ssh's 255."""
     import salt.defaults.exitcodes
 
+    ended = isinstance(error, transport.Disconnected) and re.match(
+        r"\S+ exited with status (\d+)\b", error.reason)
+    if ended and ended.group(1) != "255":  # (255: ssh's own failure)
+        status = int(ended.group(1))
+        return "", (f"ERROR: transport: {error.host}: the host's Python interpreter exited "
+                    f"with status {status} while Salt ran there"), status
     if isinstance(error, transport.HostKeyError) and not error.changed:
         # Stock answers ssh's question "continue connecting?" with no, and says so.
         return (f"The host key needs to be accepted, to auto accept run salt-ssh with the -i "

@@ -10,3 +10,10 @@ def extra_module():
     import iniconfig
 
     return iniconfig.__name__
+
+
+def die(code=3):
+    """A function that ends its process, as os._exit in third-party code does."""
+    import os
+
+    os._exit(int(code))
