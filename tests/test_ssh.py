@@ -76,15 +76,58 @@ def test_several_key_files_are_tried_in_order(router, sshd, backend, tmp_path):
     assert ctx.call(pow, 2, 5) == 32
 
 
-def test_a_missing_key_file_is_named(router, sshd, tmp_path):
+def test_a_missing_key_file_is_named(router, sshd, tmp_path, backend):
     """paramiko reads the key files itself: one that is missing is named as such, not
-    taken for a network failure (ssh warns of it and tries the others)."""
+    taken for a network failure; ssh warns of it and tries the others, and its warning
+    is the refusal's cause (it was left out)."""
     options = {k: v for k, v in sshd.ssh_options().items() if k != "IdentityFile"}
     missing = tmp_path / "no-such-key"
-    with pytest.raises(transport.ConnectError,
-                       match=f"identity file {missing}: No such file or directory"):
+    with pytest.raises(transport.ConnectError) as info:
         router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
-                   identity_file=str(missing), python="/usr/bin/python3", backend="paramiko")
+                   identity_file=missing, python="/usr/bin/python3", backend=backend)
+    if backend == "paramiko":
+        assert f"identity file {missing}: No such file or directory" in str(info.value)
+    else:
+        assert isinstance(info.value, transport.AuthError)
+        cause = str(info.value).partition("Permission denied (publickey). (")[2]
+        assert str(missing) in cause and "No such file or directory" in cause, info.value
+    # A key file given as a path object works as one given as text (a TypeError before).
+    assert router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
+                      identity_file=sshd.client_key, python=None, backend=backend).call(pow, 2, 3) == 8
+
+
+def test_a_known_hosts_file_not_there_yet_knows_no_host(router, sshd, tmp_path, backend):
+    # paramiko raised FileNotFoundError; OpenSSH takes the file as empty, and accept-new
+    # creates it with the key it adds.
+    known_hosts = tmp_path / "known_hosts"
+    options = {**sshd.ssh_options(), "UserKnownHostsFile": str(known_hosts)}
+    del options["StrictHostKeyChecking"]
+    with pytest.raises(transport.HostKeyError):
+        router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
+                   python="/usr/bin/python3", backend=backend, check_host_keys="strict")
+    assert not known_hosts.exists()
+    ctx = router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
+                     python="/usr/bin/python3", backend=backend, check_host_keys="accept-new")
+    assert ctx.call(pow, 2, 2) == 4
+    assert known_hosts.read_text().count("\n") >= 1
+    options["UserKnownHostsFile"] = str(tmp_path / "no-such-directory" / "known_hosts")
+    ctx = router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
+                     python="/usr/bin/python3", backend=backend, check_host_keys="accept-new")
+    assert ctx.call(pow, 2, 3) == 8
+
+
+@pytest.mark.parametrize("option", ["Port", "ConnectTimeout"])
+def test_paramiko_option_values_that_are_not_numbers_are_named(router, option):
+    # They were int()'s and float()'s bare "invalid literal ...".
+    with pytest.raises(ValueError, match="ssh_options ConnectTimeout and Port must be numbers"):
+        router.ssh("127.0.0.1", backend="paramiko", ssh_options={option: "abc"})
+
+
+def test_a_proxy_commands_failure_is_named(router, sshd):
+    with pytest.raises(transport.ConnectError) as info:
+        router.ssh("127.0.0.1", port=sshd.port, user="tp-plain",
+                   ssh_options={**sshd.ssh_options(), "ProxyCommand": "no-such-nc %h %p"})
+    assert str(info.value).endswith("exec: no-such-nc: not found)"), info.value
 
 
 def test_connection_refused_is_a_connect_error_with_sshs_message(router, sshd, backend):

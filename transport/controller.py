@@ -11,6 +11,7 @@ broker thread.
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import time
 
@@ -156,7 +157,8 @@ class Router:
         return self._connect(method, name, connect_timeout, via)
 
     def ssh(self, host: str, *, port: int | None = None, user: str | None = None,
-            python: str | list[str] = "python3", identity_file: str | list[str] | None = None,
+            python: str | list[str] = "python3",
+            identity_file: str | os.PathLike[str] | list[str | os.PathLike[str]] | None = None,
             ssh_options: dict[str, str] | None = None, check_host_keys: str | None = None,
             compression: bool = False, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
             name: str | None = None, via: Context | None = None,
@@ -206,7 +208,8 @@ class Router:
             from transport.methods.paramiko_ssh import ParamikoSshMethod  # socket etc.: on use
 
             kind = ParamikoSshMethod
-        method = kind(host, port=port, user=user, python=python, identity_file=identity_file,
+        method = kind(host, port=port, user=user, python=python or "python3",
+                      identity_file=identity_file,
                       ssh_options=ssh_options, check_host_keys=check_host_keys,
                       compression=compression, connect_timeout=connect_timeout,
                       search_path=search_path, password=password, passphrase=passphrase)

@@ -339,7 +339,7 @@ class ParamikoSshMethod(SshMethod):
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         else:
             if known_hosts and known_hosts != "/dev/null":
-                client.load_host_keys(os.path.expanduser(known_hosts))
+                _load_host_keys(client, os.path.expanduser(known_hosts), policy, name)
             else:
                 client.load_system_host_keys()
             client.set_missing_host_key_policy(
@@ -352,8 +352,11 @@ class ParamikoSshMethod(SshMethod):
         except ValueError:
             raise ValueError("ssh_options ServerAliveInterval and ServerAliveCountMax must be "
                              "numbers") from None
-        timeout = float(options.get("ConnectTimeout", self.connect_timeout))
-        port = int(self.port or options.get("Port", 22))
+        try:
+            timeout = float(options.get("ConnectTimeout", self.connect_timeout))
+            port = int(self.port or options.get("Port", 22))
+        except ValueError:
+            raise ValueError("ssh_options ConnectTimeout and Port must be numbers") from None
         user = self.user or options.get("User") or getpass.getuser()
         try:
             if self._abandoned:
@@ -434,3 +437,22 @@ class ParamikoSshMethod(SshMethod):
         keep_alive = (KeepAlive(client, alive_interval, alive_count, self.host)
                       if alive_interval > 0 else None)
         return ParamikoChild(client, channel, keep_alive)
+
+
+def _load_host_keys(client: Any, path: str, policy: str, name: str) -> None:
+    """The known hosts file as OpenSSH reads it: one that does not exist yet knows no
+    host (accept-new creates it for the key it adds, where its directory exists)."""
+    try:
+        client.load_host_keys(path)
+    except FileNotFoundError:
+        if policy != "accept-new":
+            return
+        try:
+            with open(path, "a"):
+                pass
+        except OSError:  # the key is accepted, not kept (OpenSSH warns and goes on):
+            client._host_keys_filename = None  # load_host_keys named it for saving first
+            return
+        client.load_host_keys(path)  # (paramiko saves new keys only to the file it loaded)
+    except OSError as e:
+        raise ConnectError(name, f"cannot read the known hosts file {path}: {e.strerror}") from None

@@ -23,6 +23,8 @@ password logins are off.
 
 from __future__ import annotations
 
+import os
+
 from transport.bootstrap import shell_join
 from transport.errors import AuthError, ConnectError, HostKeyError
 from transport.methods.local import program_not_found, python_start_error
@@ -45,6 +47,9 @@ UNREACHABLE = ("Connection refused", "Could not resolve hostname", "No route to 
                "Connection closed by", "Connection reset by", "kex_exchange_identification",
                "Operation timed out", "Name or service not known")
 HOST_KEY_FAILED = "Host key verification failed"
+# Lines that say why a login or a connection failed, printed before the failure itself:
+# a key file ssh could not use, a ProxyCommand's program the shell did not find.
+CAUSES = ("Identity file", "Load key", "not found", "No such file or directory")
 # What ssh says of a known key that differs: its warning, the known_hosts line, the rule.
 HOST_KEY_CHANGED = ("REMOTE HOST IDENTIFICATION HAS CHANGED", "Offending ",
                     "has changed and you have requested strict checking")
@@ -83,7 +88,8 @@ class SshMethod:
     """Start `python` on `host` through the OpenSSH client."""
 
     def __init__(self, host: str, *, port: int | None = None, user: str | None = None,
-                 python: str | list[str] = "python3", identity_file: str | list[str] | None = None,
+                 python: str | list[str] = "python3",
+                 identity_file: str | os.PathLike[str] | list[str | os.PathLike[str]] | None = None,
                  ssh_options: dict[str, str] | None = None, check_host_keys: str | None = None,
                  compression: bool = False, connect_timeout: float = 30.0,
                  search_path: str | None = None, ssh_path: str = "ssh",
@@ -96,8 +102,9 @@ class SshMethod:
         self.python = python
         self.search_path = search_path  # the PATH python is looked for on (None: the login's)
         # One key file or several, tried in order (ssh -i, repeated).
-        self.identity_files = ([identity_file] if isinstance(identity_file, str)
-                               else list(identity_file or ()))
+        self.identity_files = ([os.fspath(identity_file)]
+                               if isinstance(identity_file, (str, os.PathLike))
+                               else [os.fspath(path) for path in identity_file or ()])
         if user is not None and not isinstance(user, str):
             raise TypeError(f"user is a user name, not {type(user).__name__}")
         for what, secret in (("password", password), ("passphrase", passphrase)):
@@ -212,11 +219,11 @@ class SshMethod:
         if any(text in stderr for text in AUTH_REFUSED):
             # ssh asked for the password (once) and was refused all the same.
             refused = "the password was refused: " if password_asked else "authentication refused: "
-            return AuthError(name, refused + _last(ssh_lines, AUTH_REFUSED))
+            return AuthError(name, refused + _last(ssh_lines, AUTH_REFUSED) + _causes(ssh_lines))
         if HOST_KEY_FAILED in stderr:
             return host_key_error(name, ssh_lines)
         if any(text in stderr for text in UNREACHABLE):
-            return ConnectError(name, _every(ssh_lines, UNREACHABLE))
+            return ConnectError(name, _every(ssh_lines, UNREACHABLE) + _causes(ssh_lines))
         return ConnectError(name, "ssh failed: " + ssh_lines[-1])
 
 
@@ -297,6 +304,12 @@ def _every(lines: list[str], patterns: tuple[str, ...]) -> str:
     before the closed connection that the ssh in front of it reports."""
     matching = [line.strip() for line in lines if any(p in line for p in patterns)]
     return "; ".join(dict.fromkeys(matching))
+
+
+def _causes(lines: list[str]) -> str:
+    """What ssh said before its failure that explains it (CAUSES), as " (...)"; or ""."""
+    causes = _every(lines, CAUSES)
+    return f" ({causes})" if causes else ""
 
 
 def _last(lines: list[str], patterns: tuple[str, ...]) -> str:
