@@ -173,6 +173,9 @@ def test_an_interpreter_no_exec_takes_fails_the_start_at_once(router, caplog):
     ({"user": "-s/bin/sh"}, ValueError, "'-s/bin/sh' is not a user name"),  # su's option
     ({"user": "app user"}, ValueError, "'app user' is not a user name"),
     ({"password": 123456}, TypeError, "password is a str, not int"),
+    # The tool reads one line: the rest reached the interpreter, and its error showed it.
+    ({"password": "right\n123456"}, ValueError, "password is a str of one line"),
+    ({"password": "right\r"}, ValueError, "password is a str of one line"),
 ])
 @pytest.mark.parametrize("method", ["sudo", "su"])
 def test_a_user_or_password_no_tool_could_take_is_refused_at_once(router, method, arguments,
@@ -193,5 +196,8 @@ def test_the_adapters_take_a_password_a_config_gives_as_a_number():
         here = targets.local()
         as_root = targets.sudo(here, "root", 123456)  # root: sudo asks no password
         assert as_root.call(os.getuid) == 0
+        # A config's password with its own line end (a YAML block, a file read whole)
+        # is its first line, as the one line sudo reads of what stock writes.
+        assert targets.sudo(here, "root", "123456\n").call(os.getuid) == 0
     finally:
         targets.close()

@@ -26,6 +26,9 @@ class BecomeMethod:
             raise ValueError(f"{user!r} is not a user name")
         if password is not None and not isinstance(password, str):
             raise TypeError(f"password is a str, not {type(password).__name__}")  # never shown
+        if password is not None and any(c in password for c in "\n\r\0"):
+            # The tool reads one line: the rest would reach the interpreter as its boot.
+            raise ValueError("password is a str of one line")  # never shown
         self.user = user
         self._password = password
         self.python = python or "python3"
