@@ -36,7 +36,7 @@ import threading
 from typing import IO, Any
 
 from invoke import Runner
-from invoke.exceptions import AuthFailure
+from invoke.exceptions import Failure, ResponseNotAccepted
 from invoke.runners import Result
 from invoke.terminals import character_buffered, isatty, pty_size, ready_for_reading
 from invoke.watchers import FailingResponder
@@ -185,8 +185,9 @@ class TransportRunner(Runner):
         try:
             return shared_targets().sudo_if_allowed(via, user, password)
         except transport.AuthError as e:  # the password was refused
+            # As stock's watcher refusal: invoke's sudo() turns it into its AuthFailure.
             result = Result(command=command, exited=-1, stderr=str(e), hide=("stdout", "stderr"))
-            raise AuthFailure(result, self.context.config.sudo.prompt) from e
+            raise Failure(result, reason=ResponseNotAccepted(str(e))) from e
 
     def _work(self) -> None:
         try:
