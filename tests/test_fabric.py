@@ -796,6 +796,24 @@ def _fast_connection(sshd, targets):
                       targets=targets)
 
 
+def test_a_remote_port_in_use_is_an_os_error_when_the_forward_starts(sshd):
+    # As the README says (it was the transport's RemoteError).
+    import errno
+
+    from adapters.targets import Targets
+
+    targets = Targets()
+    try:
+        c = _fast_connection(sshd, targets)
+        with pytest.raises(OSError) as info:
+            with c.forward_remote(sshd.port, local_port=1, remote_host=sshd.addresses[0]):
+                pass
+        assert info.value.errno == errno.EADDRINUSE, info.value
+        assert str(info.value).startswith(f"[Errno {errno.EADDRINUSE}] tp-plain@"), info.value
+    finally:
+        targets.close()
+
+
 def test_a_get_never_makes_a_special_file_here(sshd, tmp_path):
     # Fabric's get chmods the local file to the remote one's mode, which a host says:
     # its permission bits only (as transport's own get), where stock's takes setuid too.

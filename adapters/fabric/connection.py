@@ -37,7 +37,7 @@ from fabric.runners import Result
 from invoke.exceptions import AuthFailure, UnexpectedExit
 
 import transport
-from adapters.fabric.file_transfer import TransportSFTP
+from adapters.fabric.file_transfer import TransportSFTP, local_os_error
 from adapters.fabric.runner import FabricRunner, ShellRunner
 from adapters.targets import Targets, login_shell, shared_targets
 from transport.methods.ssh import SshMethod, forwarding_command
@@ -309,7 +309,12 @@ class Connection(fabric.Connection):
     @contextlib.contextmanager
     def forward_remote(self, remote_port: int, local_port: int | None = None,
                        remote_host: str = "127.0.0.1", local_host: str = "localhost") -> Iterator[None]:
-        """Fabric's forward_remote (as `ssh -R`), its tunnels carried by the transport."""
-        with self.transport_context().forward_remote(remote_port, local_port, remote_host,
-                                                     local_host):
+        """Fabric's forward_remote (as `ssh -R`), its tunnels carried by the transport; a
+        port the host cannot listen on is the OSError it was there, naming the host."""
+        context = self.transport_context()
+        try:
+            forward = context.forward_remote(remote_port, local_port, remote_host, local_host)
+        except transport.RemoteError as e:
+            raise local_os_error(context, e) from None
+        with forward:
             yield
