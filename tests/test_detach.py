@@ -298,10 +298,14 @@ def test_preload_through_an_intermediary_caches_on_the_way(router, work):
     assert router._modules.requested == asked_before
 
 
-def test_preload_of_an_unknown_module_is_an_import_error(router):
+def test_preload_of_an_unknown_module_is_an_import_error(router, work):
     ctx = router.local()
     with pytest.raises(ImportError, match="no_such_module_xyz"):
         ctx.preload(["no_such_module_xyz"])
+    # Asked again, alone or beside a module that exists (it passed in silence).
+    for names in (["no_such_module_xyz"], ["jobextra", "no_such_module_xyz"]):
+        with pytest.raises(ImportError, match="cannot preload no_such_module_xyz "):
+            ctx.preload(names)
 
 
 def test_one_module_to_preload_may_be_given_as_a_string(router, work):

@@ -724,6 +724,12 @@ class Context:
         sent = self._send_modules_ahead(names, whole_packages)
         sendable = [e[0] for e in sent if e[1] != "missing"]
         refused = [e[0] for e in sent if e[1] == "missing" and e[0] in names]
+        # A name asked for before was not sent again: whether it was missing then is
+        # the finder's to say again.
+        went = {e[0] for e in sent}
+        finder = self.router._modules.finder
+        refused += [name for name in dict.fromkeys(names)
+                    if name not in went and finder.entry(name)[1] == "missing"]
         # In order on the same stream: when this call runs, the modules are cached.
         lost = self.call(unavailable, sendable) if sendable else []
         if refused or lost:
