@@ -222,6 +222,14 @@ def test_jobs_lists_results_that_together_exceed_a_message(work, tmp_path, monke
         listed = ctx.jobs()
         assert [j.id for j in listed] == sorted(j.id for j in started)
         assert [len(j.result) for j in listed] == [700_000, 700_000]
+        # A result no status could carry fails the job when it ends (it was recorded,
+        # then every jobs() failed on it, and job() too).
+        too_big = ctx.detach(work.sized, 1_100_000)
+        status = _wait_done(ctx, too_big.id)
+        assert status.state == "failed", status
+        assert "over the message size limit" in status.error.remote_message, status.error
+        assert {j.id: j.state for j in ctx.jobs()} == {
+            **{j.id: "done" for j in started}, too_big.id: "failed"}
 
 
 def test_jobs_directory_is_private(router, sshd, work):

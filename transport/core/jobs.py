@@ -17,7 +17,7 @@ import sys
 import time
 import warnings
 
-from transport.core import codec
+from transport.core import codec, dispatch
 from transport.core.compat import exit_now, text_type
 from transport.core.dispatch import _exit_as_python_would, error_reply, resolve
 
@@ -29,6 +29,7 @@ warnings.filterwarnings('ignore', r'This process \(pid=\d+\) is multi-threaded',
                         DeprecationWarning, r'transport\.core\.jobs\Z')
 
 DIGITS = frozenset('0123456789')
+STATUS_ROOM = 64 * 1024  # what a status holds beside the result (id, function, error text)
 HEX_DIGITS = frozenset('0123456789abcdef')
 
 
@@ -85,6 +86,8 @@ def _read(path, name):
 def detach(module_name, qualname, args, kwargs):
     """Start module_name.qualname(*args, **kwargs) in a detached process; return its id and pid."""
     job_id = '%d-%s' % (int(time.time()), ''.join('%02x' % b for b in bytearray(os.urandom(6))))
+    # What status() may send back: a result over it could never be read.
+    limit = dispatch.current.router.parent.decoder.max_message_size - STATUS_ROOM
     path = os.path.join(jobs_dir(), job_id)
     os.mkdir(path, 0o700)
     try:
@@ -113,7 +116,7 @@ def detach(module_name, qualname, args, kwargs):
                 os._exit(0)
             os.write(w, str(os.getpid()).encode('ascii'))
             os.close(w)
-            _run(path, module_name, qualname, args, kwargs)
+            _run(path, module_name, qualname, args, kwargs, limit)
         finally:
             os._exit(1)
     os.close(w)
@@ -131,7 +134,7 @@ def _remove(path):
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _run(path, module_name, qualname, args, kwargs):
+def _run(path, module_name, qualname, args, kwargs, limit):
     """In the detached process: run the call, record its outcome, exit.
 
     A process the call forks that returns here instead of exiting is not the
@@ -155,6 +158,9 @@ def _run(path, module_name, qualname, args, kwargs):
         _exit_as_python_would(result)
     try:
         data = codec.encode(result)
+        if len(data) > limit:
+            raise codec.CodecError('%d bytes, over the message size limit (write a large '
+                                   'result to a file, and get that)' % len(data))
     except codec.CodecError as e:
         data = codec.encode(('err', 'transport.core.codec.CodecError',
                              'the job returned a value that cannot be sent: %s' % (e,), ''))
