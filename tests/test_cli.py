@@ -117,6 +117,25 @@ def test_one_host_prints_the_output_as_the_command_gave_it(ssh_opts):
                           "'no-such-command'\n")
 
 
+@pytest.mark.parametrize("backend", ["openssh", "paramiko"])
+def test_repeated_o_options_mean_what_they_mean_to_ssh(sshd, tmp_path, backend):
+    # The last value won, and so only the last key file was tried.
+    other_key = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True)
+    base = ["-o", f"Port={sshd.port}", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+            "--backend", backend, "--python", PY]
+    keys = ["-o", f"IdentityFile={other_key}", "-o", f"IdentityFile={sshd.client_key}"]
+    known = ["-o", f"UserKnownHostsFile={sshd.known_hosts}"]
+    out = transport_cli("-H", "tp-plain@127.0.0.1", *base, *keys, *known, "ping")
+    assert out.returncode == 0, out.stdout + out.stderr
+    # A key's first value wins: strict checking, given first, refuses a host not known.
+    empty = tmp_path / "known_hosts"
+    out = transport_cli("-H", "tp-plain@127.0.0.1", *base, *keys,
+                        "-o", f"UserKnownHostsFile={empty}", "-o", "StrictHostKeyChecking=yes",
+                        "-o", "stricthostkeychecking=no", "ping")
+    assert out.returncode != 0 and "host key is unknown" in out.stdout + out.stderr, out.stdout
+
+
 def test_the_table_shows_an_error_whole(ssh_opts):
     # sudo's own words come last, after what the transport says happened.
     out = transport_cli("-H", "tp-plain@127.0.0.1", *ssh_opts, "--python", PY, "--sudo", "ping")

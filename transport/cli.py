@@ -185,17 +185,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _ssh_options(pairs: list[str]) -> dict[str, str]:
-    """-o values, as ssh takes them: KEY=VALUE or KEY VALUE."""
+def _ssh_settings(pairs: list[str]) -> dict[str, Any]:
+    """-o values as Router.ssh keywords, read as ssh reads them: KEY=VALUE or KEY VALUE, a
+    key's first value wins (keys in any case), and each IdentityFile is one more key
+    file to try (identity_file=)."""
     import re
 
-    options = {}
+    options: dict[str, str] = {}
+    keys: list[str] = []
     for pair in pairs:
         match = re.fullmatch(r"\s*(\w+)\s*(?:=|\s)\s*(.+?)\s*", pair)
         if match is None:
             raise SystemExit(f"transport: -o takes KEY=VALUE, got {pair!r}")
-        options[match.group(1)] = match.group(2)
-    return options
+        key, value = match.groups()
+        if key.lower() == "identityfile":
+            keys.append(value)
+        elif key.lower() not in (known.lower() for known in options):
+            options[key] = value
+    return {"ssh_options": options, "identity_file": keys or None}
 
 
 def _hosts(options: argparse.Namespace) -> list[str]:
@@ -451,7 +458,7 @@ def _results(router: transport.Router, options: argparse.Namespace, hosts: list[
                   sudo=options.sudo, sudo_user=options.sudo_user or "root",
                   sudo_password=options.sudo_password,
                   concurrency=options.jobs, connect_timeout=options.timeout,
-                  ssh_options=_ssh_options(options.ssh_options), backend=options.backend,
+                  **_ssh_settings(options.ssh_options), backend=options.backend,
                   password=options.ssh_password)
     progress = Progress(len(hosts))
     group.on_result = progress
