@@ -141,7 +141,9 @@ def test_the_table_shows_an_error_whole(ssh_opts):
     out = transport_cli("-H", "tp-plain@127.0.0.1", *ssh_opts, "--python", PY, "--sudo", "ping")
     assert out.returncode == 1
     (row,) = out.stdout.splitlines()[1:]
-    assert row.split()[1] == "error" and row.endswith("sudo: a password is required"), row
+    assert row.split()[1] == "error" and row.endswith(
+        "sudo: a password is required (no password was given) (-K asks for sudo's password; "
+        "or set TRANSPORT_SUDO_PASSWORD)"), row
     # Where the cause is on the error's next line, the row has it too (it ended at the
     # colon before it); the HOST column names the host, the row what ran on it.
     hosts = "tp-plain@127.0.0.1,tp-plain@127.0.0.2"

@@ -349,7 +349,7 @@ def _summary(host: str, result: HostResult) -> tuple[str, str, str]:
             first = first[len(name) + 1:].strip()
             if name.startswith(host + "/"):  # what the login became: "sudo:root"
                 first = f"{name[len(host) + 1:]}: {first}"
-        hint = getattr(result.error, "hint", "")
+        hint = getattr(result.error, "hint", "") or _advice(result.error)
         return "error", "", f"{first} ({hint})" if hint else first  # what to do, in the row
     value = result.value
     if isinstance(value, transport.CommandResult):
@@ -359,6 +359,13 @@ def _summary(host: str, result: HostResult) -> tuple[str, str, str]:
         return "ok", "", f"Python {value['version']} at {value['python']}"
     text = value if isinstance(value, str) else json.dumps(_jsonable(value))
     return "ok", "", text.splitlines()[0] if text else ""
+
+
+def _advice(error: BaseException) -> str:
+    """What to do about a failure the CLI's options can fix, or ""."""
+    if isinstance(error, transport.AuthError) and "(no password was given)" in str(error):
+        return f"-K asks for sudo's password; or set {SUDO_PASSWORD_VARIABLE}"
+    return ""
 
 
 def _table(results: GroupResult) -> str:
@@ -492,7 +499,8 @@ def _report(options: argparse.Namespace, results: GroupResult) -> int:
                 print(f"transport: {error.host}: {error.remote_message}", file=sys.stderr)
                 return NOT_STARTED[error.remote_type]
             # On stderr, as ssh reports its own failures: stdout is the command's alone.
-            print(f"transport: {result.error}", file=sys.stderr)
+            advice = _advice(error)
+            print(f"transport: {error}" + (f" ({advice})" if advice else ""), file=sys.stderr)
             return SSH_FAILED if options.command == "run" else 1
         value = result.value
         if options.command == "run":

@@ -48,8 +48,10 @@ class BecomeMethod:
         if details.get("auth") or any(text in stderr for text in self.auth_refused):
             said = next((line for line in reversed(lines) if any(t in line for t in self.auth_refused)),
                         lines[-1] if lines else "")
+            needed = (self._password is None and "a password is required" in said
+                      and " (no password was given)")
             return AuthError(name, f"{self.tool} to {self.user} refused: {reason}"
-                             + (f": {said}" if said else ""))
+                             + (f": {said}" if said else "") + (needed or ""))
         return self.other_error(name, reason, details, lines)
 
     @property
