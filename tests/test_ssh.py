@@ -282,6 +282,17 @@ def test_a_program_that_is_not_python_is_named_as_such(router, sshd, backend):
         _ssh(router, sshd, backend, python="/bin/true")
     with pytest.raises(transport.ConnectError, match="'/bin/true' exited at once"):
         router.local(python="/bin/true")
+    # Nor with another status (it was "the connection closed before the interpreter started").
+    with pytest.raises(transport.ConnectError, match="'/bin/false' exited at once .status 1. "
+                                                     "without running the bootstrap: is it a "
+                                                     "Python interpreter"):
+        _ssh(router, sshd, backend, python="/bin/false")
+    # A program that echoes its arguments (the first stage among them) is not taken for a
+    # Python whose bootstrap was cut short.
+    with pytest.raises(transport.ConnectError) as info:
+        router.local(python="/usr/bin/perl")
+    assert "Can't open perl script" in str(info.value)
+    assert "garbled or cut short" not in str(info.value)
 
 
 def test_the_first_python_found_of_a_list_runs(router, sshd, backend):

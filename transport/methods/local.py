@@ -72,10 +72,11 @@ def python_start_error(name: str, python: str | list[str], reason: str,
         where = f"{python!r}" if isinstance(python, str) else f"any of {', '.join(python)}"
         return ConnectError(name, f"no usable Python interpreter at {where}"
                             + (f": {output}" if output else ""))
-    if status == 0 and not output:  # the first stage always says something, or fails
+    if status is not None and status >= 0 and not output:
+        # The first stage always says something, or fails, and Python says why it failed.
         what = f"{python!r}" if isinstance(python, str) else "the interpreter found"
-        return ConnectError(name, f"{what} exited at once (status 0) without running the "
-                                  "bootstrap: is it a Python interpreter?")
+        return ConnectError(name, f"{what} exited at once (status {status}) without running "
+                                  "the bootstrap: is it a Python interpreter?")
     if output:
         reason = f"{reason}:\n{output}"
     if reason.startswith(GARBLED_HEADER) or _garbled_bootstrap(output):
@@ -101,4 +102,8 @@ def _garbled_bootstrap(output: str) -> bool:
     (`python -c` code is "<string>"; the core's modules have names of their own), or
     the end of its input before the bootstrap's."""
     first_stage_traceback = 'File "<string>"' in output and 'File "<transport.' not in output
-    return first_stage_traceback or "transport: bootstrap cut short" in output
+    # Its own words start a line (a program that is not Python may echo the first stage,
+    # which holds them too).
+    cut_short = any(line.startswith("transport: bootstrap cut short")
+                    for line in output.splitlines())
+    return first_stage_traceback or cut_short
