@@ -286,6 +286,13 @@ def test_a_program_that_is_not_python_is_named_as_such(router, sshd, backend):
     with pytest.raises(transport.ConnectError, match="'/bin/false' exited at once .status 1. "
                                                      "without running the bootstrap: is it a "
                                                      "Python interpreter"):
+        router.local(python="/bin/false")
+    # Over ssh the login shell may be what ran no command.
+    with pytest.raises(transport.ConnectError, match="'/bin/false' exited at once .status 1. "
+                                                     "without running the bootstrap, or the login "
+                                                     "shell did not start it: is it a Python "
+                                                     "interpreter, and the user's shell one that "
+                                                     "runs commands .not /bin/false.?"):
         _ssh(router, sshd, backend, python="/bin/false")
     # A program that echoes its arguments (the first stage among them) is not taken for a
     # Python whose bootstrap was cut short.

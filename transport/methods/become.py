@@ -61,4 +61,5 @@ class BecomeMethod:
 
     def other_error(self, name: str, reason: str, details: dict[str, Any],
                     lines: list[str]) -> ConnectError:
-        return python_start_error(name, self.python, reason, details, program=self.program)
+        return python_start_error(name, self.python, reason, details, program=self.program,
+                                  login_shell=self.tool == "su")

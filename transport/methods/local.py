@@ -53,11 +53,14 @@ class LocalMethod:
 
 
 def python_start_error(name: str, python: str | list[str], reason: str,
-                       details: dict[str, Any], program: str | None = None) -> ConnectError:
+                       details: dict[str, Any], program: str | None = None,
+                       login_shell: bool = False) -> ConnectError:
     """Explain a failed interpreter start: a missing path, or what the child said.
 
     program: what was started to run the interpreter (ssh, sudo), if not the
     interpreter itself: a program that could not be started is then named, not Python.
+    login_shell: a login shell was to start it (ssh, su), which may be one that runs
+    no command (/bin/false).
     """
     status = details.get("exit_status")
     output = "\n".join(t for t in (details.get("preamble"), details.get("stderr")) if t)
@@ -75,6 +78,11 @@ def python_start_error(name: str, python: str | list[str], reason: str,
     if status is not None and status >= 0 and not output:
         # The first stage always says something, or fails, and Python says why it failed.
         what = f"{python!r}" if isinstance(python, str) else "the interpreter found"
+        if login_shell and status:
+            return ConnectError(name, f"{what} exited at once (status {status}) without "
+                                      "running the bootstrap, or the login shell did not start "
+                                      "it: is it a Python interpreter, and the user's shell one "
+                                      "that runs commands (not /bin/false)?")
         return ConnectError(name, f"{what} exited at once (status {status}) without running "
                                   "the bootstrap: is it a Python interpreter?")
     if output:

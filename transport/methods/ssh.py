@@ -208,7 +208,8 @@ class SshMethod:
             error = self._ssh_failure(name, stderr, ssh_lines, details.get("password_asked"))
             error.ssh_messages = "\n".join(ssh_lines)
             return error
-        return python_start_error(name, self.python, reason, details, program=self.ssh_path)
+        return python_start_error(name, self.python, reason, details, program=self.ssh_path,
+                                  login_shell=True)
 
     def _ssh_failure(self, name: str, stderr: str, ssh_lines: list[str],
                      password_asked: bool = False) -> ConnectError:
