@@ -108,6 +108,10 @@ def test_input_env_and_cwd(target):
     assert target.run("cat", input=b"fed in").stdout == b"fed in"
     assert target.run("echo $TP_VAR", env={"TP_VAR": "set"}).stdout == b"set\n"
     assert target.run("pwd", cwd="/tmp").stdout == b"/tmp\n"
+    # A home at its start, as a shell's cd takes it (it was a directory named "~").
+    home = target.call(os.path.expanduser, "~")
+    assert target.run("pwd", cwd="~").stdout == home.encode() + b"\n"
+    assert target.run(["pwd"], cwd="~root").stdout == b"/root\n"
     assert target.run("echo ${HOME:-unset}", env={"HOME": None}).stdout == b"unset\n"
     # replace_env: env is the whole environment (none at all without env).
     assert target.run(["/usr/bin/env"], env={"TP_VAR": "alone"},

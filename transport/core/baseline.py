@@ -10,14 +10,14 @@ import os
 
 from transport.core import fresh
 from transport.core.compat import PY2
-from transport.core.os_strings import os_string
+from transport.core.os_strings import os_string, path_string
 
 
 def set_baseline(cwd=None, env=None, umask=None):
     """Make later calls start in cwd with env applied (a None value unsets a variable)
     and umask set."""
     if cwd is not None:
-        os.chdir(os_string(cwd))
+        os.chdir(path_string(cwd))
     if umask is not None:
         os.umask(umask)
     for key, value in (env or {}).items():

@@ -55,7 +55,7 @@ from transport.core.compat import (
     set_nonblocking,
 )
 from transport.core.framing import Message
-from transport.core.os_strings import os_string
+from transport.core.os_strings import os_string, path_string
 
 CHUNK = 64 * 1024
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
@@ -279,7 +279,7 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
     else:
         cmd = os_string(cmd)
     if cwd is not None:
-        cwd = os_string(cwd)
+        cwd = path_string(cwd)
     if executable is not None:
         executable = os_string(executable)
     _sane_signals()

@@ -45,7 +45,7 @@ from transport.core import codec
 from transport.core.compat import PY2, Empty, SimpleQueue, allocate_lock, binary
 from transport.core.dispatch import send_to_caller
 from transport.core.framing import Message
-from transport.core.os_strings import os_string
+from transport.core.os_strings import os_string, path_string
 
 CHUNK = 256 * 1024
 ACK_TIMEOUT = 120.0
@@ -273,12 +273,6 @@ class _Receiver(object):
 _receivers = {}
 
 
-def _home_expanded(path):
-    """A put's or get's path: '~' or '~user' at its start is that home, as scp takes it."""
-    path = os_string(path)
-    return os.path.expanduser(path) if path[:1] in ('~', b'~') else path
-
-
 def start_receive(path, size, mode, ack_handle, in_place=False):
     """Open a temporary file beside path for `size` bytes; return the data handle to send to.
 
@@ -286,7 +280,7 @@ def start_receive(path, size, mode, ack_handle, in_place=False):
     (see settle).
     """
     router = _router()
-    receiver = _Receiver(_home_expanded(path), size, mode, ack_handle, _current_caller(),
+    receiver = _Receiver(path_string(path), size, mode, ack_handle, _current_caller(),
                          in_place)
     handle = router.add_parent_handler(receiver.on_chunk)
     _receivers[handle] = receiver
@@ -406,7 +400,7 @@ def _open_to_send(path):
     SFTP get reads it: a file still growing, one of /proc's (whose size says 0), a
     device. Opened without waiting, and refused for a directory, pipe or socket (a pipe
     would wait for a writer)."""
-    fd = os.open(_home_expanded(path), os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    fd = os.open(path_string(path), os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
