@@ -51,6 +51,12 @@ def named_entry():
     return collections.namedtuple("Entry", "name size owner mode mtime")("a", 1, "root", 420, 0)
 
 
+def ordered_mapping():
+    """An OrderedDict whose order is not its keys' hash order."""
+    import collections
+    return collections.OrderedDict((key, len(key)) for key in ("zeta", "alpha", "mid", "b"))
+
+
 def print_noise(text):
     sys.stdout.write(text)
     sys.stdout.flush()

@@ -322,6 +322,19 @@ def test_shutdown_ends_the_process(router):
     assert str(info.value) == f"{ctx.name}: disconnected: shut down"
 
 
+@pytest.mark.parametrize("python", ["2.7", "3.6"])
+def test_old_targets_send_what_a_new_one_would(router, python):
+    # An int the caller cannot read was a ProtocolError ("malformed reply"), where a
+    # 3.11 target refuses to send it; a 2.7 OrderedDict came in hash order.
+    from tests.support.interpreters import find_interpreters
+
+    ctx = router.local(python=find_interpreters()[python])
+    with pytest.raises(transport.RemoteError, match="cannot be sent: an integer of more than 4300 digits"):
+        ctx.call(pow, 10, 4500)
+    assert list(ctx.call(rf.ordered_mapping)) == ["zeta", "alpha", "mid", "b"]
+    assert ctx.call(pow, 10, 4299) == 10 ** 4299
+
+
 @pytest.mark.parametrize("python", ["/usr/bin/python3", "2.7"])
 def test_a_named_tuple_keeps_its_fields_in_order(router, python):
     # From 2.7 its fields came in the order of a 2.7 dict: Entry(owner='root', mode=420, ...).

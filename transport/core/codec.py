@@ -19,6 +19,7 @@ import struct
 from transport.core.compat import PY2, integer_types, text_type
 
 MAX_DEPTH = 100
+MAX_DIGITS = 4300  # in an integer's decimal text: what Python 3.11+ converts by default
 
 _I64 = struct.Struct('>q')
 _F64 = struct.Struct('>d')
@@ -107,6 +108,8 @@ def _encode(value, put, depth):
             put(_I64.pack(value))
         else:
             digits = str(value).encode('ascii')
+            if len(digits) > MAX_DIGITS:  # as a receiver would refuse it (3.11+ too)
+                raise CodecError('an integer of more than %d digits' % MAX_DIGITS)
             put(b'I')
             put(_U32.pack(len(digits)))
             put(digits)
@@ -118,7 +121,7 @@ def _encode(value, put, depth):
         put(_U32.pack(len(value)))
         for item in value:
             _encode(item, put, depth + 1)
-    elif kind is dict:
+    elif isinstance(value, dict):  # an OrderedDict's order too (on 2.7, dict() loses it)
         put(b'd')
         put(_U32.pack(len(value)))
         for key in value:
