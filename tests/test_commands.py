@@ -78,6 +78,18 @@ def test_a_list_runs_without_a_shell(target):
     assert result.stdout == b"a b|$HOME|"
 
 
+@pytest.mark.parametrize("label", ["2.7", "3.6", "3.13"])
+def test_what_a_command_could_not_start_with_is_named_once(router, label):
+    # 2.7 named nothing ("[Errno 2] No such file or directory"), 3.6 the program twice.
+    target = router.local(python=INTERPRETERS[label])
+    for words, cwd, named in ((["/no/such-program", "a"], None, "/no/such-program"),
+                              (["true"], "/no/such-directory", "/no/such-directory")):
+        with pytest.raises(transport.RemoteError) as info:
+            target.run(words, cwd=cwd)
+        assert info.value.remote_message == f"[Errno 2] No such file or directory: '{named}'"
+        assert "During handling" not in info.value.remote_traceback
+
+
 @pytest.mark.parametrize("label", ["2.7", "3.13"])
 @pytest.mark.parametrize("pty", [False, True])
 def test_a_script_without_an_interpreter_line_runs_as_a_shell_script(router, tmp_path, label, pty):

@@ -331,8 +331,15 @@ def _start(cmd, shell, environment, cwd, stdin_data, use_pty, live, pty_size, ex
         return _start_once(cmd, shell, environment, cwd, stdin_data, use_pty, live, pty_size,
                            executable)
     except OSError as e:
-        if e.errno != errno.ENOEXEC or shell or executable is not None:
-            raise
+        if shell or e.errno != errno.ENOEXEC or executable is not None:
+            if shell or not e.errno:
+                raise
+            # What could not be used, named once (2.7 names nothing, 3.6 names it twice).
+            missing_cwd = cwd is not None and not os.path.isdir(cwd)
+            named = OSError(e.errno, os.strerror(e.errno),
+                            e.filename or (cwd if missing_cwd else executable or cmd[0]))
+            named.__suppress_context__ = True  # (raise ... from None, which 2.7 cannot parse)
+            raise named
     return _start_once(_EXEC_BY_SHELL + list(cmd), False, environment, cwd, stdin_data,
                        use_pty, live, pty_size, None)
 
