@@ -50,8 +50,14 @@ def test_killing_an_intermediary_fails_everything_behind_it(router, sshd):
     os.kill(root.pid, signal.SIGKILL)  # we are root: the sudo context's interpreter
     with pytest.raises(transport.Disconnected) as info:  # not Timeout: the loss is reported
         pending.result(timeout=30)
-    # Explained by the intermediary that saw it (its sudo process took its child's end).
-    assert str(info.value) == f"{db.name}: disconnected: sudo killed by signal 9 (SIGKILL)"
+    # Explained by the intermediary that saw it (its sudo process took its child's end),
+    # as the loss of the intermediary db was behind (it read as db's own).
+    assert str(info.value) == (f"{db.name}: disconnected: its intermediary {root.name} was "
+                               "lost: sudo killed by signal 9 (SIGKILL)")
+    with pytest.raises(transport.Disconnected) as info:
+        db.call(pow, 1, 1)
+    assert str(info.value) == (f"{db.name}: disconnected: its intermediary {root.name} was "
+                               "lost: sudo killed by signal 9 (SIGKILL)")
     deadline = time.monotonic() + 30
     while (root.alive or db.alive) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -61,6 +67,30 @@ def test_killing_an_intermediary_fails_everything_behind_it(router, sshd):
         db.call(pow, 1, 1)
     with pytest.raises(transport.ConnectError, match="disconnected"):
         router.sudo(via=root, python=PY)
+
+
+@pytest.mark.parametrize("killed", [0, 1])
+def test_contexts_behind_a_lost_intermediary_name_it(router, killed):
+    # They were given its reason as their own ("python killed by signal 9"), so the
+    # user looked at the wrong hop.
+    chain = [router.local(name="hop0")]
+    for number in (1, 2, 3):
+        chain.append(router.local(via=chain[-1], name=f"hop{number}"))
+    pending = chain[3].call_async(time.sleep, 60)
+    os.kill(chain[killed].pid, signal.SIGKILL)
+    with pytest.raises(transport.Disconnected) as info:
+        pending.result(timeout=30)
+    lost = chain[killed]
+    own = "python killed by signal 9 (SIGKILL)"
+    assert info.value.reason == f"its intermediary {lost.name} was lost: {own}"
+    for ctx in chain[killed + 1:]:
+        with pytest.raises(transport.Disconnected) as info:
+            ctx.call(pow, 1, 1)
+        assert info.value.reason == f"its intermediary {lost.name} was lost: {own}"
+    with pytest.raises(transport.Disconnected) as info:
+        lost.call(pow, 1, 1)
+    assert info.value.reason == own
+    assert all(ctx.alive for ctx in chain[:killed])
 
 
 def test_a_failed_connect_through_an_intermediary_names_the_cause(router, sshd):

@@ -259,7 +259,7 @@ def _settle(context: Context, future: Any, msg: Message) -> None:
             # Sent as its connection ended: the loss, which waits to say why, follows.
             context._call_when_lost(lambda: future.set_exception(context._gone_error()))
             return
-        future.set_exception(Disconnected(context.name, reason))
+        future.set_exception(Disconnected(context.name, context._explained(reason)))
         return
     try:
         value = reply_value(context.name, msg.data)
@@ -330,6 +330,7 @@ class Context:
         self.python: str = info.get("python", "")
         self.python_version: str = info.get("version", "")
         self.disconnect_reason: str | None = None
+        self._lost_as: str | None = None  # the reason its loss came with (see Router)
         self._shut_down = False  # shutdown() asked it to exit: that is why it is gone
         self._gone = compat.Event()
         self._lost_callbacks: list[Callable[[], Any]] = []  # run once it is gone (_call_when_lost)
@@ -821,6 +822,15 @@ class Context:
         if self._shut_down or self.disconnect_reason is None:
             return Disconnected(self.name, "shut down")
         return Disconnected(self.name, self.disconnect_reason)
+
+    def _explained(self, reason: str) -> str:
+        """reason for this context's loss, naming the farthest intermediary above it that
+        was lost for the same reason first: the connection to that one failed, and every
+        context behind it went with it (losses come in that order: see the core router)."""
+        first, via = None, self.via
+        while via is not None and via._lost_as == reason:
+            first, via = via, via.via
+        return f"its intermediary {first.name} was lost: {reason}" if first else reason
 
     def _lost(self, reason: str) -> None:
         if self.disconnect_reason is None:

@@ -411,6 +411,8 @@ class Router:
             if context is None:
                 self._lost_early[context_id] = reason
         if context is not None:
+            context._lost_as = reason
+            reason = context._explained(reason)
             log.debug("transport", "%s: disconnected: %s", context.name, reason)
             context._lost(reason)
 

@@ -200,9 +200,10 @@ class Router(object):
         context_ids, reason = codec.decode(msg.data)
         if not isinstance(reason, text_type):
             reason = repr(reason)
-        # Each once: one id many times over would be as many losses to report.
-        self._lose(list(set(cid for cid in context_ids if isinstance(cid, integer_types)
-                            and self._routes.get(cid) is msg.stream)), reason)
+        # Each once: one id many times over would be as many losses to report. In the
+        # order of their ids: an intermediary (started first) before those behind it.
+        self._lose(sorted(set(cid for cid in context_ids if isinstance(cid, integer_types)
+                              and self._routes.get(cid) is msg.stream)), reason)
 
     def disconnect_children(self, reason):
         """Close every child stream (broker thread): the contexts behind them are lost."""
@@ -212,8 +213,7 @@ class Router(object):
     def stream_disconnected(self, stream, reason):
         """A child stream closed: every context behind it is lost."""
         self._children.pop(stream, None)
-        lost = [cid for cid, s in list(self._routes.items()) if s is stream]
-        self._lose(lost, reason)
+        self._lose(sorted(cid for cid, s in list(self._routes.items()) if s is stream), reason)
 
     def _lose(self, context_ids, reason):
         if not context_ids:
