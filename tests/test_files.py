@@ -58,6 +58,17 @@ def test_a_remote_path_may_start_with_a_home(router, sshd, tmp_path):
         ctx.get("~no-such-user-here/x", tmp_path / "none")
 
 
+def test_a_get_to_a_path_refused_here_leaves_nothing_registered(router, tmp_path):
+    # Each one left a handler behind in the router (a get into a missing directory, by a
+    # long-running controller, a thousand times over).
+    ctx = router.local(python=PY)
+    handlers = len(router._core._handlers)
+    for _ in range(5):
+        with pytest.raises(FileNotFoundError):
+            ctx.get("/etc/hostname", tmp_path / "no-such-directory" / "x")
+    assert len(router._core._handlers) == handlers
+
+
 def test_round_trip_with_a_python_2_target(router, tmp_path):
     from tests.support.interpreters import find_interpreters
 

@@ -692,7 +692,7 @@ def test_many_contexts_fit_under_a_low_soft_limit_on_open_files(hard, where):
 
     if hard == "as it is":
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        assert hard >= 464, f"the hard limit on open files here ({hard}) is too low for this test"
+        assert hard >= 864, f"the hard limit on open files here ({hard}) is too low for this test"
 
     def low_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
@@ -700,4 +700,5 @@ def test_many_contexts_fit_under_a_low_soft_limit_on_open_files(hard, where):
     out = subprocess.run([sys.executable, "-c", MANY_CONTEXTS, where], capture_output=True,
                          text=True, timeout=240, preexec_fn=low_limit)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["100", str(min(464, hard))]
+    # 8 files a child (the paramiko backend's hold 7: room for 4 ran out near 130 hosts).
+    assert out.stdout.split() == ["100", str(min(864, hard))]

@@ -197,9 +197,9 @@ def get(context: Context, remote_path: str | PathLike[str], local_path: str | Pa
     _check_mode(mode)
     core = context.router._core
     events = _Inbox(context, DATA_WAITING)
-    data_handle = core.add_stream_handler(events.put, context.context_id)
     local_path = files.destination(local_path)
-    fd, temporary = files.open_temporary(local_path)
+    fd, temporary = files.open_temporary(local_path)  # (a path refused here needs no handle)
+    data_handle = core.add_stream_handler(events.put, context.context_id)
     done = None
     try:
         done = context.call_async(files.send, remote_path, data_handle, WINDOW)

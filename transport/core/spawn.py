@@ -59,9 +59,10 @@ SIGNAL_NAMES = {1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 6: 'SIGABRT', 9: 'SIGKIL
 
 HAVE_POSIX_SPAWN = sys.version_info >= (3, 8) and hasattr(os, 'posix_spawnp')
 
-# Each child holds this many files open here (its pipes) for as long as it lives; some
+# Each child holds up to this many files open here for as long as it lives (an ssh
+# client's pipes: 3; the paramiko backend's socket, channel and wake-up pipes: 7); some
 # more are left for everything else. No soft limit is below the lowest (macOS's).
-FILES_PER_CHILD = 4
+FILES_PER_CHILD = 8
 FILES_SPARE = 64
 LOWEST_SOFT_LIMIT = 256
 
