@@ -48,6 +48,35 @@ def hosts(sshd):
     return good, "tp-plain@127.0.0.9:1", f"tp-nosuchuser@127.0.0.1:{sshd.port}"
 
 
+def test_a_host_slow_to_connect_holds_up_no_other(router, sshd, hosts):
+    # Every task waited until every host was connected (or had failed to): one silent
+    # host held a fleet's work back for connect_timeout.
+    import socket
+    import threading
+
+    good, _, _ = hosts
+    with socket.socket() as silent:  # accepts, never speaks: ssh waits for its banner
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        given_up = threading.Event()
+
+        def watch() -> None:
+            connection, _ = silent.accept()
+            connection.recv(1024)  # ssh's version line; then nothing, until it gives up
+            while connection.recv(1024):
+                pass
+            given_up.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        slow = f"tp-plain@127.0.0.1:{silent.getsockname()[1]}"
+        group = transport.Group(router, [slow, good[0]], python=PY, connect_timeout=10,
+                                ssh_options=sshd.ssh_options())
+        results = group.each(lambda ctx: (ctx.call(os.getpid), given_up.is_set()))
+    assert results[good[0]].ok and results[good[0]].value[1] is False  # ran while slow waited
+    assert isinstance(results[slow].error, transport.ConnectError)
+    assert results[slow].seconds >= 10  # its attempt to connect is its time
+
+
 def test_one_group_used_from_several_threads_connects_each_host_once(router, sshd, hosts):
     import threading
 

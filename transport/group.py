@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 class HostResult:
     """One host's outcome: .value when .ok, else .error (the exception); .seconds: how long
-    the task took, or for a host that could not be connected the attempt to connect."""
+    it took, connecting included where the host was connected for it."""
 
     def __init__(self, host: str, value: Any = None, error: BaseException | None = None,
                  seconds: float = 0.0) -> None:
@@ -120,7 +120,8 @@ class Group:
         self.ssh_kwargs = ssh_kwargs  # more Router.ssh keywords: ssh_options, backend, password ...
         self.contexts: dict[str, Context] = {}
         self.errors: dict[str, BaseException] = {}
-        self._connecting = threading.Lock()  # one connect() at a time: each host once
+        self._connecting = threading.Lock()  # one connect() at a time
+        self._reaching = {host: threading.Lock() for host in self.hosts}  # each host once
         # Called with each HostResult as it completes (from worker threads): progress display.
         self.on_result: Callable[[HostResult], Any] | None = None
 
@@ -152,15 +153,25 @@ class Group:
         with self._connecting:
             missing = [h for h in self.hosts
                        if h not in self.contexts or not self.contexts[h].alive]
-            results = self._each(missing, self._connect_one, connecting=True)
-            for host, result in results.items():
-                if result.error is None:
-                    self.contexts[host] = result.value
-                    self.errors.pop(host, None)
-                else:
-                    self.errors[host] = result.error
+            results = self._each(missing, self._reach, connecting=True)
         return GroupResult((h, results.get(h) or HostResult(h, self.contexts[h]))
                            for h in self.hosts)
+
+    def _reach(self, host: str) -> Context:
+        """host's context, connecting it first if it is not connected yet, or was lost
+        (recorded in contexts, or its error in errors)."""
+        with self._reaching[host]:
+            ctx = self.contexts.get(host)
+            if ctx is not None and ctx.alive:
+                return ctx
+            try:
+                ctx = self._connect_one(host)
+            except Exception as e:
+                self.errors[host] = e
+                raise
+            self.contexts[host] = ctx
+            self.errors.pop(host, None)
+            return ctx
 
     def _each(self, hosts: list[str], task: Callable[[str], Any],
               connecting: bool = False) -> GroupResult:
@@ -192,21 +203,12 @@ class Group:
     def each(self, task: Callable[[Context], Any]) -> GroupResult:
         """task(context) on every host, in parallel; hosts that did not connect carry that error.
 
-        Interrupted (KeyboardInterrupt), it returns at once: tasks under way go on until
-        the caller stops them (Context.signal_commands, or closing the router).
+        Each host's task starts as soon as that host is connected (or at once, if it
+        is): a slow or unreachable host delays no other. Interrupted (KeyboardInterrupt),
+        it returns at once: tasks under way go on until the caller stops them
+        (Context.signal_commands, or closing the router).
         """
-        connected = self.connect()
-
-        def run(host: str) -> Any:
-            if host in self.errors:
-                raise self.errors[host]
-            return task(self.contexts[host])
-
-        results = self._each(self.hosts, run)
-        for host, result in results.items():  # a failed connection: the attempt's time
-            if result.error is not None and result.error is connected[host].error:
-                result.seconds = connected[host].seconds
-        return results
+        return self._each(self.hosts, lambda host: task(self._reach(host)))
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> GroupResult:
         """fn(*args, **kwargs) on every host."""
