@@ -136,6 +136,17 @@ def test_repeated_o_options_mean_what_they_mean_to_ssh(sshd, tmp_path, backend):
     assert out.returncode != 0 and "host key is unknown" in out.stdout + out.stderr, out.stdout
 
 
+def test_a_host_named_twice_is_one_host(ssh_opts, tmp_path):
+    # The output was taken for several hosts' and then shown as one's: nothing printed;
+    # get asked for {host}.
+    out = transport_cli("-H", "tp-plain@127.0.0.1,tp-plain@127.0.0.1", *ssh_opts, "--python",
+                        PY, "run", "--", "echo hi; exit 3")
+    assert (out.returncode, out.stdout) == (3, "hi\n"), out.stderr
+    out = transport_cli("-H", "tp-plain@127.0.0.1,tp-plain@127.0.0.1", *ssh_opts, "--python",
+                        PY, "get", "/etc/hostname", str(tmp_path / "hostname"))
+    assert out.returncode == 0 and (tmp_path / "hostname").exists(), out.stdout + out.stderr
+
+
 def test_the_table_shows_an_error_whole(ssh_opts):
     # sudo's own words come last, after what the transport says happened.
     out = transport_cli("-H", "tp-plain@127.0.0.1", *ssh_opts, "--python", PY, "--sudo", "ping")

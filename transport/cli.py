@@ -225,7 +225,7 @@ def _hosts(options: argparse.Namespace) -> list[str]:
             parse_host(host)
         except ValueError as e:
             raise SystemExit(f"transport: {place}: {e}") from None
-    return [host for _, host in where]
+    return list(dict.fromkeys(host for _, host in where))  # a host named twice runs once
 
 
 def _task(options: argparse.Namespace, several: bool) -> Callable[[transport.Context], Any]:
