@@ -73,15 +73,15 @@ def test_killing_an_intermediary_fails_everything_behind_it(router, sshd):
 def test_contexts_behind_a_lost_intermediary_name_it(router, killed):
     # They were given its reason as their own ("python killed by signal 9"), so the
     # user looked at the wrong hop.
-    chain = [router.local(name="hop0")]
+    chain = [router.local(python=PY, name="hop0")]
     for number in (1, 2, 3):
-        chain.append(router.local(via=chain[-1], name=f"hop{number}"))
+        chain.append(router.local(python=PY, via=chain[-1], name=f"hop{number}"))
     pending = chain[3].call_async(time.sleep, 60)
     os.kill(chain[killed].pid, signal.SIGKILL)
     with pytest.raises(transport.Disconnected) as info:
         pending.result(timeout=30)
     lost = chain[killed]
-    own = "python killed by signal 9 (SIGKILL)"
+    own = "python3 killed by signal 9 (SIGKILL)"
     assert info.value.reason == f"its intermediary {lost.name} was lost: {own}"
     for ctx in chain[killed + 1:]:
         with pytest.raises(transport.Disconnected) as info:
