@@ -119,10 +119,8 @@ class Targets:
         A password a config gives as a number (YAML's `password: 1234`) is its text, and
         one with a line end is its first line, as stock Fabric and salt-ssh write it to
         sudo, which reads a line."""
-        if password is not None and not isinstance(password, str):
-            password = str(password)
-        if password is not None:  # sudo reads the line stock writes: a YAML block's or a
-            password = password.partition("\n")[0]  # file's own line end is not the password's
+        if password is not None:  # a YAML block's or a file's own line end is not the password's
+            password = str(password).partition("\n")[0]
         return self._get(("sudo", via.context_id, user, _fingerprint(password)),
                          lambda: self.router.sudo(via=via, user=user, password=password))
 

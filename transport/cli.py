@@ -33,7 +33,7 @@ import threading
 
 import transport
 from transport.errors import shown
-from transport.group import Group, GroupResult, HostResult, local_path_for, parse_host
+from transport.group import Group, GroupResult, HostResult, local_path_for, login_name, parse_host
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -264,8 +264,8 @@ def _command_task(options: argparse.Namespace, several: bool) -> Callable[[trans
     if "{host}" not in options.dst and several:
         raise SystemExit('transport: with several hosts, get needs "{host}" in DST')
     # {host} is the host as given, also when the task runs in a sudo context on its login.
-    return lambda ctx: ctx.get(options.src, local_path_for(
-        options.dst, ctx.via.name if options.sudo and ctx.via is not None else ctx.name))
+    return lambda ctx: ctx.get(options.src, local_path_for(options.dst,
+                                                           login_name(ctx, options.sudo)))
 
 
 def _run_attached(ctx: transport.Context, command: str | list[str]) -> transport.CommandResult:

@@ -120,7 +120,6 @@ class Group:
         self.ssh_kwargs = ssh_kwargs  # more Router.ssh keywords: ssh_options, backend, password ...
         self.contexts: dict[str, Context] = {}
         self.errors: dict[str, BaseException] = {}
-        self._connecting = threading.Lock()  # one connect() at a time
         self._reaching = {host: threading.Lock() for host in self.hosts}  # each host once
         # Called with each HostResult as it completes (from worker threads): progress display.
         self.on_result: Callable[[HostResult], Any] | None = None
@@ -150,10 +149,8 @@ class Group:
     def connect(self) -> GroupResult:
         """Connect every host not connected yet, or whose context was lost (its host
         rebooted, its interpreter was killed); returns host -> HostResult(value=Context)."""
-        with self._connecting:
-            missing = [h for h in self.hosts
-                       if h not in self.contexts or not self.contexts[h].alive]
-            results = self._each(missing, self._reach, connecting=True)
+        missing = [h for h in self.hosts if h not in self.contexts or not self.contexts[h].alive]
+        results = self._each(missing, self._reach, connecting=True)
         return GroupResult((h, results.get(h) or HostResult(h, self.contexts[h]))
                            for h in self.hosts)
 
@@ -234,9 +231,14 @@ class Group:
         return self.each(lambda ctx: ctx.get(remote_path, local_path_for(local_path, self.host_of(ctx))))
 
     def host_of(self, ctx: Context) -> str:
-        """The host (as given) whose task runs in ctx: under sudo=True, ctx is the sudo
-        context on top of that host's login."""
-        return ctx.via.name if self.sudo and ctx.via is not None else ctx.name
+        """The host (as given) whose task runs in ctx."""
+        return login_name(ctx, self.sudo)
+
+
+def login_name(ctx: Context, sudo: bool) -> str:
+    """The name of the login a task's context belongs to: with sudo, ctx is the sudo
+    context on top of that login (the CLI's and a Group's)."""
+    return ctx.via.name if sudo and ctx.via is not None else ctx.name
 
 
 def local_path_for(path: str, host: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from transport.errors import AuthError, ConnectError
-from transport.methods.local import python_start_error
+from transport.methods.local import check_secret, python_start_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,9 +26,7 @@ class BecomeMethod:
             raise ValueError(f"{user!r} is not a user name")
         if password is not None and not isinstance(password, str):
             raise TypeError(f"password is a str, not {type(password).__name__}")  # never shown
-        if password is not None and any(c in password for c in "\n\r\0"):
-            # The tool reads one line: the rest would reach the interpreter as its boot.
-            raise ValueError("password is a str of one line")  # never shown
+        check_secret("password", password)
         self.user = user
         self._password = password
         self.python = python or "python3"

@@ -99,6 +99,13 @@ def not_found_advice(program: str) -> str:
     return f" (is {program} installed there, and on the PATH it starts with?)"
 
 
+def check_secret(what: str, secret: str | None) -> None:
+    """Refuse a password or passphrase that is not one line of text (the tool that reads
+    it reads a line: the rest would reach the interpreter as its boot). Never shown."""
+    if secret is not None and (not isinstance(secret, str) or any(c in secret for c in "\n\r\0")):
+        raise ValueError(f"{what} is a str of one line")
+
+
 def program_not_found(name: str, program: str, said: str) -> ConnectError:
     """`program` was not found by what was to start it (env before su, the shell that
     gives ssh its pid): named, with what was said and what to check."""

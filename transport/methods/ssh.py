@@ -27,7 +27,7 @@ import os
 
 from transport.bootstrap import shell_join
 from transport.errors import AuthError, ConnectError, HostKeyError
-from transport.methods.local import program_not_found, python_start_error
+from transport.methods.local import check_secret, program_not_found, python_start_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -107,10 +107,8 @@ class SshMethod:
                                else [os.fspath(path) for path in identity_file or ()])
         if user is not None and not isinstance(user, str):
             raise TypeError(f"user is a user name, not {type(user).__name__}")
-        for what, secret in (("password", password), ("passphrase", passphrase)):
-            if secret is not None and (not isinstance(secret, str) or any(
-                    c in secret for c in "\n\r\0")):
-                raise ValueError(f"{what} is a str of one line")  # never shown
+        check_secret("password", password)
+        check_secret("passphrase", passphrase)
         self._password = password
         self._passphrase = passphrase
         self.ssh_options = option_values(ssh_options)
