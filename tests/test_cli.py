@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,8 +75,8 @@ def test_python_may_be_a_list_of_candidates():
     assert (out.returncode, out.stdout) == (0, f"{sys.getrecursionlimit()}\n"), out.stderr
     out = transport_cli("--python", "/nowhere/python3,/nope", "call", "os:getpid")
     assert out.returncode == 1
-    assert out.stderr.startswith("transport: localhost: no usable Python interpreter at any of "
-                                 "/nowhere/python3, /nope"), out.stderr
+    assert out.stderr == ("transport: localhost: no usable Python interpreter at any of "
+                          "/nowhere/python3, /nope\n"), out.stderr
     out = transport_cli("--python", "python3,,python", "call", "os:getpid")
     assert out.returncode == 2 and "an empty interpreter in 'python3,,python'" in out.stderr
 
@@ -247,6 +248,9 @@ def test_verbose_forwards_remote_log_records():
     out = transport_cli("-v", "call", "tests.remote_functions:log_message", "30", "from the target")
     assert out.returncode == 0, out.stderr
     assert "transport.remote.tp.app: localhost: from the target" in out.stderr
+    assert re.search(r"^transport: localhost: connected, pid \d+, Python ", out.stderr, re.M), \
+        out.stderr
+    assert "transport: localhost: disconnected: " in out.stderr
 
 
 def _remote_sleeps(marker):

@@ -123,11 +123,12 @@ class Bootstrap:
 
 
 # sh -c PYTHON_SEARCH <first stage> <candidate> ...: run the first candidate found.
+NONE_FOUND = "transport: no Python interpreter found"
 PYTHON_SEARCH = (
     'for p in "$@"; do '
     'case $p in */*) [ -f "$p" ] && [ -x "$p" ] ;; *) command -v "$p" >/dev/null 2>&1 ;; esac '
     '&& exec "$p" -c "$0"; '
-    'done; echo "transport: no Python interpreter found (tried: $*)" >&2; exit 127')
+    f'done; echo "{NONE_FOUND} (tried: $*)" >&2; exit 127')
 
 
 def path_assignment(value: str) -> str:

@@ -324,8 +324,8 @@ class Router:
             lost = self._lost_early.pop(context_id, None)
         if lost is not None:
             context._lost(lost)
-        log.debug("transport", "%s: connected, pid %d, Python %s", name, context.pid,
-                  context.python_version)
+        log.info("transport", "%s: connected, pid %d, Python %s", name, context.pid,
+                 context.python_version)
         return context
 
     def _connect_here(self, context_id: int, argv: list[str], payload: tuple[str, bytes],
@@ -413,7 +413,7 @@ class Router:
         if context is not None:
             context._lost_as = reason
             reason = context._explained(reason)
-            log.debug("transport", "%s: disconnected: %s", context.name, reason)
+            log.info("transport", "%s: disconnected: %s", context.name, reason)
             context._lost(reason)
 
     def _on_stderr(self, connection: Connection, line: str) -> None:

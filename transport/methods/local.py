@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import sys
 
+from transport.bootstrap import NONE_FOUND
 from transport.core.spawn import GARBLED_HEADER
 from transport.errors import ConnectError, shown
 
@@ -73,6 +74,8 @@ def python_start_error(name: str, python: str | list[str], reason: str,
     if details.get("errno") in (errno.ENOENT, errno.EACCES) or status in (126, 127) or (
             status is not None and "No such file" in output):
         where = f"{python!r}" if isinstance(python, str) else f"any of {', '.join(python)}"
+        # The search's own line names the candidates again.
+        output = "\n".join(line for line in output.splitlines() if not line.startswith(NONE_FOUND))
         return ConnectError(name, f"no usable Python interpreter at {where}"
                             + (f": {output}" if output else ""))
     if status is not None and status >= 0 and not output:
