@@ -333,6 +333,7 @@ def test_old_targets_send_what_a_new_one_would(router, python):
         ctx.call(pow, 10, 4500)
     assert list(ctx.call(rf.ordered_mapping)) == ["zeta", "alpha", "mid", "b"]
     assert ctx.call(pow, 10, 4299) == 10 ** 4299
+    assert ctx.call(pow, -10, 4299) == -10 ** 4299  # 4300 digits and a sign
 
 
 @pytest.mark.parametrize("python", ["/usr/bin/python3", "2.7"])

@@ -108,7 +108,7 @@ def _encode(value, put, depth):
             put(_I64.pack(value))
         else:
             digits = str(value).encode('ascii')
-            if len(digits) > MAX_DIGITS:  # as a receiver would refuse it (3.11+ too)
+            if len(digits.lstrip(b'-')) > MAX_DIGITS:  # as 3.11+ would refuse it
                 raise CodecError('an integer of more than %d digits' % MAX_DIGITS)
             put(b'I')
             put(_U32.pack(len(digits)))
