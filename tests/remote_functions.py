@@ -431,13 +431,14 @@ def make_connect_answer_with_a_bad_hello():
     return True
 
 
-def send_refused_messages(count):
-    """Send messages the controller must refuse (a call addressed to it)."""
+def send_refused_messages(count, handle=None, data=b'x'):
+    """Send messages the controller must refuse: a call addressed to it, or data its
+    handler for handle cannot read."""
     from transport.core.framing import Message
     from transport.core.handles import CALL_FUNCTION
     router = _own_router()
     for _ in range(count):
-        router.send(Message(0, router.context_id, CALL_FUNCTION, b'x'))
+        router.send(Message(0, router.context_id, handle or CALL_FUNCTION, data))
     time.sleep(0.2)
     return True
 
@@ -484,6 +485,30 @@ def stop_reading_and_ask_for(module_name, count):
         router.send(Message(0, router.context_id, GET_MODULE, codec.encode(module_name),
                             reply_to=5000), flush=False)
     router.send(Message(0, router.context_id, GET_MODULE, codec.encode(module_name), reply_to=5000))
+    return True
+
+
+def stop_reading_and_send_large_requests(module_name, count, size, large):
+    """Stop reading from the parent, ask for module_name count times (the answers pile
+    up unread), then send `large` module requests of `size` bytes each."""
+    from transport.core import codec
+    from transport.core.framing import Message
+    from transport.core.handles import GET_MODULE
+    stop_reading_and_ask_for(module_name, count)
+    router = _own_router()
+    data = codec.encode('m' * size)
+    for _ in range(large):
+        router.send(Message(0, router.context_id, GET_MODULE, data, reply_to=5000))
+    return True
+
+
+def write_escapes_and_fake_lines():
+    """Write escape sequences on stderr and log a record whose text has them and a line
+    that reads like the controller's own."""
+    import logging
+    import os
+    os.write(2, b'innocent \x1b]0;retitled\x07\x1b[2J\x1b[31mred\r\n')
+    logging.getLogger('app').error('first\n\x1b[2Jtransport: web2: connected')
     return True
 
 

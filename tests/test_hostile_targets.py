@@ -149,6 +149,38 @@ def test_refused_messages_and_forwarded_log_names_cannot_flood_the_controller(ro
     assert len(made) == 1001 and "transport.remote.other" in made  # 1000 names, then "other"
 
 
+def test_messages_a_handler_fails_on_cannot_flood_the_controllers_log(router, caplog):
+    # 1000 DEL_ROUTEs that do not decode were 1000 errors with a traceback each.
+    import logging
+
+    from transport.controller import DROP_WARNINGS
+    from transport.core.handles import DEL_ROUTE
+
+    ctx = router.local(python=sys.executable)
+    with caplog.at_level(logging.DEBUG, logger="transport"):
+        assert ctx.call(hostile.send_refused_messages, 200, DEL_ROUTE, b"\xff")
+    failed = [r for r in caplog.records if "error in the handler of" in r.getMessage()]
+    assert len(failed) == 200
+    assert sum(r.levelno == logging.ERROR for r in failed) == DROP_WARNINGS
+    assert all(r.exc_info for r in failed if r.levelno == logging.ERROR)
+    assert ctx.call(os.getpid) > 0
+
+
+def test_a_targets_stderr_and_log_records_reach_the_log_without_escape_sequences(router,
+                                                                               caplog):
+    import logging
+
+    ctx = router.local(python=sys.executable, name="scribbler")
+    ctx.forward_logging()
+    with caplog.at_level(logging.INFO):
+        assert ctx.call(hostile.write_escapes_and_fake_lines)
+        ctx.call(os.getpid)  # what it wrote is logged by then
+    lines = [r.getMessage() for r in caplog.records if r.name == "transport.stderr"]
+    assert "scribbler: innocent ?]0;retitled??[2J?[31mred?" in lines, lines
+    (record,) = [r for r in caplog.records if r.name == "transport.remote.app"]
+    assert record.getMessage() == "scribbler: first\n?[2Jtransport: web2: connected"
+
+
 @pytest.mark.parametrize("status", [5, {"id": 1}, {"id": "1", "state": "done", "result": 1,
                                                   "pid": 2, "function": "f", "started": 0.0,
                                                   "error": 5},
@@ -193,6 +225,26 @@ def test_a_target_that_asks_without_reading_cannot_make_the_controller_queue_wit
     first_reply = len(transport.modules.pack_entries(closure))
     assert max(queued) > limit  # it did stop reading
     assert max(queued) <= limit + first_reply + 1024 * 1024  # the backlog stays bounded
+
+
+def test_held_module_requests_do_not_keep_what_they_carry(router, monkeypatch):
+    # Requests queued or held while the asker reads no answers kept their data: 30 of
+    # 64 MiB took the controller to 2 GB.
+    import transport.modules
+
+    def rss() -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+    monkeypatch.setattr(transport.modules, "MAX_WAITING", 100_000)  # all of them are held
+    monkeypatch.setattr(transport.modules, "MAX_HELD", 100_000)
+    ctx = router.local(python=sys.executable)
+    before = rss()
+    done = ctx.call_async(hostile.stop_reading_and_send_large_requests, "paramiko.transport",
+                          1500, 16 * 1024 * 1024, 16)
+    assert done.result(timeout=60)  # its reply comes after the large requests
+    # They wait behind the others (queued, or held while the answers go unread).
+    assert rss() - before < 128 * 1024 * 1024  # with the large requests' data: over 256 MiB
 
 
 def test_an_intermediary_does_not_keep_names_its_children_make_up(router):
@@ -258,6 +310,50 @@ def test_a_target_reads_neither_the_controllers_script_nor_packages_it_was_not_s
         assert user.call(vaultpkg.opened)
         assert user.call(hostile.ask_the_controller, GET_RESOURCE,
                          ("vaultpkg", "vault.yml")) == "ok"
+
+
+SNOOPED_SCRIPT = """
+import sys
+sys.path[1:1] = [{root!r}]
+SECRET = "in-the-script"
+import transport
+from tests import remote_functions as hostile
+from transport.core.handles import GET_MODULE
+
+
+def noop():
+    return True
+
+
+if __name__ == "__main__":
+    with transport.Router() as router:
+        snooper = router.local(python=sys.executable)
+        for name in ("__transport_main__.x", "{name}", "__transport_main__"):
+            print(name, snooper.call(hostile.ask_the_controller, GET_MODULE, name))
+        user = router.local(python=sys.executable)  # a function of the script was called
+        user.call(noop)
+        print("user", user.call(hostile.ask_the_controller, GET_MODULE, "{name}"))
+"""
+
+
+@pytest.mark.parametrize("run_as", ["script", "module"])
+def test_no_name_gives_a_target_the_controllers_script(tmp_path, run_as):
+    # A name below the script's alias (__transport_main__.x) or the module name its file
+    # also has (deploy, beside it on sys.path; app.deploy under -m) gave it to any target.
+    from tests.conftest import REPO_ROOT
+    from tests.support.processes import run_python_program
+
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("")
+    name = "deploy" if run_as == "script" else "app.deploy"
+    script = tmp_path / "app" / "deploy.py"
+    script.write_text(SNOOPED_SCRIPT.format(root=str(REPO_ROOT), name=name))
+    argv = [str(script)] if run_as == "script" else ["-m", "app.deploy"]
+    out = run_python_program([sys.executable, *argv], 120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "__transport_main__.x ['missing']", f"{name} ['missing']", "__transport_main__ ['missing']",
+        "user ['module']"]
 
 
 def test_a_flood_at_a_puts_acknowledgement_handle_is_refused(router, tmp_path):

@@ -27,7 +27,15 @@ from transport.core.preloading import unavailable
 from transport.core.relaying import pack_entries
 from transport.core.router import NO_ROUTE
 from transport.core.spawn import printable
-from transport.errors import Disconnected, ProtocolError, RemoteError, Timeout, TransportError, shown_value
+from transport.errors import (
+    Disconnected,
+    ProtocolError,
+    RemoteError,
+    Timeout,
+    TransportError,
+    shown,
+    shown_value,
+)
 from transport.functions import function_reference
 from transport.modules import is_stdlib
 
@@ -591,11 +599,13 @@ class Context:
                 if type(levelno) is not int or not isinstance(text, str):
                     raise TypeError
                 # As the target's logs module sends them: a name of one printable line, a
-                # level logging knows, the text cut (a hostile target may send anything).
+                # level logging knows, the text cut and without escape sequences (a
+                # hostile target may send anything).
                 name = printable(str(name), 200)
                 levelno = min(max(levelno, logging.DEBUG), logging.CRITICAL)
                 if len(text) > logs.MAX_TEXT + 100:
                     text = text[:logs.MAX_TEXT] + " [cut]"
+                text = shown(text)
                 if name not in names:
                     if len(names) >= MAX_REMOTE_LOGGERS:
                         name = "other"

@@ -417,7 +417,8 @@ class Router:
             context._lost(reason)
 
     def _on_stderr(self, connection: Connection, line: str) -> None:
-        log.info("transport.stderr", "%s: %s", connection.name, line)
+        # No escape sequence a target writes reaches the operator's terminal.
+        log.info("transport.stderr", "%s: %s", connection.name, shown(line))
 
     def _on_drop(self, msg: Message, reason: str) -> None:
         if reason.startswith(NO_ROUTE) or (reason.startswith(NO_HANDLER)
@@ -427,18 +428,29 @@ class Router:
             # a timeout); a call's own loss reaches its caller as Disconnected.
             log.debug("transport", "dropped %r: %s", msg, reason)
             return
+        self._log_refused(msg, f"dropped {msg!r}: {reason}")
+
+    def _log_refused(self, msg: Message, text: str, exc_info: Any = None) -> None:
+        """Log a message a target sent that was refused, or that its handler failed on:
+        beyond DROP_WARNINGS of its stream's, at debug level (no log floods)."""
         child = self._core.child_on(msg.stream)  # broker thread only: no lock
         count = self._drops[child] = self._drops.get(child, 0) + 1
         if count > DROP_WARNINGS:
-            log.debug("transport", "dropped %r: %s", msg, reason)
+            log.debug("transport", "%s", text + (f": {exc_info[1]!r}" if exc_info else ""))
             return
-        log.warning("transport", "dropped %r: %s", msg, reason)
+        if exc_info:
+            log.error("transport", "%s", text, exc_info=exc_info)
+        else:
+            log.warning("transport", "%s", text)
         if count == DROP_WARNINGS:
             log.warning("transport", "%r: later refused messages are logged at debug level",
                         msg.stream)
 
     def _on_broker_error(self, what: Any, exc_info: Any) -> None:
-        log.error("transport", "error in %r", what, exc_info=exc_info)
+        if isinstance(what, Message) and what.stream is not None:  # one a target sent
+            self._log_refused(what, f"error in the handler of {what!r}", exc_info)
+        else:
+            log.error("transport", "error in %r", what, exc_info=exc_info)
 
     def _abandon(self, context_id: int) -> None:
         """Drop a context that booted but must not be used: shut it down, forget its route."""

@@ -55,6 +55,12 @@ MAX_HELD = 256
 MAX_WAITING = 256
 # ModuleServer.requested keeps what each context asked for (its round trips), up to this.
 MAX_REQUESTED_KEPT = 1000
+# A module name (512 characters at most) or a data file's name needs no more: a request's
+# data beyond this is dropped on arrival (answered as malformed), not held.
+MAX_REQUEST_BYTES = 8192
+# Kept among the names sent to a context once the controller has sent it its script
+# (under any name): only then may it ask for the script.
+SCRIPT_SENT = "<the controller's script>"
 Entry = tuple  # (fullname, kind, origin, source bytes)
 
 _STDLIB_NAMES = frozenset(getattr(sys, "stdlib_module_names", ())) | frozenset(sys.builtin_module_names)
@@ -151,6 +157,21 @@ def main_script_source() -> tuple[str, bytes] | None:
         return path, get_data(path)  # python app.pyz: app.pyz/__main__.py
     except OSError:
         return None
+
+
+def is_main_script(entry: Entry) -> bool:
+    """Whether entry is the script this process runs as __main__, under its alias (or a
+    name below it) or under the module name its file also has (`deploy`, when
+    `python deploy.py` put the script's directory on sys.path; `app.deploy` for
+    `python -m app.deploy`)."""
+    name, origin = entry[0], entry[2]
+    if name == MAIN_ALIAS or name.startswith(MAIN_ALIAS + "."):
+        return True
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path or not origin:
+        return False
+    return origin == path or (os.path.basename(origin) == os.path.basename(path)
+                              and os.path.realpath(origin) == os.path.realpath(path))
 
 
 def _archived_source(spec: Any) -> bytes | None:
@@ -495,6 +516,7 @@ class ModuleServer:
         self._waiting: dict[int, int] = {}  # requests queued per context, under _waiting_lock
         self._waiting_lock = compat.allocate_lock()
         self._flooding: set[int] = set()  # contexts warned of (broker thread)
+        self._not_reading: set[int] = set()  # contexts warned of (the serving thread)
         self._started = False
         core.add_handler(GET_MODULE, self._on_request, accept=accept_from_anyone)
         core.add_handler(GET_RESOURCE, self._on_request, accept=accept_from_anyone)
@@ -506,6 +528,7 @@ class ModuleServer:
         self.python2.discard(context_id)
         self.byte_code.discard(context_id)
         self._flooding.discard(context_id)
+        self._not_reading.discard(context_id)
 
     def _went_near(self, context_id: int, name: str) -> bool:
         """Whether module name was sent to context_id, to an intermediary on its way
@@ -538,6 +561,8 @@ class ModuleServer:
                 kind = closure[0][1]
             if whole_packages and kind in ("package", "namespace"):
                 wanted += self.finder.submodules(name)
+        if any(is_main_script(entry) for entry in entries if entry[1] != "missing"):
+            sent.add(SCRIPT_SENT)
         return self._completed(context_id, entries, sent)
 
     def _completed(self, context_id: int, entries: list[Entry], sent: set[str]) -> list[Entry]:
@@ -591,6 +616,8 @@ class ModuleServer:
         if not self._started:  # requests arrive on the broker thread only: no race
             self._started = True
             compat.start_daemon_thread(self._serve_forever, "transport-modules")
+        if len(msg.data) > MAX_REQUEST_BYTES:
+            msg.data = b""  # held or queued, a request keeps only what it can need
         with self._waiting_lock:
             waiting = self._waiting.get(msg.src, 0)
             if waiting < MAX_WAITING:
@@ -620,8 +647,10 @@ class ModuleServer:
             if msg is not None:
                 self._taken(msg)
                 if sum(1 for other in held if other.src == msg.src) >= MAX_HELD:
-                    log.warning("transport", "context %d asks for modules without reading the "
-                                "answers: request dropped", msg.src)
+                    if msg.src not in self._not_reading:
+                        self._not_reading.add(msg.src)
+                        log.warning("transport", "context %d asks for modules without reading "
+                                    "the answers: requests dropped", msg.src)
                 else:
                     held.append(msg)
             waiting = []
@@ -670,17 +699,22 @@ class ModuleServer:
         sent = self._sent.setdefault(msg.src, set())
         if not valid_module_name(fullname):
             entries: list[Entry] = [(str(fullname)[:200], "missing", None, None)]
-        elif fullname == MAIN_ALIAS and not self._went_near(msg.src, MAIN_ALIAS):
-            # The controller's own script (and what it holds: passwords, say) goes only
-            # where a function of it was called.
-            entries = [(MAIN_ALIAS, "missing", None, None)]
         else:
             requested = self.requested.setdefault(msg.src, [])
             if len(requested) < MAX_REQUESTED_KEPT:
                 requested.append(fullname)
             entries = self.finder.closure(fullname, sent)
-            if entries[0][1] != "missing":  # names made up are not kept
-                sent.update(entry[0] for entry in entries)
+            withheld: set[str] = set()
+            if not self._went_near(msg.src, SCRIPT_SENT):
+                # The controller's own script (and what it holds: passwords, say) goes
+                # only where a function of it was called, under any name.
+                withheld = {entry[0] for entry in entries if is_main_script(entry)}
+                entries = [(entry[0], "missing", None, None) if entry[0] in withheld else entry
+                           for entry in entries]
+                if entries[0][0] in withheld:  # nor what it imports
+                    entries = entries[:1]
+            if entries[0][1] != "missing":  # names made up are not kept, nor the script's
+                sent.update(entry[0] for entry in entries if entry[0] not in withheld)
                 entries = self._completed(msg.src, entries, sent)  # adds what it appends to sent
         log.debug("transport", "context %d asked for %s: sending %d modules", msg.src,
                   fullname, sum(1 for e in entries if e[1] != "missing"))

@@ -303,7 +303,7 @@ class Router(object):
         try:
             handler.fn(msg)
         except BaseException:
-            self.broker.on_error('the handler of message %r' % (msg,), sys.exc_info())
+            self.broker.on_error(msg, sys.exc_info())  # what its handler failed on
 
     def _unroutable(self, msg, reason):
         """Tell the sender's reply handle that its message went nowhere."""
