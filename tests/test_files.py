@@ -6,6 +6,7 @@ import glob
 import hashlib
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -207,7 +208,8 @@ def _transfer_in_a_script(script, tmp_path, size, *args):
 
 def test_a_get_the_controller_gives_up_on_stops_the_target(tmp_path):
     result, no_copy = _transfer_in_a_script(GET_ONTO_A_FULL_DISK, tmp_path, 32 * 1024 * 1024)
-    assert result.stdout == "local write failed: File too large\n4\n", result.stderr
+    assert result.stdout == ("local write failed: File too large (on this machine, in a get "
+                             "from local:/usr/bin/python3)\n4\n"), result.stderr
     assert "dropped" not in result.stderr  # the chunks that were on the way go quietly
     assert no_copy  # and no partial file
 
@@ -398,6 +400,38 @@ def test_a_put_whose_writes_fail_there_stops_sending(router, tmp_path):
         ctx.put(str(source), str(tmp_path / "copy.bin"))
     assert stream.bytes_sent - before < 32 << 20  # a window or so, not the whole file
     assert os.listdir(tmp_path) == ["big.bin"] and ctx.call(pow, 2, 2) == 4
+
+
+LOCAL_DISK_FILLS = """
+import resource, signal, sys
+sys.path[1:1] = [{root!r}]
+import transport
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # as a disk that fills
+with transport.Router() as router:
+    ctx = router.local(python=sys.executable, name="web1")
+    try:
+        ctx.get(sys.argv[1], sys.argv[2])
+    except OSError as e:
+        print(type(e).__name__, e.errno, e)
+"""
+
+
+def test_a_get_whose_writes_fail_here_says_it_is_this_machine(tmp_path):
+    # "[Errno 28] No space left on device" read as the host's disk being full.
+    import errno
+
+    from tests.conftest import REPO_ROOT
+    from tests.support.processes import run_python_program
+
+    script = tmp_path / "get.py"
+    script.write_text(LOCAL_DISK_FILLS.format(root=str(REPO_ROOT)))
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(4 << 20))
+    out = run_python_program([sys.executable, str(script), str(source), str(tmp_path / "copy.bin")], 120)
+    assert out.stdout == (f"OSError {errno.EFBIG} [Errno {errno.EFBIG}] File too large (on this "
+                          f"machine, in a get from web1): '{tmp_path / 'copy.bin'}'\n"), out.stderr
+    assert sorted(os.listdir(tmp_path)) == ["big.bin", "get.py"]
 
 
 def test_a_file_that_is_more_than_its_name_is_written_in_place(router, tmp_path):

@@ -29,7 +29,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from concurrent.futures import Future
     from os import PathLike
-    from typing import Any
+    from typing import Any, Callable
 
     from transport.context import Context
 
@@ -204,7 +204,7 @@ def get(context: Context, remote_path: str | PathLike[str], local_path: str | Pa
     try:
         done = context.call_async(files.send, remote_path, data_handle, WINDOW)
         done.add_done_callback(lambda future: events.put(None))
-        received = _receive_chunks(context, fd, events)
+        received = _receive_chunks(context, fd, events, local_path)
         answer = done.result()  # the sender's error, if any, is raised here
         if not (isinstance(answer, tuple) and len(answer) == 2 and type(answer[0]) is int):
             raise ProtocolError(f"{context.name}: {remote_path}: malformed answer to a get: "
@@ -216,7 +216,7 @@ def get(context: Context, remote_path: str | PathLike[str], local_path: str | Pa
         if received != sent:
             raise TransportError(f"{context.name}: {remote_path}: received {received} bytes, "
                                  f"sent {sent}")
-        os.fsync(fd)
+        _locally(local_path, context, os.fsync, fd)
         os.close(fd)
         fd = -1
         if mode is None and preserve_mode:
@@ -237,7 +237,16 @@ def get(context: Context, remote_path: str | PathLike[str], local_path: str | Pa
             files.discard(temporary)
 
 
-def _receive_chunks(context: Context, fd: int, events: _Inbox) -> int:
+def _locally(local_path: str, context: Context, write: Callable[..., Any], *args: Any) -> Any:
+    """write(*args), whose error (a full disk) says it is this machine's, not the host's."""
+    try:
+        return write(*args)
+    except OSError as e:
+        raise OSError(e.errno, f"{e.strerror} (on this machine, in a get from {context.name})",
+                      local_path) from None
+
+
+def _receive_chunks(context: Context, fd: int, events: _Inbox, local_path: str) -> int:
     core = context.router._core
     ack_to = None
     received = 0
@@ -263,7 +272,7 @@ def _receive_chunks(context: Context, fd: int, events: _Inbox) -> int:
                 raise ProtocolError(f"{context.name}: malformed file data: {e}") from None
             received += len(value)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[_locally(local_path, context, os.write, fd, view):]
             if ack_to is not None:
                 core.send(Message(context.context_id, CONTROLLER_ID, ack_to,
                                   codec.encode(len(value))))
