@@ -192,6 +192,17 @@ def test_a_failed_start_shows_no_escape_sequence_the_target_wrote(router, tmp_pa
     assert error.endswith("banner?]0;pwned??[2J")
 
 
+def test_an_interpreter_killed_while_it_boots_is_not_called_a_wrong_program(router, tmp_path):
+    # It was "exited at once ... without running the bootstrap: is it a Python interpreter?"
+    script = tmp_path / "python-killed-booting"
+    script.write_text("#!/bin/sh\nprintf '\\n\\000tp-first-stage\\000\\n'\nkill -9 $$\n")
+    script.chmod(0o755)
+    with pytest.raises(transport.ConnectError) as info:
+        router.local(python=str(script))
+    assert str(info.value) == (f"local:{script}: '{script}' started, then killed by signal 9 "
+                               "(SIGKILL) before it was ready")
+
+
 def test_interpreter_that_never_boots_times_out(router, tmp_path):
     script = tmp_path / "hanging-python"
     script.write_text("#!/bin/sh\nexec sleep 30\n")

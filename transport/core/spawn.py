@@ -553,7 +553,8 @@ class Connection(object):
             stderr = stderr.replace(to_text(prompt), '')
         return {'exit_status': self.process.poll() if self.process else None,
                 'stderr': stderr.strip(), 'preamble': preamble, 'errno': None, 'auth': False,
-                'password_asked': self._password_prompts > 0}
+                'password_asked': self._password_prompts > 0,
+                'first_stage': self._first_stage_seen}
 
     def abort(self, reason):
         """Give up on a connection still booting, at once: fail it and kill its process

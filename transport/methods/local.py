@@ -6,7 +6,7 @@ import errno
 import sys
 
 from transport.bootstrap import NONE_FOUND
-from transport.core.spawn import GARBLED_HEADER
+from transport.core.spawn import GARBLED_HEADER, describe_status
 from transport.errors import ConnectError, shown
 
 # How much of what a failed start wrote an error shows (its end).
@@ -78,9 +78,13 @@ def python_start_error(name: str, python: str | list[str], reason: str,
         output = "\n".join(line for line in output.splitlines() if not line.startswith(NONE_FOUND))
         return ConnectError(name, f"no usable Python interpreter at {where}"
                             + (f": {output}" if output else ""))
+    what = f"{python!r}" if isinstance(python, str) else "the interpreter found"
+    if status is not None and details.get("first_stage") and not output:
+        # It ran the first stage: it was stopped (kill, the OOM killer), not a wrong program.
+        return ConnectError(name, f"{what} started, then {describe_status(status)} before it "
+                                  "was ready")
     if status is not None and status >= 0 and not output:
         # The first stage always says something, or fails, and Python says why it failed.
-        what = f"{python!r}" if isinstance(python, str) else "the interpreter found"
         if login_shell and status:
             return ConnectError(name, f"{what} exited at once (status {status}) without "
                                       "running the bootstrap, or the login shell did not start "
