@@ -633,7 +633,14 @@ class Connection(object):
             ended = u'%s %s' % (printable(program, 100), describe_status(status))
             reason = ended if reason == u'end of file' else u'%s; %s' % (reason, ended)
         said = last_words(self._recent_stderr, at - RECENT_STDERR)
-        return u'%s: %s' % (reason, said) if said else reason
+        if said:
+            return u'%s: %s' % (reason, said)
+        if status == 255 and program in ('ssh', 'the ssh session'):
+            # ssh's status for a lost connection, and for a command killed by a signal,
+            # for which it says nothing.
+            reason += (u' (and said no more: the interpreter there was killed by a signal, as '
+                       u'kill -9 or the OOM killer do, or the connection dropped)')
+        return reason
 
     def _check_failure_complete(self):
         if self._failure is not None and not self._stderr_open and self.process.poll() is not None:
