@@ -502,6 +502,14 @@ def stop_reading_and_send_large_requests(module_name, count, size, large):
     return True
 
 
+def start_in_the_background(marker):
+    """Start a process that outlives the call, its output left as the interpreter's, as
+    a function starting a service would; and one that writes on that stderr and ends."""
+    import subprocess
+    subprocess.Popen(['sh', '-c', 'exec sleep %s' % marker])
+    return subprocess.call(['sh', '-c', 'echo "from a child" >&2'])
+
+
 def write_escapes_and_fake_lines():
     """Write escape sequences on stderr and log a record whose text has them and a line
     that reads like the controller's own."""

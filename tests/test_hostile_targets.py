@@ -172,11 +172,15 @@ def test_a_targets_stderr_and_log_records_reach_the_log_without_escape_sequences
 
     ctx = router.local(python=sys.executable, name="scribbler")
     ctx.forward_logging()
+    expected = "scribbler: innocent ?]0;retitled??[2J?[31mred?"
     with caplog.at_level(logging.INFO):
         assert ctx.call(hostile.write_escapes_and_fake_lines)
-        ctx.call(os.getpid)  # what it wrote is logged by then
+        deadline = time.monotonic() + 10  # its stderr and the reply come apart
+        while (expected not in [r.getMessage() for r in caplog.records]
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
     lines = [r.getMessage() for r in caplog.records if r.name == "transport.stderr"]
-    assert "scribbler: innocent ?]0;retitled??[2J?[31mred?" in lines, lines
+    assert expected in lines, lines
     (record,) = [r for r in caplog.records if r.name == "transport.remote.app"]
     assert record.getMessage() == "scribbler: first\n?[2Jtransport: web2: connected"
 

@@ -14,6 +14,7 @@ import time
 import pytest
 
 import transport
+from tests import remote_functions as rf
 from tests.support.interpreters import find_interpreters
 from tests.support.sshd import APP_PASSWORD, LOGIN_SHELLS, free_port
 from transport.bootstrap import build, shell_join
@@ -282,6 +283,30 @@ def test_an_interpreter_killed_there_is_not_only_sshs_status_255(router, sshd, b
                                "(and said no more: the interpreter there was killed by a "
                                "signal, as kill -9 or the OOM killer do, or the connection "
                                "dropped)")
+
+
+def test_a_process_a_call_started_does_not_hide_a_killed_interpreter(router, sshd, backend,
+                                                                     caplog):
+    # It shared the interpreter's stderr, which kept the ssh session open: the loss was
+    # seen only when that process ended (never, for a service).
+    import logging
+    import signal
+
+    marker = f"600.{os.getpid()}{len(backend)}"
+    ctx = _ssh(router, sshd, backend, user="root")
+    try:
+        with caplog.at_level(logging.INFO, logger="transport.stderr"):
+            assert ctx.call(rf.start_in_the_background, marker) == 0
+            deadline = time.monotonic() + 10  # its stderr and the reply come apart
+            while (f"{ctx.name}: from a child" not in [r.getMessage() for r in caplog.records]
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
+        assert f"{ctx.name}: from a child" in [r.getMessage() for r in caplog.records]
+        os.kill(ctx.pid, signal.SIGKILL)
+        with pytest.raises(transport.Disconnected, match="status 255"):
+            ctx.call_async(pow, 2, 2).result(timeout=30)
+    finally:
+        subprocess.run(["pkill", "-f", f"^sleep {marker}$"])
 
 
 def test_missing_python_names_the_path(router, sshd, backend):

@@ -297,7 +297,8 @@ ON_DEMAND = frozenset({"transport.core.spawn", "transport.core.handshake",
                        "transport.core.resources", "transport.core.tunnels",
                        "transport.core.os_strings",
                        "transport.core.baseline", "transport.core.preloading",
-                       "transport.core.asking", "transport.core.relaying"})
+                       "transport.core.asking", "transport.core.relaying",
+                       "transport.core.stdio"})
 
 
 # The payload's modules after the importer, in this order: deflate looks back only 32 KiB

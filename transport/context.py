@@ -10,6 +10,7 @@ waits on a bare lock; call_async() returns a concurrent.futures.Future
 from __future__ import annotations
 
 import _thread
+import os
 
 from transport import log
 from transport.bootstrap import ON_DEMAND
@@ -84,6 +85,26 @@ class _Reply:
         return self.value
 
 
+class _Unwaited:
+    """The reply to a call nobody waits for (no concurrent.futures, as for _Reply):
+    on_failure(error) is called if it fails."""
+
+    __slots__ = ("context", "on_failure")
+
+    def __init__(self, on_failure: Callable[[BaseException], Any]) -> None:
+        self.context: Context | None = None
+        self.on_failure = on_failure
+
+    def on_reply(self, msg: Message) -> None:
+        _settle(self.context, self, msg)
+
+    def set_result(self, value: Any) -> None:
+        pass
+
+    def set_exception(self, error: BaseException) -> None:
+        self.on_failure(error)
+
+
 def _run_lost_callback(context: Context, callback: Callable[[], Any]) -> None:
     try:
         callback()
@@ -105,6 +126,13 @@ def _as_timeout(error: BaseException | None, context: Context | None,
 _call_heads: dict[tuple[str, str], bytes] = {}
 _NO_ARGS = codec.encode(())
 _NO_KWARGS = codec.encode({})
+_core_sources: dict[str, bytes] = {}  # on-demand core modules sent without the finder
+
+
+def _core_path(module: str) -> str:
+    """The file of transport.core.<name>, beside this package's core."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "core",
+                        module.rpartition(".")[2] + ".py")
 
 
 def _call_head(module: str, qualname: str) -> bytes:
@@ -380,7 +408,11 @@ class Context:
     def _start(self, future: Any, fn: Callable[..., Any], args: tuple, kwargs: dict,
                flush: bool = True) -> Any:
         """Send the call; flush=False lets the broker batch it with the calls that follow."""
-        reference = function_reference(fn)
+        return self._start_reference(future, function_reference(fn), args, kwargs, flush)
+
+    def _start_reference(self, future: Any, reference: tuple[str, str], args: tuple,
+                         kwargs: dict, flush: bool = True) -> Any:
+        """_start, for the function a (module, qualified name) reference names."""
         module, qualname = reference
         if module not in self._modules_pushed:
             self._push_module(module)
@@ -702,6 +734,21 @@ class Context:
                 if any(entry[1] != "missing" for entry in entries):
                     self._send_modules(entries)
             # Only now: a caller on another thread that finds it here sends after them.
+            self._modules_pushed.add(module)
+
+    def _push_core_module(self, module: str) -> None:
+        """Send an on-demand module of the core that imports only the boot payload's
+        modules and the standard library, as its file reads, without the module finder
+        (whose own imports would cost a cold start milliseconds)."""
+        with self._push_lock:
+            if module in self._modules_pushed:
+                return
+            source = _core_sources.get(module)
+            if source is None:
+                with open(_core_path(module), "rb") as f:
+                    source = _core_sources[module] = f.read()
+            self._send_modules([(module, "module", _core_path(module), source)])
+            self.router._modules.mark_sent(self.context_id, module)
             self._modules_pushed.add(module)
 
     def _send_modules(self, entries: list[tuple]) -> None:

@@ -17,7 +17,7 @@ import time
 
 from transport import log
 from transport.bootstrap import build, byte_code_tag
-from transport.context import Context
+from transport.context import Context, _Unwaited
 from transport.core import codec, compat
 from transport.core.broker import Broker
 from transport.core.framing import DEFAULT_MAX_MESSAGE_SIZE, Message
@@ -31,7 +31,7 @@ from transport.core.spawn import (
     printable,
     reap_remaining,
 )
-from transport.errors import MAX_REASON, ConnectError, shown, shown_value
+from transport.errors import MAX_REASON, ConnectError, RemoteError, shown, shown_value
 from transport.known_targets import remember_tag, remembered_tag
 from transport.modules import ModuleServer
 
@@ -43,6 +43,8 @@ DEFAULT_CONNECT_TIMEOUT = 30.0
 # How much longer than connect_timeout the controller waits for a connect's outcome
 # (the child's start enforces connect_timeout itself; this covers a stuck or distant loop).
 ANSWER_MARGIN = 5.0
+# Sent to every context with its first call (see _relay_stderr).
+STDIO_MODULE = "transport.core.stdio"
 # Refused messages logged as warnings per stream; the rest go to debug (no log floods).
 DROP_WARNINGS = 20
 
@@ -324,6 +326,8 @@ class Router:
             lost = self._lost_early.pop(context_id, None)
         if lost is not None:
             context._lost(lost)
+        else:
+            _relay_stderr(context)
         log.info("transport", "%s: connected, pid %d, Python %s", name, context.pid,
                  context.python_version)
         return context
@@ -540,6 +544,20 @@ class Router:
         _wait_exited([p for p in map(self._hang_up, stuck) if p is not None],
                      REAP_PATIENCE + 1.0)
         self._broker.shutdown()
+
+
+def _relay_stderr(context: Context) -> None:
+    """Keep the context's own stderr from the processes its calls start (see
+    transport.core.stdio): sent with its first call, not waited for."""
+
+    def failed(error: BaseException) -> None:
+        if isinstance(error, RemoteError):  # not a loss, which says why elsewhere
+            log.warning("transport", "%s: its stderr is not relayed: %s", context.name,
+                        error.remote_message)
+
+    context._push_core_module(STDIO_MODULE)
+    context._start_reference(_Unwaited(failed), (STDIO_MODULE, "relay_stderr"), (), {},
+                             flush=False)
 
 
 def _kill_process_of(connection: Connection) -> None:

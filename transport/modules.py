@@ -541,6 +541,10 @@ class ModuleServer:
         return any(name in names for other, names in list(self._sent.items())
                    if context_id in self.core.hops_to(other))
 
+    def mark_sent(self, context_id: int, name: str) -> None:
+        """name went to context_id by other means: it does not need it again."""
+        self._sent.setdefault(context_id, set()).add(name)
+
     def unsend(self, context_id: int, name: str) -> None:
         """name did not go to context_id after all: it may ask for it."""
         self._sent.get(context_id, set()).discard(name)

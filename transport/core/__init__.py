@@ -31,4 +31,6 @@ On demand (sent when first needed, not in the boot payload):
 - baseline: moving the working directory and environment each call starts from.
 - preloading: checking which preloaded modules a context does not have.
 - asking: asking another context a question from inside a call.
+- relaying: an intermediary serving its children's imports from its cache.
+- stdio: keeping the target's stderr from the processes its calls start.
 """

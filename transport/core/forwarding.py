@@ -282,10 +282,13 @@ class ModuleForwarder(object):
             where = '/<forwarded %s>' % fullname
             module.__path__ = [where]
             sys.path_importer_cache[where] = PackageDirectory(self, fullname)
-        import linecache
-        # 2.7: a str, as from disk; 3: bytes, or text from a 2.7 parent (its native str).
-        text = source if isinstance(source, str) else source.decode('utf-8', 'replace')
-        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+        # The core's own, as the payload's: no source lines, and no linecache (it imports
+        # tokenize and re: milliseconds for the first module a target is sent).
+        if not fullname.startswith('transport.core.'):
+            import linecache
+            # 2.7: a str, as from disk; 3: bytes, or text from a 2.7 parent (its native str).
+            text = source if isinstance(source, str) else source.decode('utf-8', 'replace')
+            linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
         # dont_inherit: the module's own __future__ imports, not this file's (on 2.7,
         # absolute_import here would turn off the module's implicit relative imports).
         code = entry[4:5] == (BYTE_CODE_TAG,) and __import__('marshal').loads(entry[5])
