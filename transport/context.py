@@ -13,7 +13,7 @@ import _thread
 import os
 
 from transport import log
-from transport.bootstrap import ON_DEMAND
+from transport.bootstrap import CORE_DIR, ON_DEMAND
 from transport.core import codec, compat
 from transport.core.framing import Message
 from transport.core.handles import (
@@ -127,12 +127,6 @@ _call_heads: dict[tuple[str, str], bytes] = {}
 _NO_ARGS = codec.encode(())
 _NO_KWARGS = codec.encode({})
 _core_sources: dict[str, bytes] = {}  # on-demand core modules sent without the finder
-
-
-def _core_path(module: str) -> str:
-    """The file of transport.core.<name>, beside this package's core."""
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "core",
-                        module.rpartition(".")[2] + ".py")
 
 
 def _call_head(module: str, qualname: str) -> bytes:
@@ -743,11 +737,12 @@ class Context:
         with self._push_lock:
             if module in self._modules_pushed:
                 return
+            path = os.path.join(CORE_DIR, module.rpartition(".")[2] + ".py")
             source = _core_sources.get(module)
             if source is None:
-                with open(_core_path(module), "rb") as f:
+                with open(path, "rb") as f:
                     source = _core_sources[module] = f.read()
-            self._send_modules([(module, "module", _core_path(module), source)])
+            self._send_modules([(module, "module", path, source)])
             self.router._modules.mark_sent(self.context_id, module)
             self._modules_pushed.add(module)
 
