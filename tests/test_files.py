@@ -5,7 +5,9 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -25,6 +27,19 @@ def _ssh(router, sshd, user="tp-plain"):
 def _random_file(path, size):
     path.write_bytes(os.urandom(size))
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _receiving_into(pid, directory):
+    """Whether process pid has a file open in directory: a transfer's temporary file,
+    which has no name there where the system allows it (Linux's O_TMPFILE)."""
+    fds = f"/proc/{pid}/fd"
+    for fd in os.listdir(fds):
+        try:
+            if os.readlink(f"{fds}/{fd}").startswith(f"{directory}/"):
+                return True
+        except OSError:  # closed meanwhile
+            pass
+    return False
 
 
 def test_put_and_get_round_trip_over_ssh(router, sshd, tmp_path):
@@ -251,11 +266,25 @@ def test_a_put_interrupted_by_ctrl_c_ends_quietly(tmp_path, when):
     assert no_copy  # what the target began is discarded
 
 
-def test_an_interrupted_put_leaves_no_partial_file(sshd, tmp_path):
+@pytest.fixture
+def plain_home_dir():
+    """A new directory of tp-plain's in its home, removed afterwards: what a test leaves
+    there (a killed run's files) must not meet the next run."""
+    import pwd
+    import shutil
+    import tempfile
+
+    plain = pwd.getpwnam("tp-plain")
+    directory = tempfile.mkdtemp(prefix="test-files-", dir=plain.pw_dir)
+    os.chown(directory, plain.pw_uid, plain.pw_gid)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_an_interrupted_put_leaves_no_partial_file(sshd, tmp_path, plain_home_dir):
     source = tmp_path / "big.bin"
     _random_file(source, 64 * 1024 * 1024)
-    destination = "/home/tp-plain/interrupted.bin"
-    temporaries = "/home/tp-plain/.interrupted.bin.tp-*"
+    destination = os.path.join(plain_home_dir, "interrupted.bin")
     with transport.Router() as router:
         ctx = _ssh(router, sshd)
         connection = router._connections[ctx.context_id]
@@ -264,7 +293,7 @@ def test_an_interrupted_put_leaves_no_partial_file(sshd, tmp_path):
             # Once the transfer has begun, stop the target (the sender stalls at its
             # window), cut the connection, and let the target see the end of it.
             deadline = time.monotonic() + 60
-            while not glob.glob(temporaries) and time.monotonic() < deadline:
+            while not _receiving_into(ctx.pid, plain_home_dir) and time.monotonic() < deadline:
                 time.sleep(0.002)
             os.kill(ctx.pid, signal.SIGSTOP)
             os.kill(connection.process.pid, signal.SIGKILL)
@@ -276,10 +305,69 @@ def test_an_interrupted_put_leaves_no_partial_file(sshd, tmp_path):
             ctx.put(str(source), destination)
         killer.join()
     deadline = time.monotonic() + 30
-    while glob.glob(temporaries) and time.monotonic() < deadline:
+    while os.listdir(plain_home_dir) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not os.path.exists(destination)
-    assert not glob.glob(temporaries), "temporary file left behind"
+    assert os.listdir(plain_home_dir) == [], "partial or temporary file left behind"
+
+
+@pytest.mark.parametrize("side", ["target", "controller"])
+def test_a_transfer_whose_receiver_is_killed_leaves_nothing(tmp_path, side):
+    # kill -9 (or the OOM killer) gives no chance to clean up: the file being received
+    # has no name until it is complete.
+    source = tmp_path / "big.bin"
+    with open(source, "wb") as f:
+        f.truncate(4 << 30)  # sparse: read fast, sent for a while
+    destination = tmp_path / "dest"
+    destination.mkdir()
+    result = subprocess.run([sys.executable, "-c", KILLED_RECEIVER, side, str(source),
+                             str(destination)], capture_output=True, text=True, timeout=200)
+    assert result.stdout == "killed while receiving\n", result.stderr
+    assert os.listdir(destination) == [], "temporary file left behind"
+
+
+KILLED_RECEIVER = """
+import os, signal, sys, threading, time, transport
+sys.path.insert(0, os.getcwd())
+from tests.test_files import _receiving_into
+side, source, destination = sys.argv[1:]
+router = transport.Router()
+ctx = router.local(python="/usr/bin/python3")
+receiver = ctx.pid if side == "target" else os.getpid()
+
+def kill():
+    deadline = time.monotonic() + 60
+    while not _receiving_into(receiver, destination) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    print("killed while receiving", flush=True)
+    os.kill(receiver, signal.SIGKILL)
+
+threading.Thread(target=kill, daemon=True).start()
+try:
+    if side == "target":
+        ctx.put(source, os.path.join(destination, "big.bin"))
+    else:
+        ctx.get(source, os.path.join(destination, "big.bin"))
+except transport.TransportError:
+    pass
+router.close()
+"""
+
+
+def test_a_write_in_place_that_fails_names_the_file_holding_the_new_content(router, tmp_path):
+    # /dev/full is written in place (a device), and every write to it fails.
+    ctx = router.local(python=PY)
+    source = tmp_path / "source"
+    source.write_bytes(b"new content")
+    with pytest.raises(transport.RemoteError) as info:
+        ctx.put(str(source), "/dev/full")
+    named = re.search(r"\(written in part; the whole new content is in (\S+)\)", str(info.value))
+    assert named, info.value
+    try:
+        assert "/dev/full: No space left on device" in str(info.value)
+        with open(named.group(1), "rb") as f:
+            assert f.read() == b"new content"
+    finally:
+        os.unlink(named.group(1))
 
 
 def test_a_file_whose_size_is_not_what_it_announced_is_refused(router, tmp_path):
@@ -363,7 +451,7 @@ def test_a_shutdown_during_a_put_leaves_no_temporary_file(tmp_path):
     sender = threading.Thread(target=put)
     sender.start()
     deadline = time.monotonic() + 60
-    while not os.listdir(destination) and time.monotonic() < deadline:
+    while not _receiving_into(ctx.pid, destination) and time.monotonic() < deadline:
         time.sleep(0.002)
     router.close()
     sender.join(60)

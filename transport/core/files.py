@@ -5,9 +5,11 @@ get's as ('data', chunk) tuples; each chunk is acknowledged, so the sender
 never has more than a window of data in flight and neither side ever holds a
 whole file. A received file is written to a temporary file first and reaches
 its destination only when its size checks out, so a failed or interrupted
-transfer never leaves a partial file there; a target that loses its parent
-removes its unfinished temporary files before it exits. Only the parent side
-may write files here (the data handle accepts nothing else).
+transfer never leaves a partial file there. Where Linux allows it (O_TMPFILE,
+Python 3) the temporary file has no name until then, so not even a killed
+process leaves it behind; elsewhere it is a hidden file beside the destination,
+which a target that loses its parent removes before it exits. Only the parent
+side may write files here (the data handle accepts nothing else).
 
 A new file, or an existing one that is nothing more than its name, is
 replaced at once by renaming the temporary file (written beside it) into
@@ -54,6 +56,12 @@ GAVE_UP = -1
 
 # Temporary files of transfers under way: removed if this process loses its parent.
 in_flight = set()
+# Linux's files with no name until one is given them (os.link names them, from
+# /proc, with follow_symlinks: Python 3.3+); None where there are none.
+_NAMELESS = None if PY2 else getattr(os, 'O_TMPFILE', None)
+# The temporary files (by the name they are to get) that have no name yet: a
+# descriptor of this module's own keeps each.
+_nameless = {}
 _umask_lock = allocate_lock()
 
 
@@ -82,9 +90,39 @@ def open_temporary(path):
 def _create_in(directory, name):
     temporary = os.path.join(directory, '.%s.tp-%s.tmp' % (  # within NAME_MAX (255 bytes)
         _first_bytes(name, 200), ''.join('%02x' % b for b in bytearray(os.urandom(4)))))
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = _open_nameless(directory)
+    if fd is None:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    else:
+        _nameless[temporary] = os.dup(fd)
     in_flight.add(temporary)
     return fd, temporary
+
+
+def _open_nameless(directory):
+    """A new file in directory that has no name yet; None where the system or the file
+    system has no such files."""
+    if _NAMELESS is None or not os.path.isdir('/proc/self/fd'):
+        return None
+    try:
+        return os.open(directory, _NAMELESS | os.O_RDWR, 0o600)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR, errno.EINVAL):
+            return None  # not on this file system (or kernel)
+        raise
+
+
+def _give_name(temporary):
+    """Give a temporary file with no name yet the name it was to get."""
+    fd = _nameless.pop(temporary, None)
+    if fd is None:
+        return
+    fds = os.open('/proc/self/fd', os.O_RDONLY | os.O_DIRECTORY)
+    try:  # (with no directory given, os.link calls link(), which follows no link)
+        os.link(str(fd), temporary, src_dir_fd=fds, follow_symlinks=True)
+    finally:
+        os.close(fds)
+        os.close(fd)
 
 
 def _first_bytes(name, count):
@@ -134,10 +172,12 @@ def settle(temporary, path, mode, in_place=False):
     except OSError:
         existing = None
     beside = os.path.dirname(temporary) == os.path.dirname(os.path.abspath(path))
-    if existing is None or (beside and not in_place and _can_stand_in(temporary, path, existing)):
+    file = _nameless.get(temporary, temporary)  # by its descriptor while it has no name
+    if existing is None or (beside and not in_place and _can_stand_in(file, path, existing)):
         if mode is None:
             mode = stat.S_IMODE(existing.st_mode) if existing is not None else _new_file_mode()
-        os.chmod(temporary, mode)
+        os.chmod(file, mode)
+        _give_name(temporary)
         try:
             os.rename(temporary, path)
         except OSError as e:
@@ -155,14 +195,14 @@ def settle(temporary, path, mode, in_place=False):
 _NOT_INHERITED = ('security.capability',)
 
 
-def _can_stand_in(temporary, path, existing):
-    """Whether the temporary file, given existing's owner, group and extended
-    attributes, can replace path with nothing lost."""
+def _can_stand_in(file, path, existing):
+    """Whether the temporary file (its name or descriptor), given existing's owner,
+    group and extended attributes, can replace path with nothing lost."""
     if not stat.S_ISREG(existing.st_mode) or existing.st_nlink > 1:
         return False
     if (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
         try:
-            os.chown(temporary, existing.st_uid, existing.st_gid)
+            os.chown(file, existing.st_uid, existing.st_gid)
         except OSError:  # giving a file away needs root (or, for the group, membership)
             return False
     if not hasattr(os, 'listxattr'):  # Python 2, or a system without extended attributes
@@ -170,7 +210,7 @@ def _can_stand_in(temporary, path, existing):
     try:
         for name in os.listxattr(path):
             if name not in _NOT_INHERITED:
-                os.setxattr(temporary, name, os.getxattr(path, name))
+                os.setxattr(file, name, os.getxattr(path, name))
     except OSError as e:
         return e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP)  # none on that file system
     return True
@@ -188,7 +228,8 @@ def _write_in_place(temporary, path, mode):
         fcntl.fcntl(out, fcntl.F_SETFL, fcntl.fcntl(out, fcntl.F_GETFL) & ~os.O_NONBLOCK)
         st = os.fstat(out)
         regular = stat.S_ISREG(st.st_mode)
-        size = os.path.getsize(temporary)
+        source = _open_to_read(temporary)
+        size = os.fstat(source.fileno()).st_size
         if regular:  # a device or a pipe keeps its mode and cannot be truncated
             if size > st.st_size and hasattr(os, 'posix_fallocate'):
                 try:
@@ -204,7 +245,7 @@ def _write_in_place(temporary, path, mode):
                     if e.errno != errno.EPERM:
                         raise
         try:  # over the old content, then cut what is left of it
-            with open(temporary, 'rb') as source:
+            with source:
                 while True:
                     chunk = source.read(CHUNK)
                     if not chunk:
@@ -214,11 +255,22 @@ def _write_in_place(temporary, path, mode):
                 os.ftruncate(out, size)
                 os.fsync(out)
         except (IOError, OSError) as e:
+            _give_name(temporary)
             in_flight.discard(temporary)  # kept: discard() leaves it alone
             raise IOError('%s: %s (written in part; the whole new content is in %s)'
                           % (path, e.strerror, temporary))
     finally:
         os.close(out)
+
+
+def _open_to_read(temporary):
+    """The temporary file, open for reading from its start."""
+    fd = _nameless.get(temporary)
+    if fd is None:
+        return open(temporary, 'rb')
+    source = os.fdopen(os.dup(fd), 'rb')  # (the offset is shared: the writer's is at the end)
+    source.seek(0)
+    return source
 
 
 def _write_all(fd, data):
@@ -231,6 +283,10 @@ def discard(temporary):
     if temporary not in in_flight:
         return
     in_flight.discard(temporary)
+    fd = _nameless.pop(temporary, None)
+    if fd is not None:
+        os.close(fd)  # a file without a name goes with its last descriptor
+        return
     try:
         os.unlink(temporary)
     except OSError:
