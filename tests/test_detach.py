@@ -161,18 +161,15 @@ def test_a_process_a_job_forks_that_returns_is_not_the_job(router, work):
     ctx.forget(job.id)
 
 
-def test_a_record_without_its_meta_does_not_hide_the_other_jobs(router, work):
+def test_a_record_without_its_meta_does_not_hide_the_other_jobs(work, tmp_path, monkeypatch):
     # As a detach on a full disk leaves it, or one forgotten while the list is read.
-    ctx = router.local()
-    job = ctx.detach(work.slow_double, 1, 0)
-    _wait_done(ctx, job.id)
-    broken = os.path.expanduser("~/.transport/jobs/1-00000000000a")
-    os.mkdir(broken)
-    try:
-        assert [j.id for j in ctx.jobs() if j.id in (job.id, "1-00000000000a")] == [job.id]
-    finally:
-        os.rmdir(broken)
-        ctx.forget(job.id)
+    monkeypatch.setenv("HOME", str(tmp_path))  # a jobs directory of this test's own
+    with transport.Router() as router:
+        ctx = router.local()
+        job = ctx.detach(work.slow_double, 1, 0)
+        _wait_done(ctx, job.id)
+        os.mkdir(tmp_path / ".transport" / "jobs" / "1-00000000000a")
+        assert [j.id for j in ctx.jobs()] == [job.id]
 
 
 def test_a_late_import_in_a_detached_job_fails_without_asking_a_parent(router, sshd, work):
@@ -232,13 +229,16 @@ def test_jobs_lists_results_that_together_exceed_a_message(work, tmp_path, monke
             **{j.id: "done" for j in started}, too_big.id: "failed"}
 
 
-def test_jobs_directory_is_private(router, sshd, work):
-    ctx = _ssh(router, sshd)
-    job = ctx.detach(work.slow_double, 1, 0)
-    _wait_done(ctx, job.id)
-    mode = ctx.call(os.stat, "/home/tp-plain/.transport/jobs")[0]
-    assert mode & 0o777 == 0o700
-    ctx.forget(job.id)
+def test_jobs_directory_is_private(work, tmp_path, monkeypatch):
+    # In a home of its own: the directory is made here, not found from an earlier run.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with transport.Router() as router:
+        ctx = router.local()
+        job = ctx.detach(work.slow_double, 1, 0)
+        _wait_done(ctx, job.id)
+        for path, mode in ((tmp_path / ".transport" / "jobs", 0o700),
+                           (tmp_path / ".transport" / "jobs" / job.id, 0o700)):
+            assert path.stat().st_mode & 0o777 == mode, path
 
 
 @pytest.mark.parametrize("imported_first", [False, True])

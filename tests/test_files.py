@@ -370,6 +370,31 @@ def test_a_write_in_place_that_fails_names_the_file_holding_the_new_content(rout
         os.unlink(named.group(1))
 
 
+def test_transfers_that_succeed_or_fail_leave_no_descriptor_open(router, tmp_path):
+    # Each file being received is held by a descriptor of its own until it is settled.
+    ctx = router.local(python=PY)
+    source = tmp_path / "source"
+    source.write_bytes(b"data")
+
+    def open_files():
+        return len(os.listdir(f"/proc/{ctx.pid}/fd")), len(os.listdir("/proc/self/fd"))
+
+    def transfers():
+        ctx.put(str(source), str(tmp_path / "put"))
+        ctx.get(str(source), str(tmp_path / "got"))
+        with pytest.raises(transport.RemoteError):  # a size that changes as it is read
+            ctx.put("/proc/version", str(tmp_path / "refused"))
+        with pytest.raises(transport.RemoteError) as info:  # a device whose writes fail
+            ctx.put(str(source), "/dev/full")
+        os.unlink(re.search(r"the whole new content is in (\S+)\)", str(info.value)).group(1))
+
+    transfers()  # (what the first transfer imports stays)
+    before = open_files()
+    for _ in range(5):
+        transfers()
+    assert open_files() == before
+
+
 def test_a_file_whose_size_is_not_what_it_announced_is_refused(router, tmp_path):
     # /proc/version is a regular file whose stat says 0 bytes, and which reads as more:
     # what a file that grows while it is sent looks like.

@@ -78,18 +78,21 @@ def test_an_attempt_that_times_out_leaves_nothing_running(router, test_users):
     import subprocess
     import tempfile
     import time
+    import uuid
     from pathlib import Path
 
+    # This run's own sleep: one an earlier run left (killed in its second) is not ours.
+    duration = f"3607.{uuid.uuid4().int % 10**9:09d}"
     with tempfile.TemporaryDirectory() as where:  # one tp-app may enter
         os.chmod(where, 0o755)
         hung = Path(where) / "hung-python"
-        hung.write_text("#!/bin/sh\nexec sleep 3607\n")
+        hung.write_text(f"#!/bin/sh\nexec sleep {duration}\n")
         hung.chmod(0o755)
         with pytest.raises(transport.ConnectError, match="timed out after 1s"):
             router.su(user="tp-app", python=str(hung), connect_timeout=1)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        left = subprocess.run(["pgrep", "-u", "tp-app", "-f", "sleep 3607"],
+        left = subprocess.run(["pgrep", "-u", "tp-app", "-f", f"^sleep {duration}$"],
                               capture_output=True, text=True).stdout.split()
         if not left:
             break

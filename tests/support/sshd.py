@@ -26,6 +26,7 @@ that log in as these users use /usr/bin/python3.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -62,7 +63,7 @@ def require_root() -> None:
 def ensure_users() -> None:
     """Create the test users and their sudoers rules (idempotent)."""
     require_root()
-    for tool in ("useradd", "chpasswd", "visudo"):
+    for tool in ("useradd", "usermod", "chpasswd", "visudo"):
         if shutil.which(tool) is None:
             raise EnvironmentProblem(f"{tool} not found: {INSTALL_HINT}")
     for shell in LOGIN_SHELLS.values():
@@ -73,7 +74,14 @@ def ensure_users() -> None:
         if subprocess.run(["id", "-u", user], capture_output=True).returncode != 0:
             subprocess.run(["useradd", "--create-home", "--skel", "/nonexistent", "--shell", shell,
                             user], check=True, capture_output=True)
-        home = Path("/home") / user
+        # A user an earlier run made may have lost its home (removed by hand) or its shell.
+        entry = pwd.getpwnam(user)
+        if entry.pw_shell != shell:
+            subprocess.run(["usermod", "--shell", shell, user], check=True, capture_output=True)
+        home = Path(entry.pw_dir)
+        home.mkdir(mode=0o755, exist_ok=True)
+        os.chown(home, entry.pw_uid, entry.pw_gid)
+        home.chmod(0o755)
         for rc in (".bashrc", ".profile", ".bash_logout"):
             (home / rc).unlink(missing_ok=True)
     passwords = (f"tp-sudo:{SUDO_PASSWORD}\ntp-app:{APP_PASSWORD}\ntp-plain:{APP_PASSWORD}\n"
