@@ -12,6 +12,10 @@ def echo(*args, **kwargs):
     return [list(args), kwargs]
 
 
+def ignore(*args, **kwargs):
+    return None
+
+
 def fail(message):
     raise ValueError(message)
 

@@ -116,6 +116,62 @@ def test_classmethods_staticmethods_and_builtins_are_sent_by_name(ctx):
     assert ctx.call(dict.fromkeys, ["a"], 1) == {"a": 1}
 
 
+def test_the_called_functions_keywords_may_be_named_fn_or_self(ctx):
+    assert ctx.call(rf.echo, 1, fn=2, self=3) == [[1], {"fn": 2, "self": 3}]
+    assert ctx.call_async(rf.echo, fn=2).result(timeout=30) == [[], {"fn": 2}]
+
+
+@pytest.mark.parametrize("python", ["/usr/bin/python3", "2.7"])
+def test_functions_of_c_modules_go_by_the_module_users_import(router, python):
+    # operator.add says it is _operator's, pickle.dumps _pickle's: 2.7 has neither.
+    import operator
+    import pickle
+
+    from tests.support.interpreters import find_interpreters
+
+    ctx = router.local(python=find_interpreters().get(python, python))
+    assert ctx.call(operator.add, 1, 2) == 3
+    assert ctx.call(pickle.loads, ctx.call(pickle.dumps, [1, "a"], 2)) == [1, "a"]
+    # A built-in type's method has no module of its own.
+    assert ctx.call(dict.get, {"a": 1}, "a") == 1
+
+
+def test_arguments_nested_deeper_than_a_target_reads_are_refused_here(ctx):
+    def nested(depth):
+        value = []
+        for _ in range(depth - 1):
+            value = [value]
+        return value
+
+    # The deepest argument the caller sends is one the target reads: a RemoteError
+    # (the target's "payload nested more than 100 deep") would fail the test.
+    deepest = next(depth for depth in range(90, 110) if not _sendable(ctx, nested(depth + 1)))
+    assert deepest > 90
+    ctx.call(rf.ignore, nested(deepest))
+    ctx.call(rf.ignore, x=nested(deepest))  # a keyword's value sits as deep
+    with pytest.raises(TypeError, match="cannot send the arguments.*nested more than"):
+        ctx.call(rf.ignore, x=nested(deepest + 1))
+
+
+def _sendable(ctx, value):
+    try:
+        ctx.call(rf.ignore, value)
+    except TypeError:
+        return False
+    return True
+
+
+def test_a_remote_error_with_bytes_that_are_not_utf8_can_be_printed_anywhere(ctx):
+    # An OSError's file name that is not UTF-8 (a Latin-1 name, say) reaches the message
+    # as surrogate escapes, which a strict UTF-8 stream (or an ASCII one) refuses to print.
+    with pytest.raises(transport.RemoteError) as info:
+        ctx.call(rf.fail, b"caf\xe9".decode("utf-8", "surrogateescape"))
+    assert info.value.remote_message == "caf\udce9"  # as the target had it
+    text = str(info.value)
+    assert "ValueError: caf\\xe9 (on " in text
+    text.encode("ascii")  # nothing a strict stream refuses
+
+
 @pytest.mark.parametrize("fn, match", [
     (lambda: 1, "lambdas cannot be sent"),
     (rf.Greeter().instance_method, "bound to an instance"),

@@ -126,12 +126,19 @@ def _as_timeout(error: BaseException | None, context: Context | None,
 _call_heads: dict[tuple[str, str], bytes] = {}
 _NO_ARGS = codec.encode(())
 _NO_KWARGS = codec.encode({})
+_ONE_TUPLE = len(codec.encode((None,))) - len(codec.encode(None))  # its tag and count
 _core_sources: dict[str, bytes] = {}  # on-demand core modules sent without the finder
 
 
 def _call_head(module: str, qualname: str) -> bytes:
     whole = codec.encode((module, qualname, None, None))
     return whole[:-2]  # less the two Nones, one byte each
+
+
+def _encoded_within_the_call(value: tuple | dict) -> memoryview:
+    """args or kwargs, encoded as they sit in the call's tuple: one level down, so a
+    value nested too deep for the target is refused here."""
+    return memoryview(codec.encode((value,)))[_ONE_TUPLE:]
 
 
 class _FutureLock:
@@ -379,7 +386,7 @@ class Context:
 
     # -- calls ---------------------------------------------------------------
 
-    def call_async(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    def call_async(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         """Start fn(*args, **kwargs) in the context; return a concurrent.futures.Future.
 
         fn must be importable by name (a module-level function, classmethod or
@@ -391,7 +398,7 @@ class Context:
         """
         return self._start(_new_future(), fn, args, kwargs, flush=False)
 
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run fn(*args, **kwargs) in the context and return its value.
 
         Raises RemoteError if it raised there, Disconnected if the context is lost.
@@ -414,8 +421,8 @@ class Context:
         if head is None:
             head = _call_heads[reference] = _call_head(module, qualname)
         try:
-            data = (head + (codec.encode(args) if args else _NO_ARGS)
-                    + (codec.encode(kwargs) if kwargs else _NO_KWARGS))
+            data = (head + (_encoded_within_the_call(args) if args else _NO_ARGS)
+                    + (_encoded_within_the_call(kwargs) if kwargs else _NO_KWARGS))
         except codec.CodecError as e:
             raise TypeError(f"cannot send the arguments of {module}.{qualname}: {e}") from None
         self._refuse_oversized(data, f"the arguments of {module}.{qualname}")
@@ -801,7 +808,7 @@ class Context:
                 self._send_modules(entries)
         return entries
 
-    def detach(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
+    def detach(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job:
         """Start fn(*args, **kwargs) in a process that outlives this connection.
 
         fn's module and everything it imports are preloaded first, with the data

@@ -20,8 +20,12 @@ else:
 
 
 # What a target wrote is shown on the operator's terminal: its control characters (an
-# escape sequence could retitle or clear it) are shown as '?', but for line ends and tabs.
-_CONTROLS = {code: "?" for code in [*range(0x20), *range(0x7f, 0xa0)] if chr(code) not in "\n\t"}
+# escape sequence could retitle or clear it) are shown as '?', but for line ends and tabs;
+# the bytes of it that were not UTF-8 (surrogate escapes, which no terminal or strict
+# stream takes) as \xNN, and other lone surrogates as '?'.
+_CONTROLS = {code: "?" for code in [*range(0x20), *range(0x7f, 0xa0), *range(0xd800, 0xe000)]
+             if chr(code) not in "\n\t"}
+_CONTROLS.update({code: f"\\x{code - 0xdc00:02x}" for code in range(0xdc80, 0xdd00)})
 MAX_REASON = 500
 
 

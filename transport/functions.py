@@ -61,6 +61,8 @@ def _reference(fn: Callable[..., Any]) -> tuple[str, str]:
         if not callable(fn):
             raise TypeError(f"{_name(fn)} is not callable")
         module = getattr(fn, "__module__", None)
+        if module is None and isinstance(getattr(fn, "__objclass__", None), type):
+            module = fn.__objclass__.__module__  # a built-in type's method: str.upper
         qualname = getattr(fn, "__qualname__", None)
         if not module or not qualname:
             raise TypeError(f"{_name(fn)} has no module or qualified name, so a target cannot "
@@ -78,7 +80,16 @@ def _reference(fn: Callable[..., Any]) -> tuple[str, str]:
                         "decorated without functools.wraps, or replaced at run time?)")
     if module == "__main__":
         module = _main_module_name(qualname)
-    return module, qualname
+    return _public_module(module, qualname, fn), qualname
+
+
+def _public_module(module: str, qualname: str, fn: Callable[..., Any]) -> str:
+    """The module users import fn from, where fn names the C module behind it
+    (operator.add says _operator, pickle.dumps _pickle): 2.7 has no such module."""
+    public = module.lstrip("_")
+    if public != module and public in sys.modules and _lookup(public, qualname) == _unwrap(fn):
+        return public
+    return module
 
 
 def _main_module_name(qualname: str) -> str:

@@ -207,7 +207,7 @@ class Group:
         """
         return self._each(self.hosts, lambda host: task(self._reach(host)))
 
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> GroupResult:
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> GroupResult:
         """fn(*args, **kwargs) on every host."""
         return self.each(lambda ctx: ctx.call(fn, *args, **kwargs))
 

@@ -273,7 +273,7 @@ class Connection(fabric.Connection):
         stock Fabric copies them too)."""
         return _PermissionBitsOnly(self).get(*args, **kwargs)
 
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run fn(*args, **kwargs) on the host (modules it needs are forwarded); return its value."""
         return self.transport_context().call(fn, *args, **kwargs)
 
