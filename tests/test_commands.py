@@ -393,6 +393,22 @@ def test_closing_the_router_hangs_up_on_a_command_still_running(tmp_path):
     assert "hung up" in str(errors[0])
 
 
+@pytest.mark.parametrize("end", ["shutdown", "close"])
+def test_a_started_command_still_running_is_hung_up_on_when_its_context_ends(tmp_path, end):
+    # The context left at once and the command ran on, reparented to init.
+    child = tmp_path / "child.pid"
+    router = transport.Router()
+    ctx = router.local(python=PY)
+    running = ctx.start(f"sh -c 'echo $$ > {child}; exec sleep 600'")
+    pid = int(written_text(child))
+    if end == "shutdown":
+        ctx.shutdown()
+    router.close()
+    assert wait_gone(pid), "the command outlived its context"
+    with pytest.raises(transport.TransportError):
+        running.wait()
+
+
 def test_check_raises_command_failed_with_the_result(target):
     with pytest.raises(transport.CommandFailed) as info:
         target.run("echo nope >&2; exit 4", check=True)

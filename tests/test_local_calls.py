@@ -537,6 +537,15 @@ def test_a_forked_controller_cannot_use_its_parents_contexts(ctx):
     assert "is a fork" in outcome and ctx.name in outcome
     assert ctx.call(pow, 2, 3) == 8  # the parent's context is unharmed
 
+    def connect():  # waited its whole connect_timeout, then "timed out"
+        try:
+            ctx.router.local(python="/usr/bin/python3", connect_timeout=20)
+            return "connected"
+        except transport.TransportError as e:
+            return str(e)
+
+    assert "is a fork of the one that made the router" in rf.in_a_fork(connect)
+
 
 def test_close_and_shutdown_in_a_fork_leave_the_parents_contexts_alone(router):
     ctx = router.local()
@@ -572,7 +581,7 @@ def test_calls_waiting_when_the_broker_stops_fail_instead_of_hanging(router):
         router.local()
 
 
-def test_waiting_on_the_routers_own_thread_is_refused_not_a_deadlock(ctx):
+def test_waiting_on_the_routers_own_thread_is_refused_not_a_deadlock(ctx, tmp_path):
     seen = []
 
     def on_done(future):
@@ -592,6 +601,17 @@ def test_waiting_on_the_routers_own_thread_is_refused_not_a_deadlock(ctx):
     assert "router's own thread" in ctx.call(rf.ask_caller, handle, [3])[0]
     connect = ctx.serve(lambda value: ctx.router.local(python="/usr/bin/python3").pid)
     assert "router's own thread" in ctx.call(rf.ask_caller, connect, [None])[0]
+    # Those that waited there froze every context: a get for its 120 s, a command's
+    # input and a group for ever.
+    get = ctx.serve(lambda value: ctx.get("/etc/hostname", value))
+    assert "router's own thread" in ctx.call(rf.ask_caller, get, [str(tmp_path / "got")])[0]
+    for end in ("write", "close_input"):
+        feed = ctx.serve(lambda value: getattr(ctx.start("cat >/dev/null"), value)(
+            *([b"x"] if value == "write" else [])))
+        assert "router's own thread" in ctx.call(rf.ask_caller, feed, [end])[0], end
+    group = ctx.serve(lambda value: transport.Group(ctx.router, [value]).call(pow, 2, 2))
+    assert "a group cannot run on the router's own thread" in ctx.call(
+        rf.ask_caller, group, ["web1.invalid"])[0]
     assert ctx.call(pow, 2, 3) == 8
 
 

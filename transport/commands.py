@@ -170,6 +170,7 @@ class _LiveInput:
                 while not self._ended and (
                         self._target_handle is None
                         or (self._in_flight and self._in_flight + len(chunk) > INPUT_WINDOW)):
+                    self._context._refuse_to_wait_here()  # only the broker's thread ends it
                     self._condition.wait()
                 if self._ended:
                     if not self._context.alive:  # not the command's end: its context's
@@ -184,6 +185,8 @@ class _LiveInput:
         with self._condition:
             if self._closed:
                 return
+            if not self._ended and self._target_handle is None:
+                self._context._refuse_to_wait_here()  # only the broker's thread ends the wait
             self._closed = True
             while not self._ended and self._target_handle is None:
                 self._condition.wait()

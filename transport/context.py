@@ -678,6 +678,7 @@ class Context:
         """Copy a file from the context to local_path, as put() does the other way."""
         from transport import files
 
+        self._refuse_to_wait_here()
         return files.get(self, remote_path, local_path, mode, preserve_mode)
 
     def forward_local(self, local_port: int, remote_port: int | None = None,

@@ -266,6 +266,9 @@ class Router:
         name = name or (f"{via.name}/{method.default_name()}" if via else method.default_name())
         if self._closed:
             raise ConnectError(name, "the router is closed")
+        if self._core.forked():
+            raise ConnectError(name, "this process is a fork of the one that made the router, "
+                                     "whose thread it does not have: make a Router here")
         if self._broker.in_broker_thread():
             raise ConnectError(name, "cannot connect from the router's own thread (a future's "
                                      "done-callback or a serve() function)")

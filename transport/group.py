@@ -16,6 +16,7 @@ import threading
 import time
 
 from transport.commands import CommandResult
+from transport.errors import TransportError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -186,6 +187,9 @@ class Group:
 
         if not hosts:
             return GroupResult()
+        if self.router._broker.in_broker_thread():  # its threads would wait on this one
+            raise TransportError("a group cannot run on the router's own thread (in a future's "
+                                 "done-callback or a serve() function): use another thread")
         from concurrent.futures import ThreadPoolExecutor  # a few ms to import: only when used
 
         pool = ThreadPoolExecutor(min(self.concurrency, len(hosts)),

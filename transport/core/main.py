@@ -106,9 +106,7 @@ class Target(object):
         # Orphans must not linger: leave now; children see end of file and follow, and
         # running commands are hung up on.
         _discard_transfers()
-        hang_up_running = _loaded('commands', 'hang_up_running')
-        if hang_up_running:
-            hang_up_running()
+        _hang_up_commands()
         exit_now(status)
 
     def _on_shutdown(self, msg):
@@ -158,12 +156,19 @@ class Target(object):
             (getattr(sys, 'exitfunc', 0) or sys.modules['atexit']._run_exitfuncs)()
         except BaseException:  # reported on stderr, as Python does
             pass
+        _hang_up_commands()  # those start() left running: nobody will read them now
         done = Event()
         self.stream.on_disconnect = lambda stream, reason: done.set()
         self.broker.defer(self.stream.close_when_flushed)
         done.wait(FLUSH_TIMEOUT)
         _discard_transfers()  # shut down while a transfer was under way
         exit_now(0)
+
+
+def _hang_up_commands():
+    hang_up_running = _loaded('commands', 'hang_up_running')
+    if hang_up_running:
+        hang_up_running()
 
 
 def _discard_transfers():
