@@ -106,7 +106,9 @@ class Target(object):
         # Orphans must not linger: leave now; children see end of file and follow, and
         # running commands are hung up on.
         _discard_transfers()
-        _hang_up_commands()
+        hang_up_running = _loaded('commands', 'hang_up_running')
+        if hang_up_running:
+            hang_up_running()
         exit_now(status)
 
     def _on_shutdown(self, msg):
@@ -156,19 +158,17 @@ class Target(object):
             (getattr(sys, 'exitfunc', 0) or sys.modules['atexit']._run_exitfuncs)()
         except BaseException:  # reported on stderr, as Python does
             pass
-        _hang_up_commands()  # those start() left running: nobody will read them now
+        # Commands started alongside the calls get the time a running call gets; the
+        # parent hangs up (end of file: _leave) on those that take longer.
+        wait_for_started = _loaded('commands', 'wait_for_started')
+        if wait_for_started:
+            wait_for_started()
         done = Event()
         self.stream.on_disconnect = lambda stream, reason: done.set()
         self.broker.defer(self.stream.close_when_flushed)
         done.wait(FLUSH_TIMEOUT)
         _discard_transfers()  # shut down while a transfer was under way
         exit_now(0)
-
-
-def _hang_up_commands():
-    hang_up_running = _loaded('commands', 'hang_up_running')
-    if hang_up_running:
-        hang_up_running()
 
 
 def _discard_transfers():
