@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -394,20 +395,24 @@ def test_closing_the_router_hangs_up_on_a_command_still_running(tmp_path):
 
 
 @pytest.mark.parametrize("end", ["shutdown", "close"])
-def test_a_started_command_still_running_is_hung_up_on_when_its_context_ends(tmp_path, end):
-    # The context left at once and the command ran on, reparented to init. (A command
-    # that ends in its time, as a SIGINT's trap does, is waited for: test_fabric's Ctrl-C.)
+def test_a_started_command_still_running_when_its_context_exits_is_left_running(tmp_path, end):
+    # As a disowned one (Fabric's disown=True, which stock leaves running on the host):
+    # the context exits at once, neither waiting for it nor hanging up on it.
     child = tmp_path / "child.pid"
     router = transport.Router()
     ctx = router.local(python=PY)
     running = ctx.start(f"sh -c 'echo $$ > {child}; exec sleep 600'")
     pid = int(written_text(child))
-    if end == "shutdown":
-        ctx.shutdown(timeout=0.5)  # the time it gets, as a running call would
-    router.close(timeout=0.5)
-    assert wait_gone(pid), "the command outlived its context"
-    with pytest.raises(transport.TransportError):
-        running.wait()
+    try:
+        if end == "shutdown":
+            ctx.shutdown()
+        router.close()
+        assert wait_gone(ctx.pid), "the context waited for the command"
+        os.kill(pid, 0)  # still there
+        with pytest.raises(transport.Disconnected):
+            running.wait()
+    finally:
+        os.kill(pid, signal.SIGKILL)
 
 
 def test_check_raises_command_failed_with_the_result(target):

@@ -64,8 +64,6 @@ _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 running = {}
 # Commands being started: for each, the signals sent meanwhile (it gets them once started).
 _starting = {}
-# The threads of the commands started alongside the calls (start()), until they end.
-_alongside = set()
 _lock = allocate_lock()
 STARTED = 0  # the stream number of the chunk that says a timed command has started
 EXITED = 3  # the stream number of the last message of a command run alongside: its reply
@@ -301,7 +299,6 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
     thread = threading.Thread(target=_finish_alongside, name='command %d' % proc.pid,
                               args=(proc, master, pump, feed, timeout, output))
     thread.daemon = True
-    _alongside.add(thread)
     thread.start()
     return 'started'
 
@@ -322,14 +319,6 @@ def _finish_alongside(proc, master, pump, feed, timeout, output):
     except BaseException:
         reply = dispatch.error_reply(sys.exc_info())
     output.send(EXITED, codec.encode(reply))
-    _alongside.discard(threading.current_thread())
-
-
-def wait_for_started():
-    """Wait until the commands started alongside the calls have ended: a context asked
-    to exit waits for them as for a call that runs one."""
-    for thread in list(_alongside):
-        thread.join()
 
 
 # A program the kernel will not run (ENOEXEC: a script without '#!') runs as a shell

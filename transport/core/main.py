@@ -158,11 +158,6 @@ class Target(object):
             (getattr(sys, 'exitfunc', 0) or sys.modules['atexit']._run_exitfuncs)()
         except BaseException:  # reported on stderr, as Python does
             pass
-        # Commands started alongside the calls get the time a running call gets; the
-        # parent hangs up (end of file: _leave) on those that take longer.
-        wait_for_started = _loaded('commands', 'wait_for_started')
-        if wait_for_started:
-            wait_for_started()
         done = Event()
         self.stream.on_disconnect = lambda stream, reason: done.set()
         self.broker.defer(self.stream.close_when_flushed)
