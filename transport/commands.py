@@ -30,6 +30,7 @@ from transport.errors import (
     MAX_REASON,
     Disconnected,
     ProtocolError,
+    RemoteError,
     Timeout,
     TransportError,
     shown,
@@ -491,7 +492,11 @@ class RunningCommand:
                     if event.is_dead:  # nothing more will come: nothing to hang up on
                         replied = ended = True
                         raise Disconnected(context.name, event.data.decode("utf-8", "replace"))
-                    value = reply_value(context.name, event.data)  # the exit status, or "timeout"
+                    try:
+                        value = reply_value(context.name, event.data)  # exit status, or "timeout"
+                    except RemoteError:  # it did not start (no such program): nothing follows
+                        replied = ended = True
+                        raise
                     replied = True
                     if self._input is None:  # else "started", and its end comes as EXITED
                         status, ended = value, True

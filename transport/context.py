@@ -376,6 +376,7 @@ class Context:
         # Module pushes are decided and sent under one lock, so a message another thread
         # sends after a push can never overtake it on the stream.
         self._push_lock = compat.allocate_lock()
+        self._connector: Future | None = None  # its local forwards' service (see tunnels)
 
     def __repr__(self) -> str:
         return f"<Context {self.name!r} id={self.context_id} python={self.python_version}>"

@@ -123,6 +123,7 @@ class Router:
         self._contexts: dict[int, Context] = {}
         self._connections: dict[int, Connection] = {}
         self._lost_early: dict[int, str] = {}
+        self._connecting: set[int] = set()  # the ids of the contexts being connected
         self._drops: dict[int | None, int] = {}  # refused messages per child stream
         self._starting: set[Any] = set()  # methods connecting on a caller's thread (paramiko)
         self._closed = False
@@ -283,57 +284,64 @@ class Router:
         bootstrap = build()
         payload, fallback = bootstrap.payloads(byte_code)
         context_id = next(self._ids)
-        options = method.options()
-        if fallback is not None:
-            options["fallback"] = fallback
-        if pipe_size:
-            options["pipe_size"] = pipe_size
-        if hasattr(method, "start_process"):  # connects in-process (paramiko), here and now
-            with self._lock:
-                self._starting.add(method)
-            try:
-                if self._closed:
-                    method.abandon()
-                options["process"] = method.start_process(bootstrap, name)
-            finally:
-                with self._lock:
-                    self._starting.discard(method)
-        try:
-            if via is None:
-                outcome = self._connect_here(context_id, method.argv(bootstrap), payload,
-                                             name, connect_timeout, options)
-            else:
-                outcome = self._connect_via(via, context_id, method.argv(bootstrap), payload,
-                                            name, connect_timeout, options)
-        except BaseException:  # interrupted (Ctrl-C) while connecting: nobody will use it
-            self._abandon(context_id)
-            raise
-        if "error" in outcome:
-            with self._lock:
-                self._connections.pop(context_id, None)
-            self._broker.defer(self._core.remove_route, context_id)
-            raise method.connect_error(name, *outcome["error"])
-        if not _valid_hello(outcome["info"]):
-            self._abandon(context_id)
-            raise ConnectError(name, "the target's hello is malformed (not this transport's core?)")
-        tag = outcome["info"].get("byte_code_tag")
-        if not this_interpreter and tag != known_tag:
-            remember_tag(target_key, tag)
-        context = Context(self, context_id, name, method.host, outcome["info"], via=via)
-        if context.python_version.startswith("2."):
-            self._modules.python2.add(context_id)
-        if tag == byte_code_tag() and self.forward_byte_code:
-            self._modules.byte_code.add(context_id)
         with self._lock:
-            self._contexts[context_id] = context
-            lost = self._lost_early.pop(context_id, None)
-        if lost is not None:
-            context._lost(lost)
-        else:
-            _relay_stderr(context)
-        log.info("transport", "%s: connected, pid %d, Python %s", name, context.pid,
-                 context.python_version)
-        return context
+            self._connecting.add(context_id)  # a loss reported meanwhile is kept for it
+        try:
+            options = method.options()
+            if fallback is not None:
+                options["fallback"] = fallback
+            if pipe_size:
+                options["pipe_size"] = pipe_size
+            if hasattr(method, "start_process"):  # connects in-process (paramiko), here and now
+                with self._lock:
+                    self._starting.add(method)
+                try:
+                    if self._closed:
+                        method.abandon()
+                    options["process"] = method.start_process(bootstrap, name)
+                finally:
+                    with self._lock:
+                        self._starting.discard(method)
+            try:
+                if via is None:
+                    outcome = self._connect_here(context_id, method.argv(bootstrap), payload,
+                                                 name, connect_timeout, options)
+                else:
+                    outcome = self._connect_via(via, context_id, method.argv(bootstrap), payload,
+                                                name, connect_timeout, options)
+            except BaseException:  # interrupted (Ctrl-C) while connecting: nobody will use it
+                self._abandon(context_id)
+                raise
+            if "error" in outcome:
+                with self._lock:
+                    self._connections.pop(context_id, None)
+                self._broker.defer(self._core.remove_route, context_id)
+                raise method.connect_error(name, *outcome["error"])
+            if not _valid_hello(outcome["info"]):
+                self._abandon(context_id)
+                raise ConnectError(name, "the target's hello is malformed (not this transport's core?)")
+            tag = outcome["info"].get("byte_code_tag")
+            if not this_interpreter and tag != known_tag:
+                remember_tag(target_key, tag)
+            context = Context(self, context_id, name, method.host, outcome["info"], via=via)
+            if context.python_version.startswith("2."):
+                self._modules.python2.add(context_id)
+            if tag == byte_code_tag() and self.forward_byte_code:
+                self._modules.byte_code.add(context_id)
+            with self._lock:
+                self._contexts[context_id] = context
+                lost = self._lost_early.pop(context_id, None)
+            if lost is not None:
+                context._lost(lost)
+            else:
+                _relay_stderr(context)
+            log.info("transport", "%s: connected, pid %d, Python %s", name, context.pid,
+                     context.python_version)
+            return context
+        finally:
+            with self._lock:
+                self._connecting.discard(context_id)
+                self._lost_early.pop(context_id, None)
 
     def _connect_here(self, context_id: int, argv: list[str], payload: tuple[str, bytes],
                       name: str, connect_timeout: float, options: dict[str, Any]) -> dict[str, Any]:
@@ -415,7 +423,7 @@ class Router:
         with self._lock:
             context = self._contexts.pop(context_id, None)
             self._connections.pop(context_id, None)
-            if context is None:
+            if context is None and context_id in self._connecting:
                 self._lost_early[context_id] = reason
         if context is not None:
             context._lost_as = reason

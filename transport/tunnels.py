@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 from transport.context import is_handle
@@ -39,16 +38,17 @@ MAX_TUNNELS = 256
 CONNECT_GRACE = 10.0  # how much longer than its own connect timeout the target may take
 
 # Each context's connect service, asked for by its first local forward without waiting
-# (a forward listens at once; only connections made before the answer wait for it).
-_connectors: weakref.WeakKeyDictionary[Context, Future] = weakref.WeakKeyDictionary()
+# (a forward listens at once; only connections made before the answer wait for it). It
+# is kept on the context (whose future refers back to it: a weak dictionary's key would
+# never go).
 _connectors_lock = threading.Lock()
 
 
 def _connector_of(context: Context) -> Future:
     with _connectors_lock:
-        future = _connectors.get(context)
+        future = context._connector
         if future is None:
-            future = _connectors[context] = context.call_async(tunnels.connector)
+            future = context._connector = context.call_async(tunnels.connector)
         return future
 
 

@@ -50,6 +50,7 @@ class Timer(object):
 
     def cancel(self):
         self.cancelled = True
+        self.fn = self.args = None  # what it would have called goes now, not at its time
 
 
 class Broker(object):
