@@ -415,6 +415,14 @@ def test_a_started_command_still_running_when_its_context_exits_is_left_running(
         os.kill(pid, signal.SIGKILL)
 
 
+def test_a_hang_up_right_after_start_reaches_the_command(target):
+    # Sent before the target had begun to start it, the signal was dropped there and
+    # the command ran its whole course.
+    running = target.start("sleep 20")
+    running.hang_up()
+    assert running.wait().exit_code == -signal.SIGHUP
+
+
 def test_check_raises_command_failed_with_the_result(target):
     with pytest.raises(transport.CommandFailed) as info:
         target.run("echo nope >&2; exit 4", check=True)

@@ -324,6 +324,11 @@ class RunningCommand:
         self._received = self._acknowledged = 0  # bytes of output messages
         self._ack_handle: int | None = None  # the target's, once it asks for acknowledgements
         self._event_lock = threading.Lock()
+        # A start()ed command's call has replied (it started, or failed to); a hang-up
+        # asked for before that waits for it: the target drops a signal for a command it
+        # has not begun to start.
+        self._replied = False
+        self._early_hang_up = False
         self._output_handle = core.add_stream_handler(self._on_event, context.context_id)
         self._input = _LiveInput(context) if live else None
         self._input_handle = None
@@ -349,6 +354,11 @@ class RunningCommand:
     def _on_reply(self, msg: Message) -> None:
         if self._input is not None:
             self._input.replied()
+            with self._event_lock:
+                self._replied = True
+                early, self._early_hang_up = self._early_hang_up, False
+            if early:
+                self._send_hang_up()
         self._on_event(msg)
 
     def _on_event(self, msg: Message) -> None:
@@ -443,6 +453,13 @@ class RunningCommand:
         its process group (nothing once it has ended); wait() returns at its end."""
         if not self.context.alive:
             return
+        with self._event_lock:
+            if self._input is not None and not self._replied:
+                self._early_hang_up = True  # sent once the target has started it
+                return
+        self._send_hang_up()
+
+    def _send_hang_up(self) -> None:
         self.context.router._core.send(Message(
             self.context.context_id, CONTROLLER_ID, SIGNAL_COMMANDS,
             codec.encode((HANG_UP, self._output_handle))))
