@@ -423,6 +423,44 @@ def test_a_hang_up_right_after_start_reaches_the_command(target):
     assert running.wait().exit_code == -signal.SIGHUP
 
 
+RUN_INTERRUPTED_WHILE_QUEUED = """
+import os, signal, sys, transport
+sys.path.insert(0, os.getcwd())
+from tests import remote_functions as rf
+marker = sys.argv[1]
+router = transport.Router()
+ctx = router.local(python="/usr/bin/python3")
+ctx.run("true")
+slow = ctx.call_async(rf.sleep_then_return, 1, "slow")  # the run's call waits behind it
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+signal.signal(signal.SIGALRM, interrupt)
+signal.setitimer(signal.ITIMER_REAL, 0.3)
+try:
+    ctx.run("sleep 5; touch " + marker)
+except KeyboardInterrupt:
+    print("interrupted")
+print(slow.result(timeout=30))
+ctx.call(pow, 2, 2)  # runs after the command's call
+print("ran" if os.path.exists(marker) else "hung up")
+router.close()
+"""
+
+
+def test_a_run_interrupted_while_its_call_waits_is_hung_up_on_once_it_starts(tmp_path):
+    # The hang-up reached the target before the command's call began, found nothing and
+    # was dropped: the command then ran its whole course, holding the context.
+    import subprocess
+    import sys
+
+    marker = tmp_path / "ran"
+    result = subprocess.run([sys.executable, "-c", RUN_INTERRUPTED_WHILE_QUEUED, str(marker)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.stdout == "interrupted\nslow\nhung up\n", result.stderr
+
+
 def test_check_raises_command_failed_with_the_result(target):
     with pytest.raises(transport.CommandFailed) as info:
         target.run("echo nope >&2; exit 4", check=True)

@@ -64,6 +64,11 @@ _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 running = {}
 # Commands being started: for each, the signals sent meanwhile (it gets them once started).
 _starting = {}
+# Signals sent to one command (by its caller's output handle) before its call began here
+# (it waited behind another call): it gets them once started. The last EARLY_KEPT only
+# (one sent to a command that had just ended stays unclaimed).
+_early = collections.OrderedDict()
+EARLY_KEPT = 64
 _lock = allocate_lock()
 STARTED = 0  # the stream number of the chunk that says a timed command has started
 EXITED = 3  # the stream number of the last message of a command run alongside: its reply
@@ -285,7 +290,7 @@ def run(cmd, shell, env, cwd, stdin_data, timeout, output_handle, use_pty=False,
     _sane_signals()
     token = object()
     with _lock:
-        _starting[token] = (output_handle, [])
+        _starting[token] = (output_handle, _early.pop(output_handle, []))
     proc = None
     live = input_handle is not None
     try:
@@ -385,9 +390,13 @@ def signal_running(value):
         return
     with _lock:
         groups = [group for group, handle in running.items() if only in (None, handle)]
-        for handle, signals in _starting.values():
-            if only in (None, handle):
-                signals.append(signum)
+        starting = [signals for handle, signals in _starting.values() if only in (None, handle)]
+        for signals in starting:
+            signals.append(signum)
+        if isinstance(only, integer_types) and not groups and not starting:
+            _early.setdefault(only, []).append(signum)
+            while len(_early) > EARLY_KEPT:
+                _early.popitem(last=False)
     for group in groups:
         _signal(group, signum)
 
