@@ -362,6 +362,24 @@ def test_a_package_for_newer_pythons_is_named_with_the_version_it_requires(tmp_p
         assert router.local(python=find_interpreters()["3.13"]).call(impl.ok) == 1
 
 
+def test_a_forwarded_package_reading_its_own_version_fails_with_a_hint_saying_why(tmp_path):
+    # The hint was that of a module whose top-level code imports what the target lacks.
+    files = {
+        "mdpkg/__init__.py": ("from importlib.metadata import version\n"
+                              "__version__ = version('mdpkg')\n\ndef f():\n    return __version__\n"),
+        **_dist_info("mdpkg", "1.0", ">=3.8", "mdpkg"),
+    }
+    with importable_tree(tmp_path, files, "mdpkg"), transport.Router() as router:
+        import mdpkg
+
+        assert mdpkg.f() == "1.0"
+        with pytest.raises(transport.RemoteError) as info:
+            router.local(python="/usr/bin/python3").call(mdpkg.f)
+        assert info.value.remote_type == "importlib.metadata.PackageNotFoundError"
+        assert info.value.hint.startswith("packages the target imports from the controller "
+                                          "come without their distribution's metadata")
+
+
 @pytest.mark.parametrize("version, requires, met", [
     ((3, 9, 18), ">=3.10", False), ((3, 10, 0), ">=3.10", True), ((3, 9, 0), "<=3.9", True),
     ((3, 9, 18), "<=3.9", False), ((2, 7, 18), "!=3.0.*,!=3.1.*,>=2.7", True),

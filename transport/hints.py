@@ -52,9 +52,19 @@ def _for_call(remote_type: str, message: str, remote_traceback: str, target_vers
               called: Iterable[str]) -> str:
     frames = _frames(remote_traceback)
     return (import_error_hint(remote_type, message)
+            or metadata_hint(remote_type)
             or requires_python_hint(frames, target_version)
             or own_copy_hint(remote_type, message, frames, called)
             or module_code_hint(frames, called))
+
+
+def metadata_hint(remote_type: str) -> str:
+    """Why importlib.metadata found no distribution: forwarded packages come without one."""
+    if remote_type.rpartition(".")[2] != "PackageNotFoundError":  # (or importlib_metadata's)
+        return ""
+    return ("packages the target imports from the controller come without their "
+            "distribution's metadata, which importlib.metadata reads: install the "
+            "package on the target, or give your own package its version as a constant")
 
 
 def import_error_hint(remote_type: str, message: str) -> str:
