@@ -269,6 +269,28 @@ def _parent_of(pid: int) -> int:
         return int(f.read().rpartition(") ")[2].split()[1])
 
 
+def test_contexts_sharing_an_ssh_master_outlive_the_context_that_started_it(router, sshd):
+    # ControlMaster auto without ControlPersist (an operator's ~/.ssh/config): the first
+    # context's ssh became the master of the others', and was killed (REAP_PATIENCE after
+    # its interpreter exited) while serving them; an interactive ssh through it too.
+    from tests.support.processes import wait_gone
+
+    control = tempfile.mkdtemp(prefix="tp-cm-")  # a socket's path must be short
+    try:
+        options = {**sshd.ssh_options(), "ControlMaster": "auto",
+                   "ControlPath": os.path.join(control, "%C")}
+        first, second = (router.ssh("127.0.0.1", port=sshd.port, user="tp-plain",
+                                    python="/usr/bin/python3", ssh_options=options)
+                         for _ in range(2))
+        first_ssh = router._connections[first.context_id].process.pid
+        first.shutdown()
+        assert wait_gone(first_ssh)
+        assert second.call(pow, 2, 2) == 4
+    finally:
+        router.close()
+        shutil.rmtree(control, ignore_errors=True)
+
+
 def test_an_interpreter_killed_there_is_not_only_sshs_status_255(router, sshd, backend):
     # ssh says nothing, and exits with the status it has for a lost connection too (root's
     # login shell, bash, execs the interpreter; dash, tp-plain's, waits and says "Killed").

@@ -8,7 +8,11 @@ asks for compression (ssh's compression caps incompressible data at about
 30 MiB/s), and ServerAliveInterval=15 with ServerAliveCountMax=3 (a host that
 stops answering, powered off or cut off, fails its calls within 45-60 s instead
 of the two hours TCP would take). Host-key checking follows the user's ssh
-config unless check_host_keys says otherwise.
+config unless check_host_keys says otherwise. ControlPersist=1 (it matters only
+where the config turns ControlMaster on): a master our ssh starts runs in the
+background, not as our ssh itself, so the other sessions it serves (other
+contexts, an operator's own ssh) outlive our context, and it leaves one second
+after its last; an existing master is used as ssh uses it.
 
 With a login password or a key's passphrase, BatchMode is off and ssh asks for
 them through SSH_ASKPASS: a small script (askpass_script) that writes our prompt
@@ -124,7 +128,8 @@ class SshMethod:
     def client_options(self) -> dict[str, str]:
         options = {"BatchMode": "yes", "ConnectTimeout": str(max(1, int(self.connect_timeout))),
                    "Compression": "yes" if self.compression else "no",
-                   "ServerAliveInterval": "15", "ServerAliveCountMax": "3"}
+                   "ServerAliveInterval": "15", "ServerAliveCountMax": "3",
+                   "ControlPersist": "1"}
         options.update(HOST_KEY_POLICIES.get(self.check_host_keys or "", {}))
         options.update(self.ssh_options)
         if self._asks:  # a secret given is meant to be used
