@@ -291,6 +291,22 @@ def test_contexts_sharing_an_ssh_master_outlive_the_context_that_started_it(rout
         shutil.rmtree(control, ignore_errors=True)
 
 
+def test_ssh_debug_output_neither_muddles_an_error_nor_ends_log_lines_with_a_mark(
+        router, sshd, caplog):
+    # LogLevel DEBUG in an operator's config: the error quoted a debug line (and ~80 more),
+    # and each line ssh wrote (ending \r\n) was logged with a '?' at its end.
+    import logging
+
+    caplog.set_level(logging.INFO, logger="transport.stderr")
+    with pytest.raises(transport.ConnectError) as info:
+        router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", python="/nonexistent/python3",
+                   ssh_options={**sshd.ssh_options(), "LogLevel": "DEBUG"})
+    assert "debug1" not in str(info.value) and "/nonexistent/python3" in str(info.value)
+    logged = [r.getMessage() for r in caplog.records if r.name == "transport.stderr"]
+    assert any("debug1: " in line for line in logged)
+    assert not [line for line in logged if line.endswith("?")]
+
+
 def test_an_interpreter_killed_there_is_not_only_sshs_status_255(router, sshd, backend):
     # ssh says nothing, and exits with the status it has for a lost connection too (root's
     # login shell, bash, execs the interpreter; dash, tp-plain's, waits and says "Killed").

@@ -433,7 +433,8 @@ class Router:
 
     def _on_stderr(self, connection: Connection, line: str) -> None:
         # No escape sequence a target writes reaches the operator's terminal.
-        log.info("transport.stderr", "%s: %s", connection.name, shown(line))
+        # (ssh ends its lines with \r\n: the \r is part of the line end, not a '?')
+        log.info("transport.stderr", "%s: %s", connection.name, shown(line.removesuffix("\r")))
 
     def _on_drop(self, msg: Message, reason: str) -> None:
         if reason.startswith(NO_ROUTE) or (reason.startswith(NO_HANDLER)

@@ -54,6 +54,7 @@ HOST_KEY_FAILED = "Host key verification failed"
 # Lines that say why a login or a connection failed, printed before the failure itself:
 # a key file ssh could not use, a ProxyCommand's program the shell did not find.
 CAUSES = ("Identity file", "Load key", "not found", "No such file or directory")
+DEBUG_PREFIXES = ("debug1: ", "debug2: ", "debug3: ")
 # What ssh says of a known key that differs: its warning, the known_hosts line, the rule.
 HOST_KEY_CHANGED = ("REMOTE HOST IDENTIFICATION HAS CHANGED", "Offending ",
                     "has changed and you have requested strict checking")
@@ -199,7 +200,11 @@ class SshMethod:
         return options
 
     def connect_error(self, name: str, reason: str, details: dict[str, Any]) -> ConnectError:
-        stderr = details.get("stderr") or ""
+        # ssh's debug lines (LogLevel DEBUG in a config) explain nothing and name causes
+        # that are none ("No such file or directory" of a known_hosts file it skipped).
+        stderr = "\n".join(line for line in (details.get("stderr") or "").splitlines()
+                           if not line.startswith(DEBUG_PREFIXES))
+        details = {**details, "stderr": stderr}
         ssh_lines = [line for line in stderr.splitlines() if line.strip()]
         if details.get("auth"):  # ssh asked for the password again
             said = _last(ssh_lines, AUTH_REFUSED) if ssh_lines else ""
