@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -305,6 +306,39 @@ def test_ssh_debug_output_neither_muddles_an_error_nor_ends_log_lines_with_a_mar
     logged = [r.getMessage() for r in caplog.records if r.name == "transport.stderr"]
     assert any("debug1: " in line for line in logged)
     assert not [line for line in logged if line.endswith("?")]
+
+
+LINGERING_SSH = """
+import json, sys, transport
+port, options, marker = int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+router = transport.Router()
+try:  # SessionType none: ssh logs in, runs nothing and never exits
+    router.ssh("127.0.0.1", port=port, user="tp-plain", python="/usr/bin/python3",
+               ssh_options={**options, "SessionType": "none", "SetEnv": marker})
+except transport.ConnectError as e:
+    print("refused")
+router.close()
+"""
+
+
+def test_a_program_that_closes_its_router_and_ends_leaves_no_ssh_running(sshd):
+    # The ssh still running at the close was handed to a daemon thread that kills it two
+    # seconds later: a program ending sooner (the CLI) left it running for ever.
+    import uuid
+
+    from tests.support.processes import wait_gone
+
+    marker = f"TP_MARK={uuid.uuid4().hex}"
+    result = subprocess.run([sys.executable, "-c", LINGERING_SSH, str(sshd.port),
+                             json.dumps(sshd.ssh_options()), marker],
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout == "refused\n", result.stderr
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+    try:
+        assert all(wait_gone(int(pid), limit=5) for pid in left), "ssh left running"
+    finally:
+        for pid in left:
+            subprocess.run(["kill", "-9", pid], capture_output=True)
 
 
 def test_an_interpreter_killed_there_is_not_only_sshs_status_255(router, sshd, backend):

@@ -687,12 +687,28 @@ def reap_remaining(broker, patience):
         if connection.process.poll() is None:
             running.append(connection.process)
     if running:
+        if not _reaping:
+            import atexit
+            atexit.register(_kill_reaping)
+        _reaping.update(running)
         start_daemon_thread(lambda: _reap(running, patience), 'transport-reaper')
+
+
+# Processes a reaper thread waits for: killed if this interpreter exits first (a
+# program that closes its router and ends at once), as a daemon thread is not waited for.
+_reaping = set()
+
+
+def _kill_reaping():
+    for process in list(_reaping):
+        if process.poll() is None:
+            process.kill()
 
 
 def _reap(processes, patience):
     import time
 
+    watched = processes
     kill_at = monotonic() + patience
     give_up_at = kill_at + 5.0  # then stop looking (a process stuck in the kernel)
     pause = 0.001
@@ -704,3 +720,4 @@ def _reap(processes, patience):
             kill_at = None
             for process in processes:
                 process.kill()
+    _reaping.difference_update(watched)
