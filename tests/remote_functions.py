@@ -519,7 +519,7 @@ def write_escapes_and_fake_lines():
     that reads like the controller's own."""
     import logging
     import os
-    os.write(2, b'innocent \x1b]0;retitled\x07\x1b[2J\x1b[31mred\r\n')
+    os.write(2, b'innocent \x1b]0;retitled\x07\x1b[2J\x1b[31mred\rover\r\n')
     logging.getLogger('app').error('first\n\x1b[2Jtransport: web2: connected')
     return True
 

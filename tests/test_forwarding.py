@@ -377,7 +377,8 @@ def test_a_forwarded_package_reading_its_own_version_fails_with_a_hint_saying_wh
             router.local(python="/usr/bin/python3").call(mdpkg.f)
         assert info.value.remote_type == "importlib.metadata.PackageNotFoundError"
         assert info.value.hint.startswith("packages the target imports from the controller "
-                                          "come without their distribution's metadata")
+                                          "come without their distribution's metadata, which "
+                                          "importlib.metadata reads (here mdpkg's)")
 
 
 @pytest.mark.parametrize("version, requires, met", [

@@ -172,7 +172,8 @@ def test_a_targets_stderr_and_log_records_reach_the_log_without_escape_sequences
 
     ctx = router.local(python=sys.executable, name="scribbler")
     ctx.forward_logging()
-    expected = "scribbler: innocent ?]0;retitled??[2J?[31mred?"
+    # (a \r that would write over the line shows; one that ends it, before \n, is its end)
+    expected = "scribbler: innocent ?]0;retitled??[2J?[31mred?over"
     with caplog.at_level(logging.INFO):
         assert ctx.call(hostile.write_escapes_and_fake_lines)
         deadline = time.monotonic() + 10  # its stderr and the reply come apart

@@ -51,20 +51,36 @@ def for_call(remote_type: str, message: str, remote_traceback: str, target_versi
 def _for_call(remote_type: str, message: str, remote_traceback: str, target_version: str,
               called: Iterable[str]) -> str:
     frames = _frames(remote_traceback)
+    called = list(called)
+    metadata = metadata_hint(remote_type, message)
+    # Read by a called module's own package, the missing metadata is the cause; read by
+    # a package that a called module's top level imports (a fabfile's fabric, whose
+    # paramiko reads its version), that import is.
+    own = metadata and _distribution(message) in {_distribution(n.partition(".")[0])
+                                                  for n in called}
     return (import_error_hint(remote_type, message)
-            or metadata_hint(remote_type)
+            or (metadata if own else "")
             or requires_python_hint(frames, target_version)
             or own_copy_hint(remote_type, message, frames, called)
-            or module_code_hint(frames, called))
+            or module_code_hint(frames, called)
+            or metadata)
 
 
-def metadata_hint(remote_type: str) -> str:
+def metadata_hint(remote_type: str, message: str) -> str:
     """Why importlib.metadata found no distribution: forwarded packages come without one."""
     if remote_type.rpartition(".")[2] != "PackageNotFoundError":  # (or importlib_metadata's)
         return ""
-    return ("packages the target imports from the controller come without their "
-            "distribution's metadata, which importlib.metadata reads: install the "
-            "package on the target, or give your own package its version as a constant")
+    return (f"packages the target imports from the controller come without their "
+            f"distribution's metadata, which importlib.metadata reads (here "
+            f"{_distribution(message)}'s): install the package on the target, or give your "
+            f"own package its version as a constant")
+
+
+def _distribution(text: str) -> str:
+    """A distribution's name as PackageNotFoundError's message gives it ("No package
+    metadata was found for X"), or a module's, normalized to compare them."""
+    name = text.rpartition(" for ")[2] if " " in text else text
+    return name.strip().strip("'\"").lower().replace("-", "_").replace(".", "_")
 
 
 def import_error_hint(remote_type: str, message: str) -> str:
