@@ -325,8 +325,9 @@ class RunningCommand:
         self._ack_handle: int | None = None  # the target's, once it asks for acknowledgements
         self._event_lock = threading.Lock()
         # A start()ed command's call has replied (it started, or failed to); a hang-up
-        # asked for before that waits for it: the target drops a signal for a command it
-        # has not begun to start.
+        # asked for before that waits for it: a target keeps a signal for a command it
+        # has not begun only once its commands module is loaded, which a context's first
+        # command finds it is not.
         self._replied = False
         self._early_hang_up = False
         self._output_handle = core.add_stream_handler(self._on_event, context.context_id)

@@ -122,8 +122,8 @@ class Router:
         self._lock = compat.allocate_lock()
         self._contexts: dict[int, Context] = {}
         self._connections: dict[int, Connection] = {}
-        self._lost_early: dict[int, str] = {}
-        self._connecting: set[int] = set()  # the ids of the contexts being connected
+        # The contexts being connected, with the reason of a loss reported meanwhile.
+        self._lost_early: dict[int, str | None] = {}
         self._drops: dict[int | None, int] = {}  # refused messages per child stream
         self._starting: set[Any] = set()  # methods connecting on a caller's thread (paramiko)
         self._closed = False
@@ -285,7 +285,7 @@ class Router:
         payload, fallback = bootstrap.payloads(byte_code)
         context_id = next(self._ids)
         with self._lock:
-            self._connecting.add(context_id)  # a loss reported meanwhile is kept for it
+            self._lost_early[context_id] = None
         try:
             options = method.options()
             if fallback is not None:
@@ -340,7 +340,6 @@ class Router:
             return context
         finally:
             with self._lock:
-                self._connecting.discard(context_id)
                 self._lost_early.pop(context_id, None)
 
     def _connect_here(self, context_id: int, argv: list[str], payload: tuple[str, bytes],
@@ -423,7 +422,7 @@ class Router:
         with self._lock:
             context = self._contexts.pop(context_id, None)
             self._connections.pop(context_id, None)
-            if context is None and context_id in self._connecting:
+            if context is None and context_id in self._lost_early:
                 self._lost_early[context_id] = reason
         if context is not None:
             context._lost_as = reason

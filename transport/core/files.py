@@ -228,8 +228,8 @@ def _write_in_place(temporary, path, mode):
         fcntl.fcntl(out, fcntl.F_SETFL, fcntl.fcntl(out, fcntl.F_GETFL) & ~os.O_NONBLOCK)
         st = os.fstat(out)
         regular = stat.S_ISREG(st.st_mode)
-        source = _open_to_read(temporary)
-        size = os.fstat(source.fileno()).st_size
+        nameless = _nameless.get(temporary)
+        size = os.fstat(nameless).st_size if nameless is not None else os.path.getsize(temporary)
         if regular:  # a device or a pipe keeps its mode and cannot be truncated
             if size > st.st_size and hasattr(os, 'posix_fallocate'):
                 try:
@@ -245,7 +245,7 @@ def _write_in_place(temporary, path, mode):
                     if e.errno != errno.EPERM:
                         raise
         try:  # over the old content, then cut what is left of it
-            with source:
+            with _open_to_read(temporary) as source:
                 while True:
                     chunk = source.read(CHUNK)
                     if not chunk:

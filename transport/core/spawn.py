@@ -11,6 +11,7 @@ controller, which then shuts its contexts down in order.
 """
 from __future__ import absolute_import
 
+import atexit
 import errno
 import fcntl
 import os
@@ -687,9 +688,6 @@ def reap_remaining(broker, patience):
         if connection.process.poll() is None:
             running.append(connection.process)
     if running:
-        if not _reaping:
-            import atexit
-            atexit.register(_kill_reaping)
         _reaping.update(running)
         start_daemon_thread(lambda: _reap(running, patience), 'transport-reaper')
 
@@ -703,6 +701,9 @@ def _kill_reaping():
     for process in list(_reaping):
         if process.poll() is None:
             process.kill()
+
+
+atexit.register(_kill_reaping)
 
 
 def _reap(processes, patience):
