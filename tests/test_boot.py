@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -295,3 +296,32 @@ def test_call_on_every_interpreter(router, label):
     stat = ctx.call(os.stat, "/")
     assert stat.st_size == os.stat("/").st_size and stat.st_mtime == os.stat("/").st_mtime
     assert ctx.call(rf.echo, stat) == [[stat], {}] and ctx.call(rf.echo, stat)[0][0].st_mode
+
+
+def _stderr_relay_of(pid: int) -> int:
+    """The process that reads the pipe on target pid's fd 1 (its stderr relay), once it
+    has set itself up (it takes the pipe as its fd 0 last)."""
+    pipe = os.readlink(f"/proc/{pid}/fd/1")
+    assert pipe.startswith("pipe:"), pipe
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != pid:
+                try:
+                    if os.readlink(f"/proc/{entry}/fd/0") == pipe:
+                        return int(entry)
+                except OSError:
+                    pass
+        time.sleep(0.05)
+    raise AssertionError(f"no process reads the stderr pipe of {pid}")
+
+
+@pytest.mark.parametrize("label", sorted(INTERPRETERS))
+def test_the_stderr_relay_ignores_interrupts_and_hang_ups(router, label):
+    # (It takes the C signal module where there is one: signal.py's enum costs every boot.)
+    ctx = router.local(python=INTERPRETERS[label])
+    relay = _stderr_relay_of(ctx.call(os.getpid))
+    with open(f"/proc/{relay}/status") as f:
+        ignored = int(next(line for line in f if line.startswith("SigIgn:")).split()[1], 16)
+    for signum in (signal.SIGINT, signal.SIGHUP):
+        assert ignored & (1 << (signum - 1)), f"the relay does not ignore {signum.name}"
