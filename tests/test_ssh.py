@@ -222,6 +222,65 @@ def test_an_unknown_or_changed_host_key_is_a_host_key_error(router, sshd, backen
             if backend == "openssh" else "known as SHA256:" in str(info.value))
 
 
+def _key_line(tmp_path, names: str) -> str:
+    """A known_hosts line giving names a key of a host that does not exist."""
+    path = tmp_path / f"key-{len(list(tmp_path.glob('key-*')))}"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return names + " " + " ".join(path.with_suffix(".pub").read_text().split()[:2]) + "\n"
+
+
+def test_accept_new_adds_a_line_and_keeps_the_rest_of_the_file(router, sshd, tmp_path, backend):
+    # paramiko's own accept-new rewrote the whole file from what it had parsed: comments,
+    # markers, keys of types it does not know and the grouping of names were lost.
+    known_hosts = tmp_path / "known_hosts"
+    kept = ("# the web fleet\n"
+            + _key_line(tmp_path, "web1.example.com,10.0.0.1")
+            + "@cert-authority *.example.com " + _key_line(tmp_path, "").lstrip()
+            + "old.example.com sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t\n"
+            + "@revoked " + _key_line(tmp_path, "*"))
+    known_hosts.write_text(kept)
+    options = {**sshd.ssh_options(), "UserKnownHostsFile": str(known_hosts),
+               "StrictHostKeyChecking": "accept-new"}
+    assert router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
+                      python="/usr/bin/python3", backend=backend).call(pow, 2, 2) == 4
+    text = known_hosts.read_text()
+    assert text.startswith(kept) and len(text.splitlines()) > len(kept.splitlines()), text
+    options["StrictHostKeyChecking"] = "yes"  # the key it added is known from now on
+    assert router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
+                      python="/usr/bin/python3", backend=backend).call(pow, 2, 3) == 8
+
+
+def test_hashed_names_in_known_hosts_are_matched(router, sshd, tmp_path, backend):
+    known_hosts = tmp_path / "known_hosts"
+    others = "".join(_key_line(tmp_path, f"host{i}.example.com") for i in range(3))
+    known_hosts.write_text(others + sshd.known_hosts.read_text())
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(known_hosts)], check=True,
+                   capture_output=True)
+    assert "127.0.0.1" not in known_hosts.read_text()
+    options = {**sshd.ssh_options(), "UserKnownHostsFile": str(known_hosts)}
+    assert router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
+                      python="/usr/bin/python3", backend=backend).call(pow, 2, 2) == 4
+
+
+def test_hosts_accepted_at_once_are_all_kept(router, sshd, tmp_path, backend):
+    # Each of paramiko's saves truncated the file and wrote what its connection knew.
+    known_hosts = tmp_path / "known_hosts"
+    options = {**sshd.ssh_options(), "UserKnownHostsFile": str(known_hosts),
+               "StrictHostKeyChecking": "accept-new"}
+    hosts = [f"tp-plain@{address}:{sshd.port}" for address in sshd.addresses]
+    group = transport.Group(router, hosts, ssh_options=options, python="/usr/bin/python3",
+                            backend=backend)
+    assert not group.call(pow, 2, 2).failed
+    for address in sshd.addresses:  # (OpenSSH hashes the names it adds, as configured here)
+        found = subprocess.run(["ssh-keygen", "-F", f"[{address}]:{sshd.port}", "-f",
+                                str(known_hosts)], capture_output=True, text=True)
+        assert found.returncode == 0, known_hosts.read_text()
+    options["StrictHostKeyChecking"] = "yes"
+    group = transport.Group(router, hosts, ssh_options=options, python="/usr/bin/python3",
+                            backend=backend)
+    assert not group.call(pow, 2, 3).failed
+
+
 def test_a_host_that_stops_answering_fails_its_calls(router, sshd, backend):
     # The sshd process serving the connection is stopped: the kernel still acknowledges
     # TCP, but nothing answers any more, as from a host whose sshd hangs. The keepalives

@@ -19,9 +19,10 @@ acknowledges TCP), IdentityAgent=none (no agent), and BatchMode (paramiko
 never prompts).
 Other ssh_options, and ~/.ssh/config, are OpenSSH's only: they are refused
 with a clear error. Host keys are checked against ~/.ssh/known_hosts (or
-UserKnownHostsFile) unless check_host_keys or StrictHostKeyChecking says
-otherwise; keys accepted under "accept-new" are kept for the connection
-only, not written to the file.
+UserKnownHostsFile, read as paramiko_known_hosts says) unless check_host_keys
+or StrictHostKeyChecking says otherwise; a key accepted under "accept-new" is
+appended to the UserKnownHostsFile given, or, without one, kept for the
+connection only (as stock Fabric does).
 It runs on the controller only (no via=).
 """
 
@@ -333,17 +334,6 @@ class ParamikoSshMethod(SshMethod):
         _quiet_unless_logging_is_set_up()
         options = self.client_options()
         client = paramiko.SSHClient()
-        policy = options.get("StrictHostKeyChecking", "yes")
-        known_hosts = options.get("UserKnownHostsFile")
-        if policy in ("no", "off"):
-            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        else:
-            if known_hosts and known_hosts != "/dev/null":
-                _load_host_keys(client, os.path.expanduser(known_hosts), policy, name)
-            else:
-                client.load_system_host_keys()
-            client.set_missing_host_key_policy(
-                paramiko.AutoAddPolicy() if policy == "accept-new" else paramiko.RejectPolicy())
         keys = [os.path.expanduser(key) for key in self.identity_files
                 or ([options["IdentityFile"]] if "IdentityFile" in options else [])]
         try:
@@ -358,6 +348,7 @@ class ParamikoSshMethod(SshMethod):
         except ValueError:
             raise ValueError("ssh_options ConnectTimeout and Port must be numbers") from None
         user = self.user or options.get("User") or getpass.getuser()
+        _check_host_keys(client, options, self.host, port, name)
         try:
             if self._abandoned:
                 raise ConnectError(name, "abandoned: its router closed")
@@ -439,20 +430,29 @@ class ParamikoSshMethod(SshMethod):
         return ParamikoChild(client, channel, keep_alive)
 
 
-def _load_host_keys(client: Any, path: str, policy: str, name: str) -> None:
-    """The known hosts file as OpenSSH reads it: one that does not exist yet knows no
-    host (accept-new creates it for the key it adds, where its directory exists)."""
-    try:
-        client.load_host_keys(path)
-    except FileNotFoundError:
-        if policy != "accept-new":
-            return
+def _check_host_keys(client: Any, options: dict[str, str], host: str, port: int,
+                     name: str) -> None:
+    """Set client up to check the host's key as StrictHostKeyChecking and UserKnownHostsFile
+    say. Without a file of its own, keys come from ~/.ssh/known_hosts and one accepted
+    under accept-new is kept for the connection only (as stock Fabric's); a file given
+    gets it appended, as OpenSSH does, and one that does not exist yet knows no host."""
+    import paramiko
+
+    from transport.methods import paramiko_known_hosts as known_hosts
+
+    policy = options.get("StrictHostKeyChecking", "yes")
+    if policy in ("no", "off"):
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        return
+    given = options.get("UserKnownHostsFile")
+    path = os.path.expanduser(given or "~/.ssh/known_hosts")
+    if given != "/dev/null":
         try:
-            with open(path, "a"):
-                pass
-        except OSError:  # the key is accepted, not kept (OpenSSH warns and goes on):
-            client._host_keys_filename = None  # load_host_keys named it for saving first
-            return
-        client.load_host_keys(path)  # (paramiko saves new keys only to the file it loaded)
-    except OSError as e:
-        raise ConnectError(name, f"cannot read the known hosts file {path}: {e.strerror}") from None
+            known_hosts.give_known_keys(client, path, known_hosts.lookup_name(host, port))
+        except OSError as e:
+            if given:
+                raise ConnectError(name, f"cannot read the known hosts file {path}: "
+                                         f"{e.strerror}") from None
+    client.set_missing_host_key_policy(
+        known_hosts.AppendNewKeys(path if given and given != "/dev/null" else None)
+        if policy == "accept-new" else paramiko.RejectPolicy())
