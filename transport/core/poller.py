@@ -72,23 +72,20 @@ class Poller(object):
         return results
 
 
+NAMES = ('epoll', 'kqueue', 'poll', 'select')  # best first; select is everywhere
+
+
 def available_pollers():
     """Every backend this platform offers, best first."""
-    found = []
-    if hasattr(select, 'epoll'):
-        from transport.core.poller_epoll import EpollPoller
-        found.append(EpollPoller)
-    if hasattr(select, 'kqueue'):
-        from transport.core.poller_kqueue import KqueuePoller
-        found.append(KqueuePoller)
-    if hasattr(select, 'poll'):
-        from transport.core.poller_poll import PollPoller
-        found.append(PollPoller)
-    from transport.core.poller_select import SelectPoller
-    found.append(SelectPoller)
-    return found
+    return [_backend(name) for name in NAMES if name == 'select' or hasattr(select, name)]
 
 
 def best_poller():
-    """An instance of the best backend available here."""
-    return available_pollers()[0]()
+    """An instance of the best backend available here (only its module is imported)."""
+    return _backend(next(n for n in NAMES if n == 'select' or hasattr(select, n)))()
+
+
+def _backend(name):
+    """The poller class of transport.core.poller_<name>, e.g. EpollPoller."""
+    module = __import__('transport.core.poller_' + name, fromlist=['*'])
+    return getattr(module, name.capitalize() + 'Poller')
