@@ -262,6 +262,23 @@ def test_hashed_names_in_known_hosts_are_matched(router, sshd, tmp_path, backend
                       python="/usr/bin/python3", backend=backend).call(pow, 2, 2) == 4
 
 
+def test_known_hosts_files_are_read_in_order_and_the_first_gets_new_keys(router, sshd, tmp_path,
+                                                                         backend):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_text(_key_line(tmp_path, "web1.example.com"))
+    second.write_text(sshd.known_hosts.read_text())
+    options = {**sshd.ssh_options(), "UserKnownHostsFile": f"{first} {second}"}
+    assert router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
+                      python="/usr/bin/python3", backend=backend).call(pow, 2, 2) == 4
+    second.write_text("")
+    options["StrictHostKeyChecking"] = "accept-new"
+    assert router.ssh("127.0.0.2", port=sshd.port, user="tp-plain", ssh_options=options,
+                      python="/usr/bin/python3", backend=backend).call(pow, 2, 3) == 8
+    found = subprocess.run(["ssh-keygen", "-F", f"[127.0.0.2]:{sshd.port}", "-f", str(first)],
+                           capture_output=True, text=True)
+    assert found.returncode == 0 and second.read_text() == "", first.read_text()
+
+
 def test_hosts_accepted_at_once_are_all_kept(router, sshd, tmp_path, backend):
     # Each of paramiko's saves truncated the file and wrote what its connection knew.
     known_hosts = tmp_path / "known_hosts"

@@ -118,12 +118,14 @@ def lookup_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
-def give_known_keys(client: Any, path: str, name: str) -> None:
-    """Give client the keys the file at path lists for name (the first of each type, which
-    is the one paramiko compares with). OSError if the file cannot be read."""
+def give_known_keys(client: Any, paths: list[str], name: str) -> None:
+    """Give client the keys the files at paths list for name: the first of each type, the
+    one paramiko would compare with. OSError if a file exists but cannot be read."""
     with _lock:
-        known = _read(path)
-        entries = known.matching(name) if known is not None else []
+        entries = []
+        for path in paths:
+            known = _read(path)
+            entries += known.matching(name) if known is not None else []
     keys, types = client.get_host_keys(), set()
     for entry in entries:
         key_type = entry.key.get_name()

@@ -434,8 +434,9 @@ def _check_host_keys(client: Any, options: dict[str, str], host: str, port: int,
                      name: str) -> None:
     """Set client up to check the host's key as StrictHostKeyChecking and UserKnownHostsFile
     say. Without a file of its own, keys come from ~/.ssh/known_hosts and one accepted
-    under accept-new is kept for the connection only (as stock Fabric's); a file given
-    gets it appended, as OpenSSH does, and one that does not exist yet knows no host."""
+    under accept-new is kept for the connection only (as stock Fabric's); files given
+    (separated by spaces, as for ssh) are read in order and the first gets it appended,
+    as OpenSSH does; one that does not exist yet knows no host."""
     import paramiko
 
     from transport.methods import paramiko_known_hosts as known_hosts
@@ -445,14 +446,13 @@ def _check_host_keys(client: Any, options: dict[str, str], host: str, port: int,
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         return
     given = options.get("UserKnownHostsFile")
-    path = os.path.expanduser(given or "~/.ssh/known_hosts")
-    if given != "/dev/null":
-        try:
-            known_hosts.give_known_keys(client, path, known_hosts.lookup_name(host, port))
-        except OSError as e:
-            if given:
-                raise ConnectError(name, f"cannot read the known hosts file {path}: "
-                                         f"{e.strerror}") from None
+    paths = [os.path.expanduser(path) for path in (given or "~/.ssh/known_hosts").split()]
+    try:
+        known_hosts.give_known_keys(client, paths, known_hosts.lookup_name(host, port))
+    except OSError as e:
+        if given:
+            raise ConnectError(name, f"cannot read the known hosts file {e.filename}: "
+                                     f"{e.strerror}") from None
     client.set_missing_host_key_policy(
-        known_hosts.AppendNewKeys(path if given and given != "/dev/null" else None)
+        known_hosts.AppendNewKeys(paths[0] if given and paths[0] != "/dev/null" else None)
         if policy == "accept-new" else paramiko.RejectPolicy())
