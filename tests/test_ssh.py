@@ -11,13 +11,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
 import transport
 from tests import remote_functions as rf
 from tests.support.interpreters import find_interpreters
-from tests.support.sshd import APP_PASSWORD, LOGIN_SHELLS, free_port
+from tests.support.sshd import APP_PASSWORD, LOGIN_SHELLS, SshServer, free_port
 from transport.bootstrap import build, shell_join
 from transport.methods.ssh import SshMethod
 
@@ -125,6 +126,36 @@ def test_paramiko_option_values_that_are_not_numbers_are_named(router, option):
         router.ssh("127.0.0.1", backend="paramiko", ssh_options={option: "abc"})
 
 
+@pytest.mark.parametrize("options, said", [
+    ({"StrictHostKeyChecking": "maybe"}, "StrictHostKeyChecking must be one of yes, accept-new"),
+    ({"UserKnownHostsFile": "  "}, "UserKnownHostsFile is empty"),
+    ({"UserKnownHostsFile": "~/.ssh/known_hosts.%h"}, "does not expand ssh's %-tokens"),
+])
+def test_paramiko_host_key_options_it_cannot_honour_are_named(router, options, said):
+    # A blank file list was an IndexError; %h made one file literally named ...%h.
+    with pytest.raises(ValueError, match=re.escape(said)):
+        router.ssh("127.0.0.1", backend="paramiko", ssh_options=options)
+
+
+def test_host_key_options_are_read_as_ssh_reads_them(router, sshd, tmp_path, monkeypatch,
+                                                      backend):
+    # Values in any case, false for off; `none` for no file (paramiko wrote ./none).
+    monkeypatch.chdir(tmp_path)
+    options = {**sshd.ssh_options(), "UserKnownHostsFile": str(tmp_path / "empty"),
+               "StrictHostKeyChecking": "False"}
+    assert router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
+                      python="/usr/bin/python3", backend=backend).call(pow, 2, 2) == 4
+    options.update(UserKnownHostsFile=str(tmp_path / "empty2"), StrictHostKeyChecking="Yes")
+    with pytest.raises(transport.HostKeyError):
+        router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
+                   python="/usr/bin/python3", backend=backend)
+    if backend == "paramiko":  # (OpenSSH will not accept a key it cannot record)
+        options.update(UserKnownHostsFile="none", StrictHostKeyChecking="accept-new")
+        assert router.ssh("127.0.0.1", port=sshd.port, user="tp-plain", ssh_options=options,
+                          python="/usr/bin/python3", backend=backend).call(pow, 2, 3) == 8
+    assert set(os.listdir(tmp_path)) <= {"empty"}  # (what OpenSSH records under off)
+
+
 def test_a_proxy_commands_failure_is_named(router, sshd):
     with pytest.raises(transport.ConnectError) as info:
         router.ssh("127.0.0.1", port=sshd.port, user="tp-plain",
@@ -222,10 +253,10 @@ def test_an_unknown_or_changed_host_key_is_a_host_key_error(router, sshd, backen
             if backend == "openssh" else "known as SHA256:" in str(info.value))
 
 
-def _key_line(tmp_path, names: str) -> str:
+def _key_line(tmp_path, names: str, key_type: str = "ed25519") -> str:
     """A known_hosts line giving names a key of a host that does not exist."""
     path = tmp_path / f"key-{len(list(tmp_path.glob('key-*')))}"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", key_type, "-N", "", "-f", str(path)], check=True)
     return names + " " + " ".join(path.with_suffix(".pub").read_text().split()[:2]) + "\n"
 
 
@@ -279,15 +310,33 @@ def test_known_hosts_files_are_read_in_order_and_the_first_gets_new_keys(router,
     assert found.returncode == 0 and second.read_text() == "", first.read_text()
 
 
+def test_a_host_is_checked_by_the_key_types_known_for_it(router, test_users, tmp_path, backend):
+    # paramiko asked for the first known type only: a stale RSA key listed first, the
+    # server chose ed25519, not known here, and a good host looked changed.
+    workdir = Path(tempfile.mkdtemp(prefix="transport-sshd-"))
+    try:
+        with SshServer(workdir, ("127.0.0.1",), more_host_keys=("ecdsa",)) as server:
+            name = f"[127.0.0.1]:{server.port}"
+            ecdsa = " ".join((workdir / "host_key_ecdsa.pub").read_text().split()[:2])
+            server.known_hosts.write_text(_key_line(tmp_path, name, "rsa") + f"{name} {ecdsa}\n")
+            ctx = router.ssh("127.0.0.1", port=server.port, user="tp-plain", backend=backend,
+                             ssh_options=server.ssh_options(), python="/usr/bin/python3")
+            assert ctx.call(pow, 2, 2) == 4
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def test_hosts_accepted_at_once_are_all_kept(router, sshd, tmp_path, backend):
     # Each of paramiko's saves truncated the file and wrote what its connection knew.
     known_hosts = tmp_path / "known_hosts"
     options = {**sshd.ssh_options(), "UserKnownHostsFile": str(known_hosts),
                "StrictHostKeyChecking": "accept-new"}
     hosts = [f"tp-plain@{address}:{sshd.port}" for address in sshd.addresses]
-    group = transport.Group(router, hosts, ssh_options=options, python="/usr/bin/python3",
+    group = transport.Group(router, hosts * 3, ssh_options=options, python="/usr/bin/python3",
                             backend=backend)
     assert not group.call(pow, 2, 2).failed
+    if backend == "paramiko":  # (not asked of OpenSSH: its clients are separate processes)
+        assert len(known_hosts.read_text().splitlines()) == len(hosts), known_hosts.read_text()
     for address in sshd.addresses:  # (OpenSSH hashes the names it adds, as configured here)
         found = subprocess.run(["ssh-keygen", "-F", f"[{address}]:{sshd.port}", "-f",
                                 str(known_hosts)], capture_output=True, text=True)

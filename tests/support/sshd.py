@@ -111,8 +111,11 @@ class SshServer:
     """sshd on `addresses` at one free port, with keys and config in `workdir`."""
 
     def __init__(self, workdir: Path, addresses: tuple[str, ...] = ("127.0.0.1",),
-                 port: int | None = None) -> None:
+                 port: int | None = None, more_host_keys: tuple[str, ...] = ()) -> None:
+        """more_host_keys: key types (ssh-keygen -t) the server has besides its ed25519
+        key, in host_key_<type>; known_hosts lists only the ed25519 one."""
         self.workdir = Path(workdir)
+        self.more_host_keys = more_host_keys
         self.addresses = addresses
         self.port = port or free_port()
         self.client_key = self.workdir / "client_key"
@@ -133,9 +136,11 @@ class SshServer:
             raise EnvironmentProblem(f"{SSHD} not found: {INSTALL_HINT}")
         self.workdir.mkdir(parents=True, exist_ok=True)
         host_key = self.workdir / "host_key"
-        for key in (host_key, self.client_key):
+        host_keys = [host_key, *(self.workdir / f"host_key_{t}" for t in self.more_host_keys)]
+        for key, key_type in [(self.client_key, "ed25519"), (host_key, "ed25519"),
+                              *zip(host_keys[1:], self.more_host_keys)]:
             if not key.exists():
-                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
+                subprocess.run(["ssh-keygen", "-q", "-t", key_type, "-N", "", "-f", str(key)],
                                check=True)
         # sshd reads authorized keys as the user logging in: every directory on the
         # way must be searchable by the test users.
@@ -155,14 +160,14 @@ class SshServer:
         # One sshd listens on at most 16 sockets: more addresses take more servers.
         for index in range(0, len(self.addresses), MAX_LISTEN):
             self._start_one(index // MAX_LISTEN, self.addresses[index:index + MAX_LISTEN],
-                            host_key, keys_dir)
+                            host_keys, keys_dir)
 
-    def _start_one(self, number: int, addresses: tuple[str, ...], host_key: Path,
+    def _start_one(self, number: int, addresses: tuple[str, ...], host_keys: list[Path],
                    keys_dir: Path) -> None:
         config = self.workdir / f"sshd_config.{number}"
         log = self.log if number == 0 else self.workdir / f"sshd.{number}.log"
-        config.write_text("".join(f"ListenAddress {a}:{self.port}\n" for a in addresses) + f"""\
-HostKey {host_key}
+        config.write_text("".join(f"ListenAddress {a}:{self.port}\n" for a in addresses)
+                          + "".join(f"HostKey {key}\n" for key in host_keys) + f"""\
 PidFile {self.workdir}/sshd.{number}.pid
 AuthorizedKeysFile {keys_dir}/%u
 StrictModes no

@@ -118,20 +118,22 @@ def lookup_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
-def give_known_keys(client: Any, paths: list[str], name: str) -> None:
+def give_known_keys(client: Any, paths: list[str], name: str) -> list[str]:
     """Give client the keys the files at paths list for name: the first of each type, the
-    one paramiko would compare with. OSError if a file exists but cannot be read."""
+    one paramiko would compare with; return their types, in file order. OSError if a
+    file exists but cannot be read."""
     with _lock:
         entries = []
         for path in paths:
             known = _read(path)
             entries += known.matching(name) if known is not None else []
-    keys, types = client.get_host_keys(), set()
+    keys, types = client.get_host_keys(), []
     for entry in entries:
         key_type = entry.key.get_name()
         if key_type not in types:
-            types.add(key_type)
+            types.append(key_type)
             keys.add(name, key_type, entry.key)
+    return types
 
 
 class AppendNewKeys(paramiko.MissingHostKeyPolicy):
@@ -148,6 +150,10 @@ class AppendNewKeys(paramiko.MissingHostKeyPolicy):
         line = f"{hostname} {key.get_name()} {key.get_base64()}\n".encode()
         try:
             with _lock:
+                known = _read(self.path)  # another connection may have added it meanwhile
+                if known is not None and any(entry.key.asbytes() == key.asbytes()
+                                             for entry in known.matching(hostname)):
+                    return
                 fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
                 try:
                     size = os.fstat(fd).st_size

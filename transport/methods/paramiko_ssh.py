@@ -348,7 +348,7 @@ class ParamikoSshMethod(SshMethod):
         except ValueError:
             raise ValueError("ssh_options ConnectTimeout and Port must be numbers") from None
         user = self.user or options.get("User") or getpass.getuser()
-        _check_host_keys(client, options, self.host, port, name)
+        known_types = _check_host_keys(client, options, self.host, port, name)
         try:
             if self._abandoned:
                 raise ConnectError(name, "abandoned: its router closed")
@@ -364,7 +364,7 @@ class ParamikoSshMethod(SshMethod):
                                         and options.get("IdentitiesOnly") != "yes"),
                            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
                            compress=options.get("Compression") == "yes",
-                           sock=sock)
+                           sock=sock, transport_factory=_preferring(known_types))
             channel = client.get_transport().open_session(timeout=timeout)
             # paramiko waits for the answer to the command request without a deadline.
             fired = threading.Event()
@@ -430,29 +430,70 @@ class ParamikoSshMethod(SshMethod):
         return ParamikoChild(client, channel, keep_alive)
 
 
+# StrictHostKeyChecking's values, as ssh reads them (in any case); ask is yes: none prompts.
+STRICT_VALUES = {"yes": "yes", "true": "yes", "ask": "yes", "accept-new": "accept-new",
+                 "no": "no", "off": "no", "false": "no"}
+
+
 def _check_host_keys(client: Any, options: dict[str, str], host: str, port: int,
-                     name: str) -> None:
+                     name: str) -> list[str]:
     """Set client up to check the host's key as StrictHostKeyChecking and UserKnownHostsFile
-    say. Without a file of its own, keys come from ~/.ssh/known_hosts and one accepted
-    under accept-new is kept for the connection only (as stock Fabric's); files given
-    (separated by spaces, as for ssh) are read in order and the first gets it appended,
-    as OpenSSH does; one that does not exist yet knows no host."""
+    say; return the types of the keys known for it, in file order. Without a file of
+    its own, keys come from ~/.ssh/known_hosts and one accepted under accept-new is kept
+    for the connection only (as stock Fabric's); files given (separated by spaces, as
+    for ssh; `none` is none) are read in order and the first gets it appended, as
+    OpenSSH does; one that does not exist yet knows no host."""
     import paramiko
 
     from transport.methods import paramiko_known_hosts as known_hosts
 
-    policy = options.get("StrictHostKeyChecking", "yes")
-    if policy in ("no", "off"):
+    value = options.get("StrictHostKeyChecking", "yes")
+    policy = STRICT_VALUES.get(value.lower())
+    if policy is None:
+        raise ValueError(f"ssh_options StrictHostKeyChecking must be one of yes, accept-new, "
+                         f"no, off or ask, not {value!r}")
+    if policy == "no":
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        return
+        return []
     given = options.get("UserKnownHostsFile")
-    paths = [os.path.expanduser(path) for path in (given or "~/.ssh/known_hosts").split()]
+    if given is not None and not given.split():
+        raise ValueError("ssh_options UserKnownHostsFile is empty")
+    if given is not None and ("%" in given or "${" in given):
+        raise ValueError(f"ssh_options UserKnownHostsFile {given!r}: the paramiko backend "
+                         "does not expand ssh's %-tokens and ${...}: give the path itself, "
+                         "or use backend='openssh'")
+    paths = [os.path.expanduser(path) for path in (given or "~/.ssh/known_hosts").split()
+             if path.lower() not in ("none", "/dev/null")]
     try:
-        known_hosts.give_known_keys(client, paths, known_hosts.lookup_name(host, port))
+        known_types = known_hosts.give_known_keys(client, paths,
+                                                  known_hosts.lookup_name(host, port))
     except OSError as e:
-        if given:
+        if not given:
+            known_types = []
+        else:
             raise ConnectError(name, f"cannot read the known hosts file {e.filename}: "
                                      f"{e.strerror}") from None
     client.set_missing_host_key_policy(
-        known_hosts.AppendNewKeys(paths[0] if given and paths[0] != "/dev/null" else None)
+        known_hosts.AppendNewKeys(paths[0] if given and paths else None)
         if policy == "accept-new" else paramiko.RejectPolicy())
+    return known_types
+
+
+def _preferring(known_types: list[str]) -> Callable[..., Any]:
+    """A paramiko Transport factory that asks for the host key types known for the host
+    before the others. (paramiko itself moves only the first known type forward: where
+    the server no longer had that one, it chose a type not known, and a good host
+    looked changed.)"""
+    import paramiko
+
+    wanted = [name for known in known_types
+              for name in (("rsa-sha2-512", "rsa-sha2-256") if known == "ssh-rsa" else (known,))]
+
+    def factory(*args: Any, **kwargs: Any) -> Any:
+        transport = paramiko.Transport(*args, **kwargs)
+        options = transport.get_security_options()
+        first = [name for name in wanted if name in options.key_types]
+        options.key_types = first + [name for name in options.key_types if name not in first]
+        return transport
+
+    return factory
