@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from tests.support.interpreters import find_interpreters
 from tests.support.processes import answer_on_a_terminal
 from tests.support.sshd import LOGIN_PASSWORD, PASSWORD_USER, SUDO_PASSWORD
 
@@ -116,6 +117,18 @@ def test_one_host_prints_the_output_as_the_command_gave_it(ssh_opts):
     assert (out.returncode, out.stdout) == (127, "")
     assert out.stderr == ("transport: tp-plain@127.0.0.1: [Errno 2] No such file or directory: "
                           "'no-such-command'\n")
+
+
+@pytest.mark.parametrize("label", ["2.7", "3.6", "3.13"])
+def test_a_command_that_cannot_start_exits_as_from_a_shell_on_every_python(label, tmp_path):
+    # A 2.7 target raises OSError, not FileNotFoundError: it exited 255 with a traceback.
+    python = find_interpreters()[label]
+    (tmp_path / "not-runnable").write_text("echo ran\n")
+    for argv, status in ((["no-such-command"], 127), ([str(tmp_path / "not-runnable")], 126),
+                         ([str(tmp_path)], 126)):
+        out = transport_cli("--python", python, "run", "--", *argv, "arg")
+        assert (out.returncode, out.stdout) == (status, ""), out.stderr
+        assert out.stderr.startswith("transport: localhost: [Errno "), out.stderr
 
 
 @pytest.mark.parametrize("backend", ["openssh", "paramiko"])

@@ -25,6 +25,7 @@ rather than a key get it the same way: -k, or $TRANSPORT_SSH_PASSWORD.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import os
@@ -49,7 +50,23 @@ SSH_FAILED = 255  # ssh's status when it cannot run the command at all
 # A command that could not be started, with a shell's status for it.
 NOT_STARTED = {"FileNotFoundError": 127, "PermissionError": 126, "NotADirectoryError": 126,
                "IsADirectoryError": 126}
+# What a Python 2.7 target raises instead: an OSError, told apart by its errno.
+NOT_STARTED_ERRNO = {errno.ENOENT: 127, errno.EACCES: 126, errno.ENOTDIR: 126, errno.EISDIR: 126}
 OUTPUT_WIDTH = 100  # of a first line of output in the table
+
+
+def _not_started_status(error: BaseException) -> int | None:
+    """A shell's status for a command that could not start (127 not found, 126 not
+    runnable), if error says so."""
+    if not isinstance(error, transport.RemoteError):
+        return None
+    if error.remote_type in NOT_STARTED:
+        return NOT_STARTED[error.remote_type]
+    message = error.remote_message
+    if error.remote_type in ("OSError", "exceptions.OSError") and message.startswith("[Errno "):
+        number = message[len("[Errno "):].partition("]")[0]
+        return NOT_STARTED_ERRNO.get(int(number)) if number.isdigit() else None
+    return None
 
 
 def _parse_arg(text: str) -> Any:
@@ -494,10 +511,10 @@ def _report(options: argparse.Namespace, results: GroupResult) -> int:
             if _our_output_closed(result.error):
                 return BROKEN_PIPE
             error = result.error
-            if (options.command == "run" and isinstance(error, transport.RemoteError)
-                    and error.remote_type in NOT_STARTED):  # a command given as its words
+            status = _not_started_status(error) if options.command == "run" else None
+            if status is not None:  # a command given as its words
                 print(f"transport: {error.host}: {error.remote_message}", file=sys.stderr)
-                return NOT_STARTED[error.remote_type]
+                return status
             # On stderr, as ssh reports its own failures: stdout is the command's alone.
             advice = _advice(error)
             print(f"transport: {error}" + (f" ({advice})" if advice else ""), file=sys.stderr)
