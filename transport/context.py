@@ -390,9 +390,11 @@ class Context:
     def call_async(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         """Start fn(*args, **kwargs) in the context; return a concurrent.futures.Future.
 
-        fn must be importable by name (a module-level function, classmethod or
-        builtin); arguments and the return value must be plain data (None,
-        bool, int, float, str, bytes, list, tuple, dict, set). The future's
+        fn must be importable by name (a module-level function, a classmethod or
+        staticmethod, a builtin or a built-in type's method such as dict.get);
+        arguments and the return value must be plain data (None, bool, int,
+        float, str, bytes, list, tuple, dict, set, frozenset; a named tuple
+        arrives as a tuple that keeps its fields as attributes). The future's
         result(timeout) raises transport.Timeout when the timeout passes. The
         call is sent at once, so the future is running from the start and
         cancel() returns False.

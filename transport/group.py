@@ -226,7 +226,8 @@ class Group:
 
     def get(self, remote_path: str | os.PathLike[str],
             local_path: str | os.PathLike[str]) -> GroupResult:
-        """remote_path from every host to local_path, which must contain "{host}"."""
+        """remote_path from every host to local_path, in which "{host}" stands for each
+        host (required with more than one host). Its directory must exist, as for scp."""
         from transport.files import path_argument
 
         local_path = path_argument(local_path, "local_path")
