@@ -814,6 +814,35 @@ def test_a_remote_port_in_use_is_an_os_error_when_the_forward_starts(sshd):
         targets.close()
 
 
+@pytest.mark.parametrize("label", ["2.7", "3.6"])
+def test_old_target_pythons_fail_and_name_paths_as_new_ones_do(label, tmp_path, monkeypatch):
+    # A 2.7 target's socket.error was a RemoteError, not an OSError; normalize() and
+    # chdir() gave 2.7 and 3.6 under the C locale a non-ASCII path as text they refused.
+    import errno
+    import socket
+
+    from adapters.fabric.file_transfer import TransportSFTP, local_os_error
+    from tests.support.interpreters import find_interpreters
+
+    monkeypatch.setenv("LC_ALL", "C")
+    monkeypatch.delenv("LANG", raising=False)
+    directory = tmp_path / "d\u00e9"
+    directory.mkdir()
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    with busy, transport.Router() as router:
+        ctx = router.local(python=find_interpreters()[label])
+        sftp = TransportSFTP(ctx)
+        assert sftp.normalize(str(directory / ".." / directory.name)) == str(directory)
+        sftp.chdir(str(directory))
+        assert sftp.getcwd() == str(directory)
+        with pytest.raises(transport.RemoteError) as info:
+            ctx.forward_remote(busy.getsockname()[1], 1, remote_host="127.0.0.1")
+        error = local_os_error(ctx, info.value)
+        assert isinstance(error, OSError) and error.errno == errno.EADDRINUSE, error
+
+
 def test_a_get_never_makes_a_special_file_here(sshd, tmp_path):
     # Fabric's get chmods the local file to the remote one's mode, which a host says:
     # its permission bits only (as transport's own get), where stock's takes setuid too.

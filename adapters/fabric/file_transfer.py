@@ -21,6 +21,7 @@ import os
 import posixpath
 import re
 import shutil
+import socket
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -38,11 +39,13 @@ Progress = Callable[[int, int], Any]  # paramiko's callback(bytes so far, total 
 
 def local_os_error(context: transport.Context, error: transport.RemoteError) -> Exception:
     """A remote OSError as the same local type with its errno (what paramiko's SFTP
-    raises: `e.errno == errno.ENOENT` checks work), naming the host."""
-    kind = getattr(builtins, error.remote_type.rpartition(".")[2], None)
+    raises: `e.errno == errno.ENOENT` checks work), naming the host. A 2.7 target's
+    socket.error (an IOError there) is an OSError, as on Python 3."""
+    module, _, name = error.remote_type.rpartition(".")
+    kind = getattr(socket if module in ("socket", "_socket") else builtins, name, None)
     if not (isinstance(kind, type) and issubclass(kind, OSError)):
         return error
-    coded = re.match(r"\[Errno (\d+)\] (.*)\Z", error.remote_message, re.S)
+    coded = re.match(r"\[Errno (-?\d+)\] (.*)\Z", error.remote_message, re.S)
     if coded is None:
         return kind(f"{context.name}: {error.remote_message}")
     return kind(int(coded.group(1)), f"{context.name}: {coded.group(2)}")
@@ -87,7 +90,7 @@ class TransportSFTP:
         self._cwd = path
 
     def normalize(self, path: str) -> str:
-        return self._call(posixpath.realpath, self._path(path))
+        return self._call(files.real_path, self._path(path))
 
     def stat(self, path: str) -> os.stat_result:
         return self._stat_result(self._call(files.path_stat, self._path(path)))

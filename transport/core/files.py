@@ -399,6 +399,11 @@ def path_call(name, path, *args):
     return getattr(os, name)(os_string(path), *args)
 
 
+def real_path(path):
+    """os.path.realpath, for a path given as text in any encoding (SFTP's normalize)."""
+    return os.path.realpath(os_string(path))
+
+
 def rename(old, new, replace=True):
     """os.rename; with replace=False an existing new is refused (EEXIST), as SFTP's RENAME
     refuses it."""
