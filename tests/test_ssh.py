@@ -35,6 +35,30 @@ def _ssh(router, sshd, backend, user="tp-plain", address="127.0.0.1", **kwargs):
                       backend=backend, **kwargs)
 
 
+def test_a_connect_that_times_out_hangs_up_its_session(router, sshd, backend, caplog):
+    # paramiko's child had no terminate(): giving up failed in the broker (a traceback),
+    # and the session, its threads and the late interpreter stayed until the router closed.
+    import threading
+
+    directory = Path(tempfile.mkdtemp(prefix="transport-slow-python-"))
+    directory.chmod(0o755)
+    slow = directory / "python3"
+    slow.write_text('#!/bin/sh\nsleep 4\nexec /usr/bin/python3 "$@"\n')
+    slow.chmod(0o755)
+    try:
+        with pytest.raises(transport.ConnectError, match="timed out after 1s waiting for the "
+                                                         "interpreter to start"):
+            _ssh(router, sshd, backend, python=str(slow), connect_timeout=1)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(
+                t.name.startswith("transport-paramiko") for t in threading.enumerate()):
+            time.sleep(0.05)
+        assert [t.name for t in threading.enumerate() if t.name.startswith("transport-paramiko")] == []
+        assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def test_call_over_ssh_runs_as_the_login_user(router, sshd, backend):
     ctx = _ssh(router, sshd, backend)
     import pwd

@@ -103,7 +103,8 @@ class _DataArrived:
 
 
 class ParamikoChild:
-    """Looks like a spawned child to the core's Connection: fds, poll() and kill()."""
+    """Looks like a spawned child to the core's Connection: fds, poll(), kill() and
+    terminate()."""
 
     def __init__(self, client: Any, channel: Any, keep_alive: KeepAlive | None = None) -> None:
         self.client = client
@@ -185,6 +186,11 @@ class ParamikoChild:
         return self.status
 
     def kill(self) -> None:
+        _hang_up(self.client)
+
+    def terminate(self) -> None:
+        """As kill(): a session has no gentler end to ask for (a Connection giving up on a
+        start calls it)."""
         _hang_up(self.client)
 
 
