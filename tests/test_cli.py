@@ -360,6 +360,36 @@ def test_a_second_ctrl_c_leaves_at_once(ssh_opts):
     assert (cli.returncode, err) == (130, "")
 
 
+def test_a_second_ctrl_c_while_the_first_is_passed_on_leaves_at_once(ssh_opts):
+    # The second KeyboardInterrupt came while the first was being passed on to the hosts'
+    # commands (_interrupt, slowed here as by a few hundred hosts), left through the
+    # router's close (5 s, then a hang-up) and only then reached the exit.
+    marker = f"34.{os.getpid()}"
+    program = ("import sys, time\n"
+               "from transport import cli\n"
+               "passing_on = cli._interrupt\n"
+               "cli._interrupt = lambda router: (time.sleep(1), passing_on(router))\n"
+               "sys.exit(cli.main(sys.argv[1:]))\n")
+    cli = subprocess.Popen([sys.executable, "-c", program, "-H",
+                            "tp-plain@127.0.0.1,tp-plain@127.0.0.2", *ssh_opts,
+                            "--python", PY, "run", "--", f"sleep {marker}"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(_remote_sleeps(marker)) < 2:
+            assert time.monotonic() < deadline and cli.poll() is None, cli.communicate()
+            time.sleep(0.05)
+        cli.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # within the first one's passing on
+        cli.send_signal(signal.SIGINT)
+        out, err = cli.communicate(timeout=4)  # not after the close's 5 s
+    finally:
+        cli.kill()
+        subprocess.run(["pkill", "-u", "tp-plain", "-f", f"^sleep {marker}$"])
+    assert cli.returncode == 130, err
+
+
 def test_sudo_password_from_the_environment(ssh_opts):
     # --sudo had no way to give a password: only hosts with NOPASSWD rules could be used.
     host = "tp-sudo@127.0.0.1"

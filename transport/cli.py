@@ -38,7 +38,7 @@ from transport.group import Group, GroupResult, HostResult, local_path_for, logi
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, NoReturn
 
 LOCAL = "localhost"
 # Where a run without a terminal finds sudo's password (as invoke's INVOKE_SUDO_PASSWORD).
@@ -435,17 +435,24 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 results = _results(router, options, hosts, task)
             except KeyboardInterrupt:
-                _interrupt(router)
+                try:
+                    _interrupt(router)
+                except KeyboardInterrupt:  # again, while the first is passed on
+                    _leave_now()
                 return INTERRUPTED  # leaving the with closes the router: it hangs up on the rest
         return _report(options, results)
-    except KeyboardInterrupt:  # again, while the router closes: leave now
-        # The targets see their connection end and hang up on their commands; the
-        # threads still waiting on them would hold up a normal exit.
-        sys.stdout.flush()
-        os._exit(INTERRUPTED)
+    except KeyboardInterrupt:  # again, while the router closes
+        _leave_now()
     except BrokenPipeError:  # our stdout's reader is gone (| head): end quietly, as ssh does
         _quiet_stdout()
         return BROKEN_PIPE
+
+
+def _leave_now() -> NoReturn:
+    """A second Ctrl-C: exit at once. The targets see their connection end and hang up on
+    their commands; the threads still waiting on them would hold up a normal exit."""
+    sys.stdout.flush()
+    os._exit(INTERRUPTED)
 
 
 def _sudo_password(options: argparse.Namespace) -> str | None:
