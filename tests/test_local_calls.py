@@ -337,6 +337,23 @@ def test_a_last_stderr_line_without_a_newline_is_logged(router, caplog):
         f"{ctx.name}: no newline at the end"]
 
 
+@pytest.mark.parametrize("label", ["2.7", "3.6", "system"])
+def test_a_call_prints_text_that_is_not_ascii_on_every_python(label, monkeypatch, caplog):
+    # 2.7 (always) and 3.6 (under the C locale) print on a pipe in ASCII: the call failed
+    # with a UnicodeEncodeError where 3.7+ printed it.
+    from tests.support.interpreters import find_interpreters
+
+    monkeypatch.setenv("LC_ALL", "C")
+    monkeypatch.delenv("LANG", raising=False)
+    with caplog.at_level(logging.INFO, logger="transport.stderr"):
+        with transport.Router() as router:
+            ctx = router.local(python=find_interpreters()[label])
+            assert ctx.call(rf.print_unflushed, "caf\u00e9 out", "caf\u00e9 err") == "printed"
+            ctx.shutdown()
+    lines = [r.getMessage() for r in caplog.records if r.name == "transport.stderr"]
+    assert f"{ctx.name}: caf\u00e9 out" in lines and f"{ctx.name}: caf\u00e9 err" in lines, lines
+
+
 def test_a_script_ends_after_a_warning_logged_on_one_of_our_threads(tmp_path):
     # The script imports neither logging nor threading: the warning (as the module server
     # logs one) must not import them on that thread, which Python would then take for the

@@ -22,13 +22,15 @@ fatal error's message) would then be lost with it.
 """
 from __future__ import absolute_import
 
+import codecs
 import errno
 import fcntl
+import io
 import os
 import select
 import sys
 
-from transport.core.compat import retry_eintr, set_cloexec
+from transport.core.compat import PY2, retry_eintr, set_cloexec
 
 MAX_FD = 65536
 CHUNK = 65536
@@ -71,6 +73,43 @@ def relay_stderr():
     os.dup2(data_w, 2)
     os.close(data_w)
     _alive = alive_w
+    for name in ('stdout', 'stderr'):
+        setattr(sys, name, _printing_utf8(getattr(sys, name)))
+
+
+def _printing_utf8(stream):
+    """stream, or one that writes text to it as UTF-8 where its encoding is ASCII (a pipe
+    on 2.7, or 3.6 under the C locale), which refuses any other text: a call that prints
+    "caf\u00e9" must not fail for it, as it does not on 3.7+."""
+    encoding = getattr(stream, 'encoding', None) or 'ascii'
+    try:
+        if codecs.lookup(encoding).name != 'ascii':
+            return stream
+    except LookupError:
+        return stream
+    if PY2:
+        return _Utf8File(stream)
+    return io.TextIOWrapper(stream.buffer, 'utf-8', stream.errors,
+                            line_buffering=stream.line_buffering)
+
+
+class _Utf8File(object):
+    """A Python 2 file that writes unicode as UTF-8 (and str as it is)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        if isinstance(text, unicode):  # noqa: F821 (Python 2 only)
+            text = text.encode('utf-8')
+        self._stream.write(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def _fork():
