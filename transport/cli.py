@@ -63,7 +63,7 @@ def _not_started_status(error: BaseException) -> int | None:
     if error.remote_type in NOT_STARTED:
         return NOT_STARTED[error.remote_type]
     message = error.remote_message
-    if error.remote_type in ("OSError", "exceptions.OSError") and message.startswith("[Errno "):
+    if error.remote_type == "OSError" and message.startswith("[Errno "):
         number = message[len("[Errno "):].partition("]")[0]
         return NOT_STARTED_ERRNO.get(int(number)) if number.isdigit() else None
     return None

@@ -41,9 +41,8 @@ class _KnownHostsFile:
     """One version (content) of a known hosts file, indexed by host name; a line's key is
     parsed when a host it names is looked up."""
 
-    def __init__(self, content: bytes, parsed: dict[str, Any]) -> None:
+    def __init__(self, content: bytes, before: _KnownHostsFile | None) -> None:
         self.content = content
-        self.parsed = parsed  # line -> HostKeyEntry, or None if unusable (kept across versions)
         self.lines: list[str] = []
         self.plain: dict[str, list[int]] = {}  # name -> indexes into lines, in file order
         self.hashed: list[tuple[bytes, bytes, int]] = []  # (salt, digest, index)
@@ -62,6 +61,10 @@ class _KnownHostsFile:
                         self.hashed.append((*salt_digest, index))
                 else:
                     self.plain.setdefault(name, []).append(index)
+        # line -> HostKeyEntry, or None if unusable: what the version before parsed is kept
+        kept = set(self.lines)
+        self.parsed = {line: entry for line, entry in before.parsed.items()
+                       if line in kept} if before is not None else {}
 
     def matching(self, name: str) -> list[Any]:
         """The usable entries that list name, in file order."""
@@ -106,10 +109,7 @@ def _read(path: str) -> _KnownHostsFile | None:
         return None
     known = _files.get(path)
     if known is None or known.content != content:
-        lines = set(line.strip() for line in content.decode("utf-8", "replace").splitlines())
-        parsed = {line: entry for line, entry in known.parsed.items()
-                  if line in lines} if known is not None else {}
-        known = _files[path] = _KnownHostsFile(content, parsed)
+        known = _files[path] = _KnownHostsFile(content, known)
     return known
 
 
